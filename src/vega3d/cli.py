@@ -1,0 +1,57 @@
+"""The ``vega3d`` command: one subcommand per job.
+
+Each subpackage that offers a job has a small ``cli`` module with
+``register(subparsers)``, which adds its subcommands and sets ``func`` on them.
+Handlers import heavy libraries lazily so ``vega3d --help`` stays fast. A handler
+returns an exit code (0 on success). :class:`vega3d.Vega3DError` is printed as a
+one-line error with exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vega3d.errors import Vega3DError
+
+# Modules that add subcommands, in the order they appear in ``vega3d --help``.
+COMMAND_MODULES = (
+    "vega3d.demo",
+    "vega3d.simulator.cli",
+    "vega3d.probe.cli",
+    "vega3d.store.cli",
+    "vega3d.mllm.cli",
+    "vega3d.eval.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vega3d",
+        description="Implicit 3D priors of video generation models for multimodal LLMs (VEGA-3D).",
+    )
+    from vega3d import __version__
+
+    parser.add_argument("--version", action="version", version=f"vega3d {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except Vega3DError as err:
+        print(f"vega3d {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
