@@ -1,0 +1,75 @@
+"""The noise level at which the simulator reads the DiT: Wan's own flow schedule.
+
+Wan2.1 samples with ``FlowUniPCMultistepScheduler(num_train_timesteps=1000, shift=1)`` and
+``set_timesteps(steps, shift=shift)``. With ``steps = num_train_timesteps`` that builds the
+grid (float64 unless noted; ``n = num_train_timesteps``, ``s = shift``)::
+
+    sigma_max = float32(1 - 1/n)            # 0.999 rounded through float32, as Wan does
+    u_k       = linspace(sigma_max, 0, n + 1)[k]          for k = 0 .. n-1
+    sigma_k   = s * u_k / (1 + (s - 1) * u_k)             # the shift
+    t_k       = int64(sigma_k * n)                        # truncation, the DiT's timestep
+
+:func:`flow_noise_level` picks the grid point whose ``t_k`` is nearest to the requested
+``timestep`` (ties go to the larger timestep, i.e. the first grid point) and returns the DiT
+timestep ``t_k`` and ``sigma_k`` rounded to float32. For ``timestep=300, shift=5`` that is
+``t = 299, sigma = 0.29992384``; 100 → 101, 200 → 201, 500 → 500, 700 → 700.
+
+The same grid comes out of diffusers'
+``UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=s, prediction_type="flow_prediction")``
+when given ``set_timesteps(sigmas=linspace(float32(1 - 1/n), 0, n + 1)[:-1])``
+(tests/simulator/test_noise.py checks this); its default ``set_timesteps(1000)`` grid,
+``linspace(1, 1/n, n+1)``, is slightly different and is *not* Wan's.
+
+The noised latent is ``x_t = (1 - sigma) * z + sigma * eps`` (rectified flow).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+
+from vega3d.errors import Vega3DError
+
+
+def flow_sigma_grid(shift: float = 5.0, num_train_timesteps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Wan's FlowUniPC grid at ``num_train_timesteps`` steps.
+
+    Returns ``(timesteps (n,) int64, sigmas (n,) float32)``, both descending.
+    """
+    _check_shift(shift)
+    n = _check_num_train_timesteps(num_train_timesteps)
+    sigma_max = float(np.float32(1.0 - 1.0 / n))
+    u = np.linspace(sigma_max, 0.0, n + 1)[:-1]
+    sigmas = shift * u / (1.0 + (shift - 1.0) * u)
+    timesteps = (sigmas * n).astype(np.int64)
+    return timesteps, sigmas.astype(np.float32)
+
+
+def flow_noise_level(timestep: float, shift: float = 5.0, num_train_timesteps: int = 1000) -> tuple[int, float]:
+    """The DiT timestep and noise level sigma for a requested ``timestep``.
+
+    ``timestep`` is on the ``[0, num_train_timesteps]`` scale (the paper's "noise ratio" 0.3 is
+    ``timestep=300``). Returns ``(t, sigma)``: the integer timestep fed to the DiT and the float32
+    sigma (as a Python float) used in ``x_t = (1 - sigma) z + sigma eps``.
+    """
+    if isinstance(timestep, bool) or not isinstance(timestep, Real) or not math.isfinite(float(timestep)):
+        raise Vega3DError(f"timestep: expected a finite number in [0, {num_train_timesteps}], got {timestep!r}")
+    n = _check_num_train_timesteps(num_train_timesteps)
+    if not 0 <= float(timestep) <= n:
+        raise Vega3DError(f"timestep: expected a number in [0, {n}], got {timestep!r}")
+    timesteps, sigmas = flow_sigma_grid(shift, n)
+    k = int(np.argmin(np.abs(timesteps.astype(np.float64) - float(timestep))))
+    return int(timesteps[k]), float(sigmas[k])
+
+
+def _check_shift(shift) -> None:
+    if isinstance(shift, bool) or not isinstance(shift, Real) or not math.isfinite(float(shift)) or shift <= 0:
+        raise Vega3DError(f"shift: expected a finite number > 0 (Wan2.1 T2V uses 5.0), got {shift!r}")
+
+
+def _check_num_train_timesteps(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise Vega3DError(f"num_train_timesteps: expected an integer >= 1 (Wan uses 1000), got {n!r}")
+    return int(n)
