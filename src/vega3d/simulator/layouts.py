@@ -1,0 +1,405 @@
+"""Wan2.1 checkpoint folders: detect the layout, check it is complete, load the parts.
+
+Two on-disk layouts of Wan2.1-T2V are supported (see ``docs/checkpoints.md``):
+
+* ``"diffusers"`` — the Hugging Face diffusers export: ``transformer/`` and ``vae/``
+  (``config.json`` + safetensors each), optionally ``text_encoder/`` + ``tokenizer/``.
+* ``"original"`` — the Wan2.1 release as published by Wan-AI: ``config.json`` with
+  ``_class_name: WanModel``, ``diffusion_pytorch_model*.safetensors`` (one file, or
+  shards listed in ``diffusion_pytorch_model.safetensors.index.json``), ``Wan2.1_VAE.pth``,
+  and optionally ``models_t5_umt5-xxl-enc-bf16.pth`` + ``google/umt5-xxl/`` (tokenizer).
+
+Either way the result is a :class:`WanComponents` holding diffusers'
+``WanTransformer3DModel`` and ``AutoencoderKLWan`` (eval mode, no gradients), the
+16-value latent mean/std used to normalise VAE latents, and the empty-prompt context
+(``prompt_embedding``, padded to ``text_len`` rows). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vega3d.errors import Vega3DError
+
+#: Marker file written by :func:`vega3d.simulator.tiny.save_tiny_wan` into stand-in folders.
+STAND_IN_MARKER = "VEGA3D_STAND_IN.md"
+#: File name of the cached empty-prompt context inside a model folder.
+PROMPT_FILE = "prompt_embedding.safetensors"
+#: Wan2.1's context length: the DiT always sees ``text_len`` context rows.
+TEXT_LEN = 512
+
+ORIGINAL_CONFIG = "config.json"
+ORIGINAL_DIT_SINGLE = "diffusion_pytorch_model.safetensors"
+ORIGINAL_DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+ORIGINAL_VAE = "Wan2.1_VAE.pth"
+ORIGINAL_T5 = "models_t5_umt5-xxl-enc-bf16.pth"
+ORIGINAL_TOKENIZER = "google/umt5-xxl"
+
+_LAYOUT_HELP = (
+    "expected either the diffusers layout (transformer/ and vae/ with config.json and "
+    "*.safetensors each; optional text_encoder/ + tokenizer/) or the original Wan2.1 release "
+    f"layout ({ORIGINAL_CONFIG} with _class_name WanModel, diffusion_pytorch_model*.safetensors, "
+    f"{ORIGINAL_VAE}; optional {ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/)"
+)
+
+# Hash: bytes read from each end of every weight file.
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass
+class WanComponents:
+    """The loaded parts of a Wan2.1-T2V checkpoint folder.
+
+    ``latents_mean`` / ``latents_std``: (16,) float32, CPU — normalised latent is
+    ``(mode - mean) / std`` per channel. ``prompt_embedding``: (text_len, text_dim)
+    float32, CPU, the empty-prompt context already zero-padded (None only when no
+    source was available and ``require_prompt=False``). ``identity``: JSON-serialisable
+    description of what was loaded (path, layout, weights hash, configs, prompt source).
+    """
+
+    transformer: Any
+    vae: Any
+    latents_mean: torch.Tensor
+    latents_std: torch.Tensor
+    layout: str
+    identity: dict
+    stand_in: bool
+    text_len: int = TEXT_LEN
+    prompt_embedding: torch.Tensor | None = None
+    text_encoder: Any = None
+    tokenizer: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def _diffusers_missing(root: Path) -> list[str]:
+    missing = []
+    for sub in ("transformer", "vae"):
+        d = root / sub
+        if not (d / "config.json").is_file():
+            missing.append(f"{sub}/config.json")
+        if not d.is_dir() or not any(d.glob("*.safetensors")):
+            missing.append(f"{sub}/*.safetensors")
+    return missing
+
+
+def _original_missing(root: Path) -> list[str]:
+    missing = []
+    if not (root / ORIGINAL_CONFIG).is_file():
+        missing.append(ORIGINAL_CONFIG)
+    if not original_dit_files(root, check=False):
+        missing.append("diffusion_pytorch_model*.safetensors")
+    if not (root / ORIGINAL_VAE).is_file():
+        missing.append(ORIGINAL_VAE)
+    return missing
+
+
+def _is_wan_model_config(root: Path) -> bool:
+    cfg = root / ORIGINAL_CONFIG
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("_class_name") == "WanModel"
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def detect_layout(path) -> str:
+    """Return ``"diffusers"`` or ``"original"`` for a complete Wan2.1 folder.
+
+    Raises one :class:`Vega3DError` listing every missing file when the folder is
+    missing, partial, or neither layout.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise Vega3DError(f"{root}: model folder does not exist (or is not a directory); {_LAYOUT_HELP}")
+    looks_diffusers = (root / "transformer").is_dir() or (root / "vae").is_dir()
+    looks_original = (
+        (root / ORIGINAL_CONFIG).is_file()
+        or (root / ORIGINAL_VAE).is_file()
+        or any(root.glob("diffusion_pytorch_model*.safetensors"))
+    )
+    if looks_diffusers and not _diffusers_missing(root):
+        return "diffusers"
+    if looks_original and not _original_missing(root):
+        if not _is_wan_model_config(root):
+            raise Vega3DError(
+                f"{root / ORIGINAL_CONFIG}: expected a Wan2.1 transformer config with "
+                f'"_class_name": "WanModel" (original release layout); {_LAYOUT_HELP}'
+            )
+        return "original"
+    if looks_diffusers and not looks_original:
+        missing = _diffusers_missing(root)
+        kind = "diffusers-layout"
+    elif looks_original and not looks_diffusers:
+        missing = _original_missing(root)
+        kind = "original-release"
+    else:
+        missing = _original_missing(root) if looks_original else _diffusers_missing(root) + _original_missing(root)
+        kind = "Wan2.1"
+    raise Vega3DError(f"{root} is not a {kind} Wan2.1 checkpoint folder: missing {', '.join(missing)}; {_LAYOUT_HELP}")
+
+
+def original_dit_files(root: Path, check: bool = True) -> list[Path]:
+    """The transformer safetensors file(s) of an original-layout folder, in shard order.
+
+    With an index file, every shard it names must exist (``check=True`` raises a
+    :class:`Vega3DError` listing the missing shards); without one, the single file.
+    """
+    index = root / ORIGINAL_DIT_INDEX
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise Vega3DError(f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}")
+        names = sorted(set(weight_map.values()))
+        missing = [n for n in names if not (root / n).is_file()]
+        if missing:
+            if not check:
+                return []
+            raise Vega3DError(
+                f"{root} is not a complete original-release Wan2.1 checkpoint folder: missing shard(s) "
+                f"{', '.join(missing)} listed in {ORIGINAL_DIT_INDEX}"
+            )
+        return [root / n for n in names]
+    single = root / ORIGINAL_DIT_SINGLE
+    if single.is_file():
+        return [single]
+    if check:
+        raise Vega3DError(f"{root}: missing {ORIGINAL_DIT_SINGLE} (or {ORIGINAL_DIT_INDEX} with its shards)")
+    return []
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+def weight_files(root: Path, layout: str) -> list[Path]:
+    """The files whose bytes determine the features: the transformer's and the VAE's weights."""
+    if layout == "diffusers":
+        return sorted((root / "transformer").glob("*.safetensors")) + sorted((root / "vae").glob("*.safetensors"))
+    return original_dit_files(root) + [root / ORIGINAL_VAE]
+
+
+def weights_hash(root: Path, files: list[Path]) -> str:
+    """Cheap content hash of weight files (hex sha256).
+
+    Definition: sha256 over, for each file in the given order, the UTF-8 path relative
+    to ``root``, a NUL, the file size as decimal ASCII, a NUL, the first MiB and the last
+    MiB of the file (the whole file when it is shorter than 2 MiB). Reads at most 2 MiB
+    per file, so hashing the 1.3B model takes milliseconds; it detects a different
+    checkpoint, a truncated download or a changed header, not a flipped byte mid-file.
+    """
+    h = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        h.update(str(f.relative_to(root)).encode() + b"\0" + str(size).encode() + b"\0")
+        with open(f, "rb") as fh:
+            if size <= 2 * _HASH_CHUNK:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(_HASH_CHUNK))
+                fh.seek(size - _HASH_CHUNK)
+                h.update(fh.read(_HASH_CHUNK))
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def cast_like_diffusers(module, dtype):
+    """Cast to ``dtype`` but keep the model's ``_keep_in_fp32_modules`` in float32, as
+    diffusers' ``from_pretrained(torch_dtype=...)`` does (same name rule)."""
+    module = module.to(dtype=dtype)
+    keep = getattr(module, "_keep_in_fp32_modules", None) or []
+    if keep and dtype != torch.float32:
+        for name, sub in module.named_modules():
+            if any(k in name.split(".") for k in keep):
+                sub.to(dtype=torch.float32)
+    return module
+
+
+def _freeze(module, device):
+    module = module.to(device=device)
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def _parse_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "float": "float32", "half": "float16"}
+        value = getattr(torch, aliases.get(name, name), None)
+        if isinstance(value, torch.dtype) and value.is_floating_point:
+            return value
+    raise Vega3DError(f"dtype: got {dtype!r}; expected a floating torch dtype or its name (float32, bfloat16, float16)")
+
+
+def _load_diffusers(root: Path, dtype, device):
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    transformer = WanTransformer3DModel.from_pretrained(root / "transformer", local_files_only=True, torch_dtype=dtype)
+    vae = AutoencoderKLWan.from_pretrained(root / "vae", local_files_only=True, torch_dtype=dtype)
+    cfg = dict(vae.config)
+    for name in ("latents_mean", "latents_std"):
+        values = cfg.get(name)
+        if values is None or len(values) != cfg["z_dim"]:
+            raise Vega3DError(
+                f"{root / 'vae' / 'config.json'}: field {name} is {values!r}; expected a list of z_dim={cfg['z_dim']} floats"
+            )
+    mean = torch.tensor(cfg["latents_mean"], dtype=torch.float32)
+    std = torch.tensor(cfg["latents_std"], dtype=torch.float32)
+    configs = {"transformer": _jsonable(transformer.config), "vae": _jsonable(vae.config)}
+    return _freeze(transformer, device), _freeze(vae, device), mean, std, TEXT_LEN, configs
+
+
+def _jsonable(config) -> dict:
+    return json.loads(json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, default=list))
+
+
+def has_text_encoder(root: Path, layout: str) -> bool:
+    """Whether the folder holds the text encoder and its tokenizer."""
+    if layout == "diffusers":
+        return (root / "text_encoder" / "config.json").is_file() and (root / "tokenizer").is_dir()
+    return (root / ORIGINAL_T5).is_file() and (root / ORIGINAL_TOKENIZER).is_dir()
+
+
+def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
+    """Load only the umT5 text encoder and tokenizer of a Wan2.1 folder (either layout).
+
+    Returns ``(text_encoder, tokenizer, identity)``: a transformers ``UMT5EncoderModel``
+    (eval, no gradients), its tokenizer, and a dict with the path, layout and a cheap
+    hash of the encoder weights (same definition as :func:`weights_hash`).
+    """
+    root = Path(path).expanduser()
+    layout = detect_layout(root)
+    dtype = _parse_dtype(dtype)
+    if not has_text_encoder(root, layout):
+        want = "text_encoder/ (config.json + weights) and tokenizer/" if layout == "diffusers" else f"{ORIGINAL_T5} and {ORIGINAL_TOKENIZER}/"
+        raise Vega3DError(
+            f"{root}: no text encoder: missing {want}. The text encoder is only needed to compute the "
+            "empty-prompt context; pass prompt_embedding= (a file written by `vega3d export-prompt`) instead."
+        )
+    from transformers import AutoTokenizer
+
+    if layout == "diffusers":
+        from transformers import UMT5EncoderModel
+
+        encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+        files = sorted((root / "text_encoder").glob("*.safetensors")) + sorted((root / "text_encoder").glob("*.bin"))
+    else:
+        from vega3d.simulator.convert import load_original_text_encoder
+
+        encoder = load_original_text_encoder(root / ORIGINAL_T5, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(root / ORIGINAL_TOKENIZER, local_files_only=True)
+        files = [root / ORIGINAL_T5]
+    identity = {"path": str(root.resolve()), "layout": layout, "text_encoder_hash": weights_hash(root, files)}
+    return _freeze(encoder, device), tokenizer, identity
+
+
+def load_wan_components(
+    path,
+    *,
+    dtype=torch.float32,
+    device="cpu",
+    prompt_embedding=None,
+    need_text_encoder: bool = False,
+    require_prompt: bool = True,
+) -> WanComponents:
+    """Load a Wan2.1-T2V folder (either layout) into diffusers modules.
+
+    The empty-prompt context is resolved in this order: ``prompt_embedding`` (a tensor,
+    trimmed (k, text_dim) or padded (text_len, text_dim), or a path to a file written by
+    :func:`vega3d.simulator.prompt.save_prompt_embedding`); else the folder's
+    ``prompt_embedding.safetensors``; else it is computed with the folder's text encoder.
+    With none of these a :class:`Vega3DError` says how to get one (unless
+    ``require_prompt=False``). ``need_text_encoder=True`` also returns the text
+    encoder and tokenizer (and requires them).
+    """
+    from vega3d.simulator.prompt import encode_prompt, load_prompt_embedding, pad_prompt_embedding
+
+    root = Path(path).expanduser()
+    layout = detect_layout(root)
+    dtype = _parse_dtype(dtype)
+    if layout == "diffusers":
+        transformer, vae, mean, std, text_len, configs = _load_diffusers(root, dtype, device)
+    else:
+        from vega3d.simulator.convert import load_original
+
+        transformer, vae, mean, std, text_len, configs = load_original(root, dtype, device)
+    text_dim = int(transformer.config.text_dim)
+
+    identity = {
+        "path": str(root.resolve()),
+        "layout": layout,
+        "weights_hash": weights_hash(root, weight_files(root, layout)),
+        "stand_in": (root / STAND_IN_MARKER).is_file(),
+        "configs": configs,
+    }
+    text_encoder = tokenizer = None
+    if need_text_encoder:
+        text_encoder, tokenizer, te_identity = load_text_encoder(root, dtype=dtype, device=device)
+        identity["text_encoder_hash"] = te_identity["text_encoder_hash"]
+
+    context = None
+    if prompt_embedding is not None:
+        context = load_prompt_embedding(prompt_embedding, text_dim, text_len)
+        identity["prompt"] = _prompt_source(prompt_embedding, context)
+    elif (root / PROMPT_FILE).is_file():
+        context = load_prompt_embedding(root / PROMPT_FILE, text_dim, text_len)
+        identity["prompt"] = _prompt_source(root / PROMPT_FILE, context)
+    elif has_text_encoder(root, layout):
+        if text_encoder is None:
+            enc, tok, te_identity = load_text_encoder(root, dtype=torch.float32, device="cpu")
+        else:
+            enc, tok, te_identity = text_encoder, tokenizer, {"text_encoder_hash": identity["text_encoder_hash"]}
+        context = load_prompt_embedding(pad_prompt_embedding(encode_prompt(enc, tok, "", text_len), text_len), text_dim, text_len)
+        identity["prompt"] = {"source": "text_encoder", "text": "", **te_identity}
+        del enc, tok
+    elif require_prompt:
+        raise Vega3DError(
+            f"{root}: no empty-prompt context: pass prompt_embedding= (tensor or file), or put {PROMPT_FILE} "
+            f"in the folder (`vega3d export-prompt --model <folder with the text encoder> --out {PROMPT_FILE}`), "
+            "or use a folder that has the text encoder "
+            + ("(text_encoder/ + tokenizer/)" if layout == "diffusers" else f"({ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/)")
+        )
+
+    return WanComponents(
+        transformer=transformer,
+        vae=vae,
+        latents_mean=mean,
+        latents_std=std,
+        layout=layout,
+        identity=identity,
+        stand_in=identity["stand_in"],
+        text_len=text_len,
+        prompt_embedding=context,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+    )
+
+
+def _prompt_source(src, context: torch.Tensor) -> dict:
+    digest = hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest()
+    if isinstance(src, torch.Tensor):
+        return {"source": "tensor", "sha256": digest}
+    info = {"source": "file", "file": str(Path(src).resolve()), "sha256": digest}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(src), "pt") as fh:
+            info["metadata"] = dict(fh.metadata() or {})
+    except Exception:  # noqa: BLE001 — metadata is informational only
+        pass
+    return info

@@ -1,0 +1,62 @@
+"""Tiny random-weight stand-ins: determinism, the marker, the built-in default."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vega3d.errors import Vega3DError
+from vega3d.simulator.layouts import STAND_IN_MARKER
+from vega3d.simulator.tiny import DEFAULT_MODEL_KWARGS, default_model_dir, save_tiny_wan
+
+
+def _dit(path):
+    return load_file(str(path / "transformer" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    a = _dit(save_tiny_wan(tmp_path / "a", num_layers=2, seed=3))
+    b = _dit(save_tiny_wan(tmp_path / "b", num_layers=2, seed=3))
+    c = _dit(save_tiny_wan(tmp_path / "c", num_layers=2, seed=4))
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_writing_a_stand_in_leaves_the_global_rng_alone(tmp_path):
+    before = torch.get_rng_state()
+    save_tiny_wan(tmp_path / "m", num_layers=1)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_marker_says_it_is_a_random_stand_in(tmp_path):
+    root = save_tiny_wan(tmp_path / "m", num_layers=1)
+    text = (root / STAND_IN_MARKER).read_text()
+    assert "NOT Wan2.1" in text and "random weights" in text
+
+
+def test_architecture_matches_wan21_t2v(tmp_path):
+    root = save_tiny_wan(tmp_path / "m", num_layers=3, dim=32)
+    cfg = json.loads((root / "transformer" / "config.json").read_text())
+    assert cfg["patch_size"] == [1, 2, 2] and cfg["in_channels"] == 16 and cfg["out_channels"] == 16
+    assert cfg["num_layers"] == 3 and cfg["qk_norm"] == "rms_norm_across_heads" and cfg["cross_attn_norm"] is True
+    vae = json.loads((root / "vae" / "config.json").read_text())
+    assert vae["z_dim"] == 16 and vae["dim_mult"] == [1, 2, 4, 4] and vae["temperal_downsample"] == [False, True, True]
+
+
+@pytest.mark.parametrize("kwargs", [dict(layout="onnx"), dict(layout="diffusers", shards=2), dict(shards=0)])
+def test_bad_arguments(tmp_path, kwargs):
+    with pytest.raises(Vega3DError):
+        save_tiny_wan(tmp_path / "m", num_layers=1, **kwargs)
+
+
+def test_default_model_dir_is_built_once_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = default_model_dir()
+    assert root.parent == tmp_path / "vega3d" and (root / STAND_IN_MARKER).is_file()
+    assert json.loads((root / "transformer" / "config.json").read_text())["num_layers"] == DEFAULT_MODEL_KWARGS["num_layers"] == 30
+    stamp = (root / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
+    assert default_model_dir() == root
+    assert (root / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp
+    assert [p.name for p in (tmp_path / "vega3d").iterdir()] == [root.name]  # no temp folders left behind
