@@ -15,6 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from vega3d.errors import Vega3DError
+from vega3d.fusion.align import align_to_grid, align_to_qwen_image, align_to_qwen_tokens, qwen_grid_thw
 from vega3d.fusion.base import NO_GATE, Fusion
 from vega3d.fusion.cross_attention import CrossAttentionFusion
 from vega3d.fusion.gated import AdaptiveGatedFusion, ChannelGatedFusion, ResidualGatedFusion
@@ -53,6 +54,10 @@ __all__ = [
     "Fusion",
     "ResidualGatedFusion",
     "WeightedSumFusion",
+    "align_to_grid",
+    "align_to_qwen_image",
+    "align_to_qwen_tokens",
     "build_fusion",
     "build_projector",
+    "qwen_grid_thw",
 ]

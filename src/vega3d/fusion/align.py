@@ -1,0 +1,132 @@
+"""Put a full-frame feature grid onto an MLLM's visual-token grid, in its token order.
+
+Every feature grid in vega3d covers the full frame (DESIGN.md), so registering the
+generative grid against a semantic token grid is a resampling between two grids over the
+same pixels (:func:`vega3d.grids.resample_grid`), followed by the MLLM's token order.
+
+Qwen2.5-VL (transformers' ``Qwen2VLImageProcessor`` / ``Qwen2VLVideoProcessor`` and
+``Qwen2_5_VisionTransformerPretrainedModel``):
+
+- each frame is resized *whole* (``smart_resize``, no crop) to ``Hp*14 x Wp*14`` pixels,
+  ``Hp`` and ``Wp`` even; ``grid_thw = (T, Hp, Wp)`` counts 14-px patches;
+- frames are grouped in temporal patches of 2; an odd frame count is padded by repeating
+  the last frame (``patchify`` in the video processor); a single image is duplicated;
+- ``pixel_values`` rows run over (t, Hp/2, Wp/2, 2, 2): each 2x2 block of patches is
+  contiguous, and the vision tower's merger turns each block into one LLM token (window
+  attention reorders tokens internally and restores this order at the end).
+
+So merged token ``(t, i, j)`` covers rows ``[i*H/(Hp/2), (i+1)*H/(Hp/2))`` and columns
+``[j*W/(Wp/2), (j+1)*W/(Wp/2))`` of the original ``H x W`` frames ``2t`` and ``2t+1``
+(``2t+1`` clamped to the last frame), exactly the cell ``(i, j)`` of an ``(Hp/2, Wp/2)``
+full-frame grid. :func:`align_to_qwen_tokens` resamples each frame's grid onto that grid
+and averages the two frames of each temporal patch (the tower's patch embedding mixes the
+two frames linearly, so the mean is the matching summary), padding odd counts the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vega3d.errors import Vega3DError
+from vega3d.grids import resample_grid
+
+
+def _grid_thw(grid_thw) -> tuple[int, int, int]:
+    values = torch.as_tensor(grid_thw).reshape(-1).tolist()
+    if len(values) != 3:
+        raise Vega3DError(f"grid_thw must be one (T, Hp, Wp) triple, got {grid_thw!r}")
+    t, h, w = (int(v) for v in values)
+    if min(t, h, w) <= 0:
+        raise Vega3DError(f"grid_thw must be positive, got (T, Hp, Wp) = {(t, h, w)}")
+    return t, h, w
+
+
+def _check_features(name: str, features: torch.Tensor) -> None:
+    if features.ndim != 4 or features.shape[0] == 0:
+        raise Vega3DError(f"{name}: features must be (N, h, w, C) with N >= 1, got shape {tuple(features.shape)}")
+
+
+def align_to_qwen_tokens(
+    features: torch.Tensor, grid_thw, spatial_merge_size: int = 2, temporal_patch_size: int = 2
+) -> torch.Tensor:
+    """Features of N frames (N, h, w, C) -> (T * Hp/m * Wp/m, C) in Qwen2.5-VL merged-token order.
+
+    ``grid_thw`` is what Qwen's processor reports for these frames (``video_grid_thw`` row,
+    or ``image_grid_thw`` row for one image): T must be ``ceil(N / temporal_patch_size)``.
+    Output dtype = input dtype (the temporal mean is taken in float32).
+    """
+    _check_features("align_to_qwen_tokens", features)
+    t, hp, wp = _grid_thw(grid_thw)
+    m, tp = int(spatial_merge_size), int(temporal_patch_size)
+    if hp % m or wp % m:
+        raise Vega3DError(
+            f"align_to_qwen_tokens: grid_thw (T, Hp, Wp) = {(t, hp, wp)} must have Hp and Wp divisible by "
+            f"spatial_merge_size={m} (Qwen's processor resizes to multiples of patch_size * merge_size)"
+        )
+    n = features.shape[0]
+    if math.ceil(n / tp) != t:
+        raise Vega3DError(
+            f"align_to_qwen_tokens: features have N={n} frames, which Qwen's processor packs into "
+            f"ceil({n}/{tp}) = {math.ceil(n / tp)} temporal patches, but grid_thw says T={t}"
+        )
+    grid = resample_grid(features, (hp // m, wp // m))
+    if pad := t * tp - n:  # the processor repeats the last frame
+        grid = torch.cat([grid, grid[-1:].expand(pad, -1, -1, -1)])
+    merged = grid.float().reshape(t, tp, hp // m, wp // m, -1).mean(dim=1)
+    return merged.reshape(t * (hp // m) * (wp // m), -1).to(features.dtype)
+
+
+def align_to_qwen_image(features: torch.Tensor, grid_thw, spatial_merge_size: int = 2) -> torch.Tensor:
+    """One image's grid (1, h, w, C) or (h, w, C) -> (Hp/m * Wp/m, C); ``grid_thw`` = (1, Hp, Wp).
+
+    The image processor duplicates the image into both temporal slots, so this is
+    :func:`align_to_qwen_tokens` with N = 1.
+    """
+    if features.ndim == 3:
+        features = features[None]
+    _check_features("align_to_qwen_image", features)
+    if features.shape[0] != 1 or _grid_thw(grid_thw)[0] != 1:
+        raise Vega3DError(
+            f"align_to_qwen_image: expected one image (1, h, w, C) and grid_thw (1, Hp, Wp), "
+            f"got features {tuple(features.shape)} and grid_thw {tuple(_grid_thw(grid_thw))}"
+        )
+    return align_to_qwen_tokens(features, grid_thw, spatial_merge_size=spatial_merge_size)
+
+
+def align_to_grid(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Per-frame square/rectangular token grids (SigLIP-style, LLaVA-Video): (N, h, w, C) -> (N, h2*w2, C).
+
+    Tokens row-major per frame. Valid when the semantic encoder sees the whole frame
+    (resized, not cropped or padded), as every vega3d grid does.
+    """
+    _check_features("align_to_grid", features)
+    h2, w2 = (int(v) for v in size)
+    grid = resample_grid(features, (h2, w2))
+    return grid.reshape(grid.shape[0], h2 * w2, grid.shape[-1])
+
+
+def qwen_grid_thw(
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    min_pixels: int,
+    max_pixels: int,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    temporal_patch_size: int = 2,
+) -> tuple[int, int, int]:
+    """The ``grid_thw`` Qwen's processor reports for ``num_frames`` frames of ``height x width``.
+
+    Uses transformers' own ``smart_resize``; ``min_pixels`` / ``max_pixels`` are the
+    processor's ``size["shortest_edge"]`` / ``size["longest_edge"]`` (they differ between the
+    image and video processors and per checkpoint, so they are required here).
+    """
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    if num_frames <= 0 or height <= 0 or width <= 0:
+        raise Vega3DError(f"qwen_grid_thw: num_frames, height, width must be positive, got {num_frames, height, width}")
+    rh, rw = smart_resize(height, width, factor=patch_size * merge_size, min_pixels=min_pixels, max_pixels=max_pixels)
+    return math.ceil(num_frames / temporal_patch_size), rh // patch_size, rw // patch_size
