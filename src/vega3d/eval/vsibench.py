@@ -1,0 +1,219 @@
+"""VSI-Bench (Yang et al., "Thinking in Space", arXiv 2412.14171).
+
+Scoring reproduces ``lmms_eval/tasks/vsibench/utils.py`` of the
+vision-x-nyu/thinking-in-space repository (same code in upstream lmms-eval):
+
+* answer parsing (``fuzzy_matching``): the first token of the raw model output
+  when split on a single space, trailing ``.`` stripped, then outer whitespace
+  stripped. So ``"3 chairs."`` -> ``"3"`` and ``" 3"`` -> ``""``.
+* multiple choice (``MCA_QUESTION_TYPES``): 1 if the parsed token equals the
+  ground-truth letter case-insensitively, else 0.
+* numerical answers (``NA_QUESTION_TYPES``): Mean Relative Accuracy,
+  :func:`mean_relative_accuracy`; a parsed token that ``float()`` rejects scores 0.
+* aggregation: mean per question type; the three ``object_rel_direction_*``
+  types are averaged into one "Rel. Dir." task; overall = unweighted mean of the
+  task scores (8 on the full benchmark).
+
+Annotations: the official ``test-00000-of-00001.parquet`` (HF ``nyu-visionx/VSI-Bench``)
+or the same records as JSON / JSONL, with columns ``id``, ``dataset``,
+``scene_name``, ``question_type``, ``question``, ``options`` (MCA only),
+``ground_truth``. Predictions: ``{"id": <id>, "prediction": "<raw model output>"}``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vega3d.errors import Vega3DError
+from vega3d.eval.records import as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+
+BENCHMARK = "vsibench"
+
+MCA_QUESTION_TYPES = (
+    "object_rel_direction_easy",
+    "object_rel_direction_medium",
+    "object_rel_direction_hard",
+    "object_rel_distance",
+    "route_planning",
+    "obj_appearance_order",
+)
+NA_QUESTION_TYPES = (
+    "object_abs_distance",
+    "object_counting",
+    "object_size_estimation",
+    "room_size_estimation",
+)
+DIRECTION_TYPES = MCA_QUESTION_TYPES[:3]
+
+# The 8 tasks in the paper's column order: (task key, column title).
+TASKS = (
+    ("object_counting", "Obj. Count"),
+    ("object_abs_distance", "Abs. Dist."),
+    ("object_size_estimation", "Obj. Size"),
+    ("room_size_estimation", "Room Size"),
+    ("object_rel_distance", "Rel. Dist."),
+    ("object_rel_direction", "Rel. Dir."),
+    ("route_planning", "Route Plan"),
+    ("obj_appearance_order", "Appr. Order"),
+)
+
+# The official thresholds: np.linspace(.5, .95, int((.95 - .5) / .05 + 2)) -> 10 points.
+MRA_THRESHOLDS = np.linspace(0.5, 0.95, int((0.95 - 0.5) / 0.05 + 2))
+
+
+@dataclass(frozen=True)
+class Question:
+    """One VSI-Bench question: ``id`` (as a string), ``question_type``, ``ground_truth``
+    (letter for MCA, number as text for NA), ``scene_name``, ``dataset``."""
+
+    id: str
+    question_type: str
+    ground_truth: str
+    scene_name: str = ""
+    dataset: str = ""
+
+
+def parse_answer(text: str) -> str:
+    """The official ``fuzzy_matching``: first space-separated token, trailing dots and
+    outer whitespace stripped."""
+    return text.split(" ")[0].rstrip(".").strip()
+
+
+def _to_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def mean_relative_accuracy(pred: float, gt: float) -> float:
+    """Mean Relative Accuracy in [0, 1]: the fraction of θ ∈ {0.50, 0.55, ..., 0.95}
+    with ``|pred - gt| / gt <= 1 - θ``.
+
+    Computed exactly as the official code does — thresholds from ``np.linspace``
+    and ``1 - θ`` in float64 — so boundaries follow its rounding: a relative error
+    of 0.05 passes every threshold (``1 - 0.95`` = 0.050000000000000044), so
+    ``mean_relative_accuracy(1.05, 1.0) == 1.0``; ``1.35`` vs ``1.0`` (relative
+    error 0.3500000000000001) fails θ = 0.65 and scores 0.3 while ``0.65`` vs
+    ``1.0`` (exactly 0.35) passes it and scores 0.4.
+    A non-finite ``pred`` scores 0. ``gt`` must be finite and > 0.
+    """
+    gt = float(gt)
+    if not math.isfinite(gt) or gt <= 0:
+        raise Vega3DError(f"mean_relative_accuracy: ground truth must be a finite number > 0, found {gt!r}")
+    pred = float(pred)
+    if not math.isfinite(pred):
+        return 0.0
+    relative_error = abs(pred - gt) / gt
+    return float(np.mean(relative_error <= 1 - MRA_THRESHOLDS))
+
+
+def score_question(question: Question, prediction: str) -> float:
+    """Score one raw model output for ``question`` (0/1 for MCA, MRA for NA)."""
+    answer = parse_answer(prediction)
+    if question.question_type in MCA_QUESTION_TYPES:
+        return 1.0 if answer.lower() == question.ground_truth.lower() else 0.0
+    value = _to_float(answer)
+    if value is None:
+        return 0.0
+    return mean_relative_accuracy(value, float(question.ground_truth))
+
+
+def load_annotations(path: str | Path) -> list[Question]:
+    """Read the official parquet, or JSON / JSONL records with the same columns."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise Vega3DError(f"annotation file {path} does not exist")
+        import pyarrow.parquet as pq
+
+        records = pq.read_table(path).to_pylist()
+    else:
+        records = load_json_records(path)
+    if not isinstance(records, list):
+        raise Vega3DError(f"{path}: expected a list of VSI-Bench records, found {type(records).__name__}")
+    questions = [_question(record, where=f"{path} record {i}") for i, record in enumerate(records)]
+    unique_ids([q.id for q in questions], source=str(path))
+    return questions
+
+
+def _question(record, *, where: str) -> Question:
+    item_id = prediction_id(require(record, "id", where=where), where=where)
+    where = f"{where} (id {item_id!r})"
+    question_type = require(record, "question_type", where=where)
+    if question_type not in MCA_QUESTION_TYPES + NA_QUESTION_TYPES:
+        raise Vega3DError(
+            f"{where}: unknown question_type {question_type!r}; expected one of {MCA_QUESTION_TYPES + NA_QUESTION_TYPES}"
+        )
+    ground_truth = require(record, "ground_truth", where=where)
+    if isinstance(ground_truth, (int, float)) and not isinstance(ground_truth, bool):
+        ground_truth = repr(ground_truth)
+    if not isinstance(ground_truth, str):
+        raise Vega3DError(f"{where}: ground_truth must be text, found {type(ground_truth).__name__}")
+    if question_type in NA_QUESTION_TYPES:
+        value = _to_float(ground_truth)
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise Vega3DError(f"{where}: numerical ground_truth must be a number > 0, found {ground_truth!r}")
+    return Question(
+        id=item_id,
+        question_type=question_type,
+        ground_truth=ground_truth,
+        scene_name=str(record.get("scene_name", "")),
+        dataset=str(record.get("dataset", "")),
+    )
+
+
+def evaluate(predictions, annotations) -> dict:
+    """Score predictions (JSONL path, ``{id: {"prediction": str}}`` or records) against
+    annotations (path or :func:`load_annotations` output).
+
+    Returns fractions in [0, 1]: ``{"overall", "tasks": {task: score},
+    "question_types": {type: score}, "counts": {...}}``.
+    """
+    questions = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    preds = as_predictions(predictions, BENCHMARK)
+    match_ids(preds, [q.id for q in questions], BENCHMARK)
+
+    per_type: dict[str, list[float]] = {}
+    for question in questions:
+        score = score_question(question, preds[question.id]["prediction"])
+        per_type.setdefault(question.question_type, []).append(score)
+    type_scores = {qt: finite_mean(scores) for qt, scores in per_type.items()}
+
+    present_directions = [qt for qt in DIRECTION_TYPES if qt in type_scores]
+    if present_directions and len(present_directions) != len(DIRECTION_TYPES):
+        missing = sorted(set(DIRECTION_TYPES) - set(present_directions))
+        raise Vega3DError(
+            f"vsibench: relative direction is the mean of its easy/medium/hard sub-tasks; annotations lack {missing}"
+        )
+    tasks: dict[str, float] = {}
+    for task, _title in TASKS:
+        if task == "object_rel_direction":
+            if present_directions:
+                tasks[task] = sum(type_scores[qt] for qt in DIRECTION_TYPES) / 3.0
+        elif task in type_scores:
+            tasks[task] = type_scores[task]
+    return {
+        "benchmark": BENCHMARK,
+        "overall": sum(tasks.values()) / len(tasks),
+        "tasks": tasks,
+        "question_types": {qt: type_scores[qt] for qt in MCA_QUESTION_TYPES + NA_QUESTION_TYPES if qt in type_scores},
+        "counts": {
+            "expected": len(questions),
+            "scored": sum(len(v) for v in per_type.values()),
+            "per_question_type": {qt: len(v) for qt, v in per_type.items()},
+            "tasks_present": len(tasks),
+            "tasks_total": len(TASKS),
+        },
+    }
+
+
+def table_rows(result: dict) -> tuple[list[str], list[tuple[str, list[float | None]]]]:
+    """Column titles and ``(label, values)`` rows (fractions) in the paper's order."""
+    columns = ["Avg."] + [title for _task, title in TASKS]
+    row = [result["overall"]] + [result["tasks"].get(task) for task, _title in TASKS]
+    return columns, [("all", row)]
