@@ -1,0 +1,168 @@
+"""The on-disk layout of a feature store, and the crash-safe way every file in it is written.
+
+A store is one folder::
+
+    STORE/
+      store.json                  what produced the features (written once, never changed)
+      shards/<key>.safetensors    one item: tensor ``features`` (N, h, w, C), N = its frames
+      records/<key>.json          that item's index record (the journal; its commit point)
+      index.json                  all records merged into one file at the end of a run
+      last_run.json               the summary of the most recent run (a log, not store content)
+
+``store.json`` holds ``{"format", "version", "extraction", "storage"}``: ``extraction`` is
+the extractor's ``config.to_dict()`` verbatim (for the simulator: model identity and weights
+hash, block, timestep, shift, seed, resolution, dtype, per-frame or clip mode) and
+``storage`` is how the features were stored (``precision`` bf16 / fp16 / fp32, ``pool``
+null or ``[h, w]``, the grid they were pooled to at write time).
+
+An entry is keyed by item id **and** frame indices (positions in the input's frame list,
+0-based). ``<key>`` is ``<slug>-<hash>``: the id with characters outside ``[A-Za-z0-9._-]``
+replaced by ``_`` (at most 64 of them), then the first 16 hex digits of the sha256 of
+``[item_id, frame_indices]`` as JSON, so two entries never share a file.
+
+Crash safety (``kill -9`` at any moment leaves no corrupt or half-written entry): every file
+is written to a temporary name in its final folder, flushed and ``fsync``-ed, moved into
+place with ``os.replace`` (atomic on POSIX) and the folder is ``fsync``-ed. An item's shard
+is written first and its record second, so a record exists only for a complete shard whose
+sha256 it holds; a shard without a record (a run killed in between) is not part of the store
+and is overwritten when the item is extracted again. Temporary files start with ``.tmp-``
+and are ignored by readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from vega3d.errors import Vega3DError
+
+FORMAT = "vega3d-feature-store"
+VERSION = 1
+STORE_FILE = "store.json"
+INDEX_FILE = "index.json"
+RUN_FILE = "last_run.json"
+SHARD_DIR = "shards"
+RECORD_DIR = "records"
+TMP_PREFIX = ".tmp-"
+
+# Storage precision name -> (torch dtype name, dtype name as safetensors/torch print it).
+PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+# Fields every record has, with their JSON types.
+RECORD_FIELDS = {
+    "item_id": str,
+    "frame_indices": list,
+    "frame_ids": list,
+    "selection": str,
+    "num_available": int,
+    "kind": str,
+    "source": str,
+    "shard": str,
+    "shape": list,
+    "dtype": str,
+    "bytes": int,
+    "sha256": str,
+    "config_sha256": str,
+}
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the same value always gives the same bytes."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise Vega3DError(f"feature store: value is not JSON-serialisable ({err}): {value!r}") from None
+
+
+def config_sha256(config: dict) -> str:
+    """sha256 (hex) of a store config's canonical JSON."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def entry_key(item_id: str, frame_indices: list[int]) -> str:
+    """File-name key of the entry (item_id, frame_indices): ``<slug>-<16 hex digits>``."""
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", item_id)[:64].lstrip(".") or "item"
+    digest = hashlib.sha256(canonical_json([item_id, [int(i) for i in frame_indices]]).encode()).hexdigest()
+    return f"{slug}-{digest[:16]}"
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it survives a power loss."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    """:func:`atomic_write_bytes` of a value as indented JSON with sorted keys."""
+    text = json.dumps(value, sort_keys=True, indent=1, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file, with an error naming it when it is missing or malformed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise Vega3DError(f"{what}: {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise Vega3DError(f"{what}: {path} is not valid JSON ({err})") from None
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 (hex) of a file's bytes, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_record(record: Any, where: str) -> dict:
+    """Validate one index record (fields and types); returns it."""
+    if not isinstance(record, dict):
+        raise Vega3DError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
+    for name, kind in RECORD_FIELDS.items():
+        if name not in record:
+            raise Vega3DError(f"{where}: record lacks field {name!r} (expected fields {sorted(RECORD_FIELDS)})")
+        if not isinstance(record[name], kind) or (kind is int and isinstance(record[name], bool)):
+            raise Vega3DError(f"{where}: record field {name!r} must be {kind.__name__}, got {record[name]!r}")
+    shape = record["shape"]
+    if len(shape) != 4 or len(record["frame_indices"]) != shape[0]:
+        raise Vega3DError(f"{where}: record has {len(record['frame_indices'])} frame indices but features of shape "
+                          f"{record['shape']}")
+    return record
+
+
+def config_differences(stored: Any, expected: Any, prefix: str = "") -> list[str]:
+    """Human-readable list of the fields where two (nested) configs differ."""
+    if isinstance(stored, dict) and isinstance(expected, dict):
+        out: list[str] = []
+        for k in sorted(set(stored) | set(expected)):
+            name = f"{prefix}.{k}" if prefix else str(k)
+            if k not in stored:
+                out.append(f"{name}: not in the store, expected {expected[k]!r}")
+            elif k not in expected:
+                out.append(f"{name}: store has {stored[k]!r}, not in the expected config")
+            else:
+                out.extend(config_differences(stored[k], expected[k], name))
+        return out
+    return [] if stored == expected else [f"{prefix or 'config'}: store has {stored!r}, expected {expected!r}"]

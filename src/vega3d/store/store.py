@@ -1,0 +1,179 @@
+"""Reading a feature store: :class:`FeatureStore` (the layout is described in ``vega3d.store.layout``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from vega3d.errors import Vega3DError
+from vega3d.store import layout
+from vega3d.store.writer import check_store_config, extraction_config_of
+
+
+class FeatureStore:
+    """Features written by ``vega3d extract`` (or :class:`vega3d.store.StoreWriter`), read lazily.
+
+    ``expected_config``: if given, the store must have been written with it, else
+    :class:`Vega3DError` lists the differences. It may be a full store config (a dict with
+    ``"format"``, as :attr:`config`), or an extraction config / extractor (e.g. a
+    ``WanWorldSimulator`` or its ``config``), which is compared with the stored extraction
+    config only.
+
+    ``verify``: check each shard's sha256 against its record the first time this object
+    reads it (a corrupted or truncated shard raises :class:`Vega3DError` naming the file).
+
+    Shards are opened per access with safetensors' memory-mapped ``safe_open`` and no file
+    handle is kept, so a store can be pickled into ``DataLoader`` worker processes.
+    """
+
+    def __init__(self, path: str | Path, *, expected_config: Any = None, verify: bool = True):
+        self.path = Path(path)
+        if not (self.path / layout.STORE_FILE).is_file():
+            raise Vega3DError(f"feature store: {self.path} is not a feature store (no {layout.STORE_FILE}); "
+                              "write one with `vega3d extract`")
+        self.config: dict = layout.read_json(self.path / layout.STORE_FILE, "feature store config")
+        if not isinstance(self.config, dict) or self.config.get("format") != layout.FORMAT:
+            raise Vega3DError(f"feature store: {self.path / layout.STORE_FILE} is not a {layout.FORMAT} config")
+        if self.config.get("version") != layout.VERSION:
+            raise Vega3DError(f"feature store: {self.path} has format version {self.config.get('version')!r}; "
+                              f"this vega3d reads version {layout.VERSION}")
+        if expected_config is not None:
+            if isinstance(expected_config, dict) and "format" in expected_config:
+                check_store_config(self.config, expected_config, self.path)
+            else:
+                check_store_config(self.config["extraction"], extraction_config_of(expected_config), self.path)
+        self.config_sha256 = layout.config_sha256(self.config)
+        self.verify = verify
+        self._verified: set[str] = set()
+        self.refresh()
+
+    # ------------------------------------------------------------------ index
+    def refresh(self) -> None:
+        """(Re)load the index: ``index.json`` plus any record committed after it was written."""
+        entries: dict[str, dict] = {}
+        index_file = self.path / layout.INDEX_FILE
+        if index_file.is_file():
+            index = layout.read_json(index_file, "feature store index")
+            if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):
+                raise Vega3DError(f"feature store: {index_file} must be an object with 'entries'")
+            for key, record in index["entries"].items():
+                entries[key] = layout.check_record(record, f"{index_file} entry {key!r}")
+        record_dir = self.path / layout.RECORD_DIR
+        if record_dir.is_dir():
+            for p in sorted(record_dir.glob("*.json")):
+                if p.stem not in entries and not p.name.startswith(layout.TMP_PREFIX):
+                    entries[p.stem] = layout.check_record(layout.read_json(p, "feature store record"), str(p))
+        for key, record in entries.items():
+            if record["config_sha256"] != self.config_sha256:
+                raise Vega3DError(f"feature store {self.path}: record {key!r} (item {record['item_id']!r}) was written "
+                                  f"with config {record['config_sha256'][:12]}..., the store's is "
+                                  f"{self.config_sha256[:12]}...: it belongs to another store")
+        self._entries = dict(sorted(entries.items()))
+        self._by_id: dict[str, list[str]] = {}
+        for key, record in self._entries.items():
+            self._by_id.setdefault(record["item_id"], []).append(key)
+
+    @property
+    def extraction_config(self) -> dict:
+        """The extractor's config the features were computed with (``config["extraction"]``)."""
+        return self.config["extraction"]
+
+    def ids(self) -> list[str]:
+        """Item ids in the store, sorted."""
+        return sorted(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._by_id
+
+    def entries(self, item_id: str | None = None) -> list[dict]:
+        """Index records (all, or those of ``item_id``): frame indices, shape, dtype, bytes, sha256, source..."""
+        if item_id is None:
+            return list(self._entries.values())
+        return [self._entries[k] for k in self._by_id.get(item_id, [])]
+
+    def total_bytes(self) -> int:
+        """Bytes of all shards."""
+        return sum(r["bytes"] for r in self._entries.values())
+
+    # ------------------------------------------------------------------ read
+    def _find(self, item_id: str, frame_indices: Sequence[int] | None) -> tuple[dict, list[int]]:
+        keys = self._by_id.get(item_id)
+        if not keys:
+            raise Vega3DError(f"feature store {self.path}: no item {item_id!r} ({len(self)} items stored)")
+        records = [self._entries[k] for k in keys]
+        if frame_indices is None:
+            if len(records) > 1:
+                sets = [r["frame_indices"] for r in records]
+                raise Vega3DError(f"feature store {self.path}: item {item_id!r} is stored with {len(sets)} frame sets "
+                                  f"{sets[:3]}...; pass frame_indices to choose")
+            return records[0], list(range(len(records[0]["frame_indices"])))
+        wanted = [int(i) for i in frame_indices]
+        if not wanted:
+            raise Vega3DError(f"feature store {self.path}: frame_indices for item {item_id!r} is empty")
+        for r in sorted(records, key=lambda r: len(r["frame_indices"])):
+            pos = {f: p for p, f in enumerate(r["frame_indices"])}
+            if all(f in pos for f in wanted):
+                return r, [pos[f] for f in wanted]
+        raise Vega3DError(f"feature store {self.path}: item {item_id!r} has no entry holding frames {wanted} "
+                          f"(stored frame sets: {[r['frame_indices'] for r in records][:3]})")
+
+    def _check_shard(self, record: dict) -> Path:
+        shard = self.path / record["shard"]
+        if not shard.is_file():
+            raise Vega3DError(f"feature store: shard {shard} of item {record['item_id']!r} is missing")
+        if self.verify and record["shard"] not in self._verified:
+            digest = layout.file_sha256(shard)
+            if digest != record["sha256"]:
+                raise Vega3DError(
+                    f"feature store: shard {shard} of item {record['item_id']!r} is corrupted (sha256 {digest[:16]}..., "
+                    f"recorded {record['sha256'][:16]}...). Delete it and {layout.RECORD_DIR}/{shard.stem}.json "
+                    "(and index.json), then rerun `vega3d extract` to recompute it")
+            self._verified.add(record["shard"])
+        return shard
+
+    def get(self, item_id: str, frame_indices: Sequence[int] | None = None) -> tuple[torch.Tensor, list[int]]:
+        """Features of ``item_id``: ``(features (N, h, w, C), frame_indices)``.
+
+        ``frame_indices`` (positions in the input's frame list) picks frames from a stored
+        entry holding all of them, reading only those rows from the memory-mapped shard;
+        None returns the item's one stored entry. Features come in the stored dtype
+        (``config["storage"]["precision"]``), exactly as written.
+        """
+        record, rows = self._find(item_id, frame_indices)
+        shard = self._check_shard(record)
+        try:
+            with safe_open(str(shard), framework="pt") as f:
+                rows_slice = f.get_slice("features")
+                if rows == list(range(rows[0], rows[0] + len(rows))):  # one contiguous read
+                    x = rows_slice[rows[0]:rows[0] + len(rows)]
+                else:
+                    x = torch.cat([rows_slice[r:r + 1] for r in rows])
+        except (SafetensorError, OSError, RuntimeError) as err:
+            raise Vega3DError(f"feature store: shard {shard} of item {item_id!r} cannot be read ({err})") from None
+        expected = [len(rows)] + record["shape"][1:]
+        if list(x.shape) != expected or str(x.dtype).removeprefix("torch.") != record["dtype"]:
+            raise Vega3DError(f"feature store: shard {shard} holds {x.dtype} {list(x.shape)}, its record says "
+                              f"{record['dtype']} {expected}")
+        return x, [record["frame_indices"][r] for r in rows]
+
+    def verify_all(self) -> list[str]:
+        """Check every shard's sha256; returns the problems found (empty when all are intact)."""
+        problems = []
+        for record in self._entries.values():
+            self._verified.discard(record["shard"])
+            try:
+                self._check_shard(record)
+            except Vega3DError as err:
+                problems.append(str(err))
+        return problems
+
+    def __repr__(self) -> str:
+        s = self.config["storage"]
+        return (f"FeatureStore({str(self.path)!r}, {len(self)} items, {len(self._entries)} entries, "
+                f"{s['precision']}, pool={s['pool']}, {self.total_bytes() / 2**20:.1f} MiB)")

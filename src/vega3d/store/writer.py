@@ -1,0 +1,171 @@
+"""Writing items into a feature store: :class:`StoreWriter` (layout and crash safety in ``layout``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from vega3d.errors import Vega3DError
+from vega3d.grids import resample_grid
+from vega3d.store import layout
+
+
+def extraction_config_of(extractor_or_config: Any) -> dict:
+    """The extraction config as plain JSON data: from a dict, a config with ``to_dict()``,
+    or an extractor with ``.config`` (a dict or an object with ``to_dict()``)."""
+    value = extractor_or_config
+    if hasattr(value, "extract") and hasattr(value, "config"):
+        value = value.config
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if not isinstance(value, dict):
+        raise Vega3DError(f"feature store: an extraction config must be a dict or have to_dict(), got {type(value).__name__}")
+    return json.loads(layout.canonical_json(value))
+
+
+def make_store_config(extraction: Any, precision: str = "bf16", pool: Sequence[int] | None = None) -> dict:
+    """The full store config (what ``store.json`` holds) for an extraction config and storage choice.
+
+    ``precision``: "bf16", "fp16" or "fp32" (the dtype the features are stored in).
+    ``pool``: None, or ``(h, w)``: features are resampled to this grid at write time
+    (:func:`vega3d.grids.resample_grid`, e.g. to the semantic token grid).
+    """
+    if precision not in layout.PRECISIONS:
+        raise Vega3DError(f"feature store: precision must be one of {sorted(layout.PRECISIONS)}, got {precision!r}")
+    if pool is not None:
+        if len(pool) != 2 or any(int(v) != v or int(v) <= 0 for v in pool):
+            raise Vega3DError(f"feature store: pool must be two positive integers (h, w), got {pool!r}")
+        pool = [int(pool[0]), int(pool[1])]
+    return {
+        "format": layout.FORMAT,
+        "version": layout.VERSION,
+        "extraction": extraction_config_of(extraction),
+        "storage": {"precision": precision, "pool": pool},
+    }
+
+
+def check_store_config(stored: dict, expected: dict, where: Path) -> None:
+    """Raise :class:`Vega3DError` listing the differences when two store configs differ."""
+    diffs = layout.config_differences(stored, expected)
+    if diffs:
+        raise Vega3DError(
+            f"feature store {where} was written with another config than this one "
+            f"({len(diffs)} difference(s): " + "; ".join(diffs[:8]) + ("; ..." if len(diffs) > 8 else "")
+            + "). Use another store folder, or the settings it was written with."
+        )
+
+
+def prepare_features(features: torch.Tensor, storage: dict) -> torch.Tensor:
+    """Features (N, h, w, C) as a store with ``storage`` (``{"precision", "pool"}``) keeps them:
+    pooled to ``pool`` (in float32, :func:`vega3d.grids.resample_grid`) and cast to
+    ``precision``, contiguous, on the CPU. NaN or inf features are an error."""
+    if not isinstance(features, torch.Tensor) or features.ndim != 4:
+        raise Vega3DError(f"feature store: features must be a tensor (N, h, w, C), got "
+                          f"{type(features).__name__} {tuple(getattr(features, 'shape', ()))}")
+    if not bool(torch.isfinite(features).all()):
+        raise Vega3DError(f"feature store: features of shape {tuple(features.shape)} contain NaN or inf")
+    x = features.detach().to("cpu")
+    if storage["pool"] is not None:
+        x = resample_grid(x.float(), tuple(storage["pool"]))
+    return x.to(getattr(torch, layout.PRECISIONS[storage["precision"]])).contiguous()
+
+
+class StoreWriter:
+    """Adds items to the store at ``path``, creating it (``store.json``) if it does not exist.
+
+    Opening an existing store with another ``config`` raises :class:`Vega3DError`.
+    :meth:`write` is crash-safe (see ``vega3d.store.layout``); several processes may write
+    disjoint items into the same store at once (the distributed extraction does this).
+    """
+
+    def __init__(self, path: str | Path, config: dict):
+        self.path = Path(path)
+        self.config = config
+        self.config_sha256 = layout.config_sha256(config)
+        store_file = self.path / layout.STORE_FILE
+        if self.path.exists() and not self.path.is_dir():
+            raise Vega3DError(f"feature store: {self.path} exists and is not a folder")
+        if store_file.exists():
+            check_store_config(layout.read_json(store_file, "feature store config"), config, self.path)
+        else:
+            if self.path.exists() and any(not p.name.startswith(layout.TMP_PREFIX) for p in self.path.iterdir()):
+                raise Vega3DError(f"feature store: {self.path} is a non-empty folder without {layout.STORE_FILE}; "
+                                  "refusing to write a store into it (give a new or empty folder)")
+            self.path.mkdir(parents=True, exist_ok=True)
+            layout.atomic_write_json(store_file, config)
+        (self.path / layout.SHARD_DIR).mkdir(exist_ok=True)
+        (self.path / layout.RECORD_DIR).mkdir(exist_ok=True)
+
+    # ------------------------------------------------------------------ records
+    def records(self) -> dict[str, dict]:
+        """All committed records, by key (read from ``records/``)."""
+        out = {}
+        for p in sorted((self.path / layout.RECORD_DIR).glob("*.json")):
+            if p.name.startswith(layout.TMP_PREFIX):
+                continue
+            out[p.stem] = layout.check_record(layout.read_json(p, "feature store record"), str(p))
+        return out
+
+    def is_done(self, record: dict) -> bool:
+        """True when a record's shard is present with the recorded size (a cheap resume check;
+        reading verifies the sha256)."""
+        shard = self.path / record["shard"]
+        return shard.is_file() and shard.stat().st_size == record["bytes"]
+
+    # ------------------------------------------------------------------ write
+    def prepare(self, features: torch.Tensor) -> torch.Tensor:
+        """Features as this store keeps them (see :func:`prepare_features`)."""
+        return prepare_features(features, self.config["storage"])
+
+    def write(self, item_id: str, frame_indices: Sequence[int], features: torch.Tensor, *,
+              frame_ids: Sequence[int] | None = None, selection: str = "explicit", num_available: int | None = None,
+              kind: str = "tensor", source: str = "") -> dict:
+        """Store ``features`` (N, h, w, C) of ``item_id`` at ``frame_indices`` (N positions); returns the record.
+
+        The shard is written and made durable before the record, so a crash at any point
+        leaves either the complete entry or no entry. ``selection`` names how the frames
+        were chosen (e.g. ``uniform:32``); a rerun with the same item and selection skips it.
+        """
+        if not isinstance(item_id, str) or not item_id:
+            raise Vega3DError(f"feature store: item id must be a non-empty string, got {item_id!r}")
+        frame_indices = [int(i) for i in frame_indices]
+        stored = self.prepare(features)
+        if stored.shape[0] != len(frame_indices):
+            raise Vega3DError(f"feature store: item {item_id!r} has {len(frame_indices)} frame indices but features "
+                              f"of shape {tuple(features.shape)} (expected N = {len(frame_indices)})")
+        key = layout.entry_key(item_id, frame_indices)
+        meta = layout.canonical_json({"item_id": item_id, "frame_indices": frame_indices,
+                                      "config_sha256": self.config_sha256})
+        data = safetensors_bytes({"features": stored}, metadata={"vega3d": meta})
+        shard = f"{layout.SHARD_DIR}/{key}.safetensors"
+        layout.atomic_write_bytes(self.path / shard, data)
+        record = {
+            "item_id": item_id,
+            "frame_indices": frame_indices,
+            "frame_ids": [int(i) for i in (frame_ids if frame_ids is not None else frame_indices)],
+            "selection": selection,
+            "num_available": int(num_available if num_available is not None else len(frame_indices)),
+            "kind": kind,
+            "source": str(source),
+            "shard": shard,
+            "shape": list(stored.shape),
+            "dtype": str(stored.dtype).removeprefix("torch."),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "config_sha256": self.config_sha256,
+        }
+        layout.atomic_write_json(self.path / layout.RECORD_DIR / f"{key}.json", record)
+        return record
+
+    def write_index(self) -> dict:
+        """Merge every committed record into ``index.json`` (atomically); returns the index."""
+        records = self.records()
+        index = {"format": layout.FORMAT, "version": layout.VERSION, "config_sha256": self.config_sha256,
+                 "entries": records}
+        layout.atomic_write_json(self.path / layout.INDEX_FILE, index)
+        return index
