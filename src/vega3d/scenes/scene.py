@@ -14,6 +14,9 @@ Conventions (see DESIGN.md):
   [u, u+1) x [v, v+1), so the centre of the top-left pixel is (0.5, 0.5)).
 - ``frame_ids``: the frame numbers in the source (e.g. ``[0, 20, 40, ...]``).
 - ``axis_align``: optional (4, 4) ScanNet axis-alignment matrix (world → aligned world).
+- ``extras``: free-form metadata (loader: layout, depth scale, invalid-pose frame ids;
+  synthetic scenes: per-pixel surface ids). Tensors in it whose first dimension is N are
+  per-frame and follow :meth:`Scene.select`.
 """
 
 from __future__ import annotations
@@ -108,10 +111,14 @@ class Scene:
         for i in idx:
             _check(-len(self) <= i < len(self), f"scene {self.name!r}: frame index {i} out of range for {len(self)} frames")
         t = torch.tensor(idx, dtype=torch.long)
+        # per-frame tensors in extras (e.g. the synthetic scene's surface_id) follow the frames
+        extras = {k: (v[t] if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == len(self) else v)
+                  for k, v in self.extras.items()}
         return replace(
             self,
             color=self.color[t],
             depth=self.depth[t],
             poses=self.poses[t],
             frame_ids=tuple(self.frame_ids[i] for i in idx),
+            extras=extras,
         )

@@ -1,0 +1,88 @@
+"""Write a :class:`Scene` to disk in a ScanNet layout that :func:`load_scene` reads back.
+
+Colour is written as lossless PNG in ``color/`` for the SensReader layout (ScanNet's exporter
+writes JPEG; the loader reads both), and as JPEG (quality 95) for ``posed_images``, whose depth
+PNGs share the folder so colour must be ``.jpg``. Depth is uint16 PNG in millimetres, or in
+``depth_scale`` units per metre (``depth_scale.txt`` is written whenever the scale is not 1000);
+depth beyond the uint16 range is an error, not clipped. Poses and intrinsics are 4x4 text
+matrices (``%.9f``); non-finite poses are written as ScanNet does (``-inf`` rows stay ``-inf``).
+``axis_align`` (if any) goes to ``axis_align_matrix.txt``. File names are zero-padded to 5 digits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vega3d.errors import Vega3DError
+from vega3d.scenes.loaders import DEFAULT_DEPTH_SCALE, LAYOUTS
+from vega3d.scenes.scene import Scene
+
+
+def _write_matrix(path: Path, m: np.ndarray) -> None:
+    lines = [" ".join(f"{x:.9f}" if np.isfinite(x) else str(float(x)) for x in row) for row in m]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _intrinsics4(k: torch.Tensor) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = k.double().numpy()
+    return m
+
+
+def write_scene(scene: Scene, path: str | Path, layout: str = "sensreader", *,
+                depth_scale: float = DEFAULT_DEPTH_SCALE, jpeg_quality: int = 95) -> Path:
+    """Write ``scene`` under ``path`` (created; must be empty or absent) and return the path.
+
+    ``depth_scale``: depth units per metre in the PNGs (1000 = millimetres, ScanNet). Depth is
+    rounded to the nearest unit, so a round trip is exact to ``0.5 / depth_scale`` metres.
+    """
+    if layout not in LAYOUTS:
+        raise Vega3DError(f"write_scene: layout must be one of {LAYOUTS}, got {layout!r}")
+    if not (np.isfinite(depth_scale) and depth_scale > 0):
+        raise Vega3DError(f"write_scene: depth_scale must be a positive number of units per metre, got {depth_scale!r}")
+    if any(int(f) < 0 for f in scene.frame_ids):
+        raise Vega3DError(f"write_scene: frame ids must be >= 0 to name files, got {list(scene.frame_ids)[:10]}")
+    root = Path(path)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise Vega3DError(f"{root}: write_scene needs an empty or new folder")
+    raw = torch.round(scene.depth.double() * depth_scale)
+    if float(raw.max()) > 65535:
+        raise Vega3DError(f"write_scene: depth up to {float(scene.depth.max()):.3f} m does not fit uint16 at "
+                          f"{depth_scale:g} units per metre (max {65535 / depth_scale:.3f} m); use a smaller depth_scale")
+    raw = raw.numpy().astype(np.uint16)
+    if layout == "sensreader":
+        dirs = {d: root / d for d in ("color", "depth", "pose", "intrinsic")}
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        color_path = lambda name: dirs["color"] / f"{name}.png"  # noqa: E731
+        depth_path = lambda name: dirs["depth"] / f"{name}.png"  # noqa: E731
+        pose_path = lambda name: dirs["pose"] / f"{name}.txt"  # noqa: E731
+        _write_matrix(dirs["intrinsic"] / "intrinsic_color.txt", _intrinsics4(scene.intrinsics_color))
+        _write_matrix(dirs["intrinsic"] / "intrinsic_depth.txt", _intrinsics4(scene.intrinsics_depth))
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        color_path = lambda name: root / f"{name}.jpg"  # noqa: E731
+        depth_path = lambda name: root / f"{name}.png"  # noqa: E731
+        pose_path = lambda name: root / f"{name}.txt"  # noqa: E731
+        _write_matrix(root / "intrinsic.txt", _intrinsics4(scene.intrinsics_color))
+        _write_matrix(root / "depth_intrinsic.txt", _intrinsics4(scene.intrinsics_depth))
+    if depth_scale != DEFAULT_DEPTH_SCALE:
+        (root / "depth_scale.txt").write_text(f"{depth_scale:g}\n")
+    if scene.axis_align is not None:
+        _write_matrix(root / "axis_align_matrix.txt", scene.axis_align.double().numpy())
+    colors = scene.color.numpy()
+    poses = scene.poses.double().numpy()
+    for k, fid in enumerate(scene.frame_ids):
+        name = f"{int(fid):05d}"
+        img = Image.fromarray(colors[k])
+        if layout == "sensreader":
+            img.save(color_path(name))
+        else:
+            img.save(color_path(name), quality=jpeg_quality)
+        Image.fromarray(raw[k]).save(depth_path(name))
+        _write_matrix(pose_path(name), poses[k])
+    return root
