@@ -126,6 +126,19 @@ def test_token_order_matches_qwen_video_patchify(qwen_video_patchify, num_frames
     assert torch.equal(nearest, torch.arange(len(tokens)))
 
 
+def test_keep_merge_window_matches_processor_blocks(qwen_video_patchify):
+    height, width = 4 * P, 6 * P
+    videos = position_video(3, height, width)[None]
+    patches, t, hp, wp = qwen_video_patchify(videos)
+    per_patch = patches[0].reshape(-1, 3, 2 * P * P).mean(-1)  # (t*Hp*Wp, 3) in processor row order
+    feats = position_grid(3, 2 * hp, 2 * wp, height, width)
+    windows = align_to_qwen_tokens(feats, (t, hp, wp), keep_merge_window=True)
+    assert windows.shape == (t * (hp // 2) * (wp // 2), 4 * 3)
+    assert torch.allclose(windows.reshape(-1, 3), per_patch, atol=1e-4)
+    plain = align_to_qwen_tokens(feats, (t, hp, wp))
+    assert torch.allclose(windows.reshape(-1, 4, 3).mean(1), plain, atol=1e-5)
+
+
 def test_vision_tower_merges_processor_rows_in_order():
     """A tiny random Qwen2.5-VL vision tower (window attention on, so tokens are reordered
     internally) with its attention outputs zeroed is a per-token function; its merged token k

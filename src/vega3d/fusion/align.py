@@ -49,13 +49,24 @@ def _check_features(name: str, features: torch.Tensor) -> None:
 
 
 def align_to_qwen_tokens(
-    features: torch.Tensor, grid_thw, spatial_merge_size: int = 2, temporal_patch_size: int = 2
+    features: torch.Tensor,
+    grid_thw,
+    spatial_merge_size: int = 2,
+    temporal_patch_size: int = 2,
+    *,
+    keep_merge_window: bool = False,
 ) -> torch.Tensor:
     """Features of N frames (N, h, w, C) -> (T * Hp/m * Wp/m, C) in Qwen2.5-VL merged-token order.
 
     ``grid_thw`` is what Qwen's processor reports for these frames (``video_grid_thw`` row,
     or ``image_grid_thw`` row for one image): T must be ``ceil(N / temporal_patch_size)``.
     Output dtype = input dtype (the temporal mean is taken in float32).
+
+    ``keep_merge_window=True`` resamples onto the 14-px patch grid (Hp, Wp) instead and
+    returns (T * Hp/m * Wp/m, m*m*C): each token's m x m patches concatenated in the order
+    Qwen's merger concatenates them (row-major within the window) — the input of an
+    MLP merger like the released ``GeometryFeatureMerger``. The mean of the m*m chunks is
+    the default output when the grids divide evenly.
     """
     _check_features("align_to_qwen_tokens", features)
     t, hp, wp = _grid_thw(grid_thw)
@@ -71,10 +82,13 @@ def align_to_qwen_tokens(
             f"align_to_qwen_tokens: features have N={n} frames, which Qwen's processor packs into "
             f"ceil({n}/{tp}) = {math.ceil(n / tp)} temporal patches, but grid_thw says T={t}"
         )
-    grid = resample_grid(features, (hp // m, wp // m))
+    rows, cols = (hp, wp) if keep_merge_window else (hp // m, wp // m)
+    grid = resample_grid(features, (rows, cols))
     if pad := t * tp - n:  # the processor repeats the last frame
         grid = torch.cat([grid, grid[-1:].expand(pad, -1, -1, -1)])
-    merged = grid.float().reshape(t, tp, hp // m, wp // m, -1).mean(dim=1)
+    merged = grid.float().reshape(t, tp, rows, cols, -1).mean(dim=1)
+    if keep_merge_window:  # (t, Hp, Wp, C) -> (t, Hp/m, Wp/m, m, m, C): Qwen's (t, h//m, w//m, m, m) rows
+        merged = merged.reshape(t, hp // m, m, wp // m, m, -1).permute(0, 1, 3, 2, 4, 5)
     return merged.reshape(t * (hp // m) * (wp // m), -1).to(features.dtype)
 
 
