@@ -1,0 +1,354 @@
+"""WanWorldSimulator: frames → dense DiT-block features of Wan2.1-T2V (VEGA-3D's generative branch).
+
+Per frame (the paper's mode, :meth:`WanWorldSimulator.extract`)::
+
+    frames (N,3,H,W) [0,1] ─fit (whole frame)→ (N,3,height,width) ─×2−1→ [−1,1]
+      ─VAE encode, one-frame video→ posterior mode (N,16,1,height/8,width/8)
+      ─z = (mode − latents_mean) · (1/latents_std)            (Wan's normalisation)
+      ─x_t = (1 − σ)·z + σ·ε                                  (σ from flow_noise_level)
+      ─DiT(t, empty-prompt context of 512 rows), blocks[0..block] only
+      → hidden states on the (height/16, width/16) token grid → (N, h, w, C) float32
+
+``block`` is 0-based: ``block=20`` is the output of the 21st of Wan2.1-1.3B's 30 blocks.
+
+Noise. Every call draws its noise afresh from ``torch.Generator("cpu").manual_seed(seed)``:
+frame ``i`` of the call gets the ``i``-th of ``N`` successive draws of shape
+``(16, 1, height/8, width/8)`` (float32, on the CPU, then moved to the device). So the
+result never depends on earlier calls, on the batch size used internally, or on the
+device's random generator; it does depend on the frame's position ``i`` in the call
+(frames are not given identical noise, which would correlate features at equal pixel
+positions across views). Pass ``noise=`` to use your own ε.
+
+Fast paths (all exact up to float rounding; see dit_prefix.py and vae2d.py): the DiT stops
+after ``blocks[block]``; single frames go through a 2-D VAE encoder that skips the causal
+zero-padded temporal taps; frames are processed in batches sized by a memory budget; the
+timestep and prompt conditioning are computed once per simulator; optional
+``torch.compile`` of the block stack.
+
+Clip mode (:meth:`WanWorldSimulator.extract_clip`, beyond the paper): a contiguous clip of
+``T = 1 + 4k`` frames is encoded as one video, so the VAE's causal temporal convs and the
+DiT's self-attention see across frames. Wan's VAE maps it to ``1 + k`` latent frames:
+latent 0 is frame 0 alone; latent ``m >= 1`` summarises frames ``4m−3 .. 4m``.
+
+Geometry and the cell ↔ pixel mapping: see :mod:`vega3d.simulator.geometry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from numbers import Integral
+from typing import NamedTuple
+
+import torch
+
+from vega3d.errors import Vega3DError
+from vega3d.grids import resample_grid
+from vega3d.simulator.dit_prefix import condition, dit_prefix
+from vega3d.simulator.geometry import TOKEN_PX, as_float_frames, check_size, fit_frames
+from vega3d.simulator.noise import flow_noise_level
+
+#: Name of the noise recipe recorded in the config (bump if the draw ever changes).
+NOISE_RECIPE = "cpu-generator(seed), frame i = i-th draw of (z_dim, 1, height/8, width/8)"
+
+_DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}
+
+
+def parse_dtype(dtype) -> torch.dtype:
+    """A torch floating dtype, or one of its names (float32/fp32, bfloat16/bf16, float16/fp16)."""
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPE_NAMES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPE_NAMES:
+        return _DTYPE_NAMES[dtype.removeprefix("torch.")]
+    raise Vega3DError(f"dtype: got {dtype!r}; expected torch.float32, torch.bfloat16, torch.float16 or one of the names {sorted(_DTYPE_NAMES)}")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything that determines the features (JSON-serialisable via :meth:`to_dict`).
+
+    ``timestep`` is the requested value; ``t`` / ``sigma`` are what the DiT and the noise
+    actually use (Wan's grid, :func:`flow_noise_level`). ``mode``: ``"frame"`` (each frame
+    its own one-frame video) or ``"clip"`` (one video).
+    """
+
+    model: dict
+    stand_in: bool
+    num_layers: int
+    block: int
+    timestep: float
+    t: int
+    sigma: float
+    shift: float
+    seed: int
+    height: int
+    width: int
+    dtype: str
+    feature_dim: int
+    pad: bool = False
+    mode: str = "frame"
+    noise: str = NOISE_RECIPE
+    prompt: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ClipFeatures(NamedTuple):
+    """Output of :meth:`WanWorldSimulator.extract_clip`.
+
+    ``features``: (T_latent, h, w, C) float32. ``latent_frames[m]``: the input frame indices
+    latent frame ``m`` summarises — ``(0,)`` for ``m = 0``, ``(4m−3, .., 4m)`` after.
+    """
+
+    features: torch.Tensor
+    latent_frames: tuple
+
+
+def latent_frame_groups(num_frames: int) -> tuple:
+    """Input frames behind each latent frame of a ``1 + 4k``-frame clip (Wan's VAE)."""
+    check_clip_length(num_frames)
+    return ((0,),) + tuple(tuple(range(4 * m - 3, 4 * m + 1)) for m in range(1, 1 + (num_frames - 1) // 4))
+
+
+def check_clip_length(num_frames: int) -> None:
+    if num_frames < 1 or (num_frames - 1) % 4:
+        below = 1 + 4 * max(0, (num_frames - 1) // 4)
+        raise Vega3DError(f"frames: clip of {num_frames} frames; Wan's VAE takes 1 + 4k frames (1, 5, 9, 13, ...): "
+                          f"use {below} or {below + 4}")
+
+
+class WanWorldSimulator:
+    """Dense features of a frozen Wan2.1-T2V at one noise level and DiT block.
+
+    Build with :meth:`from_pretrained` (a checkpoint folder) or directly from loaded diffusers
+    modules. The modules are used as given (device, dtype); they must be in eval mode.
+    """
+
+    def __init__(self, transformer, vae, latents_mean: torch.Tensor, latents_std: torch.Tensor,
+                 prompt_embedding: torch.Tensor, *, timestep: float = 300, shift: float = 5.0, block: int = 20,
+                 height: int = 480, width: int = 832, seed: int = 0, pad: bool = False, batch_frames: int | None = None,
+                 memory_budget: int | None = None, compile: bool = False, identity: dict | None = None,
+                 stand_in: bool = False, text_len: int = 512):
+        from vega3d.simulator.prompt import load_prompt_embedding
+        from vega3d.simulator.vae2d import FrameEncoder, supports_2d
+
+        check_size(height, width)
+        num_layers = len(transformer.blocks)
+        _check_block(block, num_layers)
+        if isinstance(seed, bool) or not isinstance(seed, Integral):
+            raise Vega3DError(f"seed: got {seed!r}; expected an integer")
+        if batch_frames is not None and (isinstance(batch_frames, bool) or not isinstance(batch_frames, Integral) or batch_frames < 1):
+            raise Vega3DError(f"batch_frames: got {batch_frames!r}; expected None (use the memory budget) or an integer >= 1")
+        if memory_budget is not None and (not isinstance(memory_budget, Integral) or memory_budget < 1):
+            raise Vega3DError(f"memory_budget: got {memory_budget!r}; expected None or a positive number of bytes")
+        self.t, self.sigma = flow_noise_level(timestep, shift)
+        self.z_dim = int(vae.config.z_dim)
+        for name, v in (("latents_mean", latents_mean), ("latents_std", latents_std)):
+            if not isinstance(v, torch.Tensor) or tuple(v.shape) != (self.z_dim,) or not torch.isfinite(v).all():
+                raise Vega3DError(f"{name}: got {getattr(v, 'shape', type(v).__name__)}; expected a finite ({self.z_dim},) tensor")
+        if (latents_std <= 0).any():
+            raise Vega3DError("latents_std: expected all values > 0")
+        text_dim = int(transformer.config.text_dim)
+        context = load_prompt_embedding(prompt_embedding, text_dim, text_len)
+
+        self.transformer, self.vae = transformer, vae
+        self.block, self.height, self.width, self.seed, self.pad = int(block), int(height), int(width), int(seed), bool(pad)
+        self.device = transformer.patch_embedding.weight.device
+        self.dtype = transformer.patch_embedding.weight.dtype
+        self.vae_dtype = vae.encoder.conv_in.weight.dtype
+        self._mean = latents_mean.float().to(self.device).view(1, -1, 1, 1, 1)
+        self._inv_std = (1.0 / latents_std.float()).to(self.device).view(1, -1, 1, 1, 1)
+        self._tproj, self._context = condition(transformer, self.t, context)
+        self._frame_encoder = FrameEncoder(vae) if supports_2d(vae) else None
+        self._blocks = [torch.compile(b) for b in transformer.blocks[: self.block + 1]] if compile else None
+        self._batch = int(batch_frames) if batch_frames is not None else self._budget_batch(memory_budget)
+        self.compiled = bool(compile)
+
+        prompt = (identity or {}).get("prompt") or {
+            "source": "tensor" if isinstance(prompt_embedding, torch.Tensor) else str(prompt_embedding),
+            "sha256": hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest()}
+        model = {k: v for k, v in (identity or {"source": "in-memory modules"}).items() if k != "prompt"}
+        self.config = SimulatorConfig(
+            model=model, stand_in=bool(stand_in), num_layers=num_layers, block=self.block, timestep=float(timestep),
+            t=self.t, sigma=self.sigma, shift=float(shift), seed=self.seed, height=self.height, width=self.width,
+            dtype=str(self.dtype).removeprefix("torch."), feature_dim=self.feature_dim, pad=self.pad, prompt=prompt)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, path, *, timestep: float = 300, shift: float = 5.0, block: int = 20, height: int = 480,
+                        width: int = 832, seed: int = 0, dtype=torch.float32, device="cpu", prompt_embedding=None,
+                        pad: bool = False, batch_frames: int | None = None, memory_budget: int | None = None,
+                        compile: bool = False) -> "WanWorldSimulator":
+        """Load a Wan2.1-T2V folder (diffusers or original layout) and build the simulator.
+
+        ``dtype``: torch dtype or name ("float32", "bfloat16"); applies to the DiT and the VAE.
+        ``prompt_embedding``: tensor or safetensors file of the empty-prompt context (else the
+        folder's cached one, else its text encoder). Other arguments: see the class docstring.
+        """
+        dtype = parse_dtype(dtype)
+        check_size(height, width)
+        flow_noise_level(timestep, shift)
+        if isinstance(block, bool) or not isinstance(block, Integral):
+            raise Vega3DError(f"block: got {block!r}; expected an integer (0-based DiT block index)")
+        from vega3d.simulator.layouts import load_wan_components
+
+        parts = load_wan_components(path, dtype=dtype, device=device, prompt_embedding=prompt_embedding)
+        return cls(parts.transformer, parts.vae, parts.latents_mean, parts.latents_std, parts.prompt_embedding,
+                   timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
+                   batch_frames=batch_frames, memory_budget=memory_budget, compile=compile, identity=parts.identity,
+                   stand_in=parts.stand_in, text_len=parts.text_len)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def feature_dim(self) -> int:
+        """C: the DiT width (1536 for Wan2.1-T2V-1.3B)."""
+        cfg = self.transformer.config
+        return int(cfg.num_attention_heads * cfg.attention_head_dim)
+
+    @property
+    def stand_in(self) -> bool:
+        """True when the weights are a random-weight stand-in, not Wan2.1."""
+        return self.config.stand_in
+
+    @property
+    def noise_level(self) -> tuple[int, float]:
+        """``(t, sigma)``: the DiT timestep and the noise level actually used."""
+        return self.t, self.sigma
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """``(h, w) = (height // 16, width // 16)``: the returned grid."""
+        return self.height // TOKEN_PX, self.width // TOKEN_PX
+
+    @property
+    def batch_frames(self) -> int:
+        """Frames per internal batch (from ``batch_frames`` or the memory budget)."""
+        return self._batch
+
+    def __repr__(self) -> str:
+        tag = " — STAND-IN with random weights, NOT Wan2.1" if self.stand_in else ""
+        return (f"WanWorldSimulator(block={self.block}/{self.config.num_layers}, t={self.t}, sigma={self.sigma:.8f}, "
+                f"{self.height}x{self.width}, C={self.feature_dim}, {self.config.dtype} on {self.device}{tag})")
+
+    # ------------------------------------------------------------------ noise
+    def draw_noise(self, num_frames: int) -> torch.Tensor:
+        """The ε :meth:`extract` uses for ``num_frames`` frames: (N, z_dim, 1, height/8, width/8) float32, CPU."""
+        gen = torch.Generator("cpu").manual_seed(self.seed)
+        shape = (self.z_dim, 1, self.height // 8, self.width // 8)
+        return torch.stack([torch.randn(shape, generator=gen) for _ in range(num_frames)])
+
+    def _check_noise(self, noise, shape: tuple) -> torch.Tensor:
+        if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
+            raise Vega3DError(f"noise: got {type(noise).__name__}; expected a float tensor of shape {shape}")
+        if tuple(noise.shape) != shape:
+            raise Vega3DError(f"noise: shape {tuple(noise.shape)}; expected {shape} (frames, z_dim, latent frames, height/8, width/8)")
+        if not torch.isfinite(noise).all():
+            raise Vega3DError("noise: contains NaN or infinite values")
+        return noise.float()
+
+    # ------------------------------------------------------------------ extraction
+    @torch.no_grad()
+    def extract(self, frames, noise: torch.Tensor | None = None, *, progress: bool = False) -> torch.Tensor:
+        """Per-frame features: (N, height//16, width//16, C) float32 on the simulator's device.
+
+        ``frames``: (N, 3, H, W) float in [0, 1] or (N, H, W, 3) uint8, any H, W (fitted whole,
+        see geometry.py). ``noise``: optional ε (N, z_dim, 1, height/8, width/8).
+        """
+        frames = as_float_frames(frames)
+        n = frames.shape[0]
+        shape = (n, self.z_dim, 1, self.height // 8, self.width // 8)
+        eps = self.draw_noise(n) if noise is None else self._check_noise(noise, shape)
+        h, w = self.grid_size
+        out = torch.empty((n, h, w, self.feature_dim), dtype=torch.float32, device=self.device)
+        starts = range(0, n, self._batch)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="simulator", unit="batch")
+        for s in starts:
+            e = min(n, s + self._batch)
+            x, box = fit_frames(frames[s:e].to(self.device), self.height, self.width, self.pad)
+            z = self._encode_frames(x)
+            feats = self._features(z, eps[s:e].to(self.device))[:, 0]
+            out[s:e] = self._to_full_frame(feats, box)
+        return out
+
+    @torch.no_grad()
+    def extract_clip(self, frames, noise: torch.Tensor | None = None) -> ClipFeatures:
+        """Clip-mode features: the ``T = 1 + 4k`` frames encoded as one video.
+
+        Returns :class:`ClipFeatures` ``(features (1 + k, h, w, C) float32, latent_frames)``.
+        ``noise``: optional ε (1, z_dim, 1 + k, height/8, width/8); by default one draw of that
+        shape from a CPU generator seeded with ``seed``.
+        """
+        frames = as_float_frames(frames)
+        num = frames.shape[0]
+        check_clip_length(num)
+        t_lat = 1 + (num - 1) // 4
+        shape = (1, self.z_dim, t_lat, self.height // 8, self.width // 8)
+        if noise is None:
+            gen = torch.Generator("cpu").manual_seed(self.seed)
+            eps = torch.randn(shape[1:], generator=gen)[None]
+        else:
+            eps = self._check_noise(noise, shape)
+        x, box = fit_frames(frames.to(self.device), self.height, self.width, self.pad)
+        video = (x * 2.0 - 1.0).to(self.vae_dtype).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
+        mode = self.vae.encode(video).latent_dist.mode()
+        feats = self._features(mode, eps.to(self.device))[0]  # (T_lat, h, w, C)
+        return ClipFeatures(self._to_full_frame(feats, box), latent_frame_groups(num))
+
+    @property
+    def clip_config(self) -> SimulatorConfig:
+        """The config recorded for :meth:`extract_clip` outputs (``mode="clip"``)."""
+        return replace(self.config, mode="clip")
+
+    # ------------------------------------------------------------------ pieces
+    def _encode_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, height, width) in [0, 1] → posterior mode (B, z_dim, 1, height/8, width/8)."""
+        x = (x * 2.0 - 1.0).to(self.vae_dtype)
+        if self._frame_encoder is not None:
+            return self._frame_encoder(x)[:, :, None]
+        return self.vae.encode(x[:, :, None]).latent_dist.mode()
+
+    def _features(self, mode: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Posterior mode (B, z, F, h8, w8) → block features (B, F, h, w, C) float32."""
+        z = (mode.float() - self._mean) * self._inv_std
+        x_t = (1.0 - self.sigma) * z + self.sigma * eps
+        feats = dit_prefix(self.transformer, x_t.to(self.dtype), self._tproj, self._context, self.block, self._blocks)
+        return feats.float()
+
+    def _to_full_frame(self, grid: torch.Tensor, box) -> torch.Tensor:
+        """Crop a padded token grid (N, h, w, C) to the frame and resample onto (h, w)."""
+        if not self.pad:
+            return grid
+        return resample_grid(box.crop(grid), self.grid_size)
+
+    def _budget_batch(self, memory_budget: int | None) -> int:
+        """Frames per batch so the estimated activation peak stays under ``memory_budget`` bytes.
+
+        Default budget: 40% of the free GPU memory, or 2 GiB on CPU. The per-frame estimate
+        is 5 full-resolution VAE activations of ``base_dim`` channels plus, for the DiT, the
+        token activations, the FFN hidden layer and one attention score matrix per head.
+        """
+        if memory_budget is None:
+            if self.device.type == "cuda":
+                memory_budget = int(0.4 * torch.cuda.mem_get_info(self.device)[0])
+            else:
+                memory_budget = 2 << 30
+        cfg = self.transformer.config
+        vae_el = torch.finfo(self.vae_dtype).bits // 8
+        dit_el = torch.finfo(self.dtype).bits // 8
+        base = int(self.vae.config.base_dim)
+        tokens = (self.height // TOKEN_PX) * (self.width // TOKEN_PX)
+        vae_bytes = 5 * base * self.height * self.width * vae_el
+        dit_bytes = tokens * (int(cfg.ffn_dim) + 8 * self.feature_dim) * dit_el + int(cfg.num_attention_heads) * tokens * tokens * 4
+        return int(max(1, min(64, memory_budget // max(vae_bytes, dit_bytes))))
+
+
+def _check_block(block, num_layers: int) -> None:
+    if isinstance(block, bool) or not isinstance(block, Integral) or not 0 <= block < num_layers:
+        raise Vega3DError(f"block: got {block!r}; expected an integer in 0..{num_layers - 1} "
+                          f"(0-based index into the DiT's {num_layers} blocks; the paper uses 20 of 30)")
+

@@ -1,0 +1,241 @@
+"""WanWorldSimulator.extract: equality with the straightforward diffusers computation,
+determinism, shapes, geometry (whole frame, never cropped), config, errors."""
+
+import json
+
+import pytest
+import torch
+
+from tests.simulator.sim_helpers import context, frames, latent_stats, make_sim, reference_features, tiny_transformer, tiny_vae
+from vega3d.errors import Vega3DError
+from vega3d.grids import resample_grid
+from vega3d.simulator import SimulatorConfig, WanWorldSimulator, flow_noise_level
+from vega3d.simulator.geometry import content_box, fit_frames
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return make_sim()
+
+
+def test_shapes_and_properties(sim):
+    out = sim.extract(frames(3))
+    assert out.shape == (3, 4, 6, 32) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert sim.feature_dim == 32
+    assert sim.noise_level == flow_noise_level(300, 5.0) == (299, pytest.approx(0.29992384))
+    assert sim.stand_in is False
+    assert sim.grid_size == (4, 6)
+
+
+def test_equals_straightforward_diffusers(sim):
+    x = frames(3)
+    ref = reference_features(sim, x, sim.draw_noise(3))
+    out = sim.extract(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_block_selects_hidden_state():
+    a, b = make_sim(block=1), make_sim(block=3)
+    x = frames(2)
+    ra, rb = a.extract(x), b.extract(x)
+    torch.testing.assert_close(ra, reference_features(a, x, a.draw_noise(2)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(rb, reference_features(b, x, b.draw_noise(2)), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(ra, rb)
+
+
+def test_given_noise_is_used(sim):
+    x = frames(2)
+    eps = torch.randn(2, 16, 1, 8, 12, generator=torch.Generator().manual_seed(9))
+    out = sim.extract(x, noise=eps)
+    torch.testing.assert_close(out, reference_features(sim, x, eps), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(out, sim.extract(x))
+
+
+def test_deterministic_and_call_order_independent(sim):
+    x = frames(3)
+    first = sim.extract(x)
+    sim.extract(frames(2, seed=11))  # an unrelated call in between
+    assert torch.equal(sim.extract(x), first)
+    again = make_sim()
+    assert torch.equal(again.extract(x), first)
+
+
+def test_batching_does_not_change_results():
+    x = frames(5)
+    one = make_sim(batch_frames=1).extract(x)
+    three = make_sim(batch_frames=3).extract(x)
+    torch.testing.assert_close(one, three, rtol=1e-5, atol=1e-6)
+
+
+def test_noise_is_per_position_and_seeded(sim):
+    eps = sim.draw_noise(3)
+    assert torch.equal(eps[:2], sim.draw_noise(2))  # frame i's noise does not depend on N
+    assert not torch.equal(eps[0], eps[1])
+    other = make_sim(seed=1)
+    assert not torch.equal(other.draw_noise(1), eps[:1])
+    x = frames(2)
+    assert not torch.allclose(other.extract(x), sim.extract(x))
+
+
+def test_uint8_frames(sim):
+    x = frames(2)
+    u8 = (x * 255).round().to(torch.uint8)
+    as_float = u8.float() / 255
+    torch.testing.assert_close(sim.extract(u8.permute(0, 2, 3, 1)), sim.extract(as_float))
+    torch.testing.assert_close(sim.extract(u8.permute(0, 2, 3, 1).numpy()), sim.extract(as_float))
+
+
+def test_config_is_frozen_and_json(sim):
+    cfg = sim.config
+    assert isinstance(cfg, SimulatorConfig)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    for key, value in dict(block=2, t=299, shift=5.0, seed=0, height=64, width=96, dtype="float32", mode="frame",
+                           pad=False, num_layers=4, feature_dim=32, stand_in=False).items():
+        assert d[key] == value, key
+    assert d["timestep"] == 300 and d["sigma"] == pytest.approx(0.29992384)
+    assert len(d["prompt"]["sha256"]) == 64
+    with pytest.raises(Exception):
+        cfg.block = 3
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_resize_keeps_whole_frame(sim):
+    """A change confined to the top rows of a 4:3 frame must reach the features (no crop)."""
+    for pad in (False, True):
+        s = make_sim(pad=pad)
+        a = frames(1, h=48, w=64)
+        b = a.clone()
+        b[:, :, :3] = 1.0 - b[:, :, :3]
+        assert not torch.allclose(s.extract(a), s.extract(b)), pad
+
+
+def test_content_box():
+    assert content_box((64, 96), 64, 96, pad=True) == content_box((64, 96), 64, 96, pad=False)
+    square = content_box((64, 64), 64, 96, pad=True)  # 4 token rows, 4 of 6 columns, centred
+    assert (square.top, square.left, square.rows, square.cols) == (0, 1, 4, 4)
+    wide = content_box((100, 400), 64, 96, pad=True)  # 96 px wide -> 24 px tall -> 2 token rows
+    assert (wide.top, wide.left, wide.rows, wide.cols) == (1, 0, 2, 6)
+
+
+def test_pad_places_frame_in_box():
+    x = frames(1, h=40, w=40)
+    fitted, box = fit_frames(x, 64, 96, pad=True)
+    assert fitted.shape == (1, 3, 64, 96)
+    assert torch.all(fitted[..., :16] == 0) and torch.all(fitted[..., 80:] == 0)
+    inner = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(fitted[..., 16:80], inner.clamp(0, 1))
+
+
+def test_pad_grid_is_box_crop_resampled_to_full_frame():
+    padded_sim, plain_sim = make_sim(pad=True), make_sim(pad=False)
+    x = frames(2, h=64, w=64)
+    out = padded_sim.extract(x)
+    canvas, box = fit_frames(x, 64, 96, pad=True)
+    tokens = plain_sim.extract(canvas)  # same noise: same positions in the call
+    expected = resample_grid(tokens[:, box.top : box.top + box.rows, box.left : box.left + box.cols], (4, 6))
+    assert out.shape == (2, 4, 6, 32)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_any_input_size_is_resized(sim):
+    x = frames(1, h=50, w=70)
+    fitted, _ = fit_frames(x, 64, 96)
+    torch.testing.assert_close(sim.extract(x), sim.extract(fitted))
+
+
+# ----------------------------------------------------------------------------- from_pretrained
+
+
+def test_from_pretrained_tiny_diffusers_folder(tmp_path):
+    tiny = pytest.importorskip("vega3d.simulator.tiny")
+    folder = tiny.save_tiny_wan(tmp_path / "wan", layout="diffusers", num_layers=3)
+    s = WanWorldSimulator.from_pretrained(folder, block=1, height=64, width=96, dtype="float32")
+    assert s.stand_in and "STAND-IN" in repr(s)
+    assert s.config.model["weights_hash"] and s.config.model["layout"] == "diffusers"
+    out = s.extract(frames(2))
+    assert out.shape == (2, 4, 6, s.feature_dim)
+    with pytest.raises(Vega3DError, match="block"):
+        WanWorldSimulator.from_pretrained(folder, block=3, height=64, width=96)
+    text_dim = s.transformer.config.text_dim
+    with pytest.raises(Vega3DError, match="text_dim"):
+        WanWorldSimulator.from_pretrained(folder, block=1, height=64, width=96, prompt_embedding=torch.zeros(5, text_dim + 1))
+    with pytest.raises(Vega3DError, match="dtype"):
+        WanWorldSimulator.from_pretrained(folder, dtype="float64")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.rand(2, 4, 64, 96), "channels"),
+        (torch.rand(2, 64, 96, 4).mul(255).to(torch.uint8), "3 channels"),
+        (torch.rand(2, 3, 64, 96) * 2, r"\[0, 1\]"),
+        (torch.rand(2, 3, 64, 96) - 0.5, r"\[0, 1\]"),
+        (torch.full((1, 3, 64, 96), float("nan")), "NaN"),
+        (torch.rand(3, 64, 96), "4 dims"),
+        (torch.zeros(1, 3, 64, 96, dtype=torch.int32), "dtype"),
+        ([[0.0]], "tensor"),
+    ],
+)
+def test_bad_frames(sim, bad, match):
+    with pytest.raises(Vega3DError, match=match):
+        sim.extract(bad)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 1, 8, 11), (3, 16, 1, 8, 12), (2, 15, 1, 8, 12), (2, 16, 8, 12)])
+def test_bad_noise_shape(sim, shape):
+    with pytest.raises(Vega3DError, match="noise"):
+        sim.extract(frames(2), noise=torch.randn(shape))
+
+
+def test_nan_noise(sim):
+    eps = sim.draw_noise(2)
+    eps[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(Vega3DError, match="noise"):
+        sim.extract(frames(2), noise=eps)
+
+
+@pytest.mark.parametrize("size", [(60, 96), (64, 100), (0, 96), (8, 96)])
+def test_size_not_multiple_of_16(size):
+    with pytest.raises(Vega3DError, match="multiple of 16"):
+        make_sim(height=size[0], width=size[1])
+
+
+@pytest.mark.parametrize("block", [-1, 4, 30, 2.0, True])
+def test_block_out_of_range(block):
+    with pytest.raises(Vega3DError, match="block"):
+        make_sim(block=block)
+
+
+def test_prompt_embedding_wrong_width():
+    mean, std = latent_stats()
+    with pytest.raises(Vega3DError, match="text_dim"):
+        WanWorldSimulator(tiny_transformer(2), tiny_vae(), mean, std, torch.zeros(512, 31), block=0, height=64, width=96)
+
+
+def test_bad_latent_stats():
+    mean, std = latent_stats()
+    with pytest.raises(Vega3DError, match="latents_std"):
+        WanWorldSimulator(tiny_transformer(2), tiny_vae(), mean, -std, context(), block=0, height=64, width=96)
+    with pytest.raises(Vega3DError, match="latents_mean"):
+        WanWorldSimulator(tiny_transformer(2), tiny_vae(), mean[:8], std, context(), block=0, height=64, width=96)
+
+
+@pytest.mark.parametrize("kw", [dict(timestep=-3), dict(shift=0.0), dict(seed=1.5), dict(batch_frames=0)])
+def test_bad_options(kw):
+    with pytest.raises(Vega3DError):
+        make_sim(**kw)
+
+
+@pytest.mark.parametrize("name", ["float64", "banana", 3])
+def test_bad_dtype_name(name):
+    from vega3d.simulator.simulator import parse_dtype
+
+    with pytest.raises(Vega3DError, match="dtype"):
+        parse_dtype(name)
+    assert parse_dtype("bfloat16") is torch.bfloat16 and parse_dtype(torch.float32) is torch.float32
