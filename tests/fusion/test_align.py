@@ -103,6 +103,9 @@ def qwen_video_patchify(monkeypatch):
     )
     if not had:
         sys.modules.pop(name, None)
+        parent = sys.modules["transformers.models.qwen2_vl"]
+        if getattr(parent, "__dict__", {}).get("video_processing_qwen2_vl") is module:
+            delattr(parent, "video_processing_qwen2_vl")
 
 
 @pytest.mark.parametrize("num_frames", [4, 5, 1])
