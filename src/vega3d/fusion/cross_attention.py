@@ -12,6 +12,8 @@ Where the tokens sit must be given (the released code guessed a square grid from
 - ``grid_hw=(h, w)``: L == h*w tokens in row-major order; attention over all of them.
 - ``grid_thw=(t, h, w)``: L == t*h*w, t frames (Qwen temporal patches) of h x w tokens in
   (t, row, col) order; each frame attends within itself (as the released per-frame batch).
+  For Qwen2.5-VL this is the *merged-token* grid (T, Hp/2, Wp/2), not the processor's
+  patch-level ``grid_thw`` (which counts 4x as many and is rejected as a mismatch).
 - ``positions``: (L, 2) float (row, col) of every token; attention over all L.
 
 Dropout defaults to 0 (released: 0.1) so training runs are reproducible from the seed alone.
