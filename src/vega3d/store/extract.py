@@ -1,0 +1,193 @@
+"""Offline extraction into a feature store: resumable, crash-safe, distributed over ranks.
+
+:func:`extract_to_store` runs any extractor (an object with ``.extract(frames (N, 3, H, W)
+float in [0, 1]) -> (N, h, w, C)`` and ``.config.to_dict()``, e.g. a
+:class:`vega3d.simulator.WanWorldSimulator`) over input items and writes one store entry
+per item.
+
+- **Resume**: an item whose (id, frame selection) already has a committed record with its
+  shard present is skipped, so rerunning the same command finishes an interrupted run.
+- **Distributed**: when ``torch.distributed`` is initialised (``torchrun``), every rank
+  lists the finished items, waits for the others, then takes every ``world_size``-th of the
+  pending items (sorted by id): disjoint shares, no duplicate work. At the end rank 0 merges
+  all records into ``index.json`` and prints the summary of all ranks.
+- **Bad inputs** (unreadable video, scan folder with missing depth, image of another size)
+  are reported per item and the run goes on, unless ``fail_fast``. Errors of the extractor
+  that are not :class:`Vega3DError` (a bug, out of memory) stop the run; rerunning resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from vega3d.errors import Vega3DError
+from vega3d.store import layout
+from vega3d.store.inputs import InputItem, load_frames
+from vega3d.store.writer import StoreWriter, make_store_config
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did: item ids done / skipped, failed ids with reasons, notes, bytes written."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    bytes_written: int = 0
+    seconds: float = 0.0
+
+    def merge(self, other: "ExtractSummary") -> None:
+        self.done += other.done
+        self.skipped += other.skipped
+        self.failed.update(other.failed)
+        self.notes.update(other.notes)
+        self.bytes_written += other.bytes_written
+        self.seconds = max(self.seconds, other.seconds)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["done"], d["skipped"] = sorted(self.done), sorted(self.skipped)
+        return d
+
+    def table(self) -> str:
+        """A readable summary (several lines)."""
+        n = len(self.done) + len(self.skipped) + len(self.failed)
+        per_item = self.bytes_written / len(self.done) if self.done else 0
+        rate = len(self.done) / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"{n} items: {len(self.done)} done, {len(self.skipped)} skipped (already in the store), "
+                 f"{len(self.failed)} failed",
+                 f"written: {self.bytes_written / 2**20:.2f} MiB ({per_item / 2**20:.3f} MiB per item), "
+                 f"{self.seconds:.1f} s ({rate:.2f} items/s)"]
+        for item_id, note in sorted(self.notes.items()):
+            lines.append(f"  note  {item_id}: {note}")
+        for item_id, reason in sorted(self.failed.items()):
+            lines.append(f"  FAILED {item_id}: {reason}")
+        return "\n".join(lines)
+
+
+def selection_name(num_frames: int | None, frames: Sequence[int] | None) -> str:
+    """How frames are chosen, as recorded with each entry: ``uniform:32`` or ``frames:0,5,9``."""
+    if frames is not None:
+        return "frames:" + ",".join(str(int(f)) for f in frames)
+    return f"uniform:{int(num_frames)}"
+
+
+def _dist() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if _dist()[1] > 1:
+        dist.barrier()
+
+
+def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Path, *, num_frames: int | None = 32,
+                     frames: Sequence[int] | None = None, precision: str = "bf16", pool: Sequence[int] | None = None,
+                     fail_fast: bool = False, progress: bool = True) -> ExtractSummary:
+    """Extract features of ``items`` with ``extractor`` into the store at ``store``; returns the
+    summary of all ranks (on every rank).
+
+    ``num_frames`` frames per item chosen uniformly, or ``frames`` (explicit indices, the same
+    for every item; see ``vega3d.store.inputs`` for what they index). ``precision`` and
+    ``pool`` choose how features are stored (:func:`vega3d.store.make_store_config`). An
+    existing store written with another config raises :class:`Vega3DError`.
+    """
+    if frames is None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
+        raise Vega3DError(f"extract: num_frames must be an int >= 1, got {num_frames!r}")
+    if frames is not None and (len(frames) == 0 or len(set(frames)) != len(frames)):
+        raise Vega3DError(f"extract: explicit frames must be a non-empty list without repeats, got {list(frames)}")
+    rank, world = _dist()
+    config = make_store_config(extractor, precision, pool)
+    selection = selection_name(num_frames, frames)
+    if rank == 0:
+        writer = StoreWriter(store, config)
+    _barrier()
+    if rank != 0:
+        writer = StoreWriter(store, config)
+    finished = {(r["item_id"], r["selection"]) for r in writer.records().values() if writer.is_done(r)}
+    _barrier()  # nobody writes before every rank has listed what is finished
+
+    summary = ExtractSummary()
+    pending = []
+    for it in items:
+        if (it.item_id, selection) in finished:
+            summary.skipped.append(it.item_id)
+        else:
+            pending.append(it)
+    mine = pending[rank::world]
+    start = time.perf_counter()
+    bar = tqdm(mine, unit="item", desc=f"extract (rank {rank}/{world})" if world > 1 else "extract",
+               disable=not progress or rank != 0, file=sys.stderr, dynamic_ncols=True)
+    for it in bar:
+        try:
+            loaded = load_frames(it, num_frames, frames)
+        except Exception as err:  # any unreadable input is reported per item
+            reason = str(err) if isinstance(err, Vega3DError) else f"{it.path}: {type(err).__name__}: {err}"
+            if fail_fast:
+                raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {reason}") from err
+            summary.failed[it.item_id] = reason
+            bar.set_postfix(failed=len(summary.failed))
+            continue
+        if frames is None and loaded.num_available < int(num_frames):
+            summary.notes[it.item_id] = (f"asked for {num_frames} frames, the input has {loaded.num_available}: "
+                                         f"using all {loaded.num_available} once")
+            if progress and rank == 0:
+                bar.write(f"extract: {it.item_id}: {summary.notes[it.item_id]}", file=sys.stderr)
+        try:
+            with torch.inference_mode():
+                features = extractor.extract(loaded.frames)
+            if features.shape[0] != len(loaded.frame_indices):
+                raise Vega3DError(f"extractor returned {features.shape[0]} frames for {len(loaded.frame_indices)}")
+            record = writer.write(it.item_id, loaded.frame_indices, features, selection=selection,
+                                  num_available=loaded.num_available, kind=it.kind, source=str(it.path))
+        except Vega3DError as err:
+            if fail_fast:
+                raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {err}") from err
+            summary.failed[it.item_id] = str(err)
+            bar.set_postfix(failed=len(summary.failed))
+            continue
+        summary.done.append(it.item_id)
+        summary.bytes_written += record["bytes"]
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+
+    if world > 1:
+        gathered: list[ExtractSummary | None] = [None] * world
+        dist.all_gather_object(gathered, summary)
+        summary = ExtractSummary(skipped=summary.skipped)  # every rank listed the same skipped items
+        for s in gathered:
+            s.skipped = []
+            summary.merge(s)
+    if rank == 0:
+        writer.write_index()
+        remove_orphans(Path(store))
+        layout.atomic_write_json(Path(store) / layout.RUN_FILE, summary.to_dict())
+    _barrier()
+    return summary
+
+
+def remove_orphans(store: Path) -> list[Path]:
+    """Delete temporary files and shards without a record (left by a killed run); returns them.
+
+    Call only when no other process is writing into the store.
+    """
+    recorded = {p.stem for p in (store / layout.RECORD_DIR).glob("*.json") if not p.name.startswith(layout.TMP_PREFIX)}
+    removed = []
+    for folder in (store, store / layout.SHARD_DIR, store / layout.RECORD_DIR):
+        for p in folder.iterdir():
+            orphan = folder.name == layout.SHARD_DIR and p.suffix == ".safetensors" and p.stem not in recorded
+            if p.is_file() and (p.name.startswith(layout.TMP_PREFIX) or orphan):
+                p.unlink()
+                removed.append(p)
+    return removed
