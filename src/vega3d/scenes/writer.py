@@ -1,7 +1,7 @@
 """Write a :class:`Scene` to disk in a ScanNet layout that :func:`load_scene` reads back.
 
 Colour is written as lossless PNG in ``color/`` for the SensReader layout (ScanNet's exporter
-writes JPEG; the loader reads both), and as JPEG (quality 95) for ``posed_images``, whose depth
+writes JPEG; the loader reads both), and as JPEG (quality 95, no chroma subsampling) for ``posed_images``, whose depth
 PNGs share the folder so colour must be ``.jpg``. Depth is uint16 PNG in millimetres, or in
 ``depth_scale`` units per metre (``depth_scale.txt`` is written whenever the scale is not 1000);
 depth beyond the uint16 range is an error, not clipped. Poses and intrinsics are 4x4 text
@@ -82,7 +82,7 @@ def write_scene(scene: Scene, path: str | Path, layout: str = "sensreader", *,
         if layout == "sensreader":
             img.save(color_path(name))
         else:
-            img.save(color_path(name), quality=jpeg_quality)
+            img.save(color_path(name), quality=jpeg_quality, subsampling=0)
         Image.fromarray(raw[k]).save(depth_path(name))
         _write_matrix(pose_path(name), poses[k])
     return root
