@@ -9,7 +9,8 @@ import torch
 from vega3d.errors import Vega3DError
 from vega3d.simulator.layouts import PROMPT_FILE, STAND_IN_MARKER, detect_layout, load_wan_components
 from vega3d.simulator.prompt import load_prompt_embedding
-from vega3d.simulator.tiny import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, save_tiny_wan
+from vega3d.simulator.convert import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD
+from vega3d.simulator.tiny import save_tiny_wan
 
 TINY = dict(num_layers=2, dim=32, text_dim=32, seed=1)
 
@@ -142,3 +143,195 @@ def test_partial_diffusers_folder_lists_what_is_missing(diffusers_dir, tmp_path,
         load_wan_components(root)
     msg = str(err.value)
     assert "diffusers-layout" in msg and all(m in msg for m in missing)
+
+
+# ----------------------------------------------------------------------------- original release layout
+
+
+@pytest.fixture(scope="module")
+def original_dir(tmp_path_factory):
+    return save_tiny_wan(tmp_path_factory.mktemp("wan") / "original", layout="original", **TINY)
+
+
+def _video(seed=0, frames=1, size=32):
+    return torch.rand(1, 3, frames, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@torch.no_grad()
+def _dit_out(transformer, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 16, 1, 8, 8, generator=g)
+    ctx = torch.randn(1, 512, transformer.config.text_dim, generator=g)
+    return transformer(x, torch.tensor([299]), ctx, return_dict=False)[0]
+
+
+def test_original_layout_files_are_the_release_names(original_dir):
+    names = {p.name for p in original_dir.iterdir()}
+    assert {"config.json", "diffusion_pytorch_model.safetensors", "Wan2.1_VAE.pth"} <= names
+    cfg = json.loads((original_dir / "config.json").read_text())
+    assert cfg["_class_name"] == "WanModel" and cfg["model_type"] == "t2v" and cfg["text_len"] == 512
+    assert "text_dim" not in cfg and "patch_size" not in cfg  # as in the released config: read off the weights
+    from safetensors import safe_open
+
+    with safe_open(str(original_dir / "diffusion_pytorch_model.safetensors"), "pt") as fh:
+        keys = set(fh.keys())
+    assert {"head.modulation", "blocks.0.self_attn.q.weight", "blocks.0.norm3.weight", "text_embedding.0.weight"} <= keys
+    vae = torch.load(original_dir / "Wan2.1_VAE.pth", weights_only=True)
+    assert {"encoder.conv1.weight", "decoder.middle.1.to_qkv.weight", "decoder.upsamples.3.resample.1.weight"} <= set(vae)
+
+
+def test_original_layout_gives_the_same_models_as_the_diffusers_layout(diffusers_dir, original_dir):
+    """Same random weights saved both ways: the converter path must reproduce the diffusers models."""
+    assert detect_layout(original_dir) == "original"
+    d, o = load_wan_components(diffusers_dir), load_wan_components(original_dir)
+    assert o.layout == "original" and o.stand_in and o.text_len == 512
+    assert dict(o.transformer.config)["text_dim"] == 32 and list(o.transformer.config.patch_size) == [1, 2, 2]
+    for name in ("num_attention_heads", "attention_head_dim", "ffn_dim", "num_layers", "qk_norm", "cross_attn_norm"):
+        assert o.transformer.config[name] == d.transformer.config[name], name
+    assert torch.equal(_dit_out(o.transformer), _dit_out(d.transformer))
+    with torch.no_grad():
+        video = _video(frames=5)
+        assert torch.equal(o.vae.encode(video).latent_dist.mode(), d.vae.encode(video).latent_dist.mode())
+    for m in (o.transformer, o.vae):
+        assert not m.training and not any(p.requires_grad for p in m.parameters())
+    assert o.identity["configs"]["original"]["_class_name"] == "WanModel"
+
+
+def test_original_latent_stats_are_wan21_published_constants(original_dir):
+    o = load_wan_components(original_dir)
+    assert torch.equal(o.latents_mean, torch.tensor(WAN21_LATENTS_MEAN, dtype=torch.float32))
+    assert torch.equal(o.latents_std, torch.tensor(WAN21_LATENTS_STD, dtype=torch.float32))
+
+
+def test_sharded_original_layout(tmp_path, diffusers_dir):
+    root = save_tiny_wan(tmp_path / "sharded", layout="original", shards=2, **TINY)
+    shards = sorted(p.name for p in root.glob("diffusion_pytorch_model-*.safetensors"))
+    assert shards == ["diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors"]
+    assert not (root / "diffusion_pytorch_model.safetensors").exists()
+    o = load_wan_components(root)
+    assert torch.equal(_dit_out(o.transformer), _dit_out(load_wan_components(diffusers_dir).transformer))
+
+
+def test_partial_shards_are_named(tmp_path):
+    root = save_tiny_wan(tmp_path / "sharded", layout="original", shards=2, **TINY)
+    (root / "diffusion_pytorch_model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(Vega3DError, match="diffusion_pytorch_model-00002-of-00002.safetensors"):
+        load_wan_components(root)
+
+
+def test_vae_topology_is_inferred_at_a_non_default_width(tmp_path):
+    root = save_tiny_wan(tmp_path / "wide", layout="original", vae_base_dim=12, **TINY)
+    ref = save_tiny_wan(tmp_path / "wide_d", layout="diffusers", vae_base_dim=12, **TINY)
+    o, d = load_wan_components(root), load_wan_components(ref)
+    assert o.vae.config.base_dim == 12 and o.vae.config.z_dim == 16
+    assert list(o.vae.config.temperal_downsample) == [False, True, True]
+    with torch.no_grad():
+        video = _video(seed=1, frames=1)
+        assert torch.equal(o.vae.encode(video).latent_dist.mode(), d.vae.encode(video).latent_dist.mode())
+
+
+@pytest.mark.parametrize(
+    "remove, missing",
+    [
+        ("Wan2.1_VAE.pth", "Wan2.1_VAE.pth"),
+        ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model*.safetensors"),
+        ("config.json", "config.json"),
+    ],
+)
+def test_partial_original_folder_lists_what_is_missing(original_dir, tmp_path, remove, missing):
+    root = _copy(original_dir, tmp_path)
+    (root / remove).unlink()
+    with pytest.raises(Vega3DError) as err:
+        load_wan_components(root)
+    assert "original-release" in str(err.value) and missing in str(err.value)
+
+
+def test_original_folder_missing_two_files_names_both(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path, "Wan2.1-T2V-1.3B")
+    (root / "Wan2.1_VAE.pth").unlink()
+    (root / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(Vega3DError) as err:
+        load_wan_components(root)
+    msg = str(err.value)
+    assert "Wan2.1-T2V-1.3B is not a complete Wan2.1 checkpoint folder (it looks like the original-release layout)" in msg
+    assert "Wan2.1_VAE.pth" in msg and "diffusion_pytorch_model*.safetensors" in msg
+
+
+def test_config_that_is_not_wan_model(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    cfg = json.loads((root / "config.json").read_text())
+    cfg["_class_name"] = "UNet2DModel"
+    (root / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Vega3DError, match="WanModel"):
+        load_wan_components(root)
+
+
+def test_config_missing_a_field(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    cfg = json.loads((root / "config.json").read_text())
+    del cfg["num_heads"]
+    (root / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Vega3DError, match="num_heads"):
+        load_wan_components(root)
+
+
+def _edit_dit(root, edit):
+    from safetensors.torch import load_file, save_file
+
+    f = root / "diffusion_pytorch_model.safetensors"
+    sd = load_file(str(f))
+    edit(sd)
+    save_file(sd, str(f))
+
+
+def test_dit_with_a_missing_key(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    _edit_dit(root, lambda sd: sd.pop("blocks.1.ffn.2.weight"))
+    with pytest.raises(Vega3DError, match=r"missing key.*blocks\.1\.ffn\.net\.2\.weight"):
+        load_wan_components(root)
+
+
+def test_dit_with_an_unexpected_key(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    _edit_dit(root, lambda sd: sd.__setitem__("blocks.0.extra.weight", torch.zeros(2)))
+    with pytest.raises(Vega3DError, match=r"unexpected key.*blocks\.0\.extra\.weight"):
+        load_wan_components(root)
+
+
+def test_dit_with_more_blocks_than_the_config_says(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    cfg = json.loads((root / "config.json").read_text())
+    cfg["num_layers"] = 1
+    (root / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Vega3DError, match=r"unexpected key.*blocks\.1\."):
+        load_wan_components(root)
+
+
+def test_dit_with_a_wrong_shape(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    _edit_dit(root, lambda sd: sd.__setitem__("blocks.0.ffn.0.bias", torch.zeros(7)))
+    with pytest.raises(Vega3DError, match="shapes"):
+        load_wan_components(root)
+
+
+def test_vae_with_a_missing_key(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    sd = torch.load(root / "Wan2.1_VAE.pth", weights_only=True)
+    sd.pop("decoder.upsamples.4.shortcut.weight")
+    torch.save(sd, root / "Wan2.1_VAE.pth")
+    with pytest.raises(Vega3DError, match=r"Wan2\.1_VAE\.pth.*missing key.*up_blocks\.1\.resnets\.0\.conv_shortcut"):
+        load_wan_components(root)
+
+
+def test_vae_that_is_not_a_wan_vae(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    torch.save({"weight": torch.zeros(3)}, root / "Wan2.1_VAE.pth")
+    with pytest.raises(Vega3DError, match="encoder.conv1.weight"):
+        load_wan_components(root)
+
+
+def test_vae_pth_that_is_not_a_state_dict(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    (root / "Wan2.1_VAE.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(Vega3DError, match="weights-only"):
+        load_wan_components(root)

@@ -95,7 +95,14 @@ def _original_missing(root: Path) -> list[str]:
     missing = []
     if not (root / ORIGINAL_CONFIG).is_file():
         missing.append(ORIGINAL_CONFIG)
-    if not original_dit_files(root, check=False):
+    index = root / ORIGINAL_DIT_INDEX
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            names = []  # reported with details when the shards are read
+        missing += [f"{n} (listed in {ORIGINAL_DIT_INDEX})" for n in names if not (root / n).is_file()]
+    elif not (root / ORIGINAL_DIT_SINGLE).is_file():
         missing.append("diffusion_pytorch_model*.safetensors")
     if not (root / ORIGINAL_VAE).is_file():
         missing.append(ORIGINAL_VAE)
@@ -138,21 +145,21 @@ def detect_layout(path) -> str:
         return "original"
     if looks_diffusers and not looks_original:
         missing = _diffusers_missing(root)
-        kind = "diffusers-layout"
+        kind = " (it looks like the diffusers-layout)"
     elif looks_original and not looks_diffusers:
         missing = _original_missing(root)
-        kind = "original-release"
+        kind = " (it looks like the original-release layout)"
     else:
         missing = _original_missing(root) if looks_original else _diffusers_missing(root) + _original_missing(root)
-        kind = "Wan2.1"
-    raise Vega3DError(f"{root} is not a {kind} Wan2.1 checkpoint folder: missing {', '.join(missing)}; {_LAYOUT_HELP}")
+        kind = ""
+    raise Vega3DError(f"{root} is not a complete Wan2.1 checkpoint folder{kind}: missing {', '.join(missing)}; {_LAYOUT_HELP}")
 
 
-def original_dit_files(root: Path, check: bool = True) -> list[Path]:
+def original_dit_files(root: Path) -> list[Path]:
     """The transformer safetensors file(s) of an original-layout folder, in shard order.
 
-    With an index file, every shard it names must exist (``check=True`` raises a
-    :class:`Vega3DError` listing the missing shards); without one, the single file.
+    With an index file, every shard it names must exist (a :class:`Vega3DError` lists
+    the missing shards); without one, the single file.
     """
     index = root / ORIGINAL_DIT_INDEX
     if index.is_file():
@@ -163,8 +170,6 @@ def original_dit_files(root: Path, check: bool = True) -> list[Path]:
         names = sorted(set(weight_map.values()))
         missing = [n for n in names if not (root / n).is_file()]
         if missing:
-            if not check:
-                return []
             raise Vega3DError(
                 f"{root} is not a complete original-release Wan2.1 checkpoint folder: missing shard(s) "
                 f"{', '.join(missing)} listed in {ORIGINAL_DIT_INDEX}"
@@ -173,9 +178,7 @@ def original_dit_files(root: Path, check: bool = True) -> list[Path]:
     single = root / ORIGINAL_DIT_SINGLE
     if single.is_file():
         return [single]
-    if check:
-        raise Vega3DError(f"{root}: missing {ORIGINAL_DIT_SINGLE} (or {ORIGINAL_DIT_INDEX} with its shards)")
-    return []
+    raise Vega3DError(f"{root}: missing {ORIGINAL_DIT_SINGLE} (or {ORIGINAL_DIT_INDEX} with its shards)")
 
 
 # ----------------------------------------------------------------------------- identity
@@ -227,7 +230,17 @@ def cast_like_diffusers(module, dtype):
 
 
 def _freeze(module, device):
+    """Move to ``device``, eval mode, no gradients, and own every tensor.
+
+    Weights read by safetensors may stay memory-mapped at unaligned addresses; SIMD
+    kernels then round differently (~1e-6) than on freshly allocated copies, so the
+    same weights loaded from the two layouts would not give bit-identical outputs.
+    Copying each tensor into its own allocation makes loading layout-independent.
+    """
     module = module.to(device=device)
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            t.data = t.data.clone(memory_format=torch.contiguous_format)
     module.eval()
     module.requires_grad_(False)
     return module

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.simulator.convert import T5_TO_HF, WAN21_LATENTS_MEAN, WAN21_LATENTS_STD
 from vega3d.simulator.layouts import (
     ORIGINAL_CONFIG,
     ORIGINAL_DIT_INDEX,
@@ -40,18 +41,6 @@ from vega3d.simulator.layouts import (
 DEFAULT_MODEL_VERSION = 1
 #: The built-in default: 30 blocks like Wan2.1-T2V-1.3B (so block 20 exists), tiny width.
 DEFAULT_MODEL_KWARGS = dict(num_layers=30, dim=64, num_heads=4, ffn_dim=128, text_dim=64, vae_base_dim=8, seed=0)
-
-# Wan2.1's published latent statistics, used by diffusers' default AutoencoderKLWan
-# config (diffusers/models/autoencoders/autoencoder_kl_wan.py, AutoencoderKLWan.__init__
-# defaults) and by Wan's own code (wan/modules/vae.py, class WanVAE: `mean`, `std`).
-WAN21_LATENTS_MEAN = (
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
-    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
-)  # fmt: skip
-WAN21_LATENTS_STD = (
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
-)  # fmt: skip
 
 _MARKER_TEXT = """# vega3d stand-in model — NOT Wan2.1
 
@@ -223,8 +212,6 @@ def to_original_vae_keys(state_dict: dict) -> dict:
 
 def to_original_t5_keys(state_dict: dict) -> dict:
     """Rename a transformers UMT5EncoderModel state dict to Wan's ``T5Encoder`` names."""
-    from vega3d.simulator.convert import T5_TO_HF
-
     inverse = [(re.compile("^" + hf.replace(".", r"\.").replace("{i}", r"(\d+)") + "$"), wan) for wan, hf in T5_TO_HF]
     out = {}
     for key, value in state_dict.items():
@@ -280,9 +267,12 @@ def build_tiny_tokenizer(folder: Path):
             num_threads=1,
             minloglevel=2,
         )
-        tokenizer = T5Tokenizer(vocab_file=str(Path(tmp) / "spiece.model"), extra_ids=0, legacy=False)
+        sp = spm.SentencePieceProcessor(model_file=str(Path(tmp) / "spiece.model"))
+        vocab = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
+        tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
         tokenizer.model_max_length = TEXT_LEN
         tokenizer.save_pretrained(folder)
+        shutil.copy(Path(tmp) / "spiece.model", folder / "spiece.model")
     return tokenizer
 
 
