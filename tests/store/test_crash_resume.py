@@ -1,0 +1,79 @@
+"""kill -9 at every commit point of the write protocol, then resume: the store equals an uninterrupted one."""
+
+import os
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.store.conftest import PatchMeanExtractor
+from tests.store.inputs_fixture import build_inputs, write_frame_folder
+from vega3d.store import FeatureStore
+from vega3d.store import layout
+from vega3d.store.extract import extract_to_store
+from vega3d.store.inputs import discover_inputs
+
+
+def extract(inputs, store):
+    return extract_to_store(discover_inputs([inputs]), PatchMeanExtractor(), store, num_frames=3, precision="bf16",
+                            progress=False)
+
+
+def run_killed(inputs, store, kill_at: int) -> int:
+    """Run :func:`extract` in a forked child that SIGKILLs itself just before its ``kill_at``-th
+    ``os.replace`` (every file of the store is committed by one os.replace); returns the wait status."""
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            calls = [0]
+            real_replace = os.replace
+
+            def replace(src, dst):
+                calls[0] += 1
+                if calls[0] == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                real_replace(src, dst)
+
+            layout.os = SimpleNamespace(**{**vars(os), "replace": replace})
+            extract(inputs, store)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def snapshot(store: Path) -> dict:
+    """Every file of the store (but the run log) -> its bytes."""
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
+            if p.is_file() and p.name != layout.RUN_FILE}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = build_inputs(tmp_path_factory.mktemp("crash_inputs"), with_scans=False)
+    write_frame_folder(root / "more", names=("1.png", "2.png", "3.png", "4.png"))
+    return root
+
+
+def test_kill_at_every_commit_point_then_resume(inputs, tmp_path):
+    ref = extract(inputs, tmp_path / "ref")
+    assert sorted(ref.done) == ["clip", "more", "shots"] and list(ref.failed) == ["broken"]
+    reference = snapshot(tmp_path / "ref")
+    # os.replace calls: store.json, then per item shard + record, then index.json, last_run.json
+    for kill_at in (1, 2, 3, 5, 8, 9):
+        store = tmp_path / f"killed{kill_at}"
+        status = run_killed(inputs, store, kill_at)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"child status {status}"
+        if (store / layout.STORE_FILE).exists():
+            # the killed store is consistent: every entry it lists reads back and checks out
+            fs = FeatureStore(store)
+            assert fs.verify_all() == []
+            for item_id in fs.ids():
+                fs.get(item_id)
+            assert len(fs.entries()) == {2: 0, 3: 0, 5: 1, 8: 3, 9: 3}[kill_at]
+        else:
+            assert kill_at == 1
+        resumed = extract(inputs, store)
+        assert len(resumed.done) + len(resumed.skipped) == 3
+        assert snapshot(store) == reference, f"kill at os.replace #{kill_at}: resumed store differs"
