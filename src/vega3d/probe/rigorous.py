@@ -1,0 +1,350 @@
+"""The rigorous correspondence score: reprojected positives, far-in-3D negatives, AUROC.
+
+For every pair of frames ``i < j`` with valid poses (not only adjacent ones):
+
+1. ``points_per_frame`` pixels with valid depth are sampled in frame i (one seeded
+   ``torch.Generator``), lifted to world points with the depth and pose, and reprojected
+   into frame j. A point is *visible* in j when it lies in front of the camera, inside
+   the colour frame, and frame j's depth at its reprojection agrees with its depth in j
+   (``|d_j - z_j| <= abs_tol + rel_tol * z_j``): the occlusion test.
+2. The pair is kept when the visible fraction (overlap) is in ``[min_overlap,
+   max_overlap]`` and the baseline is large enough (relative rotation, camera
+   translation, median image motion of the visible points).
+3. Both grids are read bilinearly at the two pixel positions: the *positive* cosine.
+   *Negatives* pair the frame-i feature with frame-j features of points more than
+   ``negative_distance_m`` away in 3D: random samples of frame j (global negatives), and
+   *local* negatives placed near the true reprojection in the image (``local_negative_px``
+   from it) on the circle around the point's position in frame i through the true
+   reprojection, so the negative is exactly as far from where the point was as the true
+   match is. A feature that only knows the image position cannot tell them apart: the
+   position-controlled AUROC.
+4. Nearest-neighbour recall: the best-matching cell of frame j on a search grid of
+   ``recall_stride_px`` pixels is within r pixels of the true reprojection, over points
+   whose reprojection moved at least one search cell, next to the "same location"
+   guess (the search cell where the point was in frame i).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vega3d.errors import Vega3DError
+from vega3d.grids import resample_grid
+from vega3d.probe.geometry import (apply_homography, invert_poses, lookup_depth, pixel_grid, project,
+                                   rotation_angle_deg, transform, unproject)
+from vega3d.probe.sampling import auroc, bilinear_sample, normalize
+
+
+def sample_points(scene, poses, frames, num, generator):
+    """Sample up to ``num`` valid-depth pixels in each frame of ``frames``.
+
+    Returns ``world`` (N, num, 3) float64 metres, ``xy`` (N, num, 2) colour pixels and
+    ``valid`` (N, num) bool; frames not in ``frames`` have no valid samples.
+    """
+    n = len(scene)
+    height, width = scene.image_size
+    hd, wd = scene.depth_size
+    xy_d = pixel_grid(hd, wd)
+    kc, kd = scene.intrinsics_color.double(), scene.intrinsics_depth.double()
+    xy_c = apply_homography(kc @ torch.linalg.inv(kd), xy_d)
+    inside = (xy_c[:, 0] >= 0) & (xy_c[:, 0] < width) & (xy_c[:, 1] >= 0) & (xy_c[:, 1] < height)
+    rays = unproject(xy_d, torch.ones(len(xy_d), dtype=torch.float64), kd)
+    world = torch.zeros(n, num, 3, dtype=torch.float64)
+    xy = torch.zeros(n, num, 2, dtype=torch.float64)
+    valid = torch.zeros(n, num, dtype=torch.bool)
+    for f in frames:
+        d = scene.depth[f].reshape(-1).double()
+        r = torch.rand(len(d), generator=generator, dtype=torch.float64)
+        r[~(inside & (d > 0))] = -1.0
+        top = torch.topk(r, min(num, len(r))).indices
+        idx = top[r[top] >= 0]
+        m = len(idx)
+        world[f, :m] = transform(poses[f].double(), rays[idx] * d[idx].unsqueeze(-1))
+        xy[f, :m] = xy_c[idx]
+        valid[f, :m] = True
+    return world, xy, valid
+
+
+def visibility(scene, w2c, a, b, world, valid, opts):
+    """Reproject frame ``a``'s samples into frame ``b`` (pairs (M,)) and test visibility.
+
+    Returns ``xy_b`` (M, S, 2) colour pixels, ``visible`` (M, S) and ``checkable`` (M, S)
+    (in front, inside the frame, valid depth at the reprojection — before the depth test).
+    """
+    height, width = scene.image_size
+    cam = transform(w2c[b], world[a])
+    xy_b, z = project(cam, scene.intrinsics_color.double())
+    xy_bd, _ = project(cam, scene.intrinsics_depth.double())
+    inside = torch.isfinite(xy_b).all(-1) & (xy_b[..., 0] >= 0) & (xy_b[..., 0] < width) \
+        & (xy_b[..., 1] >= 0) & (xy_b[..., 1] < height)
+    m, s = z.shape
+    d_b = lookup_depth(scene.depth, b.repeat_interleave(s), xy_bd.reshape(-1, 2)).reshape(m, s)
+    checkable = valid[a] & (z > 1e-6) & inside & (d_b > 0)
+    visible = checkable & ((d_b - z).abs() <= opts.depth_abs_tolerance + opts.depth_rel_tolerance * z)
+    return xy_b, visible, checkable
+
+
+def adjacent_consistency(scene, poses, frames, opts):
+    """Mean overlap and depth-consistency of adjacent frame pairs under ``poses``.
+
+    ``consistency`` is the fraction of reprojected points (in front, inside, valid depth)
+    whose depth agrees — near 1 for correct poses on a clean scan, low for a wrong
+    pose convention. Returns ``(overlap, consistency)`` floats (NaN when unmeasurable).
+    """
+    if len(frames) < 2:
+        return float("nan"), float("nan")
+    g = torch.Generator().manual_seed(opts.seed)
+    world, _, valid = sample_points(scene, poses, frames, opts.points_per_frame, g)
+    w2c = torch.zeros(len(scene), 4, 4, dtype=torch.float64)
+    w2c[frames] = invert_poses(poses[frames])
+    a = torch.tensor(frames[:-1])
+    b = torch.tensor(frames[1:])
+    _, vis, chk = visibility(scene, w2c, a, b, world, valid, opts)
+    overlap = float((vis.sum(1) / valid[a].sum(1).clamp_min(1)).mean())
+    consistency = float(vis.sum() / chk.sum()) if bool(chk.any()) else float("nan")
+    return overlap, consistency
+
+
+def pose_alternatives(poses: torch.Tensor) -> dict:
+    """Common pose-convention mistakes, as the matrices a loader that made them would hold."""
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+    transposed = poses.clone()
+    transposed[:, :3, :3] = poses[:, :3, :3].transpose(-1, -2)
+    return {
+        "inverted (world-to-camera)": torch.linalg.inv(poses),
+        "rotation transposed": transposed,
+        "OpenGL camera axes (y up, z backward)": poses @ flip,
+    }
+
+
+def _bins(values: torch.Tensor, edges) -> tuple[torch.Tensor, list[str]]:
+    e = torch.tensor(list(edges), dtype=values.dtype)
+    idx = torch.bucketize(values, e, right=True) - 1
+    labels = [f"{edges[k]:g}-{edges[k + 1]:g}" for k in range(len(edges) - 1)] + [f"{edges[-1]:g}+"]
+    return idx.clamp(min=0), labels
+
+
+def _mean(x: torch.Tensor) -> float:
+    return float(x.double().mean()) if x.numel() else float("nan")
+
+
+def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progress=None) -> dict:
+    """The rigorous score (module docstring) for the valid-pose scene positions ``frames``.
+
+    ``features`` (N, h, w, C) float32 for all scene frames. Returns a dict of metrics
+    (keys as :class:`ProbeResult` fields). Raises :class:`Vega3DError` when no pair
+    passes the selection, saying which thresholds failed and which options to relax.
+    """
+    n, h, w, c = features.shape
+    height, width = scene.image_size
+    g = torch.Generator().manual_seed(opts.seed)
+    poses = scene.poses.double()
+    world, xy, valid = sample_points(scene, poses, frames, opts.points_per_frame, g)
+    w2c = torch.zeros(n, 4, 4, dtype=torch.float64)
+    w2c[frames] = invert_poses(poses[frames], name=f"scene {scene.name!r} poses")
+
+    # ---- candidate pairs and their geometry
+    fr = torch.tensor(frames)
+    ia, ib = torch.triu_indices(len(frames), len(frames), offset=1)
+    a, b = fr[ia], fr[ib]
+    xy_b, vis, _ = visibility(scene, w2c, a, b, world, valid, opts)
+    overlap = vis.sum(1) / valid[a].sum(1).clamp_min(1)
+    motion = (xy_b - xy[a]).norm(dim=-1)
+    med_motion = torch.where(vis, motion, torch.full_like(motion, float("nan"))).nanmedian(dim=1).values
+    rotation = rotation_angle_deg(poses[a, :3, :3], poses[b, :3, :3])
+    translation = (poses[a, :3, 3] - poses[b, :3, 3]).norm(dim=-1)
+    checks = {
+        "overlap below min_overlap": overlap < opts.min_overlap,
+        "overlap above max_overlap": overlap > opts.max_overlap,
+        "rotation below min_rotation_deg": rotation < opts.min_rotation_deg,
+        "translation below min_translation_m": translation < opts.min_translation_m,
+        "median motion below min_motion_px": ~(med_motion >= opts.min_motion_px),
+    }
+    keep = torch.ones(len(a), dtype=torch.bool)
+    for m in checks.values():
+        keep &= ~m
+    rejected = {k: int(v.sum()) for k, v in checks.items()}
+    if not bool(keep.any()):
+        raise _no_pairs_error(scene, frames, opts, overlap, rotation, translation, med_motion, rejected)
+    sel = keep.nonzero().flatten()
+    if opts.max_pairs is not None and len(sel) > opts.max_pairs:
+        sel = sel[torch.randperm(len(sel), generator=g)[: opts.max_pairs].sort().values]
+
+    # ---- the visible points of the selected pairs (grouped by pair)
+    pair_id, samp = vis[sel].nonzero(as_tuple=True)
+    pa, pb = a[sel][pair_id], b[sel][pair_id]
+    xa, xb = xy[pa, samp], xy_b[sel][pair_id, samp]
+    pw = world[pa, samp]
+    pmotion = motion[sel][pair_id, samp]
+    prot = rotation[sel][pair_id]
+    num = len(samp)
+
+    feats = features.float()
+    fsrc = torch.zeros(n, opts.points_per_frame, c)
+    for f in frames:
+        fsrc[f] = normalize(bilinear_sample(feats, torch.full((opts.points_per_frame,), f), xy[f], (height, width)))
+
+    hom_c2d = scene.intrinsics_depth.double() @ torch.linalg.inv(scene.intrinsics_color.double())
+    kc = scene.intrinsics_color.double()
+    lo, hi = opts.local_negative_px
+    k = opts.negatives_per_point
+    pos = torch.empty(num)
+    neg, neg_owner, loc, loc_owner = [], [], [], []
+    chunks = range(0, num, opts.chunk_points)
+    for start in (progress(chunks) if progress else chunks):
+        sl = slice(start, min(start + opts.chunk_points, num))
+        m = sl.stop - sl.start
+        q = fsrc[pa[sl], samp[sl]]  # (m, C)
+        pos[sl] = (q * normalize(bilinear_sample(feats, pb[sl], xb[sl], (height, width)))).sum(-1)
+        owner = torch.arange(sl.start, sl.stop).unsqueeze(1).expand(m, k)
+        # global negatives: other samples of frame j, far in 3D
+        cand = torch.randint(0, opts.points_per_frame, (m, k), generator=g)
+        bj = pb[sl].unsqueeze(1).expand(m, k)
+        ok = valid[bj, cand] & ((world[bj, cand] - pw[sl].unsqueeze(1)).norm(dim=-1) > opts.negative_distance_m)
+        cos = (q.unsqueeze(1) * fsrc[bj, cand]).sum(-1)
+        neg.append(cos[ok])
+        neg_owner.append(owner[ok])
+        # local negatives: on the circle around x_i through x_j, lo..hi px from x_j
+        vec = (xb[sl] - xa[sl]).unsqueeze(1).expand(m, k, 2)
+        rad = vec.norm(dim=-1)
+        cmax = torch.minimum(torch.full_like(rad, hi), 2 * rad)
+        chord = lo + torch.rand(m, k, generator=g, dtype=torch.float64) * (cmax - lo).clamp_min(0)
+        theta = 2 * torch.asin((chord / (2 * rad).clamp_min(1e-9)).clamp(0, 1))
+        theta = theta * torch.where(torch.rand(m, k, generator=g) < 0.5, -1.0, 1.0).double()
+        cs, sn = torch.cos(theta), torch.sin(theta)
+        rot = torch.stack([cs * vec[..., 0] - sn * vec[..., 1], sn * vec[..., 0] + cs * vec[..., 1]], dim=-1)
+        xn = (xa[sl].unsqueeze(1) + rot).reshape(-1, 2)
+        inside = (xn[:, 0] >= 0) & (xn[:, 0] < width) & (xn[:, 1] >= 0) & (xn[:, 1] < height)
+        bflat = bj.reshape(-1)
+        dn = lookup_depth(scene.depth, bflat, apply_homography(hom_c2d, xn))
+        wn = transform(poses[bflat], unproject(xn, dn, kc).unsqueeze(1)).squeeze(1)
+        far = (wn - pw[sl].unsqueeze(1).expand(m, k, 3).reshape(-1, 3)).norm(dim=-1) > opts.negative_distance_m
+        ok = ((cmax >= lo).reshape(-1) & inside & (dn > 0) & far).reshape(m, k)
+        fl = normalize(bilinear_sample(feats, bflat, xn, (height, width))).reshape(m, k, c)
+        cos = (q.unsqueeze(1) * fl).sum(-1)
+        loc.append(cos[ok])
+        loc_owner.append(owner[ok])
+    neg, neg_owner = torch.cat(neg), torch.cat(neg_owner)
+    loc, loc_owner = torch.cat(loc), torch.cat(loc_owner)
+    has_local = torch.zeros(num, dtype=torch.bool)
+    has_local[loc_owner] = True
+
+    def metrics(mask):
+        nm, lm = mask[neg_owner], mask[loc_owner]
+        pl = mask & has_local
+        return {
+            "num_points": int(mask.sum()),
+            "pos_cosine": _mean(pos[mask]),
+            "neg_cosine": _mean(neg[nm]),
+            "auroc": auroc(pos[mask], neg[nm], opts.tie_tolerance),
+            "auroc_local": auroc(pos[pl], loc[lm], opts.tie_tolerance),
+        }
+
+    every = metrics(torch.ones(num, dtype=torch.bool))
+    by_rotation, by_motion = [], []
+    for values, edges, out, key in ((prot, opts.rotation_bins_deg, by_rotation, "rotation_deg"),
+                                    (pmotion, opts.motion_bins_px, by_motion, "motion_px")):
+        idx, labels = _bins(values, edges)
+        for kbin, label in enumerate(labels):
+            mk = idx == kbin
+            if bool(mk.any()):
+                out.append({key: label, **metrics(mk)})
+
+    # ---- per-pair summary
+    npair = len(sel)
+    cnt = torch.bincount(pair_id, minlength=npair).double()
+    pos_sum = torch.zeros(npair, dtype=torch.float64).index_add_(0, pair_id, pos.double())
+    pairs = []
+    for r, p in enumerate(sel.tolist()):
+        pairs.append({
+            "frames": [scene.frame_ids[int(a[p])], scene.frame_ids[int(b[p])]],
+            "positions": [int(a[p]), int(b[p])],
+            "overlap": float(overlap[p]), "rotation_deg": float(rotation[p]),
+            "translation_m": float(translation[p]), "median_motion_px": float(med_motion[p]),
+            "num_points": int(cnt[r]), "pos_cosine": float(pos_sum[r] / cnt[r]) if cnt[r] else float("nan"),
+        })
+
+    recall = _nn_recall(feats, fsrc, pa, pb, samp, xa, xb, pmotion, pair_id, (height, width), opts)
+    return {
+        "pos_cosine": every["pos_cosine"], "neg_cosine": every["neg_cosine"],
+        "margin": every["pos_cosine"] - every["neg_cosine"], "auroc": every["auroc"],
+        "auroc_local": every["auroc_local"], "neg_cosine_local": _mean(loc),
+        "margin_local": _mean(pos[has_local]) - _mean(loc),
+        "num_pairs": npair, "num_points": num, "num_negatives": len(neg),
+        "num_points_local": int(has_local.sum()), "num_negatives_local": len(loc),
+        "pairs_considered": len(a), "pairs_rejected": rejected,
+        "by_rotation": by_rotation, "by_motion": by_motion, "pairs": pairs, **recall,
+    }
+
+
+def _nn_recall(feats, fsrc, pa, pb, samp, xa, xb, pmotion, pair_id, image_size, opts) -> dict:
+    height, width = image_size
+    hs, ws = max(1, round(height / opts.recall_stride_px)), max(1, round(width / opts.recall_stride_px))
+    cw, ch = width / ws, height / hs
+    grid = normalize(resample_grid(feats, (hs, ws))).reshape(len(feats), hs * ws, -1)
+    moved = pmotion >= max(cw, ch)
+    # the first recall_points_per_pair moved points of each pair (samples are in random order)
+    csum = torch.cumsum(moved.long(), 0)
+    start = torch.zeros(int(pair_id.max()) + 1 if len(pair_id) else 0, dtype=torch.long)
+    first = torch.ones_like(pair_id, dtype=torch.bool)
+    first[1:] = pair_id[1:] != pair_id[:-1]
+    start[pair_id[first]] = (csum - moved.long())[first]
+    rank = csum - start[pair_id]
+    chosen = (moved & (rank <= opts.recall_points_per_pair)).nonzero().flatten()
+    radii = [float(r) for r in opts.recall_radii_px]
+    out = {"search_grid": (hs, ws), "nn_recall_num_points": len(chosen)}
+    if len(chosen) == 0:
+        out["nn_recall"] = {f"{r:g}": float("nan") for r in radii}
+        out["nn_recall_same_location"] = {f"{r:g}": float("nan") for r in radii}
+        return out
+    best = torch.empty(len(chosen), dtype=torch.long)
+    for j in pb[chosen].unique().tolist():
+        sub = (pb[chosen] == j).nonzero().flatten()
+        q = fsrc[pa[chosen[sub]], samp[chosen[sub]]]
+        best[sub] = (q @ grid[j].T).argmax(dim=1)
+    centre = torch.stack([(best % ws + 0.5) * cw, (best // ws + 0.5) * ch], dim=-1).double()
+    err = (centre - xb[chosen]).norm(dim=-1)
+    xs = xa[chosen]
+    same = torch.stack([(torch.floor(xs[:, 0] / cw).clamp(0, ws - 1) + 0.5) * cw,
+                        (torch.floor(xs[:, 1] / ch).clamp(0, hs - 1) + 0.5) * ch], dim=-1)
+    err_same = (same - xb[chosen]).norm(dim=-1)
+    out["nn_recall"] = {f"{r:g}": float((err <= r).double().mean()) for r in radii}
+    out["nn_recall_same_location"] = {f"{r:g}": float((err_same <= r).double().mean()) for r in radii}
+    return out
+
+
+def _no_pairs_error(scene, frames, opts, overlap, rotation, translation, med_motion, rejected) -> Vega3DError:
+    def mx(t):
+        t = t[torch.isfinite(t)]
+        return f"{float(t.max()):.3g}" if t.numel() else "n/a"
+
+    msg = (f"probe: no frame pair of scene {scene.name!r} passes the pair selection "
+           f"({len(frames)} frames with valid poses, {len(overlap)} pairs considered; rejections: "
+           + ", ".join(f"{k}: {v}" for k, v in rejected.items() if v)
+           + f"). Largest overlap {mx(overlap)} (min_overlap={opts.min_overlap}), largest rotation "
+           f"{mx(rotation)} deg (min_rotation_deg={opts.min_rotation_deg}), largest translation "
+           f"{mx(translation)} m (min_translation_m={opts.min_translation_m}), largest median motion "
+           f"{mx(med_motion)} px (min_motion_px={opts.min_motion_px}). Relax those options, "
+           f"use more or more widely spaced frames, or check depth_abs_tolerance/depth_rel_tolerance.")
+    if len(frames) < 2:
+        return Vega3DError(msg)
+    poses = scene.poses.double()
+    given_overlap, given_cons = adjacent_consistency(scene, poses, frames, opts)
+    hints = []
+    for label, alt in pose_alternatives(poses[frames]).items():
+        full = poses.clone()
+        full[frames] = alt
+        try:
+            ov, cons = adjacent_consistency(scene, full, frames, opts)
+        except Vega3DError:
+            continue
+        if ov > max(2 * given_overlap, opts.min_overlap) and ov > 0.05:
+            hints.append(f"{label}: adjacent overlap {ov:.2f}")
+    msg += (f" Adjacent frames overlap {given_overlap:.2f} on average with the poses as given "
+            f"(depth consistency {given_cons:.2f}).")
+    if hints:
+        msg += (" The pose convention looks wrong; re-reading the poses as " + "; ".join(hints)
+                + ". Poses must be camera-to-world in OpenCV axes (x right, y down, z forward), metres.")
+    return Vega3DError(msg)

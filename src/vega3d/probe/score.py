@@ -1,0 +1,90 @@
+"""``vega3d.probe.score``: validate inputs, run the paper-compatible and rigorous scores."""
+
+from __future__ import annotations
+
+import torch
+
+from vega3d.errors import Vega3DError
+from vega3d.probe.geometry import invert_poses
+from vega3d.probe.paper import paper_score
+from vega3d.probe.result import ProbeOptions, ProbeResult
+from vega3d.probe.rigorous import adjacent_consistency, pose_alternatives, rigorous_score
+
+# Below this fraction of depth-consistent reprojections between adjacent frames the
+# poses are suspect (clean scans give 0.8-1.0; noisy real depth somewhat less).
+LOW_CONSISTENCY = 0.5
+
+
+def pose_warning(scene, frames, opts, consistency: float) -> str:
+    """A warning naming any common pose-convention mistake that would fit the depth better."""
+    msg = (f"only {consistency:.2f} of reprojected points between adjacent frames agree with the depth "
+           f"(expected > {LOW_CONSISTENCY}); the poses or depth may be wrong")
+    poses = scene.poses.double()
+    for label, alt in pose_alternatives(poses[frames]).items():
+        full = poses.clone()
+        full[frames] = alt
+        _, cons = adjacent_consistency(scene, full, frames, opts)
+        if cons == cons and cons > max(LOW_CONSISTENCY, consistency + 0.2):
+            msg += f"; read as {label} they agree {cons:.2f}"
+    return msg
+
+
+def check_features(scene, features) -> torch.Tensor:
+    """Validate a feature-grid tensor against a scene; return it as float32 (N, h, w, C)."""
+    if not isinstance(features, torch.Tensor):
+        raise Vega3DError(f"probe: features must be a torch.Tensor (N, h, w, C), got {type(features).__name__}")
+    if features.ndim != 4:
+        raise Vega3DError(f"probe: features must have rank 4 (N, h, w, C) channel-last, got shape {tuple(features.shape)}")
+    if features.shape[0] != len(scene):
+        raise Vega3DError(f"probe: {features.shape[0]} feature grids for {len(scene)} frames of scene "
+                          f"{scene.name!r}; expected one grid per frame")
+    if min(features.shape[1:]) < 1:
+        raise Vega3DError(f"probe: empty feature grid shape {tuple(features.shape)}")
+    if not (features.is_floating_point()):
+        raise Vega3DError(f"probe: features must be floating point, got {features.dtype}")
+    feats = features.detach().to("cpu", torch.float32)
+    bad = ~torch.isfinite(feats).flatten(1).all(dim=1)
+    if bool(bad.any()):
+        raise Vega3DError(f"probe: feature grids of frames at positions {bad.nonzero().flatten().tolist()[:8]} "
+                          f"contain NaN or inf; expected finite features")
+    return feats
+
+
+def score(scene, features: torch.Tensor, progress: bool = False, **options) -> ProbeResult:
+    """Multi-view correspondence scores of ``features`` on ``scene``.
+
+    ``scene``: a :class:`vega3d.scenes.Scene`. ``features``: (N, h, w, C) float tensor, one
+    grid per scene frame, each covering the full colour frame (vega3d.grids). Frames whose
+    pose is invalid are excluded (listed in ``excluded_frames``), never used. ``options``:
+    fields of :class:`ProbeOptions`. ``progress`` shows a tqdm bar over point chunks.
+    Raises :class:`Vega3DError` for bad inputs or when no frame pair can be scored.
+    """
+    opts = ProbeOptions.from_kwargs(**options)
+    feats = check_features(scene, features)
+    valid = scene.pose_valid
+    frames = valid.nonzero().flatten().tolist()
+    excluded = [scene.frame_ids[i] for i in (~valid).nonzero().flatten().tolist()]
+    if len(frames) < 2:
+        raise Vega3DError(f"probe: scene {scene.name!r} has {len(frames)} frame(s) with a valid pose "
+                          f"({len(excluded)} excluded for invalid poses); at least 2 are needed")
+    invert_poses(scene.poses[frames], name=f"scene {scene.name!r} poses")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        def bar(it):
+            return tqdm(it, desc="probe: scoring", unit="chunk", leave=False)
+
+    paper = paper_score(scene, feats, frames, opts.paper_voxel_size, opts.paper_min_valid_fraction)
+    rig = rigorous_score(scene, feats, frames, opts, progress=bar)
+    _, consistency = adjacent_consistency(scene, scene.poses.double(), frames, opts)
+    warnings = []
+    if consistency < LOW_CONSISTENCY:
+        warnings.append(pose_warning(scene, frames, opts, consistency))
+    return ProbeResult(
+        paper_score=paper["score"], paper_num_pairs=paper["num_pairs"],
+        paper_voxels_per_pair=paper["voxels_per_pair"], pose_consistency=consistency,
+        num_frames=len(scene), num_frames_used=len(frames), excluded_frames=excluded,
+        grid_size=tuple(feats.shape[1:3]), image_size=scene.image_size, depth_size=scene.depth_size,
+        options=opts.to_dict(), warnings=warnings, **rig,
+    )
