@@ -1,0 +1,111 @@
+"""ScanQA (Azuma et al., CVPR 2022) question answering on ScanNet.
+
+Scoring follows Video-3D LLM ``llava/eval/eval_scanqa.py`` — the script behind
+the Video-3D LLM / VEGA-3D ScanQA numbers:
+
+* caption metrics (CIDEr, BLEU-1..4, METEOR, ROUGE-L): pycocoevalcap on the
+  prediction with trailing ``.`` removed against the raw reference answers, no
+  tokenizer (``ptb_tokenize=True`` runs the COCO PTB tokenizer on both first);
+* ``em`` — the official "raw" EM: the prediction (outer whitespace stripped, as
+  the official runner strips the decoded text) is exactly one of the answers;
+* ``em_normalized`` — EM after LEO's :func:`~vega3d.eval.answers.clean_answer` on
+  prediction and answers (case, punctuation, articles, number words);
+* ``em_refined`` — EM-R (LEO) on the cleaned strings.
+
+Annotations: Video-3D LLM's ``scanqa_val_llava_style.json`` (answers in
+``metadata.answers``; id = its ``id``, e.g. ``"scanqa_val-scene0011-0_0"``) or the
+official ``ScanQA_v1.0_val.json`` (id = ``question_id``, e.g. ``"val-scene0011-0"``).
+Predictions: ``{"id": <id>, "prediction": "<answer text>"}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vega3d.errors import Vega3DError
+from vega3d.eval.answers import clean_answer, exact_match_refined
+from vega3d.eval.captions import CaptionScorer
+from vega3d.eval.records import as_predictions, load_json_records, match_ids, prediction_id, require, unique_ids
+
+BENCHMARK = "scanqa"
+
+COLUMNS = (
+    ("cider", "CIDEr"), ("em", "EM"), ("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"),
+    ("bleu4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("em_normalized", "EM-norm"),
+    ("em_refined", "EM-R"),
+)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One ScanQA question: ``id`` (string) and its reference ``answers``."""
+
+    id: str
+    answers: tuple[str, ...]
+    scene_id: str = ""
+
+
+def load_annotations(path: str | Path) -> list[Question]:
+    """Read Video-3D LLM's llava-style ScanQA file or the official ScanQA JSON."""
+    records = load_json_records(path)
+    if not isinstance(records, list):
+        raise Vega3DError(f"{path}: expected a list of ScanQA records, found {type(records).__name__}")
+    questions = []
+    for i, record in enumerate(records):
+        where = f"{path} record {i}"
+        if isinstance(record, dict) and "metadata" in record:  # Video-3D LLM llava style
+            item_id = prediction_id(require(record, "id", where=where), where=where)
+            answers = require(require(record, "metadata", where=where), "answers", where=f"{where} (id {item_id!r}) metadata")
+            scene_id = str(record.get("video", "")).split("/")[-1]
+        else:  # official ScanQA_v1.0_<split>.json
+            item_id = prediction_id(require(record, "question_id", where=where), where=where)
+            answers = require(record, "answers", where=where)
+            scene_id = str(record.get("scene_id", ""))
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+            raise Vega3DError(f"{where} (id {item_id!r}): 'answers' must be a non-empty list of strings, found {answers!r}")
+        questions.append(Question(id=item_id, answers=tuple(answers), scene_id=scene_id))
+    unique_ids([q.id for q in questions], source=str(path))
+    return questions
+
+
+def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, ptb_tokenize: bool = False) -> dict:
+    """Score predictions (JSONL path, ``{id: {"prediction": str}}`` or records) against
+    annotations (path or :func:`load_annotations` output). Fractions in [0, 1]
+    (CIDEr is unbounded). Pass a shared ``scorer`` to reuse its METEOR process.
+    """
+    questions = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    preds = as_predictions(predictions, BENCHMARK)
+    match_ids(preds, [q.id for q in questions], BENCHMARK)
+
+    gts, res = {}, {}
+    em = em_normalized = em_refined = 0
+    for q in questions:
+        pred = preds[q.id]["prediction"]
+        gts[q.id] = list(q.answers)
+        res[q.id] = [pred.rstrip(".")]
+        em += pred.strip() in q.answers
+        cleaned_pred = clean_answer(pred)
+        cleaned_answers = [clean_answer(a) for a in q.answers]
+        em_normalized += cleaned_pred in cleaned_answers
+        em_refined += exact_match_refined(cleaned_pred, cleaned_answers)
+
+    own_scorer = scorer is None
+    scorer = scorer or CaptionScorer()
+    try:
+        captions = scorer.score(gts, res, ptb_tokenize=ptb_tokenize)
+    finally:
+        if own_scorer:
+            scorer.close()
+    n = len(questions)
+    result = {"benchmark": BENCHMARK}
+    result.update({k: v for k, v in captions.items() if k != "per_item"})
+    result.update(em=em / n, em_normalized=em_normalized / n, em_refined=em_refined / n)
+    result["counts"] = {"expected": n, "scored": n}
+    result["protocol"] = {"ptb_tokenize": ptb_tokenize, "reference": "Video-3D LLM llava/eval/eval_scanqa.py; LEO clean_answer"}
+    return result
+
+
+def table_rows(result: dict) -> tuple[list[str], list[tuple[str, list]]]:
+    """Column titles (paper's CIDEr, EM first) and one ``(label, values)`` row."""
+    return [title for _key, title in COLUMNS], [("all", [result[key] for key, _title in COLUMNS])]
