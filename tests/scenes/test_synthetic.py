@@ -70,6 +70,45 @@ def test_wrong_pose_conventions_break_consistency(scene, wrong):
     assert pooled < 0.2, counts
 
 
+def test_back_projected_points_lie_on_the_known_surfaces(scene):
+    # independent of the renderer's internals: depth + intrinsics + pose must put every pixel on
+    # the surface it shows (room planes, box faces, sphere shells from extras["objects"])
+    obj = scene.extras["objects"]
+    lo, hi = torch.tensor(obj["room_lo"], dtype=torch.float64), torch.tensor(obj["room_hi"], dtype=torch.float64)
+    plane = {0: (0, lo[0]), 1: (0, hi[0]), 2: (1, lo[1]), 3: (1, hi[1]), 4: (2, lo[2]), 5: (2, hi[2])}
+    n_boxes = len(obj["boxes"])
+    for k in range(len(scene)):
+        pts = backproject(scene.depth[k], scene.intrinsics_depth, scene.poses[k])
+        sid = scene.extras["surface_id"][k].long()
+        for s in torch.unique(sid).tolist():
+            p = pts[sid == s]
+            if s < 6:
+                axis, value = plane[s]
+                err = (p[:, axis] - value).abs()
+            elif s < 6 + n_boxes:
+                b = obj["boxes"][s - 6]
+                blo, bhi = torch.tensor(b["lo"], dtype=torch.float64), torch.tensor(b["hi"], dtype=torch.float64)
+                # on the box surface: inside the box (within tolerance) and on one of its faces
+                outside = torch.maximum(blo - p, p - bhi).clamp(min=0).amax(1)
+                face = torch.minimum((p - blo).abs(), (p - bhi).abs()).amin(1)
+                err = torch.maximum(outside, face)
+            else:
+                sp = obj["spheres"][s - 6 - n_boxes]
+                err = ((p - torch.tensor(sp["center"], dtype=torch.float64)).norm(dim=1) - sp["radius"]).abs()
+            assert float(err.max()) < 2e-3, (k, s, float(err.max()))  # float32 depth at up to ~6 m
+
+
+def test_camera_looks_into_the_room(scene):
+    eye, forward = scene.poses[:, :3, 3], scene.poses[:, :3, 2]
+    to_axis = torch.tensor([0.0, 0.0, 0.75], dtype=torch.float64) - eye
+    cos = (forward * to_axis).sum(1) / to_axis.norm(dim=1)
+    assert bool((cos > 0.8).all()), cos  # looking at the middle of the room, where the objects are
+    # image "down" (camera +y) points to the floor (world -z), so the picture is upright
+    assert bool((scene.poses[:, 2, 1] < -0.5).all())
+    lo, hi = scene.extras["objects"]["room_lo"], scene.extras["objects"]["room_hi"]
+    assert all(lo[a] < float(eye[k, a]) < hi[a] for k in range(len(scene)) for a in range(3))
+
+
 def test_camera_moves_and_rotates(scene):
     t = scene.poses[:, :3, 3]
     step = (t[1:] - t[:-1]).norm(dim=1)

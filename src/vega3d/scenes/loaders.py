@@ -94,7 +94,7 @@ def read_pose(path: Path) -> np.ndarray:
     r = pose[:3, :3]
     ortho = np.abs(r.T @ r - np.eye(3)).max()
     det = float(np.linalg.det(r))
-    if ortho > 1e-3 or abs(det - 1) > 1e-3 or np.abs(pose[3] - [0, 0, 0, 1]).max() > 1e-6:
+    if ortho > 1e-2 or abs(det - 1) > 1e-2 or np.abs(pose[3] - [0, 0, 0, 1]).max() > 1e-6:
         kind = "singular (not invertible)" if abs(det) < 1e-6 else "not rigid"
         raise Vega3DError(f"{path}: pose must be a rigid camera-to-world matrix (orthonormal rotation with "
                           f"det +1, last row 0 0 0 1); found a {kind} matrix: det {det:.4g}, |R^T R - I| {ortho:.3g}, "
