@@ -1,5 +1,56 @@
-"""Subcommands of this subpackage (see ``vega3d.cli``)."""
+"""``vega3d train`` and ``vega3d ask`` (see ``vega3d.cli``)."""
+
+from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    """Add this subpackage's subcommands to ``subparsers``."""
+    """Add ``train`` and ``ask``."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a VEGA-3D Qwen2.5-VL from a YAML config (accelerate: 1 GPU, DDP, ZeRO, FSDP)",
+        description="Train (or resume) a VEGA-3D Qwen2.5-VL. Multi-GPU: accelerate launch --config_file "
+        "configs/accelerate/<ddp|zero2|zero3|fsdp>.yaml -m vega3d.cli train CONFIG.yaml",
+    )
+    p.add_argument("config", help="YAML training config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "ask",
+        help="answer a question about a video with a VEGA-3D checkpoint",
+        description="Answer a question about a video (file or frame folder) with a checkpoint written by "
+        "vega3d train / Vega3DQwen.save_pretrained.",
+    )
+    p.add_argument("question")
+    p.add_argument("--model", required=True, help="checkpoint folder (vega3d_config.json + trainable.safetensors)")
+    p.add_argument("--video", required=True, help="video file or folder of frames")
+    p.add_argument("--simulator", help="Wan2.1 folder for online features (default: the one the config records)")
+    p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
+    p.add_argument("--num-frames", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
+    p.set_defaults(func=_ask)
+
+
+def _train(args) -> int:
+    from vega3d.mllm.train import load_train_config, train
+
+    config = load_train_config(args.config, args.overrides)
+    final = train(config, progress=not args.no_progress)
+    print(f"model: {final}")
+    return 0
+
+
+def _ask(args) -> int:
+    from vega3d.mllm.infer import Answerer
+
+    answerer = Answerer.from_checkpoint(
+        args.model, base=args.base, simulator=args.simulator, device=args.device, dtype=args.dtype,
+        num_frames=args.num_frames,
+    )
+    print(answerer.answer([args.question], [args.video], max_new_tokens=args.max_new_tokens,
+                          generative=False if args.baseline else None)[0])
+    return 0

@@ -67,6 +67,7 @@ class Vega3DConfig:
         unknown = set(self.lora) - {"r", "alpha", "dropout", "target_modules"}
         if unknown:
             raise Vega3DError(f"Vega3DConfig.lora: unknown keys {sorted(unknown)} (r, alpha, dropout, target_modules)")
+        object.__setattr__(self, "lora", {**DEFAULT_LORA, **self.lora})  # unspecified keys: defaults
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

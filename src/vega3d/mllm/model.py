@@ -351,7 +351,10 @@ class Vega3DQwen(nn.Module):
 
     def gradient_checkpointing_enable(self):
         """Activation checkpointing in the base model's LLM and vision blocks (non-reentrant)."""
-        self.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(self.base, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            self.base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_pretrained(self, directory, state_dict: dict | None = None) -> Path:

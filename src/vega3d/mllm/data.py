@@ -1,0 +1,319 @@
+"""LLaVA-style conversation data with videos / frame folders / images.
+
+The annotation file is a JSON list (the format SPAR, LLaVA-Hound and Video-3D LLM use)::
+
+    [{"id": "scene0000_00_q1",
+      "video": "scans/scene0000_00.mp4"        # a video file (PyAV) or a folder of frames
+      # or "image": "imgs/0001.jpg",
+      "conversations": [{"from": "human", "value": "<video>\\nHow many chairs?"},
+                        {"from": "gpt", "value": "Three."}]}]
+
+Relative paths resolve against ``media_root`` (default: the annotation file's folder).
+Videos are sampled uniformly (:func:`vega3d.scenes.sample_frames`, ``num_frames``, 32 by
+default); with a feature store the frames are the ones whose features are stored.
+
+A record that cannot be loaded raises :class:`Vega3DError` naming the record id, its index
+and the file. With ``skip_bad_records=True`` the dataset returns ``None`` for it instead
+and :func:`collate` drops it and counts it (``batch["num_skipped"]``); a bad record is never
+replaced by another sample.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vega3d.errors import Vega3DError
+from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _natural_key(path: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    """Image files of a frame folder in natural order (frame2 before frame10)."""
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+    if not files:
+        raise Vega3DError(f"{folder}: frame folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def count_video_frames(path: Path) -> tuple[int, float | None]:
+    """(number of frames, fps) of a video file or frame folder (fps None for folders)."""
+    if path.is_dir():
+        return len(list_frame_files(path)), None
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate) if stream.average_rate else None
+            n = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+    except (av.FFmpegError, IndexError, OSError) as exc:
+        raise Vega3DError(f"{path}: cannot read video ({exc})") from exc
+    if n < 1:
+        raise Vega3DError(f"{path}: video has no frames")
+    return int(n), fps
+
+
+def read_frames(path, indices: list[int]) -> np.ndarray:
+    """Frames ``indices`` (sorted, 0-based) of a video file or frame folder → (N,H,W,3) uint8."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.exists():
+        raise Vega3DError(f"{path}: no such video file or frame folder")
+    if path.is_dir():
+        files = list_frame_files(path)
+        if max(indices) >= len(files):
+            raise Vega3DError(f"{path}: asked for frame {max(indices)} but the folder has {len(files)} frames")
+        frames = []
+        for i in indices:
+            try:
+                with Image.open(files[i]) as im:
+                    frames.append(np.asarray(im.convert("RGB")))
+            except OSError as exc:
+                raise Vega3DError(f"{files[i]}: cannot read image ({exc})") from exc
+        if len({f.shape for f in frames}) != 1:
+            raise Vega3DError(f"{path}: frames have different sizes {sorted({f.shape for f in frames})}")
+        return np.stack(frames)
+    import av
+
+    wanted = set(int(i) for i in indices)
+    frames = {}
+    try:
+        with av.open(str(path)) as container:
+            for k, frame in enumerate(container.decode(video=0)):
+                if k in wanted:
+                    frames[k] = frame.to_ndarray(format="rgb24")
+                if k >= max(wanted):
+                    break
+    except (av.FFmpegError, OSError) as exc:
+        raise Vega3DError(f"{path}: cannot decode video ({exc})") from exc
+    if len(frames) != len(wanted):
+        raise Vega3DError(f"{path}: decoded {len(frames)} of the {len(wanted)} requested frames (video shorter?)")
+    return np.stack([frames[i] for i in sorted(wanted)])
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how it is sampled.
+
+    ``annotations``: the JSON file; ``media_root``: base of relative media paths ("" = the
+    annotation file's folder); ``num_frames``: frames per video (uniform); ``frame_fps``:
+    the frame rate assumed for frame folders (for Qwen's temporal RoPE spacing);
+    ``video_min_pixels`` / ``video_max_pixels``: per-frame pixel budget of the processor;
+    ``feature_store``: a FeatureStore folder with precomputed generative features (else
+    the simulator computes them online); ``store_key``: the record field used as the
+    store's item id ("id" or "video"); ``skip_bad_records``: see the module docstring."""
+
+    annotations: str
+    media_root: str = ""
+    num_frames: int = 32
+    frame_fps: float = 1.0
+    video_min_pixels: int = 128 * 28 * 28
+    video_max_pixels: int = 768 * 28 * 28
+    feature_store: str | None = None
+    store_key: str = "id"
+    skip_bad_records: bool = False
+
+
+def load_annotations(path) -> list[dict]:
+    """The JSON list of records, each checked for ``id`` and ``conversations``."""
+    path = Path(path)
+    if not path.is_file():
+        raise Vega3DError(f"{path}: annotation file not found")
+    try:
+        records = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise Vega3DError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(records, list) or not records:
+        raise Vega3DError(f"{path}: expected a non-empty JSON list of records, got {type(records).__name__}")
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or "conversations" not in r or "id" not in r:
+            raise Vega3DError(f"{path}: record #{i} must be an object with 'id' and 'conversations', got {str(r)[:200]}")
+    return records
+
+
+class ConversationDataset(torch.utils.data.Dataset):
+    """Items: tokenised conversation + Qwen visual inputs + frames or stored features."""
+
+    def __init__(self, config: DataConfig, processor: Vega3DProcessor, need_frames: bool = True):
+        self.config = config
+        self.processor = processor
+        self.need_frames = need_frames
+        self.path = Path(config.annotations)
+        self.records = load_annotations(self.path)
+        self.root = Path(config.media_root) if config.media_root else self.path.parent
+        self.store = None
+        if config.feature_store:
+            from vega3d.store import FeatureStore
+
+            self.store = FeatureStore(config.feature_store)
+        if config.store_key not in ("id", "video"):
+            raise Vega3DError(f"data.store_key: expected 'id' or 'video', got {config.store_key!r}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        try:
+            return self.load(record)
+        except Vega3DError as exc:
+            if self.config.skip_bad_records:
+                return None
+            raise Vega3DError(f"record {record.get('id')!r} (#{index}) of {self.path}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - any failure to load is reported with the record
+            if self.config.skip_bad_records:
+                return None
+            raise Vega3DError(
+                f"record {record.get('id')!r} (#{index}) of {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def load(self, record: dict) -> dict:
+        name = f"record {record['id']!r}"
+        messages = llava_to_messages(record["conversations"], name)
+        item = {"id": str(record["id"])}
+        if "video" in record:
+            item.update(self._video(record))
+        if "image" in record:
+            item.update(self._image(record))
+        enc = self.processor.encode(messages, item.get("video_grid_thw"), item.get("image_grid_thw"))
+        if not (enc["labels"] != IGNORE_INDEX).any():
+            raise Vega3DError(f"{name}: no assistant ('gpt') turn to learn from")
+        item.update(enc)
+        return item
+
+    def _media(self, record, key) -> Path:
+        value = record[key]
+        if not isinstance(value, str) or not value:
+            raise Vega3DError(f"'{key}' must be a path string, got {value!r}")
+        path = Path(value)
+        return path if path.is_absolute() else self.root / path
+
+    def _video(self, record) -> dict:
+        path = self._media(record, "video")
+        if not path.exists():
+            raise Vega3DError(f"{path}: video file or frame folder not found")
+        total, fps = count_video_frames(path)
+        from vega3d.scenes import sample_frames
+
+        indices = sample_frames(total, self.config.num_frames)
+        out = {}
+        if self.store is not None:
+            key = str(record["id"]) if self.config.store_key == "id" else str(record["video"])
+            features, stored = self.store.get(key, indices)
+            if list(stored) != list(indices):
+                raise Vega3DError(f"feature store returned frames {stored}, expected {indices}")
+            out["video_features"] = features
+        frames = read_frames(path, indices)
+        out.update(self.processor.video_inputs(frames))
+        if self.store is None and self.need_frames:
+            out["video_frames"] = torch.from_numpy(frames)
+        # Temporal RoPE spacing: seconds per temporal patch of 2 sampled frames.
+        tp = int(self.processor.image_processor.temporal_patch_size)
+        if fps:
+            sampled_fps = len(indices) / (total / fps)
+        else:
+            sampled_fps = self.config.frame_fps * len(indices) / total
+        out["second_per_grid_ts"] = float(tp / sampled_fps)
+        return out
+
+    def _image(self, record) -> dict:
+        from PIL import Image
+
+        path = self._media(record, "image")
+        try:
+            with Image.open(path) as im:
+                image = np.asarray(im.convert("RGB"))
+        except OSError as exc:
+            raise Vega3DError(f"{path}: cannot read image ({exc})") from exc
+        out = self.processor.image_inputs(image)
+        if self.store is not None:
+            key = str(record["id"]) if self.config.store_key == "id" else str(record["image"])
+            out["image_features"] = self.store.get(key, [0])[0]
+        elif self.need_frames:
+            out["image_frames"] = torch.from_numpy(image[None])
+        return out
+
+
+def collate(items: list, pad_token_id: int, padding_side: str = "right") -> dict:
+    """Batch dataset items: pad text (``labels`` with -100), concatenate visual inputs in
+    batch order, keep per-item frames / features as lists. ``None`` items (skipped bad
+    records) are dropped and counted in ``num_skipped``."""
+    kept = [it for it in items if it is not None]
+    batch = {"num_skipped": len(items) - len(kept), "ids": [it["id"] for it in kept]}
+    if not kept:
+        return batch
+    length = max(len(it["input_ids"]) for it in kept)
+
+    def pad(key, value):
+        rows = []
+        for it in kept:
+            x = it[key] if key != "attention_mask" else torch.ones_like(it["input_ids"])
+            fill = torch.full((length - len(x),), value, dtype=x.dtype)
+            rows.append(torch.cat([x, fill]) if padding_side == "right" else torch.cat([fill, x]))
+        return torch.stack(rows)
+
+    batch["input_ids"] = pad("input_ids", pad_token_id)
+    batch["labels"] = pad("labels", IGNORE_INDEX)
+    batch["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
+    batch["attention_mask"] = pad("attention_mask", 0)
+    for kind, pixels, thw in (("video", "pixel_values_videos", "video_grid_thw"), ("image", "pixel_values", "image_grid_thw")):
+        with_kind = [it for it in kept if pixels in it]
+        if not with_kind:
+            continue
+        batch[pixels] = torch.cat([it[pixels] for it in with_kind])
+        batch[thw] = torch.cat([it[thw] for it in with_kind])
+        for extra in (f"{kind}_frames", f"{kind}_features"):
+            if all(extra in it for it in with_kind):
+                batch[extra] = [it[extra] for it in with_kind]
+    videos = [it for it in kept if "second_per_grid_ts" in it]
+    if videos:
+        batch["second_per_grid_ts"] = torch.tensor([it["second_per_grid_ts"] for it in videos])
+    return batch
+
+
+MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "mm_token_type_ids",
+    "pixel_values_videos",
+    "video_grid_thw",
+    "second_per_grid_ts",
+    "video_features",
+    "video_frames",
+    "pixel_values",
+    "image_grid_thw",
+    "image_features",
+    "image_frames",
+)
+
+
+def to_device(batch: dict, device, float_dtype=None) -> dict:
+    """Model inputs of ``batch`` on ``device`` (frames stay on CPU for the simulator)."""
+    out = {}
+    for key in MODEL_INPUTS:
+        if key not in batch:
+            continue
+        value = batch[key]
+        if key.endswith("_frames"):
+            out[key] = value
+        elif isinstance(value, list):
+            out[key] = [v.to(device) for v in value]
+        else:
+            value = value.to(device)
+            if float_dtype is not None and key in ("pixel_values_videos", "pixel_values"):
+                value = value.to(float_dtype)
+            out[key] = value
+    return out

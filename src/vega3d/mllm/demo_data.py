@@ -1,0 +1,75 @@
+"""Tiny on-disk training setup for tests and smoke runs — STAND-INS only.
+
+:func:`write_tiny_setup` writes a random-weight Qwen2.5-VL (:func:`save_tiny_qwen25vl`),
+a random-weight Wan2.1 (:func:`vega3d.simulator.tiny.save_tiny_wan`) and a few LLaVA-style
+records over synthetic videos (an MP4 via PyAV and frame folders, from
+:func:`vega3d.scenes.synthetic_scene`). Nothing here is real data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def write_video(path, frames: np.ndarray, fps: int = 4) -> Path:
+    """Frames (N,H,W,3) uint8 → an H.264/MPEG-4 file via PyAV."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames.shape[1], frames.shape[2]
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_frame_folder(folder, frames: np.ndarray) -> Path:
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"frame_{i}.png")
+    return folder
+
+
+def write_tiny_setup(root, num_records: int = 4, num_frames: int = 6, height: int = 56, width: int = 84) -> dict:
+    """Write ``root/qwen25vl``, ``root/wan`` and ``root/data/train.json`` (+ media).
+    Returns the paths. Deterministic."""
+    from vega3d.mllm.tiny import save_tiny_qwen25vl
+    from vega3d.scenes import synthetic_scene
+    from vega3d.simulator.tiny import save_tiny_wan
+
+    root = Path(root)
+    qwen = save_tiny_qwen25vl(root / "qwen25vl", seed=0)
+    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2, dim=32, seed=0)
+    data = root / "data"
+    answers = ["Three chairs.", "Left of the table.", "About 2.5 meters.", "Yes."]
+    questions = ["How many chairs are in the room?", "Where is the lamp?", "How far is the sofa?", "Is there a bed?"]
+    records = []
+    for i in range(num_records):
+        scene = synthetic_scene(num_frames=num_frames, height=height, width=width, seed=i)
+        frames = scene.color.numpy() if hasattr(scene.color, "numpy") else np.asarray(scene.color)
+        if i % 2 == 0:
+            media = write_video(data / f"video_{i}.mp4", frames).name
+        else:
+            media = write_frame_folder(data / f"frames_{i}", frames).name
+        records.append({
+            "id": f"tiny_{i}",
+            "video": media,
+            "conversations": [
+                {"from": "human", "value": "<video>\n" + questions[i % len(questions)]},
+                {"from": "gpt", "value": answers[i % len(answers)]},
+            ],
+        })
+    (data / "train.json").write_text(json.dumps(records, indent=1))
+    return {"qwen": qwen, "wan": wan, "annotations": data / "train.json", "root": root}
