@@ -335,3 +335,16 @@ def test_vae_pth_that_is_not_a_state_dict(original_dir, tmp_path):
     (root / "Wan2.1_VAE.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(Vega3DError, match="weights-only"):
         load_wan_components(root)
+
+
+def test_sharded_diffusers_transformer_loads_and_partial_shards_are_named(diffusers_dir, tmp_path):
+    root = _copy(diffusers_dir, tmp_path)
+    ref = load_wan_components(diffusers_dir).transformer
+    shutil.rmtree(root / "transformer")
+    ref.save_pretrained(root / "transformer", max_shard_size="40KB")
+    shards = sorted((root / "transformer").glob("diffusion_pytorch_model-*.safetensors"))
+    assert len(shards) >= 2
+    assert torch.equal(_dit_out(load_wan_components(root).transformer), _dit_out(ref))
+    shards[-1].unlink()
+    with pytest.raises(Vega3DError, match=f"transformer/{shards[-1].name}"):
+        load_wan_components(root)

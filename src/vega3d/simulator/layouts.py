@@ -80,6 +80,18 @@ class WanComponents:
 # ----------------------------------------------------------------------------- detection
 
 
+def _missing_shards(folder: Path, prefix: str = "") -> list[str]:
+    """Shards named by ``*.safetensors.index.json`` files in ``folder`` that are not there."""
+    missing = []
+    for index in sorted(folder.glob("*.safetensors.index.json")):
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+            raise Vega3DError(f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}") from None
+        missing += [f"{prefix}{n} (listed in {prefix}{index.name})" for n in names if not (folder / n).is_file()]
+    return missing
+
+
 def _diffusers_missing(root: Path) -> list[str]:
     missing = []
     for sub in ("transformer", "vae"):
@@ -88,6 +100,8 @@ def _diffusers_missing(root: Path) -> list[str]:
             missing.append(f"{sub}/config.json")
         if not d.is_dir() or not any(d.glob("*.safetensors")):
             missing.append(f"{sub}/*.safetensors")
+        elif d.is_dir():
+            missing += _missing_shards(d, f"{sub}/")
     return missing
 
 
@@ -95,13 +109,8 @@ def _original_missing(root: Path) -> list[str]:
     missing = []
     if not (root / ORIGINAL_CONFIG).is_file():
         missing.append(ORIGINAL_CONFIG)
-    index = root / ORIGINAL_DIT_INDEX
-    if index.is_file():
-        try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            names = []  # reported with details when the shards are read
-        missing += [f"{n} (listed in {ORIGINAL_DIT_INDEX})" for n in names if not (root / n).is_file()]
+    if (root / ORIGINAL_DIT_INDEX).is_file():
+        missing += _missing_shards(root)
     elif not (root / ORIGINAL_DIT_SINGLE).is_file():
         missing.append("diffusion_pytorch_model*.safetensors")
     if not (root / ORIGINAL_VAE).is_file():
@@ -240,7 +249,8 @@ def _freeze(module, device):
     module = module.to(device=device)
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
-            t.data = t.data.clone(memory_format=torch.contiguous_format)
+            if t.device.type == "cpu":
+                t.data = t.data.clone(memory_format=torch.contiguous_format)
     module.eval()
     module.requires_grad_(False)
     return module
