@@ -348,3 +348,67 @@ def test_sharded_diffusers_transformer_loads_and_partial_shards_are_named(diffus
     shards[-1].unlink()
     with pytest.raises(Vega3DError, match=f"transformer/{shards[-1].name}"):
         load_wan_components(root)
+
+
+# ----------------------------------------------------------------------------- real-size configs (meta tensors, no memory)
+
+# Wan2.1-T2V-1.3B's released config.json and its diffusers export's transformer config.
+WAN13B_ORIGINAL_CONFIG = {
+    "_class_name": "WanModel", "_diffusers_version": "0.30.0", "dim": 1536, "eps": 1e-06, "ffn_dim": 8960,
+    "freq_dim": 256, "in_dim": 16, "model_type": "t2v", "num_heads": 12, "num_layers": 30, "out_dim": 16, "text_len": 512,
+}  # fmt: skip
+WAN13B_DIFFUSERS_TRANSFORMER = {
+    "added_kv_proj_dim": None, "attention_head_dim": 128, "cross_attn_norm": True, "eps": 1e-06, "ffn_dim": 8960,
+    "freq_dim": 256, "image_dim": None, "in_channels": 16, "num_attention_heads": 12, "num_layers": 30,
+    "out_channels": 16, "patch_size": [1, 2, 2], "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 1024,
+    "text_dim": 4096,
+}  # fmt: skip
+
+
+def _meta_state_dict(model):
+    return {k: torch.empty(v.shape, device="meta") for k, v in model.state_dict().items()}
+
+
+def test_real_13b_config_maps_onto_the_diffusers_export_config(tmp_path):
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    from vega3d.simulator.convert import transformer_config_from_original
+    from vega3d.simulator.tiny import to_original_transformer_keys
+
+    with init_empty_weights():
+        real = WanTransformer3DModel.from_config(WAN13B_DIFFUSERS_TRANSFORMER)
+    original_sd = to_original_transformer_keys(_meta_state_dict(real))
+    assert original_sd["text_embedding.0.weight"].shape == (1536, 4096)
+    cfg = transformer_config_from_original(WAN13B_ORIGINAL_CONFIG, original_sd, tmp_path / "config.json")
+    assert {k: cfg[k] for k in WAN13B_DIFFUSERS_TRANSFORMER} == WAN13B_DIFFUSERS_TRANSFORMER
+    assert set(convert_wan_transformer_to_diffusers(dict(original_sd))) == set(real.state_dict())
+
+
+def test_real_wan21_vae_topology_is_inferred_from_its_weights(tmp_path):
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLWan
+
+    from vega3d.simulator.convert import vae_config_from_original
+    from vega3d.simulator.tiny import to_original_vae_keys
+
+    with init_empty_weights():
+        real = AutoencoderKLWan()  # diffusers' defaults are Wan2.1's VAE (base 96, z 16)
+    cfg = vae_config_from_original(to_original_vae_keys(_meta_state_dict(real)), tmp_path / "Wan2.1_VAE.pth")
+    assert (cfg["base_dim"], cfg["z_dim"], cfg["temperal_downsample"]) == (96, 16, [False, True, True])
+
+
+def test_real_umt5_xxl_config_is_inferred_from_its_weights(tmp_path):
+    from accelerate import init_empty_weights
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vega3d.simulator.convert import t5_config_from_original
+    from vega3d.simulator.tiny import to_original_t5_keys
+
+    xxl = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+               relative_attention_num_buckets=32)  # fmt: skip
+    with init_empty_weights():
+        real = UMT5EncoderModel(UMT5Config(**xxl, feed_forward_proj="gated-gelu"))
+    cfg = t5_config_from_original(to_original_t5_keys(_meta_state_dict(real)), tmp_path / "t5.pth")
+    assert {k: cfg[k] for k in xxl} == xxl and cfg["feed_forward_proj"] == "gated-gelu"

@@ -75,12 +75,12 @@ def _require(sd: dict, keys, where: Path, what: str) -> None:
         raise Vega3DError(f"{where}: not {what}: missing key(s) {', '.join(missing)}")
 
 
-def load_converted(model_cls, config: dict, state_dict: dict, where: Path, what: str):
-    """Build ``model_cls`` from ``config`` without allocating weights and load ``state_dict`` strictly."""
+def load_converted(build, state_dict: dict, where: Path, what: str):
+    """Call ``build()`` without allocating weights (meta device) and load ``state_dict`` strictly."""
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        model = model_cls.from_config(config) if hasattr(model_cls, "from_config") else model_cls(config)
+        model = build()
     expected = set(model.state_dict())
     got = set(state_dict)
     missing, unexpected = sorted(expected - got), sorted(got - expected)
@@ -169,7 +169,7 @@ def load_original_transformer(root: Path):
     diffusers_config = transformer_config_from_original(config, state, cfg_path)
     converted = convert_wan_transformer_to_diffusers(state)
     where = original_dit_files(root)[0].parent / "diffusion_pytorch_model*.safetensors"
-    model = load_converted(WanTransformer3DModel, diffusers_config, converted, where, "WanTransformer3DModel")
+    model = load_converted(lambda: WanTransformer3DModel.from_config(diffusers_config), converted, where, "WanTransformer3DModel")
     return model, int(config.get("text_len", TEXT_LEN)), config
 
 
@@ -221,7 +221,7 @@ def load_original_vae(path: Path):
     config = vae_config_from_original(state, path)
     converted = convert_wan_vae_to_diffusers(state)
     what = f"the Wan2.1 VAE topology (base width {config['base_dim']}, z_dim {config['z_dim']}, AutoencoderKLWan)"
-    return load_converted(AutoencoderKLWan, config, converted, path, what), config
+    return load_converted(lambda: AutoencoderKLWan.from_config(config), converted, path, what), config
 
 
 def load_original(root: Path, dtype, device):
@@ -324,6 +324,6 @@ def load_original_text_encoder(path: Path, dtype=torch.float32):
 
     state = _torch_load(path)
     config = UMT5Config(**t5_config_from_original(state, path))
-    model = load_converted(UMT5EncoderModel, config, t5_keys_to_hf(state, path), path, "a umT5 encoder (UMT5EncoderModel)")
+    model = load_converted(lambda: UMT5EncoderModel(config), t5_keys_to_hf(state, path), path, "a umT5 encoder (UMT5EncoderModel)")
     model.tie_weights()
     return model.to(dtype=dtype)

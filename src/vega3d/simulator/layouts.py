@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,6 @@ class WanComponents:
     prompt_embedding: torch.Tensor | None = None
     text_encoder: Any = None
     tokenizer: Any = None
-    extra: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- detection
