@@ -43,25 +43,21 @@ def _uniform(gen: torch.Generator, lo: float, hi: float, *shape: int) -> torch.T
 
 
 def _value_noise(points: torch.Tensor, table: torch.Tensor, freq: float) -> torch.Tensor:
-    """Trilinear value noise (M, C) in [0, 1] at world points (M, 3) from a (G, G, G, C) table."""
+    """Trilinear value noise (M, C) float32 in [0, 1] at world points (M, 3) from a (G, G, G, C) table."""
     g = table.shape[0]
-    p = points * freq
+    p = points.float() * freq
     i0 = torch.floor(p)
     f = p - i0
     f = f * f * (3 - 2 * f)  # smoothstep
-    i0 = i0.long()
+    i0 = i0.long() % g
+    i1 = (i0 + 1) % g
     flat = table.reshape(-1, table.shape[-1])
-    out = 0
-    for dx in (0, 1):
-        wx = f[:, 0] if dx else 1 - f[:, 0]
-        for dy in (0, 1):
-            wy = f[:, 1] if dy else 1 - f[:, 1]
-            for dz in (0, 1):
-                wz = f[:, 2] if dz else 1 - f[:, 2]
-                ix = (i0[:, 0] + dx) % g
-                iy = (i0[:, 1] + dy) % g
-                iz = (i0[:, 2] + dz) % g
-                out = out + (wx * wy * wz)[:, None] * flat[(ix * g + iy) * g + iz]
+    out = torch.zeros(points.shape[0], table.shape[-1])
+    for ix, wx in ((i0[:, 0], 1 - f[:, 0]), (i1[:, 0], f[:, 0])):
+        for iy, wy in ((i0[:, 1], 1 - f[:, 1]), (i1[:, 1], f[:, 1])):
+            base, wxy = (ix * g + iy) * g, wx * wy
+            for iz, wz in ((i0[:, 2], 1 - f[:, 2]), (i1[:, 2], f[:, 2])):
+                out += (wxy * wz)[:, None] * flat[base + iz]
     return out
 
 
@@ -100,7 +96,7 @@ class _Room:
         self.base = _hsv_to_rgb(hue, sat, val)  # (S, 3)
         self.offset = _uniform(gen, 0, 100, n_surf, 3)
         self.scale = _uniform(gen, 0.15, 0.45, n_surf)
-        self.tables = [torch.rand(_NOISE_GRID, _NOISE_GRID, _NOISE_GRID, 3, generator=gen, dtype=torch.float64)
+        self.tables = [torch.rand(_NOISE_GRID, _NOISE_GRID, _NOISE_GRID, 3, generator=gen, dtype=torch.float64).float()
                        for _ in _OCTAVES]
         self.light = torch.tensor([0.3, -0.4, self.height - 0.2], dtype=torch.float64)
 
@@ -164,7 +160,7 @@ class _Room:
     def shade(self, points: torch.Tensor, sid: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1] (M, 3) of surface points (view independent)."""
         q = points + self.offset[sid]
-        noise = sum(w * _value_noise(q, tab, f) for (f, w), tab in zip(_OCTAVES, self.tables))  # (M, 3)
+        noise = sum(w * _value_noise(q, tab, f) for (f, w), tab in zip(_OCTAVES, self.tables)).double()  # (M, 3)
         scale = self.scale[sid]
         n_boxes = self.box_lo.shape[0]
         cell = torch.floor(points / scale[:, None]).long()
