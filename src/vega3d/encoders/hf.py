@@ -1,0 +1,126 @@
+"""``hf``: any Hugging Face vision backbone from a local folder (SigLIP, DINOv2, CLIP, ...).
+
+Loading: ``transformers.AutoModel.from_pretrained(folder, local_files_only=True)``; a
+dual-encoder (SigLIP, CLIP) contributes its ``vision_model``. Preprocessing: the whole
+frame is resized to the model's image size (``vision_config.image_size``; no crop, so the
+grid covers the full frame) and normalised with ``image_mean`` / ``image_std`` read as
+plain JSON from the folder's ``preprocessor_config.json`` (pass ``mean``/``std`` to
+override; without either this is an error, never a silent default). Output: the patch
+tokens of the chosen hidden layer reshaped to the (image_size/patch)^2 grid; CLS and
+register tokens (whatever precedes the patches) are dropped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import torch
+
+from vega3d.encoders.common import check_frames, resize_whole
+from vega3d.errors import Vega3DError
+
+
+def read_normalisation(folder: Path) -> tuple[list[float], list[float]] | None:
+    """(mean, std) from ``preprocessor_config.json``; None if the file is absent."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise Vega3DError(f"{path}: not valid JSON ({err})") from err
+    if cfg.get("do_normalize", True) is False:
+        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    mean, std = cfg.get("image_mean"), cfg.get("image_std")
+    if mean is None or std is None:
+        raise Vega3DError(f"{path}: expected image_mean and image_std (3 values each), found keys {sorted(cfg)}")
+    return _triple(mean, f"{path}: image_mean"), _triple(std, f"{path}: image_std")
+
+
+def _triple(v, where) -> list[float]:
+    v = [float(v)] * 3 if isinstance(v, (int, float)) else [float(x) for x in v]
+    if len(v) != 3:
+        raise Vega3DError(f"{where}: expected 3 values, got {v}")
+    return v
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class HFEncoder:
+    """Patch-token grids of a local Hugging Face vision model (module docstring).
+
+    ``model``: folder. ``layer``: index into ``hidden_states`` (None: ``last_hidden_state``
+    as the model defines it). ``image_size``: override the input size (int or (h, w);
+    position embeddings are interpolated). ``mean``/``std``: override the normalisation.
+    """
+
+    name = "hf"
+
+    def __init__(self, model, layer: int | None = None, image_size=None, mean=None, std=None,
+                 batch_size: int = 8, dtype: str = "float32", device: str = "cpu"):
+        from transformers import AutoModel
+
+        folder = Path(model)
+        if not (folder / "config.json").is_file():
+            raise Vega3DError(f"hf encoder: {folder} is not a Hugging Face model folder (no config.json)")
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(str(dtype))
+        if torch_dtype is None:
+            raise Vega3DError(f"hf encoder: dtype {dtype!r}; expected float32, bfloat16 or float16")
+        try:
+            full = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch_dtype)
+        except (OSError, ValueError, KeyError) as err:
+            raise Vega3DError(f"hf encoder: could not load {folder} with transformers.AutoModel: {err}") from err
+        net = getattr(full, "vision_model", full)
+        vcfg = getattr(full.config, "vision_config", full.config)
+        if not hasattr(vcfg, "patch_size") or not hasattr(vcfg, "image_size"):
+            raise Vega3DError(f"hf encoder: {folder} ({type(full).__name__}) is not a ViT-style vision model "
+                              f"(its config has no patch_size/image_size)")
+        self.model = net.to(device).eval()
+        self.device, self.dtype = torch.device(device), torch_dtype
+        native = _pair(vcfg.image_size)
+        self.image_size = _pair(image_size) if image_size is not None else native
+        patch = _pair(vcfg.patch_size)
+        if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
+            raise Vega3DError(f"hf encoder: image_size {self.image_size} is not a multiple of the patch size {patch}")
+        self.grid = (self.image_size[0] // patch[0], self.image_size[1] // patch[1])
+        # models with a switch (CLIP, SigLIP) need it off-native; DINOv2 always interpolates
+        self.interpolate = self.image_size != native and \
+            "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
+        if (mean is None) != (std is None):
+            raise Vega3DError("hf encoder: pass both mean and std, or neither")
+        norm = (_triple(mean, "mean"), _triple(std, "std")) if mean is not None else read_normalisation(folder)
+        if norm is None:
+            raise Vega3DError(f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
+                              f"(the model's image normalisation) explicitly")
+        self.mean = torch.tensor(norm[0]).view(1, 3, 1, 1)
+        self.std = torch.tensor(norm[1]).view(1, 3, 1, 1)
+        self.layer, self.batch_size = layer, int(batch_size)
+        self.config = {"name": self.name, "model": str(folder.resolve()), "class": type(self.model).__name__,
+                       "model_type": getattr(vcfg, "model_type", None), "layer": layer,
+                       "image_size": list(self.image_size), "grid": list(self.grid), "mean": norm[0], "std": norm[1],
+                       "dtype": str(dtype)}
+
+    @torch.no_grad()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        x = check_frames(frames, "hf encoder")
+        h, w = self.grid
+        out = []
+        for s in range(0, x.shape[0], self.batch_size):
+            px = (resize_whole(x[s:s + self.batch_size], self.image_size) - self.mean) / self.std
+            kwargs = {"interpolate_pos_encoding": True} if self.interpolate else {}
+            try:
+                res = self.model(pixel_values=px.to(self.device, self.dtype),
+                                 output_hidden_states=self.layer is not None, **kwargs)
+            except (RuntimeError, ValueError) as err:
+                raise Vega3DError(f"hf encoder: {type(self.model).__name__} failed on input {tuple(px.shape)} "
+                                  f"(image_size {self.image_size}): {err}") from err
+            tokens = res.last_hidden_state if self.layer is None else res.hidden_states[self.layer]
+            extra = tokens.shape[1] - h * w
+            if extra < 0:
+                raise Vega3DError(f"hf encoder: {tokens.shape[1]} tokens for a {h}x{w} patch grid")
+            out.append(tokens[:, extra:].reshape(-1, h, w, tokens.shape[-1]).float().cpu())
+        return torch.cat(out).contiguous()
