@@ -95,6 +95,7 @@ def read_predictions(path: str | Path, benchmark: str) -> dict[str, dict]:
 
     Blank lines are ignored; everything else must be a valid record.
     """
+    _fields(benchmark)
     path = Path(path)
     if not path.is_file():
         raise Vega3DError(f"predictions file {path} does not exist")
@@ -119,6 +120,7 @@ def read_predictions(path: str | Path, benchmark: str) -> dict[str, dict]:
 
 def as_predictions(predictions, benchmark: str) -> dict[str, dict]:
     """Accept a JSONL path, ``{id: record}`` or a list of records; validate all."""
+    _fields(benchmark)
     if isinstance(predictions, (str, Path)):
         return read_predictions(predictions, benchmark)
     if isinstance(predictions, Mapping):
