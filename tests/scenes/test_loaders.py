@@ -138,6 +138,16 @@ def test_frames_list_selects_exact_ids_in_order(small, tmp_path):
     assert torch.allclose(back.poses, small.poses[[3, 0]], atol=1e-8)
 
 
+def test_frames_as_arrays(small, tmp_path):
+    root = _written(small, tmp_path, "sensreader")
+    assert load_scene(root, frames=np.array([4, 2])).frame_ids == (4, 2)
+    assert load_scene(root, frames=torch.tensor([1, 3])).frame_ids == (1, 3)
+    with pytest.raises(Vega3DError, match="must be 1-D"):
+        load_scene(root, frames=np.array([[1, 2]]))
+    with pytest.raises(Vega3DError, match="frame ids must be ints, got dtype"):
+        load_scene(root, frames=np.array([1.0, 2.0]))
+
+
 def test_unselected_frames_are_not_read(small, tmp_path):
     root = _written(small, tmp_path, "sensreader")
     (root / "color" / "00004.png").write_bytes(b"not an image")

@@ -212,6 +212,14 @@ def _select(ids: list[int], frames, root: Path) -> list[int]:
         raise Vega3DError(f"load_scene({root}): frames must be None, an int or a list of frame ids, got {frames!r}")
     if isinstance(frames, (int, np.integer)):
         return [ids[i] for i in sample_frames(len(ids), int(frames))]
+    if isinstance(frames, (np.ndarray, torch.Tensor)):
+        if frames.ndim != 1:
+            raise Vega3DError(f"load_scene({root}): a frame id array must be 1-D, got shape {tuple(frames.shape)}")
+        integer = (frames.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+                   if isinstance(frames, torch.Tensor) else frames.dtype.kind in "iu")
+        if not integer:
+            raise Vega3DError(f"load_scene({root}): frame ids must be ints, got dtype {frames.dtype}")
+        frames = [int(f) for f in frames.tolist()]
     if isinstance(frames, (str, bytes)) or not isinstance(frames, Sequence):
         raise Vega3DError(f"load_scene({root}): frames must be None, an int or a list of frame ids, got {frames!r}")
     wanted = []
