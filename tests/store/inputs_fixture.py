@@ -30,10 +30,10 @@ def write_video(path: Path, num_frames: int = 7, seed: int = 0) -> list[np.ndarr
 
 
 def write_frame_folder(path: Path, names=("f1.png", "f2.png", "f10.png")) -> None:
-    """Images whose grey level gives their numeric order: f1 -> 10, f2 -> 20, f10 -> 100."""
+    """Flat grey images, level 10 x (the digits of the name) mod 256: f1 -> 10, f2 -> 20, f10 -> 100."""
     path.mkdir(parents=True)
     for name in names:
-        level = 10 * int("".join(c for c in name if c.isdigit()))
+        level = (10 * int("".join(c for c in name if c.isdigit()))) % 256
         Image.fromarray(np.full((H, W, 3), level, np.uint8)).save(path / name)
 
 

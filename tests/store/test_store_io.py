@@ -180,3 +180,17 @@ def test_bad_store_folders_and_settings(tmp_path):
     (tmp_path / "store" / "store.json").write_text(json.dumps({"format": layout.FORMAT, "version": 99}))
     with pytest.raises(Vega3DError, match="format version 99"):
         FeatureStore(tmp_path / "store")
+
+
+def test_location_fields_are_recorded_but_not_compared(tmp_path):
+    base = {"model": {"path": "/nodeA/wan", "weights_hash": "abc"}, "block": 20, "prompt": {"file": "/a/p", "sha256": "f"}}
+    moved = {"model": {"path": "/nodeB/wan", "weights_hash": "abc"}, "block": 20, "prompt": {"file": "/b/p", "sha256": "f"}}
+    w = StoreWriter(tmp_path / "store", make_store_config(base, "fp32"))
+    w.write("a", [0], random_features(1))
+    w2 = StoreWriter(tmp_path / "store", make_store_config(moved, "fp32"))  # same model, other mount point
+    w2.write("b", [0], random_features(1, seed=1))
+    store = FeatureStore(tmp_path / "store", expected_config=moved)
+    assert store.ids() == ["a", "b"] and store.extraction_config["model"]["path"] == "/nodeA/wan"
+    other = {"model": {"path": "/nodeA/wan", "weights_hash": "xyz"}, "block": 20, "prompt": base["prompt"]}
+    with pytest.raises(Vega3DError, match=r"model\.weights_hash: store has 'abc', expected 'xyz'"):
+        FeatureStore(tmp_path / "store", expected_config=other)

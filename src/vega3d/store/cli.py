@@ -57,6 +57,7 @@ def register(subparsers) -> None:
                                           "With --verify, check every shard's sha256 (exit 1 if any is corrupted).")
     q.add_argument("store", metavar="STORE")
     q.add_argument("--verify", action="store_true", help="check every shard's sha256")
+    q.add_argument("--full", action="store_true", help="print the whole extraction config")
     q.set_defaults(func=run_store_info)
 
 
@@ -110,8 +111,9 @@ def run_extract(args) -> int:
 
 
 def run_store_info(args) -> int:
+    import json
+
     from vega3d.store import FeatureStore
-    from vega3d.store.layout import canonical_json
 
     store = FeatureStore(args.store, verify=True)
     entries = store.entries()
@@ -122,7 +124,15 @@ def run_store_info(args) -> int:
     print(f"  storage: precision {storage['precision']}, pool {storage['pool']}")
     if entries:
         print(f"  feature shape (first entry): {entries[0]['shape']} {entries[0]['dtype']}")
-    print(f"  extraction: {canonical_json(store.extraction_config)}")
+    extraction = store.extraction_config
+    if args.full:
+        print(f"  extraction: {json.dumps(extraction, indent=1, sort_keys=True)}")
+    else:
+        scalars = {k: v for k, v in sorted(extraction.items()) if not isinstance(v, (dict, list))}
+        model = extraction.get("model")
+        if isinstance(model, dict):
+            scalars.update({f"model.{k}": model[k] for k in ("weights_hash", "layout", "path") if k in model})
+        print("  extraction: " + ", ".join(f"{k}={v}" for k, v in scalars.items()) + "  (--full for all)")
     if args.verify:
         problems = store.verify_all()
         for p in problems:

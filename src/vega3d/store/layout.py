@@ -13,10 +13,12 @@ A store is one folder::
 the extractor's ``config.to_dict()`` verbatim (for the simulator: model identity and weights
 hash, block, timestep, shift, seed, resolution, dtype, per-frame or clip mode) and
 ``storage`` is how the features were stored (``precision`` bf16 / fp16 / fp32, ``pool``
-null or ``[h, w]``, the grid they were pooled to at write time).
+null or ``[h, w]``, the grid they were pooled to at write time). Reading or writing with
+another config is an error; fields that only say where a file was (``path``, ``file``) are
+recorded but not compared, since the hashes of what they point to are.
 
-An entry is keyed by item id **and** frame indices (positions in the input's frame list,
-0-based). ``<key>`` is ``<slug>-<hash>``: the id with characters outside ``[A-Za-z0-9._-]``
+An entry is keyed by item id **and** frame indices (for scans the frame ids of the file
+names, for videos and image folders 0-based positions; ``vega3d.store.inputs``). ``<key>`` is ``<slug>-<hash>``: the id with characters outside ``[A-Za-z0-9._-]``
 replaced by ``_`` (at most 64 of them), then the first 16 hex digits of the sha256 of
 ``[item_id, frame_indices]`` as JSON, so two entries never share a file.
 
@@ -78,9 +80,25 @@ def canonical_json(value: Any) -> str:
         raise Vega3DError(f"feature store: value is not JSON-serialisable ({err}): {value!r}") from None
 
 
+# Keys whose values say where something was read from (a model folder, a prompt file), not
+# what it was: recorded in store.json but left out of config comparisons and the config hash,
+# so a store stays valid when the model folder moves or another node mounts it elsewhere.
+# What the files were is compared through their hashes (model weights hash, prompt sha256).
+LOCATION_KEYS = frozenset({"path", "file"})
+
+
+def without_locations(config: Any) -> Any:
+    """``config`` with every :data:`LOCATION_KEYS` entry removed, at any depth."""
+    if isinstance(config, dict):
+        return {k: without_locations(v) for k, v in config.items() if k not in LOCATION_KEYS}
+    if isinstance(config, list):
+        return [without_locations(v) for v in config]
+    return config
+
+
 def config_sha256(config: dict) -> str:
-    """sha256 (hex) of a store config's canonical JSON."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+    """sha256 (hex) of a store config's canonical JSON, location fields left out."""
+    return hashlib.sha256(canonical_json(without_locations(config)).encode()).hexdigest()
 
 
 def entry_key(item_id: str, frame_indices: list[int]) -> str:
@@ -153,7 +171,9 @@ def check_record(record: Any, where: str) -> dict:
 
 
 def config_differences(stored: Any, expected: Any, prefix: str = "") -> list[str]:
-    """Human-readable list of the fields where two (nested) configs differ."""
+    """Human-readable list of the fields where two (nested) configs differ (location fields,
+    :data:`LOCATION_KEYS`, are not compared)."""
+    stored, expected = without_locations(stored), without_locations(expected)
     if isinstance(stored, dict) and isinstance(expected, dict):
         out: list[str] = []
         for k in sorted(set(stored) | set(expected)):

@@ -1,0 +1,114 @@
+"""``vega3d extract`` end to end with the tiny random-weight Wan stand-in: contents, resume,
+config mismatch, two torchrun ranks == one, and an external kill -9 mid-run then resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.store.inputs_fixture import build_inputs, write_frame_folder
+from tests.store.test_crash_resume import snapshot
+from vega3d import cli
+from vega3d.simulator import WanWorldSimulator
+from vega3d.simulator.tiny import save_tiny_wan
+from vega3d.store import FeatureStore
+from vega3d.store.inputs import discover_inputs, load_frames
+
+SIM = dict(height=32, width=48, block=1)
+ARGS = ["--height", "32", "--width", "48", "--block", "1", "--num-frames", "3", "--no-progress"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Inputs, a tiny Wan folder, and a store written by one process with the CLI."""
+    root = tmp_path_factory.mktemp("store_cli")
+    inputs = build_inputs(root)
+    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2)
+    rc = cli.main(["extract", str(inputs), "--model", str(wan), "--out", str(root / "one"), *ARGS])
+    return {"root": root, "inputs": inputs, "wan": wan, "one": root / "one", "rc": rc}
+
+
+def test_store_holds_the_simulator_features(world, capsys):
+    assert world["rc"] == 1  # two bad inputs failed; the others are stored
+    sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM)
+    store = FeatureStore(world["one"], expected_config=sim)
+    assert store.ids() == ["clip", "scan_a", "scan_b", "shots"]
+    for item in discover_inputs([world["inputs"]]):
+        if item.item_id not in store:
+            continue
+        loaded = load_frames(item, num_frames=3)
+        got, idx = store.get(item.item_id)
+        assert idx == loaded.frame_indices and got.dtype == torch.bfloat16
+        assert torch.equal(got, sim.extract(loaded.frames).to(torch.bfloat16))
+    assert store.config["extraction"] == sim.config.to_dict()
+    assert store.config["storage"] == {"precision": "bf16", "pool": None}
+
+    # rerun: everything finished is skipped; the failures are tried and reported again
+    rc = cli.main(["extract", str(world["inputs"]), "--model", str(world["wan"]), "--out", str(world["one"]), *ARGS])
+    out = capsys.readouterr().out
+    assert rc == 1 and "0 done, 4 skipped" in out and "FAILED broken" in out and "FAILED scan_nodepth" in out
+
+
+def test_other_config_is_refused(world, capsys):
+    sim0 = WanWorldSimulator.from_pretrained(world["wan"], **{**SIM, "block": 0})
+    with pytest.raises(Exception, match=r"block: store has 1, expected 0"):
+        FeatureStore(world["one"], expected_config=sim0)
+    rc = cli.main(["extract", str(world["inputs"]), "--model", str(world["wan"]), "--out", str(world["one"]),
+                   *ARGS, "--seed", "7"])
+    assert rc == 2 and "seed: store has 0, expected 7" in capsys.readouterr().err
+
+
+def test_store_info_verifies_checksums(world, tmp_path, capsys):
+    assert cli.main(["store-info", str(world["one"]), "--verify"]) == 0
+    assert "items: 4" in capsys.readouterr().out
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(world["one"], copy)
+    shard = next((copy / "shards").glob("scan_b-*.safetensors"))
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 1
+    shard.write_bytes(bytes(data))
+    assert cli.main(["store-info", str(copy), "--verify"]) == 1
+    assert f"{shard.name} of item 'scan_b' is corrupted" in capsys.readouterr().out
+
+
+def test_two_torchrun_ranks_write_the_same_store_as_one(world):
+    out = world["root"] / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "vega3d.cli",
+           "extract", str(world["inputs"]), "--model", str(world["wan"]), "--out", str(out), *ARGS]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert "4 done, 0 skipped" in res.stdout, res.stdout + res.stderr
+    assert res.stdout.count("vega3d extract ->") == 1  # one summary, from rank 0
+    assert snapshot(out) == snapshot(world["one"])
+    import json
+
+    run = json.loads((out / "last_run.json").read_text())
+    assert run["done"] == ["clip", "scan_a", "scan_b", "shots"]  # each item once: no duplicate work
+
+
+def test_kill_9_mid_run_then_resume_equals_uninterrupted(world, tmp_path):
+    inputs = tmp_path / "many"
+    for k in range(6):
+        write_frame_folder(inputs / f"set{k:02d}", names=tuple(f"{k}_{j}.png" for j in range(1, 4)))
+    cmd = [sys.executable, "-m", "vega3d.cli", "extract", str(inputs), "--model", str(world["wan"]),
+           "--out", str(tmp_path / "killed"), *ARGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    records = tmp_path / "killed" / "records"
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not (records.is_dir() and any(records.iterdir())):
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    committed = len(list(records.glob("*.json")))
+    assert 1 <= committed < 6
+    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "killed"), *ARGS]) == 0
+    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "clean"), *ARGS]) == 0
+    assert snapshot(tmp_path / "killed") == snapshot(tmp_path / "clean")
+    assert len(FeatureStore(tmp_path / "killed")) == 6
