@@ -27,8 +27,19 @@ from vega3d.mllm.config import Vega3DConfig, fingerprint_folder
 FORMAT = "vega3d-qwen2.5-vl/1"
 CONFIG_FILE = "vega3d_config.json"
 WEIGHTS_FILE = "trainable.safetensors"
-# Simulator config keys that describe where/how it runs, not what it computes.
-RUNTIME_KEYS = {"device"}
+
+
+def simulator_identity(config: dict) -> dict:
+    """What determines a simulator's features: its config without file locations
+    (``model.path``, ``prompt.file``) and the compute dtype."""
+    ident = json.loads(json.dumps(config))
+    ident.pop("dtype", None)
+    ident.pop("device", None)
+    if isinstance(ident.get("model"), dict):
+        ident["model"].pop("path", None)
+    if isinstance(ident.get("prompt"), dict):
+        ident["prompt"].pop("file", None)
+    return ident
 
 
 def save_checkpoint(model, directory, state_dict: dict | None = None) -> Path:
@@ -75,10 +86,10 @@ def check_simulator(recorded: dict | None, simulator, where: str) -> None:
     """Raise unless ``simulator``'s config matches the one recorded in a checkpoint."""
     if recorded is None or simulator is None:
         return
-    actual = simulator.config.to_dict()
-    diff = sorted(k for k in set(recorded) | set(actual) if k not in RUNTIME_KEYS and recorded.get(k) != actual.get(k))
+    recorded, actual = simulator_identity(recorded), simulator_identity(simulator.config.to_dict())
+    diff = sorted(k for k in set(recorded) | set(actual) if recorded.get(k) != actual.get(k))
     if diff:
-        details = ", ".join(f"{k}: recorded {recorded.get(k)!r}, given {actual.get(k)!r}" for k in diff[:4])
+        details = ", ".join(f"{k}: recorded {str(recorded.get(k))[:80]}, given {str(actual.get(k))[:80]}" for k in diff[:4])
         raise Vega3DError(f"{where}: the simulator differs from the one this model was trained with ({details})")
 
 
@@ -135,6 +146,6 @@ def load_checkpoint(
                     f"{weights}: {name} has shape {tuple(value.shape)}, model expects {tuple(params[name].shape)}"
                 )
             params[name].copy_(value.to(params[name].dtype))
-    model = model.to(device)
+    model = model.to(device).eval()
     model.attach_simulator(simulator)
     return model

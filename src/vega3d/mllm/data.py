@@ -103,6 +103,26 @@ def read_frames(path, indices: list[int]) -> np.ndarray:
     return np.stack([frames[i] for i in sorted(wanted)])
 
 
+def seconds_per_grid(total: int, fps: float | None, num_sampled: int, frame_fps: float, temporal_patch: int = 2) -> float:
+    """Seconds covered by one temporal patch (``temporal_patch`` sampled frames), Qwen2.5-VL's
+    ``second_per_grid_ts``: from the video's fps, or ``frame_fps`` for frame folders."""
+    duration = total / (fps if fps else frame_fps)
+    return float(temporal_patch * duration / num_sampled)
+
+
+def load_video(path, num_frames: int, frame_fps: float = 1.0, temporal_patch: int = 2):
+    """Uniformly sampled frames of a video file / frame folder: ``(frames (N,H,W,3) uint8,
+    indices, second_per_grid_ts)``."""
+    from vega3d.scenes import sample_frames
+
+    path = Path(path)
+    if not path.exists():
+        raise Vega3DError(f"{path}: video file or frame folder not found")
+    total, fps = count_video_frames(path)
+    indices = sample_frames(total, num_frames)
+    return read_frames(path, indices), indices, seconds_per_grid(total, fps, len(indices), frame_fps, temporal_patch)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data is and how it is sampled.
@@ -219,13 +239,9 @@ class ConversationDataset(torch.utils.data.Dataset):
         out.update(self.processor.video_inputs(frames))
         if self.store is None and self.need_frames:
             out["video_frames"] = torch.from_numpy(frames)
-        # Temporal RoPE spacing: seconds per temporal patch of 2 sampled frames.
+        # Temporal RoPE spacing: seconds per temporal patch of sampled frames.
         tp = int(self.processor.image_processor.temporal_patch_size)
-        if fps:
-            sampled_fps = len(indices) / (total / fps)
-        else:
-            sampled_fps = self.config.frame_fps * len(indices) / total
-        out["second_per_grid_ts"] = float(tp / sampled_fps)
+        out["second_per_grid_ts"] = seconds_per_grid(total, fps, len(indices), self.config.frame_fps, tp)
         return out
 
     def _image(self, record) -> dict:

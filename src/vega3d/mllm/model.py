@@ -103,7 +103,7 @@ class Vega3DQwen(nn.Module):
         if not config.base_fingerprint:
             config = config.replace(base_fingerprint=fingerprint_folder(config.base_model))
         model = cls(base, config)
-        return model.to(device)
+        return model.to(device).eval()
 
     def _inject_lora(self):
         from peft import LoraConfig, inject_adapter_in_model

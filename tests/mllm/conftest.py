@@ -1,0 +1,33 @@
+"""Shared tiny stand-ins for the mllm tests: a random Qwen2.5-VL, a random Wan, a few records."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Paths of the tiny setup (qwen, wan, annotations, root); written once per session."""
+    from vega3d.mllm.demo_data import write_tiny_setup
+
+    return write_tiny_setup(tmp_path_factory.mktemp("mllm_tiny"))
+
+
+@pytest.fixture(scope="session")
+def processor(tiny):
+    from vega3d.mllm.processing import Vega3DProcessor
+
+    return Vega3DProcessor.from_pretrained(tiny["qwen"], video_min_pixels=56 * 56, video_max_pixels=112 * 112)
+
+
+@pytest.fixture(scope="session")
+def base(tiny):
+    from vega3d.mllm.model import load_base
+
+    return load_base(tiny["qwen"]).eval()
+
+
+@pytest.fixture(scope="session")
+def simulator(tiny):
+    from vega3d.simulator import WanWorldSimulator
+
+    return WanWorldSimulator.from_pretrained(tiny["wan"], block=1, height=64, width=96)
