@@ -412,3 +412,39 @@ def test_real_umt5_xxl_config_is_inferred_from_its_weights(tmp_path):
         real = UMT5EncoderModel(UMT5Config(**xxl, feed_forward_proj="gated-gelu"))
     cfg = t5_config_from_original(to_original_t5_keys(_meta_state_dict(real)), tmp_path / "t5.pth")
     assert {k: cfg[k] for k in xxl} == xxl and cfg["feed_forward_proj"] == "gated-gelu"
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "original"])
+def test_bad_prompt_embedding_fails_before_the_weights_are_read(diffusers_dir, original_dir, tmp_path, layout):
+    root = _copy(diffusers_dir if layout == "diffusers" else original_dir, tmp_path)
+    vae = root / ("vae/diffusion_pytorch_model.safetensors" if layout == "diffusers" else "Wan2.1_VAE.pth")
+    vae.write_bytes(b"corrupt")  # would fail loudly if it were read
+    with pytest.raises(Vega3DError, match="text_dim=32"):
+        load_wan_components(root, prompt_embedding=torch.ones(1, 64))
+
+
+def test_diffusers_weights_with_missing_or_unexpected_keys(diffusers_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    root = _copy(diffusers_dir, tmp_path)
+    f = root / "transformer" / "diffusion_pytorch_model.safetensors"
+    sd = load_file(str(f))
+    sd.pop("blocks.1.ffn.net.2.weight")
+    sd["blocks.0.extra.weight"] = torch.zeros(2)
+    save_file(sd, str(f))
+    with pytest.raises(Vega3DError, match=r"missing keys.*blocks\.1\.ffn\.net\.2\.weight.*unexpected keys.*blocks\.0\.extra"):
+        load_wan_components(root)
+
+
+def test_corrupt_diffusers_weights_name_the_folder(diffusers_dir, tmp_path):
+    root = _copy(diffusers_dir, tmp_path)
+    (root / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"corrupt")
+    with pytest.raises(Vega3DError, match=r"vae: diffusers could not load AutoencoderKLWan"):
+        load_wan_components(root)
+
+
+def test_corrupt_original_dit_names_the_file(original_dir, tmp_path):
+    root = _copy(original_dir, tmp_path)
+    (root / "diffusion_pytorch_model.safetensors").write_bytes(b"corrupt")
+    with pytest.raises(Vega3DError, match=r"diffusion_pytorch_model\.safetensors: not a readable safetensors file"):
+        load_wan_components(root)

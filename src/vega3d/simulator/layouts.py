@@ -270,8 +270,8 @@ def _parse_dtype(dtype) -> torch.dtype:
 def _load_diffusers(root: Path, dtype, device):
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-    transformer = WanTransformer3DModel.from_pretrained(root / "transformer", local_files_only=True, torch_dtype=dtype)
-    vae = AutoencoderKLWan.from_pretrained(root / "vae", local_files_only=True, torch_dtype=dtype)
+    transformer = _from_pretrained_strict(WanTransformer3DModel, root / "transformer", dtype)
+    vae = _from_pretrained_strict(AutoencoderKLWan, root / "vae", dtype)
     cfg = dict(vae.config)
     for name in ("latents_mean", "latents_std"):
         values = cfg.get(name)
@@ -283,6 +283,25 @@ def _load_diffusers(root: Path, dtype, device):
     std = torch.tensor(cfg["latents_std"], dtype=torch.float32)
     configs = {"transformer": _jsonable(transformer.config), "vae": _jsonable(vae.config)}
     return _freeze(transformer, device), _freeze(vae, device), mean, std, TEXT_LEN, configs
+
+
+def _from_pretrained_strict(model_cls, folder: Path, dtype):
+    """``model_cls.from_pretrained`` from a local folder; any missing, unexpected or
+    mis-shaped weight (which diffusers would only warn about) is a :class:`Vega3DError`."""
+    try:
+        model, info = model_cls.from_pretrained(folder, local_files_only=True, torch_dtype=dtype, output_loading_info=True)
+    except Vega3DError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as err:
+        raise Vega3DError(f"{folder}: diffusers could not load {model_cls.__name__}: {type(err).__name__}: {err}") from None
+    problems = []
+    for name in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(str(k) for k in info.get(name) or [])
+        if keys:
+            problems.append(f"{len(keys)} {name.replace('_', ' ')} (e.g. {', '.join(keys[:5])})")
+    if problems:
+        raise Vega3DError(f"{folder}: weights do not match {model_cls.__name__} from config.json: {'; '.join(problems)}")
+    return model
 
 
 def _jsonable(config) -> dict:
@@ -341,34 +360,23 @@ def load_wan_components(
 ) -> WanComponents:
     """Load a Wan2.1-T2V folder (either layout) into diffusers modules.
 
-    The empty-prompt context is resolved in this order: ``prompt_embedding`` (a tensor,
-    trimmed (k, text_dim) or padded (text_len, text_dim), or a path to a file written by
+    The empty-prompt context is resolved first (so a bad one fails before the big weights
+    are read), in this order: ``prompt_embedding`` (a tensor, trimmed (k, text_dim) or
+    padded (text_len, text_dim), or a path to a file written by
     :func:`vega3d.simulator.prompt.save_prompt_embedding`); else the folder's
-    ``prompt_embedding.safetensors``; else it is computed with the folder's text encoder.
-    With none of these a :class:`Vega3DError` says how to get one (unless
-    ``require_prompt=False``). ``need_text_encoder=True`` also returns the text
-    encoder and tokenizer (and requires them).
+    ``prompt_embedding.safetensors``; else it is computed with the folder's text encoder
+    (on ``device``, float32, then freed). With none of these a :class:`Vega3DError` says
+    how to get one (unless ``require_prompt=False``). ``need_text_encoder=True`` also
+    returns the text encoder (in ``dtype``) and tokenizer, and requires them.
     """
-    from vega3d.simulator.prompt import encode_prompt, load_prompt_embedding, pad_prompt_embedding
+    from vega3d.simulator.prompt import encode_prompt, load_prompt_embedding
 
     root = Path(path).expanduser()
     layout = detect_layout(root)
     dtype = _parse_dtype(dtype)
-    if layout == "diffusers":
-        transformer, vae, mean, std, text_len, configs = _load_diffusers(root, dtype, device)
-    else:
-        from vega3d.simulator.convert import load_original
+    text_dim, text_len = _text_dims(root, layout)
+    identity = {"path": str(root.resolve()), "layout": layout, "stand_in": (root / STAND_IN_MARKER).is_file()}
 
-        transformer, vae, mean, std, text_len, configs = load_original(root, dtype, device)
-    text_dim = int(transformer.config.text_dim)
-
-    identity = {
-        "path": str(root.resolve()),
-        "layout": layout,
-        "weights_hash": weights_hash(root, weight_files(root, layout)),
-        "stand_in": (root / STAND_IN_MARKER).is_file(),
-        "configs": configs,
-    }
     text_encoder = tokenizer = None
     if need_text_encoder:
         text_encoder, tokenizer, te_identity = load_text_encoder(root, dtype=dtype, device=device)
@@ -382,12 +390,9 @@ def load_wan_components(
         context = load_prompt_embedding(root / PROMPT_FILE, text_dim, text_len)
         identity["prompt"] = _prompt_source(root / PROMPT_FILE, context)
     elif has_text_encoder(root, layout):
-        if text_encoder is None:
-            enc, tok, te_identity = load_text_encoder(root, dtype=torch.float32, device="cpu")
-        else:
-            enc, tok, te_identity = text_encoder, tokenizer, {"text_encoder_hash": identity["text_encoder_hash"]}
-        context = load_prompt_embedding(pad_prompt_embedding(encode_prompt(enc, tok, "", text_len), text_len), text_dim, text_len)
-        identity["prompt"] = {"source": "text_encoder", "text": "", **te_identity}
+        enc, tok, te_identity = load_text_encoder(root, dtype=torch.float32, device=device)
+        context = load_prompt_embedding(encode_prompt(enc, tok, "", text_len), text_dim, text_len)
+        identity["prompt"] = {"source": "text_encoder", "text": "", "sha256": _digest(context), **te_identity}
         del enc, tok
     elif require_prompt:
         raise Vega3DError(
@@ -396,6 +401,17 @@ def load_wan_components(
             "or use a folder that has the text encoder "
             + ("(text_encoder/ + tokenizer/)" if layout == "diffusers" else f"({ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/)")
         )
+
+    if layout == "diffusers":
+        transformer, vae, mean, std, text_len, configs = _load_diffusers(root, dtype, device)
+    else:
+        from vega3d.simulator.convert import load_original
+
+        transformer, vae, mean, std, text_len, configs = load_original(root, dtype, device)
+    if int(transformer.config.text_dim) != text_dim:  # pragma: no cover - _text_dims reads the same source
+        raise Vega3DError(f"{root}: text_dim {transformer.config.text_dim} differs from the {text_dim} read earlier")
+    identity["weights_hash"] = weights_hash(root, weight_files(root, layout))
+    identity["configs"] = configs
 
     return WanComponents(
         transformer=transformer,
@@ -412,8 +428,40 @@ def load_wan_components(
     )
 
 
+def _text_dims(root: Path, layout: str) -> tuple[int, int]:
+    """(text_dim, text_len) of the DiT, read cheaply (config / safetensors header) before loading it."""
+    if layout == "diffusers":
+        cfg_path = root / "transformer" / "config.json"
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise Vega3DError(f"{cfg_path}: not valid JSON ({err})") from None
+        return int(cfg.get("text_dim", 4096)), TEXT_LEN  # 4096: WanTransformer3DModel's default
+    from safetensors import SafetensorError, safe_open
+
+    cfg_path = root / ORIGINAL_CONFIG
+    try:
+        text_len = int(json.loads(cfg_path.read_text()).get("text_len", TEXT_LEN))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
+        raise Vega3DError(f"{cfg_path}: not a valid WanModel config ({err})") from None
+    for f in original_dit_files(root):
+        try:
+            with safe_open(str(f), "pt") as fh:
+                if "text_embedding.0.weight" in fh.keys():
+                    return int(fh.get_slice("text_embedding.0.weight").get_shape()[1]), text_len
+        except (SafetensorError, OSError) as err:
+            raise Vega3DError(f"{f}: not a readable safetensors file ({err})") from None
+    raise Vega3DError(
+        f"{root}: no tensor text_embedding.0.weight in diffusion_pytorch_model*.safetensors (expected a Wan2.1 DiT)"
+    )
+
+
+def _digest(context: torch.Tensor) -> str:
+    return hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest()
+
+
 def _prompt_source(src, context: torch.Tensor) -> dict:
-    digest = hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest()
+    digest = _digest(context)
     if isinstance(src, torch.Tensor):
         return {"source": "tensor", "sha256": digest}
     info = {"source": "file", "file": str(Path(src).resolve()), "sha256": digest}
