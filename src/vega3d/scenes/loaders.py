@@ -26,7 +26,8 @@ Frame files are those whose name (without extension) is all digits; they sort nu
 
 Poses that are not finite (ScanNet writes ``-inf`` for lost tracking) are kept and flagged by
 ``Scene.pose_valid``, logged, and listed in ``extras["invalid_pose_frame_ids"]``. Depth 0 = no
-reading. Only the selected frames' images and poses are read.
+reading. Only the selected frames' images and poses are read; a progress bar appears from 64
+frames on (a whole ScanNet scan at 1296x968 is several GB: pass ``frames``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from vega3d.errors import Vega3DError
 from vega3d.scenes.sampling import sample_frames
@@ -284,9 +286,13 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
 
     color_paths = [files["colour"][i] for i in chosen]
     depth_paths = [files["depth"][i] for i in chosen]
-    colors = [read_color(p) for p in color_paths]
+    colors, depths = [], []
+    with tqdm(total=len(chosen), desc=f"loading {root.name}", unit="frame", disable=len(chosen) < 64) as bar:
+        for cp, dp in zip(color_paths, depth_paths):
+            colors.append(read_color(cp))
+            depths.append(read_depth(dp))
+            bar.update()
     _same_size(colors, color_paths, "colour image")
-    depths = [read_depth(p) for p in depth_paths]
     _same_size(depths, depth_paths, "depth image")
     poses = np.stack([read_pose(files["pose"][i]) for i in chosen])
 
