@@ -329,8 +329,9 @@ class WanWorldSimulator:
         """Frames per batch so the estimated activation peak stays under ``memory_budget`` bytes.
 
         Default budget: 40% of the free GPU memory, or 2 GiB on CPU. The per-frame estimate
-        is 5 full-resolution VAE activations of ``base_dim`` channels plus, for the DiT, the
-        token activations, the FFN hidden layer and one attention score matrix per head.
+        is the larger of 8 full-resolution VAE activations of ``base_dim`` channels (in float32:
+        the VAE's RMS norms upcast) and, for the DiT, the token activations, the FFN hidden
+        layer and one float32 attention score matrix per head.
         """
         if memory_budget is None:
             if self.device.type == "cuda":
@@ -338,11 +339,10 @@ class WanWorldSimulator:
             else:
                 memory_budget = 2 << 30
         cfg = self.transformer.config
-        vae_el = torch.finfo(self.vae_dtype).bits // 8
         dit_el = torch.finfo(self.dtype).bits // 8
         base = int(self.vae.config.base_dim)
         tokens = (self.height // TOKEN_PX) * (self.width // TOKEN_PX)
-        vae_bytes = 5 * base * self.height * self.width * vae_el
+        vae_bytes = 8 * base * self.height * self.width * 4
         dit_bytes = tokens * (int(cfg.ffn_dim) + 8 * self.feature_dim) * dit_el + int(cfg.num_attention_heads) * tokens * tokens * 4
         return int(max(1, min(64, memory_budget // max(vae_bytes, dit_bytes))))
 
