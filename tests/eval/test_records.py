@@ -65,3 +65,10 @@ def test_every_benchmark_has_a_schema():
     from vega3d.eval import BENCHMARKS
 
     assert set(PREDICTION_FIELDS) == set(BENCHMARKS)
+
+
+def test_id_mismatch_error_shows_both_id_styles():
+    from vega3d.eval.records import match_ids
+
+    with pytest.raises(Vega3DError, match=r"have no prediction \(first: \['val-scene0011-0'\]\).*look like \['scanqa_val-scene0011-0_0'\]"):
+        match_ids({"scanqa_val-scene0011-0_0": {}}, ["val-scene0011-0"], "scanqa")

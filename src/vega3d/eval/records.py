@@ -161,9 +161,10 @@ def match_ids(predictions: Mapping[str, dict], annotation_ids: list[str], benchm
     missing = [i for i in annotation_ids if i not in predictions]
     extra = [i for i in predictions if i not in expected]
     if missing:
+        hint = f"; prediction ids not in the annotations look like {extra[:3]}" if extra else ""
         raise Vega3DError(
             f"{benchmark}: {len(missing)} of {len(annotation_ids)} annotation ids have no prediction "
-            f"(first: {missing[:5]}); every item must be predicted"
+            f"(first: {missing[:5]}); every item must be predicted{hint}"
         )
     if extra:
         raise Vega3DError(
