@@ -13,6 +13,24 @@ def scene():
     return synthetic_scene(num_frames=6, height=96, width=128, seed=3)
 
 
+def test_shapes_types_and_ids(scene):
+    assert isinstance(scene, Scene)
+    assert scene.color.shape == (6, 96, 128, 3) and scene.color.dtype == torch.uint8
+    assert scene.depth.shape == (6, 96, 128) and scene.depth.dtype == torch.float32
+    assert scene.poses.shape == (6, 4, 4) and scene.poses.dtype == torch.float64
+    assert scene.frame_ids == tuple(range(6))
+    assert bool(scene.pose_valid.all())
+    assert bool((scene.depth > 0.3).all()) and float(scene.depth.max()) < 10  # every ray hits the room
+    assert scene.extras["surface_id"].shape == (6, 96, 128)
+    k = scene.intrinsics_color
+    assert float(k[0, 2]) == 64.0 and float(k[1, 2]) == 48.0 and float(k[0, 0]) == float(k[1, 1])
+
+
+def test_single_frame_and_empty_room():
+    s = synthetic_scene(num_frames=1, height=16, width=16, num_boxes=0, num_spheres=0)
+    assert len(s) == 1 and s.extras["objects"]["boxes"] == [] and bool((s.extras["surface_id"] < 6).all())
+
+
 def _same_surface_consistency(scene, poses, i, j):
     """Back-project frame i's depth with ``poses``, project into frame j, and compare with frame j's
     depth (bilinear between pixel centres) for points that land on the same surface (all four
