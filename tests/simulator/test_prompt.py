@@ -213,3 +213,11 @@ def test_export_prompt_without_text_encoder_is_a_one_line_error(tmp_path, capsys
     assert cli.main(["export-prompt", "--model", str(root), "--out", str(tmp_path / "p.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "export-prompt: error:" in err and "no text encoder" in err and not (tmp_path / "p.safetensors").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_text_encoder_dtypes_agree_between_layouts(te_dirs, dtype):
+    ed, _, _ = load_text_encoder(te_dirs["diffusers"], dtype=dtype)
+    eo, _, _ = load_text_encoder(te_dirs["original"], dtype=dtype)
+    dd, do = ({n: p.dtype for n, p in e.named_parameters()} for e in (ed, eo))
+    assert dd == do and dtype in set(dd.values())

@@ -326,4 +326,20 @@ def load_original_text_encoder(path: Path, dtype=torch.float32):
     config = UMT5Config(**t5_config_from_original(state, path))
     model = load_converted(lambda: UMT5EncoderModel(config), t5_keys_to_hf(state, path), path, "a umT5 encoder (UMT5EncoderModel)")
     model.tie_weights()
-    return model.to(dtype=dtype)
+    return _cast_like_transformers(model, dtype)
+
+
+def _cast_like_transformers(model, dtype):
+    """Cast as transformers' ``from_pretrained(dtype=...)`` does: ``_keep_in_fp32_modules``
+    (T5's ``wo``) stay float32 for float16, ``_keep_in_fp32_modules_strict`` for 16-bit dtypes."""
+    model = model.to(dtype=dtype)
+    keep = set()
+    if dtype == torch.float16:
+        keep |= set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    if dtype in (torch.float16, torch.bfloat16):
+        keep |= set(getattr(model, "_keep_in_fp32_modules_strict", None) or [])
+    if keep:
+        for name, sub in model.named_modules():
+            if any(k in name.split(".") for k in keep):
+                sub.to(dtype=torch.float32)
+    return model
