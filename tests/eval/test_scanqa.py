@@ -91,3 +91,11 @@ def test_annotation_without_answers_is_an_error(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(Vega3DError, match=r"record 2 \(id 'scanqa_val-scene0015-0_0'\) metadata: missing field 'answers'"):
         scanqa.load_annotations(path)
+
+
+def test_prompts_for_runners():
+    llava = scanqa.load_annotations(LLAVA)
+    official = scanqa.load_annotations(OFFICIAL)
+    assert llava[0].prompt == "What is placed next to the door? Answer the question simply."
+    assert [q.prompt for q in llava] == [q.prompt for q in official]
+    assert [q.scene_id for q in llava] == [q.scene_id for q in official] and llava[0].scene_id == "scene0011_00"

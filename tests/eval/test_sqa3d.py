@@ -67,3 +67,9 @@ def test_duplicate_annotation_id(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(Vega3DError, match="appears more than once"):
         sqa3d.load_annotations(path)
+
+
+def test_prompt_is_situation_then_question():
+    q = sqa3d.load_annotations(LLAVA)[0]
+    assert q.prompt == "I am facing the window. What is on my left? Answer the question using a single word or phrase."
+    assert q.scene_id == "scene0249_00"

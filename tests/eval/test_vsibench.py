@@ -160,3 +160,18 @@ def test_numerical_ground_truth_must_be_positive_number(tmp_path):
     gt = _write(tmp_path, ['{"id": 1, "question_type": "object_counting", "ground_truth": "many"}'], "gt.jsonl")
     with pytest.raises(Vega3DError, match="number > 0"):
         vsibench.load_annotations(gt)
+
+
+def test_prompts_follow_official_doc_to_text():
+    questions = {q.id: q for q in vsibench.load_annotations(GT)}
+    assert questions["1"].prompt == (
+        "These are frames of a video.\nHow many chair(s) are in this room?\n"
+        "Please answer the question using a single word or phrase."
+    )
+    assert questions["6"].prompt == (
+        "These are frames of a video.\n"
+        "If I am standing by the bed and facing the door, is the lamp to my left or to my right?\n"
+        "Options:\nA. left\nB. right\n"
+        "Answer with the option's letter from the given choices directly."
+    )
+    assert questions["6"].video_path("/data/vsibench") == Path("/data/vsibench/arkitscenes/41069025.mp4")

@@ -39,11 +39,14 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Question:
-    """One ScanQA question: ``id`` (string) and its reference ``answers``."""
+    """One ScanQA question: ``id`` (string), reference ``answers``, ``scene_id`` and the
+    ``prompt`` Video-3D LLM gives the model (``"<question> Answer the question simply."``;
+    its runner prepends an instruction about 3D spatial information)."""
 
     id: str
     answers: tuple[str, ...]
     scene_id: str = ""
+    prompt: str = ""
 
 
 def load_annotations(path: str | Path) -> list[Question]:
@@ -58,15 +61,26 @@ def load_annotations(path: str | Path) -> list[Question]:
             item_id = prediction_id(require(record, "id", where=where), where=where)
             answers = require(require(record, "metadata", where=where), "answers", where=f"{where} (id {item_id!r}) metadata")
             scene_id = str(record.get("video", "")).split("/")[-1]
+            prompt = _human_turn(record, where=where)
         else:  # official ScanQA_v1.0_<split>.json
             item_id = prediction_id(require(record, "question_id", where=where), where=where)
             answers = require(record, "answers", where=where)
             scene_id = str(record.get("scene_id", ""))
+            prompt = f"{require(record, 'question', where=where)} Answer the question simply."
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
             raise Vega3DError(f"{where} (id {item_id!r}): 'answers' must be a non-empty list of strings, found {answers!r}")
-        questions.append(Question(id=item_id, answers=tuple(answers), scene_id=scene_id))
+        questions.append(Question(id=item_id, answers=tuple(answers), scene_id=scene_id, prompt=prompt))
     unique_ids([q.id for q in questions], source=str(path))
     return questions
+
+
+def _human_turn(record, *, where: str) -> str:
+    """The question turn of a llava-style record without its ``<image>`` placeholder."""
+    conversations = require(record, "conversations", where=where)
+    if not isinstance(conversations, list) or not conversations:
+        raise Vega3DError(f"{where}: 'conversations' must be a non-empty list")
+    text = require(conversations[0], "value", where=f"{where} conversations[0]")
+    return text.replace("<image>", "").strip()
 
 
 def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, ptb_tokenize: bool = False) -> dict:

@@ -33,11 +33,15 @@ QUESTION_TYPES = ("what", "is", "how", "can", "which", "others")
 
 @dataclass(frozen=True)
 class Question:
-    """One SQA3D question: ``id`` (string), the single ``answer``, its ``question_type``."""
+    """One SQA3D question: ``id`` (string), the single ``answer``, its ``question_type``,
+    ``scene_id`` and the ``prompt`` Video-3D LLM gives the model (``"<situation> <question>
+    Answer the question using a single word or phrase."``)."""
 
     id: str
     answer: str
     question_type: str
+    scene_id: str = ""
+    prompt: str = ""
 
 
 def question_type(question: str) -> str:
@@ -77,7 +81,9 @@ def _from_llava(record, *, where: str) -> Question:
         raise Vega3DError(f"{where}: unknown question_type {qtype!r}; expected one of {QUESTION_TYPES}")
     if not isinstance(answer, str):
         raise Vega3DError(f"{where}: answer must be a string, found {answer!r}")
-    return Question(id=item_id, answer=answer, question_type=qtype)
+    prompt = require(conversations[0], "value", where=f"{where} conversations[0]").replace("<image>", "").strip()
+    scene_id = str(record.get("video", "")).split("/")[-1]
+    return Question(id=item_id, answer=answer, question_type=qtype, scene_id=scene_id, prompt=prompt)
 
 
 def _from_official(path: Path, data: dict) -> list[Question]:
@@ -87,10 +93,12 @@ def _from_official(path: Path, data: dict) -> list[Question]:
             f"{path}: official SQA3D annotations need the questions file next to them, expected {questions_path}"
         )
     question_file = load_json_records(questions_path)
-    texts = {}
+    texts, situations = {}, {}
     for i, q in enumerate(require(question_file, "questions", where=str(questions_path))):
         where = f"{questions_path} question {i}"
-        texts[prediction_id(require(q, "question_id", where=where), where=where)] = require(q, "question", where=where)
+        qid = prediction_id(require(q, "question_id", where=where), where=where)
+        texts[qid] = require(q, "question", where=where)
+        situations[qid] = require(q, "situation", where=where)
     out = []
     for i, ann in enumerate(data["annotations"]):
         where = f"{path} annotation {i}"
@@ -101,7 +109,9 @@ def _from_official(path: Path, data: dict) -> list[Question]:
         answer = require(answers[0], "answer", where=f"{where} answers[0]")
         if item_id not in texts:
             raise Vega3DError(f"{where}: question_id {item_id!r} is not in {questions_path}")
-        out.append(Question(id=item_id, answer=answer, question_type=question_type(texts[item_id])))
+        prompt = f"{situations[item_id]} {texts[item_id]} Answer the question using a single word or phrase."
+        out.append(Question(id=item_id, answer=answer, question_type=question_type(texts[item_id]),
+                            scene_id=str(ann.get("scene_id", "")), prompt=prompt))
     return out
 
 

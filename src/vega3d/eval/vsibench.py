@@ -65,16 +65,38 @@ TASKS = (
 MRA_THRESHOLDS = np.linspace(0.5, 0.95, int((0.95 - 0.5) / 0.05 + 2))
 
 
+# Default prompt pieces of the official ``vsibench_doc_to_text``.
+PRE_PROMPT = "These are frames of a video."
+NA_POST_PROMPT = "Please answer the question using a single word or phrase."
+MCA_POST_PROMPT = "Answer with the option's letter from the given choices directly."
+
+
 @dataclass(frozen=True)
 class Question:
     """One VSI-Bench question: ``id`` (as a string), ``question_type``, ``ground_truth``
-    (letter for MCA, number as text for NA), ``scene_name``, ``dataset``."""
+    (letter for MCA, number as text for NA), ``scene_name``, ``dataset``, the
+    ``question`` text and the MCA ``options`` (``"A. ..."`` strings)."""
 
     id: str
     question_type: str
     ground_truth: str
     scene_name: str = ""
     dataset: str = ""
+    question: str = ""
+    options: tuple[str, ...] = ()
+
+    @property
+    def prompt(self) -> str:
+        """The text prompt the official lmms-eval task gives the model (``vsibench_doc_to_text``
+        with its default pre/post prompts)."""
+        if self.question_type in NA_QUESTION_TYPES:
+            return f"{PRE_PROMPT}\n{self.question}\n{NA_POST_PROMPT}"
+        options = "Options:\n" + "\n".join(self.options)
+        return "\n".join([PRE_PROMPT, self.question, options, MCA_POST_PROMPT])
+
+    def video_path(self, root: str | Path) -> Path:
+        """The official video location: ``root/<dataset>/<scene_name>.mp4``."""
+        return Path(root) / self.dataset / f"{self.scene_name}.mp4"
 
 
 def parse_answer(text: str) -> str:
@@ -158,12 +180,17 @@ def _question(record, *, where: str) -> Question:
         value = _to_float(ground_truth)
         if value is None or not math.isfinite(value) or value <= 0:
             raise Vega3DError(f"{where}: numerical ground_truth must be a number > 0, found {ground_truth!r}")
+    options = record.get("options") or ()
+    if not isinstance(options, (list, tuple)) or not all(isinstance(o, str) for o in options):
+        raise Vega3DError(f"{where}: options must be a list of strings or null, found {options!r}")
     return Question(
         id=item_id,
         question_type=question_type,
         ground_truth=ground_truth,
         scene_name=str(record.get("scene_name", "")),
         dataset=str(record.get("dataset", "")),
+        question=str(record.get("question", "")),
+        options=tuple(options),
     )
 
 
