@@ -60,3 +60,28 @@ def test_default_model_dir_is_built_once_in_the_cache(tmp_path, monkeypatch):
     assert default_model_dir() == root
     assert (root / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp
     assert [p.name for p in (tmp_path / "vega3d").iterdir()] == [root.name]  # no temp folders left behind
+
+
+def test_default_model_dir_refuses_a_foreign_folder_in_its_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = default_model_dir()
+    (root / STAND_IN_MARKER).unlink()
+    with pytest.raises(Vega3DError, match="not a complete vega3d stand-in"):
+        default_model_dir()
+    assert [p.name for p in (tmp_path / "vega3d").iterdir()] == [root.name]
+
+
+def test_default_model_dir_tolerates_losing_the_race(tmp_path, monkeypatch):
+    """If another process finishes first, its folder is used and ours is discarded."""
+    import vega3d.simulator.tiny as tiny
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    real_save = tiny.save_tiny_wan
+
+    def racing_save(path, **kw):
+        real_save(tmp_path / "vega3d" / f"tiny-wan2.1-standin-v{tiny.DEFAULT_MODEL_VERSION}", **kw)  # the winner
+        return real_save(path, **kw)
+
+    monkeypatch.setattr(tiny, "save_tiny_wan", racing_save)
+    root = tiny.default_model_dir()
+    assert (root / STAND_IN_MARKER).is_file() and [p.name for p in (tmp_path / "vega3d").iterdir()] == [root.name]

@@ -436,8 +436,12 @@ def default_model_dir() -> Path:
         try:
             tmp.rename(target)
         except OSError:
-            if not (target / STAND_IN_MARKER).is_file():  # lost a race only if the winner finished
-                raise
+            # Another process won the race (fine), or a foreign folder is in the way.
+            if not (target / STAND_IN_MARKER).is_file():
+                raise Vega3DError(
+                    f"{target}: exists but is not a complete vega3d stand-in (no {STAND_IN_MARKER}); delete it "
+                    "and it will be rebuilt"
+                ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
