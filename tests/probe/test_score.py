@@ -178,3 +178,10 @@ def test_bad_options(scene, truth):
         score(scene, truth, min_overlap=0.9, max_overlap=0.5)
     with pytest.raises(Vega3DError, match="local_negative_px"):
         score(scene, truth, local_negative_px=(10.0, 5.0))
+
+
+def test_local_negative_distance_option(scene, truth, truth_result):
+    near = score(scene, truth, local_negative_distance_m=0.1, **SMALL)
+    assert near.num_negatives_local > truth_result.num_negatives_local  # more points qualify
+    assert near.num_negatives == truth_result.num_negatives  # global negatives unchanged
+    assert near.options["local_negative_distance_m"] == 0.1

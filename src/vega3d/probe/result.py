@@ -33,6 +33,7 @@ class ProbeOptions:
     negative_distance_m: float = 0.3  # a negative is further than this in 3D
     negatives_per_point: int = 4  # candidates drawn per positive (kept if valid)
     local_negative_px: tuple[float, float] = (16.0, 48.0)  # distance from the true reprojection
+    local_negative_distance_m: float | None = None  # 3D distance for local negatives (None: negative_distance_m)
     tie_tolerance: float = 1e-6  # AUROC: |pos - neg| <= this counts as a tie
     # nearest-neighbour recall
     recall_stride_px: float = 16.0  # the search grid has one cell per stride x stride pixels
@@ -59,6 +60,8 @@ class ProbeOptions:
             bad("min_overlap", f"0 <= min_overlap <= max_overlap ({self.max_overlap}) <= 1")
         if self.max_pairs is not None and not (isinstance(self.max_pairs, int) and self.max_pairs > 0):
             bad("max_pairs", "None or a positive integer")
+        if self.local_negative_distance_m is not None and not self.local_negative_distance_m > 0:
+            bad("local_negative_distance_m", "None or a positive number of metres")
         lo, hi = self.local_negative_px
         if not 0 < lo <= hi:
             bad("local_negative_px", "(low, high) pixels with 0 < low <= high")

@@ -190,6 +190,7 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
     kc = scene.intrinsics_color.double()
     lo, hi = opts.local_negative_px
     k = opts.negatives_per_point
+    local_dist = opts.local_negative_distance_m or opts.negative_distance_m
     pos = torch.empty(num)
     neg, neg_owner, loc, loc_owner = [], [], [], []
     chunks = range(0, num, opts.chunk_points)
@@ -220,7 +221,7 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
         bflat = bj.reshape(-1)
         dn = lookup_depth(scene.depth, bflat, apply_homography(hom_c2d, xn))
         wn = transform(poses[bflat], unproject(xn, dn, kc).unsqueeze(1)).squeeze(1)
-        far = (wn - pw[sl].unsqueeze(1).expand(m, k, 3).reshape(-1, 3)).norm(dim=-1) > opts.negative_distance_m
+        far = (wn - pw[sl].unsqueeze(1).expand(m, k, 3).reshape(-1, 3)).norm(dim=-1) > local_dist
         ok = ((cmax >= lo).reshape(-1) & inside & (dn > 0) & far).reshape(m, k)
         fl = normalize(bilinear_sample(feats, bflat, xn, (height, width))).reshape(m, k, c)
         cos = (q.unsqueeze(1) * fl).sum(-1)
