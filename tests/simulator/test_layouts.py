@@ -448,3 +448,20 @@ def test_corrupt_original_dit_names_the_file(original_dir, tmp_path):
     (root / "diffusion_pytorch_model.safetensors").write_bytes(b"corrupt")
     with pytest.raises(Vega3DError, match=r"diffusion_pytorch_model\.safetensors: not a readable safetensors file"):
         load_wan_components(root)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        ({"model_type": "i2v"}, "model_type"),
+        ({"num_heads": 3}, "not divisible"),
+        ({"text_dim": 4096}, "text_dim=4096 but the weights have text_dim=32"),
+    ],
+)
+def test_original_config_values_that_cannot_be_mapped(original_dir, tmp_path, edit, match):
+    root = _copy(original_dir, tmp_path)
+    cfg = json.loads((root / "config.json").read_text())
+    cfg.update(edit)
+    (root / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Vega3DError, match=match):
+        load_wan_components(root)
