@@ -72,3 +72,10 @@ def test_id_mismatch_error_shows_both_id_styles():
 
     with pytest.raises(Vega3DError, match=r"have no prediction \(first: \['val-scene0011-0'\]\).*look like \['scanqa_val-scene0011-0_0'\]"):
         match_ids({"scanqa_val-scene0011-0_0": {}}, ["val-scene0011-0"], "scanqa")
+
+
+def test_evaluate_rejects_raw_dicts_as_annotations():
+    from vega3d.eval import scanrefer
+
+    with pytest.raises(Vega3DError, match=r"annotations\[0\]: expected a path or the output of load_annotations \(Query items\)"):
+        scanrefer.evaluate([{"id": 0, "box": [0, 0, 0, 1, 1, 1]}], [{"id": 0, "box": [0, 0, 0, 1, 1, 1]}])

@@ -107,19 +107,13 @@ class CaptionScorer:
                 meteor.meteor_p.wait()
             meteor.meteor_p.stdout.close()
             meteor.meteor_p.stderr.close()
-            # pycocoevalcap's __del__ would close the process again; make that a no-op.
-            meteor.__class__ = _ClosedMeteor
+            # pycocoevalcap's own __del__ later repeats close/kill/wait on the finished process: harmless.
 
     def __enter__(self) -> "CaptionScorer":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _ClosedMeteor:
-    def __del__(self) -> None:
-        pass
 
 
 def _one_line(text: str) -> str:

@@ -30,7 +30,7 @@ from scipy.optimize import linear_sum_assignment
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
-from vega3d.eval.records import as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
 
 BENCHMARK = "multi3drefer"
 SUB_SPLITS = ("zt_wo_d", "zt_w_d", "st_wo_d", "st_w_d", "mt")
@@ -89,7 +89,7 @@ def load_annotations(path: str | Path) -> list[Query]:
 def evaluate(predictions, annotations) -> dict:
     """Mean F1@0.25 / F1@0.5 overall, per sub-split and per group (fractions;
     NaN where a split has no queries)."""
-    queries = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    queries = as_annotations(annotations, load_annotations, Query)
     preds = as_predictions(predictions, BENCHMARK)
     match_ids(preds, [q.id for q in queries], BENCHMARK)
     f1 = {q.id: f1_scores(preds[q.id]["boxes"], q.boxes) for q in queries}

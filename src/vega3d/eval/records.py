@@ -172,6 +172,20 @@ def match_ids(predictions: Mapping[str, dict], annotation_ids: list[str], benchm
         )
 
 
+def as_annotations(annotations, loader, item_type: type) -> list:
+    """A path (read with ``loader``) or an already loaded list of ``item_type``."""
+    if isinstance(annotations, (str, Path)):
+        return loader(annotations)
+    items = list(annotations)
+    for i, item in enumerate(items):
+        if not isinstance(item, item_type):
+            raise Vega3DError(
+                f"annotations[{i}]: expected a path or the output of load_annotations ({item_type.__name__} items), "
+                f"found {type(item).__name__}"
+            )
+    return items
+
+
 def load_json_records(path: str | Path) -> list:
     """Read a JSON list (``.json``) or JSON-lines (``.jsonl``) annotation file."""
     path = Path(path)

@@ -36,7 +36,7 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
 from vega3d.eval.captions import METRICS, CaptionScorer
-from vega3d.eval.records import as_predictions, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, load_json_records, match_ids, prediction_id, require, unique_ids
 
 BENCHMARK = "scan2cap"
 IOU_THRESHOLD = 0.5
@@ -88,7 +88,7 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
     """Score captions @0.5 IoU (see module docstring). Pass a shared ``scorer`` to
     reuse its METEOR process; ``ptb_tokenize`` runs the PTB tokenizer on the
     prepared strings first."""
-    objects = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    objects = as_annotations(annotations, load_annotations, GroundTruthObject)
     preds = as_predictions(predictions, BENCHMARK)
     match_ids(preds, [o.id for o in objects], BENCHMARK)
 

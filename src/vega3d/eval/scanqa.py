@@ -26,7 +26,7 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
 from vega3d.eval.captions import CaptionScorer
-from vega3d.eval.records import as_predictions, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, load_json_records, match_ids, prediction_id, require, unique_ids
 
 BENCHMARK = "scanqa"
 
@@ -88,7 +88,7 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
     annotations (path or :func:`load_annotations` output). Fractions in [0, 1]
     (CIDEr is unbounded). Pass a shared ``scorer`` to reuse its METEOR process.
     """
-    questions = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    questions = as_annotations(annotations, load_annotations, Question)
     preds = as_predictions(predictions, BENCHMARK)
     match_ids(preds, [q.id for q in questions], BENCHMARK)
 

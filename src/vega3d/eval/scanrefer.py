@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
-from vega3d.eval.records import as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
 
 BENCHMARK = "scanrefer"
 SPLITS = ("unique", "multiple")
@@ -57,7 +57,7 @@ def load_annotations(path: str | Path) -> list[Query]:
 def evaluate(predictions, annotations) -> dict:
     """Score predicted boxes; returns ``{"acc@0.25", "acc@0.5", "splits": {split: {...}},
     "ious": {id: iou}, "counts"}`` with accuracies as fractions."""
-    queries = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    queries = as_annotations(annotations, load_annotations, Query)
     preds = as_predictions(predictions, BENCHMARK)
     match_ids(preds, [q.id for q in queries], BENCHMARK)
     ious = {q.id: box3d_iou(preds[q.id]["box"], q.box) for q in queries}

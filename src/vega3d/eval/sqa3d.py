@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
-from vega3d.eval.records import as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
 
 BENCHMARK = "sqa3d"
 QUESTION_TYPES = ("what", "is", "how", "can", "which", "others")
@@ -118,7 +118,7 @@ def _from_official(path: Path, data: dict) -> list[Question]:
 def evaluate(predictions, annotations) -> dict:
     """Score predictions (JSONL path, ``{id: {"prediction": str}}`` or records) against
     annotations (path or :func:`load_annotations` output); fractions in [0, 1]."""
-    questions = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    questions = as_annotations(annotations, load_annotations, Question)
     preds = as_predictions(predictions, BENCHMARK)
     match_ids(preds, [q.id for q in questions], BENCHMARK)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vega3d.errors import Vega3DError
-from vega3d.eval.records import as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
 
 BENCHMARK = "vsibench"
 
@@ -201,7 +201,7 @@ def evaluate(predictions, annotations) -> dict:
     Returns fractions in [0, 1]: ``{"overall", "tasks": {task: score},
     "question_types": {type: score}, "counts": {...}}``.
     """
-    questions = load_annotations(annotations) if isinstance(annotations, (str, Path)) else list(annotations)
+    questions = as_annotations(annotations, load_annotations, Question)
     preds = as_predictions(predictions, BENCHMARK)
     match_ids(preds, [q.id for q in questions], BENCHMARK)
 
