@@ -112,3 +112,29 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(world, tmp_path):
     assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "clean"), *ARGS]) == 0
     assert snapshot(tmp_path / "killed") == snapshot(tmp_path / "clean")
     assert len(FeatureStore(tmp_path / "killed")) == 6
+
+
+def test_pool_precision_explicit_frames_and_prompt_embedding_flags(world, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from vega3d.grids import resample_grid
+
+    out = tmp_path / "pooled"
+    args = ["extract", str(world["inputs"] / "clip.mp4"), str(world["inputs"] / "shots"), "--model", str(world["wan"]),
+            "--out", str(out), "--height", "32", "--width", "48", "--block", "1", "--no-progress"]
+    assert cli.main([*args, "--frames", "2,0", "--pool", "1", "2", "--precision", "fp32"]) == 0
+    sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM)
+    store = FeatureStore(out, expected_config=sim)
+    assert store.config["storage"] == {"precision": "fp32", "pool": [1, 2]}
+    for item in discover_inputs([world["inputs"] / "clip.mp4", world["inputs"] / "shots"]):
+        got, idx = store.get(item.item_id)
+        assert idx == [2, 0] and got.dtype == torch.float32 and got.shape[:3] == (2, 1, 2)
+        assert torch.equal(got, resample_grid(sim.extract(load_frames(item, frames=[2, 0]).frames), (1, 2)))
+    assert "per item" in capsys.readouterr().out
+
+    # --prompt-embedding reaches the simulator: another embedding is another config
+    prompt = load_file(world["wan"] / "prompt_embedding.safetensors")
+    save_file({"prompt_embedding": prompt["prompt_embedding"] * 2}, tmp_path / "other_prompt.safetensors")
+    rc = cli.main([*args, "--frames", "2,0", "--pool", "1", "2", "--precision", "fp32",
+                   "--prompt-embedding", str(tmp_path / "other_prompt.safetensors")])
+    assert rc == 2 and "prompt.sha256: store has" in capsys.readouterr().err
