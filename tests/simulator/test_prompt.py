@@ -221,3 +221,53 @@ def test_text_encoder_dtypes_agree_between_layouts(te_dirs, dtype):
     eo, _, _ = load_text_encoder(te_dirs["original"], dtype=dtype)
     dd, do = ({n: p.dtype for n, p in e.named_parameters()} for e in (ed, eo))
     assert dd == do and dtype in set(dd.values())
+
+
+def _reference_wan_t5(sd, ids, mask):
+    """Wan's T5Encoder forward (wan/modules/t5.py) written out from the weights alone:
+    pre-RMSNorm blocks, unscaled attention + per-layer bidirectional bucketed relative bias
+    (max distance 128), FFN fc2(fc1(x) * gelu_tanh(gate(x))), final RMSNorm."""
+    import math
+
+    import torch.nn.functional as F
+
+    def rms(x, w):
+        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+
+    def buckets(rel, num_buckets, max_dist=128):
+        half = num_buckets // 2
+        out = (rel > 0).long() * half
+        rel = rel.abs()
+        exact = half // 2
+        large = exact + (torch.log(rel.float().clamp(min=1) / exact) / math.log(max_dist / exact) * (half - exact)).long()
+        return out + torch.where(rel < exact, rel, large.clamp(max=half - 1))
+
+    x = sd["token_embedding.weight"][ids]
+    n = ids.shape[1]
+    rel = torch.arange(n)[None, :] - torch.arange(n)[:, None]
+    layers = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    for i in range(layers):
+        w = {k[len(f"blocks.{i}.") :]: v for k, v in sd.items() if k.startswith(f"blocks.{i}.")}
+        table = w["pos_embedding.embedding.weight"]
+        heads = table.shape[1]
+        bias = table[buckets(rel, table.shape[0])].permute(2, 0, 1)[None]
+        bias = bias.masked_fill(mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)
+        h = rms(x, w["norm1.weight"])
+        q, k, v = ((h @ w[f"attn.{p}.weight"].T).unflatten(-1, (heads, -1)) for p in "qkv")
+        att = F.softmax(torch.einsum("bihc,bjhc->bhij", q, k) + bias, dim=-1)
+        x = x + torch.einsum("bhij,bjhc->bihc", att, v).flatten(2) @ w["attn.o.weight"].T
+        h = rms(x, w["norm2.weight"])
+        gate = F.gelu(h @ w["ffn.gate.0.weight"].T, approximate="tanh")
+        x = x + ((h @ w["ffn.fc1.weight"].T) * gate) @ w["ffn.fc2.weight"].T
+    return rms(x, sd["norm.weight"])
+
+
+def test_original_t5_mapping_matches_wans_t5_math(te_dirs):
+    """Guards the Wan-T5 → UMT5 key map (e.g. gate vs fc1) independently of our own inverse map."""
+    root = te_dirs["original"]
+    enc, tok, _ = load_text_encoder(root)
+    sd = {k: v.float() for k, v in torch.load(root / "models_t5_umt5-xxl-enc-bf16.pth", weights_only=True).items()}
+    for text in ("", "a video of a room with a table", "red green blue " * 30):
+        t = tok([text], padding="max_length", max_length=512, truncation=True, return_tensors="pt")
+        ref = _reference_wan_t5(sd, t.input_ids, t.attention_mask)[0, : int(t.attention_mask.sum())]
+        torch.testing.assert_close(encode_prompt(enc, tok, text), ref, rtol=1e-4, atol=1e-4)
