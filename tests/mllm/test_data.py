@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vega3d.errors import Vega3DError
+from vega3d.mllm.data import ConversationDataset, DataConfig, collate, load_video, read_frames
+from vega3d.mllm.demo_data import write_frame_folder, write_video
+
+
+def config(tiny, **kw):
+    kw.setdefault("num_frames", 4)
+    return DataConfig(annotations=str(tiny["annotations"]), video_min_pixels=3136, video_max_pixels=12544, **kw)
+
+
+def test_video_file_and_frame_folder_give_the_same_frames(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (7, 32, 48, 3), dtype=np.uint8)
+    frames[:] = frames[:, :1, :1]  # flat colours survive lossy video coding almost exactly
+    folder = write_frame_folder(tmp_path / "f", frames)
+    video = write_video(tmp_path / "v.mp4", frames, fps=2)
+    a, idx, spg_folder = load_video(folder, 4, frame_fps=2.0)
+    b, idx_v, spg_video = load_video(video, 4)
+    assert idx == idx_v == [0, 2, 4, 6]
+    assert np.array_equal(a, frames[idx])
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 8
+    assert spg_folder == pytest.approx(spg_video) == pytest.approx(2 * (7 / 2) / 4)
+
+
+def test_dataset_items(tiny, processor):
+    ds = ConversationDataset(config(tiny), processor)
+    assert len(ds) == 4
+    for i in range(2):  # one mp4, one frame folder
+        item = ds[i]
+        assert item["video_frames"].shape[0] == 4 and item["video_frames"].dtype == torch.uint8
+        assert item["video_grid_thw"].tolist() == [[2, 4, 6]]
+        assert (item["labels"] != -100).any()
+    batch = collate([ds[0], ds[1]], processor.tokenizer.pad_token_id)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    assert batch["pixel_values_videos"].shape[0] == 2 * 2 * 4 * 6 and len(batch["video_frames"]) == 2
+
+
+def test_collate_pads_left_and_right(processor, tiny):
+    ds = ConversationDataset(config(tiny), processor)
+    a, b = ds[0], ds[2]
+    assert len(a["input_ids"]) != len(b["input_ids"])
+    pad = processor.tokenizer.pad_token_id
+    right = collate([a, b], pad)
+    left = collate([a, b], pad, padding_side="left")
+    short = int(np.argmin([len(a["input_ids"]), len(b["input_ids"])]))
+    n = min(len(a["input_ids"]), len(b["input_ids"]))
+    assert right["attention_mask"][short, :n].all() and not right["attention_mask"][short, n:].any()
+    assert left["attention_mask"][short, -n:].all() and not left["attention_mask"][short, :-n].any()
+    assert (right["labels"][short, n:] == -100).all()
+
+
+def write_records(tmp_path, tiny, records):
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(records))
+    return DataConfig(annotations=str(path), media_root=str(tiny["annotations"].parent), num_frames=4,
+                      video_min_pixels=3136, video_max_pixels=12544)
+
+
+GOOD = {"id": "good", "video": "video_0.mp4", "conversations": [{"from": "human", "value": "<video>\nQ"}, {"from": "gpt", "value": "A"}]}
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({**GOOD, "id": "missing", "video": "nope.mp4"}, "nope.mp4"),
+        ({**GOOD, "id": "noanswer", "conversations": [{"from": "human", "value": "<video>\nQ"}]}, "assistant"),
+        ({**GOOD, "id": "nomarker", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}, "video"),
+        ({**GOOD, "id": "notvideo", "video": "train.json"}, "train.json"),
+    ],
+)
+def test_bad_record_names_record_and_file_or_is_skipped_and_counted(tmp_path, tiny, processor, bad, match):
+    cfg = write_records(tmp_path, tiny, [GOOD, bad])
+    ds = ConversationDataset(cfg, processor)
+    assert ds[0]["id"] == "good"
+    with pytest.raises(Vega3DError, match=match) as err:
+        ds[1]
+    assert repr(bad["id"]) in str(err.value) and "ann.json" in str(err.value)
+    from dataclasses import replace
+
+    skipping = ConversationDataset(replace(cfg, skip_bad_records=True), processor)
+    assert skipping[1] is None
+    batch = collate([skipping[0], skipping[1]], processor.tokenizer.pad_token_id)
+    assert batch["num_skipped"] == 1 and batch["ids"] == ["good"]  # not replaced by another sample
+
+
+@pytest.mark.parametrize("content,match", [("{", "valid JSON"), ("[]", "non-empty"), ('[{"id": 1}]', "conversations")])
+def test_bad_annotation_files(tmp_path, processor, content, match):
+    path = tmp_path / "a.json"
+    path.write_text(content)
+    with pytest.raises(Vega3DError, match=match):
+        ConversationDataset(DataConfig(annotations=str(path)), processor)
+
+
+def test_read_frames_errors(tmp_path):
+    with pytest.raises(Vega3DError, match="no such"):
+        read_frames(tmp_path / "x.mp4", [0])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Vega3DError, match="no images"):
+        read_frames(tmp_path / "empty", [0])
+    folder = write_frame_folder(tmp_path / "f", np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(Vega3DError, match="2 frames"):
+        read_frames(folder, [0, 5])

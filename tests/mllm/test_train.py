@@ -1,0 +1,151 @@
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from vega3d.errors import Vega3DError
+from vega3d.mllm.train import load_train_config, train
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_YAML = REPO / "configs" / "tiny.yaml"
+
+
+def overrides(tiny, out, *extra):
+    return [
+        f"model.base_model={tiny['qwen']}",
+        f"simulator.path={tiny['wan']}",
+        f"data.annotations={tiny['annotations']}",
+        f"train.output_dir={out}",
+        *extra,
+    ]
+
+
+def read_log(out):
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-exact comparisons between runs need a fixed intra-op thread count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_loss_falls_when_overfitting(tiny, tmp_path):
+    cfg = load_train_config(
+        TINY_YAML,
+        overrides(tiny, tmp_path / "run", "train.epochs=100", "train.max_steps=20", "train.lr=0.01",
+                  "train.branch_lr=0.01", "train.warmup_ratio=0.0", "train.save_every=0", "train.batch_size=4",
+                  "train.gradient_checkpointing=false", "model.llm=full"),
+    )
+    final = train(cfg, progress=False)
+    log = read_log(tmp_path / "run")
+    assert [r["step"] for r in log] == list(range(1, 21))
+    losses = [r["loss"] for r in log]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3, losses
+    assert all(0.0 <= r["gate_min"] <= r["gate_mean"] <= r["gate_max"] <= 1.0 for r in log)
+    assert (final / "trainable.safetensors").is_file()
+
+
+def test_cli_train_checkpoints_and_resumes_bit_exactly(tiny, tmp_path, one_thread):
+    from vega3d.cli import main
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert main(["train", str(TINY_YAML), *overrides(tiny, full), "--no-progress"]) == 0
+    steps = sorted(p.name for p in (full / "checkpoints").iterdir())
+    assert steps == ["step-0000002", "step-0000004"]  # save_every=2, 4 steps
+    state = full / "checkpoints" / "step-0000004" / "state"
+    saved = load_file(str(state / "model.safetensors"))
+    assert saved and all(k.startswith(("projector.", "fusion.")) or "lora_" in k for k in saved)  # no frozen base
+    assert (state / "optimizer.bin").is_file() and (state / "scheduler.bin").is_file()
+    assert list(state.glob("random_states_*.pkl"))
+
+    # Simulate a crash after step 2: drop what came later, rerun the same command.
+    shutil.copytree(full, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-0000004")
+    shutil.rmtree(resumed / "model")
+    assert main(["train", str(TINY_YAML), *overrides(tiny, resumed), "--no-progress"]) == 0
+    a = load_file(str(full / "model" / "trainable.safetensors"))
+    b = load_file(str(resumed / "model" / "trainable.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in read_log(full)] == [r["loss"] for r in read_log(resumed)]
+
+    from vega3d.mllm.model import Vega3DQwen
+
+    model = Vega3DQwen.from_pretrained(full / "model", check_sim=False)
+    assert model.config.simulator["model"]["weights_hash"]
+
+
+def test_train_refuses_bad_configs(tiny, tmp_path):
+    base = yaml.safe_load(TINY_YAML.read_text())
+
+    def write(tree):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(tree))
+        return path
+
+    with pytest.raises(Vega3DError, match="unknown keys in 'train'"):
+        load_train_config(write({**base, "train": {**base["train"], "learning_rate": 1}}))
+    with pytest.raises(Vega3DError, match="missing section 'data'"):
+        load_train_config(write({k: v for k, v in base.items() if k != "data"}))
+    with pytest.raises(Vega3DError, match="neither a 'simulator'"):
+        load_train_config(write({k: v for k, v in base.items() if k != "simulator"}))
+    with pytest.raises(Vega3DError, match="mixed_precision"):
+        load_train_config(TINY_YAML, ["train.mixed_precision=fp8"])
+    with pytest.raises(Vega3DError, match="section.key=value"):
+        load_train_config(TINY_YAML, ["train.max_steps"])
+    with pytest.raises(Vega3DError, match="not found"):
+        load_train_config(tmp_path / "none.yaml")
+    cfg = load_train_config(TINY_YAML)
+    assert Path(cfg.model.base_model).is_absolute() and cfg.model.lora["r"] == 4
+    assert cfg.model.lora["target_modules"]  # defaults fill what the YAML leaves out
+
+
+def test_bad_record_stops_training_with_its_name(tiny, tmp_path):
+    records = json.loads(Path(tiny["annotations"]).read_text())
+    records[1] = {**records[1], "id": "broken", "video": "missing_folder"}
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(records))
+    args = overrides(tiny, tmp_path / "run", "train.max_steps=2", f"data.media_root={Path(tiny['annotations']).parent}")
+    args[2] = f"data.annotations={ann}"
+    with pytest.raises(Vega3DError, match="'broken'.*missing_folder"):
+        train(load_train_config(TINY_YAML, args), progress=False)
+    cfg = load_train_config(TINY_YAML, [*args[:-1], "data.skip_bad_records=true", "train.batch_size=4",
+                                        f"data.media_root={Path(tiny['annotations']).parent}",
+                                        "train.output_dir=" + str(tmp_path / "skip")])
+    train(cfg, progress=False)
+    log = read_log(tmp_path / "skip")
+    assert log[-1]["skipped_records"] >= 1
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training(tiny, tmp_path):
+    """DDP over gloo on CPU through accelerate (torchrun launcher, ACCELERATE_USE_CPU)."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "vega3d.cli", "train", str(TINY_YAML), *overrides(tiny, out), "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = read_log(out)
+    # 4 records, batch 2 per process, 2 processes -> 1 step per epoch, 2 epochs; one logger
+    assert [r["step"] for r in log] == [1, 2]
+    assert (out / "model" / "trainable.safetensors").is_file()
+    assert (out / "checkpoints" / "step-0000002" / "trainer_state.json").is_file()
