@@ -30,7 +30,7 @@ from scipy.optimize import linear_sum_assignment
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
-from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, finite_mean, annotation_list, match_ids, record_id, require, unique_ids
 
 BENCHMARK = "multi3drefer"
 SUB_SPLITS = ("zt_wo_d", "zt_w_d", "st_wo_d", "st_w_d", "mt")
@@ -66,14 +66,11 @@ def f1_scores(pred_boxes, gt_boxes, thresholds=THRESHOLDS) -> tuple[float, ...]:
 
 def load_annotations(path: str | Path) -> list[Query]:
     """Read Video-3D LLM's llava-style Multi3DRefer file."""
-    records = load_json_records(path)
-    if not isinstance(records, list):
-        raise Vega3DError(f"{path}: expected a list of Multi3DRefer records, found {type(records).__name__}")
+    records = annotation_list(path, "Multi3DRefer")
     queries = []
     for i, record in enumerate(records):
         where = f"{path} record {i}"
-        item_id = prediction_id(require(record, "id", where=where), where=where)
-        where = f"{where} (id {item_id!r})"
+        item_id, where = record_id(record, where=where)
         boxes = require(record, "box", where=where)
         if not isinstance(boxes, list):
             raise Vega3DError(f"{where}: 'box' must be a list of boxes (possibly empty), found {boxes!r}")

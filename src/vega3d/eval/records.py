@@ -208,6 +208,20 @@ def load_json_records(path: str | Path) -> list:
     return data
 
 
+def annotation_list(path: str | Path, what: str) -> list:
+    """A JSON/JSONL annotation file that must hold a list of ``what`` records."""
+    records = load_json_records(path)
+    if not isinstance(records, list):
+        raise Vega3DError(f"{path}: expected a list of {what} records, found {type(records).__name__}")
+    return records
+
+
+def record_id(record, *, where: str, key: str = "id") -> tuple[str, str]:
+    """``(id as string, where extended with the id)`` for an annotation record."""
+    item_id = prediction_id(require(record, key, where=where), where=where)
+    return item_id, f"{where} (id {item_id!r})"
+
+
 def require(record, key: str, *, where: str):
     """``record[key]`` or a Vega3DError naming the record and the key."""
     if not isinstance(record, Mapping):

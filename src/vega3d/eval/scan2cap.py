@@ -36,7 +36,7 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
 from vega3d.eval.captions import METRICS, CaptionScorer
-from vega3d.eval.records import as_annotations, as_predictions, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, annotation_list, match_ids, record_id, require, unique_ids
 
 BENCHMARK = "scan2cap"
 IOU_THRESHOLD = 0.5
@@ -60,14 +60,11 @@ def prepare_caption(text: str) -> str:
 
 def load_annotations(path: str | Path) -> list[GroundTruthObject]:
     """Read Video-3D LLM's llava-style Scan2Cap file."""
-    records = load_json_records(path)
-    if not isinstance(records, list):
-        raise Vega3DError(f"{path}: expected a list of Scan2Cap records, found {type(records).__name__}")
+    records = annotation_list(path, "Scan2Cap")
     objects = []
     for i, record in enumerate(records):
         where = f"{path} record {i}"
-        item_id = prediction_id(require(record, "id", where=where), where=where)
-        where = f"{where} (id {item_id!r})"
+        item_id, where = record_id(record, where=where)
         gt_box = tuple(as_box(require(record, "gt_box", where=where), where=f"{where} field 'gt_box'").tolist())
         box_input = record.get("box_input")
         if box_input is not None:

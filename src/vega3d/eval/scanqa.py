@@ -26,7 +26,7 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
 from vega3d.eval.captions import CaptionScorer
-from vega3d.eval.records import as_annotations, as_predictions, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, annotation_list, match_ids, record_id, require, unique_ids
 
 BENCHMARK = "scanqa"
 
@@ -51,19 +51,17 @@ class Question:
 
 def load_annotations(path: str | Path) -> list[Question]:
     """Read Video-3D LLM's llava-style ScanQA file or the official ScanQA JSON."""
-    records = load_json_records(path)
-    if not isinstance(records, list):
-        raise Vega3DError(f"{path}: expected a list of ScanQA records, found {type(records).__name__}")
+    records = annotation_list(path, "ScanQA")
     questions = []
     for i, record in enumerate(records):
         where = f"{path} record {i}"
         if isinstance(record, dict) and "metadata" in record:  # Video-3D LLM llava style
-            item_id = prediction_id(require(record, "id", where=where), where=where)
+            item_id, _ = record_id(record, where=where)
             answers = require(require(record, "metadata", where=where), "answers", where=f"{where} (id {item_id!r}) metadata")
             scene_id = str(record.get("video", "")).split("/")[-1]
             prompt = _human_turn(record, where=where)
         else:  # official ScanQA_v1.0_<split>.json
-            item_id = prediction_id(require(record, "question_id", where=where), where=where)
+            item_id, _ = record_id(record, where=where, key="question_id")
             answers = require(record, "answers", where=where)
             scene_id = str(record.get("scene_id", ""))
             prompt = f"{require(record, 'question', where=where)} Answer the question simply."

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
-from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import as_annotations, as_predictions, finite_mean, annotation_list, match_ids, record_id, require, unique_ids
 
 BENCHMARK = "scanrefer"
 SPLITS = ("unique", "multiple")
@@ -37,14 +37,11 @@ class Query:
 
 def load_annotations(path: str | Path) -> list[Query]:
     """Read Video-3D LLM's llava-style ScanRefer file."""
-    records = load_json_records(path)
-    if not isinstance(records, list):
-        raise Vega3DError(f"{path}: expected a list of ScanRefer records, found {type(records).__name__}")
+    records = annotation_list(path, "ScanRefer")
     queries = []
     for i, record in enumerate(records):
         where = f"{path} record {i}"
-        item_id = prediction_id(require(record, "id", where=where), where=where)
-        where = f"{where} (id {item_id!r})"
+        item_id, where = record_id(record, where=where)
         box = as_box(require(record, "box", where=where), where=f"{where} field 'box'")
         split = require(require(record, "metadata", where=where), "question_type", where=f"{where} metadata")
         if split not in SPLITS:
