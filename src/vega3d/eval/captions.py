@@ -32,6 +32,14 @@ def _require_java(what: str) -> None:
         raise Vega3DError(f"{what} needs Java: no 'java' executable on PATH (install a JRE, e.g. openjdk-17-jre-headless)")
 
 
+def score_captions(gts, res, *, scorer: "CaptionScorer | None" = None, ptb_tokenize: bool = False) -> dict:
+    """:meth:`CaptionScorer.score` with ``scorer``, or with a temporary one closed afterwards."""
+    if scorer is not None:
+        return scorer.score(gts, res, ptb_tokenize=ptb_tokenize)
+    with CaptionScorer() as own:
+        return own.score(gts, res, ptb_tokenize=ptb_tokenize)
+
+
 class CaptionScorer:
     """Holds the pycocoevalcap scorers; :meth:`score` computes all metrics at once."""
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
-from vega3d.eval.captions import METRICS, CaptionScorer
+from vega3d.eval.captions import METRICS, CaptionScorer, score_captions
 from vega3d.eval.records import as_annotations, as_predictions, annotation_list, match_ids, record_id, require, unique_ids
 
 BENCHMARK = "scan2cap"
@@ -98,13 +98,7 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
         gts[obj.id] = [prepare_caption(r) for r in obj.references]
         res[obj.id] = [prepare_caption(pred["prediction"] if detected[obj.id] else "")]
 
-    own_scorer = scorer is None
-    scorer = scorer or CaptionScorer()
-    try:
-        scores = scorer.score(gts, res, ptb_tokenize=ptb_tokenize)
-    finally:
-        if own_scorer:
-            scorer.close()
+    scores = score_captions(gts, res, scorer=scorer, ptb_tokenize=ptb_tokenize)
     n = len(objects)
     mask = [1.0 if detected[o.id] else 0.0 for o in objects]
     result = {"benchmark": BENCHMARK, **{m: scores[m] for m in METRICS}}

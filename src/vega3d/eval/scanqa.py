@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
-from vega3d.eval.captions import CaptionScorer
+from vega3d.eval.captions import CaptionScorer, score_captions
 from vega3d.eval.records import as_annotations, as_predictions, annotation_list, match_ids, record_id, require, unique_ids
 
 BENCHMARK = "scanqa"
@@ -102,13 +102,7 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
         em_normalized += cleaned_pred in cleaned_answers
         em_refined += exact_match_refined(cleaned_pred, cleaned_answers)
 
-    own_scorer = scorer is None
-    scorer = scorer or CaptionScorer()
-    try:
-        captions = scorer.score(gts, res, ptb_tokenize=ptb_tokenize)
-    finally:
-        if own_scorer:
-            scorer.close()
+    captions = score_captions(gts, res, scorer=scorer, ptb_tokenize=ptb_tokenize)
     n = len(questions)
     result = {"benchmark": BENCHMARK}
     result.update({k: v for k, v in captions.items() if k != "per_item"})
