@@ -149,3 +149,45 @@ def test_two_process_gloo_training(tiny, tmp_path):
     assert [r["step"] for r in log] == [1, 2]
     assert (out / "model" / "trainable.safetensors").is_file()
     assert (out / "checkpoints" / "step-0000002" / "trainer_state.json").is_file()
+
+
+def test_training_from_a_feature_store_equals_online_features(tiny, tmp_path, simulator, one_thread):
+    """Precomputed fp32 features of the same frames give the same training run as the simulator online."""
+    from vega3d.mllm.data import load_video
+    from vega3d.store import FeatureStore, StoreWriter, make_store_config
+
+    records = json.loads(Path(tiny["annotations"]).read_text())
+    writer = StoreWriter(tmp_path / "store", make_store_config(simulator, precision="fp32"))
+    for r in records:
+        path = Path(tiny["annotations"]).parent / r["video"]
+        frames, indices, _ = load_video(path, 4)
+        writer.write(path.name if path.is_dir() else path.stem, indices, simulator.extract(torch.from_numpy(frames)))
+    writer.write_index()
+    assert len(FeatureStore(tmp_path / "store")) == len(records)
+
+    common = ["train.max_steps=2", "train.save_every=0"]
+    online = train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "online", *common)), progress=False)
+    stored = train(
+        load_train_config(TINY_YAML, overrides(tiny, tmp_path / "stored", *common, f"data.feature_store={tmp_path / 'store'}")),
+        progress=False,
+    )
+    a, b = load_file(str(online / "trainable.safetensors")), load_file(str(stored / "trainable.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in read_log(tmp_path / "online")] == [r["loss"] for r in read_log(tmp_path / "stored")]
+
+
+def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
+    from vega3d.cli import main
+
+    final = train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "run", "train.max_steps=1")), progress=False)
+    video = str(Path(tiny["annotations"]).parent / "video_0.mp4")
+    capsys.readouterr()
+    assert main(["ask", "--model", str(final), "--video", video, "--num-frames", "4", "--max-new-tokens", "4",
+                 "How many chairs?"]) == 0
+    printed = capsys.readouterr().out
+    from vega3d.mllm.infer import Answerer
+
+    answerer = Answerer.from_checkpoint(final, num_frames=4)
+    assert printed == answerer.answer(["How many chairs?"], [video], max_new_tokens=4)[0] + "\n"
+    assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, "q"]) == 2
+    assert "not a vega3d checkpoint" in capsys.readouterr().err

@@ -132,8 +132,9 @@ class DataConfig:
     the frame rate assumed for frame folders (for Qwen's temporal RoPE spacing);
     ``video_min_pixels`` / ``video_max_pixels``: per-frame pixel budget of the processor;
     ``feature_store``: a FeatureStore folder with precomputed generative features (else
-    the simulator computes them online); ``store_key``: the record field used as the
-    store's item id ("id" or "video"); ``skip_bad_records``: see the module docstring."""
+    the simulator computes them online); ``store_key``: the store's item id for a record:
+    "video_name" (the video file's stem or the frame folder's name — the ids ``vega3d
+    extract`` writes) or "id" (the record's id); ``skip_bad_records``: see the module docstring."""
 
     annotations: str
     media_root: str = ""
@@ -142,7 +143,7 @@ class DataConfig:
     video_min_pixels: int = 128 * 28 * 28
     video_max_pixels: int = 768 * 28 * 28
     feature_store: str | None = None
-    store_key: str = "id"
+    store_key: str = "video_name"
     skip_bad_records: bool = False
 
 
@@ -178,8 +179,8 @@ class ConversationDataset(torch.utils.data.Dataset):
             from vega3d.store import FeatureStore
 
             self.store = FeatureStore(config.feature_store)
-        if config.store_key not in ("id", "video"):
-            raise Vega3DError(f"data.store_key: expected 'id' or 'video', got {config.store_key!r}")
+        if config.store_key not in ("id", "video_name"):
+            raise Vega3DError(f"data.store_key: expected 'video_name' or 'id', got {config.store_key!r}")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -230,7 +231,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         indices = sample_frames(total, self.config.num_frames)
         out = {}
         if self.store is not None:
-            key = str(record["id"]) if self.config.store_key == "id" else str(record["video"])
+            key = str(record["id"]) if self.config.store_key == "id" else (path.name if path.is_dir() else path.stem)
             features, stored = self.store.get(key, indices)
             if list(stored) != list(indices):
                 raise Vega3DError(f"feature store returned frames {stored}, expected {indices}")
@@ -255,7 +256,7 @@ class ConversationDataset(torch.utils.data.Dataset):
             raise Vega3DError(f"{path}: cannot read image ({exc})") from exc
         out = self.processor.image_inputs(image)
         if self.store is not None:
-            key = str(record["id"]) if self.config.store_key == "id" else str(record["image"])
+            key = str(record["id"]) if self.config.store_key == "id" else path.stem
             out["image_features"] = self.store.get(key, [0])[0]
         elif self.need_frames:
             out["image_frames"] = torch.from_numpy(image[None])
