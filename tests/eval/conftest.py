@@ -5,6 +5,8 @@ machine, so every test that needs caption metrics shares this scorer; CLI tests
 route the CLI's scorer to it through ``cli_uses_shared_scorer``.
 """
 
+import shutil
+
 import pytest
 
 from vega3d.eval import captions
@@ -12,6 +14,8 @@ from vega3d.eval import captions
 
 @pytest.fixture(scope="session")
 def caption_scorer():
+    if shutil.which("java") is None:
+        pytest.skip("METEOR needs Java: no 'java' on PATH (CI installs a JRE)")
     scorer = captions.CaptionScorer()
     yield scorer
     scorer.close()
