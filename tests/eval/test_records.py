@@ -79,3 +79,8 @@ def test_evaluate_rejects_raw_dicts_as_annotations():
 
     with pytest.raises(Vega3DError, match=r"annotations\[0\]: expected a path or the output of load_annotations \(Query items\)"):
         scanrefer.evaluate([{"id": 0, "box": [0, 0, 0, 1, 1, 1]}], [{"id": 0, "box": [0, 0, 0, 1, 1, 1]}])
+
+
+def test_mapping_values_must_be_records():
+    with pytest.raises(Vega3DError, match=r"predictions\[7\]: expected a record mapping"):
+        as_predictions({7: "x"}, "sqa3d")

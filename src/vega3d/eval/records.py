@@ -124,7 +124,11 @@ def as_predictions(predictions, benchmark: str) -> dict[str, dict]:
     if isinstance(predictions, (str, Path)):
         return read_predictions(predictions, benchmark)
     if isinstance(predictions, Mapping):
-        items = [({"id": key, **dict(value)}, f"predictions[{key!r}]") for key, value in predictions.items()]
+        items = []
+        for key, value in predictions.items():
+            if not isinstance(value, Mapping):
+                raise Vega3DError(f"predictions[{key!r}]: expected a record mapping field -> value, found {type(value).__name__}")
+            items.append(({**value, "id": key}, f"predictions[{key!r}]"))
     elif isinstance(predictions, Iterable):
         items = [(record, f"predictions[{i}]") for i, record in enumerate(predictions)]
     else:
