@@ -182,12 +182,13 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     final = train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "run", "train.max_steps=1")), progress=False)
     video = str(Path(tiny["annotations"]).parent / "video_0.mp4")
     capsys.readouterr()
-    assert main(["ask", "--model", str(final), "--video", video, "--num-frames", "4", "--max-new-tokens", "4",
+    assert main(["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4",
                  "How many chairs?"]) == 0
     printed = capsys.readouterr().out
     from vega3d.mllm.infer import Answerer
 
-    answerer = Answerer.from_checkpoint(final, num_frames=4)
+    answerer = Answerer.from_checkpoint(final)
+    assert answerer.num_frames == 4 and answerer.processor.video_max_pixels == 12544  # recorded at training
     assert printed == answerer.answer(["How many chairs?"], [video], max_new_tokens=4)[0] + "\n"
     assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, "q"]) == 2
     assert "not a vega3d checkpoint" in capsys.readouterr().err

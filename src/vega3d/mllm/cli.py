@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--video", required=True, help="video file or folder of frames")
     p.add_argument("--simulator", help="Wan2.1 folder for online features (default: the one the config records)")
     p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
-    p.add_argument("--num-frames", type=int, default=32)
+    p.add_argument("--num-frames", type=int, help="frames sampled uniformly (default: as in training, else 32)")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])

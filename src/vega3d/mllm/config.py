@@ -42,6 +42,9 @@ class Vega3DConfig:
     - trainable parts: ``train_fusion``, ``train_projector``, ``llm`` in
       ``("frozen", "lora", "full")`` with ``lora`` options, ``train_vision``.
     - ``seed``: initialises the new modules (projector, fusion, LoRA) deterministically.
+    - ``preprocessing``: how training videos were prepared (``num_frames``, ``frame_fps``,
+      ``video_min_pixels``, ``video_max_pixels``), recorded by ``vega3d train`` so inference
+      uses the same by default.
     """
 
     base_model: str
@@ -58,6 +61,7 @@ class Vega3DConfig:
     lora: dict = field(default_factory=lambda: dict(DEFAULT_LORA))
     train_vision: bool = False
     seed: int = 0
+    preprocessing: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.llm not in LLM_MODES:

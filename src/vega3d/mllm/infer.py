@@ -43,9 +43,10 @@ class Answerer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, base=None, simulator=None, device="cpu", dtype="float32",
-                        num_frames: int = 32, video_min_pixels=None, video_max_pixels=None) -> "Answerer":
+                        num_frames: int | None = None, video_min_pixels=None, video_max_pixels=None) -> "Answerer":
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
-        (rebuild the recorded one when the generative branch is on)."""
+        (rebuild the recorded one when the generative branch is on). Frame count and pixel
+        budget default to the ones recorded at training time (else 32 frames, Qwen's defaults)."""
         from vega3d.mllm.checkpoint import read_checkpoint_config
         from vega3d.mllm.model import Vega3DQwen, torch_dtype
         from vega3d.mllm.processing import Vega3DProcessor
@@ -57,8 +58,14 @@ class Answerer:
             simulator = simulator_from_record(config.simulator, device=device, path=simulator)
         model = Vega3DQwen.from_pretrained(checkpoint, base=base, simulator=simulator, dtype=torch_dtype(dtype),
                                            device=device)
-        processor = Vega3DProcessor.from_pretrained(base or config.base_model, video_min_pixels, video_max_pixels)
-        return cls(model, processor, num_frames=num_frames, device=device)
+        pre = dict(config.preprocessing)
+        processor = Vega3DProcessor.from_pretrained(
+            base or config.base_model,
+            video_min_pixels if video_min_pixels is not None else pre.get("video_min_pixels"),
+            video_max_pixels if video_max_pixels is not None else pre.get("video_max_pixels"),
+        )
+        num_frames = num_frames if num_frames is not None else pre.get("num_frames", 32)
+        return cls(model, processor, num_frames=num_frames, device=device, frame_fps=pre.get("frame_fps", 1.0))
 
     def _video(self, video):
         """(frames (N,H,W,3) uint8, second_per_grid_ts) — sampled as in training."""

@@ -265,6 +265,11 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         from vega3d.store import FeatureStore
 
         model.config = model.config.replace(simulator=FeatureStore(config.data.feature_store).extraction_config)
+    d = config.data
+    model.config = model.config.replace(preprocessing={
+        "num_frames": d.num_frames, "frame_fps": d.frame_fps,
+        "video_min_pixels": d.video_min_pixels, "video_max_pixels": d.video_max_pixels,
+    })
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     groups = model.parameter_groups()
