@@ -192,3 +192,14 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     assert printed == answerer.answer(["How many chairs?"], [video], max_new_tokens=4)[0] + "\n"
     assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, "q"]) == 2
     assert "not a vega3d checkpoint" in capsys.readouterr().err
+
+
+def test_example_configs_parse():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        cfg = load_train_config(path)
+        assert cfg.data.num_frames >= 1, path
+    for path in sorted((REPO / "configs" / "accelerate").glob("*.yaml")):
+        tree = yaml.safe_load(path.read_text())
+        assert tree["distributed_type"] in ("MULTI_GPU", "DEEPSPEED", "FSDP"), path
+        if tree["distributed_type"] == "DEEPSPEED":
+            assert tree["deepspeed_config"]["zero_stage"] in (2, 3)

@@ -252,6 +252,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)],
     )
     is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
+    is_fsdp = accelerator.distributed_type == DistributedType.FSDP
     main = accelerator.is_main_process
 
     # Model (+ simulator outside it).
@@ -296,7 +297,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    if not is_ds:
+    if not (is_ds or is_fsdp):  # DeepSpeed: exclude_frozen_parameters; FSDP saves its own (sharded) state
         _register_trainable_only_hooks(accelerator, unwrapped)
     save_kwargs = {"exclude_frozen_parameters": True} if is_ds else {}
     load_kwargs = {"load_module_strict": False} if is_ds else {}
