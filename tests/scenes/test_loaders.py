@@ -355,3 +355,13 @@ def test_invalid_pose_round_trips_through_write(small, tmp_path):
     root = write_scene(scene, tmp_path / "inv", "posed_images")
     assert "-inf" in (root / "00002.txt").read_text()
     assert load_scene(root).pose_valid.tolist() == [True, True, False, True, True]
+
+
+def test_intrinsics_files_use_integer_pixel_centres(small, tmp_path):
+    # files (ScanNet, TUM, OpenCV) put pixel centres at integers; the Scene puts them at +0.5
+    root = _written(small, tmp_path, "sensreader")
+    on_disk = np.loadtxt(root / "intrinsic" / "intrinsic_color.txt")
+    assert on_disk[0, 2] == pytest.approx(float(small.intrinsics_color[0, 2]) - 0.5)
+    assert on_disk[1, 2] == pytest.approx(float(small.intrinsics_color[1, 2]) - 0.5)
+    k = load_scene(root).intrinsics_color
+    assert float(k[0, 2]) == pytest.approx(on_disk[0, 2] + 0.5) and float(k[0, 0]) == pytest.approx(on_disk[0, 0])

@@ -73,8 +73,17 @@ def read_matrix(path: Path, what: str, shapes: tuple[tuple[int, int], ...] = ((4
     return np.asarray(values, dtype=np.float64)
 
 
+# Intrinsics files (ScanNet, TUM, OpenCV calibration) put pixel centres at integer coordinates;
+# the library puts them at +0.5 (DESIGN.md). Reading adds this to (cx, cy); writing subtracts it.
+PIXEL_CENTRE_SHIFT = 0.5
+
+
 def read_intrinsics(path: Path, image_size: tuple[int, int], what: str) -> torch.Tensor:
-    """(3, 3) pinhole matrix from a 4x4 (ScanNet) or 3x3 text file, checked against (H, W)."""
+    """(3, 3) pinhole matrix from a 4x4 (ScanNet) or 3x3 text file, checked against (H, W).
+
+    The file's convention (pixel centres at integers, as calibrated by OpenCV) is converted to
+    the library's (centres at +0.5): ``cx + 0.5``, ``cy + 0.5``.
+    """
     m = read_matrix(path, what, ((4, 4), (3, 3)))[:3, :3]
     h, w = image_size
     ok = (np.isfinite(m).all() and m[0, 0] > 0 and m[1, 1] > 0 and m[1, 0] == 0 and m[2, 0] == 0
@@ -82,10 +91,14 @@ def read_intrinsics(path: Path, image_size: tuple[int, int], what: str) -> torch
     if not ok:
         raise Vega3DError(f"{path}: {what} must be a pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] "
                           f"with fx, fy > 0, found {m.tolist()}")
-    if not (0 < m[0, 2] < w and 0 < m[1, 2] < h):
+    if not (0.1 * w < m[0, 2] < 0.9 * w and 0.1 * h < m[1, 2] < 0.9 * h):
         raise Vega3DError(f"{path}: {what} has principal point (cx, cy) = ({m[0, 2]:g}, {m[1, 2]:g}) outside "
-                          f"its {w}x{h} image; expected intrinsics for that image size (colour and depth swapped?)")
-    return torch.from_numpy(m.copy())
+                          f"its {w}x{h} image's central 80%; expected intrinsics for that image size "
+                          f"(colour and depth swapped, or images resized without their intrinsics?)")
+    m = m.copy()
+    m[0, 2] += PIXEL_CENTRE_SHIFT
+    m[1, 2] += PIXEL_CENTRE_SHIFT
+    return torch.from_numpy(m)
 
 
 def read_pose(path: Path) -> np.ndarray:

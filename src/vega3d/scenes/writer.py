@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from vega3d.errors import Vega3DError
-from vega3d.scenes.loaders import DEFAULT_DEPTH_SCALE, LAYOUTS
+from vega3d.scenes.loaders import DEFAULT_DEPTH_SCALE, LAYOUTS, PIXEL_CENTRE_SHIFT
 from vega3d.scenes.scene import Scene
 
 
@@ -28,8 +28,11 @@ def _write_matrix(path: Path, m: np.ndarray) -> None:
 
 
 def _intrinsics4(k: torch.Tensor) -> np.ndarray:
+    """4x4 file matrix in the files' convention (pixel centres at integers; see loaders)."""
     m = np.eye(4)
     m[:3, :3] = k.double().numpy()
+    m[0, 2] -= PIXEL_CENTRE_SHIFT
+    m[1, 2] -= PIXEL_CENTRE_SHIFT
     return m
 
 
