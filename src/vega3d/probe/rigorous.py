@@ -34,7 +34,7 @@ from vega3d.errors import Vega3DError
 from vega3d.grids import resample_grid
 from vega3d.probe.geometry import (apply_homography, invert_poses, lookup_depth, pixel_grid, project,
                                    rotation_angle_deg, transform, unproject)
-from vega3d.probe.sampling import auroc, bilinear_sample, normalize
+from vega3d.probe.sampling import auroc, bilinear_cosine, bilinear_sample, normalize
 
 
 def sample_points(scene, poses, frames, num, generator):
@@ -198,7 +198,7 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
         sl = slice(start, min(start + opts.chunk_points, num))
         m = sl.stop - sl.start
         q = fsrc[pa[sl], samp[sl]]  # (m, C)
-        pos[sl] = (q * normalize(bilinear_sample(feats, pb[sl], xb[sl], (height, width)))).sum(-1)
+        pos[sl] = bilinear_cosine(feats, pb[sl], xb[sl], (height, width), q)
         owner = torch.arange(sl.start, sl.stop).unsqueeze(1).expand(m, k)
         # global negatives: other samples of frame j, far in 3D
         cand = torch.randint(0, opts.points_per_frame, (m, k), generator=g)
@@ -222,11 +222,10 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
         dn = lookup_depth(scene.depth, bflat, apply_homography(hom_c2d, xn))
         wn = transform(poses[bflat], unproject(xn, dn, kc).unsqueeze(1)).squeeze(1)
         far = (wn - pw[sl].unsqueeze(1).expand(m, k, 3).reshape(-1, 3)).norm(dim=-1) > local_dist
-        ok = ((cmax >= lo).reshape(-1) & inside & (dn > 0) & far).reshape(m, k)
-        fl = normalize(bilinear_sample(feats, bflat, xn, (height, width))).reshape(m, k, c)
-        cos = (q.unsqueeze(1) * fl).sum(-1)
-        loc.append(cos[ok])
-        loc_owner.append(owner[ok])
+        ok = (cmax >= lo).reshape(-1) & inside & (dn > 0) & far
+        keep = ok.nonzero().flatten()  # read the grid only where the candidate is a valid negative
+        loc.append(bilinear_cosine(feats, bflat[keep], xn[keep], (height, width), q[keep // k]))
+        loc_owner.append(owner.reshape(-1)[keep])
     neg, neg_owner = torch.cat(neg), torch.cat(neg_owner)
     loc, loc_owner = torch.cat(loc), torch.cat(loc_owner)
     has_local = torch.zeros(num, dtype=torch.bool)

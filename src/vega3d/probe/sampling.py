@@ -5,17 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def bilinear_sample(features: torch.Tensor, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """Bilinearly interpolate grids at colour-pixel positions.
+def _corners(shape, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]):
+    """Flat indices (P, 4) of the 4 cells around each position and their bilinear weights (P, 4).
 
-    ``features`` (N, h, w, C) covers the full ``image_size`` (H, W) frame (vega3d.grids):
-    cell (i, j) has its centre at pixel ``((j + 0.5) W / w, (i + 0.5) H / h)``. ``frame``
-    (P,) long picks the grid, ``xy`` (P, 2) gives pixel coordinates ``(x, y)``. Positions
-    between the outermost cell centres and the frame border take the border cell's value
-    (``align_corners=False`` with border padding, as ``resample_grid``). Returns (P, C)
-    in the grid's dtype.
+    Cell centres sit at pixel ``((j + 0.5) W / w, (i + 0.5) H / h)`` (vega3d.grids);
+    positions between the outermost centres and the frame border take the border cell
+    (``align_corners=False`` with border padding, as ``resample_grid``).
     """
-    n, h, w, c = features.shape
+    _, h, w, _ = shape
     height, width = image_size
     gx = (xy[:, 0] * (w / width) - 0.5).clamp(0, w - 1)
     gy = (xy[:, 1] * (h / height) - 0.5).clamp(0, h - 1)
@@ -23,15 +20,40 @@ def bilinear_sample(features: torch.Tensor, frame: torch.Tensor, xy: torch.Tenso
     y0 = gy.floor().long().clamp(0, h - 1)
     x1 = (x0 + 1).clamp(max=w - 1)
     y1 = (y0 + 1).clamp(max=h - 1)
-    fx = (gx - x0).to(features.dtype).unsqueeze(-1)
-    fy = (gy - y0).to(features.dtype).unsqueeze(-1)
-    flat = features.reshape(n * h * w, c)
+    fx = (gx - x0).float()
+    fy = (gy - y0).float()
     base = frame * (h * w)
-    f00 = flat[base + y0 * w + x0]
-    f01 = flat[base + y0 * w + x1]
-    f10 = flat[base + y1 * w + x0]
-    f11 = flat[base + y1 * w + x1]
-    return (f00 * (1 - fx) + f01 * fx) * (1 - fy) + (f10 * (1 - fx) + f11 * fx) * fy
+    idx = torch.stack([base + y0 * w + x0, base + y0 * w + x1, base + y1 * w + x0, base + y1 * w + x1], dim=1)
+    wts = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=1)
+    return idx, wts
+
+
+def bilinear_sample(features: torch.Tensor, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly interpolate grids at colour-pixel positions.
+
+    ``features`` (N, h, w, C) covers the full ``image_size`` (H, W) frame; ``frame`` (P,)
+    long picks the grid, ``xy`` (P, 2) gives pixel coordinates ``(x, y)``. Returns (P, C)
+    float32.
+    """
+    idx, wts = _corners(features.shape, frame, xy, image_size)
+    corners = features.reshape(-1, features.shape[-1]).float()[idx]  # (P, 4, C)
+    return torch.bmm(wts.unsqueeze(1), corners).squeeze(1)
+
+
+def bilinear_cosine(features: torch.Tensor, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int],
+                    queries: torch.Tensor) -> torch.Tensor:
+    """Cosine (P,) between unit ``queries`` (P, C) and the bilinearly interpolated features.
+
+    Equal to ``(queries * normalize(bilinear_sample(...))).sum(-1)`` without building the
+    interpolated vectors: with corner features ``F`` (4, C) and weights ``a`` (4,), the
+    numerator is ``a . (F q)`` and the squared norm ``a^T (F F^T) a``.
+    """
+    idx, wts = _corners(features.shape, frame, xy, image_size)
+    corners = features.reshape(-1, features.shape[-1]).float()[idx]  # (P, 4, C)
+    dots = torch.bmm(corners, queries.float().unsqueeze(-1)).squeeze(-1)  # (P, 4)
+    gram = torch.bmm(corners, corners.transpose(1, 2))  # (P, 4, 4)
+    sq = torch.einsum("pi,pij,pj->p", wts, gram, wts).clamp_min(1e-24)
+    return (wts * dots).sum(-1) / sq.sqrt()
 
 
 def normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
