@@ -173,3 +173,20 @@ def test_generate_and_batched_answers_match_single(base, tiny, processor):
     assert both == one and all(isinstance(a, str) for a in both)
     with pytest.raises(Vega3DError, match="questions"):
         answerer.answer(qs, videos[:1])
+
+
+def test_image_inputs_are_fused_too(base, tiny, processor):
+    from vega3d.mllm.data import collate
+    from vega3d.mllm.processing import llava_to_messages
+
+    image = torch.randint(0, 256, (84, 56, 3), dtype=torch.uint8).numpy()
+    item = {"id": "img", **processor.image_inputs(image)}
+    msgs = llava_to_messages([{"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A room."}])
+    item.update(processor.encode(msgs, image_grid_thw=item["image_grid_thw"]))
+    batch = collate([item], processor.tokenizer.pad_token_id)
+    batch.pop("ids"), batch.pop("num_skipped")
+    model = make(base, tiny)
+    ref = base(**batch).logits
+    assert torch.equal(model(**batch, generative=False).logits, ref)
+    out = model(**batch, image_features=[features(1, h=5, w=3)])
+    assert out.gate_means.shape == (1,) and not torch.equal(out.logits, ref)

@@ -174,7 +174,9 @@ class Vega3DQwen(nn.Module):
                 "the generative branch needs simulator features: pass video_features/image_features "
                 "(precomputed, e.g. from a FeatureStore) or attach a WanWorldSimulator with attach_simulator()"
             )
-        return self.simulator.extract(frames)
+        device = torch.device(self.simulator.device)
+        with torch.autocast(device_type=device.type, enabled=False):  # the simulator keeps its own dtype
+            return self.simulator.extract(frames)
 
     # -- the fused visual tokens ----------------------------------------------------------
     def _fuse_one(self, semantic, grid, thw) -> tuple[torch.Tensor, torch.Tensor]:
