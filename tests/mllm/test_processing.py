@@ -112,3 +112,29 @@ def test_llava_markers_become_content_items():
 def test_bad_frames(bad):
     with pytest.raises(Vega3DError, match="frames"):
         to_uint8_frames(bad)
+
+
+def test_loads_the_real_qwen25vl_folder_style(tiny, tmp_path):
+    """The released Qwen2.5-VL-7B-Instruct folder: min_pixels/max_pixels keys in
+    preprocessor_config.json, the chat template only in chat_template.json."""
+    import json
+    import shutil
+
+    from vega3d.mllm.processing import Vega3DProcessor
+
+    folder = tmp_path / "qwen"
+    shutil.copytree(tiny["qwen"], folder)
+    (folder / "chat_template.jinja").unlink()
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
+    }))
+    proc = Vega3DProcessor.from_pretrained(folder)
+    assert proc.image_processor.size["shortest_edge"] == 3136 and proc.image_processor.size["longest_edge"] == 12845056
+    assert proc.tokenizer.chat_template and "<|im_start|>" in proc.tokenizer.chat_template
+    (folder / "chat_template.json").unlink()
+    with pytest.raises(Vega3DError, match="chat template"):
+        Vega3DProcessor.from_pretrained(folder)
+    with pytest.raises(Vega3DError, match="config.json"):
+        Vega3DProcessor.from_pretrained(tmp_path)
