@@ -95,10 +95,11 @@ def test_two_torchrun_ranks_write_the_same_store_as_one(world):
 
 def test_kill_9_mid_run_then_resume_equals_uninterrupted(world, tmp_path):
     inputs = tmp_path / "many"
-    for k in range(6):
+    for k in range(10):
         write_frame_folder(inputs / f"set{k:02d}", names=tuple(f"{k}_{j}.png" for j in range(1, 4)))
+    args = ["--height", "64", "--width", "96", "--block", "1", "--num-frames", "3", "--no-progress"]  # ~4x the work
     cmd = [sys.executable, "-m", "vega3d.cli", "extract", str(inputs), "--model", str(world["wan"]),
-           "--out", str(tmp_path / "killed"), *ARGS]
+           "--out", str(tmp_path / "killed"), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     records = tmp_path / "killed" / "records"
     deadline = time.monotonic() + 240
@@ -107,11 +108,11 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(world, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     committed = len(list(records.glob("*.json")))
-    assert 1 <= committed < 6
-    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "killed"), *ARGS]) == 0
-    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "clean"), *ARGS]) == 0
+    assert 1 <= committed < 10
+    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "killed"), *args]) == 0
+    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "clean"), *args]) == 0
     assert snapshot(tmp_path / "killed") == snapshot(tmp_path / "clean")
-    assert len(FeatureStore(tmp_path / "killed")) == 6
+    assert len(FeatureStore(tmp_path / "killed")) == 10
 
 
 def test_pool_precision_explicit_frames_and_prompt_embedding_flags(world, tmp_path, capsys):
