@@ -160,8 +160,9 @@ def _video(seed=0, frames=1, size=32):
 @torch.no_grad()
 def _dit_out(transformer, seed=0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, 16, 1, 8, 8, generator=g)
-    ctx = torch.randn(1, 512, transformer.config.text_dim, generator=g)
+    dtype = transformer.patch_embedding.weight.dtype
+    x = torch.randn(1, 16, 1, 8, 8, generator=g).to(dtype)
+    ctx = torch.randn(1, 512, transformer.config.text_dim, generator=g).to(dtype)
     return transformer(x, torch.tensor([299]), ctx, return_dict=False)[0]
 
 
@@ -465,3 +466,11 @@ def test_original_config_values_that_cannot_be_mapped(original_dir, tmp_path, ed
     (root / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(Vega3DError, match=match):
         load_wan_components(root)
+
+
+def test_bfloat16_dtypes_agree_between_layouts(diffusers_dir, original_dir):
+    d = load_wan_components(diffusers_dir, dtype=torch.bfloat16)
+    o = load_wan_components(original_dir, dtype=torch.bfloat16)
+    for a, b in ((d.transformer, o.transformer), (d.vae, o.vae)):
+        assert {n: p.dtype for n, p in a.named_parameters()} == {n: p.dtype for n, p in b.named_parameters()}
+    assert torch.equal(_dit_out(d.transformer), _dit_out(o.transformer))

@@ -221,6 +221,8 @@ def test_text_encoder_dtypes_agree_between_layouts(te_dirs, dtype):
     eo, _, _ = load_text_encoder(te_dirs["original"], dtype=dtype)
     dd, do = ({n: p.dtype for n, p in e.named_parameters()} for e in (ed, eo))
     assert dd == do and dtype in set(dd.values())
+    sd, so = ed.state_dict(), eo.state_dict()
+    assert all(torch.equal(sd[k], so[k]) for k in sd)
 
 
 def _reference_wan_t5(sd, ids, mask):

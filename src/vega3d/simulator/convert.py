@@ -330,16 +330,16 @@ def load_original_text_encoder(path: Path, dtype=torch.float32):
 
 
 def _cast_like_transformers(model, dtype):
-    """Cast as transformers' ``from_pretrained(dtype=...)`` does: ``_keep_in_fp32_modules``
-    (T5's ``wo``) stay float32 for float16, ``_keep_in_fp32_modules_strict`` for 16-bit dtypes."""
-    model = model.to(dtype=dtype)
+    """Cast as transformers' ``from_pretrained(dtype=...)`` does: tensors of
+    ``_keep_in_fp32_modules`` (T5's ``wo``) stay float32 for float16, those of
+    ``_keep_in_fp32_modules_strict`` for both 16-bit dtypes; everything else goes to ``dtype``."""
     keep = set()
     if dtype == torch.float16:
         keep |= set(getattr(model, "_keep_in_fp32_modules", None) or [])
     if dtype in (torch.float16, torch.bfloat16):
         keep |= set(getattr(model, "_keep_in_fp32_modules_strict", None) or [])
-    if keep:
-        for name, sub in model.named_modules():
-            if any(k in name.split(".") for k in keep):
-                sub.to(dtype=torch.float32)
+    with torch.no_grad():
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if t.is_floating_point():
+                t.data = t.data.to(torch.float32 if any(k in name.split(".") for k in keep) else dtype)
     return model

@@ -226,14 +226,15 @@ def weights_hash(root: Path, files: list[Path]) -> str:
 
 
 def cast_like_diffusers(module, dtype):
-    """Cast to ``dtype`` but keep the model's ``_keep_in_fp32_modules`` in float32, as
-    diffusers' ``from_pretrained(torch_dtype=...)`` does (same name rule)."""
-    module = module.to(dtype=dtype)
-    keep = getattr(module, "_keep_in_fp32_modules", None) or []
-    if keep and dtype != torch.float32:
-        for name, sub in module.named_modules():
-            if any(k in name.split(".") for k in keep):
-                sub.to(dtype=torch.float32)
+    """Cast floating tensors to ``dtype`` except those of the model's ``_keep_in_fp32_modules``,
+    which stay float32 untouched, as diffusers' ``from_pretrained(torch_dtype=...)`` does
+    (same rule: a listed name is one of the dot-separated parts of the tensor's name)."""
+    keep = getattr(module, "_keep_in_fp32_modules", None) or [] if dtype != torch.float32 else []
+    with torch.no_grad():
+        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+            if t.is_floating_point():
+                kept = any(k in name.split(".") for k in keep)
+                t.data = t.data.to(torch.float32 if kept else dtype)
     return module
 
 
