@@ -139,3 +139,29 @@ def test_pool_precision_explicit_frames_and_prompt_embedding_flags(world, tmp_pa
     rc = cli.main([*args, "--frames", "2,0", "--pool", "1", "2", "--precision", "fp32",
                    "--prompt-embedding", str(tmp_path / "other_prompt.safetensors")])
     assert rc == 2 and "prompt.sha256: store has" in capsys.readouterr().err
+
+
+def test_online_cache_gives_the_stored_numbers(world):
+    from vega3d.store import OnlineFeatureCache
+
+    sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM)
+    store = FeatureStore(world["one"])
+    cache = OnlineFeatureCache(sim, max_bytes=2**20, precision="bf16")
+    item = discover_inputs([world["inputs"] / "scan_a"])[0]
+    loaded = load_frames(item, num_frames=3)
+    online = cache.get("scan_a", loaded.frame_indices, loaded.frames)
+    assert torch.equal(online, store.get("scan_a")[0])
+
+
+TUM = Path("/work/shared/data/tum_fr1_xyz_10")
+
+
+@pytest.mark.skipif(not TUM.is_dir(), reason="shared TUM sample not present")
+def test_real_tum_scan_folder(world, tmp_path, capsys):
+    rc = cli.main(["extract", str(TUM), "--model", str(world["wan"]), "--out", str(tmp_path / "tum"),
+                   "--height", "32", "--width", "48", "--block", "1", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "asked for 32 frames, the input has 10: using all 10 once" in out
+    store = FeatureStore(tmp_path / "tum")
+    feats, frames = store.get(TUM.name)
+    assert frames == list(range(10)) and feats.shape == (10, 2, 3, 32)
