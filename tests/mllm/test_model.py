@@ -190,3 +190,15 @@ def test_image_inputs_are_fused_too(base, tiny, processor):
     assert torch.equal(model(**batch, generative=False).logits, ref)
     out = model(**batch, image_features=[features(1, h=5, w=3)])
     assert out.gate_means.shape == (1,) and not torch.equal(out.logits, ref)
+
+
+def test_bf16_base_with_fp32_adapters_trains(base, tiny, processor):
+    batch, _ = video_batch(processor)
+    model = Vega3DQwen(copy.deepcopy(base).to(torch.bfloat16), Vega3DConfig(base_model=str(tiny["qwen"]),
+                                                                            generative_dim=32, llm="lora"))
+    assert {p.dtype for n, p in model.named_parameters() if p.requires_grad} == {torch.float32}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**batch, video_features=[features(5)])
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert all(p.grad is not None for n, p in model.named_parameters() if "lora_B" in n or n.startswith("projector."))

@@ -116,8 +116,11 @@ class Vega3DQwen(nn.Module):
             target_modules=lora.get("target_modules"),
         )
         inject_adapter_in_model(cfg, self.base)
-        if not any("lora_" in n for n, _ in self.base.named_parameters()):
+        lora_params = [p for n, p in self.base.named_parameters() if "lora_" in n]
+        if not lora_params:
             raise Vega3DError(f"lora.target_modules={cfg.target_modules!r} matched no module of the base model")
+        for p in lora_params:  # adapters train in float32 even on a bf16 base (as peft's get_peft_model does)
+            p.data = p.data.float()
 
     def _set_trainable(self):
         c = self.config
