@@ -119,3 +119,17 @@ def test_a_new_frame_selection_adds_entries(inputs, tmp_path):
     store = FeatureStore(tmp_path / "store")
     assert [e["frame_indices"] for e in store.entries("clip")] in ([[0, 3, 6], [1, 2]], [[1, 2], [0, 3, 6]])
     assert store.get("clip", [1])[1] == [1]
+
+
+def test_prefetched_keeps_order_and_hands_over_load_errors():
+    from vega3d.store.extract import prefetched
+
+    def load(k):
+        if k == 2:
+            raise OSError("unreadable 2")
+        return k * 10
+
+    out = list(prefetched([1, 2, 3], load))
+    assert [(i, r) for i, r in out if not isinstance(r, Exception)] == [(1, 10), (3, 30)]
+    assert out[1][0] == 2 and isinstance(out[1][1], OSError)
+    assert list(prefetched([], load)) == []

@@ -14,15 +14,17 @@ per item.
 - **Bad inputs** (unreadable video, scan folder with missing depth, image of another size)
   are reported per item and the run goes on, unless ``fail_fast``. Errors of the extractor
   that are not :class:`Vega3DError` (a bug, out of memory) stop the run; rerunning resumes.
+- The next item's frames are read in a background thread while the current one is extracted.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -129,15 +131,16 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
     start = time.perf_counter()
     bar = tqdm(mine, unit="item", desc=f"extract (rank {rank}/{world})" if world > 1 else "extract",
                disable=not progress or rank != 0, file=sys.stderr, dynamic_ncols=True)
-    for it in bar:
-        try:
-            loaded = load_frames(it, num_frames, frames)
-        except Exception as err:  # any unreadable input is reported per item
-            reason = str(err) if isinstance(err, Vega3DError) else f"{it.path}: {type(err).__name__}: {err}"
-            if fail_fast:
-                raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {reason}") from err
-            summary.failed[it.item_id] = reason
-            bar.set_postfix(failed=len(summary.failed))
+    def fail(it: InputItem, reason: str, err: Exception) -> None:
+        if fail_fast:
+            raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {reason}") from err
+        summary.failed[it.item_id] = reason
+        bar.set_postfix(failed=len(summary.failed))
+
+    for it, loaded in prefetched(bar, lambda it: load_frames(it, num_frames, frames)):
+        if isinstance(loaded, Exception):  # any unreadable input is reported per item
+            err = loaded
+            fail(it, str(err) if isinstance(err, Vega3DError) else f"{it.path}: {type(err).__name__}: {err}", err)
             continue
         if frames is None and loaded.num_available < int(num_frames):
             summary.notes[it.item_id] = (f"asked for {num_frames} frames, the input has {loaded.num_available}: "
@@ -152,10 +155,7 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
             record = writer.write(it.item_id, loaded.frame_indices, features, selection=selection,
                                   num_available=loaded.num_available, kind=it.kind, source=str(it.path))
         except Vega3DError as err:
-            if fail_fast:
-                raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {err}") from err
-            summary.failed[it.item_id] = str(err)
-            bar.set_postfix(failed=len(summary.failed))
+            fail(it, str(err), err)
             continue
         summary.done.append(it.item_id)
         summary.bytes_written += record["bytes"]
@@ -175,6 +175,31 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
         layout.atomic_write_json(Path(store) / layout.RUN_FILE, summary.to_dict())
     _barrier()
     return summary
+
+
+def prefetched(items: Iterable, load: Callable) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, load(item))`` in order while the next item loads in a background thread
+    (decoding overlaps extraction); an exception raised by ``load`` is yielded, not raised."""
+    def attempt(item):
+        try:
+            return load(item)
+        except Exception as err:  # handed to the caller, which reports it per item
+            return err
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        iterator = iter(items)
+        current = next(iterator, _END)
+        future = pool.submit(attempt, current) if current is not _END else None
+        while current is not _END:
+            following = next(iterator, _END)
+            result = future.result()
+            if following is not _END:
+                future = pool.submit(attempt, following)
+            yield current, result
+            current = following
+
+
+_END = object()
 
 
 def remove_orphans(store: Path) -> list[Path]:
