@@ -59,27 +59,32 @@ def test_loss_falls_when_overfitting(tiny, tmp_path):
 
 
 def test_cli_train_checkpoints_and_resumes_bit_exactly(tiny, tmp_path, one_thread):
+    """Crash mid-epoch (with gradient accumulation), rerun the same command: identical result."""
     from vega3d.cli import main
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    assert main(["train", str(TINY_YAML), *overrides(tiny, full), "--no-progress"]) == 0
+    extra = ["train.batch_size=1", "train.grad_accum=2", "train.save_every=1", "train.keep_last=3"]
+    assert main(["train", str(TINY_YAML), *overrides(tiny, full, *extra), "--no-progress"]) == 0
     steps = sorted(p.name for p in (full / "checkpoints").iterdir())
-    assert steps == ["step-0000002", "step-0000004"]  # save_every=2, 4 steps
+    assert steps == ["step-0000002", "step-0000003", "step-0000004"]  # 4 records / 2 per step, 2 epochs, keep 3
     state = full / "checkpoints" / "step-0000004" / "state"
     saved = load_file(str(state / "model.safetensors"))
     assert saved and all(k.startswith(("projector.", "fusion.")) or "lora_" in k for k in saved)  # no frozen base
     assert (state / "optimizer.bin").is_file() and (state / "scheduler.bin").is_file()
     assert list(state.glob("random_states_*.pkl"))
+    assert json.loads((full / "checkpoints" / "step-0000003" / "trainer_state.json").read_text()) == {
+        "step": 3, "epoch": 1, "batches_done": 2, "skipped": 0}
 
-    # Simulate a crash after step 2: drop what came later, rerun the same command.
+    # Simulate a crash after step 3 (mid-epoch): drop what came later, rerun the same command.
     shutil.copytree(full, resumed)
     shutil.rmtree(resumed / "checkpoints" / "step-0000004")
     shutil.rmtree(resumed / "model")
-    assert main(["train", str(TINY_YAML), *overrides(tiny, resumed), "--no-progress"]) == 0
+    assert main(["train", str(TINY_YAML), *overrides(tiny, resumed, *extra), "--no-progress"]) == 0
     a = load_file(str(full / "model" / "trainable.safetensors"))
     b = load_file(str(resumed / "model" / "trainable.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in read_log(full)] == [r["loss"] for r in read_log(resumed)]
+    assert [r["step"] for r in read_log(resumed)] == [1, 2, 3, 4]
 
     from vega3d.mllm.model import Vega3DQwen
 

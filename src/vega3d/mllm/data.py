@@ -91,6 +91,7 @@ def read_frames(path, indices: list[int]) -> np.ndarray:
     frames = {}
     try:
         with av.open(str(path)) as container:
+            container.streams.video[0].thread_type = "AUTO"  # frame-threaded decoding
             for k, frame in enumerate(container.decode(video=0)):
                 if k in wanted:
                     frames[k] = frame.to_ndarray(format="rgb24")
