@@ -133,3 +133,19 @@ def test_prefetched_keeps_order_and_hands_over_load_errors():
     assert [(i, r) for i, r in out if not isinstance(r, Exception)] == [(1, 10), (3, 30)]
     assert out[1][0] == 2 and isinstance(out[1][1], OSError)
     assert list(prefetched([], load)) == []
+
+
+def test_collection_with_a_split_list_and_posed_images_without_depth(inputs, tmp_path):
+    import shutil
+
+    coll = tmp_path / "posed_images"
+    coll.mkdir()
+    (coll / "scannetv2_train.txt").write_text("scan_b\n")  # a split list does not make a scan
+    shutil.copytree(inputs / "scan_b", coll / "scan_b")
+    shutil.copytree(inputs / "scan_b", coll / "scan_c")
+    for png in (coll / "scan_c").glob("*.png"):
+        png.unlink()  # posed_images depth images gone: still a scan, which then fails to load
+    items = discover_inputs([coll])
+    assert [(i.item_id, i.kind) for i in items] == [("scan_b", "scan"), ("scan_c", "scan")]
+    with pytest.raises(Vega3DError, match="depth"):
+        load_frames(items[1], num_frames=2)

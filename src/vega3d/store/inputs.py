@@ -4,16 +4,17 @@ Kinds and their item ids (deterministic, independent of where the data lives):
 
 - ``scan``: a ScanNet SensReader or ``posed_images`` folder (:func:`vega3d.scenes.load_scene`).
   A folder is a scan when it has a ``color/``, ``depth/``, ``pose/`` or ``intrinsic/``
-  sub-folder or any ``.txt`` file. Id: the folder name (``scene0000_00``). Frame indices are
+  sub-folder, an ``intrinsic.txt``, or pose files ``<number>.txt``. Id: the folder name (``scene0000_00``). Frame indices are
   the scan's frame ids (the numbers in its file names, e.g. ``00020.jpg`` -> 20).
 - ``video``: any file (decoded with PyAV, first video stream). Id: the file name without its
   extension (``clip.mp4`` -> ``clip``). Frame indices are 0-based positions in decode order.
-- ``frames``: a folder holding images (``.jpg .jpeg .png .bmp .webp``) and no ``.txt``
-  files, sorted numerically by the numbers in their names (``f2.png`` before ``f10.png``).
+- ``frames``: a folder holding images (``.jpg .jpeg .png .bmp .webp``) that is not a scan,
+  sorted numerically by the numbers in their names (``f2.png`` before ``f10.png``).
   Id: the folder name. Frame indices are 0-based positions in that order.
 - A folder that is none of these but holds sub-folders or files is a collection: each entry
   in it (sorted by name, hidden ones skipped) is an input, one level deep
-  (e.g. ``posed_images/`` holding one folder per scene).
+  (e.g. ``posed_images/`` holding one folder per scene); there, files count as videos only
+  with a video extension (:data:`VIDEO_EXTENSIONS`), so split lists and notes are ignored.
 
 Two inputs with the same id are an error (rename one). Frames are chosen uniformly with
 :func:`vega3d.scenes.sample_frames` (all of them, once, when fewer exist than asked) or
@@ -34,7 +35,9 @@ from vega3d.errors import Vega3DError
 
 KINDS = ("scan", "video", "frames")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts")
 SCAN_SUBFOLDERS = ("color", "depth", "pose", "intrinsic")
+_POSE_FILE = re.compile(r"^\d+\.txt$")  # posed_images pose files: <frame number>.txt
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,13 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
-def detect_kind(path: Path) -> str | None:
-    """``"scan"``, ``"video"``, ``"frames"``, or None for a collection folder (rules in the module docstring)."""
+def detect_kind(path: Path, in_collection: bool = False) -> str | None:
+    """``"scan"``, ``"video"``, ``"frames"``, or None (a collection folder, or inside a collection a
+    file that is not a video by its extension); rules in the module docstring."""
     if path.is_file():
-        return "video"
-    if any((path / d).is_dir() for d in SCAN_SUBFOLDERS) or any(path.glob("*.txt")):
+        return "video" if not in_collection or path.suffix.lower() in VIDEO_EXTENSIONS else None
+    if any((path / d).is_dir() for d in SCAN_SUBFOLDERS) or (path / "intrinsic.txt").is_file() \
+            or any(_POSE_FILE.match(p.name) for p in path.glob("*.txt")):
         return "scan"
     if _image_files(path):
         return "frames"
@@ -108,7 +113,7 @@ def discover_inputs(paths: Sequence[str | Path], kind: str = "auto") -> list[Inp
             items.append(_item(path, detected))
             continue
         children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-        found = [(c, detect_kind(c)) for c in children]
+        found = [(c, detect_kind(c, in_collection=True)) for c in children]
         found = [(c, k) for c, k in found if k is not None]
         if not found:
             raise Vega3DError(f"extract: {path} holds no input: expected a scan folder (color/, depth/, pose/, "
