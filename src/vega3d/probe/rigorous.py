@@ -204,9 +204,10 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
         cand = torch.randint(0, opts.points_per_frame, (m, k), generator=g)
         bj = pb[sl].unsqueeze(1).expand(m, k)
         ok = valid[bj, cand] & ((world[bj, cand] - pw[sl].unsqueeze(1)).norm(dim=-1) > opts.negative_distance_m)
-        cos = (q.unsqueeze(1) * fsrc[bj, cand]).sum(-1)
-        neg.append(cos[ok])
-        neg_owner.append(owner[ok])
+        keep = ok.reshape(-1).nonzero().flatten()
+        other = fsrc.reshape(-1, c)[(bj.reshape(-1) * opts.points_per_frame + cand.reshape(-1))[keep]]
+        neg.append((q[keep // k] * other).sum(-1))
+        neg_owner.append(owner.reshape(-1)[keep])
         # local negatives: on the circle around x_i through x_j, lo..hi px from x_j
         vec = (xb[sl] - xa[sl]).unsqueeze(1).expand(m, k, 2)
         rad = vec.norm(dim=-1)
