@@ -1,4 +1,5 @@
-"""``vega3d eval BENCH --pred preds.jsonl --gt PATH [--out result.json]``."""
+"""``vega3d eval BENCH --pred preds.jsonl --gt PATH [--out result.json]`` (and ``vega3d eval-model``, see
+:mod:`vega3d.eval.run`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def register(subparsers) -> None:
                         help="scanqa/scan2cap: run the COCO PTB tokenizer before the caption metrics")
     parser.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
     parser.set_defaults(func=run)
+
+    from vega3d.eval.run import register as register_runner  # `vega3d eval-model`: checkpoint -> table
+
+    register_runner(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,266 @@
+"""``run_benchmark`` / ``vega3d eval-model``: a tiny VEGA-3D checkpoint → predictions → table.
+
+The model is a random-weight Qwen2.5-VL + random-weight Wan stand-in, so its answers are
+noise: the tests check structure, counts, ids, what the model was given, resume and
+determinism — never whether an answer is right.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vega3d import cli
+from vega3d.errors import Vega3DError
+from vega3d.eval import run as runner
+from vega3d.eval import scanqa, sqa3d, vsibench
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VSI = FIXTURES / "vsibench_test.jsonl"
+SCANQA = FIXTURES / "scanqa_val_llava_style.json"
+SQA3D = FIXTURES / "sqa3d_test_llava_style.json"
+NUM_FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny checkpoint (generative branch on, simulator recorded) and media for the fixtures:
+    VSI-Bench videos; ScanQA a posed_images scan, a frame folder and an .mp4; SQA3D a
+    posed_images scan, a SensReader scan and an .mp4."""
+    from vega3d.mllm.config import Vega3DConfig
+    from vega3d.mllm.demo_data import write_frame_folder, write_video
+    from vega3d.mllm.model import Vega3DQwen
+    from vega3d.mllm.tiny import save_tiny_qwen25vl
+    from vega3d.scenes import synthetic_scene, write_scene
+    from vega3d.simulator import WanWorldSimulator
+    from vega3d.simulator.tiny import save_tiny_wan
+
+    root = tmp_path_factory.mktemp("eval_run")
+    qwen = save_tiny_qwen25vl(root / "qwen", seed=0)
+    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2, dim=32, seed=0)
+    sim = WanWorldSimulator.from_pretrained(wan, block=1, height=32, width=48)
+    config = Vega3DConfig(base_model=str(qwen), generative_dim=32, simulator=sim.config.to_dict(), preprocessing={
+        "num_frames": NUM_FRAMES, "video_min_pixels": 56 * 56, "video_max_pixels": 56 * 84, "frame_fps": 1.0})
+    model = Vega3DQwen.from_config(config)
+    model.attach_simulator(sim)
+    checkpoint = model.save_pretrained(root / "checkpoint")
+
+    def frames(seed, n=7):
+        return synthetic_scene(num_frames=n, height=48, width=64, seed=seed)
+
+    vsi = root / "vsi"
+    for seed, (dataset, scene) in enumerate([("arkitscenes", "41069025"), ("scannet", "scene0011_00"),
+                                             ("scannetpp", "0a5c013435")]):
+        write_video(vsi / dataset / f"{scene}.mp4", frames(seed).color.numpy())
+    scans = root / "scans"
+    write_scene(frames(3, n=10), scans / "scene0011_00", layout="posed_images")
+    write_frame_folder(scans / "scene0015_00", frames(4).color.numpy())
+    write_video(scans / "scene0019_00.mp4", frames(5).color.numpy())
+    write_scene(frames(6, n=9), scans / "scene0249_00", layout="posed_images")
+    write_scene(frames(7), scans / "scene0250_00", layout="sensreader")
+    write_video(scans / "scene0251_00.mp4", frames(8).color.numpy())
+    return {"checkpoint": checkpoint, "vsi": vsi, "scans": scans}
+
+
+@pytest.fixture(scope="module")
+def answerer(setup):
+    from vega3d.mllm.infer import Answerer
+
+    return Answerer.from_checkpoint(setup["checkpoint"])
+
+
+class Recording:
+    """Passes calls to the real Answerer and records what it was given."""
+
+    def __init__(self, inner):
+        self.inner, self.model, self.num_frames, self.calls = inner, inner.model, inner.num_frames, []
+
+    def answer(self, questions, videos, **kwargs):
+        self.calls.append((list(questions), list(videos), kwargs))
+        return self.inner.answer(questions, videos, **kwargs)
+
+    def asked(self):
+        return [q for questions, _, _ in self.calls for q in questions]
+
+    def videos(self):
+        return [v for _, videos, _ in self.calls for v in videos]
+
+
+def lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def run(bench, answerer, gt, media, out, **kw):
+    kw.setdefault("max_new_tokens", 4)
+    kw.setdefault("progress", False)
+    return runner.run_benchmark(bench, answerer, gt, media, out, **kw)
+
+
+def test_vsibench_end_to_end_one_record_per_question_table_and_result(setup, answerer, tmp_path, capsys):
+    rec = Recording(answerer)
+    result = run("vsibench", rec, VSI, setup["vsi"], tmp_path / "a", batch_size=5)
+    printed = capsys.readouterr().out
+    questions = vsibench.load_annotations(VSI)
+    preds = lines(tmp_path / "a" / "predictions.jsonl")
+    assert [p["id"] for p in preds] == [q.id for q in questions]
+    assert all(set(p) == {"id", "prediction"} and isinstance(p["prediction"], str) for p in preds)
+    # the official prompts, the official video locations, batches of 5, 4 frames as recorded at training
+    assert rec.asked() == [q.prompt for q in questions]
+    assert rec.videos() == [str(q.video_path(setup["vsi"])) for q in questions]
+    assert [len(qs) for qs, _, _ in rec.calls] == [5, 5, 2]
+    assert all(kw == {"max_new_tokens": 4, "batch_size": 5} for _, _, kw in rec.calls)
+    assert "vsibench: scored 12 of 12 expected items" in printed
+    assert "Avg.  Obj. Count  Abs. Dist." in printed and "paper: VEGA-3D" in printed
+    written = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert written["counts"]["scored"] == written["counts"]["expected"] == 12
+    assert written["run"]["counts"] == {"in_annotations": 12, "selected": 12, "skipped_missing_media": 0,
+                                        "answered": 12, "resumed": 0, "generated": 12}
+    assert written["run"]["num_frames"] == NUM_FRAMES and written["run"]["model_config"]["generative"] is True
+    direct = vsibench.evaluate(tmp_path / "a" / "predictions.jsonl", VSI)
+    assert written["overall"] == direct["overall"] == result["overall"]
+    assert written["tasks"] == direct["tasks"]
+    # deterministic: a second run (other batch size) writes the same file
+    run("vsibench", answerer, VSI, setup["vsi"], tmp_path / "b", batch_size=4)
+    assert (tmp_path / "a" / "predictions.jsonl").read_bytes() == (tmp_path / "b" / "predictions.jsonl").read_bytes()
+
+
+def test_scanqa_from_scans_frame_folders_and_videos(setup, answerer, tmp_path, capsys, caption_scorer):
+    from vega3d.scenes import load_scene, sample_frames
+
+    rec = Recording(answerer)
+    result = run("scanqa", rec, SCANQA, setup["scans"], tmp_path, scorer=caption_scorer,
+                 instruction=runner.SPATIAL_INSTRUCTION)
+    questions = scanqa.load_annotations(SCANQA)
+    assert rec.asked() == [runner.SPATIAL_INSTRUCTION + "\n" + q.prompt for q in questions]
+    videos = rec.videos()
+    # scene0011_00: a posed_images scan → its colour frames, sampled uniformly (10 frames → 4)
+    scan = load_scene(setup["scans"] / "scene0011_00")
+    for v in videos[:2]:
+        assert isinstance(v, torch.Tensor) and torch.equal(v, scan.color[sample_frames(10, NUM_FRAMES)])
+    assert videos[2:4] == [str(setup["scans"] / "scene0015_00")] * 2  # frame folder: the Answerer samples it
+    assert videos[4] == str(setup["scans"] / "scene0019_00.mp4")
+    preds = lines(tmp_path / "predictions.jsonl")
+    assert [p["id"] for p in preds] == [q.id for q in questions]
+    assert "scanqa: scored 5 of 5 expected items" in capsys.readouterr().out
+    written = json.loads((tmp_path / "result.json").read_text())
+    assert written["counts"] == {"expected": 5, "scored": 5} and written["run"]["instruction"] == runner.SPATIAL_INSTRUCTION
+    assert set(result) >= {"cider", "em", "em_refined", "meteor"}
+
+
+def test_sqa3d_resume_generates_only_the_missing_ids(setup, answerer, tmp_path, capsys):
+    full = tmp_path / "full"
+    run("sqa3d", answerer, SQA3D, setup["scans"], full)  # posed_images, SensReader and .mp4 scenes
+    reference = (full / "predictions.jsonl").read_bytes()
+    ids = [q.id for q in sqa3d.load_annotations(SQA3D)]
+    prompt_to_id = {q.prompt: q.id for q in sqa3d.load_annotations(SQA3D)}
+
+    # an interrupted run: --limit 2, then a crash in the middle of writing a third line
+    part = tmp_path / "part"
+    run("sqa3d", answerer, SQA3D, setup["scans"], part, limit=2)
+    assert [p["id"] for p in lines(part / "predictions.jsonl")] == ids[:2]
+    with (part / "predictions.jsonl").open("a") as handle:
+        handle.write('{"id": "220602000003", "predic')
+    rec = Recording(answerer)
+    capsys.readouterr()
+    result = run("sqa3d", rec, SQA3D, setup["scans"], part)
+    printed = capsys.readouterr().out
+    assert [prompt_to_id[q] for q in rec.asked()] == ids[2:]
+    assert "2 already in" in printed and "generating 4" in printed and "incomplete last line" in printed
+    assert (part / "predictions.jsonl").read_bytes() == reference  # same answers, annotation order
+    assert result["run"]["counts"]["resumed"] == 2 and result["run"]["counts"]["generated"] == 4
+
+    # all done: a rerun generates nothing and scores the same
+    rec = Recording(answerer)
+    again = run("sqa3d", rec, SQA3D, setup["scans"], part)
+    assert rec.calls == [] and again["em"] == result["em"]
+
+    # a resume with other settings is refused
+    with pytest.raises(Vega3DError, match="other settings.*max_new_tokens"):
+        run("sqa3d", answerer, SQA3D, setup["scans"], part, max_new_tokens=5)
+
+
+def test_missing_media_names_the_question_or_is_skipped_and_counted(setup, answerer, tmp_path, capsys):
+    import shutil
+
+    media = tmp_path / "media"
+    shutil.copytree(setup["scans"], media)
+    shutil.rmtree(media / "scene0250_00")  # SQA3D questions 220602000003 and ...04
+    rec = Recording(answerer)
+    with pytest.raises(Vega3DError, match=r"question '220602000003': media not found: .*scene0250_00"):
+        run("sqa3d", rec, SQA3D, media, tmp_path / "out")
+    assert rec.calls == [] and not (tmp_path / "out" / "predictions.jsonl").exists()  # checked before generating
+
+    result = run("sqa3d", rec, SQA3D, media, tmp_path / "out", skip_missing=True)
+    printed = capsys.readouterr().out
+    assert [p["id"] for p in lines(tmp_path / "out" / "predictions.jsonl")] == [
+        "220602000001", "220602000002", "220602000005", "220602000006"]
+    assert "sqa3d: scored 4 of 4 expected items (6 in" in printed and "2 skipped: media missing" in printed
+    written = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert written["run"]["counts"]["skipped_missing_media"] == 2
+    assert [s["id"] for s in written["run"]["skipped"]] == ["220602000003", "220602000004"]
+    assert written["run"]["skipped"][0]["path"] == str(media / "scene0250_00")
+    assert result["counts"]["expected"] == 4
+
+    (media / "arkitscenes").mkdir()
+    with pytest.raises(Vega3DError, match=r"question '1': media not found: .*arkitscenes/41069025.mp4"):
+        run("vsibench", rec, VSI, media, tmp_path / "vsi")
+
+
+def test_broken_scan_error_names_the_question(setup, answerer, tmp_path):
+    media = tmp_path / "media"
+    (media / "scene0249_00").mkdir(parents=True)
+    (media / "scene0249_00" / "00000.jpg").write_bytes(b"not an image")
+    with pytest.raises(Vega3DError, match=r"question '220602000001': scan .*scene0249_00"):
+        run("sqa3d", answerer, SQA3D, media, tmp_path / "out", limit=1)
+
+
+@pytest.mark.parametrize("bench", runner.BOX_BENCHMARKS)
+def test_grounding_benchmarks_give_a_clear_error(bench, tmp_path, capsys):
+    with pytest.raises(Vega3DError, match=f"{bench}: the VEGA-3D MLLM has no grounding/box head yet.*vega3d eval {bench}"):
+        runner.run_benchmark(bench, object(), FIXTURES / f"{bench}_val_llava_style.json", tmp_path, tmp_path / "o")
+    # the CLI says so before loading any model (this checkpoint does not exist)
+    code = cli.main(["eval-model", bench, "--model", str(tmp_path / "no_model"), "--gt", str(tmp_path / "x.json"),
+                     "--media", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert code == 2 and "no grounding/box head yet" in capsys.readouterr().err
+
+
+def test_bad_inputs_are_errors(setup, answerer, tmp_path):
+    with pytest.raises(Vega3DError, match="media root .* is not a folder"):
+        run("sqa3d", answerer, SQA3D, tmp_path / "nowhere", tmp_path / "o")
+    for kw, match in [({"limit": 0}, "limit must be"), ({"batch_size": 0}, "batch_size must be"),
+                      ({"num_frames": 8}, "num_frames=8 but the answerer samples 4")]:
+        with pytest.raises(Vega3DError, match=match):
+            run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "o", **kw)
+    with pytest.raises(Vega3DError, match="does not exist"):
+        run("sqa3d", answerer, tmp_path / "none.json", setup["scans"], tmp_path / "o")
+    # a predictions file this runner did not write, or one with ids of other questions
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "predictions.jsonl").write_text('{"id": "220602000001", "prediction": "x"}\n')
+    with pytest.raises(Vega3DError, match="not written by this runner"):
+        run("sqa3d", answerer, SQA3D, setup["scans"], foreign)
+    run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "mixed", limit=1)
+    with (tmp_path / "mixed" / "predictions.jsonl").open("a") as handle:
+        handle.write('{"id": "999", "prediction": "x"}\n')
+    with pytest.raises(Vega3DError, match=r"not among this run's questions \(first: \['999'\]\)"):
+        run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "mixed", limit=1)
+
+
+def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli.main(["eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D),
+                     "--media", str(setup["scans"]), "--out", str(out), "--max-new-tokens", "4", "--batch-size", "3",
+                     "--no-progress", "--no-paper"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "sqa3d: scored 6 of 6 expected items" in printed and "All    What      Is" in printed
+    assert "paper:" not in printed
+    run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "api")
+    assert (out / "predictions.jsonl").read_bytes() == (tmp_path / "api" / "predictions.jsonl").read_bytes()
+    written = json.loads((out / "result.json").read_text())
+    assert written["run"]["model"]["checkpoint"] == str(Path(setup["checkpoint"]).resolve())
+    assert written["counts"]["scored"] == 6
+    code = cli.main(["eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D),
+                     "--media", str(setup["scans"]), "--out", str(tmp_path / "o2"), "--num-frames", "0"])
+    assert code == 2 and "num_frames must be a positive integer" in capsys.readouterr().err
