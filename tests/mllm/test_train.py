@@ -195,6 +195,10 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     answerer = Answerer.from_checkpoint(final)
     assert answerer.num_frames == 4 and answerer.processor.video_max_pixels == 12544  # recorded at training
     assert printed == answerer.answer(["How many chairs?"], [video], max_new_tokens=4)[0] + "\n"
+    assert main(["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4", "--baseline",
+                 "How many chairs?"]) == 0
+    baseline = answerer.answer(["How many chairs?"], [video], max_new_tokens=4, generative=False)[0]
+    assert capsys.readouterr().out == baseline + "\n"
     assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, "q"]) == 2
     assert "not a vega3d checkpoint" in capsys.readouterr().err
 

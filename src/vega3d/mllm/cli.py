@@ -49,7 +49,7 @@ def _ask(args) -> int:
 
     answerer = Answerer.from_checkpoint(
         args.model, base=args.base, simulator=args.simulator, device=args.device, dtype=args.dtype,
-        num_frames=args.num_frames,
+        num_frames=args.num_frames, load_simulator=not args.baseline,
     )
     print(answerer.answer([args.question], [args.video], max_new_tokens=args.max_new_tokens,
                           generative=False if args.baseline else None)[0])

@@ -43,16 +43,20 @@ class Answerer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, base=None, simulator=None, device="cpu", dtype="float32",
-                        num_frames: int | None = None, video_min_pixels=None, video_max_pixels=None) -> "Answerer":
+                        num_frames: int | None = None, video_min_pixels=None, video_max_pixels=None,
+                        load_simulator: bool = True) -> "Answerer":
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
         (rebuild the recorded one when the generative branch is on). Frame count and pixel
-        budget default to the ones recorded at training time (else 32 frames, Qwen's defaults)."""
+        budget default to the ones recorded at training time (else 32 frames, Qwen's defaults).
+        ``load_simulator=False``: no simulator (baseline answers or precomputed features only)."""
         from vega3d.mllm.checkpoint import read_checkpoint_config
         from vega3d.mllm.model import Vega3DQwen, torch_dtype
         from vega3d.mllm.processing import Vega3DProcessor
 
         config = read_checkpoint_config(checkpoint)
-        if config.generative and (simulator is None or isinstance(simulator, (str, Path))):
+        if not load_simulator:
+            simulator = None
+        elif config.generative and (simulator is None or isinstance(simulator, (str, Path))):
             if config.simulator is None:
                 raise Vega3DError(f"{checkpoint}: generative branch on but no simulator recorded; pass one")
             simulator = simulator_from_record(config.simulator, device=device, path=simulator)
