@@ -105,9 +105,10 @@ def test_vsibench_end_to_end_one_record_per_question_table_and_result(setup, ans
     preds = lines(tmp_path / "a" / "predictions.jsonl")
     assert [p["id"] for p in preds] == [q.id for q in questions]
     assert all(set(p) == {"id", "prediction"} and isinstance(p["prediction"], str) for p in preds)
-    # the official prompts, the official video locations, batches of 5, 4 frames as recorded at training
-    assert rec.asked() == [q.prompt for q in questions]
-    assert rec.videos() == [str(q.video_path(setup["vsi"])) for q in questions]
+    # the official prompts with the official video locations, grouped by video (annotation order
+    # within one), batches of 5, 4 frames as recorded at training
+    expected = [(q.prompt, str(q.video_path(setup["vsi"]))) for q in questions]
+    assert list(zip(rec.asked(), rec.videos())) == sorted(expected, key=lambda pair: pair[1])
     assert [len(qs) for qs, _, _ in rec.calls] == [5, 5, 2]
     assert all(kw == {"max_new_tokens": 4, "batch_size": 5} for _, _, kw in rec.calls)
     assert "vsibench: scored 12 of 12 expected items" in printed

@@ -19,6 +19,8 @@ the benchmark module's ``evaluate`` and prints its table. ``vega3d eval-model`` 
 - Missing media: :class:`Vega3DError` naming the question id and the path, checked for all
   questions before anything is generated; ``skip_missing=True`` skips those questions,
   counts them, lists them in ``result.json`` and scores the rest (scored vs in the file).
+- Questions are answered grouped by video / scan (annotation order within one), so a scan
+  is read once; answers are independent of batching (left padding, greedy decoding).
 - Resumable: ``out_dir/predictions.jsonl`` gets one line per answer as it is generated
   (flushed per batch); a rerun with the same settings (``run.json``) generates only the
   ids not yet in it. When all are done the file is rewritten in annotation order.
@@ -270,7 +272,8 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     _check_run_file(out_dir, settings)
     pred_path = out_dir / PREDICTIONS_FILE
     done = _read_done(pred_path, benchmark, {t.id for t in plan.tasks})
-    todo = [t for t in plan.tasks if t.id not in done]
+    # grouped by media (stable: annotation order within a scene), so each scan is read once
+    todo = sorted((t for t in plan.tasks if t.id not in done), key=lambda t: str(t.media))
     resumed = len(done)
     print(f"{benchmark}: {len(plan.tasks)} questions to answer ({plan.total} in the annotations"
           + (f", first {limit}" if limit is not None else "")
