@@ -165,3 +165,23 @@ def test_real_tum_scan_folder(world, tmp_path, capsys):
     store = FeatureStore(tmp_path / "tum")
     feats, frames = store.get(TUM.name)
     assert frames == list(range(10)) and feats.shape == (10, 2, 3, 32)
+
+
+def test_clip_mode(world, tmp_path, capsys):
+    out = tmp_path / "clip"
+    args = ["extract", str(world["inputs"] / "clip.mp4"), "--model", str(world["wan"]), "--out", str(out),
+            "--height", "32", "--width", "48", "--block", "1", "--no-progress", "--clip"]
+    assert cli.main([*args, "--num-frames", "5"]) == 0
+    sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM)
+    store = FeatureStore(out, expected_config=sim.clip_config)
+    assert store.extraction_config["mode"] == "clip"
+    item = discover_inputs([world["inputs"] / "clip.mp4"])[0]
+    loaded = load_frames(item, num_frames=5)  # frames [0, 1, 3, 4, 6] of 7
+    got, labels = store.get("clip")
+    assert labels == [0, 6]  # latent 0 = frame 0; latent 1 = frames 1, 3, 4, 6 -> labelled by the last
+    assert store.entries("clip")[0]["clip_frames"] == loaded.frame_indices == [0, 1, 3, 4, 6]
+    assert torch.equal(got, sim.extract_clip(loaded.frames).features.to(torch.bfloat16))
+    with pytest.raises(Exception, match="mode: store has 'clip', expected 'frame'"):
+        FeatureStore(out, expected_config=sim)
+    assert cli.main([*args, "--num-frames", "4"]) == 2
+    assert "1 + 4k frames" in capsys.readouterr().err

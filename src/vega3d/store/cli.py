@@ -46,6 +46,9 @@ def register(subparsers) -> None:
                    help="storage precision (default bf16)")
     p.add_argument("--pool", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="resample features to an H x W grid at write time (e.g. the semantic token grid)")
+    p.add_argument("--clip", action="store_true",
+                   help="clip mode: each item's 1 + 4k frames encoded as one video, one row per latent frame "
+                        "(use e.g. --num-frames 33)")
     p.add_argument("--input-kind", default="auto", choices=["auto", "scan", "video", "frames"],
                    help="treat every input as this kind (default: detect)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first item that fails")
@@ -86,6 +89,10 @@ def run_extract(args) -> int:
     items = discover_inputs(args.inputs, args.input_kind)
     if args.num_frames is not None and args.num_frames < 1:
         raise Vega3DError(f"--num-frames must be >= 1, got {args.num_frames}")
+    if args.clip:
+        n = len(args.frames) if args.frames else args.num_frames
+        if (n - 1) % 4:
+            raise Vega3DError(f"--clip: Wan's VAE takes 1 + 4k frames (1, 5, 9, ..., 33), got {n}")
     local_rank = _setup_distributed()
     try:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -95,6 +102,10 @@ def run_extract(args) -> int:
         sim = WanWorldSimulator.from_pretrained(
             args.model, timestep=args.timestep, shift=args.shift, block=args.block, height=args.height,
             width=args.width, seed=args.seed, dtype=dtype, device=device, prompt_embedding=args.prompt_embedding)
+        if args.clip:
+            from vega3d.store.clip import ClipExtractor
+
+            sim = ClipExtractor(sim)
         summary = extract_to_store(items, sim, args.out, num_frames=None if args.frames else args.num_frames,
                                    frames=args.frames, precision=args.precision, pool=args.pool,
                                    fail_fast=args.fail_fast, progress=not args.no_progress)
@@ -103,7 +114,7 @@ def run_extract(args) -> int:
     finally:
         if local_rank is not None and dist.is_initialized():
             dist.destroy_process_group()
-    if sim.config.stand_in:
+    if getattr(sim.config, "stand_in", False):
         print("note: the model is a small random-weight stand-in; its features are for testing only", file=sys.stderr)
     print(f"vega3d extract -> {args.out}")
     print(summary.table())

@@ -148,11 +148,16 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
             if progress and rank == 0:
                 bar.write(f"extract: {it.item_id}: {summary.notes[it.item_id]}", file=sys.stderr)
         try:
+            labels, clip_frames = loaded.frame_indices, None
             with torch.inference_mode():
-                features = extractor.extract(loaded.frames)
-            if features.shape[0] != len(loaded.frame_indices):
-                raise Vega3DError(f"extractor returned {features.shape[0]} frames for {len(loaded.frame_indices)}")
-            record = writer.write(it.item_id, loaded.frame_indices, features, selection=selection,
+                if hasattr(extractor, "extract_rows"):  # clip mode (vega3d.store.clip): rows are latent frames
+                    features, groups = extractor.extract_rows(loaded.frames)
+                    labels, clip_frames = [loaded.frame_indices[g[-1]] for g in groups], loaded.frame_indices
+                else:
+                    features = extractor.extract(loaded.frames)
+            if features.shape[0] != len(labels):
+                raise Vega3DError(f"extractor returned {features.shape[0]} rows for {len(labels)} frames")
+            record = writer.write(it.item_id, labels, features, selection=selection, clip_frames=clip_frames,
                                   num_available=loaded.num_available, kind=it.kind, source=str(it.path))
         except Vega3DError as err:
             fail(it, str(err), err)

@@ -58,7 +58,6 @@ PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 RECORD_FIELDS = {
     "item_id": str,
     "frame_indices": list,
-    "frame_ids": list,
     "selection": str,
     "num_available": int,
     "kind": str,
@@ -163,6 +162,8 @@ def check_record(record: Any, where: str) -> dict:
             raise Vega3DError(f"{where}: record lacks field {name!r} (expected fields {sorted(RECORD_FIELDS)})")
         if not isinstance(record[name], kind) or (kind is int and isinstance(record[name], bool)):
             raise Vega3DError(f"{where}: record field {name!r} must be {kind.__name__}, got {record[name]!r}")
+    if not isinstance(record.get("clip_frames", []), list):
+        raise Vega3DError(f"{where}: record field 'clip_frames' must be list, got {record['clip_frames']!r}")
     shape = record["shape"]
     if len(shape) != 4 or len(record["frame_indices"]) != shape[0]:
         raise Vega3DError(f"{where}: record has {len(record['frame_indices'])} frame indices but features of shape "

@@ -19,7 +19,7 @@ def extraction_config_of(extractor_or_config: Any) -> dict:
     """The extraction config as plain JSON data: from a dict, a config with ``to_dict()``,
     or an extractor with ``.config`` (a dict or an object with ``to_dict()``)."""
     value = extractor_or_config
-    if hasattr(value, "extract") and hasattr(value, "config"):
+    if not isinstance(value, dict) and not hasattr(value, "to_dict") and hasattr(value, "config"):
         value = value.config
     if hasattr(value, "to_dict"):
         value = value.to_dict()
@@ -123,13 +123,15 @@ class StoreWriter:
         return prepare_features(features, self.config["storage"])
 
     def write(self, item_id: str, frame_indices: Sequence[int], features: torch.Tensor, *,
-              frame_ids: Sequence[int] | None = None, selection: str = "explicit", num_available: int | None = None,
-              kind: str = "tensor", source: str = "") -> dict:
+              selection: str = "explicit", num_available: int | None = None, kind: str = "tensor", source: str = "",
+              clip_frames: Sequence[int] | None = None) -> dict:
         """Store ``features`` (N, h, w, C) of ``item_id`` at ``frame_indices`` (N positions); returns the record.
 
         The shard is written and made durable before the record, so a crash at any point
         leaves either the complete entry or no entry. ``selection`` names how the frames
         were chosen (e.g. ``uniform:32``); a rerun with the same item and selection skips it.
+        ``clip_frames``: in clip mode (``vega3d.store.clip``) the clip's frames; ``frame_indices``
+        then label the rows (latent frames) and the entry is keyed by the clip's frames.
         """
         if not isinstance(item_id, str) or not item_id:
             raise Vega3DError(f"feature store: item id must be a non-empty string, got {item_id!r}")
@@ -138,16 +140,16 @@ class StoreWriter:
         if stored.shape[0] != len(frame_indices):
             raise Vega3DError(f"feature store: item {item_id!r} has {len(frame_indices)} frame indices but features "
                               f"of shape {tuple(features.shape)} (expected N = {len(frame_indices)})")
-        key = layout.entry_key(item_id, frame_indices)
+        extra = {} if clip_frames is None else {"clip_frames": [int(i) for i in clip_frames]}
+        key = layout.entry_key(item_id, extra.get("clip_frames", frame_indices))
         meta = layout.canonical_json({"item_id": item_id, "frame_indices": frame_indices,
-                                      "config_sha256": self.config_sha256})
+                                      "config_sha256": self.config_sha256, **extra})
         data = safetensors_bytes({"features": stored}, metadata={"vega3d": meta})
         shard = f"{layout.SHARD_DIR}/{key}.safetensors"
         layout.atomic_write_bytes(self.path / shard, data)
         record = {
             "item_id": item_id,
             "frame_indices": frame_indices,
-            "frame_ids": [int(i) for i in (frame_ids if frame_ids is not None else frame_indices)],
             "selection": selection,
             "num_available": int(num_available if num_available is not None else len(frame_indices)),
             "kind": kind,
@@ -158,6 +160,7 @@ class StoreWriter:
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "config_sha256": self.config_sha256,
+            **extra,
         }
         layout.atomic_write_json(self.path / layout.RECORD_DIR / f"{key}.json", record)
         return record
