@@ -251,6 +251,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)],
     )
+    # Dropout (LoRA, attention) draws from the global RNGs, which cannot take a Generator:
+    # training is a program entry point, so it seeds them here (per process), and resume
+    # restores them from the checkpoint. Model initialisation uses its own forked seed.
+    from accelerate.utils import set_seed
+
+    set_seed(t.seed, device_specific=True)
     is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
     is_fsdp = accelerator.distributed_type == DistributedType.FSDP
     main = accelerator.is_main_process
