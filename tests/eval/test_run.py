@@ -208,12 +208,33 @@ def test_missing_media_names_the_question_or_is_skipped_and_counted(setup, answe
         run("vsibench", rec, VSI, media, tmp_path / "vsi")
 
 
+def test_media_kinds(setup, tmp_path):
+    from vega3d.mllm.demo_data import write_frame_folder
+
+    scans = setup["scans"]
+    assert runner.media_kind(scans / "scene0011_00") == "scan"  # posed_images
+    assert runner.media_kind(scans / "scene0250_00") == "scan"  # SensReader
+    assert runner.media_kind(scans / "scene0015_00") == "frames"
+    assert runner.media_kind(scans / "scene0019_00.mp4") == "video"
+    digits = tmp_path / "digits"  # 00000.jpg ... without poses or intrinsics: a frame folder
+    write_frame_folder(digits, torch.zeros(2, 8, 8, 3, dtype=torch.uint8).numpy())
+    for i, f in enumerate(sorted(digits.iterdir())):
+        f.rename(digits / f"{i:05d}.png")
+    assert runner.media_kind(digits) == "frames"
+    (digits / "00000.txt").write_text("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
+    assert runner.media_kind(digits) == "scan"  # a pose file: a (possibly broken) scan, load_scene says what is missing
+
+
 def test_broken_scan_error_names_the_question(setup, answerer, tmp_path):
     media = tmp_path / "media"
     (media / "scene0249_00").mkdir(parents=True)
     (media / "scene0249_00" / "00000.jpg").write_bytes(b"not an image")
+    (media / "scene0249_00" / "intrinsic.txt").write_text("500 0 32 0\n0 500 24 0\n0 0 1 0\n0 0 0 1\n")
     with pytest.raises(Vega3DError, match=r"question '220602000001': scan .*scene0249_00"):
         run("sqa3d", answerer, SQA3D, media, tmp_path / "out", limit=1)
+    (media / "scene0249_00" / "intrinsic.txt").unlink()  # now a (broken) frame folder, read by the Answerer
+    with pytest.raises(Vega3DError, match=r"sqa3d questions \['220602000001'\]: .*00000.jpg"):
+        run("sqa3d", answerer, SQA3D, media, tmp_path / "out2", limit=1)
 
 
 @pytest.mark.parametrize("bench", runner.BOX_BENCHMARKS)

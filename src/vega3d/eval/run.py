@@ -99,14 +99,19 @@ def media_candidates(benchmark: str, question, root: Path) -> list[Path]:
 
 
 def media_kind(path: Path) -> str:
-    """``"video"`` for a file, ``"scan"`` for a ScanNet scan folder, else ``"frames"``."""
+    """``"video"`` for a file; ``"scan"`` for a ScanNet scan folder (SensReader, or
+    ``posed_images`` with ``intrinsic.txt`` or ``NNNNN.txt`` poses); else ``"frames"`` (so a
+    folder of ``00000.jpg, 00001.jpg, ...`` alone is a frame folder)."""
     if path.is_file():
         return "video"
     from vega3d.scenes import detect_layout
 
     try:
-        detect_layout(path)
+        layout = detect_layout(path)
     except Vega3DError:
+        return "frames"
+    if layout == "posed_images" and not (path / "intrinsic.txt").is_file() and not any(
+            p.suffix == ".txt" and p.stem.isdigit() for p in path.iterdir()):
         return "frames"
     return "scan"
 
