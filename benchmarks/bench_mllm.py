@@ -15,11 +15,14 @@ Sizes:
   1536, the Wan2.1 VAE) — LoRA r=64 on the LLM, bf16 weights + bf16 autocast, gradient
   checkpointing, 16 frames at 480x832, Qwen at 256*28*28 pixels per frame. Nothing is
   downloaded; the weights are random, so only time and memory mean anything.
+- ``--size count`` (any machine): trainable parameters and checkpoint size per training
+  mode at the real sizes, from the model built on the meta device.
 
 Output: a JSON file and a table. Run with OMP_WAIT_POLICY=PASSIVE on CPU:
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_mllm.py --size tiny --out bench_mllm_tiny.json
     python benchmarks/bench_mllm.py --size real --device cuda --out bench_mllm_real.json
+    python benchmarks/bench_mllm.py --size count --out bench_mllm_count.json
 """
 
 from __future__ import annotations
@@ -144,13 +147,43 @@ def make_batch(processor, num_frames, height, width, vocab_size, device):
     return to_device(batch, device), frames
 
 
+def count_real_size(out: str) -> None:
+    """Trainable parameters and checkpoint bytes at the real sizes (Qwen2.5-VL-7B, Wan 1.3B
+    width 1536), per training mode — built on the meta device, so it runs anywhere."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from vega3d.mllm.config import Vega3DConfig
+    from vega3d.mllm.model import Vega3DQwen
+
+    rows = []
+    for name, kw in (("fusion only", dict(llm="frozen", train_projector=False)),
+                     ("fusion + projector", dict(llm="frozen")),
+                     ("+ LoRA r=64", dict(llm="lora", lora={"r": 64, "alpha": 128})),
+                     ("+ full LLM", dict(llm="full")),
+                     ("+ full LLM + vision", dict(llm="full", train_vision=True))):
+        with torch.device("meta"):
+            base = Qwen2_5_VLForConditionalGeneration._from_config(Qwen2_5_VLConfig(**copy.deepcopy(QWEN25VL_7B)),
+                                                                   dtype=torch.bfloat16)
+            model = Vega3DQwen(base, Vega3DConfig(base_model="(meta)", generative_dim=WAN_13B["dim"], **kw))
+        params = [p for p in model.parameters() if p.requires_grad]
+        rows.append({"mode": name, "trainable_params": sum(p.numel() for p in params),
+                     "checkpoint_bytes": sum(p.numel() * p.element_size() for p in params)})
+    Path(out).write_text(json.dumps(rows, indent=2))
+    print(f"{'trainable parts':<24}{'parameters':>16}{'checkpoint':>14}")
+    for r in rows:
+        print(f"{r['mode']:<24}{r['trainable_params']:>16,}{r['checkpoint_bytes'] / 2**20:>11.1f} MiB")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", choices=["tiny", "real"], default="tiny")
+    p.add_argument("--size", choices=["tiny", "real", "count"], default="tiny",
+                   help="count: real-size trainable parameters / checkpoint sizes only (meta device, any machine)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="bench_mllm.json")
     args = p.parse_args()
+    if args.size == "count":
+        return count_real_size(args.out)
     device = torch.device(args.device)
     if args.size == "real" and device.type != "cuda":
         raise SystemExit("--size real needs a GPU (about 40 GB for LoRA + bf16 at 16 frames)")
