@@ -105,3 +105,22 @@ def test_read_frames_errors(tmp_path):
     folder = write_frame_folder(tmp_path / "f", np.zeros((2, 8, 8, 3), np.uint8))
     with pytest.raises(Vega3DError, match="2 frames"):
         read_frames(folder, [0, 5])
+
+
+def test_image_records_train_through_the_simulator(tmp_path, tiny, processor, base, simulator):
+    import copy
+
+    from vega3d.mllm.config import Vega3DConfig
+    from vega3d.mllm.model import Vega3DQwen
+
+    record = {"id": "img", "image": "frames_1/frame_0.png",
+              "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A box."}]}
+    ds = ConversationDataset(write_records(tmp_path, tiny, [record, GOOD]), processor)
+    batch = collate([ds[0], ds[1]], processor.tokenizer.pad_token_id)
+    assert batch["image_grid_thw"].shape == (1, 3) and batch["video_grid_thw"].shape == (1, 3)
+    assert len(batch["image_frames"]) == 1 and len(batch["video_frames"]) == 1
+    model = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(tiny["qwen"]), generative_dim=32))
+    model.attach_simulator(simulator)
+    inputs = {k: v for k, v in batch.items() if k not in ("ids", "num_skipped")}
+    out = model(**inputs)
+    assert torch.isfinite(out.loss) and out.gate_means.shape == (2,)  # one video + one image

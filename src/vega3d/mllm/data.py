@@ -252,7 +252,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         path = self._media(record, "image")
         try:
             with Image.open(path) as im:
-                image = np.asarray(im.convert("RGB"))
+                image = np.array(im.convert("RGB"))
         except OSError as exc:
             raise Vega3DError(f"{path}: cannot read image ({exc})") from exc
         out = self.processor.image_inputs(image)
