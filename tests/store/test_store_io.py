@@ -1,6 +1,7 @@
 """Writing and reading a store: round trips, index, config checks, corruption detection."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -194,3 +195,26 @@ def test_location_fields_are_recorded_but_not_compared(tmp_path):
     other = {"model": {"path": "/nodeA/wan", "weights_hash": "xyz"}, "block": 20, "prompt": base["prompt"]}
     with pytest.raises(Vega3DError, match=r"model\.weights_hash: store has 'abc', expected 'xyz'"):
         FeatureStore(tmp_path / "store", expected_config=other)
+
+
+def test_records_are_the_truth_and_index_alone_serves_a_shipped_store(tmp_path):
+    import shutil
+
+    w = _writer(tmp_path)
+    w.write("a", [0], random_features(1, seed=20))
+    rec_b = w.write("b", [0], random_features(1, seed=21))
+    w.write_index()
+    # a deleted entry (record and shard removed, index not rewritten yet) is gone for readers
+    (tmp_path / "store" / rec_b["shard"]).unlink()
+    (tmp_path / "store" / "records" / f"{layout.entry_key('b', [0])}.json").unlink()
+    assert FeatureStore(tmp_path / "store").ids() == ["a"]
+    # a record rewritten after the index was merged wins over the index's copy
+    time.sleep(0.01)
+    rec_a = w.write("a", [0], random_features(1, seed=22))
+    store = FeatureStore(tmp_path / "store")
+    assert store.entries("a")[0]["sha256"] == rec_a["sha256"]
+    assert torch.equal(store.get("a")[0], random_features(1, seed=22))
+    # shipped without records/: index.json alone
+    w.write_index()
+    shutil.rmtree(tmp_path / "store" / "records")
+    assert torch.equal(FeatureStore(tmp_path / "store").get("a")[0], random_features(1, seed=22))

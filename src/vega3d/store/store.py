@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,20 +53,33 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ index
     def refresh(self) -> None:
-        """(Re)load the index: ``index.json`` plus any record committed after it was written."""
-        entries: dict[str, dict] = {}
+        """(Re)load the index. The records in ``records/`` are the truth; ``index.json`` (merged
+        at the end of a run) saves reading those not changed since it was written. A store
+        without ``records/`` (e.g. shipped as ``store.json`` + ``index.json`` + ``shards/``) is
+        read from ``index.json`` alone."""
+        indexed: dict[str, dict] = {}
         index_file = self.path / layout.INDEX_FILE
+        index_mtime = -1
         if index_file.is_file():
+            index_mtime = index_file.stat().st_mtime_ns
             index = layout.read_json(index_file, "feature store index")
             if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):
                 raise Vega3DError(f"feature store: {index_file} must be an object with 'entries'")
-            for key, record in index["entries"].items():
-                entries[key] = layout.check_record(record, f"{index_file} entry {key!r}")
+            indexed = index["entries"]
         record_dir = self.path / layout.RECORD_DIR
-        if record_dir.is_dir():
-            for p in sorted(record_dir.glob("*.json")):
-                if p.stem not in entries and not p.name.startswith(layout.TMP_PREFIX):
-                    entries[p.stem] = layout.check_record(layout.read_json(p, "feature store record"), str(p))
+        entries: dict[str, dict] = {}
+        if not record_dir.is_dir():
+            for key, record in indexed.items():
+                entries[key] = layout.check_record(record, f"{index_file} entry {key!r}")
+        else:
+            for e in os.scandir(record_dir):
+                if not e.name.endswith(".json") or e.name.startswith(layout.TMP_PREFIX):
+                    continue
+                key = e.name[:-len(".json")]
+                if key in indexed and e.stat().st_mtime_ns <= index_mtime:
+                    entries[key] = layout.check_record(indexed[key], f"{index_file} entry {key!r}")
+                else:
+                    entries[key] = layout.check_record(layout.read_json(Path(e.path), "feature store record"), e.path)
         for key, record in entries.items():
             if record["config_sha256"] != self.config_sha256:
                 raise Vega3DError(f"feature store {self.path}: record {key!r} (item {record['item_id']!r}) was written "
@@ -132,8 +146,8 @@ class FeatureStore:
             if digest != record["sha256"]:
                 raise Vega3DError(
                     f"feature store: shard {shard} of item {record['item_id']!r} is corrupted (sha256 {digest[:16]}..., "
-                    f"recorded {record['sha256'][:16]}...). Delete it and {layout.RECORD_DIR}/{shard.stem}.json "
-                    "(and index.json), then rerun `vega3d extract` to recompute it")
+                    f"recorded {record['sha256'][:16]}...). Delete it and {layout.RECORD_DIR}/{shard.stem}.json, "
+                    "then rerun `vega3d extract` to recompute it")
             self._verified.add(record["shard"])
         return shard
 
