@@ -6,7 +6,8 @@ A store is one folder::
       store.json                  what produced the features (written once, never changed)
       shards/<key>.safetensors    one item: tensor ``features`` (N, h, w, C), N = its frames
       records/<key>.json          that item's index record (the journal; its commit point)
-      index.json                  all records merged into one file at the end of a run
+      index.json                  all records merged into one file at the end of a run (readers
+                                  use it for records not changed since; records/ is the truth)
       last_run.json               the summary of the most recent run (a log, not store content)
 
 ``store.json`` holds ``{"format", "version", "extraction", "storage"}``: ``extraction`` is
