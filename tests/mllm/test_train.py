@@ -85,6 +85,8 @@ def test_cli_train_checkpoints_and_resumes_bit_exactly(tiny, tmp_path, one_threa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in read_log(full)] == [r["loss"] for r in read_log(resumed)]
     assert [r["step"] for r in read_log(resumed)] == [1, 2, 3, 4]
+    with pytest.raises(Vega3DError, match="different configuration.*model.fusion"):
+        train(load_train_config(TINY_YAML, overrides(tiny, resumed, *extra, "model.fusion=add")), progress=False)
 
     from vega3d.mllm.model import Vega3DQwen
 

@@ -311,6 +311,17 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     # Resume.
     step, epoch, batches_done, skipped = 0, 0, 0, 0
     done = complete_checkpoints(out)
+    previous = out / "train_config.json"
+    if done and previous.is_file():
+        old, new = json.loads(previous.read_text()), json.loads(json.dumps(config.to_dict()))
+        diff = [f"{sec}.{k}" for sec in ("model", "data", "simulator")
+                for k in sorted(set((old.get(sec) or {})) | set((new.get(sec) or {})))
+                if (old.get(sec) or {}).get(k) != (new.get(sec) or {}).get(k)]
+        if diff:
+            raise Vega3DError(
+                f"{out} holds a run with a different configuration ({', '.join(diff[:6])}); resuming it would mix "
+                "two experiments — use another train.output_dir"
+            )
     if done:
         last = done[-1]
         accelerator.load_state(str(last / "state"), **load_kwargs)
