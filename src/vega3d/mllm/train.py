@@ -155,7 +155,7 @@ def load_train_config(path, overrides: list[str] = ()) -> TrainConfig:
         sec = tree.get(section)
         if isinstance(sec, dict) and sec.get(key):
             p = Path(str(sec[key])).expanduser()
-            sec[key] = str(p if p.is_absolute() else root / p)
+            sec[key] = str(p if p.is_absolute() else (root / p).resolve())
 
     for section, key in (("model", "base_model"), ("simulator", "path"), ("data", "annotations"),
                          ("data", "media_root"), ("data", "feature_store"), ("train", "output_dir")):
