@@ -124,3 +124,28 @@ def test_image_records_train_through_the_simulator(tmp_path, tiny, processor, ba
     inputs = {k: v for k, v in batch.items() if k not in ("ids", "num_skipped")}
     out = model(**inputs)
     assert torch.isfinite(out.loss) and out.gate_means.shape == (2,)  # one video + one image
+
+
+@pytest.mark.parametrize("layout", ["posed_images", "sensreader"])
+def test_scan_folders_read_colour_frames_not_depth(tmp_path, layout):
+    from vega3d.scenes import synthetic_scene, write_scene
+
+    scene = synthetic_scene(num_frames=6, height=48, width=64, seed=3)
+    folder = tmp_path / f"scene_{layout}"
+    write_scene(scene, folder, layout=layout)
+    frames, ids, spg = load_video(folder, 3, frame_fps=2.0)
+    assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8
+    positions = [list(scene.frame_ids).index(i) for i in ids]
+    expected = np.asarray(scene.color)[positions]
+    assert np.abs(frames.astype(int) - expected.astype(int)).mean() < 4  # colour (JPEG-coded), never the depth maps
+    assert spg == pytest.approx(2 * (6 / 2.0) / 3)
+
+
+def test_real_tum_scan_when_present():
+    from pathlib import Path
+
+    folder = Path("/work/shared/data/tum_fr1_xyz_10")
+    if not folder.is_dir():
+        pytest.skip("shared TUM sample not present")
+    frames, ids, _ = load_video(folder, 4)
+    assert frames.shape[0] == 4 and frames.shape[-1] == 3 and len(ids) == 4

@@ -56,9 +56,9 @@ def count_video_frames(path: Path) -> tuple[int, float | None]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate) if stream.average_rate else None
-            n = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+            n = sum(1 for p in container.demux(stream) if p.size)  # exact, no decoding
     except (av.FFmpegError, IndexError, OSError) as exc:
-        raise Vega3DError(f"{path}: cannot read video ({exc})") from exc
+        raise Vega3DError(f"{path}: cannot read video ({type(exc).__name__}: {exc})") from exc
     if n < 1:
         raise Vega3DError(f"{path}: video has no frames")
     return int(n), fps
@@ -111,14 +111,31 @@ def seconds_per_grid(total: int, fps: float | None, num_sampled: int, frame_fps:
     return float(temporal_patch * duration / num_sampled)
 
 
+def is_scan_folder(path: Path) -> bool:
+    """A ScanNet-style scan (SensReader or posed_images layout: colour + depth + poses), by
+    the same rule ``vega3d extract`` uses — its depth PNGs must not be read as frames."""
+    from vega3d.store.inputs import detect_kind
+
+    return path.is_dir() and detect_kind(path) == "scan"
+
+
 def load_video(path, num_frames: int, frame_fps: float = 1.0, temporal_patch: int = 2):
-    """Uniformly sampled frames of a video file / frame folder: ``(frames (N,H,W,3) uint8,
-    indices, second_per_grid_ts)``."""
-    from vega3d.scenes import sample_frames
+    """Uniformly sampled frames of a video file, frame folder or scan folder:
+    ``(frames (N,H,W,3) uint8, indices, second_per_grid_ts)``.
+
+    ``indices`` are frame positions (0-based) for videos and frame folders, and the scan's
+    frame ids for scan folders — the keys ``vega3d extract`` stores features under. Scan
+    frames are read with :func:`vega3d.scenes.load_scene` (colour only is used)."""
+    from vega3d.scenes import load_scene, sample_frames
 
     path = Path(path)
     if not path.exists():
-        raise Vega3DError(f"{path}: video file or frame folder not found")
+        raise Vega3DError(f"{path}: video file, frame folder or scan folder not found")
+    if is_scan_folder(path):
+        scene = load_scene(path, frames=int(num_frames))
+        total = int(scene.extras["num_available_frames"])
+        frames = np.ascontiguousarray(np.asarray(scene.color))
+        return frames, list(scene.frame_ids), seconds_per_grid(total, None, len(frames), frame_fps, temporal_patch)
     total, fps = count_video_frames(path)
     indices = sample_frames(total, num_frames)
     return read_frames(path, indices), indices, seconds_per_grid(total, fps, len(indices), frame_fps, temporal_patch)
@@ -224,26 +241,18 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     def _video(self, record) -> dict:
         path = self._media(record, "video")
-        if not path.exists():
-            raise Vega3DError(f"{path}: video file or frame folder not found")
-        total, fps = count_video_frames(path)
-        from vega3d.scenes import sample_frames
-
-        indices = sample_frames(total, self.config.num_frames)
-        out = {}
+        tp = int(self.processor.image_processor.temporal_patch_size)
+        frames, indices, spg = load_video(path, self.config.num_frames, self.config.frame_fps, tp)
+        out = {"second_per_grid_ts": spg}  # Qwen's temporal RoPE spacing
         if self.store is not None:
             key = str(record["id"]) if self.config.store_key == "id" else (path.name if path.is_dir() else path.stem)
             features, stored = self.store.get(key, indices)
             if list(stored) != list(indices):
                 raise Vega3DError(f"feature store returned frames {stored}, expected {indices}")
             out["video_features"] = features
-        frames = read_frames(path, indices)
         out.update(self.processor.video_inputs(frames))
         if self.store is None and self.need_frames:
             out["video_frames"] = torch.from_numpy(frames)
-        # Temporal RoPE spacing: seconds per temporal patch of sampled frames.
-        tp = int(self.processor.image_processor.temporal_patch_size)
-        out["second_per_grid_ts"] = seconds_per_grid(total, fps, len(indices), self.config.frame_fps, tp)
         return out
 
     def _image(self, record) -> dict:
