@@ -52,7 +52,7 @@ class RandomViTEncoder:
         self.image_size, self.batch_size = image_size, int(batch_size)
         self.config = {"name": self.name, "seed": int(seed), "image_size": image_size, "patch_size": patch_size,
                        "hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
-                       "stand_in": "random weights by design (chance floor)"}
+                       "weights": "random by design (chance floor)"}
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:

@@ -127,6 +127,8 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
                   "frame_ids": list(scene.frame_ids), "image_size": list(scene.image_size),
                   "depth_size": list(scene.depth_size)}
     command = "vega3d probe " + " ".join(_argv(args))
+    stand_in = encoder.config.get("stand_in") is True
+    tag = " [STAND-IN: random weights, not the real model]" if stand_in else ""
 
     if sweep:
         key, values = sweep
@@ -141,10 +143,10 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
         report = {"command": command, "scene": scene_info, "sweep": key,
                   "rows": [{name: r[name], "encoder": r["encoder"], "result": r["result"].to_dict()} for r in rows],
                   "position_control": control.to_dict()}
-        table = _sweep_table(rows, name, control)
+        table = _sweep_table(rows, name, control) + (f"\n{tag.strip()}" if tag else "")
         if not args.no_figures:
             figures.sweep_figure(rows, name, out / "probe_sweep.png", control,
-                                 title=f"{scene.name}: {args.encoder} vs {name}")
+                                 title=f"{scene.name}: {args.encoder} vs {name}{tag}")
         stages.update()
     else:
         stages.set_postfix_str("encoding frames")
@@ -156,12 +158,12 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
         report = {"command": command, "scene": scene_info, "encoder": encoder.config,
                   "result": result.to_dict(), "position_control": control.to_dict()}
         table = "\n\n".join([result.table(f"{args.encoder} on {scene.name} ({len(scene)} frames, grid "
-                                          f"{result.grid_size[0]}x{result.grid_size[1]})"),
+                                          f"{result.grid_size[0]}x{result.grid_size[1]}){tag}"),
                              control.table("position-only control (same grid)")])
         if not args.no_figures:
             figures.similarity_heatmaps(scene, feats, result, out / "probe_heatmaps.png",
-                                        title=f"{args.encoder} on {scene.name}")
-            figures.pca_figure(scene, feats, out / "probe_pca.png", title=f"{args.encoder}: PCA of features across views")
+                                        title=f"{args.encoder} on {scene.name}{tag}")
+            figures.pca_figure(scene, feats, out / "probe_pca.png", title=f"{args.encoder}: PCA of features across views{tag}")
         stages.update()
     (out / "probe.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     (out / "probe.txt").write_text(table + "\n")

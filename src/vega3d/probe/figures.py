@@ -30,7 +30,7 @@ def pick_pairs(result, count: int = 3) -> list[tuple[int, int]]:
     return [tuple(pairs[i]["positions"]) for i in idx]
 
 
-def similarity_heatmaps(scene, features, result, path, count: int = 3, title: str = "") -> Path:
+def similarity_heatmaps(scene, features, result, path, count: int = 3, title: str = "", dpi: int = 80) -> Path:
     """For a few scored pairs (i, j): a query point in frame i and the cosine similarity of
     its feature to every cell of frame j, with the true reprojection (green +) and the
     best match (red o). Writes a PNG to ``path``."""
@@ -72,7 +72,7 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
 
@@ -92,7 +92,7 @@ def pca_colours(features: torch.Tensor, frames: list[int], max_cells: int = 2000
     return rgb.reshape(*f.shape[:3], 3)
 
 
-def pca_figure(scene, features, path, count: int = 4, title: str = "") -> Path:
+def pca_figure(scene, features, path, count: int = 4, title: str = "", dpi: int = 80) -> Path:
     """Frames (top) and a PCA colouring of their features fitted across views (bottom):
     a 3D-consistent encoder paints one surface the same colour in every view."""
     plt = _plt()
@@ -110,12 +110,12 @@ def pca_figure(scene, features, path, count: int = 4, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
 
 
-def sweep_figure(rows: list[dict], key: str, path, control=None, title: str = "") -> Path:
+def sweep_figure(rows: list[dict], key: str, path, control=None, title: str = "", dpi: int = 110) -> Path:
     """Scores vs the swept value (``key``: "block" or "timestep"); dashed: position-only control."""
     plt = _plt()
     xs = [r[key] for r in rows]
@@ -136,6 +136,6 @@ def sweep_figure(rows: list[dict], key: str, path, control=None, title: str = ""
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)

@@ -66,7 +66,7 @@ def paper_score(scene, features: torch.Tensor, frames: list[int], voxel_size: fl
     """
     n, h, w, c = features.shape
     positions, keep = cell_world_positions(scene, (h, w), frames, min_valid_fraction)
-    feats = normalize(features[frames].reshape(len(frames), h * w, c).double())
+    feats = normalize(features[frames].reshape(len(frames), h * w, c).float())  # float32: (F, h*w, C) is large
     vox = torch.floor(positions / voxel_size).long()
     if bool(keep.any()):
         lo = vox[keep].min(0).values
@@ -78,8 +78,8 @@ def paper_score(scene, features: torch.Tensor, frames: list[int], voxel_size: fl
         v = vox[k][keep[k]] - lo
         key = (v[:, 0] * span[1] + v[:, 1]) * span[2] + v[:, 2]
         uniq, inv = torch.unique(key, return_inverse=True)
-        mean = torch.zeros(len(uniq), c, dtype=torch.float64).index_add_(0, inv, feats[k][keep[k]])
-        per_frame.append((uniq, normalize(mean)))
+        mean = torch.zeros(len(uniq), c).index_add_(0, inv, feats[k][keep[k]])
+        per_frame.append((uniq, normalize(mean.double())))
     per_pair, scores = [], []
     for k in range(len(frames) - 1):
         (ka, fa), (kb, fb) = per_frame[k], per_frame[k + 1]
