@@ -159,17 +159,16 @@ def test_two_process_gloo_training(tiny, tmp_path):
 
 
 def test_training_from_a_feature_store_equals_online_features(tiny, tmp_path, simulator, one_thread):
-    """Precomputed fp32 features of the same frames give the same training run as the simulator online."""
-    from vega3d.mllm.data import load_video
-    from vega3d.store import FeatureStore, StoreWriter, make_store_config
+    """A store written by the extraction pipeline (``vega3d extract``'s extract_to_store, fp32)
+    gives the same training run as the simulator online: same frames, same keys, same features."""
+    from vega3d.store import FeatureStore
+    from vega3d.store.extract import extract_to_store
+    from vega3d.store.inputs import discover_inputs
 
     records = json.loads(Path(tiny["annotations"]).read_text())
-    writer = StoreWriter(tmp_path / "store", make_store_config(simulator, precision="fp32"))
-    for r in records:
-        path = Path(tiny["annotations"]).parent / r["video"]
-        frames, indices, _ = load_video(path, 4)
-        writer.write(path.name if path.is_dir() else path.stem, indices, simulator.extract(torch.from_numpy(frames)))
-    writer.write_index()
+    media = [Path(tiny["annotations"]).parent / r["video"] for r in records]
+    extract_to_store(discover_inputs(media), simulator, tmp_path / "store", num_frames=4, precision="fp32",
+                     progress=False)
     assert len(FeatureStore(tmp_path / "store")) == len(records)
 
     common = ["train.max_steps=2", "train.save_every=0"]
