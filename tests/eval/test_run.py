@@ -116,7 +116,7 @@ def test_vsibench_end_to_end_one_record_per_question_table_and_result(setup, ans
     written = json.loads((tmp_path / "a" / "result.json").read_text())
     assert written["counts"]["scored"] == written["counts"]["expected"] == 12
     assert written["run"]["counts"] == {"in_annotations": 12, "selected": 12, "skipped_missing_media": 0,
-                                        "answered": 12, "resumed": 0, "generated": 12}
+                                        "answered": 12, "resumed": 0, "generated": 12, "processes": 1}
     assert written["run"]["num_frames"] == NUM_FRAMES and written["run"]["model_config"]["generative"] is True
     direct = vsibench.evaluate(tmp_path / "a" / "predictions.jsonl", VSI)
     assert written["overall"] == direct["overall"] == result["overall"]
@@ -168,6 +168,7 @@ def test_sqa3d_resume_generates_only_the_missing_ids(setup, answerer, tmp_path, 
     printed = capsys.readouterr().out
     assert [prompt_to_id[q] for q in rec.asked()] == ids[2:]
     assert "2 already in" in printed and "generating 4" in printed and "incomplete last line" in printed
+    assert (part / "predictions.jsonl").read_text().count("\n") == 6
     assert (part / "predictions.jsonl").read_bytes() == reference  # same answers, annotation order
     assert result["run"]["counts"]["resumed"] == 2 and result["run"]["counts"]["generated"] == 4
 
@@ -179,6 +180,64 @@ def test_sqa3d_resume_generates_only_the_missing_ids(setup, answerer, tmp_path, 
     # a resume with other settings is refused
     with pytest.raises(Vega3DError, match="other settings.*max_new_tokens"):
         run("sqa3d", answerer, SQA3D, setup["scans"], part, max_new_tokens=5)
+
+
+def test_processes_answer_contiguous_shares_and_process_0_merges(setup, answerer, tmp_path, capsys):
+    """Two processes simulated by two threads meeting at a threading.Barrier."""
+    import threading
+
+    from vega3d.mllm.infer import Answerer
+
+    reference = tmp_path / "single"
+    run("sqa3d", answerer, SQA3D, setup["scans"], reference)
+    ids = [q.id for q in sqa3d.load_annotations(SQA3D)]
+    prompt_to_id = {q.prompt: q.id for q in sqa3d.load_annotations(SQA3D)}
+    out = tmp_path / "two"
+    # process 0 of an earlier two-process run answered one question, then the job was killed
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run("sqa3d", Interrupted(answerer, after=1), SQA3D, setup["scans"], out, batch_size=1, rank=0, world_size=2,
+            barrier=lambda: None)
+    assert [p["id"] for p in lines(out / "predictions.part0.jsonl")] == ids[:1]
+    # the rerun: 5 left; process 0 takes the first 2, process 1 the last 3
+    recs = [Recording(answerer), Recording(Answerer.from_checkpoint(setup["checkpoint"]))]
+    meet, results, errors = threading.Barrier(2, timeout=120), {}, []
+
+    def process(rank):
+        try:
+            results[rank] = run("sqa3d", recs[rank], SQA3D, setup["scans"], out, rank=rank, world_size=2,
+                                barrier=meet.wait)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+            meet.abort()
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert [prompt_to_id[q] for q in recs[0].asked()] == ids[1:3]
+    assert [prompt_to_id[q] for q in recs[1].asked()] == ids[3:]
+    assert results[1] is None and results[0]["run"]["counts"]["processes"] == 2
+    assert results[0]["run"]["counts"]["resumed"] == 1 and results[0]["run"]["counts"]["generated"] == 5
+    assert "1 already in" in capsys.readouterr().out
+    assert (out / "predictions.jsonl").read_bytes() == (reference / "predictions.jsonl").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "result.json", "run.json"]
+    with pytest.raises(Vega3DError, match="rank/world_size"):
+        run("sqa3d", answerer, SQA3D, setup["scans"], out, rank=2, world_size=2)
+
+
+class Interrupted(Recording):
+    """Raises after ``after`` answered batches, like a killed job."""
+
+    def __init__(self, inner, after):
+        super().__init__(inner)
+        self.after = after
+
+    def answer(self, questions, videos, **kwargs):
+        if len(self.calls) == self.after:
+            raise RuntimeError("interrupted")
+        return super().answer(questions, videos, **kwargs)
 
 
 def test_missing_media_names_the_question_or_is_skipped_and_counted(setup, answerer, tmp_path, capsys):
@@ -265,7 +324,7 @@ def test_bad_inputs_are_errors(setup, answerer, tmp_path):
     run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "mixed", limit=1)
     with (tmp_path / "mixed" / "predictions.jsonl").open("a") as handle:
         handle.write('{"id": "999", "prediction": "x"}\n')
-    with pytest.raises(Vega3DError, match=r"not among this run's questions \(first: \['999'\]\)"):
+    with pytest.raises(Vega3DError, match=r"predictions.jsonl:2: prediction id '999' is not among this run's questions"):
         run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "mixed", limit=1)
 
 
@@ -286,3 +345,30 @@ def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys
     code = cli.main(["eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D),
                      "--media", str(setup["scans"]), "--out", str(tmp_path / "o2"), "--num-frames", "0"])
     assert code == 2 and "num_frames must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_launch_equals_one_process(setup, answerer, tmp_path):
+    """`vega3d eval-model` under torchrun (2 CPU processes, gloo, through accelerate's PartialState)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "vega3d.cli", "eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D),
+           "--media", str(setup["scans"]), "--out", str(out), "--max-new-tokens", "4", "--device", "cpu",
+           "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("sqa3d: scored 6 of 6 expected items") == 1  # printed by process 0 only
+    assert "generating 6 on 2 processes" in proc.stdout
+    run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "one")
+    assert (out / "predictions.jsonl").read_bytes() == (tmp_path / "one" / "predictions.jsonl").read_bytes()
+    assert json.loads((out / "result.json").read_text())["run"]["counts"]["processes"] == 2
+    assert not list(out.glob("predictions.part*"))

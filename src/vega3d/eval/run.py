@@ -21,9 +21,12 @@ the benchmark module's ``evaluate`` and prints its table. ``vega3d eval-model`` 
   counts them, lists them in ``result.json`` and scores the rest (scored vs in the file).
 - Questions are answered grouped by video / scan (annotation order within one), so a scan
   is read once; answers are independent of batching (left padding, greedy decoding).
-- Resumable: ``out_dir/predictions.jsonl`` gets one line per answer as it is generated
-  (flushed per batch); a rerun with the same settings (``run.json``) generates only the
-  ids not yet in it. When all are done the file is rewritten in annotation order.
+- Resumable: answers are appended to ``out_dir/predictions.jsonl`` as they are generated
+  (fsynced per batch); a rerun with the same settings (``run.json``) generates only the
+  ids not yet there. When all are done the file is rewritten in annotation order
+  (:mod:`vega3d.eval.runners.outputs`).
+- Data parallel: under ``accelerate launch`` / torchrun each process answers a contiguous
+  share into its own part file; process 0 merges, scores and prints.
 - Grounding / captioning benchmarks (``scanrefer``, ``multi3drefer``, ``scan2cap``) need a
   box head the MLLM does not have yet: a clear error; their predictions from another source
   are scored with ``vega3d eval``.
@@ -34,145 +37,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
+from vega3d.eval.runners.outputs import AnswerLog, answer_file, check_settings, finish, read_answers
+from vega3d.eval.runners.questions import (  # noqa: F401 - re-exported
+    BOX_BENCHMARKS, TEXT_BENCHMARKS, MediaLoader, Plan, Task, check_benchmark, media_kind, prepare,
+)
 
-TEXT_BENCHMARKS = ("vsibench", "scanqa", "sqa3d")
-BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
-PREDICTIONS_FILE = "predictions.jsonl"
 RESULT_FILE = "result.json"
-RUN_FILE = "run.json"
 DEFAULT_NUM_FRAMES = 32  # used only when the answerer does not say how many it samples
 SPATIAL_INSTRUCTION = (
     "The video captures 3D spatial information of a scene. Please focus on the spatial "
     "relationships in the video and answer the following questions."
 )
-
-
-def check_benchmark(benchmark: str) -> None:
-    """Raise unless ``benchmark`` is one the runner can answer with the MLLM's text output."""
-    if benchmark in BOX_BENCHMARKS:
-        raise Vega3DError(
-            f"{benchmark}: the VEGA-3D MLLM has no grounding/box head yet, so it cannot produce "
-            f"{benchmark} predictions (boxes); predictions from another source can be scored with "
-            f"`vega3d eval {benchmark} --pred preds.jsonl --gt ANNOTATIONS` (format in docs/eval.md)"
-        )
-    if benchmark not in TEXT_BENCHMARKS:
-        raise Vega3DError(f"unknown benchmark {benchmark!r}; the runner supports {TEXT_BENCHMARKS}")
-
-
-@dataclass(frozen=True)
-class Task:
-    """One question to answer: its id, the text prompt, the media path and its ``kind``
-    (``"video"`` file, ``"frames"`` folder, or ``"scan"`` folder read with load_scene)."""
-
-    id: str
-    prompt: str
-    media: Path
-    kind: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a run answers: ``questions`` (loaded annotation items, in file order, after
-    ``limit``; missing-media ones removed when skipped), their ``tasks``, the ``skipped``
-    ``{"id", "path"}`` records and ``total`` (questions in the annotation file)."""
-
-    questions: list
-    tasks: list[Task]
-    skipped: list[dict]
-    total: int
-
-
-def media_candidates(benchmark: str, question, root: Path) -> list[Path]:
-    """Where a question's video / scan may be, in the order they are tried."""
-    if benchmark == "vsibench":
-        return [question.video_path(root)]
-    if not question.scene_id:
-        raise Vega3DError(f"{benchmark} question {question.id!r}: no scene id in the annotations "
-                          f"(llava-style 'video' field or official 'scene_id') to find its scan")
-    return [root / question.scene_id, root / f"{question.scene_id}.mp4"]
-
-
-def media_kind(path: Path) -> str:
-    """``"video"`` for a file; ``"scan"`` for a ScanNet scan folder (SensReader, or
-    ``posed_images`` with ``intrinsic.txt`` or ``NNNNN.txt`` poses); else ``"frames"`` (so a
-    folder of ``00000.jpg, 00001.jpg, ...`` alone is a frame folder)."""
-    if path.is_file():
-        return "video"
-    from vega3d.scenes import detect_layout
-
-    try:
-        layout = detect_layout(path)
-    except Vega3DError:
-        return "frames"
-    if layout == "posed_images" and not (path / "intrinsic.txt").is_file() and not any(
-            p.suffix == ".txt" and p.stem.isdigit() for p in path.iterdir()):
-        return "frames"
-    return "scan"
-
-
-def prepare(benchmark: str, annotations_path, media_root, *, limit: int | None = None,
-            skip_missing: bool = False, instruction: str | None = None) -> Plan:
-    """Load the annotations and find every question's media (no model needed)."""
-    check_benchmark(benchmark)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise Vega3DError(f"limit must be a positive number of questions, got {limit!r}")
-    root = Path(media_root)
-    if not root.is_dir():
-        raise Vega3DError(f"media root {root} is not a folder")
-    module = importlib.import_module(f"vega3d.eval.{benchmark}")
-    questions = module.load_annotations(annotations_path)
-    total = len(questions)
-    if limit is not None:
-        questions = questions[:limit]
-    kept, tasks, skipped = [], [], []
-    for question in questions:
-        candidates = media_candidates(benchmark, question, root)
-        found = next((p for p in candidates if p.exists()), None)
-        if found is None:
-            if skip_missing:
-                skipped.append({"id": question.id, "path": str(candidates[0])})
-                continue
-            tried = " or ".join(str(p) for p in candidates)
-            raise Vega3DError(f"{benchmark} question {question.id!r}: media not found: {tried} "
-                              f"(skip such questions with skip_missing / --skip-missing)")
-        prompt = question.prompt if not instruction else f"{instruction}\n{question.prompt}"
-        kept.append(question)
-        tasks.append(Task(id=question.id, prompt=prompt, media=found, kind=media_kind(found)))
-    if not tasks:
-        raise Vega3DError(f"{benchmark}: nothing to answer: all {len(questions)} selected questions lack media")
-    return Plan(questions=kept, tasks=tasks, skipped=skipped, total=total)
-
-
-class MediaLoader:
-    """What the Answerer gets for a task: the path of a video file / frame folder (the
-    Answerer samples it), or a scan's uniformly sampled colour frames (N,H,W,3) uint8.
-    The last few scans are kept, since consecutive questions usually share a scene."""
-
-    def __init__(self, num_frames: int, cache_size: int = 2):
-        self.num_frames = int(num_frames)
-        self.cache_size = int(cache_size)
-        self._scans: OrderedDict[Path, object] = OrderedDict()
-
-    def __call__(self, task: Task):
-        if task.kind != "scan":
-            return str(task.media)
-        if task.media not in self._scans:
-            from vega3d.scenes import load_scene
-
-            try:
-                self._scans[task.media] = load_scene(task.media, frames=self.num_frames).color
-            except Vega3DError as err:
-                raise Vega3DError(f"question {task.id!r}: scan {task.media}: {err}") from err
-            while len(self._scans) > self.cache_size:
-                self._scans.popitem(last=False)
-        self._scans.move_to_end(task.media)
-        return self._scans[task.media]
 
 
 def _positive(name: str, value) -> None:
@@ -194,56 +72,32 @@ def _frame_count(answerer, num_frames: int | None) -> int:
     return num_frames
 
 
-def _check_run_file(out_dir: Path, settings: dict) -> None:
-    """Write ``run.json`` on a fresh run; on a resume require the same settings."""
-    path, predictions = out_dir / RUN_FILE, out_dir / PREDICTIONS_FILE
-    if path.is_file():
-        recorded = json.loads(path.read_text())
-        diff = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
-        if diff and predictions.exists():
-            details = "; ".join(f"{k}: recorded {recorded.get(k)!r}, now {settings.get(k)!r}" for k in diff[:4])
-            raise Vega3DError(f"{out_dir}: holds predictions of a run with other settings ({details}); "
-                              f"use another output folder or delete it")
-    elif predictions.exists():
-        raise Vega3DError(f"{predictions} exists but {path} does not: not written by this runner; "
-                          f"use another output folder")
-    tmp = path.with_name(RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+def _process(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This process's rank and the number of processes (torch.distributed if initialised)."""
+    if rank is None and world_size is None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    if rank is None or world_size is None or not 0 <= rank < world_size:
+        raise Vega3DError(f"rank/world_size: expected both, 0 <= rank < world_size; got {rank!r}/{world_size!r}")
+    return int(rank), int(world_size)
 
 
-def _read_done(path: Path, benchmark: str, wanted: set[str]) -> dict[str, dict]:
-    """Predictions already in ``path`` (all must belong to this run). A last line cut off
-    by a crash (no newline, not JSON) is removed and regenerated."""
-    from vega3d.eval.records import read_predictions
+def _default_barrier() -> None:
+    import torch.distributed as dist
 
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        try:
-            json.loads(data[cut:])
-        except ValueError:
-            print(f"{path}: dropping an incomplete last line (interrupted write); it is generated again")
-            with path.open("r+b") as handle:
-                handle.truncate(cut)
-        else:
-            with path.open("ab") as handle:
-                handle.write(b"\n")
-    done = read_predictions(path, benchmark)
-    foreign = [i for i in done if i not in wanted]
-    if foreign:
-        raise Vega3DError(f"{path}: {len(foreign)} prediction id(s) are not among this run's questions "
-                          f"(first: {foreign[:5]}); use another output folder")
-    return done
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_dir, *,
                   num_frames: int | None = None, batch_size: int = 4, limit: int | None = None,
                   skip_missing: bool = False, max_new_tokens: int = 128, instruction: str | None = None,
                   generative: bool | None = None, model: dict | None = None, scorer=None,
-                  paper: bool = True, progress: bool = True) -> dict:
+                  paper: bool = True, progress: bool = True, rank: int | None = None,
+                  world_size: int | None = None, barrier=None) -> dict | None:
     """Answer, write predictions, score, print the table; return the result dict.
 
     ``answerer``: an :class:`~vega3d.mllm.infer.Answerer` (anything with
@@ -254,18 +108,26 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     refused. ``scorer``: a shared :class:`~vega3d.eval.captions.CaptionScorer` (ScanQA).
     Writes ``out_dir/predictions.jsonl``, ``run.json``, ``result.json`` (the module's result
     plus ``"run"``: settings and counts, skipped ids). See the module docstring.
+
+    Several processes (``torch.distributed`` initialised, e.g. ``accelerate launch``; or
+    ``rank`` / ``world_size`` given): all read what is done, meet, then each answers a
+    contiguous share of the rest into its own part file; after they meet again process 0
+    merges, scores, prints and returns the result; the others return None. ``barrier``: a
+    callable where the processes meet (default: ``torch.distributed.barrier`` if a process
+    group is initialised).
     """
     from tqdm import tqdm
 
-    from vega3d.eval.cli import _json_safe
-    from vega3d.eval.records import validate_prediction, write_predictions
-    from vega3d.eval.table import render_table
+    from vega3d.eval.records import validate_prediction
 
     plan = prepare(benchmark, annotations_path, media_root, limit=limit, skip_missing=skip_missing,
                    instruction=instruction)
     _positive("batch_size", batch_size)
     _positive("max_new_tokens", max_new_tokens)
     frames = _frame_count(answerer, num_frames)
+    rank, world_size = _process(rank, world_size)
+    main = rank == 0
+    barrier = barrier if barrier is not None else _default_barrier
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
@@ -274,25 +136,32 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
         "max_new_tokens": max_new_tokens, "generative": generative, "model": model,
         "model_config": _model_config(answerer),
     }
-    _check_run_file(out_dir, settings)
-    pred_path = out_dir / PREDICTIONS_FILE
-    done = _read_done(pred_path, benchmark, {t.id for t in plan.tasks})
-    # grouped by media (stable: annotation order within a scene), so each scan is read once
+    check_settings(out_dir, settings, write=main)
+    wanted = {t.id for t in plan.tasks}
+    own = answer_file(out_dir, rank, world_size)
+    done = read_answers(out_dir, benchmark, wanted, own=own)
+    if world_size > 1:
+        barrier()  # every process has read the same answers before any writes new ones
+    # grouped by media (stable: annotation order within a scene), so each scan is read once;
+    # each process takes a contiguous share
     todo = sorted((t for t in plan.tasks if t.id not in done), key=lambda t: str(t.media))
+    mine = todo[rank * len(todo) // world_size:(rank + 1) * len(todo) // world_size]
     resumed = len(done)
-    print(f"{benchmark}: {len(plan.tasks)} questions to answer ({plan.total} in the annotations"
-          + (f", first {limit}" if limit is not None else "")
-          + (f", {len(plan.skipped)} skipped: media missing" if plan.skipped else "")
-          + f"); {resumed} already in {pred_path}, generating {len(todo)}")
+    if main:
+        print(f"{benchmark}: {len(plan.tasks)} questions to answer ({plan.total} in the annotations"
+              + (f", first {limit}" if limit is not None else "")
+              + (f", {len(plan.skipped)} skipped: media missing" if plan.skipped else "")
+              + f"); {resumed} already in {out_dir}, generating {len(todo)}"
+              + (f" on {world_size} processes" if world_size > 1 else ""))
 
     load = MediaLoader(frames)
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
     if generative is not None:
         kwargs["generative"] = generative
-    with pred_path.open("a", encoding="utf-8") as handle, \
-            tqdm(total=len(todo), desc=f"{benchmark} answers", unit="q", disable=not progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
+    with AnswerLog(own) as log, tqdm(total=len(mine), desc=f"{benchmark} answers", unit="q",
+                                     disable=not (progress and main)) as bar:
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start:start + batch_size]
             videos = [load(t) for t in chunk]
             try:
                 answers = answerer.answer([t.prompt for t in chunk], videos, **kwargs)
@@ -300,18 +169,39 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
                 raise Vega3DError(f"{benchmark} questions {[t.id for t in chunk]}: {err}") from err
             if len(answers) != len(chunk):
                 raise Vega3DError(f"answerer returned {len(answers)} answers for {len(chunk)} questions")
-            lines = []
+            records = []
             for task, text in zip(chunk, answers):
                 item_id, record = validate_prediction({"id": task.id, "prediction": text}, benchmark,
                                                       where=f"answer to question {task.id!r}")
-                done[item_id] = record
-                lines.append(json.dumps({"id": item_id, **record}, allow_nan=False) + "\n")
-            handle.write("".join(lines))
-            handle.flush()
-            os.fsync(handle.fileno())
+                records.append({"id": item_id, **record})
+            log.write(records)
             bar.update(len(chunk))
 
-    write_predictions(pred_path, benchmark, [{"id": t.id, **done[t.id]} for t in plan.tasks])
+    if world_size > 1:
+        barrier()
+    if not main:
+        return None
+    done = read_answers(out_dir, benchmark, wanted)
+    missing = [t.id for t in plan.tasks if t.id not in done]
+    if missing:
+        raise Vega3DError(f"{out_dir}: {len(missing)} questions have no answer after generation (first: {missing[:5]}); "
+                          f"did another process fail? Run the same command again to generate only those")
+    pred_path = finish(out_dir, benchmark, [{"id": t.id, **done[t.id]} for t in plan.tasks])
+    return _score(benchmark, plan, pred_path, annotations_path, out_dir, limit, scorer, paper, {
+        **settings,
+        "counts": {"in_annotations": plan.total, "selected": plan.total if limit is None else min(limit, plan.total),
+                   "skipped_missing_media": len(plan.skipped), "answered": len(plan.tasks),
+                   "resumed": resumed, "generated": len(todo), "processes": world_size},
+        "skipped": plan.skipped,
+    })
+
+
+def _score(benchmark, plan, pred_path, annotations_path, out_dir, limit, scorer, paper, run) -> dict:
+    """Evaluate ``pred_path`` on the run's questions, print the summary line and the table,
+    write ``result.json``."""
+    from vega3d.eval.cli import _json_safe
+    from vega3d.eval.table import render_table
+
     module = importlib.import_module(f"vega3d.eval.{benchmark}")
     extra = {"scorer": scorer} if benchmark == "scanqa" and scorer is not None else {}
     result = module.evaluate(pred_path, plan.questions, **extra)
@@ -329,14 +219,7 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     columns, rows = module.table_rows(result)
     print(render_table(benchmark, columns, rows, paper=paper))
 
-    result = dict(result)
-    result["run"] = {
-        **settings,
-        "counts": {"in_annotations": plan.total, "selected": plan.total if limit is None else min(limit, plan.total),
-                   "skipped_missing_media": len(plan.skipped), "answered": len(plan.tasks),
-                   "resumed": resumed, "generated": len(todo)},
-        "skipped": plan.skipped,
-    }
+    result = {**result, "run": run}
     record = {"predictions": str(pred_path), "annotations": str(annotations_path), **result}
     tmp = out_dir / (RESULT_FILE + ".tmp")
     tmp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
@@ -378,7 +261,8 @@ def register(subparsers) -> None:
                    help="use Video-3D LLM's training-time spatial instruction as --instruction")
     p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
     p.add_argument("--simulator", help="Wan2.1 folder (default: the one the checkpoint records)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="torch device (default: accelerate's - each process's GPU under "
+                   "`accelerate launch`, else cuda if available, else cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
     p.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
@@ -396,9 +280,16 @@ def _eval_model(args: argparse.Namespace) -> int:
     # annotations and media are checked before the (slow) model load
     prepare(args.benchmark, args.gt, args.media, limit=args.limit, skip_missing=args.skip_missing,
             instruction=instruction)
+    from accelerate import PartialState
+
     from vega3d.mllm.infer import Answerer
 
-    answerer = Answerer.from_checkpoint(args.model, base=args.base, simulator=args.simulator, device=args.device,
+    state = PartialState(cpu=args.device == "cpu")  # joins the process group under accelerate launch / torchrun
+    if state.num_processes > 1 and args.device not in (None, "cpu"):
+        raise Vega3DError(f"--device {args.device}: with {state.num_processes} processes each uses its own device; "
+                          f"leave --device out (or give cpu)")
+    device = args.device or str(state.device)
+    answerer = Answerer.from_checkpoint(args.model, base=args.base, simulator=args.simulator, device=device,
                                         dtype=args.dtype, num_frames=args.num_frames)
     model = {"checkpoint": str(args.model.resolve()), "base": args.base, "simulator": args.simulator,
              "dtype": args.dtype}

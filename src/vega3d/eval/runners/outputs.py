@@ -1,0 +1,143 @@
+"""A runner's output folder: settings, answers appended as generated, resume, final merge.
+
+Files in the folder:
+
+- ``run.json`` — the run's settings (benchmark, annotations, media root, frames, prompt
+  instruction, generation length, model identity). A run that finds answers written
+  under other settings stops (:func:`check_settings`).
+- ``predictions.jsonl`` — the final predictions, one record per question in annotation
+  order (:func:`vega3d.eval.records.write_predictions`). A single process also appends
+  its answers here while it generates.
+- ``predictions.part<rank>.jsonl`` — where process ``rank`` of a multi-process run appends;
+  merged into ``predictions.jsonl`` and removed by :func:`finish`.
+
+Every answer is one JSON line, written with the rest of its batch and fsynced, so a crash
+loses at most the batch in flight; a last line cut off mid-write is ignored, and removed
+by the process that owns the file (:func:`read_answers`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vega3d.errors import Vega3DError
+
+PREDICTIONS_FILE = "predictions.jsonl"
+RUN_FILE = "run.json"
+PART_PATTERN = "predictions.part*.jsonl"
+
+
+def answer_file(out_dir: Path, rank: int, world_size: int) -> Path:
+    """Where process ``rank`` of ``world_size`` appends its answers."""
+    return out_dir / (PREDICTIONS_FILE if world_size == 1 else f"predictions.part{rank}.jsonl")
+
+
+def answer_files(out_dir: Path) -> list[Path]:
+    """The files holding answers: ``predictions.jsonl`` and any part files, if present."""
+    files = [out_dir / PREDICTIONS_FILE] + sorted(out_dir.glob(PART_PATTERN))
+    return [f for f in files if f.is_file()]
+
+
+def check_settings(out_dir: Path, settings: dict, *, write: bool) -> None:
+    """On a fresh folder write ``run.json`` (if ``write``); where answers exist require the
+    settings they were made with."""
+    path = out_dir / RUN_FILE
+    have_answers = bool(answer_files(out_dir))
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        diff = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
+        if diff and have_answers:
+            details = "; ".join(f"{k}: recorded {recorded.get(k)!r}, now {settings.get(k)!r}" for k in diff[:4])
+            raise Vega3DError(f"{out_dir}: holds predictions of a run with other settings ({details}); "
+                              f"use another output folder or delete it")
+    elif have_answers:
+        raise Vega3DError(f"{answer_files(out_dir)[0]} exists but {path} does not: not written by this runner; "
+                          f"use another output folder")
+    if write:
+        tmp = path.with_name(RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+
+
+def read_answers(out_dir: Path, benchmark: str, wanted: set[str], own: Path | None = None) -> dict[str, dict]:
+    """All answers already in the folder, ``{id: record}``, each validated.
+
+    Every id must be one of ``wanted`` (this run's questions); an id in two files must have
+    the same record there (a merge interrupted before the part files were removed). A last
+    line without a newline that is not valid JSON was cut off by a crash: it is ignored, and
+    removed (printed) when the file is ``own`` — the file this process appends to.
+    """
+    from vega3d.eval.records import validate_prediction
+
+    done: dict[str, dict] = {}
+    where_seen: dict[str, str] = {}
+    for path in answer_files(out_dir):
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            try:
+                json.loads(data[cut:])
+            except ValueError:
+                data = data[:cut]
+                if path == own:
+                    print(f"{path}: dropping an incomplete last line (interrupted write); it is generated again")
+                    with path.open("r+b") as handle:
+                        handle.truncate(cut)
+            else:
+                if path == own:
+                    with path.open("ab") as handle:
+                        handle.write(b"\n")
+        for line_no, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                raw = json.loads(line)
+            except ValueError as err:
+                raise Vega3DError(f"{where}: malformed JSON line ({err}); expected one JSON object per line") from None
+            item_id, record = validate_prediction(raw, benchmark, where=where)
+            if item_id not in wanted:
+                raise Vega3DError(f"{where}: prediction id {item_id!r} is not among this run's questions; "
+                                  f"use another output folder")
+            if item_id in done and done[item_id] != record:
+                raise Vega3DError(f"{where}: id {item_id!r} has another answer in {where_seen[item_id]}")
+            done[item_id] = record
+            where_seen.setdefault(item_id, where)
+    return done
+
+
+class AnswerLog:
+    """Appends answers to one file: ``write(records)`` writes a batch as JSON lines, flushed
+    and fsynced. A context manager."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handle = path.open("a", encoding="utf-8")
+
+    def write(self, records: list[dict]) -> None:
+        self._handle.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "AnswerLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def finish(out_dir: Path, benchmark: str, records: list[dict]) -> Path:
+    """Write ``predictions.jsonl`` (all ``records``, validated, atomically) and remove the
+    part files whose answers it now holds."""
+    from vega3d.eval.records import write_predictions
+
+    path = out_dir / PREDICTIONS_FILE
+    write_predictions(path, benchmark, records)
+    for part in sorted(out_dir.glob(PART_PATTERN)):
+        part.unlink()
+    return path

@@ -1,0 +1,150 @@
+"""Which questions a runner answers, with what prompt, about which video or scan.
+
+:func:`prepare` loads a benchmark's annotations (the benchmark module's
+``load_annotations``), keeps the first ``limit`` questions, builds each prompt (the
+question's ``.prompt``, optionally after an ``instruction`` line) and finds its media under
+the media root:
+
+- VSI-Bench: ``<root>/<dataset>/<scene_name>.mp4`` (``Question.video_path``);
+- ScanQA / SQA3D: ``<root>/<scene_id>`` — a ScanNet scan folder or a plain frame folder —
+  else ``<root>/<scene_id>.mp4``.
+
+A question whose media is missing is a :class:`Vega3DError` naming its id and the paths
+tried, or, with ``skip_missing``, left out and listed in ``Plan.skipped``.
+:class:`MediaLoader` turns a task into what the Answerer takes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from vega3d.errors import Vega3DError
+
+TEXT_BENCHMARKS = ("vsibench", "scanqa", "sqa3d")
+BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
+
+
+def check_benchmark(benchmark: str) -> None:
+    """Raise unless ``benchmark`` is one the runner can answer with the MLLM's text output."""
+    if benchmark in BOX_BENCHMARKS:
+        raise Vega3DError(
+            f"{benchmark}: the VEGA-3D MLLM has no grounding/box head yet, so it cannot produce "
+            f"{benchmark} predictions (boxes); predictions from another source can be scored with "
+            f"`vega3d eval {benchmark} --pred preds.jsonl --gt ANNOTATIONS` (format in docs/eval.md)"
+        )
+    if benchmark not in TEXT_BENCHMARKS:
+        raise Vega3DError(f"unknown benchmark {benchmark!r}; the runner supports {TEXT_BENCHMARKS}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One question to answer: its id, the text prompt, the media path and its ``kind``
+    (``"video"`` file, ``"frames"`` folder, or ``"scan"`` folder read with load_scene)."""
+
+    id: str
+    prompt: str
+    media: Path
+    kind: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run answers: ``questions`` (loaded annotation items in file order, after
+    ``limit``, without skipped ones), their ``tasks`` (same order), the ``skipped``
+    ``{"id", "path"}`` records and ``total`` (questions in the annotation file)."""
+
+    questions: list
+    tasks: list[Task]
+    skipped: list[dict]
+    total: int
+
+
+def media_candidates(benchmark: str, question, root: Path) -> list[Path]:
+    """Where a question's video / scan may be, in the order they are tried."""
+    if benchmark == "vsibench":
+        return [question.video_path(root)]
+    if not question.scene_id:
+        raise Vega3DError(f"{benchmark} question {question.id!r}: no scene id in the annotations "
+                          f"(llava-style 'video' field or official 'scene_id') to find its scan")
+    return [root / question.scene_id, root / f"{question.scene_id}.mp4"]
+
+
+def media_kind(path: Path) -> str:
+    """``"video"`` for a file; ``"scan"`` for a ScanNet scan folder (SensReader, or
+    ``posed_images`` with ``intrinsic.txt`` or ``NNNNN.txt`` poses); else ``"frames"`` (so a
+    folder of ``00000.jpg, 00001.jpg, ...`` alone is a frame folder)."""
+    if path.is_file():
+        return "video"
+    from vega3d.scenes import detect_layout
+
+    try:
+        layout = detect_layout(path)
+    except Vega3DError:
+        return "frames"
+    if layout == "posed_images" and not (path / "intrinsic.txt").is_file() and not any(
+            p.suffix == ".txt" and p.stem.isdigit() for p in path.iterdir()):
+        return "frames"
+    return "scan"
+
+
+def prepare(benchmark: str, annotations_path, media_root, *, limit: int | None = None,
+            skip_missing: bool = False, instruction: str | None = None) -> Plan:
+    """Load the annotations and find every question's media (no model needed)."""
+    check_benchmark(benchmark)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise Vega3DError(f"limit must be a positive number of questions, got {limit!r}")
+    root = Path(media_root)
+    if not root.is_dir():
+        raise Vega3DError(f"media root {root} is not a folder")
+    module = importlib.import_module(f"vega3d.eval.{benchmark}")
+    questions = module.load_annotations(annotations_path)
+    total = len(questions)
+    if limit is not None:
+        questions = questions[:limit]
+    kept, tasks, skipped = [], [], []
+    for question in questions:
+        candidates = media_candidates(benchmark, question, root)
+        found = next((p for p in candidates if p.exists()), None)
+        if found is None:
+            if skip_missing:
+                skipped.append({"id": question.id, "path": str(candidates[0])})
+                continue
+            tried = " or ".join(str(p) for p in candidates)
+            raise Vega3DError(f"{benchmark} question {question.id!r}: media not found: {tried} "
+                              f"(skip such questions with skip_missing / --skip-missing)")
+        prompt = question.prompt if not instruction else f"{instruction}\n{question.prompt}"
+        kept.append(question)
+        tasks.append(Task(id=question.id, prompt=prompt, media=found, kind=media_kind(found)))
+    if not tasks:
+        raise Vega3DError(f"{benchmark}: nothing to answer: all {len(questions)} selected questions lack media")
+    return Plan(questions=kept, tasks=tasks, skipped=skipped, total=total)
+
+
+class MediaLoader:
+    """What the Answerer gets for a task: the path of a video file / frame folder (the
+    Answerer samples it), or a scan's uniformly sampled colour frames (N,H,W,3) uint8
+    (:func:`vega3d.scenes.load_scene` with ``frames=num_frames``). The last few scans are
+    kept, since consecutive questions usually share a scene."""
+
+    def __init__(self, num_frames: int, cache_size: int = 2):
+        self.num_frames = int(num_frames)
+        self.cache_size = int(cache_size)
+        self._scans: OrderedDict[Path, object] = OrderedDict()
+
+    def __call__(self, task: Task):
+        if task.kind != "scan":
+            return str(task.media)
+        if task.media not in self._scans:
+            from vega3d.scenes import load_scene
+
+            try:
+                self._scans[task.media] = load_scene(task.media, frames=self.num_frames).color
+            except Vega3DError as err:
+                raise Vega3DError(f"question {task.id!r}: scan {task.media}: {err}") from err
+            while len(self._scans) > self.cache_size:
+                self._scans.popitem(last=False)
+        self._scans.move_to_end(task.media)
+        return self._scans[task.media]
