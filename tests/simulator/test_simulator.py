@@ -149,14 +149,28 @@ def test_any_input_size_is_resized(sim):
 # ----------------------------------------------------------------------------- from_pretrained
 
 
-def test_from_pretrained_tiny_diffusers_folder(tmp_path):
-    tiny = pytest.importorskip("vega3d.simulator.tiny")
-    folder = tiny.save_tiny_wan(tmp_path / "wan", layout="diffusers", num_layers=3)
-    s = WanWorldSimulator.from_pretrained(folder, block=1, height=64, width=96, dtype="float32")
-    assert s.stand_in and "STAND-IN" in repr(s)
-    assert s.config.model["weights_hash"] and s.config.model["layout"] == "diffusers"
-    out = s.extract(frames(2))
-    assert out.shape == (2, 4, 6, s.feature_dim)
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory):
+    from vega3d.simulator.tiny import save_tiny_wan
+
+    root = tmp_path_factory.mktemp("wan")
+    return {layout: save_tiny_wan(root / layout, layout=layout, num_layers=3) for layout in ("diffusers", "original")}
+
+
+def test_both_layouts_give_the_same_features(tiny_folders):
+    outs = {}
+    for layout, folder in tiny_folders.items():
+        s = WanWorldSimulator.from_pretrained(folder, block=1, height=64, width=96, dtype="float32")
+        assert s.stand_in and "STAND-IN" in repr(s)
+        assert s.config.model["weights_hash"] and s.config.model["layout"] == layout
+        outs[layout] = s.extract(frames(2))
+        assert outs[layout].shape == (2, 4, 6, s.feature_dim)
+    torch.testing.assert_close(outs["diffusers"], outs["original"], rtol=1e-5, atol=1e-6)
+
+
+def test_from_pretrained_errors(tiny_folders):
+    folder = tiny_folders["diffusers"]
+    s = WanWorldSimulator.from_pretrained(folder, block=1, height=64, width=96)
     with pytest.raises(Vega3DError, match="block"):
         WanWorldSimulator.from_pretrained(folder, block=3, height=64, width=96)
     text_dim = s.transformer.config.text_dim
@@ -164,6 +178,8 @@ def test_from_pretrained_tiny_diffusers_folder(tmp_path):
         WanWorldSimulator.from_pretrained(folder, block=1, height=64, width=96, prompt_embedding=torch.zeros(5, text_dim + 1))
     with pytest.raises(Vega3DError, match="dtype"):
         WanWorldSimulator.from_pretrained(folder, dtype="float64")
+    with pytest.raises(Vega3DError, match="missing-folder"):
+        WanWorldSimulator.from_pretrained(folder.parent / "missing-folder", block=1, height=64, width=96)
 
 
 # ----------------------------------------------------------------------------- errors
