@@ -128,7 +128,7 @@ def build(size, workdir: Path, device, dtype):
     return base, processor, sim, wan["dim"], (height, width), num_frames
 
 
-def make_batch(processor, num_frames, height, width, vocab_size, device):
+def make_batch(processor, num_frames, height, width, device):
     from vega3d.mllm.data import collate, to_device
     from vega3d.mllm.processing import llava_to_messages
 
@@ -138,9 +138,7 @@ def make_batch(processor, num_frames, height, width, vocab_size, device):
         {"from": "human", "value": "<video>\nHow far is the chair from the table, in meters?"},
         {"from": "gpt", "value": "About 1.5 meters."},
     ])
-    item.update(processor.encode(msgs, item["video_grid_thw"]))
-    # token ids of the toy tokenizer stay valid for the real-size vocabulary except the
-    # special ones, which we map onto the real model's ids
+    item.update(processor.encode(msgs, item["video_grid_thw"]))  # real size: ids remapped in main()
     item["second_per_grid_ts"] = 1.0
     batch = collate([item], processor.tokenizer.pad_token_id)
     batch["video_frames"] = [torch.from_numpy(frames)]
@@ -198,7 +196,7 @@ def main():
 
     base, processor, sim, gen_dim, (h, w), n = setup()
     cfg = base.config
-    batch, frames = make_batch(processor, n, h, w, cfg.text_config.vocab_size, device)
+    batch, frames = make_batch(processor, n, h, w, device)
     if args.size == "real":  # the toy tokenizer's vision-token ids -> the real model's ids
         tok = processor.tokenizer
         remap = {tok.convert_tokens_to_ids(t): getattr(cfg, k) for t, k in (

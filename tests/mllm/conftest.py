@@ -1,7 +1,6 @@
 """Shared tiny stand-ins for the mllm tests: a random Qwen2.5-VL, a random Wan, a few records."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="session")
