@@ -101,3 +101,26 @@ def _stats():
     from tests.simulator.sim_helpers import latent_stats
 
     return latent_stats()
+
+
+def test_benchmark_script_runs_and_both_ways_agree(tmp_path, capsys):
+    """benchmarks/bench_simulator.py at its CPU config (30 blocks, block 20) on a tiny frame."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_simulator.py"
+    spec = importlib.util.spec_from_file_location("bench_simulator", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--frames", "2", "--repeats", "1", "--sizes", "48x32", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["results"][0]
+    assert result["model"]["layers"] == 30 and result["block"] == 20
+    assert row["max_abs_diff"] <= 1e-4 * max(1.0, row["max_abs_feature"])
+    assert row["speedup"] > 0 and "speedup" in capsys.readouterr().out
+    # the FLOP formula reproduces the paper's figures for 21 blocks of the 1.3B model
+    cfg = bench.CONFIGS["wan1.3b"]
+    assert abs(bench.dit_flops_per_frame(cfg, 480, 832, 21) / 1e12 - 3.26) < 0.02
+    assert abs(bench.dit_flops_per_frame(cfg, 720, 1280, 21) / 1e12 - 8.32) < 0.02

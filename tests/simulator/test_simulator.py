@@ -55,6 +55,7 @@ def test_given_noise_is_used(sim):
 def test_deterministic_and_call_order_independent(sim):
     x = frames(3)
     first = sim.extract(x)
+    assert torch.equal(sim.extract(x, progress=True), first)
     sim.extract(frames(2, seed=11))  # an unrelated call in between
     assert torch.equal(sim.extract(x), first)
     again = make_sim()
