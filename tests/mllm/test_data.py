@@ -58,7 +58,7 @@ def write_records(tmp_path, tiny, records):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(records))
     return DataConfig(annotations=str(path), media_root=str(tiny["annotations"].parent), num_frames=4,
-                      video_min_pixels=3136, video_max_pixels=12544)
+                      video_min_pixels=3136, video_max_pixels=12544, max_tokens=300)
 
 
 GOOD = {"id": "good", "video": "video_0.mp4", "conversations": [{"from": "human", "value": "<video>\nQ"}, {"from": "gpt", "value": "A"}]}
@@ -71,6 +71,8 @@ GOOD = {"id": "good", "video": "video_0.mp4", "conversations": [{"from": "human"
         ({**GOOD, "id": "noanswer", "conversations": [{"from": "human", "value": "<video>\nQ"}]}, "assistant"),
         ({**GOOD, "id": "nomarker", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}, "video"),
         ({**GOOD, "id": "notvideo", "video": "train.json"}, "train.json"),
+        ({**GOOD, "id": "toolong", "conversations": [{"from": "human", "value": "<video>\n" + "Q " * 400},
+                                                     {"from": "gpt", "value": "A"}]}, "max_tokens=300"),
     ],
 )
 def test_bad_record_names_record_and_file_or_is_skipped_and_counted(tmp_path, tiny, processor, bad, match):

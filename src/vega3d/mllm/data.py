@@ -152,7 +152,9 @@ class DataConfig:
     ``feature_store``: a FeatureStore folder with precomputed generative features (else
     the simulator computes them online); ``store_key``: the store's item id for a record:
     "video_name" (the video file's stem or the frame folder's name — the ids ``vega3d
-    extract`` writes) or "id" (the record's id); ``skip_bad_records``: see the module docstring."""
+    extract`` writes) or "id" (the record's id); ``max_tokens``: a record longer than this
+    (text + visual tokens) is a bad record (never truncated: that would cut visual tokens);
+    ``skip_bad_records``: see the module docstring."""
 
     annotations: str
     media_root: str = ""
@@ -162,6 +164,7 @@ class DataConfig:
     video_max_pixels: int = 768 * 28 * 28
     feature_store: str | None = None
     store_key: str = "video_name"
+    max_tokens: int | None = None
     skip_bad_records: bool = False
 
 
@@ -229,6 +232,10 @@ class ConversationDataset(torch.utils.data.Dataset):
         enc = self.processor.encode(messages, item.get("video_grid_thw"), item.get("image_grid_thw"))
         if not (enc["labels"] != IGNORE_INDEX).any():
             raise Vega3DError(f"{name}: no assistant ('gpt') turn to learn from")
+        if self.config.max_tokens is not None and len(enc["input_ids"]) > self.config.max_tokens:
+            raise Vega3DError(
+                f"{name}: {len(enc['input_ids'])} tokens (text + visual) exceed data.max_tokens={self.config.max_tokens}"
+            )
         item.update(enc)
         return item
 
