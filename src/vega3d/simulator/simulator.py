@@ -123,7 +123,16 @@ class WanWorldSimulator:
     """Dense features of a frozen Wan2.1-T2V at one noise level and DiT block.
 
     Build with :meth:`from_pretrained` (a checkpoint folder) or directly from loaded diffusers
-    modules. The modules are used as given (device, dtype); they must be in eval mode.
+    modules (``WanTransformer3DModel``, ``AutoencoderKLWan``; used as given — device, dtype —
+    and expected in eval mode), the (z_dim,) latent mean/std and the empty-prompt context
+    (trimmed (k, text_dim) or padded (text_len, text_dim)).
+
+    Arguments: ``timestep`` (0..1000, snapped to Wan's grid) and ``shift`` give ``(t, sigma)``
+    via :func:`flow_noise_level`; ``block`` 0-based DiT block; ``height``/``width`` the model
+    input (multiples of 16); ``seed`` of the noise draw; ``pad`` aspect-preserving pad instead
+    of resize (geometry.py); ``batch_frames`` frames per internal batch, else derived from
+    ``memory_budget`` bytes; ``compile`` wraps each block that is run in ``torch.compile``;
+    ``identity`` / ``stand_in`` describe the weights for :attr:`config` (from the loader).
     """
 
     def __init__(self, transformer, vae, latents_mean: torch.Tensor, latents_std: torch.Tensor,
