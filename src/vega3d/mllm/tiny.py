@@ -67,7 +67,8 @@ _CORPUS = (
 
 
 def _train_tokenizer(vocab_size: int):
-    """Train a byte-level BPE on ``_CORPUS`` and wrap it as a Qwen2Tokenizer."""
+    """Train a byte-level BPE on ``_CORPUS`` and wrap it as a Qwen2Tokenizer.
+    Returns ``(tokenizer, vocab dict, merges list)``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AddedToken
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
@@ -93,7 +94,7 @@ def _train_tokenizer(vocab_size: int):
     )
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS], special_tokens=True)
     tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
+    return tokenizer, state["vocab"], merges
 
 
 def tiny_qwen25vl_config(vocab_size: int, token_ids: dict[str, int]):
@@ -149,7 +150,7 @@ def save_tiny_qwen25vl(path, seed: int = 0, vocab_size: int = 384) -> Path:
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(vocab_size)
+    tokenizer, vocab, merges = _train_tokenizer(vocab_size)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     config = tiny_qwen25vl_config(len(tokenizer), token_ids)
     fork = torch.random.fork_rng(devices=[])
@@ -164,6 +165,10 @@ def save_tiny_qwen25vl(path, seed: int = 0, vocab_size: int = 384) -> Path:
     )
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    # The slow-tokenizer files the real repository also ships (BPE vocabulary without the
+    # added special tokens, and the merges).
+    (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (path / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
     processor.save_pretrained(path)
     (path / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
