@@ -127,20 +127,16 @@ def test_vsibench_end_to_end_one_record_per_question_table_and_result(setup, ans
 
 
 def test_scanqa_from_scans_frame_folders_and_videos(setup, answerer, tmp_path, capsys, caption_scorer):
-    from vega3d.scenes import load_scene, sample_frames
-
     rec = Recording(answerer)
     result = run("scanqa", rec, SCANQA, setup["scans"], tmp_path, scorer=caption_scorer,
                  instruction=runner.SPATIAL_INSTRUCTION)
     questions = scanqa.load_annotations(SCANQA)
     assert rec.asked() == [runner.SPATIAL_INSTRUCTION + "\n" + q.prompt for q in questions]
-    videos = rec.videos()
-    # scene0011_00: a posed_images scan → its colour frames, sampled uniformly (10 frames → 4)
-    scan = load_scene(setup["scans"] / "scene0011_00")
-    for v in videos[:2]:
-        assert isinstance(v, torch.Tensor) and torch.equal(v, scan.color[sample_frames(10, NUM_FRAMES)])
-    assert videos[2:4] == [str(setup["scans"] / "scene0015_00")] * 2  # frame folder: the Answerer samples it
-    assert videos[4] == str(setup["scans"] / "scene0019_00.mp4")
+    # a posed_images scan, a frame folder, an .mp4 — given as paths, read by the Answerer as in training
+    scans = setup["scans"]
+    assert rec.videos() == [str(scans / "scene0011_00")] * 2 + [str(scans / "scene0015_00")] * 2 + [
+        str(scans / "scene0019_00.mp4")]
+    assert not any("depth" in str(v) for v in rec.videos())
     preds = lines(tmp_path / "predictions.jsonl")
     assert [p["id"] for p in preds] == [q.id for q in questions]
     assert "scanqa: scored 5 of 5 expected items" in capsys.readouterr().out
@@ -282,18 +278,23 @@ def test_media_kinds(setup, tmp_path):
     assert runner.media_kind(digits) == "frames"
     (digits / "00000.txt").write_text("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
     assert runner.media_kind(digits) == "scan"  # a pose file: a (possibly broken) scan, load_scene says what is missing
+    (tmp_path / "empty").mkdir()
+    assert runner.media_kind(tmp_path / "empty") is None
 
 
-def test_broken_scan_error_names_the_question(setup, answerer, tmp_path):
+def test_broken_media_errors_name_the_question(setup, answerer, tmp_path):
     media = tmp_path / "media"
     (media / "scene0249_00").mkdir(parents=True)
     (media / "scene0249_00" / "00000.jpg").write_bytes(b"not an image")
     (media / "scene0249_00" / "intrinsic.txt").write_text("500 0 32 0\n0 500 24 0\n0 0 1 0\n0 0 0 1\n")
-    with pytest.raises(Vega3DError, match=r"question '220602000001': scan .*scene0249_00"):
+    with pytest.raises(Vega3DError, match=r"sqa3d questions \['220602000001'\]: .*scene0249_00"):
         run("sqa3d", answerer, SQA3D, media, tmp_path / "out", limit=1)
-    (media / "scene0249_00" / "intrinsic.txt").unlink()  # now a (broken) frame folder, read by the Answerer
+    (media / "scene0249_00" / "intrinsic.txt").unlink()  # now a (broken) frame folder
     with pytest.raises(Vega3DError, match=r"sqa3d questions \['220602000001'\]: .*00000.jpg"):
         run("sqa3d", answerer, SQA3D, media, tmp_path / "out2", limit=1)
+    (media / "scene0249_00" / "00000.jpg").unlink()  # an empty folder: named before anything runs
+    with pytest.raises(Vega3DError, match=r"question '220602000001': .*scene0249_00 is neither a video file"):
+        run("sqa3d", answerer, SQA3D, media, tmp_path / "out3", limit=1)
 
 
 @pytest.mark.parametrize("bench", runner.BOX_BENCHMARKS)

@@ -12,15 +12,15 @@ the benchmark module's ``evaluate`` and prints its table. ``vega3d eval-model`` 
   ``add_spatial_instruction`` text).
 - Media under ``media_root``: VSI-Bench ``<root>/<dataset>/<scene_name>.mp4``; ScanQA /
   SQA3D ``<root>/<scene_id>`` — a ScanNet scan folder (``posed_images`` as Video-3D LLM
-  uses, or SensReader; read with :func:`vega3d.scenes.load_scene`), a plain folder of frames,
-  or else ``<root>/<scene_id>.mp4``. Frames are sampled uniformly
-  (:func:`vega3d.scenes.sample_frames`), as many as the Answerer samples (default: the
-  count recorded at training, else 32).
+  uses, or SensReader), a plain folder of frames — or else ``<root>/<scene_id>.mp4``. The
+  Answerer gets the path and reads it as training does (:func:`vega3d.mllm.data.load_video`:
+  uniform sampling, scans through :func:`vega3d.scenes.load_scene`), as many frames as it
+  samples (default: the count recorded at training, else 32).
 - Missing media: :class:`Vega3DError` naming the question id and the path, checked for all
   questions before anything is generated; ``skip_missing=True`` skips those questions,
   counts them, lists them in ``result.json`` and scores the rest (scored vs in the file).
-- Questions are answered grouped by video / scan (annotation order within one), so a scan
-  is read once; answers are independent of batching (left padding, greedy decoding).
+- Questions are answered grouped by video / scan (annotation order within one); answers
+  are independent of batching (left padding, greedy decoding).
 - Resumable: answers are appended to ``out_dir/predictions.jsonl`` as they are generated
   (fsynced per batch); a rerun with the same settings (``run.json``) generates only the
   ids not yet there. When all are done the file is rewritten in annotation order
@@ -42,7 +42,7 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 from vega3d.eval.runners.outputs import AnswerLog, answer_file, check_settings, finish, read_answers
 from vega3d.eval.runners.questions import (  # noqa: F401 - re-exported
-    BOX_BENCHMARKS, TEXT_BENCHMARKS, MediaLoader, Plan, Task, check_benchmark, media_kind, prepare,
+    BOX_BENCHMARKS, TEXT_BENCHMARKS, Plan, Task, check_benchmark, media_kind, prepare,
 )
 
 RESULT_FILE = "result.json"
@@ -154,7 +154,6 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
               + f"); {resumed} already in {out_dir}, generating {len(todo)}"
               + (f" on {world_size} processes" if world_size > 1 else ""))
 
-    load = MediaLoader(frames)
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
     if generative is not None:
         kwargs["generative"] = generative
@@ -162,7 +161,7 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
                                      disable=not (progress and main)) as bar:
         for start in range(0, len(mine), batch_size):
             chunk = mine[start:start + batch_size]
-            videos = [load(t) for t in chunk]
+            videos = [str(t.media) for t in chunk]  # read by the Answerer exactly as in training
             try:
                 answers = answerer.answer([t.prompt for t in chunk], videos, **kwargs)
             except Vega3DError as err:

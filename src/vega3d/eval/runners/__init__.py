@@ -1,7 +1,7 @@
 """Pieces of the benchmark runner (:mod:`vega3d.eval.run`).
 
 - :mod:`~vega3d.eval.runners.questions` — which questions a run answers, their prompts and
-  where their video / scan is (:func:`prepare`), and loading that media (:class:`MediaLoader`).
+  where their video / scan is (:func:`prepare`).
 - :mod:`~vega3d.eval.runners.outputs` — the output folder: ``run.json`` settings, answers
   appended as they are generated (one file per process), resume, the final merge.
 """

@@ -10,14 +10,15 @@ the media root:
   else ``<root>/<scene_id>.mp4``.
 
 A question whose media is missing is a :class:`Vega3DError` naming its id and the paths
-tried, or, with ``skip_missing``, left out and listed in ``Plan.skipped``.
-:class:`MediaLoader` turns a task into what the Answerer takes.
+tried, or, with ``skip_missing``, left out and listed in ``Plan.skipped``. The Answerer
+gets the media path and reads it the way training does
+(:func:`vega3d.mllm.data.load_video`: uniform frame sampling; scans through
+:func:`vega3d.scenes.load_scene`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def check_benchmark(benchmark: str) -> None:
 @dataclass(frozen=True)
 class Task:
     """One question to answer: its id, the text prompt, the media path and its ``kind``
-    (``"video"`` file, ``"frames"`` folder, or ``"scan"`` folder read with load_scene)."""
+    (``"video"`` file, ``"frames"`` folder or ``"scan"`` folder)."""
 
     id: str
     prompt: str
@@ -72,22 +73,14 @@ def media_candidates(benchmark: str, question, root: Path) -> list[Path]:
     return [root / question.scene_id, root / f"{question.scene_id}.mp4"]
 
 
-def media_kind(path: Path) -> str:
-    """``"video"`` for a file; ``"scan"`` for a ScanNet scan folder (SensReader, or
-    ``posed_images`` with ``intrinsic.txt`` or ``NNNNN.txt`` poses); else ``"frames"`` (so a
-    folder of ``00000.jpg, 00001.jpg, ...`` alone is a frame folder)."""
-    if path.is_file():
-        return "video"
-    from vega3d.scenes import detect_layout
+def media_kind(path: Path) -> str | None:
+    """``"video"``, ``"frames"`` or ``"scan"`` by the rule ``vega3d extract`` and training use
+    (:func:`vega3d.store.inputs.detect_kind`): a scan has SensReader's subfolders,
+    ``intrinsic.txt`` or ``NNNNN.txt`` poses, so a folder of ``00000.jpg ...`` alone is a
+    frame folder. None for a folder with neither images nor a scan."""
+    from vega3d.store.inputs import detect_kind
 
-    try:
-        layout = detect_layout(path)
-    except Vega3DError:
-        return "frames"
-    if layout == "posed_images" and not (path / "intrinsic.txt").is_file() and not any(
-            p.suffix == ".txt" and p.stem.isdigit() for p in path.iterdir()):
-        return "frames"
-    return "scan"
+    return detect_kind(path)
 
 
 def prepare(benchmark: str, annotations_path, media_root, *, limit: int | None = None,
@@ -115,36 +108,13 @@ def prepare(benchmark: str, annotations_path, media_root, *, limit: int | None =
             tried = " or ".join(str(p) for p in candidates)
             raise Vega3DError(f"{benchmark} question {question.id!r}: media not found: {tried} "
                               f"(skip such questions with skip_missing / --skip-missing)")
+        kind = media_kind(found)
+        if kind is None:
+            raise Vega3DError(f"{benchmark} question {question.id!r}: {found} is neither a video file, "
+                              f"a folder of frames nor a scan folder")
         prompt = question.prompt if not instruction else f"{instruction}\n{question.prompt}"
         kept.append(question)
-        tasks.append(Task(id=question.id, prompt=prompt, media=found, kind=media_kind(found)))
+        tasks.append(Task(id=question.id, prompt=prompt, media=found, kind=kind))
     if not tasks:
         raise Vega3DError(f"{benchmark}: nothing to answer: all {len(questions)} selected questions lack media")
     return Plan(questions=kept, tasks=tasks, skipped=skipped, total=total)
-
-
-class MediaLoader:
-    """What the Answerer gets for a task: the path of a video file / frame folder (the
-    Answerer samples it), or a scan's uniformly sampled colour frames (N,H,W,3) uint8
-    (:func:`vega3d.scenes.load_scene` with ``frames=num_frames``). The last few scans are
-    kept, since consecutive questions usually share a scene."""
-
-    def __init__(self, num_frames: int, cache_size: int = 2):
-        self.num_frames = int(num_frames)
-        self.cache_size = int(cache_size)
-        self._scans: OrderedDict[Path, object] = OrderedDict()
-
-    def __call__(self, task: Task):
-        if task.kind != "scan":
-            return str(task.media)
-        if task.media not in self._scans:
-            from vega3d.scenes import load_scene
-
-            try:
-                self._scans[task.media] = load_scene(task.media, frames=self.num_frames).color
-            except Vega3DError as err:
-                raise Vega3DError(f"question {task.id!r}: scan {task.media}: {err}") from err
-            while len(self._scans) > self.cache_size:
-                self._scans.popitem(last=False)
-        self._scans.move_to_end(task.media)
-        return self._scans[task.media]
