@@ -59,12 +59,15 @@ def build_models(cfg: dict, device, dtype, seed: int = 0):
                 num_layers=cfg["layers"], cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6)
             vae = AutoencoderKLWan(base_dim=cfg["vae_base_dim"], z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
                                    attn_scales=[], temperal_downsample=[False, True, True])
-    if dtype != torch.float32:  # as from_pretrained(torch_dtype=...) does: these stay in float32
-        dit, vae = dit.to(dtype), vae.to(dtype)
+    if dtype != torch.float32:
+        # As from_pretrained(torch_dtype=...) does: parameters/buffers of diffusers' float32
+        # modules (rope tables, time embedder, norms, scale_shift_table) are never cast, so no
+        # precision is lost on the way (a blanket .to(bf16) would round the rope tables).
         keep = set(dit._keep_in_fp32_modules)
-        for name, module in dit.named_modules():
-            if keep.intersection(name.split(".")):
-                module.float()
+        for name, tensor in [*dit.named_parameters(), *dit.named_buffers()]:
+            if not keep.intersection(name.split(".")) and tensor.is_floating_point():
+                tensor.data = tensor.data.to(dtype)
+        vae = vae.to(dtype)
     return dit.eval().requires_grad_(False), vae.eval().requires_grad_(False)
 
 
