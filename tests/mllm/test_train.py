@@ -213,3 +213,24 @@ def test_example_configs_parse():
         assert tree["distributed_type"] in ("MULTI_GPU", "DEEPSPEED", "FSDP"), path
         if tree["distributed_type"] == "DEEPSPEED":
             assert tree["deepspeed_config"]["zero_stage"] in (2, 3)
+
+
+def test_each_parameter_group_gets_its_own_learning_rate(tiny, tmp_path):
+    """branch_lr / lr (LoRA) / vision_lr act on their own groups: a zero LR leaves its group untouched."""
+    from vega3d.mllm.model import load_base
+
+    base = dict(load_base(tiny["qwen"]).named_parameters())
+    common = ["train.max_steps=2", "train.save_every=0", "train.warmup_ratio=0.0", "model.train_vision=true"]
+    frozen_llm = train(load_train_config(TINY_YAML, overrides(
+        tiny, tmp_path / "a", *common, "train.lr=0.0", "train.vision_lr=0.0", "train.branch_lr=0.01")), progress=False)
+    moving_vision = train(load_train_config(TINY_YAML, overrides(
+        tiny, tmp_path / "b", *common, "train.lr=0.0", "train.vision_lr=0.01", "train.branch_lr=0.0")), progress=False)
+    a, b = load_file(str(frozen_llm / "trainable.safetensors")), load_file(str(moving_vision / "trainable.safetensors"))
+    vision = [k for k in a if k.startswith("base.model.visual.")]
+    lora_b = [k for k in a if "lora_B" in k]
+    branch = [k for k in a if k.startswith(("projector.", "fusion."))]
+    assert vision and lora_b and branch
+    assert all(torch.equal(a[k], base[k.removeprefix("base.")].detach()) for k in vision)  # vision_lr=0
+    assert all(not a[k].any() for k in lora_b)  # lr=0: LoRA B stays at its zero init
+    assert any(not torch.equal(a[k], b[k]) for k in branch)  # branch_lr=0.01 vs 0: moved only in a
+    assert any(not torch.equal(b[k], base[k.removeprefix("base.")].detach()) for k in vision)  # vision_lr>0
