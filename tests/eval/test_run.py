@@ -316,6 +316,11 @@ def test_bad_inputs_are_errors(setup, answerer, tmp_path):
             run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "o", **kw)
     with pytest.raises(Vega3DError, match="does not exist"):
         run("sqa3d", answerer, tmp_path / "none.json", setup["scans"], tmp_path / "o")
+    # VSI-Bench ids 6, 7 are Rel. Dir. easy/medium, hard is id 8: a selection the scorer would refuse
+    rec = Recording(answerer)
+    with pytest.raises(Vega3DError, match="cannot be scored: vsibench: relative direction .* lack"):
+        run("vsibench", rec, VSI, setup["vsi"], tmp_path / "o", limit=7)
+    assert rec.calls == []
     # a predictions file this runner did not write, or one with ids of other questions
     foreign = tmp_path / "foreign"
     foreign.mkdir()

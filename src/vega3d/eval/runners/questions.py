@@ -117,4 +117,9 @@ def prepare(benchmark: str, annotations_path, media_root, *, limit: int | None =
         tasks.append(Task(id=question.id, prompt=prompt, media=found, kind=kind))
     if not tasks:
         raise Vega3DError(f"{benchmark}: nothing to answer: all {len(questions)} selected questions lack media")
+    if benchmark == "vsibench":  # a selection the scorer refuses (e.g. Rel. Dir. without all 3 sub-tasks) fails now
+        try:
+            module.evaluate({q.id: {"prediction": ""} for q in kept}, kept)
+        except Vega3DError as err:
+            raise Vega3DError(f"the selected questions cannot be scored: {err}") from err
     return Plan(questions=kept, tasks=tasks, skipped=skipped, total=total)
