@@ -143,19 +143,29 @@ def free_port():
 
 
 @pytest.mark.slow
-def test_two_process_gloo_training(tiny, tmp_path):
-    """DDP over gloo on CPU through accelerate (torchrun launcher, ACCELERATE_USE_CPU)."""
+def test_two_process_gloo_training_matches_gradient_accumulation(tiny, tmp_path, one_thread):
+    """DDP over gloo on CPU through accelerate (torchrun launcher, ACCELERATE_USE_CPU): 2
+    processes x 1 sample per step must train like 1 process accumulating 2 samples per step
+    (the same samples per step, the gradients averaged the same way)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "vega3d.cli", "train", str(TINY_YAML), *overrides(tiny, out), "--no-progress"]
+           "-m", "vega3d.cli", "train", str(TINY_YAML), *overrides(tiny, out, "train.batch_size=1"), "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = read_log(out)
-    # 4 records, batch 2 per process, 2 processes -> 1 step per epoch, 2 epochs; one logger
-    assert [r["step"] for r in log] == [1, 2]
-    assert (out / "model" / "trainable.safetensors").is_file()
-    assert (out / "checkpoints" / "step-0000002" / "trainer_state.json").is_file()
+    # 4 records, 1 per process per step, 2 processes -> 2 steps per epoch, 2 epochs; one logger
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert (out / "checkpoints" / "step-0000004" / "trainer_state.json").is_file()
+
+    single = train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "single", "train.batch_size=1",
+                                                          "train.grad_accum=2")), progress=False)
+    a = load_file(str(out / "model" / "trainable.safetensors"))
+    b = load_file(str(single / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in read_log(tmp_path / "single")], rel=1e-5)
 
 
 def test_training_from_a_feature_store_equals_online_features(tiny, tmp_path, simulator, one_thread):
