@@ -68,6 +68,21 @@ def test_encode_expands_video_tokens_and_masks_all_but_assistant(processor):
     assert torch.equal(enc["labels"][keep], enc["input_ids"][keep])
 
 
+def test_assistant_first_is_an_error(processor):
+    msgs = llava_to_messages([{"from": "gpt", "value": "Hello"}, {"from": "human", "value": "hi"}])
+    with pytest.raises(Vega3DError, match="starts with an assistant"):
+        processor.encode(msgs)
+
+
+def test_text_only_conversation(processor):
+    msgs = llava_to_messages([{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
+                              {"from": "gpt", "value": "Hello."}])
+    enc = processor.encode(msgs)
+    assert (enc["mm_token_type_ids"] == 0).all()
+    assert processor.tokenizer.decode(enc["input_ids"][enc["labels"] != IGNORE_INDEX]) == "Hello.<|im_end|>"
+    assert processor.tokenizer.decode(enc["input_ids"]).startswith("<|im_start|>system\nBe brief.<|im_end|>")
+
+
 def test_generation_prompt_has_no_labels_and_ends_with_assistant(processor):
     grid = processor.video_inputs(frames(2))["video_grid_thw"]
     msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Where?"}]}]

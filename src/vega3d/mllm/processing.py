@@ -171,6 +171,8 @@ class Vega3DProcessor:
         for k, msg in enumerate(messages):
             if msg["role"] != "assistant":
                 continue
+            if k == 0 or all(m["role"] == "system" for m in messages[:k]):
+                raise Vega3DError("conversation starts with an assistant ('gpt') turn; expected a human turn first")
             before = self._expand(self._render(messages[:k], True), vt, it)
             upto = self._expand(self._render(messages[: k + 1], False), vt, it)
             if not full.startswith(upto) or not upto.startswith(before):
