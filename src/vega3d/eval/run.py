@@ -142,8 +142,8 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     done = read_answers(out_dir, benchmark, wanted, own=own)
     if world_size > 1:
         barrier()  # every process has read the same answers before any writes new ones
-    # grouped by media (stable: annotation order within a scene), so each scan is read once;
-    # each process takes a contiguous share
+    # grouped by media (stable: annotation order within a scene), so a scene's questions run
+    # together; each process takes a contiguous share
     todo = sorted((t for t in plan.tasks if t.id not in done), key=lambda t: str(t.media))
     mine = todo[rank * len(todo) // world_size:(rank + 1) * len(todo) // world_size]
     resumed = len(done)
