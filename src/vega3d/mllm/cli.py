@@ -38,9 +38,12 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from vega3d.mllm.train import load_train_config, train
 
+    from accelerate import PartialState
+
     config = load_train_config(args.config, args.overrides)
     final = train(config, progress=not args.no_progress)
-    print(f"model: {final}")
+    if PartialState().is_main_process:
+        print(f"model: {final}")
     return 0
 
 
