@@ -49,6 +49,10 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
     for row, (i, j) in enumerate(pairs):
         xy_b, vis, _ = visibility(scene, w2c, torch.tensor([i]), torch.tensor([j]), world, valid, opts)
         cand = vis[0].nonzero().flatten()
+        if len(cand) == 0:  # (cannot happen for a scored pair with the same samples; be safe)
+            for ax in axes[row]:
+                ax.axis("off")
+            continue
         centre = torch.tensor([width / 2, height / 2], dtype=torch.float64)
         s = int(cand[(xy[i, cand] - centre).norm(dim=-1).argmin()])  # the visible sample nearest the centre
         q = normalize(bilinear_sample(feats, torch.tensor([i]), xy[i, s:s + 1], (height, width)))[0]

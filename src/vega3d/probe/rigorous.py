@@ -26,8 +26,6 @@ For every pair of frames ``i < j`` with valid poses (not only adjacent ones):
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from vega3d.errors import Vega3DError
