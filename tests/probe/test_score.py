@@ -185,3 +185,13 @@ def test_local_negative_distance_option(scene, truth, truth_result):
     assert near.num_negatives_local > truth_result.num_negatives_local  # more points qualify
     assert near.num_negatives == truth_result.num_negatives  # global negatives unchanged
     assert near.options["local_negative_distance_m"] == 0.1
+
+
+def test_builtin_position_encoder_is_the_control(scene):
+    from vega3d.encoders import build_encoder
+
+    f = build_encoder("position", grid=(24, 32))(scene.frames())
+    r = score(scene, f, **SMALL)
+    assert r.auroc > 0.6 and abs(r.auroc_local - 0.5) < 0.05
+    # its nearest neighbour is the same location: recall equals the trivial guess
+    assert r.nn_recall == pytest.approx(r.nn_recall_same_location, abs=0.02)

@@ -9,5 +9,6 @@ position-controlled AUROC, nearest-neighbour recall next to the same-location gu
 from vega3d.probe.result import ProbeOptions, ProbeResult
 from vega3d.probe.sampling import auroc
 from vega3d.probe.score import score
+from vega3d.probe.sweep import sweep_blocks, sweep_timesteps
 
-__all__ = ["ProbeOptions", "ProbeResult", "auroc", "score"]
+__all__ = ["ProbeOptions", "ProbeResult", "auroc", "score", "sweep_blocks", "sweep_timesteps"]
