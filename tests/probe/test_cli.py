@@ -61,3 +61,19 @@ def test_probe_cli_missing_scene_folder(tmp_path, capsys):
     code = cli.main(["probe", str(tmp_path / "nope"), "--encoder", "pixels", "--out", str(tmp_path / "o")])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["sensreader", "posed_images"])
+def test_probe_cli_on_a_scan_folder(tmp_path, layout):
+    from vega3d.scenes import synthetic_scene, write_scene
+
+    folder = tmp_path / "scan"
+    write_scene(synthetic_scene(num_frames=6, height=64, width=96, depth_size=(48, 72)), folder, layout=layout)
+    out = tmp_path / "out"
+    code = cli.main(["probe", str(folder), "--encoder", "position", "--frames", "4", "--out", str(out), "--no-figures",
+                     "--option", "min_motion_px=4", "--option", "recall_stride_px=8"])
+    assert code == 0
+    report = json.loads((out / "probe.json").read_text())
+    assert report["scene"]["num_frames"] == 4 and report["scene"]["depth_size"] == [48, 72]
+    assert report["result"]["pose_consistency"] > 0.6  # poses and depth survive the round trip
+    assert not list(out.glob("*.png"))
