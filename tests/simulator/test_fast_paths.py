@@ -89,7 +89,7 @@ def test_bf16_runs_close_to_fp32():
     from vega3d.simulator import WanWorldSimulator
 
     sim = WanWorldSimulator(bf16.transformer, bf16.vae, *_stats(), context(), block=2, height=64, width=96)
-    assert sim.config.dtype == "bfloat16"
+    assert sim.config.dtype == "bfloat16" and sim.config.vae_dtype == "bfloat16"  # modules used as given
     x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(5))
     a, b = fp32.extract(x), sim.extract(x)
     assert b.dtype == torch.float32

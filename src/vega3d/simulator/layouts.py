@@ -256,23 +256,24 @@ def _freeze(module, device):
     return module
 
 
-def _parse_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
+def _parse_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """A floating torch dtype, or its name; ``name`` is the argument named in the error."""
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
         return dtype
     if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
+        short = dtype.removeprefix("torch.")
         aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "float": "float32", "half": "float16"}
-        value = getattr(torch, aliases.get(name, name), None)
+        value = getattr(torch, aliases.get(short, short), None)
         if isinstance(value, torch.dtype) and value.is_floating_point:
             return value
-    raise Vega3DError(f"dtype: got {dtype!r}; expected a floating torch dtype or its name (float32, bfloat16, float16)")
+    raise Vega3DError(f"{name}: got {dtype!r}; expected a floating torch dtype or its name (float32, bfloat16, float16)")
 
 
-def _load_diffusers(root: Path, dtype, device):
+def _load_diffusers(root: Path, dtype, vae_dtype, device):
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     transformer = _from_pretrained_strict(WanTransformer3DModel, root / "transformer", dtype)
-    vae = _from_pretrained_strict(AutoencoderKLWan, root / "vae", dtype)
+    vae = _from_pretrained_strict(AutoencoderKLWan, root / "vae", vae_dtype)
     cfg = dict(vae.config)
     for name in ("latents_mean", "latents_std"):
         values = cfg.get(name)
@@ -354,6 +355,7 @@ def load_wan_components(
     path,
     *,
     dtype=torch.float32,
+    vae_dtype=torch.float32,
     device="cpu",
     prompt_embedding=None,
     need_text_encoder: bool = False,
@@ -369,12 +371,17 @@ def load_wan_components(
     (on ``device``, float32, then freed). With none of these a :class:`Vega3DError` says
     how to get one (unless ``require_prompt=False``). ``need_text_encoder=True`` also
     returns the text encoder (in ``dtype``) and tokenizer, and requires them.
+
+    ``dtype`` is the DiT's, ``vae_dtype`` the VAE's (default float32, as Wan2.1's own
+    ``WanVAE`` and diffusers' Wan pipeline examples keep it); both take a torch dtype or its
+    name. In both layouts diffusers' ``_keep_in_fp32_modules`` stay float32.
     """
     from vega3d.simulator.prompt import encode_prompt, load_prompt_embedding
 
     root = Path(path).expanduser()
     layout = detect_layout(root)
     dtype = _parse_dtype(dtype)
+    vae_dtype = _parse_dtype(vae_dtype, "vae_dtype")
     text_dim, text_len = _text_dims(root, layout)
     identity = {"path": str(root.resolve()), "layout": layout, "stand_in": (root / STAND_IN_MARKER).is_file()}
 
@@ -404,11 +411,9 @@ def load_wan_components(
         )
 
     if layout == "diffusers":
-        transformer, vae, mean, std, text_len, configs = _load_diffusers(root, dtype, device)
+        transformer, vae, mean, std, text_len, configs = _load_diffusers(root, dtype, vae_dtype, device)
     else:
-        from vega3d.simulator.convert import load_original
-
-        transformer, vae, mean, std, text_len, configs = load_original(root, dtype, device)
+        transformer, vae, mean, std, text_len, configs = _load_original(root, dtype, vae_dtype, device)
     if int(transformer.config.text_dim) != text_dim:  # pragma: no cover - _text_dims reads the same source
         raise Vega3DError(f"{root}: text_dim {transformer.config.text_dim} differs from the {text_dim} read earlier")
     identity["weights_hash"] = weights_hash(root, weight_files(root, layout))
@@ -427,6 +432,22 @@ def load_wan_components(
         text_encoder=text_encoder,
         tokenizer=tokenizer,
     )
+
+
+def _load_original(root: Path, dtype, vae_dtype, device):
+    """:func:`vega3d.simulator.convert.load_original` with a separate VAE dtype.
+
+    The release files are read in float32; with two different dtypes both modules come
+    back in float32 on ``device`` and each is then cast to its own dtype by the same rule
+    (so the peak is the float32 DiT on ``device``; float32 → 16-bit rounding is the same
+    on every device, so the result equals casting before the move).
+    """
+    from vega3d.simulator.convert import load_original
+
+    if dtype == vae_dtype:
+        return load_original(root, dtype, device)
+    transformer, vae, mean, std, text_len, configs = load_original(root, torch.float32, device)
+    return cast_like_diffusers(transformer, dtype), cast_like_diffusers(vae, vae_dtype), mean, std, text_len, configs
 
 
 def _text_dims(root: Path, layout: str) -> tuple[int, int]:

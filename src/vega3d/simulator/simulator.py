@@ -3,13 +3,20 @@
 Per frame (the paper's mode, :meth:`WanWorldSimulator.extract`)::
 
     frames (N,3,H,W) [0,1] ─fit (whole frame)→ (N,3,height,width) ─×2−1→ [−1,1]
-      ─VAE encode, one-frame video→ posterior mode (N,16,1,height/8,width/8)
-      ─z = (mode − latents_mean) · (1/latents_std)            (Wan's normalisation)
-      ─x_t = (1 − σ)·z + σ·ε                                  (σ from flow_noise_level)
+      ─VAE encode (in vae_dtype), one-frame video→ posterior mode (N,16,1,height/8,width/8)
+      ─z = (mode − latents_mean) · (1/latents_std)            (Wan's normalisation, float32)
+      ─x_t = (1 − σ)·z + σ·ε                                  (σ from flow_noise_level, float32)
+      ─cast x_t to the DiT dtype
       ─DiT(t, empty-prompt context of 512 rows), blocks[0..block] only
       → hidden states on the (height/16, width/16) token grid → (N, h, w, C) float32
 
 ``block`` is 0-based: ``block=20`` is the output of the 21st of Wan2.1-1.3B's 30 blocks.
+
+Dtypes. The DiT runs in ``dtype`` and the VAE in ``vae_dtype`` (float32 by default, as in
+Wan2.1's ``WanVAE`` and diffusers' Wan pipelines). The posterior mode is upcast to float32,
+normalised and mixed with ε in float32, and only ``x_t`` is cast to the DiT dtype — the order
+of diffusers' ``WanVideoToVideoPipeline`` (float32 latents, ``scale_noise`` in float32, then
+``latents.to(transformer_dtype)`` before the transformer).
 
 Noise. Every call draws its noise afresh from ``torch.Generator("cpu").manual_seed(seed)``:
 frame ``i`` of the call gets the ``i``-th of ``N`` successive draws of shape
@@ -40,6 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from numbers import Integral
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from vega3d.errors import Vega3DError
@@ -55,13 +63,15 @@ _DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": tor
                 "float16": torch.float16, "fp16": torch.float16}
 
 
-def parse_dtype(dtype) -> torch.dtype:
-    """A torch floating dtype, or one of its names (float32/fp32, bfloat16/bf16, float16/fp16)."""
+def parse_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """A torch floating dtype, or one of its names (float32/fp32, bfloat16/bf16, float16/fp16).
+
+    ``name``: the argument named in the error message."""
     if isinstance(dtype, torch.dtype) and dtype in _DTYPE_NAMES.values():
         return dtype
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPE_NAMES:
         return _DTYPE_NAMES[dtype.removeprefix("torch.")]
-    raise Vega3DError(f"dtype: got {dtype!r}; expected torch.float32, torch.bfloat16, torch.float16 or one of the names {sorted(_DTYPE_NAMES)}")
+    raise Vega3DError(f"{name}: got {dtype!r}; expected torch.float32, torch.bfloat16, torch.float16 or one of the names {sorted(_DTYPE_NAMES)}")
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,9 @@ class SimulatorConfig:
     """Everything that determines the features (JSON-serialisable via :meth:`to_dict`).
 
     ``timestep`` is the requested value; ``t`` / ``sigma`` are what the DiT and the noise
-    actually use (Wan's grid, :func:`flow_noise_level`). ``mode``: ``"frame"`` (each frame
-    its own one-frame video) or ``"clip"`` (one video).
+    actually use (Wan's grid, :func:`flow_noise_level`). ``dtype`` is the DiT's compute dtype,
+    ``vae_dtype`` the VAE's. ``mode``: ``"frame"`` (each frame its own one-frame video) or
+    ``"clip"`` (one video).
     """
 
     model: dict
@@ -85,6 +96,7 @@ class SimulatorConfig:
     height: int
     width: int
     dtype: str
+    vae_dtype: str
     feature_dim: int
     pad: bool = False
     mode: str = "frame"
@@ -125,7 +137,9 @@ class WanWorldSimulator:
     Build with :meth:`from_pretrained` (a checkpoint folder) or directly from loaded diffusers
     modules (``WanTransformer3DModel``, ``AutoencoderKLWan``; used as given — device, dtype —
     and expected in eval mode), the (z_dim,) latent mean/std and the empty-prompt context
-    (trimmed (k, text_dim) or padded (text_len, text_dim)).
+    (trimmed (k, text_dim) or padded (text_len, text_dim)). ``vae_dtype=None`` uses the VAE
+    in its own dtype; a dtype (or name) that differs from it makes the simulator use a cast
+    copy of the VAE (the given module is left as it is).
 
     Arguments: ``timestep`` (0..1000, snapped to Wan's grid) and ``shift`` give ``(t, sigma)``
     via :func:`flow_noise_level`; ``block`` 0-based DiT block; ``height``/``width`` the model
@@ -139,7 +153,7 @@ class WanWorldSimulator:
                  prompt_embedding: torch.Tensor, *, timestep: float = 300, shift: float = 5.0, block: int = 20,
                  height: int = 480, width: int = 832, seed: int = 0, pad: bool = False, batch_frames: int | None = None,
                  memory_budget: int | None = None, compile: bool = False, identity: dict | None = None,
-                 stand_in: bool = False, text_len: int = 512):
+                 stand_in: bool = False, text_len: int = 512, vae_dtype=None):
         from vega3d.simulator.prompt import load_prompt_embedding
         from vega3d.simulator.vae2d import FrameEncoder, supports_2d
 
@@ -152,6 +166,8 @@ class WanWorldSimulator:
             raise Vega3DError(f"batch_frames: got {batch_frames!r}; expected None (use the memory budget) or an integer >= 1")
         if memory_budget is not None and (not isinstance(memory_budget, Integral) or memory_budget < 1):
             raise Vega3DError(f"memory_budget: got {memory_budget!r}; expected None or a positive number of bytes")
+        if vae_dtype is not None:
+            vae = _vae_in(vae, parse_dtype(vae_dtype, "vae_dtype"))
         self.t, self.sigma = flow_noise_level(timestep, shift)
         self.z_dim = int(vae.config.z_dim)
         for name, v in (("latents_mean", latents_mean), ("latents_std", latents_std)):
@@ -182,28 +198,31 @@ class WanWorldSimulator:
         self.config = SimulatorConfig(
             model=model, stand_in=bool(stand_in), num_layers=num_layers, block=self.block, timestep=float(timestep),
             t=self.t, sigma=self.sigma, shift=float(shift), seed=self.seed, height=self.height, width=self.width,
-            dtype=str(self.dtype).removeprefix("torch."), feature_dim=self.feature_dim, pad=self.pad, prompt=prompt)
+            dtype=str(self.dtype).removeprefix("torch."), vae_dtype=str(self.vae_dtype).removeprefix("torch."),
+            feature_dim=self.feature_dim, pad=self.pad, prompt=prompt)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, path, *, timestep: float = 300, shift: float = 5.0, block: int = 20, height: int = 480,
                         width: int = 832, seed: int = 0, dtype=torch.float32, device="cpu", prompt_embedding=None,
                         pad: bool = False, batch_frames: int | None = None, memory_budget: int | None = None,
-                        compile: bool = False) -> "WanWorldSimulator":
+                        compile: bool = False, vae_dtype=torch.float32) -> "WanWorldSimulator":
         """Load a Wan2.1-T2V folder (diffusers or original layout) and build the simulator.
 
-        ``dtype``: torch dtype or name ("float32", "bfloat16"); applies to the DiT and the VAE.
-        ``prompt_embedding``: tensor or safetensors file of the empty-prompt context (else the
+        ``dtype``: torch dtype or name ("float32", "bfloat16") of the DiT. ``vae_dtype``: the
+        VAE's, float32 by default whatever ``dtype`` is (Wan's reference keeps the VAE in
+        float32). ``prompt_embedding``: tensor or safetensors file of the empty-prompt context (else the
         folder's cached one, else its text encoder). Other arguments: see the class docstring.
         """
         dtype = parse_dtype(dtype)
+        vae_dtype = parse_dtype(vae_dtype, "vae_dtype")
         check_size(height, width)
         flow_noise_level(timestep, shift)
         if isinstance(block, bool) or not isinstance(block, Integral):
             raise Vega3DError(f"block: got {block!r}; expected an integer (0-based DiT block index)")
         from vega3d.simulator.layouts import load_wan_components
 
-        parts = load_wan_components(path, dtype=dtype, device=device, prompt_embedding=prompt_embedding)
+        parts = load_wan_components(path, dtype=dtype, vae_dtype=vae_dtype, device=device, prompt_embedding=prompt_embedding)
         return cls(parts.transformer, parts.vae, parts.latents_mean, parts.latents_std, parts.prompt_embedding,
                    timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
                    batch_frames=batch_frames, memory_budget=memory_budget, compile=compile, identity=parts.identity,
@@ -239,14 +258,19 @@ class WanWorldSimulator:
     def __repr__(self) -> str:
         tag = " — STAND-IN with random weights, NOT Wan2.1" if self.stand_in else ""
         return (f"WanWorldSimulator(block={self.block}/{self.config.num_layers}, t={self.t}, sigma={self.sigma:.8f}, "
-                f"{self.height}x{self.width}, C={self.feature_dim}, {self.config.dtype} on {self.device}{tag})")
+                f"{self.height}x{self.width}, C={self.feature_dim}, DiT {self.config.dtype} / VAE {self.config.vae_dtype} "
+                f"on {self.device}{tag})")
 
     # ------------------------------------------------------------------ noise
     def draw_noise(self, num_frames: int) -> torch.Tensor:
         """The ε :meth:`extract` uses for ``num_frames`` frames: (N, z_dim, 1, height/8, width/8) float32, CPU."""
+        return self._noise_stream()(num_frames)
+
+    def _noise_stream(self):
+        """``draw(k)``: the next ``k`` per-frame draws of :meth:`draw_noise`'s sequence, stacked."""
         gen = torch.Generator("cpu").manual_seed(self.seed)
         shape = (self.z_dim, 1, self.height // 8, self.width // 8)
-        return torch.stack([torch.randn(shape, generator=gen) for _ in range(num_frames)])
+        return lambda k: torch.stack([torch.randn(shape, generator=gen) for _ in range(k)])
 
     def _check_noise(self, noise, shape: tuple) -> torch.Tensor:
         if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
@@ -262,13 +286,20 @@ class WanWorldSimulator:
     def extract(self, frames, noise: torch.Tensor | None = None, *, progress: bool = False) -> torch.Tensor:
         """Per-frame features: (N, height//16, width//16, C) float32 on the simulator's device.
 
-        ``frames``: (N, 3, H, W) float in [0, 1] or (N, H, W, 3) uint8, any H, W (fitted whole,
-        see geometry.py). ``noise``: optional ε (N, z_dim, 1, height/8, width/8).
+        ``frames``: (N, 3, H, W) float in [0, 1] or (N, H, W, 3) uint8 (tensor or numpy), any
+        H, W (fitted whole, see geometry.py). uint8 frames are converted to float one internal
+        batch at a time, so the float copies of the input take
+        ``batch_frames x 3 x H x W x 4`` bytes, not ``N x ...``; the default noise is drawn per
+        batch too. ``noise``: optional ε (N, z_dim, 1, height/8, width/8).
         """
-        frames = as_float_frames(frames)
-        n = frames.shape[0]
+        n, frames_at = _frame_batches(frames, self.device)
         shape = (n, self.z_dim, 1, self.height // 8, self.width // 8)
-        eps = self.draw_noise(n) if noise is None else self._check_noise(noise, shape)
+        if noise is None:
+            draw = self._noise_stream()  # batches are taken in order: same ε as draw_noise(n)
+            noise_at = lambda s, e: draw(e - s)  # noqa: E731
+        else:
+            eps = self._check_noise(noise, shape)
+            noise_at = lambda s, e: eps[s:e]  # noqa: E731
         h, w = self.grid_size
         out = torch.empty((n, h, w, self.feature_dim), dtype=torch.float32, device=self.device)
         starts = range(0, n, self._batch)
@@ -278,9 +309,9 @@ class WanWorldSimulator:
             starts = tqdm(starts, desc="simulator", unit="batch")
         for s in starts:
             e = min(n, s + self._batch)
-            x, box = fit_frames(frames[s:e].to(self.device), self.height, self.width, self.pad)
+            x, box = fit_frames(frames_at(s, e), self.height, self.width, self.pad)
             z = self._encode_frames(x)
-            feats = self._features(z, eps[s:e].to(self.device))[:, 0]
+            feats = self._features(z, noise_at(s, e).to(self.device))[:, 0]
             out[s:e] = self._to_full_frame(feats, box)
         return out
 
@@ -354,6 +385,37 @@ class WanWorldSimulator:
         vae_bytes = 8 * base * self.height * self.width * 4
         dit_bytes = tokens * (int(cfg.ffn_dim) + 8 * self.feature_dim) * dit_el + int(cfg.num_attention_heads) * tokens * tokens * 4
         return int(max(1, min(64, memory_budget // max(vae_bytes, dit_bytes))))
+
+
+def _frame_batches(frames, device):
+    """Validate ``frames`` for :meth:`WanWorldSimulator.extract`: ``(N, frames_at)`` with
+    ``frames_at(s, e)`` the float32 (e − s, 3, H, W) frames ``s..e-1`` in [0, 1] on ``device``.
+
+    Well-formed uint8 (N, H, W, 3) input is converted one slice at a time where it lies, as
+    :func:`as_float_frames` converts it, then moved (the conversion is elementwise, so the
+    values equal a whole-array conversion bit for bit; converting on the input's device keeps
+    the rounding of ``/ 255`` the same as before, since CUDA may divide by a reciprocal). Anything else
+    goes through :func:`as_float_frames` at once: float frames as before (their range check
+    needs every value), malformed input to its error message.
+    """
+    is_uint8 = (isinstance(frames, torch.Tensor) and frames.dtype == torch.uint8) or (
+        isinstance(frames, np.ndarray) and frames.dtype == np.uint8)
+    if is_uint8 and frames.ndim == 4 and frames.shape[-1] == 3 and min(frames.shape) > 0:
+        return int(frames.shape[0]), lambda s, e: as_float_frames(frames[s:e]).to(device)
+    x = as_float_frames(frames)
+    return int(x.shape[0]), lambda s, e: x[s:e].to(device)
+
+
+def _vae_in(vae, dtype: torch.dtype):
+    """``vae`` itself when its weights are already ``dtype``, else a cast copy (same device,
+    eval, no gradients; diffusers' ``_keep_in_fp32_modules`` rule)."""
+    if vae.encoder.conv_in.weight.dtype == dtype:
+        return vae
+    import copy
+
+    from vega3d.simulator.layouts import cast_like_diffusers
+
+    return cast_like_diffusers(copy.deepcopy(vae), dtype).eval().requires_grad_(False)
 
 
 def _check_block(block, num_layers: int) -> None:
