@@ -11,9 +11,10 @@ FRAMES = torch.rand(3, 3, 96, 128, generator=torch.Generator().manual_seed(0))
 
 @pytest.fixture(scope="module")
 def hf_models(tmp_path_factory):
-    """Tiny random-weight SigLIP / DINOv2 / DINOv2-with-registers / CLIP-vision folders
+    """Tiny random-weight SigLIP / DINOv2 / DINOv2-with-registers / CLIP-vision / DINOv3 folders
     saved by transformers, with their (slow) image processors' preprocessor_config.json."""
     from transformers import (BitImageProcessor, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, Dinov2Config,
+                              DINOv3ViTConfig, DINOv3ViTModel,
                               Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel, SiglipConfig,
                               SiglipImageProcessor, SiglipModel)
 
@@ -27,10 +28,14 @@ def hf_models(tmp_path_factory):
         Dinov2WithRegistersModel(Dinov2WithRegistersConfig(**small, image_size=56, patch_size=14, num_register_tokens=4)
                                  ).save_pretrained(root / "dinov2_reg")
         CLIPVisionModel(CLIPVisionConfig(**small, image_size=64, patch_size=16)).save_pretrained(root / "clip")
+        DINOv3ViTModel(DINOv3ViTConfig(**small, image_size=64, patch_size=16, num_register_tokens=4)
+                       ).save_pretrained(root / "dinov3")
     SiglipImageProcessor(size={"height": 64, "width": 64}).save_pretrained(root / "siglip")
     BitImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(root / "dinov2")
     BitImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(root / "dinov2_reg")
     CLIPImageProcessor().save_pretrained(root / "clip")
+    (root / "dinov3" / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
     return root
 
 
@@ -68,7 +73,8 @@ def test_random_vit_seeded_and_leaves_global_rng_alone():
     assert torch.equal(a(FRAMES[:1]), fa[:1])  # batching does not matter
 
 
-@pytest.mark.parametrize("folder,prefix,grid", [("siglip", 0, 4), ("dinov2", 1, 4), ("dinov2_reg", 5, 4), ("clip", 1, 4)])
+@pytest.mark.parametrize("folder,prefix,grid", [("siglip", 0, 4), ("dinov2", 1, 4), ("dinov2_reg", 5, 4),
+                                                       ("clip", 1, 4), ("dinov3", 5, 4)])
 def test_hf_backbones_patch_grid(hf_models, folder, prefix, grid):
     from transformers import AutoModel
 
@@ -153,3 +159,23 @@ def test_build_and_frame_errors(wan_dir):
     with pytest.raises(Vega3DError, match="in \\[0, 1\\]"):
         enc(FRAMES * 2)
     assert set(ENCODERS) == {"pixels", "position", "random_vit", "wan", "hf"}
+
+
+def test_hf_image_size_not_a_multiple_of_the_patch(tmp_path):
+    """Like SigLIP so400m (384 px, patch 14): the frame goes onto the 27*14 px the conv covers."""
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=64, image_size=60, patch_size=16))
+    model.save_pretrained(tmp_path / "m")
+    SiglipImageProcessor().save_pretrained(tmp_path / "m")
+    enc = build_encoder("hf", model=tmp_path / "m")
+    assert enc.image_size == (48, 48) and enc.grid == (3, 3)
+    f = enc(FRAMES)
+    assert f.shape == (3, 3, 3, 32)
+    x = torch.nn.functional.interpolate(FRAMES, size=(48, 48), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        ref = model.eval()(pixel_values=(x - 0.5) / 0.5).last_hidden_state
+    torch.testing.assert_close(f, ref.reshape(3, 3, 3, 32), rtol=1e-4, atol=1e-4)

@@ -2,8 +2,9 @@
 
 Loading: ``transformers.AutoModel.from_pretrained(folder, local_files_only=True)``; a
 dual-encoder (SigLIP, CLIP) contributes its ``vision_model``. Preprocessing: the whole
-frame is resized to the model's image size (``vision_config.image_size``; no crop, so the
-grid covers the full frame) and normalised with ``image_mean`` / ``image_std`` read as
+frame is resized to the model's image size (``vision_config.image_size``, rounded down to a
+multiple of the patch size — the pixels the patch convolution covers; no crop, so the grid covers
+the full frame) and normalised with ``image_mean`` / ``image_std`` read as
 plain JSON from the folder's ``preprocessor_config.json`` (pass ``mean``/``std`` to
 override; without either this is an error, never a silent default). Output: the patch
 tokens of the chosen hidden layer reshaped to the (image_size/patch)^2 grid; CLS and
@@ -82,13 +83,19 @@ class HFEncoder:
         self.model = net.to(device).eval()
         self.device, self.dtype = torch.device(device), torch_dtype
         native = _pair(vcfg.image_size)
-        self.image_size = _pair(image_size) if image_size is not None else native
         patch = _pair(vcfg.patch_size)
-        if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
-            raise Vega3DError(f"hf encoder: image_size {self.image_size} is not a multiple of the patch size {patch}")
+        native_grid = (native[0] // patch[0], native[1] // patch[1])
+        if image_size is None:
+            # The patch conv ignores a remainder (SigLIP so400m: 384 px, patch 14 -> 27 patches
+            # over 378 px), so the whole frame is resized onto exactly the pixels it covers.
+            self.image_size = (native_grid[0] * patch[0], native_grid[1] * patch[1])
+        else:
+            self.image_size = _pair(image_size)
+            if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
+                raise Vega3DError(f"hf encoder: image_size {self.image_size} is not a multiple of the patch size {patch}")
         self.grid = (self.image_size[0] // patch[0], self.image_size[1] // patch[1])
         # models with a switch (CLIP, SigLIP) need it off-native; DINOv2 always interpolates
-        self.interpolate = self.image_size != native and \
+        self.interpolate = self.grid != native_grid and \
             "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
         if (mean is None) != (std is None):
             raise Vega3DError("hf encoder: pass both mean and std, or neither")
