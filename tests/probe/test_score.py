@@ -195,3 +195,17 @@ def test_builtin_position_encoder_is_the_control(scene):
     assert r.auroc > 0.6 and abs(r.auroc_local - 0.5) < 0.05
     # its nearest neighbour is the same location: recall equals the trivial guess
     assert r.nn_recall == pytest.approx(r.nn_recall_same_location, abs=0.02)
+
+
+def test_summarize_over_scenes(scene, truth, truth_result):
+    from vega3d.probe import summarize
+
+    const = score(scene, torch.ones(len(scene), 4, 4, 2), **SMALL)
+    s = summarize([truth_result, const])
+    assert s["num_scenes"] == 2 and s["num_pairs"] == truth_result.num_pairs + const.num_pairs
+    assert s["auroc"]["mean"] == pytest.approx((truth_result.auroc + 0.5) / 2)
+    assert s["auroc"]["std"] == pytest.approx(abs(truth_result.auroc - 0.5) / 2)
+    assert s["nn_recall"]["16"]["count"] == 2
+    json.dumps(s, allow_nan=False)
+    with pytest.raises(Vega3DError, match="no probe results"):
+        summarize([])

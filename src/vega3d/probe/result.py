@@ -165,3 +165,31 @@ class ProbeResult:
         lines += [f"{name:<{width}}  {val}" for name, val in rows]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+HEADLINE = ("auroc_local", "auroc", "paper_score", "pos_cosine", "neg_cosine", "margin", "neg_cosine_local",
+            "margin_local")
+
+
+def summarize(results: list[ProbeResult]) -> dict:
+    """Mean and standard deviation over scenes (one :class:`ProbeResult` each) of the headline
+    fields and of every NN-recall radius; NaN entries (not measurable in a scene) are left out
+    and ``count`` says how many scenes each mean uses. Scenes are weighted equally."""
+    if not results:
+        raise Vega3DError("summarize: no probe results given")
+
+    def stats(values):
+        vals = [v for v in values if v is not None and math.isfinite(v)]
+        if not vals:
+            return {"mean": None, "std": None, "count": 0}
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+        return {"mean": mean, "std": std, "count": len(vals)}
+
+    out = {"num_scenes": len(results), "num_pairs": sum(r.num_pairs for r in results)}
+    for name in HEADLINE:
+        out[name] = stats([getattr(r, name) for r in results])
+    for key in ("nn_recall", "nn_recall_same_location"):
+        radii = sorted({k for r in results for k in getattr(r, key)}, key=float)
+        out[key] = {k: stats([getattr(r, key).get(k) for r in results]) for k in radii}
+    return out
