@@ -71,13 +71,15 @@ def answerer(setup):
 
 
 class Recording:
-    """Passes calls to the real Answerer and records what it was given."""
+    """Passes calls to the real Answerer and records what it was given (a prepared video is
+    recorded as the path it was read from)."""
 
     def __init__(self, inner):
         self.inner, self.model, self.num_frames, self.calls = inner, inner.model, inner.num_frames, []
+        self.prepare = inner.prepare
 
     def answer(self, questions, videos, **kwargs):
-        self.calls.append((list(questions), list(videos), kwargs))
+        self.calls.append((list(questions), [getattr(v, "source", v) for v in videos], kwargs))
         return self.inner.answer(questions, videos, **kwargs)
 
     def asked(self):
@@ -378,3 +380,87 @@ def test_two_process_launch_equals_one_process(setup, answerer, tmp_path):
     assert (out / "predictions.jsonl").read_bytes() == (tmp_path / "one" / "predictions.jsonl").read_bytes()
     assert json.loads((out / "result.json").read_text())["run"]["counts"]["processes"] == 2
     assert not list(out.glob("predictions.part*"))
+
+
+# ------------------------------------------------------------------ media read once per scene
+@pytest.fixture
+def reads(monkeypatch):
+    """Counts load_video calls (every read of a video / scan) and simulator runs."""
+    from vega3d.mllm import data
+    from vega3d.mllm.model import Vega3DQwen
+
+    calls = {"load": 0, "simulate": 0}
+    load, simulate = data.load_video, Vega3DQwen.simulator_features
+
+    def counting_load(*args, **kwargs):
+        calls["load"] += 1
+        return load(*args, **kwargs)
+
+    def counting_simulate(self, frames):
+        calls["simulate"] += 1
+        return simulate(self, frames)
+
+    monkeypatch.setattr(data, "load_video", counting_load)
+    monkeypatch.setattr(Vega3DQwen, "simulator_features", counting_simulate)
+    return calls
+
+
+def test_each_scene_is_read_once_and_answers_are_those_of_reading_per_question(setup, answerer, tmp_path, reads):
+    from vega3d.mllm.infer import Answerer
+
+    # the straightforward way: every question reads its video and runs the simulator
+    plain = Answerer(answerer.model, answerer.processor, num_frames=NUM_FRAMES, media_cache=0)
+    run("vsibench", plain, VSI, setup["vsi"], tmp_path / "plain", batch_size=5, reuse_media=False)
+    assert reads == {"load": 12, "simulate": 12}  # 12 questions
+    # reuse: 3 videos, each read once and simulated once, though batches of 5 cross videos
+    reads.update(load=0, simulate=0)
+    rec = Recording(answerer)
+    run("vsibench", rec, VSI, setup["vsi"], tmp_path / "reuse", batch_size=5)
+    assert reads == {"load": 3, "simulate": 3}
+    assert len(set(rec.videos())) == 3 and all(isinstance(v, str) for v in rec.videos())
+    plain_preds = (tmp_path / "plain" / "predictions.jsonl").read_bytes()
+    assert (tmp_path / "reuse" / "predictions.jsonl").read_bytes() == plain_preds
+    # scans (posed_images, SensReader) and an .mp4, without the read-ahead thread: 6 questions, 3 scenes
+    reads.update(load=0, simulate=0)
+    run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "sqa", batch_size=4, read_ahead=False)
+    assert reads == {"load": 3, "simulate": 3}
+    reads.update(load=0, simulate=0)
+    run("sqa3d", plain, SQA3D, setup["scans"], tmp_path / "sqa_plain", batch_size=4)
+    assert reads["load"] == 3  # the runner reuses media even with the answerer's cache off
+    run("sqa3d", plain, SQA3D, setup["scans"], tmp_path / "sqa_per_question", batch_size=4, reuse_media=False)
+    assert reads["load"] == 3 + 6
+    sqa = (tmp_path / "sqa" / "predictions.jsonl").read_bytes()
+    assert (tmp_path / "sqa_plain" / "predictions.jsonl").read_bytes() == sqa
+    assert (tmp_path / "sqa_per_question" / "predictions.jsonl").read_bytes() == sqa
+
+
+def test_media_reader_reads_once_in_order_and_reads_ahead():
+    import threading
+
+    from vega3d.eval.runners.media import MediaReader
+
+    for read_ahead in (False, True):
+        started, gate = [], threading.Event()
+
+        def prepare(path):
+            started.append(path)
+            if path == "c" and read_ahead:
+                gate.wait(10)  # still reading c while b is used
+            if path == "bad":
+                raise Vega3DError("bad: cannot decode")
+            return f"prepared {path}"
+
+        with MediaReader(prepare, ["a", "a", "b", "c", "c", "bad"], read_ahead=read_ahead) as reader:
+            assert reader.get("a") == reader.get("a") == "prepared a"
+            assert reader.get("b") == "prepared b"
+            if read_ahead:  # c was started in the background when b was asked for
+                assert started[:3] == ["a", "b", "c"]
+                gate.set()
+            assert reader.get("c") == "prepared c" and reader.get("c") == "prepared c"
+            assert sorted(reader._pending) == ([2, 3] if read_ahead else [2])  # a and b released
+            with pytest.raises(Vega3DError, match="bad: cannot decode"):  # raised when its turn comes
+                reader.get("bad")
+            with pytest.raises(Vega3DError, match="not among the run's media"):
+                reader.get("z")
+        assert started == ["a", "b", "c", "bad"] and reader.reads == 4
+        assert len(reader._pending) == 0  # released on close

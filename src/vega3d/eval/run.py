@@ -12,10 +12,12 @@ the benchmark module's ``evaluate`` and prints its table. ``vega3d eval-model`` 
   ``add_spatial_instruction`` text).
 - Media under ``media_root``: VSI-Bench ``<root>/<dataset>/<scene_name>.mp4``; ScanQA /
   SQA3D ``<root>/<scene_id>`` — a ScanNet scan folder (``posed_images`` as Video-3D LLM
-  uses, or SensReader), a plain folder of frames — or else ``<root>/<scene_id>.mp4``. The
-  Answerer gets the path and reads it as training does (:func:`vega3d.mllm.data.load_video`:
-  uniform sampling, scans through :func:`vega3d.scenes.load_scene`), as many frames as it
-  samples (default: the count recorded at training, else 32).
+  uses, or SensReader), a plain folder of frames — or else ``<root>/<scene_id>.mp4``. Read
+  as training does (:func:`vega3d.mllm.data.load_video`: uniform sampling, scans through
+  :func:`vega3d.scenes.load_scene`), as many frames as the Answerer samples (default: the
+  count recorded at training, else 32): once per scene with ``Answerer.prepare`` (the next
+  scene read ahead in a background thread) and reused for all its questions — the same
+  answers as reading it per question.
 - Missing media: :class:`Vega3DError` naming the question id and the path, checked for all
   questions before anything is generated; ``skip_missing=True`` skips those questions,
   counts them, lists them in ``result.json`` and scores the rest (scored vs in the file).
@@ -37,9 +39,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
+from vega3d.eval.runners.media import MediaReader
 from vega3d.eval.runners.outputs import AnswerLog, answer_file, check_settings, finish, read_answers
 from vega3d.eval.runners.questions import (  # noqa: F401 - re-exported
     BOX_BENCHMARKS, TEXT_BENCHMARKS, Plan, Task, check_benchmark, media_kind, prepare,
@@ -97,11 +101,16 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
                   skip_missing: bool = False, max_new_tokens: int = 128, instruction: str | None = None,
                   generative: bool | None = None, model: dict | None = None, scorer=None,
                   paper: bool = True, progress: bool = True, rank: int | None = None,
-                  world_size: int | None = None, barrier=None) -> dict | None:
+                  world_size: int | None = None, barrier=None, reuse_media: bool = True,
+                  read_ahead: bool = True) -> dict | None:
     """Answer, write predictions, score, print the table; return the result dict.
 
     ``answerer``: an :class:`~vega3d.mllm.infer.Answerer` (anything with
     ``answer(questions, videos, max_new_tokens=, batch_size=)`` and ``num_frames``).
+    ``reuse_media``: when the answerer has ``prepare(path)``, read each video / scan once and
+    give ``answer`` the prepared video for all its questions (else the path, per question);
+    ``read_ahead``: read the next scene in a background thread meanwhile
+    (:class:`~vega3d.eval.runners.media.MediaReader`). Neither changes the answers.
     ``num_frames``: None = as many as the answerer samples; otherwise it must match.
     ``generative=False`` runs the paired baseline (branch off). ``model``: JSON-able
     identity of the checkpoint, recorded in ``run.json`` so a resume with another model is
@@ -157,12 +166,16 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
     if generative is not None:
         kwargs["generative"] = generative
-    with AnswerLog(own) as log, tqdm(total=len(mine), desc=f"{benchmark} answers", unit="q",
-                                     disable=not (progress and main)) as bar:
+    prepare_media = getattr(answerer, "prepare", None) if reuse_media else None
+    reader = (MediaReader(prepare_media, [t.media for t in mine], read_ahead=read_ahead)
+              if callable(prepare_media) else None)
+    with AnswerLog(own) as log, reader or nullcontext(), tqdm(total=len(mine), desc=f"{benchmark} answers",
+                                                             unit="q", disable=not (progress and main)) as bar:
         for start in range(0, len(mine), batch_size):
             chunk = mine[start:start + batch_size]
-            videos = [str(t.media) for t in chunk]  # read by the Answerer exactly as in training
             try:
+                # each scene read once (as in training) and reused for all its questions; else the path
+                videos = [reader.get(t.media) if reader else str(t.media) for t in chunk]
                 answers = answerer.answer([t.prompt for t in chunk], videos, **kwargs)
             except Vega3DError as err:
                 raise Vega3DError(f"{benchmark} questions {[t.id for t in chunk]}: {err}") from err

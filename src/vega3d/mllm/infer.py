@@ -4,16 +4,33 @@
 simulator. ``answer(questions, videos)`` samples ``num_frames`` frames per video
 uniformly, builds the chat prompt, runs greedy (or configured) generation in batches
 with left padding and returns the decoded answers, in order.
+
+Reusing media. A scene usually has many questions. :meth:`Answerer.prepare` reads a video
+once — the frames sampled exactly as in training (:func:`vega3d.mllm.data.load_video`),
+their ``second_per_grid_ts`` and the processor's ``pixel_values_videos`` — into a
+:class:`PreparedVideo`, which ``answer`` accepts in place of the path; the simulator's
+features for it are computed on first use and kept on it. Paths given to ``answer`` go
+through a small LRU :class:`MediaCache` (bounded by count and bytes), and a path that
+appears twice in one batch is prepared once; ``media_cache=0`` turns all reuse of paths
+off (every question reads its video, as without reuse). Answers are
+the same strings with and without reuse: the same frames, the same preprocessing and the
+same simulator call (its noise draw depends only on its seed and the frame count).
 """
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vega3d.errors import Vega3DError
+
+DEFAULT_CACHE_ITEMS = 2
+DEFAULT_CACHE_BYTES = 2 * 1024**3
 
 
 def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
@@ -31,20 +48,113 @@ def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
     )
 
 
-class Answerer:
-    """Batched question answering over videos. See the module docstring."""
+def _tensor_bytes(x) -> int:
+    return int(x.numel() * x.element_size()) if isinstance(x, torch.Tensor) else int(getattr(x, "nbytes", 0))
 
-    def __init__(self, model, processor, num_frames: int = 32, device="cpu", frame_fps: float = 1.0):
+
+@dataclass(eq=False)
+class PreparedVideo:
+    """One video read and preprocessed for an :class:`Answerer` (see the module docstring).
+
+    ``frames`` (N,H,W,3) uint8, the sampled frames; ``second_per_grid_ts`` Qwen's temporal
+    spacing (seconds per temporal patch); ``pixel_values_videos`` (T*Hp*Wp, 3*tp*p*p) float32
+    and ``video_grid_thw`` (1, 3) from the processor; ``source`` the path it was read from
+    (None for in-memory frames); ``settings`` the answerer settings it was made under
+    (frame count, frame_fps, temporal patch, pixel budget) — an answerer with other settings
+    refuses it. ``features`` (N,h,w,C): the simulator's grid, filled on first use by
+    ``answer`` (``features_from``: the simulator that made it)."""
+
+    frames: np.ndarray
+    second_per_grid_ts: float
+    pixel_values_videos: torch.Tensor
+    video_grid_thw: torch.Tensor
+    source: str | None
+    settings: tuple
+    features: torch.Tensor | None = None
+    features_from: object = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (frames, pixel values and features, on whatever device)."""
+        return sum(_tensor_bytes(x) for x in (self.frames, self.pixel_values_videos, self.features)
+                   if x is not None)
+
+
+class MediaCache:
+    """LRU cache of :class:`PreparedVideo` keyed by (path, its size and mtime, settings), at
+    most ``max_items`` entries and ``max_bytes`` bytes (an entry larger than ``max_bytes`` is
+    not kept). ``max_items=0`` keeps nothing. Not thread-safe (one answering thread)."""
+
+    def __init__(self, max_items: int = DEFAULT_CACHE_ITEMS, max_bytes: int = DEFAULT_CACHE_BYTES):
+        for name, value in (("media_cache", max_items), ("media_cache_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise Vega3DError(f"{name} must be a non-negative integer, got {value!r}")
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._entries: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(path, settings: tuple) -> tuple:
+        path = Path(path)
+        try:
+            stat = path.stat()
+        except OSError:
+            return (str(path), None, settings)  # missing: not cached; load_video names it
+        return (str(path.resolve()), (stat.st_size, stat.st_mtime_ns), settings)
+
+    def get(self, key):
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key, entry: PreparedVideo) -> None:
+        if self.max_items == 0 or key[1] is None:
+            return
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        self.trim()
+
+    def trim(self) -> None:
+        """Drop least recently used entries until within both bounds (entries grow when
+        their simulator features are added)."""
+        while self._entries and (len(self._entries) > self.max_items or self.nbytes > self.max_bytes):
+            self._entries.popitem(last=False)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Answerer:
+    """Batched question answering over videos. See the module docstring.
+
+    ``media_cache`` / ``media_cache_bytes``: bounds of the cache of videos given as paths
+    (0 items: no cache)."""
+
+    def __init__(self, model, processor, num_frames: int = 32, device="cpu", frame_fps: float = 1.0,
+                 media_cache: int = DEFAULT_CACHE_ITEMS, media_cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.model = model.eval()
         self.processor = processor
         self.num_frames = int(num_frames)
         self.frame_fps = float(frame_fps)
         self.device = torch.device(device)
+        self.cache = MediaCache(media_cache, media_cache_bytes)
 
     @classmethod
     def from_checkpoint(cls, checkpoint, base=None, simulator=None, device="cpu", dtype="float32",
                         num_frames: int | None = None, video_min_pixels=None, video_max_pixels=None,
-                        load_simulator: bool = True) -> "Answerer":
+                        load_simulator: bool = True, media_cache: int = DEFAULT_CACHE_ITEMS,
+                        media_cache_bytes: int = DEFAULT_CACHE_BYTES) -> "Answerer":
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
         (rebuild the recorded one when the generative branch is on). Frame count and pixel
         budget default to the ones recorded at training time (else 32 frames, Qwen's defaults).
@@ -69,29 +179,84 @@ class Answerer:
             video_max_pixels if video_max_pixels is not None else pre.get("video_max_pixels"),
         )
         num_frames = num_frames if num_frames is not None else pre.get("num_frames", 32)
-        return cls(model, processor, num_frames=num_frames, device=device, frame_fps=pre.get("frame_fps", 1.0))
+        return cls(model, processor, num_frames=num_frames, device=device, frame_fps=pre.get("frame_fps", 1.0),
+                   media_cache=media_cache, media_cache_bytes=media_cache_bytes)
 
-    def _video(self, video):
-        """(frames (N,H,W,3) uint8, second_per_grid_ts) — sampled as in training."""
+    # -- media ----------------------------------------------------------------------------
+    @property
+    def media_settings(self) -> tuple:
+        """What a :class:`PreparedVideo` depends on: (num_frames, frame_fps, temporal patch,
+        video_min_pixels, video_max_pixels)."""
+        p = self.processor
+        return (self.num_frames, self.frame_fps, int(p.image_processor.temporal_patch_size),
+                int(p.video_min_pixels), int(p.video_max_pixels))
+
+    def prepare(self, video) -> PreparedVideo:
+        """Read and preprocess one video (a path — video file, frame folder or scan folder —
+        or frames (N,H,W,3) uint8 / (N,3,H,W) float [0,1]) exactly as ``answer`` does, for
+        reuse across questions. Does not use the cache; safe to call from another thread."""
         from vega3d.mllm.data import load_video, seconds_per_grid
         from vega3d.mllm.processing import to_uint8_frames
         from vega3d.scenes import sample_frames
 
-        tp = int(self.processor.image_processor.temporal_patch_size)
-        if isinstance(video, (str, Path)):
+        settings = self.media_settings
+        tp = settings[2]
+        if isinstance(video, (str, os.PathLike)):
             frames, _, spg = load_video(video, self.num_frames, self.frame_fps, tp)
-            return frames, spg
-        frames = to_uint8_frames(video, "video")
-        idx = sample_frames(len(frames), self.num_frames)
-        return frames[idx], seconds_per_grid(len(frames), None, len(idx), self.frame_fps, tp)
+            source = str(video)
+        else:
+            frames = to_uint8_frames(video, "video")
+            idx = sample_frames(len(frames), self.num_frames)
+            frames, spg = frames[idx], seconds_per_grid(len(frames), None, len(idx), self.frame_fps, tp)
+            source = None
+        frames = np.ascontiguousarray(frames)
+        inputs = self.processor.video_inputs(frames)
+        return PreparedVideo(frames, spg, inputs["pixel_values_videos"], inputs["video_grid_thw"], source, settings)
 
+    def _prepared(self, video, batch_seen: dict) -> PreparedVideo:
+        """``video`` as a PreparedVideo: given, from this call, from the cache, or read now."""
+        if isinstance(video, PreparedVideo):
+            if video.settings != self.media_settings:
+                raise Vega3DError(
+                    f"prepared video {video.source or '(frames)'} was made with settings {video.settings} "
+                    f"(num_frames, frame_fps, temporal_patch, video_min_pixels, video_max_pixels) but this "
+                    f"answerer uses {self.media_settings}; prepare it with this answerer")
+            return video
+        if not isinstance(video, (str, os.PathLike)):
+            return self.prepare(video)
+        if self.cache.max_items == 0:  # no reuse: read for every question
+            return self.prepare(video)
+        key = MediaCache.key(video, self.media_settings)
+        entry = batch_seen.get(key) or self.cache.get(key)
+        if entry is None:
+            entry = self.prepare(video)
+            self.cache.put(key, entry)
+        batch_seen[key] = entry
+        return entry
+
+    def _uses_simulator(self, generative) -> bool:
+        config = getattr(self.model, "config", None)
+        on = bool(getattr(config, "generative", False))
+        use = on if generative is None else bool(generative)
+        return use and on and getattr(self.model, "simulator", None) is not None
+
+    def _features(self, video: PreparedVideo) -> torch.Tensor:
+        """The simulator's grid for ``video``, computed once and kept on it."""
+        simulator = self.model.simulator
+        if video.features is None or video.features_from is not simulator:
+            video.features = self.model.simulator_features(torch.from_numpy(video.frames))
+            video.features_from = simulator
+            self.cache.trim()
+        return video.features
+
+    # -- answering ------------------------------------------------------------------------
     @torch.no_grad()
     def answer(self, questions: list[str], videos: list, max_new_tokens: int = 128, batch_size: int = 4,
                generative: bool | None = None, video_features: list | None = None, **generate_kwargs) -> list[str]:
-        """Answers to ``questions[i]`` about ``videos[i]`` (a path, a frame folder, or frames
-        (N,H,W,3) uint8 / (N,3,H,W) float). ``video_features``: optional precomputed grids
-        (N,h,w,C) per video, used instead of the simulator. Greedy unless ``generate_kwargs``
-        say otherwise."""
+        """Answers to ``questions[i]`` about ``videos[i]`` (a path, a frame folder / scan folder,
+        frames (N,H,W,3) uint8 / (N,3,H,W) float, or a :class:`PreparedVideo` from
+        :meth:`prepare`). ``video_features``: optional precomputed grids (N,h,w,C) per video,
+        used instead of the simulator. Greedy unless ``generate_kwargs`` say otherwise."""
         from vega3d.mllm.data import collate, to_device
 
         if len(questions) != len(videos):
@@ -100,19 +265,23 @@ class Answerer:
             raise Vega3DError(f"answer: {len(video_features)} video_features for {len(videos)} videos")
         tok = self.processor.tokenizer
         generate_kwargs.setdefault("do_sample", False)
+        simulate = video_features is None and self._uses_simulator(generative)
         answers = []
         for start in range(0, len(questions), batch_size):
-            items = []
+            items, seen = [], {}  # a video twice in one batch is prepared once (with the cache on)
             for i in range(start, min(start + batch_size, len(questions))):
-                frames, spg = self._video(videos[i])
-                item = {"id": str(i), **self.processor.video_inputs(frames)}
+                video = self._prepared(videos[i], seen)
+                item = {"id": str(i), "pixel_values_videos": video.pixel_values_videos,
+                        "video_grid_thw": video.video_grid_thw}
                 messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": questions[i]}]}]
                 item.update(self.processor.encode(messages, item["video_grid_thw"], add_generation_prompt=True))
                 if video_features is not None:
                     item["video_features"] = video_features[i]
+                elif simulate:
+                    item["video_features"] = self._features(video)
                 else:
-                    item["video_frames"] = torch.from_numpy(np.ascontiguousarray(frames))
-                item["second_per_grid_ts"] = spg
+                    item["video_frames"] = torch.from_numpy(video.frames)
+                item["second_per_grid_ts"] = video.second_per_grid_ts
                 items.append(item)
             batch = to_device(collate(items, tok.pad_token_id, padding_side="left"), self.device)
             batch.pop("labels")

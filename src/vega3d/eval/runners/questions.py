@@ -10,10 +10,10 @@ the media root:
   else ``<root>/<scene_id>.mp4``.
 
 A question whose media is missing is a :class:`Vega3DError` naming its id and the paths
-tried, or, with ``skip_missing``, left out and listed in ``Plan.skipped``. The Answerer
-gets the media path and reads it the way training does
-(:func:`vega3d.mllm.data.load_video`: uniform frame sampling; scans through
-:func:`vega3d.scenes.load_scene`).
+tried, or, with ``skip_missing``, left out and listed in ``Plan.skipped``. The media is
+read the way training does (:func:`vega3d.mllm.data.load_video`: uniform frame sampling;
+scans through :func:`vega3d.scenes.load_scene`), once per scene
+(:mod:`~vega3d.eval.runners.media`).
 """
 
 from __future__ import annotations
