@@ -1,5 +1,6 @@
 """kill -9 at every commit point of the write protocol, then resume: the store equals an uninterrupted one."""
 
+import multiprocessing
 import os
 import signal
 from pathlib import Path
@@ -20,27 +21,33 @@ def extract(inputs, store):
                             progress=False)
 
 
+def _extract_then_die(inputs: str, store: str, kill_at: int) -> None:
+    """Child process: run :func:`extract`, SIGKILLing itself just before its ``kill_at``-th
+    ``os.replace`` (every file of the store is committed by one os.replace)."""
+    calls = [0]
+    real_replace = os.replace
+
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
+
+    layout.os = SimpleNamespace(**{**vars(os), "replace": replace})
+    extract(Path(inputs), Path(store))
+    os._exit(3)  # not killed: the test fails on this exit code
+
+
 def run_killed(inputs, store, kill_at: int) -> int:
-    """Run :func:`extract` in a forked child that SIGKILLs itself just before its ``kill_at``-th
-    ``os.replace`` (every file of the store is committed by one os.replace); returns the wait status."""
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        try:
-            calls = [0]
-            real_replace = os.replace
-
-            def replace(src, dst):
-                calls[0] += 1
-                if calls[0] == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                real_replace(src, dst)
-
-            layout.os = SimpleNamespace(**{**vars(os), "replace": replace})
-            extract(inputs, store)
-        finally:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    return status
+    """Run :func:`_extract_then_die` in a fresh child process and return its exit code
+    (``-SIGKILL`` when it killed itself). The child comes from a forkserver, not a fork of
+    pytest: forking a process whose torch/OpenMP thread pools are running can crash the child."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "vega3d.store.extract"])
+    child = ctx.Process(target=_extract_then_die, args=(str(inputs), str(store), kill_at))
+    child.start()
+    child.join()
+    return child.exitcode
 
 
 def snapshot(store: Path) -> dict:
@@ -63,8 +70,8 @@ def test_kill_at_every_commit_point_then_resume(inputs, tmp_path):
     # os.replace calls: store.json, then per item shard + record, then index.json, last_run.json
     for kill_at in (1, 2, 3, 5, 8, 9):
         store = tmp_path / f"killed{kill_at}"
-        status = run_killed(inputs, store, kill_at)
-        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"child status {status}"
+        code = run_killed(inputs, store, kill_at)
+        assert code == -signal.SIGKILL, f"child exit code {code}"
         if (store / layout.STORE_FILE).exists():
             # the killed store is consistent: every entry it lists reads back and checks out
             fs = FeatureStore(store)
