@@ -31,9 +31,11 @@ WEIGHTS_FILE = "trainable.safetensors"
 
 def simulator_identity(config: dict) -> dict:
     """What determines a simulator's features: its config without file locations
-    (``model.path``, ``prompt.file``) and the compute dtype."""
+    (``model.path``, ``prompt.file``) and the compute dtypes (DiT and VAE): precision is a run
+    choice, like the device; a rebuilt simulator uses the recorded dtypes unless told otherwise."""
     ident = json.loads(json.dumps(config))
     ident.pop("dtype", None)
+    ident.pop("vae_dtype", None)
     ident.pop("device", None)
     if isinstance(ident.get("model"), dict):
         ident["model"].pop("path", None)

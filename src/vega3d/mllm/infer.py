@@ -44,7 +44,7 @@ def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
     return WanWorldSimulator.from_pretrained(
         folder, timestep=record["timestep"], shift=record["shift"], block=record["block"], height=record["height"],
         width=record["width"], seed=record["seed"], dtype=dtype or record["dtype"], device=device,
-        pad=record.get("pad", False),
+        vae_dtype=record.get("vae_dtype", "float32"), pad=record.get("pad", False),
     )
 
 
