@@ -58,13 +58,14 @@ def test_loss_falls_when_overfitting(tiny, tmp_path):
     assert (final / "trainable.safetensors").is_file()
 
 
-def test_cli_train_checkpoints_and_resumes_bit_exactly(tiny, tmp_path, one_thread):
+def test_cli_train_checkpoints_and_resumes_bit_exactly(tiny, tmp_path, one_thread, capsys):
     """Crash mid-epoch (with gradient accumulation), rerun the same command: identical result."""
     from vega3d.cli import main
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     extra = ["train.batch_size=1", "train.grad_accum=2", "train.save_every=1", "train.keep_last=3"]
     assert main(["train", str(TINY_YAML), *overrides(tiny, full, *extra), "--no-progress"]) == 0
+    assert "STAND-IN" in capsys.readouterr().err  # the tiny base says what it is
     steps = sorted(p.name for p in (full / "checkpoints").iterdir())
     assert steps == ["step-0000002", "step-0000003", "step-0000004"]  # 4 records / 2 per step, 2 epochs, keep 3
     state = full / "checkpoints" / "step-0000004" / "state"
@@ -200,7 +201,9 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     capsys.readouterr()
     assert main(["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4",
                  "How many chairs?"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "STAND-IN" in captured.err and "Qwen2.5-VL base" in captured.err and "Wan simulator" in captured.err
     from vega3d.mllm.infer import Answerer
 
     answerer = Answerer.from_checkpoint(final)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def register(subparsers) -> None:
     """Add ``train`` and ``ask``."""
@@ -40,9 +42,15 @@ def _train(args) -> int:
 
     from accelerate import PartialState
 
+    from vega3d.mllm.tiny import is_stand_in
+
     config = load_train_config(args.config, args.overrides)
+    main_process = PartialState().is_main_process
+    if main_process and is_stand_in(config.model.base_model):
+        print(f"NOTE: the Qwen2.5-VL base ({config.model.base_model}) is a small STAND-IN with random weights: "
+              "this run only shows that training works.", file=sys.stderr)
     final = train(config, progress=not args.no_progress)
-    if PartialState().is_main_process:
+    if main_process:
         print(f"model: {final}")
     return 0
 
@@ -54,6 +62,11 @@ def _ask(args) -> int:
         args.model, base=args.base, simulator=args.simulator, device=args.device, dtype=args.dtype,
         num_frames=args.num_frames, load_simulator=not args.baseline,
     )
+    from vega3d.mllm.tiny import stand_in_notice
+
+    notice = stand_in_notice(answerer.model)
+    if notice:
+        print(notice, file=sys.stderr)
     print(answerer.answer([args.question], [args.video], max_new_tokens=args.max_new_tokens,
                           generative=False if args.baseline else None)[0])
     return 0

@@ -172,10 +172,32 @@ def save_tiny_qwen25vl(path, seed: int = 0, vocab_size: int = 384) -> Path:
     processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
     processor.save_pretrained(path)
     (path / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
-    (path / "STAND_IN.md").write_text(
+    (path / STAND_IN_MARKER).write_text(
         "# Stand-in model\n\nTiny random-weight Qwen2.5-VL written by "
         "`vega3d.mllm.tiny.save_tiny_qwen25vl` for tests and demos. Same architecture and folder "
         "layout as Qwen/Qwen2.5-VL-7B-Instruct; random weights, tiny widths, a toy tokenizer. "
         "Its outputs are meaningless.\n"
     )
     return path
+
+
+STAND_IN_MARKER = "STAND_IN.md"
+
+
+def is_stand_in(folder) -> bool:
+    """True when ``folder`` holds a random-weight stand-in written by :func:`save_tiny_qwen25vl`."""
+    return (Path(folder) / STAND_IN_MARKER).is_file()
+
+
+def stand_in_notice(model) -> str | None:
+    """A one-paragraph warning when a :class:`Vega3DQwen`'s base model or attached simulator
+    is a random-weight stand-in (their outputs are meaningless), else None."""
+    parts = []
+    if model.config.base_model and is_stand_in(model.config.base_model):
+        parts.append(f"the Qwen2.5-VL base ({model.config.base_model})")
+    if model.simulator is not None and model.simulator.stand_in:
+        parts.append("the Wan simulator")
+    if not parts:
+        return None
+    return ("NOTE: " + " and ".join(parts) + (" is" if len(parts) == 1 else " are")
+            + " a small STAND-IN with random weights: the answers below are meaningless.")
