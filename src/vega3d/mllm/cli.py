@@ -42,15 +42,9 @@ def _train(args) -> int:
 
     from accelerate import PartialState
 
-    from vega3d.mllm.tiny import is_stand_in
-
     config = load_train_config(args.config, args.overrides)
-    main_process = PartialState().is_main_process
-    if main_process and is_stand_in(config.model.base_model):
-        print(f"NOTE: the Qwen2.5-VL base ({config.model.base_model}) is a small STAND-IN with random weights: "
-              "this run only shows that training works.", file=sys.stderr)
     final = train(config, progress=not args.no_progress)
-    if main_process:
+    if PartialState().is_main_process:
         print(f"model: {final}")
     return 0
 

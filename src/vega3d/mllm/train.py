@@ -23,6 +23,7 @@ import json
 import math
 import shutil
 import time
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,6 +34,7 @@ import yaml
 from vega3d.errors import Vega3DError
 from vega3d.mllm.config import Vega3DConfig
 from vega3d.mllm.data import DataConfig
+from vega3d.mllm.tiny import is_stand_in
 
 STATE_FILE = "trainer_state.json"
 
@@ -260,6 +262,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
     is_fsdp = accelerator.distributed_type == DistributedType.FSDP
     main = accelerator.is_main_process
+    if main and is_stand_in(config.model.base_model):
+        print(f"NOTE: the Qwen2.5-VL base ({config.model.base_model}) is a small STAND-IN with random weights: "
+              "this run only shows that training works.", file=sys.stderr)
 
     # Model (+ simulator outside it).
     model = Vega3DQwen.from_config(config.model, dtype=torch_dtype(t.base_dtype), device="cpu")
