@@ -133,13 +133,36 @@ def test_wan_encoder_matches_simulator_and_sweeps_share_the_model(wan_dir):
     assert f.shape == (3, 4, 6, sim.feature_dim)
     torch.testing.assert_close(f, sim.extract(FRAMES))
     assert enc.config["block"] == 2 and enc.config["stand_in"] is True
-    grids = enc.blocks(FRAMES, [0, 1, 3])  # one DiT pass to block 3
+    grids = enc.blocks(FRAMES, [3, 0, 1])  # one VAE pass, one DiT pass to block 3
+    assert list(grids) == [0, 1, 3]
     for b in (0, 1, 3):
         other = enc.at(block=b)
         assert other.simulator.transformer is enc.simulator.transformer  # no reload
-        torch.testing.assert_close(grids[b], other(FRAMES), rtol=1e-5, atol=1e-5)
+        assert torch.equal(grids[b], other(FRAMES))
+        assert enc.config_at(block=b) == other.config
     later = enc.at(timestep=700)
     assert later.config["t"] == 700 and not torch.allclose(later(FRAMES), f)
+    latents = enc.encode(FRAMES)
+    at_700 = enc.from_latents(latents, timestep=700)
+    assert at_700.device.type == "cpu" and torch.equal(at_700, later(FRAMES))
+    assert enc.config_at(timestep=700) == later.config and enc.config_at() == enc.config
+    assert torch.equal(enc.from_latents(latents), f)
+    with pytest.raises(Vega3DError, match="0..3"):
+        enc.blocks(FRAMES, [4])
+
+
+def test_wan_encoder_blocks_with_padding_and_vae_dtype(wan_dir):
+    """blocks() now goes through the simulator's stages, so pad=True works (the hook-based
+    capture refused it); vae_dtype reaches the loader and the recorded config."""
+    enc = build_encoder("wan", model=wan_dir, block=1, height=64, width=96, pad=True)
+    tall = FRAMES[:, :, :, :48]  # 96x48 frames: padded left and right
+    grids = enc.blocks(tall, [0, 2])
+    for b in (0, 2):
+        assert torch.equal(grids[b], enc.at(block=b)(tall))
+    half = build_encoder("wan", model=wan_dir, block=1, height=64, width=96, vae_dtype="bfloat16")
+    assert half.config["vae_dtype"] == "bfloat16" and half.simulator.vae.encoder.conv_in.weight.dtype == torch.bfloat16
+    assert half.components.vae is half.simulator.vae  # loaded in bfloat16, not cast from a float32 copy
+    assert enc.config["vae_dtype"] == "float32"
 
 
 def test_build_and_frame_errors(wan_dir):

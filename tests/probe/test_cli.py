@@ -36,10 +36,26 @@ def test_probe_cli_sweep_blocks_on_tiny_wan(tmp_path, capsys):
     report = json.loads((out / "probe.json").read_text())
     assert [r["block"] for r in report["rows"]] == [0, 2]
     assert all(r["encoder"]["stand_in"] for r in report["rows"])
+    assert all(r["encoder"]["vae_dtype"] == "float32" for r in report["rows"])  # --vae-dtype's default
     assert report["rows"][0]["result"]["auroc"] != report["rows"][1]["result"]["auroc"]
     assert (out / "probe_sweep.png").read_bytes()[:4] == b"\x89PNG"
     text = capsys.readouterr().out
     assert "position" in text and "STAND-IN" in text  # a random-weight model always says so
+
+
+def test_probe_cli_vae_dtype_on_tiny_wan(tmp_path):
+    from vega3d.simulator.tiny import save_tiny_wan
+
+    model = save_tiny_wan(tmp_path / "wan", num_layers=2)
+    out = tmp_path / "half_vae"
+    code = cli.main(["probe", "synthetic", "--encoder", "wan", "--model", str(model), "--frames", "3",
+                     "--synthetic-size", "32x48", "--height", "32", "--width", "48", "--block", "1",
+                     "--vae-dtype", "bfloat16", "--out", str(out), "--no-figures", "--option", "min_motion_px=2",
+                     "--option", "recall_stride_px=16"])
+    assert code == 0
+    report = json.loads((out / "probe.json").read_text())
+    assert report["encoder"]["vae_dtype"] == "bfloat16" and report["encoder"]["dtype"] == "float32"
+    assert "--vae-dtype bfloat16" in report["command"]
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -48,6 +64,7 @@ def test_probe_cli_sweep_blocks_on_tiny_wan(tmp_path, capsys):
     (["--option", "voxel=1"], "unknown probe option"),
     (["--option", "nonsense"], "KEY=VALUE"),
     (["--block", "3"], "unknown option"),
+    (["--vae-dtype", "bfloat16"], "unknown option"),  # pixels has no VAE
     (["--frames", "1"], "at least 2 frames"),
 ])
 def test_probe_cli_errors(tmp_path, capsys, argv, message):

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from tests.probe.conftest import SMALL
 from vega3d.errors import Vega3DError
@@ -15,17 +14,55 @@ def wan(tmp_path_factory):
     return build_encoder("wan", model=model, block=2, height=96, width=128)
 
 
-def test_sweeps_match_separate_runs(scene, wan):
+class _Counter:
+    """Counts VAE passes (calls of the simulator's one VAE entry point) and DiT passes
+    (the patch embedding runs once per DiT pass) while it is active."""
+
+    def __init__(self, monkeypatch, encoder):
+        self.vae = 0
+        self.dit = []
+        sim = encoder.simulator
+        vae = type(sim)._encode_frames
+
+        def counted(this, x):
+            self.vae += 1
+            return vae(this, x)
+
+        monkeypatch.setattr(type(sim), "_encode_frames", counted)
+        self.handle = sim.transformer.patch_embedding.register_forward_pre_hook(lambda *_a: self.dit.append(1))
+
+
+def test_timestep_sweep_encodes_once_and_equals_separate_runs(scene, wan, monkeypatch):
     opts = {**SMALL, "recall_stride_px": 16.0}
-    rows = sweep_timesteps(scene, wan, [100, 500], **opts)
-    assert [r["timestep"] for r in rows] == [100, 500]
-    assert [r["encoder"]["t"] for r in rows] == [101, 500]  # flow_noise_level with shift 5
-    alone = score(scene, wan.at(timestep=500)(scene.frames()), **opts)
-    assert rows[1]["result"].to_dict() == alone.to_dict()
-    blocks = sweep_blocks(scene, wan, [0, 2], **opts)
-    assert [r["block"] for r in blocks] == [0, 2]
-    same = score(scene, wan(scene.frames()), **opts)  # the encoder's own block 2
-    assert blocks[1]["result"].auroc == pytest.approx(same.auroc, abs=1e-6)
+    count = _Counter(monkeypatch, wan)
+    try:
+        rows = sweep_timesteps(scene, wan, [100, 500, 300], **opts)
+    finally:
+        count.handle.remove()
+    assert wan.simulator.batch_frames >= len(scene)  # so one VAE pass = one _encode_frames call
+    assert count.vae == 1 and len(count.dit) == 3  # one VAE pass; one DiT pass per timestep
+    assert [r["timestep"] for r in rows] == [100, 500, 300]
+    assert [r["encoder"]["t"] for r in rows] == [101, 500, 299]  # flow_noise_level with shift 5
+    for r in rows:  # identical to a separate simulator at that timestep: extract + score
+        alone = wan.at(timestep=r["timestep"])
+        assert r["encoder"] == alone.config
+        assert r["result"].to_dict() == score(scene, alone(scene.frames()), **opts).to_dict()
+    assert rows[0]["result"].to_dict() != rows[1]["result"].to_dict()
+
+
+def test_block_sweep_encodes_once_and_equals_separate_runs(scene, wan, monkeypatch):
+    opts = {**SMALL, "recall_stride_px": 16.0}
+    count = _Counter(monkeypatch, wan)
+    try:
+        rows = sweep_blocks(scene, wan, [2, 0, 1], **opts)
+    finally:
+        count.handle.remove()
+    assert count.vae == 1 and len(count.dit) == 1  # one VAE pass, one DiT pass for all blocks
+    assert [r["block"] for r in rows] == [0, 1, 2]
+    for r in rows:
+        alone = wan.at(block=r["block"])
+        assert r["encoder"] == alone.config
+        assert r["result"].to_dict() == score(scene, alone(scene.frames()), **opts).to_dict()
 
 
 def test_sweep_errors(scene, wan):
@@ -37,3 +74,7 @@ def test_sweep_errors(scene, wan):
         sweep_timesteps(scene, wan, [])
     with pytest.raises(Vega3DError, match="block"):
         sweep_blocks(scene, wan, [7])  # the stand-in has 3 blocks
+    with pytest.raises(Vega3DError, match="timestep"):
+        sweep_timesteps(scene, wan, [300, 1200])
+    with pytest.raises(Vega3DError, match="no values"):
+        sweep_blocks(scene, wan, iter([]))

@@ -185,3 +185,21 @@ def test_clip_mode(world, tmp_path, capsys):
         FeatureStore(out, expected_config=sim)
     assert cli.main([*args, "--num-frames", "4"]) == 2
     assert "1 + 4k frames" in capsys.readouterr().err
+
+
+def test_vae_dtype_flag_reaches_the_simulator_and_the_store(world, tmp_path, capsys):
+    assert FeatureStore(world["one"]).extraction_config["vae_dtype"] == "float32"  # the default
+    out = tmp_path / "vae_bf16"
+    args = ["extract", str(world["inputs"] / "shots"), "--model", str(world["wan"]), "--out", str(out),
+            "--height", "32", "--width", "48", "--block", "1", "--num-frames", "3", "--no-progress"]
+    assert cli.main([*args, "--vae-dtype", "bfloat16"]) == 0
+    sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM, vae_dtype="bfloat16")
+    store = FeatureStore(out, expected_config=sim)
+    assert store.extraction_config["vae_dtype"] == "bfloat16" and store.extraction_config["dtype"] == "float32"
+    item = discover_inputs([world["inputs"] / "shots"])[0]
+    assert torch.equal(store.get("shots")[0], sim.extract(load_frames(item, num_frames=3).frames).to(torch.bfloat16))
+    rc = cli.main([*args, "--vae-dtype", "float16"])  # resuming with another VAE dtype is another config
+    assert rc == 2 and "vae_dtype: store has 'bfloat16', expected 'float16'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--vae-dtype", "float64"])
+    assert "invalid choice: 'float64'" in capsys.readouterr().err

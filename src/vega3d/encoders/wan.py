@@ -1,10 +1,10 @@
 """``wan``: the Wan2.1 latent world simulator's DiT-block features (vega3d.simulator).
 
 One loaded checkpoint serves many settings: :meth:`WanEncoder.at` builds another
-simulator on the same modules (no reload) for another timestep or block, and
-:meth:`WanEncoder.blocks` returns several blocks' grids from ONE DiT pass, by reading
-the outputs of ``transformer.blocks[k]`` with forward hooks while the simulator runs to
-the deepest requested block.
+simulator on the same modules (no reload) for another timestep or block. For sweeps the
+simulator's two public stages are used directly: :meth:`WanEncoder.encode` runs the VAE
+once (``WanWorldSimulator.encode``), and :meth:`WanEncoder.from_latents` reads the DiT at
+any timestep, or several blocks from ONE pass (``WanWorldSimulator.features_from_latents``).
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ class WanEncoder:
             if model is None and components is None:
                 raise Vega3DError("wan encoder: pass model=<Wan2.1 folder> (e.g. --model DIR)")
             if components is None:
+                from vega3d.simulator.simulator import parse_dtype
+
                 load = {k: sim_options[k] for k in ("dtype", "device", "prompt_embedding") if k in sim_options}
                 if "dtype" in load:
-                    from vega3d.simulator.simulator import parse_dtype
-
                     load["dtype"] = parse_dtype(load["dtype"])
+                if "vae_dtype" in sim_options:  # load the VAE in it (else float32, the loader's default)
+                    load["vae_dtype"] = parse_dtype(sim_options["vae_dtype"], "vae_dtype")
                 components = load_wan_components(model, **load)
             build = {k: v for k, v in sim_options.items() if k not in ("dtype", "device", "prompt_embedding")}
             simulator = WanWorldSimulator(
@@ -63,32 +65,43 @@ class WanEncoder:
         return self.simulator.extract(x).float().cpu()
 
     @torch.no_grad()
+    def encode(self, frames: torch.Tensor):
+        """The VAE stage alone: ``WanWorldSimulator.encode`` → ``FrameLatents`` (on the
+        simulator's device); reuse it for every timestep or block of a sweep."""
+        return self.simulator.encode(check_frames(frames, "wan encoder"))
+
+    @torch.no_grad()
+    def from_latents(self, latents, *, timestep: float | None = None, blocks=None):
+        """The DiT stage: ``WanWorldSimulator.features_from_latents`` on :meth:`encode`'s
+        output, as CPU float32 — one (N, h, w, C) grid, or ``{block: grid}`` for ``blocks``.
+        ``timestep=None`` is the encoder's own; the noise ε is the same at every timestep."""
+        out = self.simulator.features_from_latents(latents, timestep=timestep, blocks=blocks)
+        if isinstance(out, dict):
+            return {b: g.float().cpu() for b, g in out.items()}
+        return out.float().cpu()
+
+    def config_at(self, *, timestep: float | None = None, block: int | None = None) -> dict:
+        """:attr:`config` of the features :meth:`from_latents` gives at ``timestep`` / for ``block``
+        (what ``at(timestep=..., block=...).config`` would be, without building a simulator)."""
+        from dataclasses import replace
+
+        from vega3d.simulator import flow_noise_level
+
+        cfg = self.simulator.config
+        if timestep is not None:
+            t, sigma = flow_noise_level(timestep, cfg.shift)
+            cfg = replace(cfg, timestep=float(timestep), t=t, sigma=sigma)
+        if block is not None:
+            cfg = replace(cfg, block=int(block))
+        return {"name": self.name, **cfg.to_dict()}
+
+    @torch.no_grad()
     def blocks(self, frames: torch.Tensor, blocks) -> dict[int, torch.Tensor]:
-        """Grids of several DiT blocks (0-based) from one pass: ``{block: (N, h, w, C)}``.
+        """Grids of several DiT blocks (0-based) from one VAE and one DiT pass: ``{block: (N, h, w, C)}``.
 
-        Runs the simulator to ``max(blocks)`` and captures each requested block's output
-        tokens (frame, row, column order, as the patch embedding flattens them).
+        The DiT runs to ``max(blocks)`` only. Each grid equals ``at(block=b)(frames)``.
         """
-        blocks = sorted({int(b) for b in blocks})
-        sim = self.simulator
-        if sim.pad:
-            raise Vega3DError("wan encoder: blocks() supports pad=False (the default) only")
-        if sim.compiled:
-            raise Vega3DError("wan encoder: blocks() needs the uncompiled block stack (compile=False)")
-        deepest = self.at(block=blocks[-1]).simulator if blocks[-1] != sim.block else sim
-        h, w = deepest.grid_size
-        captured = {b: [] for b in blocks}
-        hooks = [deepest.transformer.blocks[b].register_forward_hook(
-            lambda _m, _i, out, b=b: captured[b].append(out.float().unflatten(1, (-1, h, w))[:, 0].cpu()))
-            for b in blocks]
-        try:
-            last = deepest.extract(check_frames(frames, "wan encoder")).float().cpu()
-        finally:
-            for hk in hooks:
-                hk.remove()
-        result = {b: torch.cat(captured[b]) for b in blocks}
-        if not torch.equal(result[blocks[-1]], last):
-            raise Vega3DError("wan encoder: captured block outputs do not match the simulator's features; "
-                              "the simulator no longer calls transformer.blocks in order")
-        return result
+        from vega3d.simulator.simulator import check_blocks
 
+        check_blocks(blocks, self.simulator.config.num_layers)  # before the VAE pass
+        return self.from_latents(self.encode(frames), blocks=blocks)

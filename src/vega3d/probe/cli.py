@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="wan noise seed / random_vit weight seed")
     p.add_argument("--device", help="wan/hf: torch device (default cpu)")
     p.add_argument("--dtype", help="wan/hf: float32 | bfloat16 | float16")
+    p.add_argument("--vae-dtype", help="wan: the VAE's dtype, float32 | bfloat16 | float16 (default float32, "
+                                       "whatever --dtype is)")
     p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other encoder option (value parsed as JSON when possible)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     options = _pairs(args.option, "--option")
     ProbeOptions.from_kwargs(**dict(options))  # fail fast on a bad option
     enc_opts = _pairs(args.encoder_option, "--encoder-option")
-    for flag in ("model", "block", "timestep", "height", "width", "layer", "seed", "device", "dtype"):
+    for flag in ("model", "block", "timestep", "height", "width", "layer", "seed", "device", "dtype", "vae_dtype"):
         if getattr(args, flag) is not None:
             enc_opts[flag] = getattr(args, flag)
     sweep = _sweep(args.sweep) if args.sweep else None
@@ -175,10 +177,10 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
 def _argv(args) -> list[str]:
     parts = [args.scene, "--encoder", args.encoder]
     for flag in ("model", "frames", "out", "sweep", "block", "timestep", "height", "width", "layer", "seed",
-                 "device", "dtype"):
+                 "device", "dtype", "vae_dtype"):
         v = getattr(args, flag)
         if v is not None:
-            parts += [f"--{flag}", str(v)]
+            parts += [f"--{flag.replace('_', '-')}", str(v)]
     parts += [f"--encoder-option {o}" for o in args.encoder_option] + [f"--option {o}" for o in args.option]
     if args.scene == "synthetic":
         parts += ["--synthetic-size", args.synthetic_size]

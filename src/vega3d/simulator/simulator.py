@@ -32,6 +32,13 @@ zero-padded temporal taps; frames are processed in batches sized by a memory bud
 timestep and prompt conditioning are computed once per simulator; optional
 ``torch.compile`` of the block stack.
 
+Stages. :meth:`WanWorldSimulator.extract` is :meth:`~WanWorldSimulator.encode` (frames → the
+normalised latents ``z``, the VAE half) followed by
+:meth:`~WanWorldSimulator.features_from_latents` (noise ``z`` and run the DiT); the two
+public stages give the same numbers bit for bit and let one VAE pass serve several noise
+levels (``timestep=``) and one DiT pass several blocks (``blocks=``) — the ablations of the
+paper's Fig. 6 at the cost of one model load (vega3d.probe.sweep).
+
 Clip mode (:meth:`WanWorldSimulator.extract_clip`, beyond the paper): a contiguous clip of
 ``T = 1 + 4k`` frames is encoded as one video, so the VAE's causal temporal convs and the
 DiT's self-attention see across frames. Wan's VAE maps it to ``1 + k`` latent frames:
@@ -53,7 +60,7 @@ import torch
 from vega3d.errors import Vega3DError
 from vega3d.grids import resample_grid
 from vega3d.simulator.dit_prefix import condition, dit_prefix
-from vega3d.simulator.geometry import TOKEN_PX, as_float_frames, check_size, fit_frames
+from vega3d.simulator.geometry import TOKEN_PX, ContentBox, as_float_frames, check_size, fit_frames
 from vega3d.simulator.noise import flow_noise_level
 
 #: Name of the noise recipe recorded in the config (bump if the draw ever changes).
@@ -116,6 +123,21 @@ class ClipFeatures(NamedTuple):
 
     features: torch.Tensor
     latent_frames: tuple
+
+
+class FrameLatents(NamedTuple):
+    """Output of :meth:`WanWorldSimulator.encode`: what the DiT stage needs from the frames.
+
+    ``latents``: (N, z_dim, 1, height/8, width/8) float32 on the simulator's device — the
+    VAE posterior mode normalised with Wan's latent mean/std (before any noise).
+    ``box``: the :class:`~vega3d.simulator.geometry.ContentBox` the frames occupy in the
+    simulator input (the whole token grid unless ``pad=True``), so that
+    :meth:`WanWorldSimulator.features_from_latents` maps the token grid back onto the whole
+    frame exactly as :meth:`WanWorldSimulator.extract` does.
+    """
+
+    latents: torch.Tensor
+    box: ContentBox
 
 
 def latent_frame_groups(num_frames: int) -> tuple:
@@ -186,6 +208,7 @@ class WanWorldSimulator:
         self._mean = latents_mean.float().to(self.device).view(1, -1, 1, 1, 1)
         self._inv_std = (1.0 / latents_std.float()).to(self.device).view(1, -1, 1, 1, 1)
         self._tproj, self._context = condition(transformer, self.t, context)
+        self._prompt_rows = context  # raw (text_len, text_dim): conditioning at other timesteps
         self._frame_encoder = FrameEncoder(vae) if supports_2d(vae) else None
         self._blocks = [torch.compile(b) for b in transformer.blocks[: self.block + 1]] if compile else None
         self._batch = int(batch_frames) if batch_frames is not None else self._budget_batch(memory_budget)
@@ -302,18 +325,79 @@ class WanWorldSimulator:
             noise_at = lambda s, e: eps[s:e]  # noqa: E731
         h, w = self.grid_size
         out = torch.empty((n, h, w, self.feature_dim), dtype=torch.float32, device=self.device)
-        starts = range(0, n, self._batch)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="simulator", unit="batch")
-        for s in starts:
+        for s in self._starts(n, progress, "simulator"):
             e = min(n, s + self._batch)
             x, box = fit_frames(frames_at(s, e), self.height, self.width, self.pad)
-            z = self._encode_frames(x)
-            feats = self._features(z, noise_at(s, e).to(self.device))[:, 0]
+            z = self._normalise(self._encode_frames(x))
+            feats = self._noised_features(z, noise_at(s, e).to(self.device), self.sigma, self._tproj, self.block)[:, 0]
             out[s:e] = self._to_full_frame(feats, box)
         return out
+
+    @torch.no_grad()
+    def encode(self, frames, *, progress: bool = False) -> FrameLatents:
+        """Stage 1 of :meth:`extract`: frames → :class:`FrameLatents` ``(latents, box)``.
+
+        ``latents``: (N, z_dim, 1, height/8, width/8) float32 on the simulator's device, the
+        normalised VAE posterior mode ``z = (mode − latents_mean) / latents_std`` of each frame
+        fitted whole to ``height x width`` (geometry.py), in the same internal batches as
+        :meth:`extract`. ``frames`` as for :meth:`extract`. No noise is involved, so one call
+        serves every timestep (:meth:`features_from_latents`). Holds N latents
+        (16 x height/8 x width/8 floats each: 0.4 MB per frame at 480x832).
+        """
+        n, frames_at = _frame_batches(frames, self.device)
+        out = torch.empty((n, self.z_dim, 1, self.height // 8, self.width // 8), dtype=torch.float32, device=self.device)
+        box = None
+        for s in self._starts(n, progress, "simulator: VAE"):
+            e = min(n, s + self._batch)
+            x, box = fit_frames(frames_at(s, e), self.height, self.width, self.pad)
+            out[s:e] = self._normalise(self._encode_frames(x))
+        return FrameLatents(out, box)
+
+    @torch.no_grad()
+    def features_from_latents(self, latents, noise: torch.Tensor | None = None, *, timestep: float | None = None,
+                              blocks=None, progress: bool = False):
+        """Stage 2 of :meth:`extract`: noise the latents and read the DiT.
+
+        ``latents``: :meth:`encode`'s :class:`FrameLatents`, or a bare (N, z_dim, 1,
+        height/8, width/8) float tensor of normalised latents (``pad=False`` only: with
+        ``pad=True`` the content box is needed to map the grid back onto the frame).
+        ``noise``: optional ε of that shape; by default the same seeded draw as
+        :meth:`extract`, so ``features_from_latents(encode(frames))`` equals
+        ``extract(frames)`` bit for bit. ``timestep``: another noise level than the
+        simulator's (mapped with ``flow_noise_level(timestep, config.shift)``; same ε).
+        ``blocks``: a list of 0-based block indices read from ONE DiT pass that stops after
+        the deepest of them.
+
+        Returns the (N, height//16, width//16, C) float32 grid of the configured block on the
+        simulator's device, or with ``blocks`` a dict ``{block: grid}`` (sorted, duplicates
+        merged). With ``compile=True``, blocks deeper than the configured one run uncompiled.
+        """
+        z, box = self._check_latents(latents)
+        wanted = check_blocks(blocks, len(self.transformer.blocks)) if blocks is not None else None
+        if timestep is None:
+            sigma, tproj = self.sigma, self._tproj
+        else:
+            t, sigma = flow_noise_level(timestep, self.config.shift)
+            tproj = self._tproj if t == self.t else condition(self.transformer, t, self._prompt_rows)[0]
+        n = z.shape[0]
+        if noise is None:
+            draw = self._noise_stream()
+            noise_at = lambda s, e: draw(e - s)  # noqa: E731
+        else:
+            eps = self._check_noise(noise, tuple(z.shape))
+            noise_at = lambda s, e: eps[s:e]  # noqa: E731
+        h, w = self.grid_size
+        keys = wanted if wanted is not None else [self.block]
+        out = {b: torch.empty((n, h, w, self.feature_dim), dtype=torch.float32, device=self.device) for b in keys}
+        for s in self._starts(n, progress, "simulator: DiT"):
+            e = min(n, s + self._batch)
+            feats = self._noised_features(z[s:e], noise_at(s, e).to(self.device), sigma, tproj,
+                                          wanted if wanted is not None else self.block)
+            if wanted is None:
+                feats = {self.block: feats}
+            for b in keys:
+                out[b][s:e] = self._to_full_frame(feats[b][:, 0], box)
+        return out if wanted is not None else out[self.block]
 
     @torch.no_grad()
     def extract_clip(self, frames, noise: torch.Tensor | None = None) -> ClipFeatures:
@@ -335,8 +419,8 @@ class WanWorldSimulator:
             eps = self._check_noise(noise, shape)
         x, box = fit_frames(frames.to(self.device), self.height, self.width, self.pad)
         video = (x * 2.0 - 1.0).to(self.vae_dtype).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
-        mode = self.vae.encode(video).latent_dist.mode()
-        feats = self._features(mode, eps.to(self.device))[0]  # (T_lat, h, w, C)
+        z = self._normalise(self.vae.encode(video).latent_dist.mode())
+        feats = self._noised_features(z, eps.to(self.device), self.sigma, self._tproj, self.block)[0]  # (T_lat, h, w, C)
         return ClipFeatures(self._to_full_frame(feats, box), latent_frame_groups(num))
 
     @property
@@ -352,15 +436,69 @@ class WanWorldSimulator:
             return self._frame_encoder(x)[:, :, None]
         return self.vae.encode(x[:, :, None]).latent_dist.mode()
 
-    def _features(self, mode: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Posterior mode (B, z, F, h8, w8) → block features (B, F, h, w, C) float32."""
-        z = (mode.float() - self._mean) * self._inv_std
-        x_t = (1.0 - self.sigma) * z + self.sigma * eps
-        feats = dit_prefix(self.transformer, x_t.to(self.dtype), self._tproj, self._context, self.block, self._blocks)
-        return feats.float()
+    def _normalise(self, mode: torch.Tensor) -> torch.Tensor:
+        """Posterior mode (B, z, F, h8, w8) → normalised latents z, float32 (Wan's mean/std)."""
+        return (mode.float() - self._mean) * self._inv_std
 
-    def _to_full_frame(self, grid: torch.Tensor, box) -> torch.Tensor:
-        """Crop a padded token grid (N, h, w, C) to the frame and resample onto (h, w)."""
+    def _noised_features(self, z: torch.Tensor, eps: torch.Tensor, sigma: float, tproj: torch.Tensor, blocks):
+        """Latents z (B, z, F, h8, w8) float32 → DiT features (B, F, h, w, C) float32.
+
+        ``x_t = (1 − sigma)·z + sigma·ε`` in float32, cast to the DiT dtype, conditioned with
+        ``tproj`` (:func:`condition` at the matching timestep). ``blocks``: ``self.block``
+        (→ its grid) or a sorted list of indices (→ ``{block: grid}``, one pass to the deepest).
+        """
+        x_t = ((1.0 - sigma) * z + sigma * eps).to(self.dtype)
+        if not isinstance(blocks, list):  # the configured block (extract's path)
+            return dit_prefix(self.transformer, x_t, tproj, self._context, self.block, self._blocks).float()
+        compiled = self._blocks or []
+        taps = {}
+        stack = []
+        for i in range(blocks[-1] + 1):
+            fn = compiled[i] if i < len(compiled) else self.transformer.blocks[i]
+            stack.append(_Tap(fn, i, taps) if i in blocks else fn)
+        last = dit_prefix(self.transformer, x_t, tproj, self._context, blocks[-1], stack)
+        grid = last.shape[1:4]  # (F, h, w): the other taps are token sequences in the same order
+        return {b: (last if b == blocks[-1] else taps[b].unflatten(1, grid)).float() for b in blocks}
+
+    def _check_latents(self, latents) -> tuple[torch.Tensor, ContentBox]:
+        """Validate :meth:`features_from_latents`' input: ``(z on the device, float32; box)``."""
+        h, w = self.grid_size
+        whole = ContentBox(0, 0, h, w)
+        box = None
+        if isinstance(latents, FrameLatents):
+            latents, box = latents
+        shape = f"(N, {self.z_dim}, 1, {self.height // 8}, {self.width // 8})"
+        if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+            raise Vega3DError(f"latents: got {type(latents).__name__}; expected encode()'s FrameLatents or a float tensor {shape}")
+        if latents.ndim != 5 or latents.shape[0] < 1 or tuple(latents.shape[1:]) != (self.z_dim, 1, self.height // 8, self.width // 8):
+            raise Vega3DError(f"latents: shape {tuple(latents.shape)}; expected {shape} with N >= 1 "
+                              f"(frames, z_dim, one latent frame, height/8, width/8 of this simulator)")
+        if not torch.isfinite(latents).all():
+            raise Vega3DError("latents: contains NaN or infinite values")
+        if box is None:
+            if self.pad:
+                raise Vega3DError("latents: a bare tensor with pad=True; pass encode()'s FrameLatents, whose content box "
+                                  "maps the token grid back onto the whole frame")
+            box = whole
+        elif not isinstance(box, ContentBox) or box.top < 0 or box.left < 0 or box.rows < 1 or box.cols < 1 \
+                or box.top + box.rows > h or box.left + box.cols > w:
+            raise Vega3DError(f"latents.box: got {box!r}; expected a ContentBox inside the {h}x{w} token grid")
+        elif box != whole and not self.pad:
+            raise Vega3DError(f"latents.box: {box} is a padded frame's box (encoded with pad=True); this simulator has pad=False")
+        return latents.to(device=self.device, dtype=torch.float32), box
+
+    def _starts(self, n: int, progress: bool, desc: str):
+        """Start indices of the internal batches, with a tqdm bar when ``progress``."""
+        starts = range(0, n, self._batch)
+        if not progress:
+            return starts
+        from tqdm import tqdm
+
+        return tqdm(starts, desc=desc, unit="batch")
+
+    def _to_full_frame(self, grid: torch.Tensor, box: ContentBox) -> torch.Tensor:
+        """Crop a padded token grid (N, h, w, C) to the frame's box and resample onto (h, w)
+        (the identity in resize mode, where the box is the whole grid)."""
         if not self.pad:
             return grid
         return resample_grid(box.crop(grid), self.grid_size)
@@ -416,6 +554,31 @@ def _vae_in(vae, dtype: torch.dtype):
     from vega3d.simulator.layouts import cast_like_diffusers
 
     return cast_like_diffusers(copy.deepcopy(vae), dtype).eval().requires_grad_(False)
+
+
+class _Tap:
+    """A block callable that also keeps its output in ``store[index]`` (multi-block reads)."""
+
+    def __init__(self, fn, index: int, store: dict):
+        self.fn, self.index, self.store = fn, index, store
+
+    def __call__(self, *args):
+        out = self.fn(*args)
+        self.store[self.index] = out
+        return out
+
+
+def check_blocks(blocks, num_layers: int) -> list[int]:
+    """Validate a list of 0-based DiT block indices; returns them sorted, duplicates merged."""
+    if isinstance(blocks, (str, bytes)) or not hasattr(blocks, "__iter__"):
+        raise Vega3DError(f"blocks: got {blocks!r}; expected a list of 0-based block indices in 0..{num_layers - 1} "
+                          f"(one block: set block= on the simulator)")
+    blocks = list(blocks)
+    if not blocks:
+        raise Vega3DError(f"blocks: empty; expected at least one block index in 0..{num_layers - 1}")
+    for b in blocks:
+        _check_block(b, num_layers)
+    return sorted({int(b) for b in blocks})
 
 
 def _check_block(block, num_layers: int) -> None:

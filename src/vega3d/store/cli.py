@@ -39,7 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--prompt-embedding", default=None, metavar="FILE",
                    help="safetensors with tensor 'prompt_embedding' (as `vega3d export-prompt` writes)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="compute dtype (default bfloat16 on CUDA, float32 on CPU)")
+                   help="DiT compute dtype (default bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--vae-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="VAE compute dtype (default float32 whatever --dtype is, as Wan2.1's reference)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu; "
                                                   "under torchrun cuda:LOCAL_RANK)")
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"],
@@ -101,7 +103,8 @@ def run_extract(args) -> int:
         dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
         sim = WanWorldSimulator.from_pretrained(
             args.model, timestep=args.timestep, shift=args.shift, block=args.block, height=args.height,
-            width=args.width, seed=args.seed, dtype=dtype, device=device, prompt_embedding=args.prompt_embedding)
+            width=args.width, seed=args.seed, dtype=dtype, vae_dtype=args.vae_dtype, device=device,
+            prompt_embedding=args.prompt_embedding)
         if args.clip:
             from vega3d.store.clip import ClipExtractor
 
