@@ -13,6 +13,7 @@ _LAZY = {
     "WanWorldSimulator": "vega3d.simulator.simulator",
     "SimulatorConfig": "vega3d.simulator.simulator",
     "ClipFeatures": "vega3d.simulator.simulator",
+    "FrameLatents": "vega3d.simulator.simulator",
     # checkpoint loading (layouts.py), the empty-prompt context (prompt.py), stand-ins (tiny.py)
     "WanComponents": "vega3d.simulator.layouts",
     "load_wan_components": "vega3d.simulator.layouts",
