@@ -20,3 +20,20 @@ def test_project_error_is_a_value_error():
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "vega3d.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "vega3d" in out.stdout
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "not a torch device"), ("cuda:99", "cuda")])
+def test_unusable_device_is_a_one_line_error_before_any_work(device, message, capsys, tmp_path):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 99:  # pragma: no cover
+        pytest.skip("machine has 100 GPUs")
+    assert cli.main(["demo", "--device", device, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--device" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing was done
+
+
+def test_no_subcommand_is_a_usage_error(capsys):
+    assert cli.main([]) == 2
+    assert "COMMAND" in capsys.readouterr().err

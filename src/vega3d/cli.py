@@ -4,7 +4,8 @@ Each subpackage that offers a job has a small ``cli`` module with
 ``register(subparsers)``, which adds its subcommands and sets ``func`` on them.
 Handlers import heavy libraries lazily so ``vega3d --help`` stays fast. A handler
 returns an exit code (0 on success). :class:`vega3d.Vega3DError` is printed as a
-one-line error with exit code 2 instead of a traceback.
+one-line error with exit code 2 instead of a traceback; a ``--device`` that this machine
+does not have is such an error, before any work starts.
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 1
+        parser.print_help(sys.stderr)
+        return 2
     try:
+        if isinstance(getattr(args, "device", None), str):
+            from vega3d.devices import resolve_device
+
+            resolve_device(args.device, what="--device")
         return int(args.func(args) or 0)
     except Vega3DError as err:
         print(f"vega3d {args.command}: error: {err}", file=sys.stderr)
