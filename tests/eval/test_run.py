@@ -345,6 +345,7 @@ def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys
     assert code == 0
     assert "sqa3d: scored 6 of 6 expected items" in printed and "All    What      Is" in printed
     assert "paper:" not in printed
+    assert "STAND-IN with random weights" in printed and "EM-R (STAND-IN)" in printed
     run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "api")
     assert (out / "predictions.jsonl").read_bytes() == (tmp_path / "api" / "predictions.jsonl").read_bytes()
     written = json.loads((out / "result.json").read_text())
@@ -464,3 +465,44 @@ def test_media_reader_reads_once_in_order_and_reads_ahead():
                 reader.get("z")
         assert started == ["a", "b", "c", "bad"] and reader.reads == 4
         assert len(reader._pending) == 0  # released on close
+
+
+def test_stand_in_model_says_so_before_the_table_in_the_row_and_in_the_json(setup, answerer, tmp_path, capsys):
+    # the fixture's base and simulator are both random-weight stand-ins
+    assert runner.stand_in_parts(answerer) == ["base", "simulator"]
+    run("vsibench", answerer, VSI, setup["vsi"], tmp_path, limit=2)
+    captured = capsys.readouterr()
+    out = captured.out
+    note = out.index("NOTE: the Qwen2.5-VL base and the Wan simulator are a small STAND-IN")
+    assert note < out.index("paper: VEGA-3D")
+    assert "all (STAND-IN)" in out and "NOTE:" in captured.err  # also said at the start of the run
+    for name in ("run.json", "result.json"):
+        written = json.loads((tmp_path / name).read_text())
+        assert written["stand_in"] is True and written["stand_in_parts"] == ["base", "simulator"]
+
+
+class RealLooking(Recording):
+    """The real Answerer's answers, presented with a model whose base folder has no stand-in
+    marker and no simulator — what a real checkpoint looks like to the runner."""
+
+    def __init__(self, inner, base, simulator_record=None):
+        super().__init__(inner)
+        from types import SimpleNamespace
+
+        config = SimpleNamespace(base_model=str(base), simulator=simulator_record, to_dict=lambda: {"generative": False})
+        self.model = SimpleNamespace(config=config, simulator=None)
+
+
+def test_real_model_has_no_note_and_stand_in_false(setup, answerer, tmp_path, capsys):
+    real = RealLooking(answerer, tmp_path / "qwen_real")
+    assert runner.stand_in_parts(real) == []
+    run("vsibench", real, VSI, setup["vsi"], tmp_path / "out", limit=2)
+    captured = capsys.readouterr()
+    assert "STAND-IN" not in captured.out + captured.err and "NOTE" not in captured.out + captured.err
+    written = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert written["stand_in"] is False and written["stand_in_parts"] == []
+    # a simulator recorded as a stand-in but not loaded (baseline) still counts
+    assert runner.stand_in_parts(RealLooking(answerer, tmp_path, {"stand_in": True})) == ["simulator"]
+    whole = RealLooking(answerer, tmp_path)
+    whole.stand_in = True  # Answerer.stand_in (the checkpoint as a whole)
+    assert runner.stand_in_parts(whole) == ["model"]

@@ -29,6 +29,10 @@ the benchmark module's ``evaluate`` and prints its table. ``vega3d eval-model`` 
   (:mod:`vega3d.eval.runners.outputs`).
 - Data parallel: under ``accelerate launch`` / torchrun each process answers a contiguous
   share into its own part file; process 0 merges, scores and prints.
+- Stand-ins: when the checkpoint's Qwen2.5-VL base or Wan simulator is a small random-weight
+  stand-in (:func:`stand_in_parts`), a NOTE is printed before the table, the table row is
+  marked ``STAND-IN`` and ``run.json`` / ``result.json`` carry ``"stand_in": true`` and
+  ``"stand_in_parts"`` — its numbers say nothing about VEGA-3D.
 - Grounding / captioning benchmarks (``scanrefer``, ``multi3drefer``, ``scan2cap``) need a
   box head the MLLM does not have yet: a clear error; their predictions from another source
   are scored with ``vega3d eval``.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -74,6 +79,43 @@ def _frame_count(answerer, num_frames: int | None) -> int:
         raise Vega3DError(f"num_frames={num_frames} but the answerer samples {sampled} frames per video; "
                           f"load it with Answerer.from_checkpoint(..., num_frames={num_frames})")
     return num_frames
+
+
+def stand_in_parts(answerer) -> list[str]:
+    """Which parts of ``answerer.model`` are small random-weight stand-ins: a sublist of
+    ``["base", "simulator"]`` (the Qwen2.5-VL base folder carries the stand-in marker of
+    :func:`vega3d.mllm.tiny.save_tiny_qwen25vl`; the attached simulator, or the one the
+    checkpoint records when it is not loaded, says ``stand_in``). ``["model"]`` when only the
+    answerer / checkpoint says so as a whole (``Answerer.stand_in`` or the config's
+    ``stand_in``). Empty for real weights."""
+    from vega3d.mllm.tiny import is_stand_in
+
+    model = getattr(answerer, "model", None)
+    config = getattr(model, "config", None)
+    parts = []
+    base = getattr(config, "base_model", None)
+    if base and is_stand_in(base):
+        parts.append("base")
+    simulator = getattr(model, "simulator", None)
+    recorded = getattr(config, "simulator", None)
+    if simulator is not None:
+        if getattr(simulator, "stand_in", False):
+            parts.append("simulator")
+    elif isinstance(recorded, dict) and recorded.get("stand_in"):
+        parts.append("simulator")
+    whole = getattr(answerer, "stand_in", None)
+    if whole is None:
+        whole = getattr(config, "stand_in", None)
+    if whole is True and not parts:
+        parts.append("model")
+    return parts
+
+
+def _stand_in_note(parts: list[str]) -> str:
+    names = {"base": "the Qwen2.5-VL base", "simulator": "the Wan simulator", "model": "the checkpoint"}
+    what = " and ".join(names[p] for p in parts)
+    return (f"NOTE: {what} {'is' if len(parts) == 1 else 'are'} a small STAND-IN with random weights: the "
+            f"numbers below say nothing about VEGA-3D or the paper's rows (the row is marked STAND-IN).")
 
 
 def _process(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -145,6 +187,8 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
         "max_new_tokens": max_new_tokens, "generative": generative, "model": model,
         "model_config": _model_config(answerer),
     }
+    parts = stand_in_parts(answerer)
+    settings.update({"stand_in": bool(parts), "stand_in_parts": parts})
     check_settings(out_dir, settings, write=main)
     wanted = {t.id for t in plan.tasks}
     own = answer_file(out_dir, rank, world_size)
@@ -156,6 +200,8 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     todo = sorted((t for t in plan.tasks if t.id not in done), key=lambda t: str(t.media))
     mine = todo[rank * len(todo) // world_size:(rank + 1) * len(todo) // world_size]
     resumed = len(done)
+    if main and parts:
+        print(_stand_in_note(parts), file=sys.stderr)
     if main:
         print(f"{benchmark}: {len(plan.tasks)} questions to answer ({plan.total} in the annotations"
               + (f", first {limit}" if limit is not None else "")
@@ -229,9 +275,13 @@ def _score(benchmark, plan, pred_path, annotations_path, out_dir, limit, scorer,
         line += f"; only {counts['tasks_present']} of {counts['tasks_total']} tasks present, Avg. is over those"
     print(line)
     columns, rows = module.table_rows(result)
+    parts = run["stand_in_parts"]
+    if parts:
+        print(_stand_in_note(parts))
+        rows = [(f"{label} (STAND-IN)", values) for label, values in rows]
     print(render_table(benchmark, columns, rows, paper=paper))
 
-    result = {**result, "run": run}
+    result = {**result, "stand_in": bool(parts), "stand_in_parts": parts, "run": run}
     record = {"predictions": str(pred_path), "annotations": str(annotations_path), **result}
     tmp = out_dir / (RESULT_FILE + ".tmp")
     tmp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
