@@ -79,6 +79,26 @@ def test_store_info_verifies_checksums(world, tmp_path, capsys):
     assert f"{shard.name} of item 'scan_b' is corrupted" in capsys.readouterr().out
 
 
+def test_store_info_says_when_the_features_come_from_a_stand_in(world, tmp_path, capsys):
+    import shutil
+
+    assert cli.main(["store-info", str(world["one"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  STAND-IN: extracted with a small random-weight stand-in model, not Wan2.1")
+    # the same weights without the stand-in marker (as a real Wan2.1 folder has none): no banner
+    from vega3d.simulator.layouts import STAND_IN_MARKER
+
+    wan = tmp_path / "wan"
+    shutil.copytree(world["wan"], wan)
+    (wan / STAND_IN_MARKER).unlink()
+    rc = cli.main(["extract", str(world["inputs"] / "clip.mp4"), "--model", str(wan), "--out", str(tmp_path / "s"),
+                   *ARGS])
+    assert rc == 0
+    capsys.readouterr()
+    assert cli.main(["store-info", str(tmp_path / "s")]) == 0
+    assert "STAND-IN" not in capsys.readouterr().out
+
+
 def test_two_torchrun_ranks_write_the_same_store_as_one(world):
     out = world["root"] / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "vega3d.cli",

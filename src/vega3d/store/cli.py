@@ -124,6 +124,16 @@ def run_extract(args) -> int:
     return 1 if summary.failed else 0
 
 
+def _stand_in(config) -> bool:
+    """True when an extraction config (or any config nested in it, e.g. the simulator's
+    inside a clip extractor's, or its ``model`` identity) says ``stand_in``."""
+    if isinstance(config, dict):
+        return config.get("stand_in") is True or any(_stand_in(v) for v in config.values())
+    if isinstance(config, list):
+        return any(_stand_in(v) for v in config)
+    return False
+
+
 def run_store_info(args) -> int:
     import json
 
@@ -133,6 +143,9 @@ def run_store_info(args) -> int:
     entries = store.entries()
     storage = store.config["storage"]
     print(f"feature store {store.path}")
+    if _stand_in(store.extraction_config):
+        print("  STAND-IN: extracted with a small random-weight stand-in model, not Wan2.1 — "
+              "these features are for testing only")
     print(f"  items: {len(store)}  entries: {len(entries)}  size: {store.total_bytes() / 2**20:.2f} MiB"
           + (f"  ({store.total_bytes() / len(entries) / 2**20:.3f} MiB per entry)" if entries else ""))
     print(f"  storage: precision {storage['precision']}, pool {storage['pool']}")
