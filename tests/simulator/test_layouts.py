@@ -107,8 +107,12 @@ def test_prompt_embedding_of_wrong_width_is_rejected(diffusers_dir):
 def test_no_prompt_source_is_a_clear_error(diffusers_dir, tmp_path):
     root = _copy(diffusers_dir, tmp_path)
     (root / PROMPT_FILE).unlink()
-    with pytest.raises(Vega3DError, match="export-prompt"):
+    with pytest.raises(Vega3DError) as err:
         load_wan_components(root)
+    # worded for both: the CLI flag and the Python argument
+    msg = str(err.value)
+    assert "vega3d export-prompt" in msg and "vega3d extract --prompt-embedding FILE" in msg
+    assert "prompt_embedding= a tensor or that file" in msg
     assert load_wan_components(root, require_prompt=False).prompt_embedding is None
 
 
@@ -142,7 +146,8 @@ def test_partial_diffusers_folder_lists_what_is_missing(diffusers_dir, tmp_path,
     with pytest.raises(Vega3DError) as err:
         load_wan_components(root)
     msg = str(err.value)
-    assert "diffusers-layout" in msg and all(m in msg for m in missing)
+    assert "is not a complete Wan2.1 checkpoint folder (it looks like the diffusers layout)" in msg
+    assert all(m in msg for m in missing)
 
 
 # ----------------------------------------------------------------------------- original release layout

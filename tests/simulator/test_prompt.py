@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from vega3d import cli
 from vega3d.errors import Vega3DError
-from vega3d.simulator.layouts import PROMPT_FILE, load_text_encoder, load_wan_components
+from vega3d.simulator.layouts import PROMPT_FILE, STAND_IN_MARKER, load_text_encoder, load_wan_components
 from vega3d.simulator.prompt import (
     clean_prompt,
     encode_prompt,
@@ -160,8 +160,11 @@ def test_components_compute_the_context_when_no_file_is_given(te_dirs, layout):
 
 def test_text_encoder_required_but_absent(tmp_path):
     root = save_tiny_wan(tmp_path / "m", num_layers=1)
-    with pytest.raises(Vega3DError, match="no text encoder.*prompt_embedding="):
+    with pytest.raises(Vega3DError) as err:
         load_text_encoder(root)
+    msg = str(err.value)  # worded for CLI users and for the Python API
+    assert "no text encoder" in msg and "vega3d export-prompt --model" in msg
+    assert "`vega3d extract --prompt-embedding FILE`" in msg and "Python: prompt_embedding=FILE" in msg
     with pytest.raises(Vega3DError, match="no text encoder"):
         load_wan_components(root, need_text_encoder=True)
 
@@ -189,16 +192,30 @@ def test_original_t5_with_unexpected_or_missing_keys(te_dirs, tmp_path):
 def test_export_prompt_round_trip(te_dirs, tmp_path, capsys, layout):
     out = tmp_path / "prompt_embedding.safetensors"
     assert cli.main(["export-prompt", "--model", str(te_dirs[layout]), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "(1, 32)" in printed and str(out) in printed
     with safe_open(str(out), "pt") as fh:
         meta = fh.metadata()
     assert meta["text"] == "" and meta["layout"] == layout and len(meta["text_encoder_hash"]) == 64
+    # the tiny folder is a stand-in: said on stderr and recorded in the file
+    assert meta["stand_in"] == "true" and "NOTE:" in captured.err and "STAND-IN" in captured.err
     # the exported file reproduces the context computed from the encoder
     computed = load_wan_components(te_dirs[layout]).prompt_embedding
     from_file = load_wan_components(te_dirs[layout], prompt_embedding=out)
     assert torch.equal(from_file.prompt_embedding, computed)
     assert from_file.identity["prompt"]["source"] == "file" and from_file.identity["prompt"]["metadata"]["text"] == ""
+
+
+def test_export_prompt_from_a_folder_without_the_stand_in_marker_says_nothing(te_dirs, tmp_path, capsys):
+    root = tmp_path / "real"
+    shutil.copytree(te_dirs["diffusers"], root)
+    (root / STAND_IN_MARKER).unlink()
+    out = tmp_path / "p.safetensors"
+    assert cli.main(["export-prompt", "--model", str(root), "--out", str(out)]) == 0
+    assert "STAND-IN" not in capsys.readouterr().err
+    with safe_open(str(out), "pt") as fh:
+        assert fh.metadata()["stand_in"] == "false"
 
 
 def test_export_prompt_with_text(te_dirs, tmp_path, capsys):
@@ -213,6 +230,8 @@ def test_export_prompt_without_text_encoder_is_a_one_line_error(tmp_path, capsys
     assert cli.main(["export-prompt", "--model", str(root), "--out", str(tmp_path / "p.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "export-prompt: error:" in err and "no text encoder" in err and not (tmp_path / "p.safetensors").exists()
+    assert f"--model {root}" in err and "Run it on the full Wan2.1 folder" in err
+    assert "--prompt-embedding FILE" in err and "prompt_embedding=FILE" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

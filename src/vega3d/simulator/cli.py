@@ -11,9 +11,10 @@ def register(subparsers) -> None:
         description=(
             "Load only the umT5 text encoder of a Wan2.1 folder (either layout), encode the prompt "
             "exactly as Wan does (512-token max length, trimmed to its valid tokens) and write a small "
-            "safetensors file holding one tensor named 'prompt_embedding' (k, text_dim). Pass it as "
-            "prompt_embedding= (or put it in the model folder as prompt_embedding.safetensors) so "
-            "feature extraction never loads the 5.7B-parameter text encoder."
+            "safetensors file holding one tensor named 'prompt_embedding' (k, text_dim). Give it to "
+            "`vega3d extract --prompt-embedding FILE` (Python: prompt_embedding=FILE), or put it in the model "
+            "folder as prompt_embedding.safetensors, so feature extraction never loads the 5.7B-parameter "
+            "text encoder. The metadata records stand_in=true when --model is a random-weight stand-in."
         ),
     )
     p.add_argument("--model", required=True, help="Wan2.1 folder that contains the text encoder")
@@ -27,10 +28,30 @@ def register(subparsers) -> None:
 def _export_prompt(args) -> int:
     import json
 
-    from vega3d.simulator.layouts import TEXT_LEN, load_text_encoder
+    import sys
+    from pathlib import Path
+
+    from vega3d.errors import Vega3DError
+    from vega3d.simulator.layouts import (
+        ORIGINAL_T5, ORIGINAL_TOKENIZER, PROMPT_FILE, STAND_IN_MARKER, TEXT_LEN, detect_layout, has_text_encoder,
+        load_text_encoder,
+    )
     from vega3d.simulator.prompt import encode_prompt, save_prompt_embedding
 
-    encoder, tokenizer, identity = load_text_encoder(args.model, dtype=args.dtype, device=args.device)
+    root = Path(args.model).expanduser()
+    layout = detect_layout(root)
+    if not has_text_encoder(root, layout):
+        want = ("text_encoder/ + tokenizer/" if layout == "diffusers" else f"{ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/")
+        raise Vega3DError(
+            f"--model {root}: no text encoder ({want}); export-prompt needs it. Run it on the full Wan2.1 "
+            f"folder (the {layout} layout with {want}); the file it writes is then given to "
+            f"`vega3d extract --prompt-embedding FILE` (Python: prompt_embedding=FILE) or put in a model "
+            f"folder as {PROMPT_FILE}")
+    stand_in = (root / STAND_IN_MARKER).is_file()
+    if stand_in:
+        print(f"NOTE: {root} is a small STAND-IN with random weights, not Wan2.1: the prompt embedding it gives is "
+              f"for testing only (recorded as stand_in=true in the file's metadata)", file=sys.stderr)
+    encoder, tokenizer, identity = load_text_encoder(root, dtype=args.dtype, device=args.device)
     emb = encode_prompt(encoder, tokenizer, args.text, TEXT_LEN)
     metadata = {
         "text": args.text,
@@ -39,6 +60,7 @@ def _export_prompt(args) -> int:
         "layout": identity["layout"],
         "text_encoder_hash": identity["text_encoder_hash"],
         "text_encoder_dtype": str(args.dtype),
+        "stand_in": "true" if stand_in else "false",
         "identity": json.dumps(identity, sort_keys=True),
     }
     path = save_prompt_embedding(emb, args.out, metadata=metadata)

@@ -153,7 +153,7 @@ def detect_layout(path) -> str:
         return "original"
     if looks_diffusers and not looks_original:
         missing = _diffusers_missing(root)
-        kind = " (it looks like the diffusers-layout)"
+        kind = " (it looks like the diffusers layout)"
     elif looks_original and not looks_diffusers:
         missing = _original_missing(root)
         kind = " (it looks like the original-release layout)"
@@ -330,8 +330,10 @@ def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
     if not has_text_encoder(root, layout):
         want = "text_encoder/ (config.json + weights) and tokenizer/" if layout == "diffusers" else f"{ORIGINAL_T5} and {ORIGINAL_TOKENIZER}/"
         raise Vega3DError(
-            f"{root}: no text encoder: missing {want}. The text encoder is only needed to compute the "
-            "empty-prompt context; pass prompt_embedding= (a file written by `vega3d export-prompt`) instead."
+            f"{root}: no text encoder: missing {want}. It is only needed to compute the empty-prompt context: "
+            f"run `vega3d export-prompt --model <the full Wan2.1 folder, with its text encoder> --out {PROMPT_FILE}` "
+            f"once, then give that file (CLI: `vega3d extract --prompt-embedding FILE`; Python: "
+            f"prompt_embedding=FILE) or put it in this folder as {PROMPT_FILE}."
         )
     from transformers import AutoTokenizer
 
@@ -404,8 +406,9 @@ def load_wan_components(
         del enc, tok
     elif require_prompt:
         raise Vega3DError(
-            f"{root}: no empty-prompt context: pass prompt_embedding= (tensor or file), or put {PROMPT_FILE} "
-            f"in the folder (`vega3d export-prompt --model <folder with the text encoder> --out {PROMPT_FILE}`), "
+            f"{root}: no empty-prompt context: give a file written by `vega3d export-prompt --model <folder with "
+            f"the text encoder> --out {PROMPT_FILE}` (CLI: `vega3d extract --prompt-embedding FILE`; Python: "
+            f"prompt_embedding= a tensor or that file), or put {PROMPT_FILE} in the folder, "
             "or use a folder that has the text encoder "
             + ("(text_encoder/ + tokenizer/)" if layout == "diffusers" else f"({ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/)")
         )
