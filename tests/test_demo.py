@@ -24,3 +24,18 @@ def test_demo_reports_a_missing_model_folder(tmp_path, capsys):
     code = cli.main(["demo", "--frames", "2", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_demo_rejects_fewer_than_two_frames_before_any_work(tmp_path, monkeypatch, capsys):
+    import vega3d.simulator
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the simulator was loaded before --frames was checked")
+
+    monkeypatch.setattr(vega3d.simulator.WanWorldSimulator, "from_pretrained", must_not_load)
+    for frames in ("1", "0", "-3"):
+        code = cli.main(["demo", "--frames", frames, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and f"--frames {frames}" in err and "at least 2" in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing written

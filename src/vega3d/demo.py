@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+from vega3d.errors import Vega3DError
+
 STAND_IN_NOTICE = (
     "NOTE: the built-in model is a small STAND-IN with random weights (Wan2.1 architecture at a tiny\n"
     "width), not Wan2.1: its features show that the pipeline runs, not what Wan2.1 knows.\n"
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n")[0] + " Writes features.pca.png, report.json to --out.")
     p.add_argument("--model", default=None, help="Wan2.1-T2V folder (default: the built-in random-weight stand-in)")
     p.add_argument("--scene", default="synthetic", help="scan folder, or 'synthetic' (default)")
-    p.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the scene (default 8)")
+    p.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the scene, at least 2 (default 8)")
     p.add_argument("--height", type=int, default=None, help="simulator input height (default 240 stand-in, 480 real)")
     p.add_argument("--width", type=int, default=None, help="simulator input width (default 320 stand-in, 832 real)")
     p.add_argument("--block", type=int, default=20, help="DiT block, 0-based (default 20)")
@@ -47,6 +49,9 @@ def run(args) -> int:
     from vega3d.scenes import load_scene, synthetic_scene
     from vega3d.simulator import WanWorldSimulator, default_model_dir
 
+    if args.frames < 2:  # checked before anything is built or loaded
+        raise Vega3DError(f"--frames {args.frames}: the correspondence probe compares frames pairwise; "
+                          f"expected at least 2 frames")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     built_in = args.model is None
