@@ -7,6 +7,7 @@ determinism — never whether an answer is right.
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -487,8 +488,6 @@ class RealLooking(Recording):
 
     def __init__(self, inner, base, simulator_record=None):
         super().__init__(inner)
-        from types import SimpleNamespace
-
         config = SimpleNamespace(base_model=str(base), simulator=simulator_record, to_dict=lambda: {"generative": False})
         self.model = SimpleNamespace(config=config, simulator=None)
 
@@ -503,9 +502,20 @@ def test_real_model_has_no_note_and_stand_in_false(setup, answerer, tmp_path, ca
     assert written["stand_in"] is False and written["stand_in_parts"] == []
     # a simulator recorded as a stand-in but not loaded (baseline) still counts
     assert runner.stand_in_parts(RealLooking(answerer, tmp_path, {"stand_in": True})) == ["simulator"]
+    # a real simulator attached to a model trained on stand-in features
+    trained = RealLooking(answerer, tmp_path, {"stand_in": True})
+    trained.model.simulator = SimpleNamespace(stand_in=False)
+    assert runner.stand_in_parts(trained) == ["features"]
+    # only the checkpoint as a whole says so: Answerer.stand_in, or the checkpoint's top-level flag
     whole = RealLooking(answerer, tmp_path)
-    whole.stand_in = True  # Answerer.stand_in (the checkpoint as a whole)
+    whole.stand_in = True
     assert runner.stand_in_parts(whole) == ["model"]
+    recorded = RealLooking(answerer, tmp_path)
+    recorded.model.recorded_stand_in = True
+    assert runner.stand_in_parts(recorded) == ["model"]
+    run("vsibench", recorded, VSI, setup["vsi"], tmp_path / "flag", limit=2)
+    assert "NOTE: the checkpoint is a small STAND-IN" in capsys.readouterr().out
+    assert json.loads((tmp_path / "flag" / "run.json").read_text())["stand_in_parts"] == ["model"]
 
 
 def test_docs_eval_model_examples_use_the_folder_vega3d_train_writes():

@@ -82,12 +82,19 @@ def _frame_count(answerer, num_frames: int | None) -> int:
 
 
 def stand_in_parts(answerer) -> list[str]:
-    """Which parts of ``answerer.model`` are small random-weight stand-ins: a sublist of
-    ``["base", "simulator"]`` (the Qwen2.5-VL base folder carries the stand-in marker of
-    :func:`vega3d.mllm.tiny.save_tiny_qwen25vl`; the attached simulator, or the one the
-    checkpoint records when it is not loaded, says ``stand_in``). ``["model"]`` when only the
-    answerer / checkpoint says so as a whole (``Answerer.stand_in`` or the config's
-    ``stand_in``). Empty for real weights."""
+    """Which parts of ``answerer.model`` are small random-weight stand-ins, as short keys:
+
+    - ``"base"``: the Qwen2.5-VL base folder carries the stand-in marker of
+      :func:`vega3d.mllm.tiny.save_tiny_qwen25vl`;
+    - ``"simulator"``: the attached Wan simulator says ``stand_in`` (or, with none attached,
+      the one the checkpoint records does);
+    - ``"features"``: a real simulator is attached but the checkpoint was trained on
+      features of a stand-in one (its recorded simulator says ``stand_in``);
+    - ``"model"``: only the checkpoint as a whole says so (``Answerer.stand_in``, the
+      model's ``stand_in`` / ``recorded_stand_in`` — the top-level ``stand_in`` of
+      ``vega3d_config.json`` — or the config's ``stand_in``), e.g. its base folder moved.
+
+    Empty for real weights."""
     from vega3d.mllm.tiny import is_stand_in
 
     model = getattr(answerer, "model", None)
@@ -96,23 +103,23 @@ def stand_in_parts(answerer) -> list[str]:
     base = getattr(config, "base_model", None)
     if base and is_stand_in(base):
         parts.append("base")
-    simulator = getattr(model, "simulator", None)
+    attached = getattr(model, "simulator", None)
     recorded = getattr(config, "simulator", None)
-    if simulator is not None:
-        if getattr(simulator, "stand_in", False):
-            parts.append("simulator")
-    elif isinstance(recorded, dict) and recorded.get("stand_in"):
+    recorded = isinstance(recorded, dict) and recorded.get("stand_in") is True
+    if attached is not None and getattr(attached, "stand_in", False):
         parts.append("simulator")
-    whole = getattr(answerer, "stand_in", None)
-    if whole is None:
-        whole = getattr(config, "stand_in", None)
-    if whole is True and not parts:
+    elif recorded:
+        parts.append("simulator" if attached is None else "features")
+    flags = (getattr(answerer, "stand_in", None), getattr(model, "stand_in", None),
+             getattr(model, "recorded_stand_in", None), getattr(config, "stand_in", None))
+    if not parts and any(flag is True for flag in flags):
         parts.append("model")
     return parts
 
 
 def _stand_in_note(parts: list[str]) -> str:
-    names = {"base": "the Qwen2.5-VL base", "simulator": "the Wan simulator", "model": "the checkpoint"}
+    names = {"base": "the Qwen2.5-VL base", "simulator": "the Wan simulator",
+             "features": "the generative features it was trained on", "model": "the checkpoint"}
     what = " and ".join(names[p] for p in parts)
     return (f"NOTE: {what} {'is' if len(parts) == 1 else 'are'} a small STAND-IN with random weights: the "
             f"numbers below say nothing about VEGA-3D or the paper's rows (the row is marked STAND-IN).")
