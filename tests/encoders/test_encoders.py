@@ -102,6 +102,16 @@ def test_hf_layer_and_image_size(hf_models):
     assert last.shape == (3, 4, 6, 32)
 
 
+def test_hf_layer_is_checked_against_the_hidden_states(hf_models):
+    # 2 layers -> 3 hidden states (embeddings + one per layer); negative indices as in Python
+    grids = {k: build_encoder("hf", model=hf_models / "clip", layer=k)(FRAMES) for k in (-3, -1, 0, 2)}
+    assert torch.equal(grids[-1], grids[2]) and torch.equal(grids[-3], grids[0])
+    assert not torch.allclose(grids[0], grids[2])
+    for bad in (3, 9, -4, 1.0, "1", True):
+        with pytest.raises(Vega3DError, match=r"layer .* 3 hidden states.* expected an integer in \[-3, 2\]"):
+            build_encoder("hf", model=hf_models / "clip", layer=bad)
+
+
 def test_hf_errors(hf_models, tmp_path):
     import shutil
 

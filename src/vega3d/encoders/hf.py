@@ -55,7 +55,8 @@ class HFEncoder:
     """Patch-token grids of a local Hugging Face vision model (module docstring).
 
     ``model``: folder. ``layer``: index into ``hidden_states`` (None: ``last_hidden_state``
-    as the model defines it). ``image_size``: override the input size (int or (h, w);
+    as the model defines it); ``hidden_states`` has ``num_hidden_layers + 1`` entries (0 = the
+    embeddings), negative indices count from the end as in Python, anything else is an error. ``image_size``: override the input size (int or (h, w);
     position embeddings are interpolated). ``mean``/``std``: override the normalisation.
     """
 
@@ -105,6 +106,14 @@ class HFEncoder:
                               f"(the model's image normalisation) explicitly")
         self.mean = torch.tensor(norm[0]).view(1, 3, 1, 1)
         self.std = torch.tensor(norm[1]).view(1, 3, 1, 1)
+        # hidden_states holds the embedding output and then one entry per layer
+        self.num_hidden_states = int(getattr(vcfg, "num_hidden_layers", 0)) + 1
+        if layer is not None:
+            n = self.num_hidden_states
+            if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+                raise Vega3DError(f"hf encoder: layer {layer!r} for {folder} ({type(self.model).__name__}, "
+                                  f"{n - 1} layers: {n} hidden states, index 0 = embeddings); expected an integer "
+                                  f"in [{-n}, {n - 1}] (negative counts from the end, as in Python)")
         self.layer, self.batch_size = layer, int(batch_size)
         self.config = {"name": self.name, "model": str(folder.resolve()), "class": type(self.model).__name__,
                        "model_type": getattr(vcfg, "model_type", None), "layer": layer,
@@ -125,6 +134,10 @@ class HFEncoder:
             except (RuntimeError, ValueError) as err:
                 raise Vega3DError(f"hf encoder: {type(self.model).__name__} failed on input {tuple(px.shape)} "
                                   f"(image_size {self.image_size}): {err}") from err
+            found = None if res.hidden_states is None else len(res.hidden_states)
+            if self.layer is not None and found != self.num_hidden_states:
+                raise Vega3DError(f"hf encoder: {type(self.model).__name__} returned {found} hidden "
+                                  f"states, its config promises {self.num_hidden_states}; cannot read layer {self.layer}")
             tokens = res.last_hidden_state if self.layer is None else res.hidden_states[self.layer]
             extra = tokens.shape[1] - h * w
             if extra < 0:
