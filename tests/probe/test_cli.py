@@ -62,6 +62,9 @@ def test_probe_cli_vae_dtype_on_tiny_wan(tmp_path):
     (["--sweep", "layers=1"], "expected blocks="),
     (["--sweep", "blocks=1"], "needs the 'wan' encoder"),
     (["--option", "voxel=1"], "unknown probe option"),
+    (["--option", "min_motion_px=abc"], "probe option min_motion_px='abc' (str): expected a number >= 0"),
+    (["--option", "points_per_frame=1.5"], "probe option points_per_frame=1.5 (float): expected a positive integer"),
+    (["--option", "local_negative_px=[8]"], "probe option local_negative_px=(8.0,) (tuple): expected [low, high]"),
     (["--option", "nonsense"], "KEY=VALUE"),
     (["--block", "3"], "unknown option"),
     (["--vae-dtype", "bfloat16"], "unknown option"),  # pixels has no VAE
@@ -94,3 +97,71 @@ def test_probe_cli_on_a_scan_folder(tmp_path, layout):
     assert report["scene"]["num_frames"] == 4 and report["scene"]["depth_size"] == [48, 72]
     assert report["result"]["pose_consistency"] > 0.6  # poses and depth survive the round trip
     assert not list(out.glob("*.png"))
+
+
+def _scan_with_problems(tmp_path, num_frames=6):
+    """A posed_images scan without depth_intrinsic.txt and with frame 3's pose invalid (-inf)."""
+    from vega3d.scenes import synthetic_scene, write_scene
+
+    folder = tmp_path / "scan"
+    write_scene(synthetic_scene(num_frames=num_frames, height=64, width=96), folder, layout="posed_images")
+    (folder / "depth_intrinsic.txt").unlink()
+    (folder / "00003.txt").write_text("-inf -inf -inf -inf\n" * 4)
+    return folder
+
+
+def test_probe_cli_reports_what_loading_changed(tmp_path, capsys, monkeypatch):
+    import sys
+
+    folder = _scan_with_problems(tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "stderr", sys.stdout)  # bars, log records and the table on one stream, in order
+    code = cli.main(["probe", str(folder), "--encoder", "pixels", "--frames", "100", "--out", str(out),
+                     "--encoder-option", "stride=8", "--option", "min_motion_px=4", "--option", "recall_stride_px=8"])
+    assert code == 0
+    text = capsys.readouterr().out
+    report = json.loads((out / "probe.json").read_text())
+    warnings = report["warnings"]
+    assert "asked for 100 frames, the input has 6: using all 6" in warnings
+    assert any("no depth intrinsics file" in w and "intrinsic.txt" in w for w in warnings)
+    assert any("frame ids [3]" in w and "invalid" in w for w in warnings)
+    for w in warnings:
+        assert f"warning: {w}" in text and f"warning: {w}" in (out / "probe.txt").read_text()
+    # the table explains the frame count
+    assert "5 of 6 (excluded, invalid pose: frame id 3)" in text
+    assert any("frame ids [3]" in n for n in report["result"]["notes"])
+    # hygiene: the loader's log record and the table each start on their own line, and no
+    # progress bar is drawn once the table starts
+    lines = text.replace("\r", "\n").split("\n")
+    assert any(line.startswith(f"{folder}: no depth_intrinsic.txt") for line in lines)
+    assert any(line.startswith("pixels on scan (6 frames") for line in lines)
+    tail = text[text.index("pixels on scan (6 frames"):]
+    assert "stage/s" not in tail and "chunk/s" not in tail and "probe:" not in tail
+    assert tail.rstrip().endswith("and PNG figures")
+
+
+def test_probe_cli_says_why_the_paper_score_is_na(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["probe", "synthetic", "--encoder", "pixels", "--frames", "4", "--synthetic-size", "64x96",
+                     "--out", str(out), "--no-figures", "--encoder-option", "stride=32", "--option", "min_motion_px=4",
+                     "--option", "recall_stride_px=8", "--option", "paper_voxel_size=0.0001"])
+    assert code == 0
+    text = capsys.readouterr().out
+    report = json.loads((out / "probe.json").read_text())
+    assert report["result"]["paper_score"] is None
+    assert "n/a (see note)" in text and "note: paper score n/a: none of the 3 adjacent frame pairs shares" in text
+    assert any(n.startswith("paper score n/a") for n in report["result"]["notes"])
+
+
+def test_probe_cli_hf_layer_out_of_range(tmp_path, capsys):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    model = tmp_path / "clip"
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                     image_size=32, patch_size=16)).save_pretrained(model)
+    code = cli.main(["probe", "synthetic", "--encoder", "hf", "--model", str(model), "--layer", "9",
+                     "--encoder-option", "mean=[0.5,0.5,0.5]", "--encoder-option", "std=[0.5,0.5,0.5]",
+                     "--frames", "3", "--synthetic-size", "32x48", "--out", str(tmp_path / "o"), "--no-figures"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "layer 9" in err and "3 hidden states" in err and "[-3, 2]" in err

@@ -8,7 +8,7 @@ import torch
 from tests.probe.conftest import SMALL
 from tests.probe.helpers import image_fourier_features, world_fourier_features
 from vega3d.errors import Vega3DError
-from vega3d.probe import ProbeResult, score
+from vega3d.probe import ProbeOptions, ProbeResult, score
 from vega3d.probe.rigorous import pose_alternatives
 from vega3d.scenes import synthetic_scene
 
@@ -33,6 +33,7 @@ def test_true_3d_features_score_high(truth_result):
     # the same-location guess is far behind on points that moved
     assert r.nn_recall["16"] > r.nn_recall_same_location["16"] + 0.5
     assert r.pose_consistency > 0.7 and not r.warnings
+    assert r.notes == [] and "note:" not in r.table()  # nothing left out, nothing n/a
 
 
 def test_random_features_score_chance(scene):
@@ -85,6 +86,22 @@ def test_invalid_poses_are_excluded_and_never_used(scene, truth):
     r2 = score(scene.select(keep), truth[keep], **SMALL)
     assert r2.auroc == pytest.approx(r.auroc) and r2.auroc_local == pytest.approx(r.auroc_local)
     assert r2.paper_score == pytest.approx(r.paper_score)  # adjacency skips the invalid frame: (2, 4)
+    # the table says which frame was left out and why
+    assert "frames excluded for an invalid (non-finite) pose, frame ids [3]" in " ".join(r.notes)
+    assert "7 of 8 (excluded, invalid pose: frame id 3)" in r.table()
+
+
+def test_paper_score_na_says_why(scene, truth):
+    tiny = score(scene, truth, **{**SMALL, "paper_voxel_size": 1e-4})  # no voxel shared at this grid
+    assert tiny.paper_score != tiny.paper_score and tiny.paper_num_pairs == 0
+    note = [n for n in tiny.notes if n.startswith("paper score n/a")]
+    assert len(note) == 1 and "shares a 0.0001 m voxel at this 24x32 grid" in note[0]
+    assert "n/a (see note)" in tiny.table() and "note: paper score n/a" in tiny.table()
+    assert tiny.to_dict()["notes"] == tiny.notes
+    empty = dataclasses.replace(scene, depth=scene.depth * (torch.rand(scene.depth.shape,
+                                generator=torch.Generator().manual_seed(1)) < 0.03))  # sparse depth
+    sparse = score(empty, truth, **{**SMALL, "paper_min_valid_fraction": 0.9, "min_overlap": 0.0})
+    assert any("no feature cell" in n and "paper_min_valid_fraction" in n for n in sparse.notes)
 
 
 def test_depth_at_another_resolution_is_handled(truth, truth_result):
@@ -178,6 +195,38 @@ def test_bad_options(scene, truth):
         score(scene, truth, min_overlap=0.9, max_overlap=0.5)
     with pytest.raises(Vega3DError, match="local_negative_px"):
         score(scene, truth, local_negative_px=(10.0, 5.0))
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("min_motion_px", "abc", "a number >= 0"),
+    ("min_motion_px", -1.0, "a number >= 0"),
+    ("min_motion_px", float("nan"), "a number >= 0"),
+    ("points_per_frame", 2.5, "a positive integer"),
+    ("points_per_frame", True, "a positive integer"),
+    ("seed", "0", "an integer >= 0"),
+    ("paper_voxel_size", [0.1], "a positive number"),
+    ("min_overlap", 1.5, "a fraction in \\[0, 1\\]"),
+    ("depth_rel_tolerance", None, "a number >= 0"),
+    ("max_pairs", 0, "None or a positive integer"),
+    ("local_negative_px", 16, "\\[low, high\\]"),
+    ("local_negative_px", [8, "x"], "\\[low, high\\]"),
+    ("recall_radii_px", [], "a list of one or more positive pixel radii"),
+    ("motion_bins_px", [0, 32, 16], "a list of one or more increasing bin edges"),
+])
+def test_option_types_and_ranges_are_checked_up_front(scene, truth, name, value, expected):
+    with pytest.raises(Vega3DError, match=f"probe option {name}=.*expected {expected}") as err:
+        ProbeOptions.from_kwargs(**{name: value})
+    tuple_field = isinstance(ProbeOptions.__dataclass_fields__[name].default, tuple)
+    shown = repr(tuple(float(v) if isinstance(v, int) else v for v in value)) if tuple_field and isinstance(value, list) \
+        else repr(value)
+    assert f"{name}={shown} (" in str(err.value)  # the value as received is named
+    with pytest.raises(Vega3DError, match=f"probe option {name}="):
+        score(scene, truth, **{name: value})
+
+
+def test_unknown_option_names_itself_its_value_and_the_valid_ones():
+    with pytest.raises(Vega3DError, match="unknown probe option\\(s\\) min_motion=8; valid options: .*min_motion_px"):
+        ProbeOptions.from_kwargs(min_motion=8)
 
 
 def test_local_negative_distance_option(scene, truth, truth_result):

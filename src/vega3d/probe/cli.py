@@ -86,15 +86,34 @@ def load_probe_scene(spec: str, frames: int, synthetic_size: str = "240x320"):
     return load_scene(spec, frames=frames)
 
 
+def scene_warnings(scene, frames: int) -> list[str]:
+    """What loading the scene changed or substituted, in words (from ``Scene.extras``): fewer
+    frames than asked for, depth intrinsics taken from colour, frames with invalid poses."""
+    extras = scene.extras if isinstance(scene.extras, dict) else {}
+    out = []
+    available = extras.get("num_available_frames")
+    if available is not None and available < frames:
+        out.append(f"asked for {frames} frames, the input has {available}: using all {available}")
+    if extras.get("depth_intrinsics_from"):
+        out.append(f"{scene.source}: no depth intrinsics file; depth has the colour image size, so the colour "
+                   f"intrinsics ({extras['depth_intrinsics_from']}) are used for depth")
+    invalid = extras.get("invalid_pose_frame_ids") or []
+    if invalid:
+        out.append(f"{len(invalid)} of {len(scene)} loaded frames have invalid (non-finite) poses, frame ids "
+                   f"{list(invalid)}: excluded from scoring")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from vega3d.probe.result import ProbeOptions
 
     options = _pairs(args.option, "--option")
-    ProbeOptions.from_kwargs(**dict(options))  # fail fast on a bad option
+    ProbeOptions.from_kwargs(**dict(options))  # fail fast on a bad option (name, type or range)
     enc_opts = _pairs(args.encoder_option, "--encoder-option")
     for flag in ("model", "block", "timestep", "height", "width", "layer", "seed", "device", "dtype", "vae_dtype"):
         if getattr(args, flag) is not None:
@@ -105,14 +124,19 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    stages = tqdm(total=4, desc="probe", unit="stage")
-    try:
-        return _run(args, options, enc_opts, sweep, out, stages)
-    finally:
-        stages.close()
+    # log records (e.g. the scene loader's) are written above the bar, not onto its line;
+    # the bar is closed before anything is printed
+    with logging_redirect_tqdm(), tqdm(total=4, desc="probe", unit="stage") as stages:
+        table, warnings = _run(args, options, enc_opts, sweep, out, stages)
+    for w in warnings:
+        print(f"warning: {w}")
+    print(("\n" if warnings else "") + table)
+    print(f"\nwrote {out / 'probe.json'}, {out / 'probe.txt'}" + ("" if args.no_figures else " and PNG figures"))
+    return 0
 
 
-def _run(args, options, enc_opts, sweep, out, stages) -> int:
+def _run(args, options, enc_opts, sweep, out, stages) -> tuple[str, list[str]]:
+    """Everything but printing: returns (the table, the run's warnings)."""
     from vega3d.encoders import build_encoder
     from vega3d.encoders.position import PositionEncoder
     from vega3d.probe import figures
@@ -121,6 +145,7 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
 
     stages.set_postfix_str("loading scene")
     scene = load_probe_scene(args.scene, args.frames, args.synthetic_size)
+    warnings = scene_warnings(scene, args.frames)
     stages.update()
     stages.set_postfix_str(f"building encoder {args.encoder}")
     encoder = build_encoder(args.encoder, **enc_opts)
@@ -142,7 +167,7 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
         stages.set_postfix_str("position-only control")
         control = score(scene, PositionEncoder(grid=grid)(scene.frames()), **options)
         name = key[:-1]
-        report = {"command": command, "scene": scene_info, "sweep": key,
+        report = {"command": command, "scene": scene_info, "warnings": warnings, "sweep": key,
                   "rows": [{name: r[name], "encoder": r["encoder"], "result": r["result"].to_dict()} for r in rows],
                   "position_control": control.to_dict()}
         table = _sweep_table(rows, name, control) + (f"\n{tag.strip()}" if tag else "")
@@ -157,7 +182,7 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
         stages.set_postfix_str("scoring")
         result = score(scene, feats, progress=True, **options)
         control = score(scene, PositionEncoder(grid=tuple(feats.shape[1:3]))(scene.frames()), **options)
-        report = {"command": command, "scene": scene_info, "encoder": encoder.config,
+        report = {"command": command, "scene": scene_info, "warnings": warnings, "encoder": encoder.config,
                   "result": result.to_dict(), "position_control": control.to_dict()}
         table = "\n\n".join([result.table(f"{args.encoder} on {scene.name} ({len(scene)} frames, grid "
                                           f"{result.grid_size[0]}x{result.grid_size[1]}){tag}"),
@@ -168,10 +193,9 @@ def _run(args, options, enc_opts, sweep, out, stages) -> int:
             figures.pca_figure(scene, feats, out / "probe_pca.png", title=f"{args.encoder}: PCA of features across views{tag}")
         stages.update()
     (out / "probe.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    (out / "probe.txt").write_text(table + "\n")
-    print(table)
-    print(f"\nwrote {out / 'probe.json'}, {out / 'probe.txt'}" + ("" if args.no_figures else " and PNG figures"))
-    return 0
+    (out / "probe.txt").write_text("".join(f"warning: {w}\n" for w in warnings) + ("\n" if warnings else "")
+                                   + table + "\n")
+    return table, warnings
 
 
 def _argv(args) -> list[str]:
@@ -200,4 +224,6 @@ def _sweep_table(rows, name, control) -> str:
                      f"{f(res.nn_recall[radius]):>10}  {res.num_pairs:>5}")
     lines.append(f"{'position':>9}  {f(control.auroc_local):>11}  {f(control.auroc):>6}  {f(control.paper_score):>6}  "
                  f"{f(control.nn_recall[radius]):>10}  {control.num_pairs:>5}")
+    for label, res in [(f"{name} {r[name]:g}", r["result"]) for r in rows] + [("position", control)]:
+        lines += [f"note ({label}): {n}" for n in res.notes] + [f"warning ({label}): {w}" for w in res.warnings]
     return "\n".join(lines)

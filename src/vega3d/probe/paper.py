@@ -62,7 +62,8 @@ def paper_score(scene, features: torch.Tensor, frames: list[int], voxel_size: fl
 
     ``features`` (N, h, w, C) for all scene frames. Returns a dict with ``score`` (NaN if
     no adjacent pair shares a voxel), ``num_pairs`` (pairs that shared at least one
-    voxel), ``voxels_per_pair`` (mean shared voxels) and ``per_pair`` (list of dicts).
+    voxel), ``voxels_per_pair`` (mean shared voxels), ``per_pair`` (list of dicts) and
+    ``reason`` (why the score is NaN; None when it is not).
     """
     n, h, w, c = features.shape
     positions, keep = cell_world_positions(scene, (h, w), frames, min_valid_fraction)
@@ -91,8 +92,17 @@ def paper_score(scene, features: torch.Tensor, frames: list[int], voxel_size: fl
         scores.append((s, len(common)))
         per_pair.append({"frames": [frames[k], frames[k + 1]], "voxels": int(len(common)), "score": s})
     if not scores:
-        return {"score": float("nan"), "num_pairs": 0, "voxels_per_pair": float("nan"), "per_pair": per_pair}
+        if not bool(keep.any()):
+            reason = (f"no feature cell of the {h}x{w} grid has valid depth in at least "
+                      f"{min_valid_fraction:g} of its depth pixels (paper_min_valid_fraction), in any frame")
+        else:
+            reason = (f"none of the {len(frames) - 1} adjacent frame pairs shares a {voxel_size:g} m voxel at this "
+                      f"{h}x{w} grid resolution (one position per cell; coarse cells or large motion between "
+                      f"adjacent frames leave none in common): try a larger paper_voxel_size or closer frames")
+        return {"score": float("nan"), "num_pairs": 0, "voxels_per_pair": float("nan"), "per_pair": per_pair,
+                "reason": reason}
     return {
+        "reason": None,
         "score": sum(s for s, _ in scores) / len(scores),
         "num_pairs": len(scores),
         "voxels_per_pair": sum(v for _, v in scores) / len(scores),

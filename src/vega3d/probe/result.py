@@ -46,38 +46,64 @@ class ProbeOptions:
 
     def __post_init__(self) -> None:
         def bad(name, expected):
-            raise Vega3DError(f"probe option {name}={getattr(self, name)!r}: expected {expected}")
+            value = getattr(self, name)
+            raise Vega3DError(f"probe option {name}={value!r} ({type(value).__name__}): expected {expected}")
 
-        for name in ("paper_voxel_size", "negative_distance_m", "recall_stride_px"):
-            if not getattr(self, name) > 0:
-                bad(name, "a positive number")
+        def number(x) -> bool:  # a real number (bool is not one); NaN/inf refused
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        def integer(x) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        if not integer(self.seed) or self.seed < 0:
+            bad("seed", "an integer >= 0")
         for name in ("points_per_frame", "negatives_per_point", "recall_points_per_pair", "chunk_points"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+            if not (integer(getattr(self, name)) and getattr(self, name) > 0):
                 bad(name, "a positive integer")
-        if not 0 <= self.paper_min_valid_fraction <= 1:
-            bad("paper_min_valid_fraction", "a fraction in [0, 1]")
-        if not 0 <= self.min_overlap <= self.max_overlap <= 1:
-            bad("min_overlap", f"0 <= min_overlap <= max_overlap ({self.max_overlap}) <= 1")
-        if self.max_pairs is not None and not (isinstance(self.max_pairs, int) and self.max_pairs > 0):
+        for name in ("paper_voxel_size", "negative_distance_m", "recall_stride_px"):
+            if not (number(getattr(self, name)) and getattr(self, name) > 0):
+                bad(name, "a positive number")
+        for name in ("depth_abs_tolerance", "depth_rel_tolerance", "min_rotation_deg", "min_translation_m",
+                     "min_motion_px", "tie_tolerance"):
+            if not (number(getattr(self, name)) and getattr(self, name) >= 0):
+                bad(name, "a number >= 0")
+        for name in ("paper_min_valid_fraction", "min_overlap", "max_overlap"):
+            if not (number(getattr(self, name)) and 0 <= getattr(self, name) <= 1):
+                bad(name, "a fraction in [0, 1]")
+        if self.min_overlap > self.max_overlap:
+            bad("min_overlap", f"min_overlap <= max_overlap ({self.max_overlap})")
+        if self.max_pairs is not None and not (integer(self.max_pairs) and self.max_pairs > 0):
             bad("max_pairs", "None or a positive integer")
-        if self.local_negative_distance_m is not None and not self.local_negative_distance_m > 0:
+        if self.local_negative_distance_m is not None and not (
+                number(self.local_negative_distance_m) and self.local_negative_distance_m > 0):
             bad("local_negative_distance_m", "None or a positive number of metres")
-        lo, hi = self.local_negative_px
-        if not 0 < lo <= hi:
-            bad("local_negative_px", "(low, high) pixels with 0 < low <= high")
-        if not self.recall_radii_px or min(self.recall_radii_px) <= 0:
-            bad("recall_radii_px", "one or more positive pixel radii")
+        lnp = self.local_negative_px
+        if not (isinstance(lnp, tuple) and len(lnp) == 2 and all(number(v) for v in lnp) and 0 < lnp[0] <= lnp[1]):
+            bad("local_negative_px", "[low, high] pixels with 0 < low <= high")
+        radii = self.recall_radii_px
+        if not (isinstance(radii, tuple) and radii and all(number(v) and v > 0 for v in radii)):
+            bad("recall_radii_px", "a list of one or more positive pixel radii")
+        for name in ("rotation_bins_deg", "motion_bins_px"):
+            edges = getattr(self, name)
+            if not (isinstance(edges, tuple) and edges and all(number(v) and v >= 0 for v in edges)
+                    and all(a < b for a, b in zip(edges, edges[1:]))):
+                bad(name, "a list of one or more increasing bin edges >= 0")
 
     @classmethod
     def from_kwargs(cls, **options) -> "ProbeOptions":
-        """Build from keyword arguments, with a clear error for an unknown name."""
+        """Build from keyword arguments (lists allowed for the tuple fields), with a
+        :class:`Vega3DError` naming the option, its value and what is expected for an
+        unknown name, a wrong type or a value out of range."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - names)
         if unknown:
-            raise Vega3DError(f"unknown probe option(s) {unknown}; valid options: {sorted(names)}")
+            given = ", ".join(f"{k}={options[k]!r}" for k in unknown)
+            raise Vega3DError(f"unknown probe option(s) {given}; valid options: {', '.join(sorted(names))}")
         for key in ("local_negative_px", "recall_radii_px", "rotation_bins_deg", "motion_bins_px"):
-            if key in options:
-                options[key] = tuple(float(v) for v in options[key])
+            value = options.get(key)
+            if isinstance(value, (list, tuple)):  # numbers -> floats; anything else is refused below
+                options[key] = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                                     for v in value)
         return cls(**options)
 
     def to_dict(self) -> dict:
@@ -136,7 +162,8 @@ class ProbeResult:
     image_size: tuple = ()
     depth_size: tuple = ()
     options: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # something may be wrong with the input (e.g. the poses)
+    notes: list = field(default_factory=list)  # why a number is n/a or what was left out, in words
 
     def to_dict(self) -> dict:
         """Strict-JSON-safe dict (NaN -> None)."""
@@ -150,19 +177,26 @@ class ProbeResult:
         def f(x):
             return "  n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:6.3f}"
 
+        def na_why(x):  # points n/a values at the note explaining them
+            return " (see note)" if f(x) == "  n/a" and self.notes else ""
+
+        excluded = (f" (excluded, invalid pose: frame id{'s' if len(self.excluded_frames) > 1 else ''} "
+                    f"{', '.join(str(i) for i in self.excluded_frames)})" if self.excluded_frames else "")
         rows = [
-            ("paper score (adjacent pairs, voxels)", f(self.paper_score)),
-            ("AUROC, position-controlled (headline)", f(self.auroc_local)),
+            ("paper score (adjacent pairs, voxels)", f(self.paper_score) + na_why(self.paper_score)),
+            ("AUROC, position-controlled (headline)", f(self.auroc_local) + na_why(self.auroc_local)),
             ("AUROC, random negatives", f(self.auroc)),
             ("cosine: positive / negative / margin", f"{f(self.pos_cosine)} / {f(self.neg_cosine)} / {f(self.margin)}"),
             ("cosine: local negative / margin", f"{f(self.neg_cosine_local)} / {f(self.margin_local)}"),
         ]
         for r, v in self.nn_recall.items():
             rows.append((f"NN recall @{float(r):g}px (same-location guess)", f"{f(v)} ({f(self.nn_recall_same_location[r])})"))
-        rows.append(("pairs / points / frames used", f"{self.num_pairs} / {self.num_points} / {self.num_frames_used} of {self.num_frames}"))
+        rows.append(("pairs / points / frames used", f"{self.num_pairs} / {self.num_points} / {self.num_frames_used} of {self.num_frames}"
+                     + excluded))
         width = max(len(r[0]) for r in rows)
         lines = [title] if title else []
         lines += [f"{name:<{width}}  {val}" for name, val in rows]
+        lines += [f"note: {n}" for n in self.notes]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 

@@ -81,10 +81,33 @@ def score(scene, features: torch.Tensor, progress: bool = False, **options) -> P
     warnings = []
     if consistency < LOW_CONSISTENCY:
         warnings.append(pose_warning(scene, frames, opts, consistency))
+    notes = explain(scene, excluded, paper, rig, opts)
     return ProbeResult(
         paper_score=paper["score"], paper_num_pairs=paper["num_pairs"],
         paper_voxels_per_pair=paper["voxels_per_pair"], pose_consistency=consistency,
         num_frames=len(scene), num_frames_used=len(frames), excluded_frames=excluded,
         grid_size=tuple(feats.shape[1:3]), image_size=scene.image_size, depth_size=scene.depth_size,
-        options=opts.to_dict(), warnings=warnings, **rig,
+        options=opts.to_dict(), warnings=warnings, notes=notes, **rig,
     )
+
+
+def explain(scene, excluded, paper, rig, opts) -> list[str]:
+    """Notes saying what was left out and why a headline number is not measurable (NaN)."""
+    notes = []
+    if excluded:
+        notes.append(f"{len(excluded)} of {len(scene)} frames excluded for an invalid (non-finite) pose, frame ids "
+                     f"{excluded}; their depth and features are never read")
+    if paper["reason"]:
+        notes.append(f"paper score n/a: {paper['reason']}")
+    if rig["num_points_local"] == 0:
+        notes.append(f"position-controlled AUROC n/a: no point has a local negative (moved >= "
+                     f"{opts.local_negative_px[0] / 2:g} px, candidate inside the frame on valid depth and > "
+                     f"{opts.local_negative_distance_m or opts.negative_distance_m:g} m away in 3D); "
+                     f"see local_negative_px / local_negative_distance_m")
+    if rig["num_negatives"] == 0:
+        notes.append(f"random-negative AUROC n/a: no sampled point of the other frame is > "
+                     f"{opts.negative_distance_m:g} m from the positives in 3D (negative_distance_m)")
+    if rig["nn_recall_num_points"] == 0:
+        notes.append(f"NN recall n/a: no point moved at least one {opts.recall_stride_px:g} px search cell "
+                     f"(recall_stride_px)")
+    return notes

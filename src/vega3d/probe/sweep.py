@@ -55,4 +55,4 @@ def _bar(values, progress, what):
         return values
     from tqdm.auto import tqdm
 
-    return tqdm(values, desc=f"probe: scoring {what}", unit="value")
+    return tqdm(values, desc=f"probe: scoring {what}", unit="value", leave=False)
