@@ -108,14 +108,14 @@ def test_train_refuses_bad_configs(tiny, tmp_path):
     with pytest.raises(Vega3DError, match="missing section 'data'"):
         load_train_config(write({k: v for k, v in base.items() if k != "data"}))
     with pytest.raises(Vega3DError, match="neither a 'simulator'"):
-        load_train_config(write({k: v for k, v in base.items() if k != "simulator"}))
+        load_train_config(write({k: v for k, v in base.items() if k != "simulator"}), check_paths=False)
     with pytest.raises(Vega3DError, match="mixed_precision"):
-        load_train_config(TINY_YAML, ["train.mixed_precision=fp8"])
+        load_train_config(TINY_YAML, ["train.mixed_precision=fp8"], check_paths=False)
     with pytest.raises(Vega3DError, match="section.key=value"):
         load_train_config(TINY_YAML, ["train.max_steps"])
     with pytest.raises(Vega3DError, match="not found"):
         load_train_config(tmp_path / "none.yaml")
-    cfg = load_train_config(TINY_YAML)
+    cfg = load_train_config(TINY_YAML, check_paths=False)
     assert Path(cfg.model.base_model).is_absolute() and cfg.model.lora["r"] == 4
     assert cfg.model.lora["target_modules"]  # defaults fill what the YAML leaves out
 
@@ -219,7 +219,7 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
 
 def test_example_configs_parse():
     for path in sorted((REPO / "configs").glob("*.yaml")):
-        cfg = load_train_config(path)
+        cfg = load_train_config(path, check_paths=False)  # real-size configs name folders that are not here
         assert cfg.data.num_frames >= 1, path
     for path in sorted((REPO / "configs" / "accelerate").glob("*.yaml")):
         tree = yaml.safe_load(path.read_text())
@@ -229,21 +229,30 @@ def test_example_configs_parse():
 
 
 def test_each_parameter_group_gets_its_own_learning_rate(tiny, tmp_path):
-    """branch_lr / lr (LoRA) / vision_lr act on their own groups: a zero LR leaves its group untouched."""
+    """branch_lr / lr (LoRA) / vision_lr act on their own groups: a group at LR 1e-9 barely
+    moves (AdamW steps are ~LR per step) while one at 1e-2 moves."""
     from vega3d.mllm.model import load_base
 
     base = dict(load_base(tiny["qwen"]).named_parameters())
     common = ["train.max_steps=2", "train.save_every=0", "train.warmup_ratio=0.0", "model.train_vision=true"]
-    frozen_llm = train(load_train_config(TINY_YAML, overrides(
-        tiny, tmp_path / "a", *common, "train.lr=0.0", "train.vision_lr=0.0", "train.branch_lr=0.01")), progress=False)
+    small = "1.0e-9"
+    moving_branch = train(load_train_config(TINY_YAML, overrides(
+        tiny, tmp_path / "a", *common, f"train.lr={small}", f"train.vision_lr={small}", "train.branch_lr=0.01")),
+        progress=False)
     moving_vision = train(load_train_config(TINY_YAML, overrides(
-        tiny, tmp_path / "b", *common, "train.lr=0.0", "train.vision_lr=0.01", "train.branch_lr=0.0")), progress=False)
-    a, b = load_file(str(frozen_llm / "trainable.safetensors")), load_file(str(moving_vision / "trainable.safetensors"))
+        tiny, tmp_path / "b", *common, f"train.lr={small}", "train.vision_lr=0.01", f"train.branch_lr={small}")),
+        progress=False)
+    a, b = load_file(str(moving_branch / "trainable.safetensors")), load_file(str(moving_vision / "trainable.safetensors"))
     vision = [k for k in a if k.startswith("base.model.visual.")]
     lora_b = [k for k in a if "lora_B" in k]
     branch = [k for k in a if k.startswith(("projector.", "fusion."))]
     assert vision and lora_b and branch
-    assert all(torch.equal(a[k], base[k.removeprefix("base.")].detach()) for k in vision)  # vision_lr=0
-    assert all(not a[k].any() for k in lora_b)  # lr=0: LoRA B stays at its zero init
-    assert any(not torch.equal(a[k], b[k]) for k in branch)  # branch_lr=0.01 vs 0: moved only in a
-    assert any(not torch.equal(b[k], base[k.removeprefix("base.")].detach()) for k in vision)  # vision_lr>0
+
+    def moved(x, y):
+        return max(float((x[k] - y[k]).abs().max()) for k in x)
+
+    init_vision = {k: base[k.removeprefix("base.")].detach() for k in vision}
+    assert moved({k: a[k] for k in vision}, init_vision) < 1e-7  # vision_lr tiny in a
+    assert max(float(a[k].abs().max()) for k in lora_b) < 1e-7  # lr tiny: LoRA B stays near its zero init
+    assert moved({k: a[k] for k in branch}, {k: b[k] for k in branch}) > 1e-4  # branch moved only in a
+    assert moved({k: b[k] for k in vision}, init_vision) > 1e-4  # vision_lr=0.01 in b

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.mllm.config import Vega3DConfig, fingerprint_folder
+from vega3d.mllm.config import Vega3DConfig, check_qwen_folder, fingerprint_folder
 
 FORMAT = "vega3d-qwen2.5-vl/1"
 CONFIG_FILE = "vega3d_config.json"
@@ -61,7 +61,8 @@ def save_checkpoint(model, directory, state_dict: dict | None = None) -> Path:
     if missing:
         raise Vega3DError(f"save_pretrained: state dict lacks trainable parameters {missing[:5]}")
     tensors = {n: source[n].detach().to("cpu").clone().contiguous() for n in names}
-    meta = {"format": FORMAT, "config": model.config.to_dict(), "trainable": names}
+    meta = {"format": FORMAT, "config": model.config.to_dict(), "trainable": names,
+            "stand_in": bool(getattr(model, "stand_in", False))}
     tmp_w, tmp_c = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
     save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
     tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -72,6 +73,17 @@ def save_checkpoint(model, directory, state_dict: dict | None = None) -> Path:
 
 def read_checkpoint_config(directory) -> Vega3DConfig:
     """The :class:`Vega3DConfig` stored in a checkpoint folder."""
+    return Vega3DConfig.from_dict(read_checkpoint_meta(directory)["config"], where=str(Path(directory) / CONFIG_FILE))
+
+
+def read_checkpoint_stand_in(directory) -> bool:
+    """The checkpoint's top-level ``stand_in`` flag: True when it was trained with a stand-in
+    base, simulator or stand-in features (False for checkpoints written before the flag)."""
+    return bool(read_checkpoint_meta(directory).get("stand_in", False))
+
+
+def read_checkpoint_meta(directory) -> dict:
+    """The whole ``vega3d_config.json`` (format, config, trainable, stand_in), format-checked."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise Vega3DError(f"{directory}: not a vega3d checkpoint (no {CONFIG_FILE})")
@@ -79,20 +91,45 @@ def read_checkpoint_config(directory) -> Vega3DConfig:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise Vega3DError(f"{path}: not valid JSON ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise Vega3DError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    return Vega3DConfig.from_dict(meta["config"], where=str(path))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise Vega3DError(f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}")
+    if not isinstance(meta.get("config"), dict):
+        raise Vega3DError(f"{path}: lacks the 'config' mapping")
+    return meta
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    """Nested dicts as ``{"a.b": leaf}``."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _short(value) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:24] + "…"
+
+
+def simulator_differences(recorded: dict, given: dict) -> list[str]:
+    """Readable differences of two simulator configs' identities, one per differing leaf
+    field: ``"block: checkpoint 1 vs given 3"`` (long values such as hashes shortened)."""
+    a, b = _flatten(simulator_identity(recorded)), _flatten(simulator_identity(given))
+    return [f"{k}: checkpoint {_short(a.get(k, '(absent)'))} vs given {_short(b.get(k, '(absent)'))}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def check_simulator(recorded: dict | None, simulator, where: str) -> None:
-    """Raise unless ``simulator``'s config matches the one recorded in a checkpoint."""
+    """Raise unless ``simulator``'s config matches the one recorded in a checkpoint; the
+    message lists every differing field."""
     if recorded is None or simulator is None:
         return
-    recorded, actual = simulator_identity(recorded), simulator_identity(simulator.config.to_dict())
-    diff = sorted(k for k in set(recorded) | set(actual) if recorded.get(k) != actual.get(k))
+    diff = simulator_differences(recorded, simulator.config.to_dict())
     if diff:
-        details = ", ".join(f"{k}: recorded {str(recorded.get(k))[:80]}, given {str(actual.get(k))[:80]}" for k in diff[:4])
-        raise Vega3DError(f"{where}: the simulator differs from the one this model was trained with ({details})")
+        raise Vega3DError(f"{where}: the simulator differs from the one this model was trained with "
+                          f"({len(diff)} field(s): {'; '.join(diff)})")
 
 
 def load_checkpoint(
@@ -121,12 +158,13 @@ def load_checkpoint(
         raise Vega3DError(f"{directory}: missing {WEIGHTS_FILE}")
     if base is None or isinstance(base, (str, os.PathLike)):
         base_path = Path(base) if base is not None else Path(config.base_model)
+        check_qwen_folder(base_path, "base model" if base is not None else f"base model (recorded in {directory})")
         if check_base and config.base_fingerprint:
             found = fingerprint_folder(base_path)
             if found != config.base_fingerprint:
                 raise Vega3DError(
                     f"{directory}: base model {base_path} has fingerprint {found[:12]}…, the checkpoint was "
-                    f"trained on {config.base_fingerprint[:12]}… (pass check_base=False to override)"
+                    f"trained on {config.base_fingerprint[:12]}… (to use it anyway: vega3d ask --no-check-base, or check_base=False in Python)"
                 )
         base = load_base(base_path, dtype=dtype, device="cpu")
     if check_sim:
@@ -149,5 +187,6 @@ def load_checkpoint(
                 )
             params[name].copy_(value.to(params[name].dtype))
     model = model.to(device).eval()
+    model.recorded_stand_in = read_checkpoint_stand_in(directory)
     model.attach_simulator(simulator)
     return model

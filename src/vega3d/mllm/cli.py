@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
+    p.add_argument("--no-check-base", action="store_true",
+                   help="accept a --base folder whose fingerprint differs from the one the checkpoint records")
     p.set_defaults(func=_ask)
 
 
@@ -50,11 +52,19 @@ def _train(args) -> int:
 
 
 def _ask(args) -> int:
+    from vega3d.errors import Vega3DError
+
+    if not args.question.strip():
+        raise Vega3DError("question: expected a non-empty question, got only whitespace")
+    for flag, value in (("--max-new-tokens", args.max_new_tokens), ("--num-frames", args.num_frames)):
+        if value is not None and value < 1:
+            raise Vega3DError(f"{flag}: expected an integer >= 1, got {value}")
+
     from vega3d.mllm.infer import Answerer
 
     answerer = Answerer.from_checkpoint(
         args.model, base=args.base, simulator=args.simulator, device=args.device, dtype=args.dtype,
-        num_frames=args.num_frames, load_simulator=not args.baseline,
+        num_frames=args.num_frames, load_simulator=not args.baseline, check_base=not args.no_check_base,
     )
     from vega3d.mllm.tiny import stand_in_notice
 

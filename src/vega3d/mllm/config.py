@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,14 +65,35 @@ class Vega3DConfig:
     preprocessing: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.llm not in LLM_MODES:
-            raise Vega3DError(f"Vega3DConfig.llm: expected one of {LLM_MODES}, got {self.llm!r}")
-        if int(self.generative_dim) <= 0:
-            raise Vega3DError(f"Vega3DConfig.generative_dim must be positive, got {self.generative_dim}")
+        from vega3d.fusion import FUSIONS
+        from vega3d.mllm.fields import at_least, check_fields, one_of
+
+        check_fields(self, "model", {"llm": one_of(*LLM_MODES), "fusion": one_of(*FUSIONS),
+                                     "generative_dim": at_least(1), "seed": at_least(0)})
+        if not re.fullmatch(r"linear|mlp[1-9]\d*x_gelu", self.projector):
+            raise Vega3DError(f"model.projector: expected linear or mlpNx_gelu (N >= 1, e.g. mlp2x_gelu), "
+                              f"got {self.projector!r}")
         unknown = set(self.lora) - {"r", "alpha", "dropout", "target_modules"}
         if unknown:
-            raise Vega3DError(f"Vega3DConfig.lora: unknown keys {sorted(unknown)} (r, alpha, dropout, target_modules)")
-        object.__setattr__(self, "lora", {**DEFAULT_LORA, **self.lora})  # unspecified keys: defaults
+            raise Vega3DError(f"model.lora: unknown keys {sorted(unknown)} (r, alpha, dropout, target_modules)")
+        lora = {**DEFAULT_LORA, **self.lora}  # unspecified keys: defaults
+        number = (int, float)
+        checks = (
+            ("r", isinstance(lora["r"], int) and not isinstance(lora["r"], bool) and lora["r"] >= 1,
+             "an integer >= 1"),
+            ("alpha", isinstance(lora["alpha"], number) and not isinstance(lora["alpha"], bool) and lora["alpha"] > 0,
+             "a number > 0"),
+            ("dropout", isinstance(lora["dropout"], number) and not isinstance(lora["dropout"], bool)
+             and 0 <= lora["dropout"] < 1, "a number in [0, 1)"),
+            ("target_modules", isinstance(lora["target_modules"], str) or (
+                isinstance(lora["target_modules"], (list, tuple)) and lora["target_modules"]
+                and all(isinstance(t, str) for t in lora["target_modules"])),
+             "a regular expression or a non-empty list of module names"),
+        )
+        for key, ok, expected in checks:
+            if not ok:
+                raise Vega3DError(f"model.lora.{key}: expected {expected}, got {lora[key]!r}")
+        object.__setattr__(self, "lora", lora)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,10 +106,43 @@ class Vega3DConfig:
             raise Vega3DError(f"{where}: unknown model config keys {sorted(unknown)}; valid: {sorted(names)}")
         if "base_model" not in data:
             raise Vega3DError(f"{where}: missing 'base_model' (path of a Qwen2.5-VL folder)")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except Vega3DError as exc:
+            raise Vega3DError(f"{where}: {exc}") from None
 
     def replace(self, **changes) -> "Vega3DConfig":
         return dataclasses.replace(self, **changes)
+
+
+QWEN_MODEL_TYPE = "qwen2_5_vl"
+
+
+def check_qwen_folder(path, field: str = "base model") -> Path:
+    """Raise unless ``path`` is a folder whose ``config.json`` declares a Qwen2.5-VL model
+    (``model_type`` ``qwen2_5_vl``); ``field`` names the setting in the message. Returns it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise Vega3DError(f"{field}: {path} does not exist (expected a Qwen2.5-VL model folder)")
+    if not path.is_dir():
+        raise Vega3DError(f"{field}: {path} is a file, expected a Qwen2.5-VL model folder")
+    config = path / "config.json"
+    if not config.is_file():
+        hint = " (it has model_index.json: a diffusers pipeline such as Wan2.1, not Qwen2.5-VL)" \
+            if (path / "model_index.json").is_file() else ""
+        raise Vega3DError(f"{field}: {path} is not a Hugging Face model folder: no config.json{hint}")
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Vega3DError(f"{field}: {config} is not valid JSON ({exc})") from None
+    found = data.get("model_type") if isinstance(data, dict) else None
+    if found != QWEN_MODEL_TYPE:
+        what = f"model_type {found!r}" if found else (
+            f"no model_type (_class_name {data.get('_class_name')!r})" if isinstance(data, dict)
+            and data.get("_class_name") else "no model_type")
+        raise Vega3DError(f"{field}: {path} is not a Qwen2.5-VL model: its config.json has {what}, "
+                          f"expected model_type {QWEN_MODEL_TYPE!r}")
+    return path
 
 
 def fingerprint_folder(path) -> str:

@@ -167,6 +167,18 @@ class DataConfig:
     max_tokens: int | None = None
     skip_bad_records: bool = False
 
+    def __post_init__(self):
+        from vega3d.mllm.fields import above, at_least, check_fields, one_of
+
+        check_fields(self, "data", {"num_frames": at_least(1), "frame_fps": above(0), "video_min_pixels": at_least(1),
+                                    "video_max_pixels": at_least(1), "store_key": one_of("video_name", "id"),
+                                    "max_tokens": at_least(1)})
+        if not self.annotations:
+            raise Vega3DError("data.annotations: expected the path of a JSON file, got an empty string")
+        if self.video_max_pixels < self.video_min_pixels:
+            raise Vega3DError(f"data.video_max_pixels: expected >= data.video_min_pixels ({self.video_min_pixels}), "
+                              f"got {self.video_max_pixels}")
+
 
 def load_annotations(path) -> list[dict]:
     """The JSON list of records, each checked for ``id`` and ``conversations``."""

@@ -135,6 +135,20 @@ class MediaCache:
         return len(self._entries)
 
 
+def check_positive_int(value, name: str) -> int:
+    """``value`` if it is an integer >= 1, else a :class:`Vega3DError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise Vega3DError(f"{name}: expected an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_questions(questions) -> None:
+    """Every question must be a string with some non-whitespace text."""
+    for i, q in enumerate(questions):
+        if not isinstance(q, str) or not q.strip():
+            raise Vega3DError(f"question #{i}: expected a non-empty question, got {q!r}")
+
+
 class Answerer:
     """Batched question answering over videos. See the module docstring.
 
@@ -143,6 +157,7 @@ class Answerer:
 
     def __init__(self, model, processor, num_frames: int = 32, device="cpu", frame_fps: float = 1.0,
                  media_cache: int = DEFAULT_CACHE_ITEMS, media_cache_bytes: int = DEFAULT_CACHE_BYTES):
+        check_positive_int(num_frames, "num_frames")
         self.model = model.eval()
         self.processor = processor
         self.num_frames = int(num_frames)
@@ -154,15 +169,18 @@ class Answerer:
     def from_checkpoint(cls, checkpoint, base=None, simulator=None, device="cpu", dtype="float32",
                         num_frames: int | None = None, video_min_pixels=None, video_max_pixels=None,
                         load_simulator: bool = True, media_cache: int = DEFAULT_CACHE_ITEMS,
-                        media_cache_bytes: int = DEFAULT_CACHE_BYTES) -> "Answerer":
+                        media_cache_bytes: int = DEFAULT_CACHE_BYTES, check_base: bool = True) -> "Answerer":
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
         (rebuild the recorded one when the generative branch is on). Frame count and pixel
         budget default to the ones recorded at training time (else 32 frames, Qwen's defaults).
-        ``load_simulator=False``: no simulator (baseline answers or precomputed features only)."""
+        ``load_simulator=False``: no simulator (baseline answers or precomputed features only).
+        ``check_base=False``: accept a base folder whose fingerprint differs from the recorded one."""
         from vega3d.mllm.checkpoint import read_checkpoint_config
         from vega3d.mllm.model import Vega3DQwen, torch_dtype
         from vega3d.mllm.processing import Vega3DProcessor
 
+        if num_frames is not None:
+            check_positive_int(num_frames, "num_frames")
         config = read_checkpoint_config(checkpoint)
         if not load_simulator:
             simulator = None
@@ -171,7 +189,7 @@ class Answerer:
                 raise Vega3DError(f"{checkpoint}: generative branch on but no simulator recorded; pass one")
             simulator = simulator_from_record(config.simulator, device=device, path=simulator)
         model = Vega3DQwen.from_pretrained(checkpoint, base=base, simulator=simulator, dtype=torch_dtype(dtype),
-                                           device=device)
+                                           device=device, check_base=check_base)
         pre = dict(config.preprocessing)
         processor = Vega3DProcessor.from_pretrained(
             base or config.base_model,
@@ -181,6 +199,12 @@ class Answerer:
         num_frames = num_frames if num_frames is not None else pre.get("num_frames", 32)
         return cls(model, processor, num_frames=num_frames, device=device, frame_fps=pre.get("frame_fps", 1.0),
                    media_cache=media_cache, media_cache_bytes=media_cache_bytes)
+
+    @property
+    def stand_in(self) -> bool:
+        """True when the base model, the simulator or the features the checkpoint was trained
+        on are random-weight stand-ins (its answers are then meaningless)."""
+        return bool(self.model.stand_in)
 
     # -- media ----------------------------------------------------------------------------
     @property
@@ -261,6 +285,9 @@ class Answerer:
 
         if len(questions) != len(videos):
             raise Vega3DError(f"answer: {len(questions)} questions but {len(videos)} videos")
+        check_questions(questions)
+        check_positive_int(max_new_tokens, "max_new_tokens")
+        check_positive_int(batch_size, "batch_size")
         if video_features is not None and len(video_features) != len(videos):
             raise Vega3DError(f"answer: {len(video_features)} video_features for {len(videos)} videos")
         tok = self.processor.tokenizer

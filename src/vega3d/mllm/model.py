@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from vega3d.errors import Vega3DError
-from vega3d.mllm.config import Vega3DConfig
+from vega3d.mllm.config import Vega3DConfig, check_qwen_folder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -50,9 +50,7 @@ def load_base(path, dtype="float32", device="cpu"):
     """``Qwen2_5_VLForConditionalGeneration`` from a local HF folder (no hub access)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise Vega3DError(f"base model {path}: not a Qwen2.5-VL folder (no config.json)")
+    path = check_qwen_folder(path, "base model")
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype(dtype), local_files_only=True)
     return model.to(device)
 
@@ -90,6 +88,7 @@ class Vega3DQwen(nn.Module):
             if config.llm == "lora":
                 self._inject_lora()
         self.__dict__["_simulator"] = None  # plain attribute: never a submodule
+        self.recorded_stand_in = False  # a loaded checkpoint's top-level stand_in flag
         self._set_trainable()
 
     # -- construction ---------------------------------------------------------------------
@@ -155,6 +154,14 @@ class Vega3DQwen(nn.Module):
         return [n for n, p in self.named_parameters() if p.requires_grad]
 
     # -- simulator ------------------------------------------------------------------------
+    @property
+    def stand_in(self) -> bool:
+        """True when the base, the attached simulator or the features the model was trained
+        on are random-weight stand-ins (see :func:`vega3d.mllm.tiny.model_stand_in_parts`)."""
+        from vega3d.mllm.tiny import model_stand_in_parts
+
+        return bool(model_stand_in_parts(self))
+
     def attach_simulator(self, simulator) -> None:
         """Use ``simulator`` (a frozen WanWorldSimulator, any device) for online features.
         It is stored as a plain attribute: not a submodule, never saved, never moved."""

@@ -34,7 +34,8 @@ import yaml
 from vega3d.errors import Vega3DError
 from vega3d.mllm.config import Vega3DConfig
 from vega3d.mllm.data import DataConfig
-from vega3d.mllm.tiny import is_stand_in
+from vega3d.mllm.fields import above, at_least, between, check_fields, one_of
+from vega3d.mllm.tiny import stand_in_parts
 
 STATE_FILE = "trainer_state.json"
 
@@ -54,6 +55,12 @@ class SimulatorSpec:
     dtype: str = "bfloat16"
     device: str | None = None
     batch_frames: int | None = None
+
+    def __post_init__(self):
+        check_fields(self, "simulator", {
+            "timestep": between(0, 1000), "shift": above(0), "block": at_least(0), "height": at_least(16),
+            "width": at_least(16), "seed": at_least(0), "dtype": one_of("float32", "bfloat16", "float16"),
+            "batch_frames": at_least(1)})
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,19 @@ class TrainSettings:
     num_workers: int = 2
     find_unused_parameters: bool = False
 
+    def __post_init__(self):
+        if self.mixed_precision is False:  # YAML 1.1 reads an unquoted `no` as false
+            object.__setattr__(self, "mixed_precision", "no")
+        check_fields(self, "train", {
+            "epochs": at_least(1), "max_steps": at_least(1), "batch_size": at_least(1), "grad_accum": at_least(1),
+            "lr": above(0), "branch_lr": above(0), "vision_lr": above(0), "weight_decay": at_least(0),
+            "warmup_ratio": between(0, 1), "max_grad_norm": at_least(0),
+            "mixed_precision": one_of("no", "bf16", "fp16"), "base_dtype": one_of("float32", "bfloat16", "float16"),
+            "save_every": at_least(0), "keep_last": at_least(0), "log_every": at_least(1), "seed": at_least(0),
+            "num_workers": at_least(0)})
+        if not self.output_dir:
+            raise Vega3DError("train.output_dir: expected a folder path, got an empty string")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -113,7 +133,10 @@ def _section(cls, data, name, where):
     missing = [k for k in required if k not in data]
     if missing:
         raise Vega3DError(f"{where}: section '{name}' lacks required keys {missing}")
-    return cls(**data)
+    try:
+        return cls(**data)
+    except Vega3DError as exc:
+        raise Vega3DError(f"{where}: {exc}") from None
 
 
 def _set_dotted(tree: dict, dotted: str, where: str) -> None:
@@ -129,11 +152,13 @@ def _set_dotted(tree: dict, dotted: str, where: str) -> None:
     node[parts[-1]] = yaml.safe_load(value)
 
 
-def load_train_config(path, overrides: list[str] = ()) -> TrainConfig:
+def load_train_config(path, overrides: list[str] = (), check_paths: bool = True) -> TrainConfig:
     """Read a YAML training config; ``overrides`` are ``section.key=value`` strings.
 
     Relative paths (model.base_model, simulator.path, data.annotations, data.media_root,
-    data.feature_store, train.output_dir) resolve against the YAML file's folder."""
+    data.feature_store, train.output_dir) resolve against the YAML file's folder. Every
+    field's type and range is checked (see ``vega3d.mllm.fields``); ``check_paths``: also
+    check that the folders and files exist (:func:`check_config_paths`)."""
     path = Path(path)
     if not path.is_file():
         raise Vega3DError(f"{path}: training config not found")
@@ -155,8 +180,8 @@ def load_train_config(path, overrides: list[str] = ()) -> TrainConfig:
 
     def resolve(section, key):
         sec = tree.get(section)
-        if isinstance(sec, dict) and sec.get(key):
-            p = Path(str(sec[key])).expanduser()
+        if isinstance(sec, dict) and sec.get(key) and isinstance(sec[key], str):
+            p = Path(sec[key]).expanduser()
             sec[key] = str(p if p.is_absolute() else (root / p).resolve())
 
     for section, key in (("model", "base_model"), ("simulator", "path"), ("data", "annotations"),
@@ -172,9 +197,96 @@ def load_train_config(path, overrides: list[str] = ()) -> TrainConfig:
             f"{path}: the generative branch is on but there is neither a 'simulator' section (online "
             "features) nor data.feature_store (precomputed features)"
         )
-    if train.mixed_precision not in ("no", "bf16", "fp16"):
-        raise Vega3DError(f"{path}: train.mixed_precision must be no, bf16 or fp16, got {train.mixed_precision!r}")
-    return TrainConfig(model=model, data=data, train=train, simulator=sim)
+    config = TrainConfig(model=model, data=data, train=train, simulator=sim)
+    if check_paths:
+        check_config_paths(config, str(path))
+    return config
+
+
+def check_config_paths(config: TrainConfig, where: str = "training config") -> None:
+    """Raise a :class:`Vega3DError` naming the field when a path of ``config`` does not exist
+    or is of the wrong kind (model.base_model must be a Qwen2.5-VL folder)."""
+    from vega3d.mllm.config import check_qwen_folder
+
+    try:
+        check_qwen_folder(config.model.base_model, "model.base_model")
+    except Vega3DError as exc:
+        raise Vega3DError(f"{where}: {exc}") from None
+    d = config.data
+    checks = [("data.annotations", d.annotations, "file"), ("data.media_root", d.media_root, "dir"),
+              ("data.feature_store", d.feature_store, "dir")]
+    if config.simulator is not None:
+        checks.append(("simulator.path", config.simulator.path, "dir"))
+    for field, value, kind in checks:
+        if not value:
+            continue
+        p = Path(value)
+        if not p.exists():
+            raise Vega3DError(f"{where}: {field}: {p} does not exist (expected a {'file' if kind == 'file' else 'folder'})")
+        if kind == "file" and not p.is_file():
+            raise Vega3DError(f"{where}: {field}: {p} is a folder, expected a file")
+        if kind == "dir" and not p.is_dir():
+            raise Vega3DError(f"{where}: {field}: {p} is a file, expected a folder")
+    out = Path(config.train.output_dir)
+    if out.exists() and not out.is_dir():
+        raise Vega3DError(f"{where}: train.output_dir: {out} is a file, expected a folder")
+
+
+SIMULATOR_KEYS = ("timestep", "shift", "block", "height", "width", "seed")
+
+
+def _describe_extraction(ext: dict) -> str:
+    model = ext.get("model") if isinstance(ext.get("model"), dict) else {}
+    items = [f"{k}={ext[k]}" for k in SIMULATOR_KEYS if k in ext]
+    items += [f"mode={ext.get('mode', 'frame')}", f"dtype={ext.get('dtype')}"]
+    if model.get("path"):
+        items.append(f"model={model['path']}")
+    if model.get("weights_hash"):
+        items.append(f"weights {str(model['weights_hash'])[:12]}")
+    if ext.get("stand_in"):
+        items.append("STAND-IN weights")
+    return ", ".join(items)
+
+
+def check_feature_store(config: TrainConfig, where: str = "training config") -> str | None:
+    """With ``data.feature_store``: compare the store's extraction config with the
+    ``simulator`` section when both are given (timestep, shift, block, height, width, seed,
+    frame mode and the Wan weights hash; the compute dtype is a run choice, as for
+    checkpoints) and raise listing the differing fields. Returns a line saying which simulator
+    config the features come from (None without a store)."""
+    store_path = config.data.feature_store
+    if not store_path:
+        return None
+    from vega3d.store import FeatureStore
+
+    ext = FeatureStore(store_path).extraction_config
+    spec = config.simulator
+    if spec is None:
+        return (f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
+                "(no 'simulator' section to compare with)")
+    diffs = []
+    for key in SIMULATOR_KEYS:
+        stored, given = ext.get(key), getattr(spec, key)
+        if stored is None or float(stored) != float(given):
+            diffs.append(f"{key}: store {stored} vs simulator section {given}")
+    if ext.get("mode", "frame") != "frame":
+        diffs.append(f"mode: store {ext.get('mode')!r} vs simulator section 'frame' (online features are per frame)")
+    stored_hash = (ext.get("model") or {}).get("weights_hash") if isinstance(ext.get("model"), dict) else None
+    if stored_hash:
+        from vega3d.simulator.layouts import detect_layout, weight_files, weights_hash
+
+        root = Path(spec.path).expanduser()
+        given_hash = weights_hash(root, weight_files(root, detect_layout(root)))
+        if given_hash != stored_hash:
+            diffs.append(f"model.weights_hash: store {stored_hash[:12]}… vs simulator section {given_hash[:12]}… "
+                         f"({spec.path})")
+    if diffs:
+        raise Vega3DError(
+            f"{where}: data.feature_store {store_path} was extracted with another simulator config than the "
+            f"'simulator' section ({'; '.join(diffs)}); use a store extracted with these settings, or drop the "
+            "'simulator' section to train on the store as it was extracted")
+    return (f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
+            "(matches the 'simulator' section)")
 
 
 # -- checkpoints ----------------------------------------------------------------------------
@@ -246,6 +358,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
     t = config.train
     out = Path(t.output_dir)
+    check_config_paths(config)
+    store_line = check_feature_store(config)
     accelerator = Accelerator(
         mixed_precision=t.mixed_precision,
         gradient_accumulation_steps=t.grad_accum,
@@ -262,13 +376,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
     is_fsdp = accelerator.distributed_type == DistributedType.FSDP
     main = accelerator.is_main_process
-    if main and is_stand_in(config.model.base_model):
-        print(f"NOTE: the Qwen2.5-VL base ({config.model.base_model}) is a small STAND-IN with random weights: "
-              "this run only shows that training works.", file=sys.stderr)
+    if main and store_line:
+        print(store_line, file=sys.stderr)
 
     # Model (+ simulator outside it).
     model = Vega3DQwen.from_config(config.model, dtype=torch_dtype(t.base_dtype), device="cpu")
-    simulator = None
+    simulator = store_config = None
     if config.model.generative and not config.data.feature_store:
         simulator = build_simulator(config.simulator, accelerator.device)
         model.attach_simulator(simulator)
@@ -276,7 +389,15 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     elif config.data.feature_store:
         from vega3d.store import FeatureStore
 
-        model.config = model.config.replace(simulator=FeatureStore(config.data.feature_store).extraction_config)
+        store_config = FeatureStore(config.data.feature_store).extraction_config
+        model.config = model.config.replace(simulator=store_config)
+    parts = stand_in_parts(base_model=config.model.base_model,
+                           simulator=simulator.config.to_dict() if simulator is not None else None,
+                           features=store_config)
+    if main and parts:
+        print("NOTE: small STAND-IN(s) with random weights: " + "; ".join(parts)
+              + ". This run only shows that training works; the model it writes is meaningless "
+              "(its checkpoint records stand_in: true).", file=sys.stderr)
     d = config.data
     model.config = model.config.replace(preprocessing={
         "num_frames": d.num_frames, "frame_fps": d.frame_fps,
@@ -304,7 +425,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         collate_fn=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
     )
     steps_per_epoch = math.ceil(math.ceil(len(dataset) / (t.batch_size * accelerator.num_processes)) / t.grad_accum)
+    # As in HF Trainer: max_steps, when set, overrides epochs (as many epochs as it takes).
     total_steps = t.max_steps or steps_per_epoch * t.epochs
+    if main and t.max_steps and t.max_steps != steps_per_epoch * t.epochs:
+        print(f"train.max_steps={t.max_steps} overrides train.epochs={t.epochs}: {steps_per_epoch} optimizer "
+              f"step(s) per epoch, so {math.ceil(t.max_steps / steps_per_epoch)} epoch(s), the last one possibly "
+              "partial; the LR schedule is sized for the max_steps steps", file=sys.stderr)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     unwrapped = accelerator.unwrap_model(model)
@@ -358,8 +484,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     model.train()
     start = time.time()
     loss_sum, gate_values, micro = 0.0, [], 0
-    while step < total_steps and epoch < t.epochs:
+    while step < total_steps and (t.max_steps or epoch < t.epochs):
         loader.set_epoch(epoch)
+        fresh_epoch, step_at_start = batches_done == 0, step
         epoch_loader = accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
         for batch in epoch_loader:
             batches_done += 1
@@ -404,6 +531,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             if step >= total_steps:
                 break
         else:
+            if fresh_epoch and step == step_at_start:  # e.g. every record skipped: would loop forever
+                raise Vega3DError(f"epoch {epoch} made no optimizer step (skipped records: {skipped}); "
+                                  "check data.annotations")
             epoch, batches_done = epoch + 1, 0
             continue
         break
