@@ -128,8 +128,9 @@ def check_qwen_folder(path, field: str = "base model") -> Path:
         raise Vega3DError(f"{field}: {path} is a file, expected a Qwen2.5-VL model folder")
     config = path / "config.json"
     if not config.is_file():
-        hint = " (it has model_index.json: a diffusers pipeline such as Wan2.1, not Qwen2.5-VL)" \
-            if (path / "model_index.json").is_file() else ""
+        pipeline = [n for n in ("model_index.json", "transformer", "vae") if (path / n).exists()]
+        hint = f" (it has {', '.join(pipeline)}: a diffusers pipeline such as Wan2.1, not Qwen2.5-VL)" \
+            if pipeline else ""
         raise Vega3DError(f"{field}: {path} is not a Hugging Face model folder: no config.json{hint}")
     try:
         data = json.loads(config.read_text())
