@@ -119,11 +119,13 @@ def pca_figure(scene, features, path, count: int = 4, title: str = "", dpi: int 
     return Path(path)
 
 
-def sweep_figure(rows: list[dict], key: str, path, control=None, title: str = "", dpi: int = 110) -> Path:
-    """Scores vs the swept value (``key``: "block" or "timestep"); dashed: position-only control."""
+def sweep_plot(rows: list[dict], key: str, control=None, title: str = ""):
+    """The sweep figure (matplotlib Figure, not saved): scores vs the swept value (``key``:
+    "block" or "timestep"), one x tick per swept value (blocks are integers), the legend
+    outside the axes so it never covers a line; dashed: position-only control."""
     plt = _plt()
     xs = [r[key] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
     series = [("auroc_local", "AUROC, position-controlled"), ("auroc", "AUROC, random negatives"),
               ("paper_score", "paper score")]
     for field, label in series:
@@ -133,13 +135,21 @@ def sweep_figure(rows: list[dict], key: str, path, control=None, title: str = ""
             ax.axhline(getattr(control, field), ls="--", lw=1, color=line.get_color())
     radius = list(rows[0]["result"].nn_recall)[len(rows[0]["result"].nn_recall) // 2]
     ax.plot(xs, [r["result"].nn_recall[radius] for r in rows], "s-", label=f"NN recall @{radius}px")
+    ax.set_xticks(xs, [f"{int(x)}" if key == "block" else f"{x:g}" for x in xs])
     ax.set_xlabel("DiT block (0-based)" if key == "block" else "timestep")
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="dashed: position-only control" if control is not None else None, title_fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              title="dashed: position-only\ncontrol" if control is not None else None, title_fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    return fig
+
+
+def sweep_figure(rows: list[dict], key: str, path, control=None, title: str = "", dpi: int = 110) -> Path:
+    """:func:`sweep_plot` written as a PNG to ``path``."""
+    plt = _plt()
+    fig = sweep_plot(rows, key, control, title)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
