@@ -71,6 +71,8 @@ def test_random_vit_seeded_and_leaves_global_rng_alone():
     assert fa.shape == (3, 4, 4, 48)
     assert torch.equal(fa, b(FRAMES)) and not torch.allclose(fa, c(FRAMES))
     assert torch.equal(a(FRAMES[:1]), fa[:1])  # batching does not matter
+    # it is the floor of a learned architecture, never described as the probe's chance floor
+    assert "not the probe's chance floor" in a.config["weights"] and "0.5" in a.config["weights"]
 
 
 @pytest.mark.parametrize("folder,prefix,grid", [("siglip", 0, 4), ("dinov2", 1, 4), ("dinov2_reg", 5, 4),

@@ -3,7 +3,8 @@ covering the full frame (vega3d.grids). Each has ``.name`` and ``.config`` (a JS
 
 - ``pixels``      patch-averaged colour (:class:`PixelEncoder`)
 - ``position``    Fourier features of the cell's image position, the position-only control
-- ``random_vit``  a random-init ViT, the chance floor of a learned architecture
+- ``random_vit``  a random-init ViT: the floor for a learned architecture (keeps local appearance;
+                  not the probe's chance floor, which is AUROC 0.5)
 - ``wan``         the Wan2.1 world simulator (vega3d.simulator), any block / timestep
 - ``hf``          any local Hugging Face vision backbone (SigLIP, DINOv2, CLIP, ...)
 """
