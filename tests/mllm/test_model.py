@@ -144,10 +144,14 @@ def test_save_load_bit_exact_and_small(base, tiny, processor, simulator, tmp_pat
 def test_load_rejects_mismatches(base, tiny, tmp_path, simulator):
     model = make(base, tiny, llm="lora", base_fingerprint="0" * 64, simulator={**simulator.config.to_dict(), "block": 0})
     model.save_pretrained(tmp_path / "ck")
-    with pytest.raises(Vega3DError, match="fingerprint"):
+    with pytest.raises(Vega3DError, match=r"fingerprint .*vega3d ask --no-check-base, or check_base=False in Python"):
         Vega3DQwen.from_pretrained(tmp_path / "ck")
-    with pytest.raises(Vega3DError, match="simulator differs"):
+    with pytest.raises(Vega3DError, match=r"simulator differs .*\(1 field\(s\): block: checkpoint 0 vs given 1\)$"):
         Vega3DQwen.from_pretrained(tmp_path / "ck", check_base=False, simulator=simulator)
+    with pytest.raises(Vega3DError, match=r"base model: .*wan is not a Hugging Face model folder: no config.json"):
+        Vega3DQwen.from_pretrained(tmp_path / "ck", base=tiny["wan"])
+    with pytest.raises(Vega3DError, match=r"base model: .*gone does not exist"):
+        Vega3DQwen.from_pretrained(tmp_path / "ck", base=tmp_path / "gone")
     tensors = load_file(str(tmp_path / "ck" / "trainable.safetensors"))
     tensors["base.lm_head.weight"] = torch.zeros(1)
     save_file(tensors, str(tmp_path / "ck" / "trainable.safetensors"))
@@ -157,6 +161,64 @@ def test_load_rejects_mismatches(base, tiny, tmp_path, simulator):
         Vega3DQwen.from_pretrained(tmp_path / "nothing")
     with pytest.raises(Vega3DError, match="llm"):
         Vega3DConfig(base_model="x", llm="qlora")
+
+
+def test_simulator_differences_are_readable_field_lists(simulator):
+    from vega3d.mllm.checkpoint import simulator_differences
+
+    given = simulator.config.to_dict()
+    recorded = json.loads(json.dumps(given))
+    recorded["block"], recorded["model"]["weights_hash"] = 7, "f" * 64
+    recorded["model"]["path"], recorded["dtype"] = "/elsewhere", "bfloat16"  # location and precision: not identity
+    diffs = simulator_differences(recorded, given)
+    assert diffs == ["block: checkpoint 7 vs given 1",
+                     f"model.weights_hash: checkpoint '{'f' * 23}… vs given '{given['model']['weights_hash'][:23]}…"]
+
+
+def test_ask_cli_no_check_base_accepts_a_different_base(base, tiny, tmp_path, simulator, capsys):
+    from vega3d.cli import main
+
+    model = make(base, tiny, llm="lora", base_fingerprint="0" * 64, simulator=simulator.config.to_dict())
+    model.save_pretrained(tmp_path / "ck")
+    video = str(tiny["annotations"].parent / "video_0.mp4")
+    args = ["ask", "--model", str(tmp_path / "ck"), "--video", video, "--max-new-tokens", "2", "--num-frames", "2", "q"]
+    assert main(args) == 2
+    assert "vega3d ask --no-check-base" in capsys.readouterr().err
+    assert main([*args[:-1], "--no-check-base", "q"]) == 0
+
+
+def test_stand_in_flag_is_recorded_and_exposed(base, tiny, tmp_path, simulator):
+    """A checkpoint records a top-level stand_in flag; the model / answerer expose it: true for a
+    stand-in base, an attached stand-in simulator, or stand-in training features; false otherwise."""
+    import shutil
+
+    from vega3d.mllm.checkpoint import read_checkpoint_stand_in
+    from vega3d.mllm.tiny import STAND_IN_MARKER, stand_in_notice
+
+    real_looking = tmp_path / "qwen_no_marker"  # the same weights without the stand-in marker
+    shutil.copytree(tiny["qwen"], real_looking, ignore=shutil.ignore_patterns(STAND_IN_MARKER))
+    plain = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(real_looking), generative=False))
+    assert plain.stand_in is False and stand_in_notice(plain) is None
+    plain.save_pretrained(tmp_path / "plain")
+    assert read_checkpoint_stand_in(tmp_path / "plain") is False
+    assert Vega3DQwen.from_pretrained(tmp_path / "plain").stand_in is False
+    meta_file = tmp_path / "plain" / "vega3d_config.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "stand_in": True}))
+    flagged = Vega3DQwen.from_pretrained(tmp_path / "plain")  # only the recorded flag says so
+    assert flagged.stand_in is True and "records stand_in: true" in stand_in_notice(flagged)
+
+    fed = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(real_looking), generative_dim=32,
+                                                         simulator=simulator.config.to_dict()))
+    assert fed.stand_in is True  # trained on features of a stand-in simulator (none attached)
+    assert "the generative features (extracted by a stand-in Wan simulator)" in stand_in_notice(fed)
+    fed.save_pretrained(tmp_path / "fed")
+    meta = json.loads((tmp_path / "fed" / "vega3d_config.json").read_text())
+    assert meta["stand_in"] is True
+    loaded = Vega3DQwen.from_pretrained(tmp_path / "fed", simulator=simulator)
+    assert loaded.stand_in is True and "the Wan simulator" in stand_in_notice(loaded)
+
+    on_stand_in_base = make(base, tiny, generative=False)
+    assert on_stand_in_base.stand_in is True and "Qwen2.5-VL base" in stand_in_notice(on_stand_in_base)
 
 
 def test_generate_and_batched_answers_match_single(base, tiny, processor):

@@ -58,6 +58,25 @@ def test_loss_falls_when_overfitting(tiny, tmp_path):
     assert (final / "trainable.safetensors").is_file()
 
 
+def test_max_steps_overrides_epochs_and_sizes_the_schedule(tiny, tmp_path, capsys):
+    """As in HF Trainer: max_steps=6 with epochs=1 and 2 steps per epoch runs 6 steps over 3
+    epochs, and the cosine schedule (sized for 6) reaches 0 at the last step."""
+    out = tmp_path / "run"
+    train(load_train_config(TINY_YAML, overrides(tiny, out, "train.max_steps=6", "train.epochs=1",
+                                                 "train.save_every=0", "train.warmup_ratio=0.0")), progress=False)
+    assert "max_steps=6 overrides train.epochs=1" in capsys.readouterr().err
+    log = read_log(out)
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in log] == [0, 0, 1, 1, 2, 2]
+    assert log[2]["lr"] == pytest.approx(0.5e-3)  # cos schedule over 6 steps: half way after step 3
+    assert log[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    # fewer steps than the epochs give: stops at max_steps, schedule still ends at 0
+    train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "short", "train.max_steps=3", "train.epochs=5",
+                                                 "train.save_every=0")), progress=False)
+    log = read_log(tmp_path / "short")
+    assert [r["step"] for r in log] == [1, 2, 3] and log[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_cli_train_checkpoints_and_resumes_bit_exactly(tiny, tmp_path, one_thread, capsys):
     """Crash mid-epoch (with gradient accumulation), rerun the same command: identical result."""
     from vega3d.cli import main
@@ -191,6 +210,52 @@ def test_training_from_a_feature_store_equals_online_features(tiny, tmp_path, si
     a, b = load_file(str(online / "trainable.safetensors")), load_file(str(stored / "trainable.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in read_log(tmp_path / "online")] == [r["loss"] for r in read_log(tmp_path / "stored")]
+    meta = json.loads((stored / "vega3d_config.json").read_text())
+    assert meta["stand_in"] is True and meta["config"]["simulator"]["block"] == 1
+
+
+def test_feature_store_must_match_the_simulator_section(tiny, tmp_path, simulator, capsys):
+    """A store extracted at another block / with other weights than the 'simulator' section
+    says is an error listing the differences; a store alone says what it was extracted with."""
+    from vega3d.mllm.train import check_feature_store
+    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.store.extract import extract_to_store
+    from vega3d.store.inputs import discover_inputs
+
+    records = json.loads(Path(tiny["annotations"]).read_text())
+    media = [Path(tiny["annotations"]).parent / r["video"] for r in records]
+    store = tmp_path / "store"
+    extract_to_store(discover_inputs(media), simulator, store, num_frames=4, precision="fp32", progress=False)
+    common = ["train.max_steps=1", "train.save_every=0", f"data.feature_store={store}"]
+
+    assert "matches the 'simulator' section" in check_feature_store(
+        load_train_config(TINY_YAML, overrides(tiny, tmp_path / "ok", *common)))
+    with pytest.raises(Vega3DError, match=r"extracted with another simulator config than the 'simulator' section "
+                                          r"\(timestep: store 300.0 vs simulator section 500.0; block: store 1 vs "
+                                          r"simulator section 0\)"):
+        train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "a", *common, "simulator.block=0",
+                                                     "simulator.timestep=500")), progress=False)
+    assert not (tmp_path / "a").exists()  # refused before any work
+    other_wan = save_tiny_wan(tmp_path / "wan_seed1", layout="diffusers", num_layers=2, dim=32, seed=1)
+    with pytest.raises(Vega3DError, match=r"model\.weights_hash: store [0-9a-f]{12}… vs simulator section"):
+        train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "b", *common, f"simulator.path={other_wan}")),
+              progress=False)
+
+    # Only the store: train says which simulator config the features come from, and that it is a stand-in.
+    tree = yaml.safe_load(TINY_YAML.read_text())
+    del tree["simulator"]
+    tree["model"]["base_model"], tree["data"]["annotations"] = str(tiny["qwen"]), str(tiny["annotations"])
+    tree["data"]["feature_store"], tree["train"]["output_dir"] = str(store), str(tmp_path / "c")
+    tree["train"].update(max_steps=1, save_every=0)
+    yaml_path = tmp_path / "store_only.yaml"
+    yaml_path.write_text(yaml.safe_dump(tree))
+    capsys.readouterr()
+    final = train(load_train_config(yaml_path), progress=False)
+    err = capsys.readouterr().err
+    assert f"simulator: features from data.feature_store {store}, extracted with timestep=300.0" in err
+    assert "block=1" in err and "STAND-IN weights" in err
+    assert "the generative features (extracted by a stand-in Wan simulator)" in err
+    assert json.loads((final / "vega3d_config.json").read_text())["stand_in"] is True
 
 
 def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
@@ -207,6 +272,7 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     from vega3d.mllm.infer import Answerer
 
     answerer = Answerer.from_checkpoint(final)
+    assert answerer.stand_in is True
     assert answerer.num_frames == 4 and answerer.processor.video_max_pixels == 12544  # recorded at training
     assert printed == answerer.answer(["How many chairs?"], [video], max_new_tokens=4)[0] + "\n"
     assert main(["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4", "--baseline",
@@ -215,6 +281,20 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     assert capsys.readouterr().out == baseline + "\n"
     assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, "q"]) == 2
     assert "not a vega3d checkpoint" in capsys.readouterr().err
+
+    # Bad arguments are refused up front, naming the flag (the model folder here does not even exist).
+    for args, message in ((["--max-new-tokens", "0", "q"], "--max-new-tokens: expected an integer >= 1, got 0"),
+                          (["--num-frames", "0", "q"], "--num-frames: expected an integer >= 1, got 0"),
+                          (["  \t "], "question: expected a non-empty question")):
+        assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    with pytest.raises(Vega3DError, match="max_new_tokens: expected an integer >= 1"):
+        answerer.answer(["q"], [video], max_new_tokens=0)
+    with pytest.raises(Vega3DError, match="question #1: expected a non-empty question"):
+        answerer.answer(["q", " "], [video, video], max_new_tokens=1)
+    with pytest.raises(Vega3DError, match="num_frames: expected an integer >= 1, got 0"):
+        Answerer.from_checkpoint(final, num_frames=0)
 
 
 def test_example_configs_parse():
