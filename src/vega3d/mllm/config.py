@@ -100,6 +100,8 @@ class Vega3DConfig:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "Vega3DConfig":
+        if not isinstance(data, dict):
+            raise Vega3DError(f"{where}: section 'model' must be a mapping, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:

@@ -187,7 +187,7 @@ def load_train_config(path, overrides: list[str] = (), check_paths: bool = True)
     for section, key in (("model", "base_model"), ("simulator", "path"), ("data", "annotations"),
                          ("data", "media_root"), ("data", "feature_store"), ("train", "output_dir")):
         resolve(section, key)
-    model = Vega3DConfig.from_dict(tree["model"], where=f"{path}: model")
+    model = Vega3DConfig.from_dict(tree["model"], where=str(path))
     data = _section(DataConfig, tree["data"], "data", str(path))
     train = _section(TrainSettings, tree["train"], "train", str(path))
     sim = tree.get("simulator")
@@ -203,15 +203,16 @@ def load_train_config(path, overrides: list[str] = (), check_paths: bool = True)
     return config
 
 
-def check_config_paths(config: TrainConfig, where: str = "training config") -> None:
+def check_config_paths(config: TrainConfig, where: str | None = None) -> None:
     """Raise a :class:`Vega3DError` naming the field when a path of ``config`` does not exist
     or is of the wrong kind (model.base_model must be a Qwen2.5-VL folder)."""
     from vega3d.mllm.config import check_qwen_folder
 
+    where = f"{where}: " if where else ""
     try:
         check_qwen_folder(config.model.base_model, "model.base_model")
     except Vega3DError as exc:
-        raise Vega3DError(f"{where}: {exc}") from None
+        raise Vega3DError(f"{where}{exc}") from None
     d = config.data
     checks = [("data.annotations", d.annotations, "file"), ("data.media_root", d.media_root, "dir"),
               ("data.feature_store", d.feature_store, "dir")]
@@ -222,14 +223,14 @@ def check_config_paths(config: TrainConfig, where: str = "training config") -> N
             continue
         p = Path(value)
         if not p.exists():
-            raise Vega3DError(f"{where}: {field}: {p} does not exist (expected a {'file' if kind == 'file' else 'folder'})")
+            raise Vega3DError(f"{where}{field}: {p} does not exist (expected a {'file' if kind == 'file' else 'folder'})")
         if kind == "file" and not p.is_file():
-            raise Vega3DError(f"{where}: {field}: {p} is a folder, expected a file")
+            raise Vega3DError(f"{where}{field}: {p} is a folder, expected a file")
         if kind == "dir" and not p.is_dir():
-            raise Vega3DError(f"{where}: {field}: {p} is a file, expected a folder")
+            raise Vega3DError(f"{where}{field}: {p} is a file, expected a folder")
     out = Path(config.train.output_dir)
     if out.exists() and not out.is_dir():
-        raise Vega3DError(f"{where}: train.output_dir: {out} is a file, expected a folder")
+        raise Vega3DError(f"{where}train.output_dir: {out} is a file, expected a folder")
 
 
 SIMULATOR_KEYS = ("timestep", "shift", "block", "height", "width", "seed")
@@ -248,7 +249,7 @@ def _describe_extraction(ext: dict) -> str:
     return ", ".join(items)
 
 
-def check_feature_store(config: TrainConfig, where: str = "training config") -> str | None:
+def check_feature_store(config: TrainConfig, where: str | None = None) -> str | None:
     """With ``data.feature_store``: compare the store's extraction config with the
     ``simulator`` section when both are given (timestep, shift, block, height, width, seed,
     frame mode and the Wan weights hash; the compute dtype is a run choice, as for
@@ -282,7 +283,7 @@ def check_feature_store(config: TrainConfig, where: str = "training config") -> 
                          f"({spec.path})")
     if diffs:
         raise Vega3DError(
-            f"{where}: data.feature_store {store_path} was extracted with another simulator config than the "
+            f"{where + ': ' if where else ''}data.feature_store {store_path} was extracted with another simulator config than the "
             f"'simulator' section ({'; '.join(diffs)}); use a store extracted with these settings, or drop the "
             "'simulator' section to train on the store as it was extracted")
     return (f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
