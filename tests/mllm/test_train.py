@@ -155,6 +155,14 @@ def test_bad_record_stops_training_with_its_name(tiny, tmp_path):
     log = read_log(tmp_path / "skip")
     assert log[-1]["skipped_records"] >= 1
 
+    # Every record bad: with max_steps (epochs unbounded) an epoch without a step is an error, not a hang.
+    ann.write_text(json.dumps([{**r, "video": "missing_folder"} for r in records]))
+    cfg = load_train_config(TINY_YAML, [*args[:-1], "data.skip_bad_records=true", "train.max_steps=3",
+                                        f"data.media_root={Path(tiny['annotations']).parent}",
+                                        "train.output_dir=" + str(tmp_path / "none_good")])
+    with pytest.raises(Vega3DError, match=r"epoch 0 made no optimizer step \(skipped records: 4\)"):
+        train(cfg, progress=False)
+
 
 def free_port():
     with socket.socket() as s:
