@@ -14,13 +14,13 @@ register tokens (whatever precedes the patches) are dropped.
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 
 import torch
 
 from vega3d.encoders.common import check_frames, resize_whole
 from vega3d.errors import Vega3DError
+from vega3d.jsonfile import read_json
 
 
 def read_normalisation(folder: Path) -> tuple[list[float], list[float]] | None:
@@ -28,10 +28,7 @@ def read_normalisation(folder: Path) -> tuple[list[float], list[float]] | None:
     path = folder / "preprocessor_config.json"
     if not path.is_file():
         return None
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise Vega3DError(f"{path}: not valid JSON ({err})") from err
+    cfg = read_json(path, "preprocessor config")
     if cfg.get("do_normalize", True) is False:
         return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     mean, std = cfg.get("image_mean"), cfg.get("image_std")

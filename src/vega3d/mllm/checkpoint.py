@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.jsonfile import read_json
 from vega3d.mllm.config import Vega3DConfig, check_qwen_folder, fingerprint_folder
 
 FORMAT = "vega3d-qwen2.5-vl/1"
@@ -87,10 +88,7 @@ def read_checkpoint_meta(directory) -> dict:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise Vega3DError(f"{directory}: not a vega3d checkpoint (no {CONFIG_FILE})")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise Vega3DError(f"{path}: not valid JSON ({exc})") from exc
+    meta = read_json(path, "vega3d checkpoint config")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise Vega3DError(f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}")
     if not isinstance(meta.get("config"), dict):

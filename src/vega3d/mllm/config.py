@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
+from vega3d.jsonfile import read_json
 
 LLM_MODES = ("frozen", "lora", "full")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -134,10 +135,7 @@ def check_qwen_folder(path, field: str = "base model") -> Path:
         hint = f" (it has {', '.join(pipeline)}: a diffusers pipeline such as Wan2.1, not Qwen2.5-VL)" \
             if pipeline else ""
         raise Vega3DError(f"{field}: {path} is not a Hugging Face model folder: no config.json{hint}")
-    try:
-        data = json.loads(config.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Vega3DError(f"{field}: {config} is not valid JSON ({exc})") from None
+    data = read_json(config, field)
     found = data.get("model_type") if isinstance(data, dict) else None
     if found != QWEN_MODEL_TYPE:
         what = f"model_type {found!r}" if found else (

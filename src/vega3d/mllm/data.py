@@ -20,7 +20,6 @@ replaced by another sample.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.jsonfile import read_json
 from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -185,10 +185,7 @@ def load_annotations(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise Vega3DError(f"{path}: annotation file not found")
-    try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise Vega3DError(f"{path}: not valid JSON ({exc})") from exc
+    records = read_json(path, "training annotations")
     if not isinstance(records, list) or not records:
         raise Vega3DError(f"{path}: expected a non-empty JSON list of records, got {type(records).__name__}")
     for i, r in enumerate(records):

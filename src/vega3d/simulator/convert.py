@@ -19,13 +19,13 @@ key, or a wrong shape, is a :class:`Vega3DError` naming the file.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.jsonfile import read_json
 from vega3d.simulator.layouts import (
     ORIGINAL_CONFIG,
     ORIGINAL_VAE,
@@ -156,10 +156,7 @@ def load_original_transformer(root: Path):
     from safetensors.torch import load_file
 
     cfg_path = root / ORIGINAL_CONFIG
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise Vega3DError(f"{cfg_path}: not valid JSON ({err})") from None
+    config = read_json(cfg_path, "Wan2.1 config")
     state = {}
     for f in original_dit_files(root):
         try:

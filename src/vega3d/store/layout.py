@@ -135,16 +135,6 @@ def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Read a JSON file, with an error naming it when it is missing or malformed."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise Vega3DError(f"{what}: {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise Vega3DError(f"{what}: {path} is not valid JSON ({err})") from None
-
-
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     """sha256 (hex) of a file's bytes, read in 4 MiB chunks."""
     h = hashlib.sha256()

@@ -10,6 +10,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from vega3d.errors import Vega3DError
+from vega3d.jsonfile import read_json
 from vega3d.store import layout
 from vega3d.store.writer import check_store_config, extraction_config_of
 
@@ -35,7 +36,7 @@ class FeatureStore:
         if not (self.path / layout.STORE_FILE).is_file():
             raise Vega3DError(f"feature store: {self.path} is not a feature store (no {layout.STORE_FILE}); "
                               "write one with `vega3d extract`")
-        self.config: dict = layout.read_json(self.path / layout.STORE_FILE, "feature store config")
+        self.config: dict = read_json(self.path / layout.STORE_FILE, "feature store config")
         if not isinstance(self.config, dict) or self.config.get("format") != layout.FORMAT:
             raise Vega3DError(f"feature store: {self.path / layout.STORE_FILE} is not a {layout.FORMAT} config")
         if self.config.get("version") != layout.VERSION:
@@ -62,7 +63,7 @@ class FeatureStore:
         index_mtime = -1
         if index_file.is_file():
             index_mtime = index_file.stat().st_mtime_ns
-            index = layout.read_json(index_file, "feature store index")
+            index = read_json(index_file, "feature store index")
             if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):
                 raise Vega3DError(f"feature store: {index_file} must be an object with 'entries'")
             indexed = index["entries"]
@@ -79,7 +80,7 @@ class FeatureStore:
                 if key in indexed and e.stat().st_mtime_ns <= index_mtime:
                     entries[key] = layout.check_record(indexed[key], f"{index_file} entry {key!r}")
                 else:
-                    entries[key] = layout.check_record(layout.read_json(Path(e.path), "feature store record"), e.path)
+                    entries[key] = layout.check_record(read_json(Path(e.path), "feature store record"), e.path)
         for key, record in entries.items():
             if record["config_sha256"] != self.config_sha256:
                 raise Vega3DError(f"feature store {self.path}: record {key!r} (item {record['item_id']!r}) was written "

@@ -12,6 +12,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from vega3d.errors import Vega3DError
 from vega3d.grids import resample_grid
+from vega3d.jsonfile import read_json
 from vega3d.store import layout
 
 
@@ -91,7 +92,7 @@ class StoreWriter:
         if self.path.exists() and not self.path.is_dir():
             raise Vega3DError(f"feature store: {self.path} exists and is not a folder")
         if store_file.exists():
-            check_store_config(layout.read_json(store_file, "feature store config"), config, self.path)
+            check_store_config(read_json(store_file, "feature store config"), config, self.path)
         else:
             if self.path.exists() and any(not p.name.startswith(layout.TMP_PREFIX) for p in self.path.iterdir()):
                 raise Vega3DError(f"feature store: {self.path} is a non-empty folder without {layout.STORE_FILE}; "
@@ -108,7 +109,7 @@ class StoreWriter:
         for p in sorted((self.path / layout.RECORD_DIR).glob("*.json")):
             if p.name.startswith(layout.TMP_PREFIX):
                 continue
-            out[p.stem] = layout.check_record(layout.read_json(p, "feature store record"), str(p))
+            out[p.stem] = layout.check_record(read_json(p, "feature store record"), str(p))
         return out
 
     def is_done(self, record: dict) -> bool:
