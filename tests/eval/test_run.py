@@ -388,23 +388,9 @@ def test_two_process_launch_equals_one_process(setup, answerer, tmp_path):
 @pytest.fixture
 def reads(monkeypatch):
     """Counts load_video calls (every read of a video / scan) and simulator runs."""
-    from vega3d.mllm import data
-    from vega3d.mllm.model import Vega3DQwen
+    from tests.media_reads import count_media_reads
 
-    calls = {"load": 0, "simulate": 0}
-    load, simulate = data.load_video, Vega3DQwen.simulator_features
-
-    def counting_load(*args, **kwargs):
-        calls["load"] += 1
-        return load(*args, **kwargs)
-
-    def counting_simulate(self, frames):
-        calls["simulate"] += 1
-        return simulate(self, frames)
-
-    monkeypatch.setattr(data, "load_video", counting_load)
-    monkeypatch.setattr(Vega3DQwen, "simulator_features", counting_simulate)
-    return calls
+    return count_media_reads(monkeypatch)
 
 
 def test_each_scene_is_read_once_and_answers_are_those_of_reading_per_question(setup, answerer, tmp_path, reads):

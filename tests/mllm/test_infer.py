@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.media_reads import count_media_reads
 from vega3d.errors import Vega3DError
 from vega3d.mllm import data
 from vega3d.mllm.config import Vega3DConfig
@@ -31,20 +32,7 @@ def model(base, tiny, simulator):
 @pytest.fixture
 def counts(monkeypatch):
     """Counts load_video calls (every read of a path) and simulator runs."""
-    calls = {"load": 0, "simulate": 0}
-    load, simulate = data.load_video, Vega3DQwen.simulator_features
-
-    def counting_load(*args, **kwargs):
-        calls["load"] += 1
-        return load(*args, **kwargs)
-
-    def counting_simulate(self, frames):
-        calls["simulate"] += 1
-        return simulate(self, frames)
-
-    monkeypatch.setattr(data, "load_video", counting_load)
-    monkeypatch.setattr(Vega3DQwen, "simulator_features", counting_simulate)
-    return calls
+    return count_media_reads(monkeypatch)
 
 
 def media(tiny):
