@@ -63,25 +63,9 @@ def write_questions(path: Path, scenes: list[str], per_video: int) -> None:
     path.write_text(json.dumps(records))
 
 
-def write_checkpoint(root: Path, num_frames: int) -> Path:
-    """A tiny random-weight VEGA-3D checkpoint (generative branch on) — a stand-in."""
-    from vega3d.mllm.config import Vega3DConfig
-    from vega3d.mllm.model import Vega3DQwen
-    from vega3d.mllm.tiny import save_tiny_qwen25vl
-    from vega3d.simulator import WanWorldSimulator
-    from vega3d.simulator.tiny import save_tiny_wan
-
-    qwen = save_tiny_qwen25vl(root / "qwen", seed=0)
-    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2, dim=32, seed=0)
-    sim = WanWorldSimulator.from_pretrained(wan, block=1, height=32, width=48)
-    config = Vega3DConfig(base_model=str(qwen), generative_dim=32, simulator=sim.config.to_dict(), preprocessing={
-        "num_frames": num_frames, "video_min_pixels": 56 * 56, "video_max_pixels": 56 * 84, "frame_fps": 1.0})
-    model = Vega3DQwen.from_config(config)
-    model.attach_simulator(sim)
-    return model.save_pretrained(root / "checkpoint")
-
-
 def main(argv=None) -> dict:
+    from vega3d.mllm.demo_data import write_tiny_checkpoint
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=3)
     parser.add_argument("--questions-per-video", type=int, default=8)
@@ -104,7 +88,7 @@ def main(argv=None) -> dict:
         root = Path(tmp)
         scenes = write_media(root / "media", args.videos, args.video_frames, args.height, args.width)
         write_questions(root / "questions.json", scenes, args.questions_per_video)
-        checkpoint = write_checkpoint(root, args.num_frames)
+        checkpoint = write_tiny_checkpoint(root, args.num_frames)
         reuse = Answerer.from_checkpoint(checkpoint)
         per_question = Answerer(reuse.model, reuse.processor, num_frames=reuse.num_frames,
                                 frame_fps=reuse.frame_fps, media_cache=0)

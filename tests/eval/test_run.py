@@ -29,23 +29,11 @@ def setup(tmp_path_factory):
     """A tiny checkpoint (generative branch on, simulator recorded) and media for the fixtures:
     VSI-Bench videos; ScanQA a posed_images scan, a frame folder and an .mp4; SQA3D a
     posed_images scan, a SensReader scan and an .mp4."""
-    from vega3d.mllm.config import Vega3DConfig
-    from vega3d.mllm.demo_data import write_frame_folder, write_video
-    from vega3d.mllm.model import Vega3DQwen
-    from vega3d.mllm.tiny import save_tiny_qwen25vl
+    from vega3d.mllm.demo_data import write_frame_folder, write_tiny_checkpoint, write_video
     from vega3d.scenes import synthetic_scene, write_scene
-    from vega3d.simulator import WanWorldSimulator
-    from vega3d.simulator.tiny import save_tiny_wan
 
     root = tmp_path_factory.mktemp("eval_run")
-    qwen = save_tiny_qwen25vl(root / "qwen", seed=0)
-    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2, dim=32, seed=0)
-    sim = WanWorldSimulator.from_pretrained(wan, block=1, height=32, width=48)
-    config = Vega3DConfig(base_model=str(qwen), generative_dim=32, simulator=sim.config.to_dict(), preprocessing={
-        "num_frames": NUM_FRAMES, "video_min_pixels": 56 * 56, "video_max_pixels": 56 * 84, "frame_fps": 1.0})
-    model = Vega3DQwen.from_config(config)
-    model.attach_simulator(sim)
-    checkpoint = model.save_pretrained(root / "checkpoint")
+    checkpoint = write_tiny_checkpoint(root, NUM_FRAMES)
 
     def frames(seed, n=7):
         return synthetic_scene(num_frames=n, height=48, width=64, seed=seed)

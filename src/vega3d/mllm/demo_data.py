@@ -73,3 +73,27 @@ def write_tiny_setup(root, num_records: int = 4, num_frames: int = 6, height: in
         })
     (data / "train.json").write_text(json.dumps(records, indent=1))
     return {"qwen": qwen, "wan": wan, "annotations": data / "train.json", "root": root}
+
+
+def write_tiny_checkpoint(root, num_frames: int = 4) -> Path:
+    """A tiny random-weight VEGA-3D checkpoint under ``root/checkpoint`` — a STAND-IN.
+
+    Writes a tiny Qwen2.5-VL (``root/qwen``) and a 2-block Wan (``root/wan``), attaches the
+    simulator (block 1, 32x48 input) with the generative branch on, records the preprocessing
+    (``num_frames`` frames, 56x56..56x84 pixels, 1 fps) and saves. Returns the checkpoint folder.
+    """
+    from vega3d.mllm.config import Vega3DConfig
+    from vega3d.mllm.model import Vega3DQwen
+    from vega3d.mllm.tiny import save_tiny_qwen25vl
+    from vega3d.simulator import WanWorldSimulator
+    from vega3d.simulator.tiny import save_tiny_wan
+
+    root = Path(root)
+    qwen = save_tiny_qwen25vl(root / "qwen", seed=0)
+    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2, dim=32, seed=0)
+    sim = WanWorldSimulator.from_pretrained(wan, block=1, height=32, width=48)
+    config = Vega3DConfig(base_model=str(qwen), generative_dim=32, simulator=sim.config.to_dict(), preprocessing={
+        "num_frames": num_frames, "video_min_pixels": 56 * 56, "video_max_pixels": 56 * 84, "frame_fps": 1.0})
+    model = Vega3DQwen.from_config(config)
+    model.attach_simulator(sim)
+    return model.save_pretrained(root / "checkpoint")
