@@ -21,6 +21,17 @@ def _plt():
     return plt
 
 
+def _save(fig, path, dpi: int, title: str = "", tight: bool = True) -> Path:
+    """Title (``suptitle``), lay out, write ``fig`` as a PNG at ``path`` and close it."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+    return Path(path)
+
+
 def pick_pairs(result, count: int = 3) -> list[tuple[int, int]]:
     """Scene positions of ``count`` scored pairs spread over the rotation range."""
     pairs = sorted(result.pairs, key=lambda p: p["rotation_deg"])
@@ -73,12 +84,7 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
         fig.colorbar(im, ax=ax1, fraction=0.035)
         for ax in (ax0, ax1):
             ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi, title)
 
 
 def pca_colours(features: torch.Tensor, frames: list[int], max_cells: int = 20000, seed: int = 0) -> torch.Tensor:
@@ -111,12 +117,7 @@ def pca_figure(scene, features, path, count: int = 4, title: str = "", dpi: int 
         axes[1, k].imshow(rgb[k].numpy(), interpolation="nearest")
         for ax in axes[:, k]:
             ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi, title)
 
 
 def sweep_plot(rows: list[dict], key: str, control=None, title: str = ""):
@@ -148,8 +149,4 @@ def sweep_plot(rows: list[dict], key: str, control=None, title: str = ""):
 
 def sweep_figure(rows: list[dict], key: str, path, control=None, title: str = "", dpi: int = 110) -> Path:
     """:func:`sweep_plot` written as a PNG to ``path``."""
-    plt = _plt()
-    fig = sweep_plot(rows, key, control, title)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return Path(path)
+    return _save(sweep_plot(rows, key, control, title), path, dpi, tight=False)
