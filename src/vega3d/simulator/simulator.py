@@ -438,7 +438,9 @@ class WanWorldSimulator:
 
     def _normalise(self, mode: torch.Tensor) -> torch.Tensor:
         """Posterior mode (B, z, F, h8, w8) → normalised latents z, float32 (Wan's mean/std)."""
-        return (mode.float() - self._mean) * self._inv_std
+        # contiguous: the 2-D encoder's output can be channels-last, and the DiT's patch conv
+        # rounds differently on another memory format (extract must equal encode + DiT bit for bit)
+        return ((mode.float() - self._mean) * self._inv_std).contiguous()
 
     def _noised_features(self, z: torch.Tensor, eps: torch.Tensor, sigma: float, tproj: torch.Tensor, blocks):
         """Latents z (B, z, F, h8, w8) float32 → DiT features (B, F, h, w, C) float32.
