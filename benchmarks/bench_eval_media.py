@@ -34,7 +34,7 @@ import numpy as np
 
 def write_media(root: Path, videos: int, frames: int, height: int, width: int) -> list[str]:
     """``videos`` synthetic MPEG-4 files ``root/sceneNNNN_00.mp4`` (smooth moving pattern)."""
-    from vega3d.mllm.demo_data import write_video
+    from vega3d.media import write_video
 
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     scenes = []
@@ -56,15 +56,22 @@ def write_questions(path: Path, scenes: list[str], per_video: int) -> None:
     records = []
     for s, scene in enumerate(scenes):
         for q in range(per_video):
-            records.append({"id": 220600000000 + s * 1000 + q, "video": f"scannet/{scene}", "metadata": {
-                "question_type": "what"}, "conversations": [
-                {"from": "human", "value": f"<image> I am at spot {q}. What is on my left?"},
-                {"from": "gpt", "value": "table"}]})
+            records.append(
+                {
+                    "id": 220600000000 + s * 1000 + q,
+                    "video": f"scannet/{scene}",
+                    "metadata": {"question_type": "what"},
+                    "conversations": [
+                        {"from": "human", "value": f"<image> I am at spot {q}. What is on my left?"},
+                        {"from": "gpt", "value": "table"},
+                    ],
+                }
+            )
     path.write_text(json.dumps(records))
 
 
 def main(argv=None) -> dict:
-    from vega3d.mllm.demo_data import write_tiny_checkpoint
+    from vega3d.standin.data import write_tiny_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=3)
@@ -90,10 +97,14 @@ def main(argv=None) -> dict:
         write_questions(root / "questions.json", scenes, args.questions_per_video)
         checkpoint = write_tiny_checkpoint(root, args.num_frames)
         reuse = Answerer.from_checkpoint(checkpoint)
-        per_question = Answerer(reuse.model, reuse.processor, num_frames=reuse.num_frames,
-                                frame_fps=reuse.frame_fps, media_cache=0)
-        modes = {"per_question": (per_question, False, False), "reuse_no_read_ahead": (reuse, True, False),
-                 "reuse": (reuse, True, True)}
+        per_question = Answerer(
+            reuse.model, reuse.processor, num_frames=reuse.num_frames, frame_fps=reuse.frame_fps, media_cache=0
+        )
+        modes = {
+            "per_question": (per_question, False, False),
+            "reuse_no_read_ahead": (reuse, True, False),
+            "reuse": (reuse, True, True),
+        }
         n = args.videos * args.questions_per_video
 
         def once(name, tag):
@@ -101,9 +112,19 @@ def main(argv=None) -> dict:
             out = root / f"{name}_{tag}"
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):  # the runner's table: noise for a stand-in
-                run_benchmark("sqa3d", answerer, root / "questions.json", root / "media", out,
-                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                              reuse_media=reuse_media, read_ahead=read_ahead, progress=False, paper=False)
+                run_benchmark(
+                    "sqa3d",
+                    answerer,
+                    root / "questions.json",
+                    root / "media",
+                    out,
+                    batch_size=args.batch_size,
+                    max_new_tokens=args.max_new_tokens,
+                    reuse_media=reuse_media,
+                    read_ahead=read_ahead,
+                    progress=False,
+                    paper=False,
+                )
             return time.perf_counter() - start, (out / "predictions.jsonl").read_bytes()
 
         once("reuse", "warmup")  # first-call costs (imports, allocator) out of the timings
@@ -116,7 +137,8 @@ def main(argv=None) -> dict:
     best = {name: min(times) for name, times in seconds.items()}
     result = {
         "stand_in": "random-weight tiny Qwen2.5-VL + tiny Wan (not the real models); synthetic videos",
-        "device": "cpu", "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "questions": n,
         "seconds": seconds,
@@ -125,8 +147,10 @@ def main(argv=None) -> dict:
         "speedup_reuse_no_read_ahead_vs_per_question": best["per_question"] / best["reuse_no_read_ahead"],
         "identical_predictions": len(set(outputs.values())) == 1,
     }
-    print(f"{n} questions over {args.videos} videos ({args.num_frames} of {args.video_frames} frames, "
-          f"{args.width}x{args.height}), batch {args.batch_size}, tiny stand-in model, CPU")
+    print(
+        f"{n} questions over {args.videos} videos ({args.num_frames} of {args.video_frames} frames, "
+        f"{args.width}x{args.height}), batch {args.batch_size}, tiny stand-in model, CPU"
+    )
     print(f"{'mode':<21}{'best s':>8}{'q/s':>8}{'vs per_question':>17}")
     for name in modes:
         print(f"{name:<21}{best[name]:>8.2f}{n / best[name]:>8.2f}{best['per_question'] / best[name]:>16.2f}x")

@@ -83,7 +83,7 @@ def main() -> None:
         "paper_score_seconds": round(t_paper, 2),
         "pairs_scored_default_options": res.num_pairs,
         "rigorous_all_pairs_batched_cpu_seconds": round(t_batched, 2),
-        "rigorous_per_pair_loop_cpu_seconds (extrapolated from %d pairs)" % len(timed): round(t_loop, 2),
+        f"rigorous_per_pair_loop_cpu_seconds (extrapolated from {len(timed)} pairs)": round(t_loop, 2),
         "per_pair_loop / batched": round(t_loop / t_batched, 1),
         "num_pairs_all": len(pairs),
     }

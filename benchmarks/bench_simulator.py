@@ -32,10 +32,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from vega3d.simulator import WanWorldSimulator
-from vega3d.simulator.dit_prefix import condition, dit_prefix
+from vega3d.simulator.dit_prefix import dit_prefix
 
 CONFIGS = {
     # Wan2.1-T2V-1.3B (paper_numbers.json: wan2_1_t2v_1_3b) with random weights.
@@ -54,11 +53,27 @@ def build_models(cfg: dict, device, dtype, seed: int = 0):
         torch.manual_seed(seed)
         with torch.device(device):
             dit = WanTransformer3DModel(
-                patch_size=(1, 2, 2), num_attention_heads=cfg["heads"], attention_head_dim=cfg["dim"] // cfg["heads"],
-                in_channels=16, out_channels=16, text_dim=cfg["text_dim"], freq_dim=cfg["freq_dim"], ffn_dim=cfg["ffn_dim"],
-                num_layers=cfg["layers"], cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6)
-            vae = AutoencoderKLWan(base_dim=cfg["vae_base_dim"], z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
-                                   attn_scales=[], temperal_downsample=[False, True, True])
+                patch_size=(1, 2, 2),
+                num_attention_heads=cfg["heads"],
+                attention_head_dim=cfg["dim"] // cfg["heads"],
+                in_channels=16,
+                out_channels=16,
+                text_dim=cfg["text_dim"],
+                freq_dim=cfg["freq_dim"],
+                ffn_dim=cfg["ffn_dim"],
+                num_layers=cfg["layers"],
+                cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads",
+                eps=1e-6,
+            )
+            vae = AutoencoderKLWan(
+                base_dim=cfg["vae_base_dim"],
+                z_dim=16,
+                dim_mult=[1, 2, 4, 4],
+                num_res_blocks=2,
+                attn_scales=[],
+                temperal_downsample=[False, True, True],
+            )
     if dtype != torch.float32:
         # As from_pretrained(torch_dtype=...) does: parameters/buffers of diffusers' float32
         # modules (rope tables, time embedder, norms, scale_shift_table) are never cast, so no
@@ -147,8 +162,12 @@ def straightforward(dit, vae, frames, eps, mean, std, t, sigma, context, block):
             mode = vae.encode(video).latent_dist.mode().float()
             z = (mode - mean.to(dev).view(1, -1, 1, 1, 1)) / std.to(dev).view(1, -1, 1, 1, 1)
             x_t = ((1 - sigma) * z + sigma * eps[i : i + 1].to(dev)).to(dtype)
-            dit(hidden_states=x_t, timestep=torch.full((1,), t, dtype=torch.long, device=dev), encoder_hidden_states=ctx,
-                return_dict=False)
+            dit(
+                hidden_states=x_t,
+                timestep=torch.full((1,), t, dtype=torch.long, device=dev),
+                encoder_hidden_states=ctx,
+                return_dict=False,
+            )
             h, w = x_t.shape[3] // 2, x_t.shape[4] // 2
             outs.append(captured["h"].float().reshape(1, h, w, -1))
     finally:
@@ -189,22 +208,28 @@ def bench_size(cfg, dit, vae, device, height, width, num_frames, repeats, block,
     gen = torch.Generator().manual_seed(0)
     mean, std = torch.randn(16, generator=gen) * 0.5, torch.rand(16, generator=gen) + 0.5
     context = torch.cat([torch.randn(7, cfg["text_dim"], generator=gen), torch.zeros(505, cfg["text_dim"])])
-    sim = WanWorldSimulator(dit, vae, mean, std, context, block=block, height=height, width=width,
-                            batch_frames=batch_frames)
+    sim = WanWorldSimulator(
+        dit, vae, mean, std, context, block=block, height=height, width=width, batch_frames=batch_frames
+    )
     one = WanWorldSimulator(dit, vae, mean, std, context, block=block, height=height, width=width, batch_frames=1)
     frames = torch.rand(num_frames, 3, height, width, generator=gen)
     eps = sim.draw_noise(num_frames)
     x01 = frames.to(device)
-    lat = torch.randn(min(num_frames, sim.batch_frames), 16, 1, height // 8, width // 8, generator=gen).to(device, sim.dtype)
+    lat = torch.randn(min(num_frames, sim.batch_frames), 16, 1, height // 8, width // 8, generator=gen).to(
+        device, sim.dtype
+    )
 
     fns = {
         "straightforward": lambda: straightforward(dit, vae, frames, eps, mean, std, sim.t, sim.sigma, context, block),
         "simulator": lambda: sim.extract(frames, noise=eps),
         "unbatched": lambda: one.extract(frames, noise=eps),  # fast paths without batching
         # where the time goes: the VAE alone both ways, and the simulator's DiT alone (for MFU)
-        "vae_straightforward": lambda: [vae.encode((x01[i : i + 1] * 2 - 1).to(vae.dtype)[:, :, None]).latent_dist.mode()
-                                        for i in range(num_frames)],
-        "vae_simulator": lambda: [sim._encode_frames(x01[s : s + sim.batch_frames]) for s in range(0, num_frames, sim.batch_frames)],
+        "vae_straightforward": lambda: [
+            vae.encode((x01[i : i + 1] * 2 - 1).to(vae.dtype)[:, :, None]).latent_dist.mode() for i in range(num_frames)
+        ],
+        "vae_simulator": lambda: [
+            sim._encode_frames(x01[s : s + sim.batch_frames]) for s in range(0, num_frames, sim.batch_frames)
+        ],
         "dit_simulator": lambda: dit_prefix(dit, lat, sim._tproj, sim._context, block),
     }
     # Warm-up pass; the two end-to-end runs also measure peak memory and are compared.
@@ -223,17 +248,28 @@ def bench_size(cfg, dit, vae, device, height, width, num_frames, repeats, block,
 
     flops = dit_flops_per_frame(cfg, height, width, block + 1)
     row = {
-        "size": f"{width}x{height}", "frames": num_frames, "batch_frames": sim.batch_frames,
-        "straightforward_frames_per_s": num_frames / t_ref, "simulator_frames_per_s": num_frames / t_sim,
-        "speedup": t_ref / t_sim, "speedup_unbatched": t_ref / t_one,
-        "simulator_unbatched_ms_per_frame": 1e3 * t_one / num_frames, "straightforward_ms_per_frame": 1e3 * t_ref / num_frames,
-        "simulator_ms_per_frame": 1e3 * t_sim / num_frames, "simulator_dit_ms_per_frame": ms_dit,
-        "straightforward_vae_ms_per_frame": 1e3 * t_vae_ref / num_frames, "simulator_vae_ms_per_frame": 1e3 * t_vae_sim / num_frames,
-        "straightforward_peak_mib": mem_ref.mib, "simulator_peak_mib": mem_sim.mib, "memory_note": mem_ref.note,
+        "size": f"{width}x{height}",
+        "frames": num_frames,
+        "batch_frames": sim.batch_frames,
+        "straightforward_frames_per_s": num_frames / t_ref,
+        "simulator_frames_per_s": num_frames / t_sim,
+        "speedup": t_ref / t_sim,
+        "speedup_unbatched": t_ref / t_one,
+        "simulator_unbatched_ms_per_frame": 1e3 * t_one / num_frames,
+        "straightforward_ms_per_frame": 1e3 * t_ref / num_frames,
+        "simulator_ms_per_frame": 1e3 * t_sim / num_frames,
+        "simulator_dit_ms_per_frame": ms_dit,
+        "straightforward_vae_ms_per_frame": 1e3 * t_vae_ref / num_frames,
+        "simulator_vae_ms_per_frame": 1e3 * t_vae_sim / num_frames,
+        "straightforward_peak_mib": mem_ref.mib,
+        "simulator_peak_mib": mem_sim.mib,
+        "memory_note": mem_ref.note,
         "clock": "wall" if device.type == "cuda" else "process CPU time",
         "wall_speedup": wall["straightforward"] / wall["simulator"],
         "wall_ms_per_frame": {k: 1e3 * v / num_frames for k, v in wall.items()},
-        "max_abs_diff": err, "max_abs_feature": scale, "dit_tflop_per_frame": flops / 1e12,
+        "max_abs_diff": err,
+        "max_abs_feature": scale,
+        "dit_tflop_per_frame": flops / 1e12,
     }
     if peak_tflops:
         row["dit_mfu"] = flops / (ms_dit / 1e3) / (peak_tflops * 1e12)
@@ -256,10 +292,14 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"])
     p.add_argument("--sizes", nargs="+", default=None, help="WIDTHxHEIGHT, e.g. 832x480")
     p.add_argument("--frames", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds after one warm-up (best is reported)")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="interleaved timed rounds after one warm-up (best is reported)"
+    )
     p.add_argument("--block", type=int, default=20)
     p.add_argument("--batch-frames", type=int, default=None)
-    p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: known GPUs' bf16 peak)")
+    p.add_argument(
+        "--peak-tflops", type=float, default=None, help="device peak for MFU (default: known GPUs' bf16 peak)"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = p.parse_args(argv)
 
@@ -285,19 +325,39 @@ def main(argv=None) -> int:
 
     result = {
         "benchmark": "simulator feature extraction vs straightforward (full DiT + hook, stock VAE, one frame at a time)",
-        "config": cfg_name, "model": cfg, "block": a.block, "dtype": str(dtype).removeprefix("torch."),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()})",
-        "torch": torch.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-        "peak_tflops": peak, "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "config": cfg_name,
+        "model": cfg,
+        "block": a.block,
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()})",
+        "torch": torch.__version__,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "peak_tflops": peak,
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "results": rows,
     }
-    cols = [("size", "{}"), ("frames", "{}"), ("straightforward_ms_per_frame", "{:.1f}"), ("simulator_ms_per_frame", "{:.1f}"),
-            ("speedup", "{:.2f}x"), ("simulator_unbatched_ms_per_frame", "{:.1f}"), ("speedup_unbatched", "{:.2f}x"), ("straightforward_vae_ms_per_frame", "{:.1f}"), ("simulator_vae_ms_per_frame", "{:.1f}"),
-            ("simulator_dit_ms_per_frame", "{:.1f}"), ("straightforward_peak_mib", "{:.0f}"), ("simulator_peak_mib", "{:.0f}"),
-            ("max_abs_diff", "{:.1e}")]
+    cols = [
+        ("size", "{}"),
+        ("frames", "{}"),
+        ("straightforward_ms_per_frame", "{:.1f}"),
+        ("simulator_ms_per_frame", "{:.1f}"),
+        ("speedup", "{:.2f}x"),
+        ("simulator_unbatched_ms_per_frame", "{:.1f}"),
+        ("speedup_unbatched", "{:.2f}x"),
+        ("straightforward_vae_ms_per_frame", "{:.1f}"),
+        ("simulator_vae_ms_per_frame", "{:.1f}"),
+        ("simulator_dit_ms_per_frame", "{:.1f}"),
+        ("straightforward_peak_mib", "{:.0f}"),
+        ("simulator_peak_mib", "{:.0f}"),
+        ("max_abs_diff", "{:.1e}"),
+    ]
     if peak:
         cols += [("dit_mfu", "{:.1%}"), ("end_to_end_dit_mfu", "{:.1%}")]
-    print(f"# {result['benchmark']}\n# times: {rows[0]['clock']} per frame, best of {a.repeats} interleaved rounds\n# config {cfg_name} ({cfg}), block {a.block}, {result['dtype']}, {result['device']}")
+    print(
+        f"# {result['benchmark']}\n# times: {rows[0]['clock']} per frame, best of {a.repeats} interleaved rounds\n# config {cfg_name} ({cfg}), block {a.block}, {result['dtype']}, {result['device']}"
+    )
     print(" | ".join(c for c, _ in cols))
     for r in rows:
         print(" | ".join(f.format(r[c]) for c, f in cols))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -43,7 +42,7 @@ import torch
 
 from vega3d.scenes import synthetic_scene, write_scene
 from vega3d.simulator import WanWorldSimulator
-from vega3d.simulator.tiny import save_tiny_wan
+from vega3d.standin.wan import save_tiny_wan
 from vega3d.store import FeatureStore, StoreWriter, make_store_config
 from vega3d.store.extract import extract_to_store
 from vega3d.store.inputs import discover_inputs, load_frames
@@ -82,9 +81,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for k in range(args.scenes):
-            write_scene(synthetic_scene(args.frames, args.height, args.width, seed=k, name=f"scene{k:02d}"),
-                        tmp / "scans" / f"scene{k:02d}")
-        wan = save_tiny_wan(tmp / "wan", layout="diffusers", **cfg["model"])
+            write_scene(
+                synthetic_scene(args.frames, args.height, args.width, seed=k, name=f"scene{k:02d}"),
+                tmp / "scans" / f"scene{k:02d}",
+            )
+        wan = save_tiny_wan(tmp / "wan", **cfg["model"])
         sim = WanWorldSimulator.from_pretrained(wan, height=args.height, width=args.width, block=cfg["block"])
         items = discover_inputs([tmp / "scans"])
 
@@ -116,11 +117,23 @@ def main(argv=None) -> int:
         n_, h, w, c = record["shape"]
         payload = n_ * h * w * c * 2
         results = {
-            "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads(), "gpu": None},
-            "config": {"model": args.config, **cfg["model"], "block": cfg["block"], "height": args.height,
-                       "width": args.width, "frames": args.frames, "scenes": n, "precision": "bf16",
-                       "stand_in": True},
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "gpu": None,
+            },
+            "config": {
+                "model": args.config,
+                **cfg["model"],
+                "block": cfg["block"],
+                "height": args.height,
+                "width": args.width,
+                "frames": args.frames,
+                "scenes": n,
+                "precision": "bf16",
+                "stand_in": True,
+            },
             "per_scene_seconds": {
                 "extract_and_write": extract_s,
                 "read_store_with_sha256": read_verify_s / n,
@@ -133,14 +146,19 @@ def main(argv=None) -> int:
                 "recompute_extract_only / read_store": recompute_s / read_s,
             },
             "stored_equals_recomputed_max_abs_diff": max_diff,
-            "size_stand_in": {"shape": record["shape"], "bytes_per_scene": record["bytes"], "payload_bytes": payload,
-                              "header_bytes": record["bytes"] - payload},
+            "size_stand_in": {
+                "shape": record["shape"],
+                "bytes_per_scene": record["bytes"],
+                "payload_bytes": payload,
+                "header_bytes": record["bytes"] - payload,
+            },
         }
 
         real_payload = REAL["frames"] * REAL["h"] * REAL["w"] * REAL["channels"] * 2
         results["size_real_config"] = {
             "shape": [REAL["frames"], REAL["h"], REAL["w"], REAL["channels"]],
-            "bf16_bytes_per_scene": real_payload, "bf16_MiB_per_scene": real_payload / 2**20,
+            "bf16_bytes_per_scene": real_payload,
+            "bf16_MiB_per_scene": real_payload / 2**20,
             "fp32_MiB_per_scene": 2 * real_payload / 2**20,
             "bf16_pool_15x26_MiB_per_scene": real_payload / 4 / 2**20,
             "scannet_1513_scans_bf16_GiB": 1513 * real_payload / 2**30,
@@ -152,6 +170,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             rec = writer.write("real", list(range(REAL["frames"])), x)
             write_s = time.perf_counter() - t0
+
             def read_real(verify, frames=None):
                 return FeatureStore(tmp / "real", verify=verify).get("real", frames)[0].clone()
 
@@ -159,12 +178,18 @@ def main(argv=None) -> int:
             read_real_s, _ = timed(lambda: read_real(False), args.repeats)
             read_frames_s, _ = timed(lambda: read_real(False, [0, 8, 16, 24]), args.repeats)
             results["size_real_config"]["measured_shard_bytes"] = rec["bytes"]
-            results["real_shape_item_seconds"] = {"write (fsync)": write_s, "read_with_sha256": read_real_verify_s,
-                                                  "read": read_real_s, "read_4_of_32_frames": read_frames_s}
+            results["real_shape_item_seconds"] = {
+                "write (fsync)": write_s,
+                "read_with_sha256": read_real_verify_s,
+                "read": read_real_s,
+                "read_4_of_32_frames": read_frames_s,
+            }
 
-    print(f"feature store benchmark: {args.config} stand-in ({cfg['model']['num_layers']} blocks, block "
-          f"{cfg['block']}), {n} scenes x {args.frames} frames at {args.width}x{args.height}, bf16, CPU "
-          f"({torch.get_num_threads()} threads)")
+    print(
+        f"feature store benchmark: {args.config} stand-in ({cfg['model']['num_layers']} blocks, block "
+        f"{cfg['block']}), {n} scenes x {args.frames} frames at {args.width}x{args.height}, bf16, CPU "
+        f"({torch.get_num_threads()} threads)"
+    )
     print(f"{'per scene':44s} {'seconds':>10s}")
     for k, v in results["per_scene_seconds"].items():
         print(f"  {k:42s} {v:10.4f}")
@@ -172,15 +197,21 @@ def main(argv=None) -> int:
         print(f"  ratio {k:36s} {v:10.1f}x")
     print(f"  stored (bf16) vs recomputed, max abs diff     {max_diff:.3g}")
     s = results["size_stand_in"]
-    print(f"size, stand-in: shape {s['shape']} -> {s['bytes_per_scene']} bytes per scene "
-          f"({s['payload_bytes']} payload + {s['header_bytes']} header)")
+    print(
+        f"size, stand-in: shape {s['shape']} -> {s['bytes_per_scene']} bytes per scene "
+        f"({s['payload_bytes']} payload + {s['header_bytes']} header)"
+    )
     r = results["size_real_config"]
-    print(f"size, real config {r['shape']} bf16: {r['bf16_MiB_per_scene']:.1f} MiB per 32-frame scene "
-          f"(fp32 {r['fp32_MiB_per_scene']:.1f} MiB; pooled to 15x26 {r['bf16_pool_15x26_MiB_per_scene']:.1f} MiB; "
-          f"1513 ScanNet scans {r['scannet_1513_scans_bf16_GiB']:.0f} GiB)")
+    print(
+        f"size, real config {r['shape']} bf16: {r['bf16_MiB_per_scene']:.1f} MiB per 32-frame scene "
+        f"(fp32 {r['fp32_MiB_per_scene']:.1f} MiB; pooled to 15x26 {r['bf16_pool_15x26_MiB_per_scene']:.1f} MiB; "
+        f"1513 ScanNet scans {r['scannet_1513_scans_bf16_GiB']:.0f} GiB)"
+    )
     if "real_shape_item_seconds" in results:
-        print(f"  measured shard: {r['measured_shard_bytes']} bytes; " + ", ".join(
-            f"{k} {v:.3f} s" for k, v in results["real_shape_item_seconds"].items()))
+        print(
+            f"  measured shard: {r['measured_shard_bytes']} bytes; "
+            + ", ".join(f"{k} {v:.3f} s" for k, v in results["real_shape_item_seconds"].items())
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0

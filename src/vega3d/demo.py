@@ -24,11 +24,15 @@ STAND_IN_NOTICE = (
 def register(subparsers) -> None:
     """Add the ``demo`` subcommand."""
     p = subparsers.add_parser(
-        "demo", help="run the simulator and the probe on the built-in defaults (no downloads)",
-        description=__doc__.split("\n\n")[0] + " Writes features.pca.png, report.json to --out.")
+        "demo",
+        help="run the simulator and the probe on the built-in defaults (no downloads)",
+        description=__doc__.split("\n\n")[0] + " Writes features.pca.png, report.json to --out.",
+    )
     p.add_argument("--model", default=None, help="Wan2.1-T2V folder (default: the built-in random-weight stand-in)")
     p.add_argument("--scene", default="synthetic", help="scan folder, or 'synthetic' (default)")
-    p.add_argument("--frames", type=int, default=8, help="frames sampled uniformly from the scene, at least 2 (default 8)")
+    p.add_argument(
+        "--frames", type=int, default=8, help="frames sampled uniformly from the scene, at least 2 (default 8)"
+    )
     p.add_argument("--height", type=int, default=None, help="simulator input height (default 240 stand-in, 480 real)")
     p.add_argument("--width", type=int, default=None, help="simulator input width (default 320 stand-in, 832 real)")
     p.add_argument("--block", type=int, default=20, help="DiT block, 0-based (default 20)")
@@ -41,17 +45,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import torch
 
     from vega3d.encoders import build_encoder
     from vega3d.probe import score
     from vega3d.probe.figures import pca_figure
     from vega3d.scenes import load_scene, synthetic_scene
-    from vega3d.simulator import WanWorldSimulator, default_model_dir
+    from vega3d.simulator import WanWorldSimulator
+    from vega3d.standin.wan import default_model_dir
 
     if args.frames < 2:  # checked before anything is built or loaded
-        raise Vega3DError(f"--frames {args.frames}: the correspondence probe compares frames pairwise; "
-                          f"expected at least 2 frames")
+        raise Vega3DError(
+            f"--frames {args.frames}: the correspondence probe compares frames pairwise; expected at least 2 frames"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     built_in = args.model is None
@@ -67,8 +72,16 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     model_dir = default_model_dir() if built_in else Path(args.model)
-    sim = WanWorldSimulator.from_pretrained(model_dir, block=args.block, timestep=args.timestep, height=height,
-                                            width=width, seed=args.seed, dtype=args.dtype, device=args.device)
+    sim = WanWorldSimulator.from_pretrained(
+        model_dir,
+        block=args.block,
+        timestep=args.timestep,
+        height=height,
+        width=width,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+    )
     t_load = time.perf_counter() - t0
     if sim.stand_in:
         print(STAND_IN_NOTICE + "\n")
@@ -80,16 +93,24 @@ def run(args) -> int:
 
     result = score(scene, features, seed=args.seed)
     control = score(scene, build_encoder("position")(frames), seed=args.seed)
-    figure = pca_figure(scene, features, out / "features.pca.png",
-                        title=f"PCA of DiT block {sim.block} features" + (" (stand-in model)" if sim.stand_in else ""))
+    figure = pca_figure(
+        scene,
+        features,
+        out / "features.pca.png",
+        title=f"PCA of DiT block {sim.block} features" + (" (stand-in model)" if sim.stand_in else ""),
+    )
 
     t, sigma = sim.noise_level
     report = {
         "simulator": sim.config.to_dict(),
         "scene": {"name": scene.name, "source": scene.source, "frames": len(scene), "image_size": scene.image_size},
         "features_shape": list(features.shape),
-        "timing_s": {"scene": t_scene, "load_model": t_load, "extract": t_extract,
-                     "frames_per_s": len(scene) / t_extract},
+        "timing_s": {
+            "scene": t_scene,
+            "load_model": t_load,
+            "extract": t_extract,
+            "frames_per_s": len(scene) / t_extract,
+        },
         "probe": result.to_dict(),
         "probe_position_control": control.to_dict(),
     }
@@ -99,14 +120,23 @@ def run(args) -> int:
         ("model", f"{model_dir}" + ("  [STAND-IN, random weights]" if sim.stand_in else "")),
         ("scene", f"{scene.name}: {len(scene)} frames of {scene.image_size[1]}x{scene.image_size[0]}"),
         ("noise", f"timestep {args.timestep:g} → DiT t={t}, sigma={sigma:.8f} (shift {sim.config.shift:g})"),
-        ("features", f"block {sim.block} of {sim.config.num_layers}: {tuple(features.shape)} (N, h, w, C) "
-                     f"at {width}x{height}"),
-        ("timing", f"load {t_load:.2f} s, extract {t_extract:.2f} s ({len(scene) / t_extract:.1f} frames/s "
-                   f"on {args.device})"),
-        ("probe", f"paper score {result.paper_score:.3f}, AUROC {result.auroc:.3f}, "
-                  f"position-controlled AUROC {result.auroc_local:.3f} over {result.num_pairs} pairs"),
-        ("control", f"position-only features: AUROC {control.auroc:.3f}, "
-                    f"position-controlled AUROC {control.auroc_local:.3f}"),
+        (
+            "features",
+            f"block {sim.block} of {sim.config.num_layers}: {tuple(features.shape)} (N, h, w, C) at {width}x{height}",
+        ),
+        (
+            "timing",
+            f"load {t_load:.2f} s, extract {t_extract:.2f} s ({len(scene) / t_extract:.1f} frames/s on {args.device})",
+        ),
+        (
+            "probe",
+            f"paper score {result.paper_score:.3f}, AUROC {result.auroc:.3f}, "
+            f"position-controlled AUROC {result.auroc_local:.3f} over {result.num_pairs} pairs",
+        ),
+        (
+            "control",
+            f"position-only features: AUROC {control.auroc:.3f}, position-controlled AUROC {control.auroc_local:.3f}",
+        ),
         ("figure", str(figure)),
         ("report", str(out / "report.json")),
     ]

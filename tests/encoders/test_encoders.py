@@ -13,29 +13,50 @@ FRAMES = torch.rand(3, 3, 96, 128, generator=torch.Generator().manual_seed(0))
 def hf_models(tmp_path_factory):
     """Tiny random-weight SigLIP / DINOv2 / DINOv2-with-registers / CLIP-vision / DINOv3 folders
     saved by transformers, with their (slow) image processors' preprocessor_config.json."""
-    from transformers import (BitImageProcessor, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, Dinov2Config,
-                              DINOv3ViTConfig, DINOv3ViTModel,
-                              Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel, SiglipConfig,
-                              SiglipImageProcessor, SiglipModel)
+    from transformers import (
+        BitImageProcessor,
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        Dinov2Config,
+        Dinov2Model,
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+        DINOv3ViTConfig,
+        DINOv3ViTModel,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+    )
 
     root = tmp_path_factory.mktemp("hf")
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        SiglipModel(SiglipConfig(vision_config=dict(**small, image_size=64, patch_size=16),
-                                 text_config=dict(**small, vocab_size=100))).save_pretrained(root / "siglip")
+        SiglipModel(
+            SiglipConfig(
+                vision_config=dict(**small, image_size=64, patch_size=16), text_config=dict(**small, vocab_size=100)
+            )
+        ).save_pretrained(root / "siglip")
         Dinov2Model(Dinov2Config(**small, image_size=56, patch_size=14)).save_pretrained(root / "dinov2")
-        Dinov2WithRegistersModel(Dinov2WithRegistersConfig(**small, image_size=56, patch_size=14, num_register_tokens=4)
-                                 ).save_pretrained(root / "dinov2_reg")
+        Dinov2WithRegistersModel(
+            Dinov2WithRegistersConfig(**small, image_size=56, patch_size=14, num_register_tokens=4)
+        ).save_pretrained(root / "dinov2_reg")
         CLIPVisionModel(CLIPVisionConfig(**small, image_size=64, patch_size=16)).save_pretrained(root / "clip")
-        DINOv3ViTModel(DINOv3ViTConfig(**small, image_size=64, patch_size=16, num_register_tokens=4)
-                       ).save_pretrained(root / "dinov3")
+        DINOv3ViTModel(DINOv3ViTConfig(**small, image_size=64, patch_size=16, num_register_tokens=4)).save_pretrained(
+            root / "dinov3"
+        )
     SiglipImageProcessor(size={"height": 64, "width": 64}).save_pretrained(root / "siglip")
-    BitImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(root / "dinov2")
-    BitImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(root / "dinov2_reg")
+    BitImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(
+        root / "dinov2"
+    )
+    BitImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(
+        root / "dinov2_reg"
+    )
     CLIPImageProcessor().save_pretrained(root / "clip")
     (root / "dinov3" / "preprocessor_config.json").write_text(
-        json.dumps({"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
+        json.dumps({"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]})
+    )
     return root
 
 
@@ -75,8 +96,9 @@ def test_random_vit_seeded_and_leaves_global_rng_alone():
     assert "not the probe's chance floor" in a.config["weights"] and "0.5" in a.config["weights"]
 
 
-@pytest.mark.parametrize("folder,prefix,grid", [("siglip", 0, 4), ("dinov2", 1, 4), ("dinov2_reg", 5, 4),
-                                                       ("clip", 1, 4), ("dinov3", 5, 4)])
+@pytest.mark.parametrize(
+    "folder,prefix,grid", [("siglip", 0, 4), ("dinov2", 1, 4), ("dinov2_reg", 5, 4), ("clip", 1, 4), ("dinov3", 5, 4)]
+)
 def test_hf_backbones_patch_grid(hf_models, folder, prefix, grid):
     from transformers import AutoModel
 
@@ -131,7 +153,7 @@ def test_hf_errors(hf_models, tmp_path):
 
 @pytest.fixture(scope="module")
 def wan_dir(tmp_path_factory):
-    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.standin.wan import save_tiny_wan
 
     return save_tiny_wan(tmp_path_factory.mktemp("wan") / "tiny", num_layers=4)
 
@@ -202,8 +224,16 @@ def test_hf_image_size_not_a_multiple_of_the_patch(tmp_path):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=64, image_size=60, patch_size=16))
+        model = SiglipVisionModel(
+            SiglipVisionConfig(
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=64,
+                image_size=60,
+                patch_size=16,
+            )
+        )
     model.save_pretrained(tmp_path / "m")
     SiglipImageProcessor().save_pretrained(tmp_path / "m")
     enc = build_encoder("hf", model=tmp_path / "m")

@@ -7,19 +7,19 @@ from vega3d.eval.answers import clean_answer, exact_match, exact_match_refined
 @pytest.mark.parametrize(
     "raw, cleaned",
     [
-        ("The Black Chair.", "black chair"),          # lower, drop '.', drop article
-        ("  a   brown table  ", "brown table"),        # outer/inner spaces, article
-        ("2 chairs", "two chairs"),                    # digit to word
+        ("The Black Chair.", "black chair"),  # lower, drop '.', drop article
+        ("  a   brown table  ", "brown table"),  # outer/inner spaces, article
+        ("2 chairs", "two chairs"),  # digit to word
         ("none", "zero"),
         ("23", "twenty-three"),
-        ("21", "21"),                                  # LEO spells out only 0-20 and 23
-        ("letf", "left"),                              # typo fixes
-        ("tv stand", "TV stand"),                      # LEO's rule re-uppercases tv
+        ("21", "21"),  # LEO spells out only 0-20 and 23
+        ("letf", "left"),  # typo fixes
+        ("tv stand", "TV stand"),  # LEO's rule re-uppercases tv
         ("5 oclock", "five o'clock"),
-        ("mat2", "mat"),                               # letters+digit -> letters
+        ("mat2", "mat"),  # letters+digit -> letters
         ("backwards", "backward"),
         ("on the left!", "on left"),
-        ("it's café", "it's caf"),                     # non-ASCII letters are deleted
+        ("it's café", "it's caf"),  # non-ASCII letters are deleted
     ],
 )
 def test_clean_answer_follows_leo_rules(raw, cleaned):
@@ -33,7 +33,7 @@ def test_clean_answer_rejects_non_string():
 
 def test_em_r_whitespace_free_containment():
     assert exact_match_refined("blackchair", ["black chair"])
-    assert exact_match_refined("black chair", ["chair"])       # answer inside prediction
+    assert exact_match_refined("black chair", ["chair"])  # answer inside prediction
     assert exact_match_refined("chair", ["brown chair", "x"])  # prediction inside answer
     assert not exact_match_refined("table", ["black chair"])
     assert exact_match_refined("left", ["right", "left"])

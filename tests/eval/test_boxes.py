@@ -18,8 +18,8 @@ def test_half_overlap_by_hand():
 
 def test_touching_boxes_have_zero_iou():
     assert box3d_iou([0, 0, 0, 1, 1, 1], [1, 0, 0, 1, 1, 1]) == 0.0
-    assert box3d_iou([0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]) == 0.0   # corner contact
-    assert box3d_iou([0, 0, 0, 1, 1, 1], [5, 0, 0, 1, 1, 1]) == 0.0   # disjoint
+    assert box3d_iou([0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]) == 0.0  # corner contact
+    assert box3d_iou([0, 0, 0, 1, 1, 1], [5, 0, 0, 1, 1, 1]) == 0.0  # disjoint
 
 
 def test_nested_box_is_volume_ratio():
@@ -41,9 +41,9 @@ def test_official_epsilon_moves_exact_half_below_threshold():
 @pytest.mark.parametrize(
     "a, b",
     [
-        ([0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]),   # two flat boxes, same plane
-        ([0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]),   # two points
-        ([0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]),   # flat box inside a cube
+        ([0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]),  # two flat boxes, same plane
+        ([0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]),  # two points
+        ([0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]),  # flat box inside a cube
     ],
 )
 @pytest.mark.parametrize("eps", [OFFICIAL_EPS, 0.0])

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from vega3d import cli
-from vega3d.eval.cli import _json_safe
 from vega3d.eval import multi3drefer, scan2cap, scanqa, scanrefer, sqa3d, vsibench
+from vega3d.eval.cli import _json_safe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,8 +39,17 @@ def test_eval_cli_prints_table_and_writes_json(benchmark, tmp_path, capsys, capt
 
 
 def test_scanrefer_table_values(capsys):
-    cli.main(["eval", "scanrefer", "--pred", str(FIXTURES / "scanrefer_pred.jsonl"),
-              "--gt", str(FIXTURES / "scanrefer_val_llava_style.json"), "--no-paper"])
+    cli.main(
+        [
+            "eval",
+            "scanrefer",
+            "--pred",
+            str(FIXTURES / "scanrefer_pred.jsonl"),
+            "--gt",
+            str(FIXTURES / "scanrefer_val_llava_style.json"),
+            "--no-paper",
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[3].split() == ["overall", "75.0", "25.0"]
     assert not any(line.startswith("paper:") for line in lines)
@@ -56,13 +65,24 @@ def test_bad_prediction_file_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_missing_files_are_errors(tmp_path, capsys):
-    code = cli.main(["eval", "sqa3d", "--pred", str(tmp_path / "none.jsonl"), "--gt", str(FIXTURES / "sqa3d_test_llava_style.json")])
+    code = cli.main(
+        ["eval", "sqa3d", "--pred", str(tmp_path / "none.jsonl"), "--gt", str(FIXTURES / "sqa3d_test_llava_style.json")]
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
 def test_ptb_flag_only_for_caption_benchmarks(capsys):
-    code = cli.main(["eval", "sqa3d", "--pred", str(FIXTURES / "sqa3d_pred.jsonl"),
-                     "--gt", str(FIXTURES / "sqa3d_test_llava_style.json"), "--ptb-tokenize"])
+    code = cli.main(
+        [
+            "eval",
+            "sqa3d",
+            "--pred",
+            str(FIXTURES / "sqa3d_pred.jsonl"),
+            "--gt",
+            str(FIXTURES / "sqa3d_test_llava_style.json"),
+            "--ptb-tokenize",
+        ]
+    )
     assert code == 2 and "--ptb-tokenize" in capsys.readouterr().err
 
 

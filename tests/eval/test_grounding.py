@@ -18,6 +18,7 @@ def _write(tmp_path, lines, name="pred.jsonl"):
 
 # ---------------------------------------------------------------- ScanRefer
 
+
 def test_scanrefer_fixture_by_hand():
     result = scanrefer.evaluate(FIXTURES / "scanrefer_pred.jsonl", FIXTURES / "scanrefer_val_llava_style.json")
     # ious: identical ~1, shifted half 1/3, nested exact half (official eps -> just below 0.5), touching 0
@@ -54,10 +55,11 @@ def test_scanrefer_unknown_split(tmp_path):
 
 # ---------------------------------------------------------------- Multi3DRefer
 
+
 def test_f1_zero_target_rule():
-    assert f1_scores([], []) == (1.0, 1.0)                        # nothing to find, nothing found
-    assert f1_scores([[0, 0, 0, 1, 1, 1]], []) == (0.0, 0.0)      # false positive on a zero-target query
-    assert f1_scores([], [[0, 0, 0, 1, 1, 1]]) == (0.0, 0.0)      # missed target
+    assert f1_scores([], []) == (1.0, 1.0)  # nothing to find, nothing found
+    assert f1_scores([[0, 0, 0, 1, 1, 1]], []) == (0.0, 0.0)  # false positive on a zero-target query
+    assert f1_scores([], [[0, 0, 0, 1, 1, 1]]) == (0.0, 0.0)  # missed target
 
 
 def test_f1_more_predictions_than_targets():

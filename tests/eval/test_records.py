@@ -10,14 +10,19 @@ def test_write_then_read_roundtrip(tmp_path):
     path = tmp_path / "out" / "preds.jsonl"
     n = write_predictions(path, "multi3drefer", [{"id": 3, "boxes": []}, {"id": "q4", "boxes": [[0, 0, 0, 1, 1, 1]]}])
     assert n == 2
-    assert read_predictions(path, "multi3drefer") == {"3": {"boxes": []}, "q4": {"boxes": [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]]}}
-    assert [json.loads(l)["id"] for l in path.read_text().splitlines()] == ["3", "q4"]
+    assert read_predictions(path, "multi3drefer") == {
+        "3": {"boxes": []},
+        "q4": {"boxes": [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]]},
+    }
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["3", "q4"]
 
 
 def test_write_rejects_bad_records_and_writes_nothing(tmp_path):
     path = tmp_path / "preds.jsonl"
     with pytest.raises(Vega3DError, match=r"predictions\[1\] \(id '2'\) field 'box': box has a non-finite value"):
-        write_predictions(path, "scanrefer", [{"id": 1, "box": [0, 0, 0, 1, 1, 1]}, {"id": 2, "box": [0, 0, 0, float("nan"), 1, 1]}])
+        write_predictions(
+            path, "scanrefer", [{"id": 1, "box": [0, 0, 0, 1, 1, 1]}, {"id": 2, "box": [0, 0, 0, float("nan"), 1, 1]}]
+        )
     assert not path.exists()
 
 
@@ -35,7 +40,7 @@ def test_mapping_input_and_duplicate_after_normalisation():
 @pytest.mark.parametrize(
     "line, match",
     [
-        ('[1, 2]', r"p.jsonl:2: expected a JSON object"),
+        ("[1, 2]", r"p.jsonl:2: expected a JSON object"),
         ('{"prediction": "x"}', r"p.jsonl:2: record has no 'id'"),
         ('{"id": 1.5, "prediction": "x"}', r"p.jsonl:2: 'id' must be an integer or a string"),
         ('{"id": true, "prediction": "x"}', r"'id' must be an integer or a string"),
@@ -70,14 +75,19 @@ def test_every_benchmark_has_a_schema():
 def test_id_mismatch_error_shows_both_id_styles():
     from vega3d.eval.records import match_ids
 
-    with pytest.raises(Vega3DError, match=r"have no prediction \(first: \['val-scene0011-0'\]\).*look like \['scanqa_val-scene0011-0_0'\]"):
+    with pytest.raises(
+        Vega3DError,
+        match=r"have no prediction \(first: \['val-scene0011-0'\]\).*look like \['scanqa_val-scene0011-0_0'\]",
+    ):
         match_ids({"scanqa_val-scene0011-0_0": {}}, ["val-scene0011-0"], "scanqa")
 
 
 def test_evaluate_rejects_raw_dicts_as_annotations():
     from vega3d.eval import scanrefer
 
-    with pytest.raises(Vega3DError, match=r"annotations\[0\]: expected a path or the output of load_annotations \(Query items\)"):
+    with pytest.raises(
+        Vega3DError, match=r"annotations\[0\]: expected a path or the output of load_annotations \(Query items\)"
+    ):
         scanrefer.evaluate([{"id": 0, "box": [0, 0, 0, 1, 1, 1]}], [{"id": 0, "box": [0, 0, 0, 1, 1, 1]}])
 
 

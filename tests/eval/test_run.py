@@ -29,8 +29,9 @@ def setup(tmp_path_factory):
     """A tiny checkpoint (generative branch on, simulator recorded) and media for the fixtures:
     VSI-Bench videos; ScanQA a posed_images scan, a frame folder and an .mp4; SQA3D a
     posed_images scan, a SensReader scan and an .mp4."""
-    from vega3d.mllm.demo_data import write_frame_folder, write_tiny_checkpoint, write_video
+    from vega3d.media import write_frame_folder, write_video
     from vega3d.scenes import synthetic_scene, write_scene
+    from vega3d.standin.data import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("eval_run")
     checkpoint = write_tiny_checkpoint(root, NUM_FRAMES)
@@ -39,8 +40,9 @@ def setup(tmp_path_factory):
         return synthetic_scene(num_frames=n, height=48, width=64, seed=seed)
 
     vsi = root / "vsi"
-    for seed, (dataset, scene) in enumerate([("arkitscenes", "41069025"), ("scannet", "scene0011_00"),
-                                             ("scannetpp", "0a5c013435")]):
+    for seed, (dataset, scene) in enumerate(
+        [("arkitscenes", "41069025"), ("scannet", "scene0011_00"), ("scannetpp", "0a5c013435")]
+    ):
         write_video(vsi / dataset / f"{scene}.mp4", frames(seed).color.numpy())
     scans = root / "scans"
     write_scene(frames(3, n=10), scans / "scene0011_00", layout="posed_images")
@@ -106,8 +108,15 @@ def test_vsibench_end_to_end_one_record_per_question_table_and_result(setup, ans
     assert "Avg.  Obj. Count  Abs. Dist." in printed and "paper: VEGA-3D" in printed
     written = json.loads((tmp_path / "a" / "result.json").read_text())
     assert written["counts"]["scored"] == written["counts"]["expected"] == 12
-    assert written["run"]["counts"] == {"in_annotations": 12, "selected": 12, "skipped_missing_media": 0,
-                                        "answered": 12, "resumed": 0, "generated": 12, "processes": 1}
+    assert written["run"]["counts"] == {
+        "in_annotations": 12,
+        "selected": 12,
+        "skipped_missing_media": 0,
+        "answered": 12,
+        "resumed": 0,
+        "generated": 12,
+        "processes": 1,
+    }
     assert written["run"]["num_frames"] == NUM_FRAMES and written["run"]["model_config"]["generative"] is True
     direct = vsibench.evaluate(tmp_path / "a" / "predictions.jsonl", VSI)
     assert written["overall"] == direct["overall"] == result["overall"]
@@ -119,20 +128,25 @@ def test_vsibench_end_to_end_one_record_per_question_table_and_result(setup, ans
 
 def test_scanqa_from_scans_frame_folders_and_videos(setup, answerer, tmp_path, capsys, caption_scorer):
     rec = Recording(answerer)
-    result = run("scanqa", rec, SCANQA, setup["scans"], tmp_path, scorer=caption_scorer,
-                 instruction=runner.SPATIAL_INSTRUCTION)
+    result = run(
+        "scanqa", rec, SCANQA, setup["scans"], tmp_path, scorer=caption_scorer, instruction=runner.SPATIAL_INSTRUCTION
+    )
     questions = scanqa.load_annotations(SCANQA)
     assert rec.asked() == [runner.SPATIAL_INSTRUCTION + "\n" + q.prompt for q in questions]
     # a posed_images scan, a frame folder, an .mp4 — given as paths, read by the Answerer as in training
     scans = setup["scans"]
     assert rec.videos() == [str(scans / "scene0011_00")] * 2 + [str(scans / "scene0015_00")] * 2 + [
-        str(scans / "scene0019_00.mp4")]
+        str(scans / "scene0019_00.mp4")
+    ]
     assert not any("depth" in str(v) for v in rec.videos())
     preds = lines(tmp_path / "predictions.jsonl")
     assert [p["id"] for p in preds] == [q.id for q in questions]
     assert "scanqa: scored 5 of 5 expected items" in capsys.readouterr().out
     written = json.loads((tmp_path / "result.json").read_text())
-    assert written["counts"] == {"expected": 5, "scored": 5} and written["run"]["instruction"] == runner.SPATIAL_INSTRUCTION
+    assert (
+        written["counts"] == {"expected": 5, "scored": 5}
+        and written["run"]["instruction"] == runner.SPATIAL_INSTRUCTION
+    )
     assert set(result) >= {"cider", "em", "em_refined", "meteor"}
 
 
@@ -182,8 +196,17 @@ def test_processes_answer_contiguous_shares_and_process_0_merges(setup, answerer
     out = tmp_path / "two"
     # process 0 of an earlier two-process run answered one question, then the job was killed
     with pytest.raises(RuntimeError, match="interrupted"):
-        run("sqa3d", Interrupted(answerer, after=1), SQA3D, setup["scans"], out, batch_size=1, rank=0, world_size=2,
-            barrier=lambda: None)
+        run(
+            "sqa3d",
+            Interrupted(answerer, after=1),
+            SQA3D,
+            setup["scans"],
+            out,
+            batch_size=1,
+            rank=0,
+            world_size=2,
+            barrier=lambda: None,
+        )
     assert [p["id"] for p in lines(out / "predictions.part0.jsonl")] == ids[:1]
     # the rerun: 5 left; process 0 takes the first 2, process 1 the last 3
     recs = [Recording(answerer), Recording(Answerer.from_checkpoint(setup["checkpoint"]))]
@@ -191,8 +214,9 @@ def test_processes_answer_contiguous_shares_and_process_0_merges(setup, answerer
 
     def process(rank):
         try:
-            results[rank] = run("sqa3d", recs[rank], SQA3D, setup["scans"], out, rank=rank, world_size=2,
-                                barrier=meet.wait)
+            results[rank] = run(
+                "sqa3d", recs[rank], SQA3D, setup["scans"], out, rank=rank, world_size=2, barrier=meet.wait
+            )
         except Exception as err:  # noqa: BLE001 - reported below
             errors.append(err)
             meet.abort()
@@ -241,7 +265,11 @@ def test_missing_media_names_the_question_or_is_skipped_and_counted(setup, answe
     result = run("sqa3d", rec, SQA3D, media, tmp_path / "out", skip_missing=True)
     printed = capsys.readouterr().out
     assert [p["id"] for p in lines(tmp_path / "out" / "predictions.jsonl")] == [
-        "220602000001", "220602000002", "220602000005", "220602000006"]
+        "220602000001",
+        "220602000002",
+        "220602000005",
+        "220602000006",
+    ]
     assert "sqa3d: scored 4 of 4 expected items (6 in" in printed and "2 skipped: media missing" in printed
     written = json.loads((tmp_path / "out" / "result.json").read_text())
     assert written["run"]["counts"]["skipped_missing_media"] == 2
@@ -255,7 +283,7 @@ def test_missing_media_names_the_question_or_is_skipped_and_counted(setup, answe
 
 
 def test_media_kinds(setup, tmp_path):
-    from vega3d.mllm.demo_data import write_frame_folder
+    from vega3d.media import write_frame_folder
 
     scans = setup["scans"]
     assert runner.media_kind(scans / "scene0011_00") == "scan"  # posed_images
@@ -290,19 +318,36 @@ def test_broken_media_errors_name_the_question(setup, answerer, tmp_path):
 
 @pytest.mark.parametrize("bench", runner.BOX_BENCHMARKS)
 def test_grounding_benchmarks_give_a_clear_error(bench, tmp_path, capsys):
-    with pytest.raises(Vega3DError, match=f"{bench}: the VEGA-3D MLLM has no grounding/box head yet.*vega3d eval {bench}"):
+    with pytest.raises(
+        Vega3DError, match=f"{bench}: the VEGA-3D MLLM has no grounding/box head yet.*vega3d eval {bench}"
+    ):
         runner.run_benchmark(bench, object(), FIXTURES / f"{bench}_val_llava_style.json", tmp_path, tmp_path / "o")
     # the CLI says so before loading any model (this checkpoint does not exist)
-    code = cli.main(["eval-model", bench, "--model", str(tmp_path / "no_model"), "--gt", str(tmp_path / "x.json"),
-                     "--media", str(tmp_path), "--out", str(tmp_path / "o")])
+    code = cli.main(
+        [
+            "eval-model",
+            bench,
+            "--model",
+            str(tmp_path / "no_model"),
+            "--gt",
+            str(tmp_path / "x.json"),
+            "--media",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2 and "no grounding/box head yet" in capsys.readouterr().err
 
 
 def test_bad_inputs_are_errors(setup, answerer, tmp_path):
     with pytest.raises(Vega3DError, match="media root .* is not a folder"):
         run("sqa3d", answerer, SQA3D, tmp_path / "nowhere", tmp_path / "o")
-    for kw, match in [({"limit": 0}, "limit must be"), ({"batch_size": 0}, "batch_size must be"),
-                      ({"num_frames": 8}, "num_frames=8 but the answerer samples 4")]:
+    for kw, match in [
+        ({"limit": 0}, "limit must be"),
+        ({"batch_size": 0}, "batch_size must be"),
+        ({"num_frames": 8}, "num_frames=8 but the answerer samples 4"),
+    ]:
         with pytest.raises(Vega3DError, match=match):
             run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "o", **kw)
     with pytest.raises(Vega3DError, match="does not exist"):
@@ -321,15 +366,34 @@ def test_bad_inputs_are_errors(setup, answerer, tmp_path):
     run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "mixed", limit=1)
     with (tmp_path / "mixed" / "predictions.jsonl").open("a") as handle:
         handle.write('{"id": "999", "prediction": "x"}\n')
-    with pytest.raises(Vega3DError, match=r"predictions.jsonl:2: prediction id '999' is not among this run's questions"):
+    with pytest.raises(
+        Vega3DError, match=r"predictions.jsonl:2: prediction id '999' is not among this run's questions"
+    ):
         run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "mixed", limit=1)
 
 
 def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = cli.main(["eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D),
-                     "--media", str(setup["scans"]), "--out", str(out), "--max-new-tokens", "4", "--batch-size", "3",
-                     "--no-progress", "--no-paper"])
+    code = cli.main(
+        [
+            "eval-model",
+            "sqa3d",
+            "--model",
+            str(setup["checkpoint"]),
+            "--gt",
+            str(SQA3D),
+            "--media",
+            str(setup["scans"]),
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            "--batch-size",
+            "3",
+            "--no-progress",
+            "--no-paper",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "sqa3d: scored 6 of 6 expected items" in printed and "All    What      Is" in printed
@@ -340,8 +404,22 @@ def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys
     written = json.loads((out / "result.json").read_text())
     assert written["run"]["model"]["checkpoint"] == str(Path(setup["checkpoint"]).resolve())
     assert written["counts"]["scored"] == 6
-    code = cli.main(["eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D),
-                     "--media", str(setup["scans"]), "--out", str(tmp_path / "o2"), "--num-frames", "0"])
+    code = cli.main(
+        [
+            "eval-model",
+            "sqa3d",
+            "--model",
+            str(setup["checkpoint"]),
+            "--gt",
+            str(SQA3D),
+            "--media",
+            str(setup["scans"]),
+            "--out",
+            str(tmp_path / "o2"),
+            "--num-frames",
+            "0",
+        ]
+    )
     assert code == 2 and "num_frames must be a positive integer" in capsys.readouterr().err
 
 
@@ -358,10 +436,32 @@ def test_two_process_launch_equals_one_process(setup, answerer, tmp_path):
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "vega3d.cli", "eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D),
-           "--media", str(setup["scans"]), "--out", str(out), "--max-new-tokens", "4", "--device", "cpu",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "vega3d.cli",
+        "eval-model",
+        "sqa3d",
+        "--model",
+        str(setup["checkpoint"]),
+        "--gt",
+        str(SQA3D),
+        "--media",
+        str(setup["scans"]),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("sqa3d: scored 6 of 6 expected items") == 1  # printed by process 0 only
@@ -462,7 +562,9 @@ class RealLooking(Recording):
 
     def __init__(self, inner, base, simulator_record=None):
         super().__init__(inner)
-        config = SimpleNamespace(base_model=str(base), simulator=simulator_record, to_dict=lambda: {"generative": False})
+        config = SimpleNamespace(
+            base_model=str(base), simulator=simulator_record, to_dict=lambda: {"generative": False}
+        )
         self.model = SimpleNamespace(config=config, simulator=None)
 
 

@@ -31,7 +31,7 @@ def test_prepare_caption_matches_video3dllm():
 def test_official_protocol_equals_pycocoevalcap_directly(caption_scorer):
     result = scan2cap.evaluate(PRED, GT, scorer=caption_scorer)
     assert result["counts"] == {"expected": 3, "scored": 3, "detected@0.5": 2}
-    preds = {str(json.loads(l)["id"]): json.loads(l)["prediction"] for l in PRED.read_text().splitlines()}
+    preds = {str(json.loads(line)["id"]): json.loads(line)["prediction"] for line in PRED.read_text().splitlines()}
     gts, res = _direct(preds, detected={"0", "1"})
     cider, cider_items = Cider().compute_score(gts, res)
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)

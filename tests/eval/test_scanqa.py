@@ -89,7 +89,9 @@ def test_annotation_without_answers_is_an_error(tmp_path):
     del data[2]["metadata"]["answers"]
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(Vega3DError, match=r"record 2 \(id 'scanqa_val-scene0015-0_0'\) metadata: missing field 'answers'"):
+    with pytest.raises(
+        Vega3DError, match=r"record 2 \(id 'scanqa_val-scene0015-0_0'\) metadata: missing field 'answers'"
+    ):
         scanqa.load_annotations(path)
 
 

@@ -17,7 +17,7 @@ PRED = FIXTURES / "sqa3d_pred.jsonl"
     [
         ("What is on my left?", "what"),
         ("  is the door open?", "is"),
-        ("Isn't it dark?", "is"),            # prefix rule, as in SQA3D/LEO
+        ("Isn't it dark?", "is"),  # prefix rule, as in SQA3D/LEO
         ("How many chairs?", "how"),
         ("Can I sit here?", "can"),
         ("Which way is the door?", "which"),

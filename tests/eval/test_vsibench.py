@@ -17,14 +17,14 @@ PRED = FIXTURES / "vsibench_pred.jsonl"
     "pred, gt, expected",
     [
         (4.0, 4.0, 1.0),
-        (1.05, 1.0, 1.0),   # rel. error 0.05 passes every threshold (1 - 0.95 = 0.050000000000000044)
+        (1.05, 1.0, 1.0),  # rel. error 0.05 passes every threshold (1 - 0.95 = 0.050000000000000044)
         (0.95, 1.0, 1.0),
-        (1.5, 1.0, 0.1),    # 0.5 passes only theta = 0.50
+        (1.5, 1.0, 0.1),  # 0.5 passes only theta = 0.50
         (1.45, 1.0, 0.2),
         (1.2, 1.0, 0.7),
-        (1.35, 1.0, 0.3),   # 0.3500000000000001 > 1 - 0.65: float rounding fails theta = 0.65
-        (0.65, 1.0, 0.4),   # exactly 0.35 passes theta = 0.65
-        (1.1, 1.0, 0.9),    # 1 - linspace's 0.8999999999999999 = 0.10000000000000009 lets it pass
+        (1.35, 1.0, 0.3),  # 0.3500000000000001 > 1 - 0.65: float rounding fails theta = 0.65
+        (0.65, 1.0, 0.4),  # exactly 0.35 passes theta = 0.65
+        (1.1, 1.0, 0.9),  # 1 - linspace's 0.8999999999999999 = 0.10000000000000009 lets it pass
         (0.4, 1.0, 0.0),
         (5.0, 4.0, 0.6),
         (27.0, 20.5, 0.4),
@@ -61,13 +61,13 @@ def test_parse_answer_is_official_fuzzy_matching(text, parsed):
 def test_fixture_scores_by_hand():
     result = vsibench.evaluate(PRED, GT)
     tasks = result["tasks"]
-    assert tasks["object_counting"] == pytest.approx(0.5)        # "4" right, "three" unparsable
-    assert tasks["object_abs_distance"] == pytest.approx(0.9)    # 2.2 vs 2.0
+    assert tasks["object_counting"] == pytest.approx(0.5)  # "4" right, "three" unparsable
+    assert tasks["object_abs_distance"] == pytest.approx(0.9)  # 2.2 vs 2.0
     assert tasks["object_size_estimation"] == pytest.approx(1.0)  # "84." vs 80
-    assert tasks["room_size_estimation"] == pytest.approx(0.4)   # 27 vs 20.5
-    assert tasks["object_rel_distance"] == 1.0                    # "B. chair"
+    assert tasks["room_size_estimation"] == pytest.approx(0.4)  # 27 vs 20.5
+    assert tasks["object_rel_distance"] == 1.0  # "B. chair"
     assert tasks["object_rel_direction"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
-    assert tasks["route_planning"] == 0.0                          # first token "The"
+    assert tasks["route_planning"] == 0.0  # first token "The"
     assert tasks["obj_appearance_order"] == 1.0
     assert result["overall"] == pytest.approx((0.5 + 0.9 + 1.0 + 0.4 + 1.0 + 0.5 + 0.0 + 1.0) / 8)
     assert result["counts"] == {
@@ -87,9 +87,13 @@ def test_parquet_with_official_schema_parses_the_same(tmp_path):
     records = [json.loads(line) for line in GT.read_text().splitlines()]
     schema = pa.schema(
         [
-            ("id", pa.int64()), ("dataset", pa.string()), ("scene_name", pa.string()),
-            ("question_type", pa.string()), ("question", pa.string()),
-            ("ground_truth", pa.string()), ("options", pa.list_(pa.string())),
+            ("id", pa.int64()),
+            ("dataset", pa.string()),
+            ("scene_name", pa.string()),
+            ("question_type", pa.string()),
+            ("question", pa.string()),
+            ("ground_truth", pa.string()),
+            ("options", pa.list_(pa.string())),
         ]
     )
     path = tmp_path / "test-00000-of-00001.parquet"
@@ -110,7 +114,7 @@ def _pred_lines():
 
 def test_missing_prediction_is_an_error(tmp_path):
     with pytest.raises(Vega3DError, match=r"1 of 12 annotation ids have no prediction.*'11'"):
-        vsibench.evaluate(_write(tmp_path, [l for l in _pred_lines() if '"id": 11,' not in l]), GT)
+        vsibench.evaluate(_write(tmp_path, [line for line in _pred_lines() if '"id": 11,' not in line]), GT)
 
 
 def test_extra_prediction_is_an_error(tmp_path):

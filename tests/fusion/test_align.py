@@ -94,7 +94,12 @@ def qwen_video_patchify(monkeypatch):
 
     name = "transformers.models.qwen2_vl.video_processing_qwen2_vl"
     had = name in sys.modules
-    for stub in ("torchvision", "torchvision.transforms", "torchvision.transforms.v2", "torchvision.transforms.v2.functional"):
+    for stub in (
+        "torchvision",
+        "torchvision.transforms",
+        "torchvision.transforms.v2",
+        "torchvision.transforms.v2.functional",
+    ):
         if stub not in sys.modules:
             monkeypatch.setitem(sys.modules, stub, types.ModuleType(stub))
     module = importlib.import_module(name)
@@ -163,7 +168,9 @@ def test_vision_tower_merges_processor_rows_in_order():
     x = torch.randn(t * hp * wp, 3 * 2 * P * P, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         full = tower(x, grid_thw=torch.tensor([[t, hp, wp]])).pooler_output
-        alone = torch.cat([tower(x[4 * k : 4 * k + 4], grid_thw=torch.tensor([[1, 2, 2]])).pooler_output for k in range(len(full))])
+        alone = torch.cat(
+            [tower(x[4 * k : 4 * k + 4], grid_thw=torch.tensor([[1, 2, 2]])).pooler_output for k in range(len(full))]
+        )
         # sanity: with attention on, tokens do see each other (the test above is not vacuous)
         tower.blocks[0].attn.proj.weight.normal_()
         mixed = tower(x, grid_thw=torch.tensor([[t, hp, wp]])).pooler_output

@@ -1,14 +1,6 @@
-"""Shared tiny stand-ins for the mllm tests: a random Qwen2.5-VL, a random Wan, a few records."""
+"""The mllm tests' pieces over the shared tiny setup (``tiny`` in tests/conftest.py)."""
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    """Paths of the tiny setup (qwen, wan, annotations, root); written once per session."""
-    from vega3d.mllm.demo_data import write_tiny_setup
-
-    return write_tiny_setup(tmp_path_factory.mktemp("mllm_tiny"))
 
 
 @pytest.fixture(scope="session")

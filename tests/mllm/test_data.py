@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.media import write_frame_folder, write_video
 from vega3d.mllm.data import ConversationDataset, DataConfig, collate, load_video, read_frames
-from vega3d.mllm.demo_data import write_frame_folder, write_video
 
 
 def config(tiny, **kw):
@@ -57,11 +57,21 @@ def test_collate_pads_left_and_right(processor, tiny):
 def write_records(tmp_path, tiny, records):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(records))
-    return DataConfig(annotations=str(path), media_root=str(tiny["annotations"].parent), num_frames=4,
-                      video_min_pixels=3136, video_max_pixels=12544, max_tokens=300)
+    return DataConfig(
+        annotations=str(path),
+        media_root=str(tiny["annotations"].parent),
+        num_frames=4,
+        video_min_pixels=3136,
+        video_max_pixels=12544,
+        max_tokens=300,
+    )
 
 
-GOOD = {"id": "good", "video": "video_0.mp4", "conversations": [{"from": "human", "value": "<video>\nQ"}, {"from": "gpt", "value": "A"}]}
+GOOD = {
+    "id": "good",
+    "video": "video_0.mp4",
+    "conversations": [{"from": "human", "value": "<video>\nQ"}, {"from": "gpt", "value": "A"}],
+}
 
 
 @pytest.mark.parametrize(
@@ -69,10 +79,23 @@ GOOD = {"id": "good", "video": "video_0.mp4", "conversations": [{"from": "human"
     [
         ({**GOOD, "id": "missing", "video": "nope.mp4"}, "nope.mp4"),
         ({**GOOD, "id": "noanswer", "conversations": [{"from": "human", "value": "<video>\nQ"}]}, "assistant"),
-        ({**GOOD, "id": "nomarker", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}, "video"),
+        (
+            {
+                **GOOD,
+                "id": "nomarker",
+                "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}],
+            },
+            "video",
+        ),
         ({**GOOD, "id": "notvideo", "video": "train.json"}, "train.json"),
-        ({**GOOD, "id": "toolong", "conversations": [{"from": "human", "value": "<video>\n" + "Q " * 400},
-                                                     {"from": "gpt", "value": "A"}]}, "max_tokens=300"),
+        (
+            {
+                **GOOD,
+                "id": "toolong",
+                "conversations": [{"from": "human", "value": "<video>\n" + "Q " * 400}, {"from": "gpt", "value": "A"}],
+            },
+            "max_tokens=300",
+        ),
     ],
 )
 def test_bad_record_names_record_and_file_or_is_skipped_and_counted(tmp_path, tiny, processor, bad, match):
@@ -115,8 +138,11 @@ def test_image_records_train_through_the_simulator(tmp_path, tiny, processor, ba
     from vega3d.mllm.config import Vega3DConfig
     from vega3d.mllm.model import Vega3DQwen
 
-    record = {"id": "img", "image": "frames_1/frame_0.png",
-              "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A box."}]}
+    record = {
+        "id": "img",
+        "image": "frames_1/frame_0.png",
+        "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A box."}],
+    }
     ds = ConversationDataset(write_records(tmp_path, tiny, [record, GOOD]), processor)
     batch = collate([ds[0], ds[1]], processor.tokenizer.pad_token_id)
     assert batch["image_grid_thw"].shape == (1, 3) and batch["video_grid_thw"].shape == (1, 3)

@@ -57,8 +57,9 @@ def test_reuse_gives_the_same_answers_and_reads_each_video_once(model, processor
 
     prepared = [plain.prepare(video), plain.prepare(folder)]
     assert counts["load"] == 4 and prepared[0].source == video and prepared[0].features is None
-    given = plain.answer(QUESTIONS, [prepared[0], prepared[0], prepared[1], prepared[0]], max_new_tokens=3,
-                         batch_size=2)
+    given = plain.answer(
+        QUESTIONS, [prepared[0], prepared[0], prepared[1], prepared[0]], max_new_tokens=3, batch_size=2
+    )
     assert given == reference and counts == {"load": 4, "simulate": 4}
     assert prepared[0].features.shape[0] == 4  # kept on the prepared video
     # the same frames as training reads them
@@ -76,7 +77,8 @@ def test_in_memory_frames_and_precomputed_features(model, processor, counts):
     prepared = answerer.prepare(frames)
     assert prepared.source is None and prepared.frames.shape == (4, 56, 84, 3)
     assert answerer.answer(QUESTIONS[:2], [frames, frames], max_new_tokens=3) == answerer.answer(
-        QUESTIONS[:2], [prepared, prepared], max_new_tokens=3)
+        QUESTIONS[:2], [prepared, prepared], max_new_tokens=3
+    )
     features = [torch.randn(4, 4, 6, 32, generator=torch.Generator().manual_seed(1))] * 2
     counts.update(simulate=0)
     answerer.answer(QUESTIONS[:2], [prepared, prepared], max_new_tokens=3, video_features=features)
@@ -128,8 +130,11 @@ def test_media_cache_is_lru():
 
 def test_bad_media_settings_are_errors(model, processor, tiny):
     video, _ = media(tiny)
-    for kw, match in [({"media_cache": -1}, "media_cache must be"), ({"media_cache": True}, "media_cache must be"),
-                      ({"media_cache_bytes": 1.5}, "media_cache_bytes must be")]:
+    for kw, match in [
+        ({"media_cache": -1}, "media_cache must be"),
+        ({"media_cache": True}, "media_cache must be"),
+        ({"media_cache_bytes": 1.5}, "media_cache_bytes must be"),
+    ]:
         with pytest.raises(Vega3DError, match=match):
             Answerer(model, processor, num_frames=4, **kw)
     eight = Answerer(model, processor, num_frames=8).prepare(video)

@@ -79,7 +79,9 @@ def test_alignment_through_the_model_odd_frames_non_square(base, tiny, processor
     model = make(base, tiny)
     t, hp, wp = batch["video_grid_thw"][0].tolist()
     assert t == (n + 1) // 2
-    vis = model.visual_outputs(batch["pixel_values_videos"], batch["video_grid_thw"], video_features=[features(n, h=3, w=5)])
+    vis = model.visual_outputs(
+        batch["pixel_values_videos"], batch["video_grid_thw"], video_features=[features(n, h=3, w=5)]
+    )
     assert vis.mm_encoder_outputs["video"].pooler_output[0].shape == (t * hp // 2 * wp // 2, 64)
     out = model(**batch, video_features=[features(n, h=3, w=5)])
     assert torch.isfinite(out.logits).all()
@@ -142,7 +144,9 @@ def test_save_load_bit_exact_and_small(base, tiny, processor, simulator, tmp_pat
 
 
 def test_load_rejects_mismatches(base, tiny, tmp_path, simulator):
-    model = make(base, tiny, llm="lora", base_fingerprint="0" * 64, simulator={**simulator.config.to_dict(), "block": 0})
+    model = make(
+        base, tiny, llm="lora", base_fingerprint="0" * 64, simulator={**simulator.config.to_dict(), "block": 0}
+    )
     model.save_pretrained(tmp_path / "ck")
     with pytest.raises(Vega3DError, match=r"fingerprint .*vega3d ask --no-check-base, or check_base=False in Python"):
         Vega3DQwen.from_pretrained(tmp_path / "ck")
@@ -171,8 +175,10 @@ def test_simulator_differences_are_readable_field_lists(simulator):
     recorded["block"], recorded["model"]["weights_hash"] = 7, "f" * 64
     recorded["model"]["path"], recorded["dtype"] = "/elsewhere", "bfloat16"  # location and precision: not identity
     diffs = simulator_differences(recorded, given)
-    assert diffs == ["block: checkpoint 7 vs given 1",
-                     f"model.weights_hash: checkpoint '{'f' * 23}… vs given '{given['model']['weights_hash'][:23]}…"]
+    assert diffs == [
+        "block: checkpoint 7 vs given 1",
+        f"model.weights_hash: checkpoint '{'f' * 23}… vs given '{given['model']['weights_hash'][:23]}…",
+    ]
 
 
 def test_ask_cli_no_check_base_accepts_a_different_base(base, tiny, tmp_path, simulator, capsys):
@@ -193,7 +199,8 @@ def test_stand_in_flag_is_recorded_and_exposed(base, tiny, tmp_path, simulator):
     import shutil
 
     from vega3d.mllm.checkpoint import read_checkpoint_stand_in
-    from vega3d.mllm.tiny import STAND_IN_MARKER, stand_in_notice
+    from vega3d.standin import MARKER as STAND_IN_MARKER
+    from vega3d.standin.qwen import stand_in_notice
 
     real_looking = tmp_path / "qwen_no_marker"  # the same weights without the stand-in marker
     shutil.copytree(tiny["qwen"], real_looking, ignore=shutil.ignore_patterns(STAND_IN_MARKER))
@@ -207,8 +214,10 @@ def test_stand_in_flag_is_recorded_and_exposed(base, tiny, tmp_path, simulator):
     flagged = Vega3DQwen.from_pretrained(tmp_path / "plain")  # only the recorded flag says so
     assert flagged.stand_in is True and "records stand_in: true" in stand_in_notice(flagged)
 
-    fed = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(real_looking), generative_dim=32,
-                                                         simulator=simulator.config.to_dict()))
+    fed = Vega3DQwen(
+        copy.deepcopy(base),
+        Vega3DConfig(base_model=str(real_looking), generative_dim=32, simulator=simulator.config.to_dict()),
+    )
     assert fed.stand_in is True  # trained on features of a stand-in simulator (none attached)
     assert "the generative features (extracted by a stand-in Wan simulator)" in stand_in_notice(fed)
     fed.save_pretrained(tmp_path / "fed")
@@ -243,7 +252,9 @@ def test_image_inputs_are_fused_too(base, tiny, processor):
 
     image = torch.randint(0, 256, (84, 56, 3), dtype=torch.uint8).numpy()
     item = {"id": "img", **processor.image_inputs(image)}
-    msgs = llava_to_messages([{"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A room."}])
+    msgs = llava_to_messages(
+        [{"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A room."}]
+    )
     item.update(processor.encode(msgs, image_grid_thw=item["image_grid_thw"]))
     batch = collate([item], processor.tokenizer.pad_token_id)
     batch.pop("ids"), batch.pop("num_skipped")
@@ -256,8 +267,10 @@ def test_image_inputs_are_fused_too(base, tiny, processor):
 
 def test_bf16_base_with_fp32_adapters_trains(base, tiny, processor):
     batch, _ = video_batch(processor)
-    model = Vega3DQwen(copy.deepcopy(base).to(torch.bfloat16), Vega3DConfig(base_model=str(tiny["qwen"]),
-                                                                            generative_dim=32, llm="lora"))
+    model = Vega3DQwen(
+        copy.deepcopy(base).to(torch.bfloat16),
+        Vega3DConfig(base_model=str(tiny["qwen"]), generative_dim=32, llm="lora"),
+    )
     assert {p.dtype for n, p in model.named_parameters() if p.requires_grad} == {torch.float32}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(**batch, video_features=[features(5)])

@@ -75,8 +75,9 @@ def test_assistant_first_is_an_error(processor):
 
 
 def test_text_only_conversation(processor):
-    msgs = llava_to_messages([{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
-                              {"from": "gpt", "value": "Hello."}])
+    msgs = llava_to_messages(
+        [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]
+    )
     enc = processor.encode(msgs)
     assert (enc["mm_token_type_ids"] == 0).all()
     assert processor.tokenizer.decode(enc["input_ids"][enc["labels"] != IGNORE_INDEX]) == "Hello.<|im_end|>"
@@ -122,7 +123,13 @@ def test_llava_markers_become_content_items():
 
 
 @pytest.mark.parametrize(
-    "bad", [np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8, 3), np.float32), torch.zeros(2, 8, 8, 3), np.zeros((0, 8, 8, 3), np.uint8)]
+    "bad",
+    [
+        np.zeros((2, 8, 8), np.uint8),
+        np.zeros((2, 8, 8, 3), np.float32),
+        torch.zeros(2, 8, 8, 3),
+        np.zeros((0, 8, 8, 3), np.uint8),
+    ],
 )
 def test_bad_frames(bad):
     with pytest.raises(Vega3DError, match="frames"):
@@ -140,11 +147,21 @@ def test_loads_the_real_qwen25vl_folder_style(tiny, tmp_path):
     folder = tmp_path / "qwen"
     shutil.copytree(tiny["qwen"], folder)
     (folder / "chat_template.jinja").unlink()
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
-    }))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "min_pixels": 3136,
+                "max_pixels": 12845056,
+                "patch_size": 14,
+                "temporal_patch_size": 2,
+                "merge_size": 2,
+                "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711],
+                "image_processor_type": "Qwen2VLImageProcessor",
+                "processor_class": "Qwen2_5_VLProcessor",
+            }
+        )
+    )
     proc = Vega3DProcessor.from_pretrained(folder)
     assert proc.image_processor.size["shortest_edge"] == 3136 and proc.image_processor.size["longest_edge"] == 12845056
     assert proc.tokenizer.chat_template and "<|im_start|>" in proc.tokenizer.chat_template

@@ -44,9 +44,19 @@ def one_thread():
 def test_loss_falls_when_overfitting(tiny, tmp_path):
     cfg = load_train_config(
         TINY_YAML,
-        overrides(tiny, tmp_path / "run", "train.epochs=100", "train.max_steps=20", "train.lr=0.01",
-                  "train.branch_lr=0.01", "train.warmup_ratio=0.0", "train.save_every=0", "train.batch_size=4",
-                  "train.gradient_checkpointing=false", "model.llm=full"),
+        overrides(
+            tiny,
+            tmp_path / "run",
+            "train.epochs=100",
+            "train.max_steps=20",
+            "train.lr=0.01",
+            "train.branch_lr=0.01",
+            "train.warmup_ratio=0.0",
+            "train.save_every=0",
+            "train.batch_size=4",
+            "train.gradient_checkpointing=false",
+            "model.llm=full",
+        ),
     )
     final = train(cfg, progress=False)
     log = read_log(tmp_path / "run")
@@ -62,8 +72,13 @@ def test_max_steps_overrides_epochs_and_sizes_the_schedule(tiny, tmp_path, capsy
     """As in HF Trainer: max_steps=6 with epochs=1 and 2 steps per epoch runs 6 steps over 3
     epochs, and the cosine schedule (sized for 6) reaches 0 at the last step."""
     out = tmp_path / "run"
-    train(load_train_config(TINY_YAML, overrides(tiny, out, "train.max_steps=6", "train.epochs=1",
-                                                 "train.save_every=0", "train.warmup_ratio=0.0")), progress=False)
+    train(
+        load_train_config(
+            TINY_YAML,
+            overrides(tiny, out, "train.max_steps=6", "train.epochs=1", "train.save_every=0", "train.warmup_ratio=0.0"),
+        ),
+        progress=False,
+    )
     assert "max_steps=6 overrides train.epochs=1" in capsys.readouterr().err
     log = read_log(out)
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
@@ -71,8 +86,12 @@ def test_max_steps_overrides_epochs_and_sizes_the_schedule(tiny, tmp_path, capsy
     assert log[2]["lr"] == pytest.approx(0.5e-3)  # cos schedule over 6 steps: half way after step 3
     assert log[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
     # fewer steps than the epochs give: stops at max_steps, schedule still ends at 0
-    train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "short", "train.max_steps=3", "train.epochs=5",
-                                                 "train.save_every=0")), progress=False)
+    train(
+        load_train_config(
+            TINY_YAML, overrides(tiny, tmp_path / "short", "train.max_steps=3", "train.epochs=5", "train.save_every=0")
+        ),
+        progress=False,
+    )
     log = read_log(tmp_path / "short")
     assert [r["step"] for r in log] == [1, 2, 3] and log[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
 
@@ -93,7 +112,11 @@ def test_cli_train_checkpoints_and_resumes_bit_exactly(tiny, tmp_path, one_threa
     assert (state / "optimizer.bin").is_file() and (state / "scheduler.bin").is_file()
     assert list(state.glob("random_states_*.pkl"))
     assert json.loads((full / "checkpoints" / "step-0000003" / "trainer_state.json").read_text()) == {
-        "step": 3, "epoch": 1, "batches_done": 2, "skipped": 0}
+        "step": 3,
+        "epoch": 1,
+        "batches_done": 2,
+        "skipped": 0,
+    }
 
     # Simulate a crash after step 3 (mid-epoch): drop what came later, rerun the same command.
     shutil.copytree(full, resumed)
@@ -148,18 +171,32 @@ def test_bad_record_stops_training_with_its_name(tiny, tmp_path):
     args[2] = f"data.annotations={ann}"
     with pytest.raises(Vega3DError, match="'broken'.*missing_folder"):
         train(load_train_config(TINY_YAML, args), progress=False)
-    cfg = load_train_config(TINY_YAML, [*args[:-1], "data.skip_bad_records=true", "train.batch_size=4",
-                                        f"data.media_root={Path(tiny['annotations']).parent}",
-                                        "train.output_dir=" + str(tmp_path / "skip")])
+    cfg = load_train_config(
+        TINY_YAML,
+        [
+            *args[:-1],
+            "data.skip_bad_records=true",
+            "train.batch_size=4",
+            f"data.media_root={Path(tiny['annotations']).parent}",
+            "train.output_dir=" + str(tmp_path / "skip"),
+        ],
+    )
     train(cfg, progress=False)
     log = read_log(tmp_path / "skip")
     assert log[-1]["skipped_records"] >= 1
 
     # Every record bad: with max_steps (epochs unbounded) an epoch without a step is an error, not a hang.
     ann.write_text(json.dumps([{**r, "video": "missing_folder"} for r in records]))
-    cfg = load_train_config(TINY_YAML, [*args[:-1], "data.skip_bad_records=true", "train.max_steps=3",
-                                        f"data.media_root={Path(tiny['annotations']).parent}",
-                                        "train.output_dir=" + str(tmp_path / "none_good")])
+    cfg = load_train_config(
+        TINY_YAML,
+        [
+            *args[:-1],
+            "data.skip_bad_records=true",
+            "train.max_steps=3",
+            f"data.media_root={Path(tiny['annotations']).parent}",
+            "train.output_dir=" + str(tmp_path / "none_good"),
+        ],
+    )
     with pytest.raises(Vega3DError, match=r"epoch 0 made no optimizer step \(skipped records: 4\)"):
         train(cfg, progress=False)
 
@@ -177,8 +214,21 @@ def test_two_process_gloo_training_matches_gradient_accumulation(tiny, tmp_path,
     (the same samples per step, the gradients averaged the same way)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "vega3d.cli", "train", str(TINY_YAML), *overrides(tiny, out, "train.batch_size=1"), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "vega3d.cli",
+        "train",
+        str(TINY_YAML),
+        *overrides(tiny, out, "train.batch_size=1"),
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = read_log(out)
@@ -186,8 +236,10 @@ def test_two_process_gloo_training_matches_gradient_accumulation(tiny, tmp_path,
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert (out / "checkpoints" / "step-0000004" / "trainer_state.json").is_file()
 
-    single = train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "single", "train.batch_size=1",
-                                                          "train.grad_accum=2")), progress=False)
+    single = train(
+        load_train_config(TINY_YAML, overrides(tiny, tmp_path / "single", "train.batch_size=1", "train.grad_accum=2")),
+        progress=False,
+    )
     a = load_file(str(out / "model" / "trainable.safetensors"))
     b = load_file(str(single / "trainable.safetensors"))
     assert a.keys() == b.keys()
@@ -205,14 +257,17 @@ def test_training_from_a_feature_store_equals_online_features(tiny, tmp_path, si
 
     records = json.loads(Path(tiny["annotations"]).read_text())
     media = [Path(tiny["annotations"]).parent / r["video"] for r in records]
-    extract_to_store(discover_inputs(media), simulator, tmp_path / "store", num_frames=4, precision="fp32",
-                     progress=False)
+    extract_to_store(
+        discover_inputs(media), simulator, tmp_path / "store", num_frames=4, precision="fp32", progress=False
+    )
     assert len(FeatureStore(tmp_path / "store")) == len(records)
 
     common = ["train.max_steps=2", "train.save_every=0"]
     online = train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "online", *common)), progress=False)
     stored = train(
-        load_train_config(TINY_YAML, overrides(tiny, tmp_path / "stored", *common, f"data.feature_store={tmp_path / 'store'}")),
+        load_train_config(
+            TINY_YAML, overrides(tiny, tmp_path / "stored", *common, f"data.feature_store={tmp_path / 'store'}")
+        ),
         progress=False,
     )
     a, b = load_file(str(online / "trainable.safetensors")), load_file(str(stored / "trainable.safetensors"))
@@ -226,7 +281,7 @@ def test_feature_store_must_match_the_simulator_section(tiny, tmp_path, simulato
     """A store extracted at another block / with other weights than the 'simulator' section
     says is an error listing the differences; a store alone says what it was extracted with."""
     from vega3d.mllm.train import check_feature_store
-    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.standin.wan import save_tiny_wan
     from vega3d.store.extract import extract_to_store
     from vega3d.store.inputs import discover_inputs
 
@@ -237,17 +292,27 @@ def test_feature_store_must_match_the_simulator_section(tiny, tmp_path, simulato
     common = ["train.max_steps=1", "train.save_every=0", f"data.feature_store={store}"]
 
     assert "matches the 'simulator' section" in check_feature_store(
-        load_train_config(TINY_YAML, overrides(tiny, tmp_path / "ok", *common)))
-    with pytest.raises(Vega3DError, match=r"extracted with another simulator config than the 'simulator' section "
-                                          r"\(timestep: store 300.0 vs simulator section 500.0; block: store 1 vs "
-                                          r"simulator section 0\)"):
-        train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "a", *common, "simulator.block=0",
-                                                     "simulator.timestep=500")), progress=False)
+        load_train_config(TINY_YAML, overrides(tiny, tmp_path / "ok", *common))
+    )
+    with pytest.raises(
+        Vega3DError,
+        match=r"extracted with another simulator config than the 'simulator' section "
+        r"\(timestep: store 300.0 vs simulator section 500.0; block: store 1 vs "
+        r"simulator section 0\)",
+    ):
+        train(
+            load_train_config(
+                TINY_YAML, overrides(tiny, tmp_path / "a", *common, "simulator.block=0", "simulator.timestep=500")
+            ),
+            progress=False,
+        )
     assert not (tmp_path / "a").exists()  # refused before any work
-    other_wan = save_tiny_wan(tmp_path / "wan_seed1", layout="diffusers", num_layers=2, dim=32, seed=1)
+    other_wan = save_tiny_wan(tmp_path / "wan_seed1", num_layers=2, dim=32, seed=1)
     with pytest.raises(Vega3DError, match=r"model\.weights_hash: store [0-9a-f]{12}… vs simulator section"):
-        train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "b", *common, f"simulator.path={other_wan}")),
-              progress=False)
+        train(
+            load_train_config(TINY_YAML, overrides(tiny, tmp_path / "b", *common, f"simulator.path={other_wan}")),
+            progress=False,
+        )
 
     # Only the store: train says which simulator config the features come from, and that it is a stand-in.
     tree = yaml.safe_load(TINY_YAML.read_text())
@@ -272,8 +337,7 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     final = train(load_train_config(TINY_YAML, overrides(tiny, tmp_path / "run", "train.max_steps=1")), progress=False)
     video = str(Path(tiny["annotations"]).parent / "video_0.mp4")
     capsys.readouterr()
-    assert main(["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4",
-                 "How many chairs?"]) == 0
+    assert main(["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4", "How many chairs?"]) == 0
     captured = capsys.readouterr()
     printed = captured.out
     assert "STAND-IN" in captured.err and "Qwen2.5-VL base" in captured.err and "Wan simulator" in captured.err
@@ -283,17 +347,23 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
     assert answerer.stand_in is True
     assert answerer.num_frames == 4 and answerer.processor.video_max_pixels == 12544  # recorded at training
     assert printed == answerer.answer(["How many chairs?"], [video], max_new_tokens=4)[0] + "\n"
-    assert main(["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4", "--baseline",
-                 "How many chairs?"]) == 0
+    assert (
+        main(
+            ["ask", "--model", str(final), "--video", video, "--max-new-tokens", "4", "--baseline", "How many chairs?"]
+        )
+        == 0
+    )
     baseline = answerer.answer(["How many chairs?"], [video], max_new_tokens=4, generative=False)[0]
     assert capsys.readouterr().out == baseline + "\n"
     assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, "q"]) == 2
     assert "not a vega3d checkpoint" in capsys.readouterr().err
 
     # Bad arguments are refused up front, naming the flag (the model folder here does not even exist).
-    for args, message in ((["--max-new-tokens", "0", "q"], "--max-new-tokens: expected an integer >= 1, got 0"),
-                          (["--num-frames", "0", "q"], "--num-frames: expected an integer >= 1, got 0"),
-                          (["  \t "], "question: expected a non-empty question")):
+    for args, message in (
+        (["--max-new-tokens", "0", "q"], "--max-new-tokens: expected an integer >= 1, got 0"),
+        (["--num-frames", "0", "q"], "--num-frames: expected an integer >= 1, got 0"),
+        (["  \t "], "question: expected a non-empty question"),
+    ):
         assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, *args]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
@@ -324,13 +394,28 @@ def test_each_parameter_group_gets_its_own_learning_rate(tiny, tmp_path):
     base = dict(load_base(tiny["qwen"]).named_parameters())
     common = ["train.max_steps=2", "train.save_every=0", "train.warmup_ratio=0.0", "model.train_vision=true"]
     small = "1.0e-9"
-    moving_branch = train(load_train_config(TINY_YAML, overrides(
-        tiny, tmp_path / "a", *common, f"train.lr={small}", f"train.vision_lr={small}", "train.branch_lr=0.01")),
-        progress=False)
-    moving_vision = train(load_train_config(TINY_YAML, overrides(
-        tiny, tmp_path / "b", *common, f"train.lr={small}", "train.vision_lr=0.01", f"train.branch_lr={small}")),
-        progress=False)
-    a, b = load_file(str(moving_branch / "trainable.safetensors")), load_file(str(moving_vision / "trainable.safetensors"))
+    moving_branch = train(
+        load_train_config(
+            TINY_YAML,
+            overrides(
+                tiny, tmp_path / "a", *common, f"train.lr={small}", f"train.vision_lr={small}", "train.branch_lr=0.01"
+            ),
+        ),
+        progress=False,
+    )
+    moving_vision = train(
+        load_train_config(
+            TINY_YAML,
+            overrides(
+                tiny, tmp_path / "b", *common, f"train.lr={small}", "train.vision_lr=0.01", f"train.branch_lr={small}"
+            ),
+        ),
+        progress=False,
+    )
+    a, b = (
+        load_file(str(moving_branch / "trainable.safetensors")),
+        load_file(str(moving_vision / "trainable.safetensors")),
+    )
     vision = [k for k in a if k.startswith("base.model.visual.")]
     lora_b = [k for k in a if "lora_B" in k]
     branch = [k for k in a if k.startswith(("projector.", "fusion."))]

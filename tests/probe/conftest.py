@@ -3,8 +3,7 @@ import pytest
 from vega3d.scenes import synthetic_scene
 
 # Options scaled to the small 96x128 test frames (defaults are for ~320-640 px frames).
-SMALL = dict(min_motion_px=8.0, local_negative_px=(8.0, 24.0), recall_stride_px=8.0,
-             recall_radii_px=(8.0, 16.0, 32.0))
+SMALL = dict(min_motion_px=8.0, local_negative_px=(8.0, 24.0), recall_stride_px=8.0, recall_radii_px=(8.0, 16.0, 32.0))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,5 @@
 """Feature grids with known properties, rendered from a scene's exact geometry."""
 
-import math
-
 import torch
 
 

@@ -7,9 +7,28 @@ from vega3d import cli
 
 def test_probe_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["probe", "synthetic", "--encoder", "pixels", "--frames", "6", "--synthetic-size", "64x96",
-                     "--out", str(out), "--encoder-option", "stride=8", "--option", "min_motion_px=4",
-                     "--option", "local_negative_px=[6, 18]", "--option", "recall_stride_px=8"])
+    code = cli.main(
+        [
+            "probe",
+            "synthetic",
+            "--encoder",
+            "pixels",
+            "--frames",
+            "6",
+            "--synthetic-size",
+            "64x96",
+            "--out",
+            str(out),
+            "--encoder-option",
+            "stride=8",
+            "--option",
+            "min_motion_px=4",
+            "--option",
+            "local_negative_px=[6, 18]",
+            "--option",
+            "recall_stride_px=8",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "probe.json").read_text())
     assert report["encoder"]["name"] == "pixels" and report["scene"]["num_frames"] == 6
@@ -25,13 +44,36 @@ def test_probe_cli_end_to_end(tmp_path, capsys):
 
 
 def test_probe_cli_sweep_blocks_on_tiny_wan(tmp_path, capsys):
-    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.standin.wan import save_tiny_wan
 
     model = save_tiny_wan(tmp_path / "wan", num_layers=3)
     out = tmp_path / "sweep"
-    code = cli.main(["probe", "synthetic", "--encoder", "wan", "--model", str(model), "--frames", "5",
-                     "--synthetic-size", "64x96", "--height", "64", "--width", "96", "--sweep", "blocks=0,2",
-                     "--out", str(out), "--option", "min_motion_px=4", "--option", "recall_stride_px=16"])
+    code = cli.main(
+        [
+            "probe",
+            "synthetic",
+            "--encoder",
+            "wan",
+            "--model",
+            str(model),
+            "--frames",
+            "5",
+            "--synthetic-size",
+            "64x96",
+            "--height",
+            "64",
+            "--width",
+            "96",
+            "--sweep",
+            "blocks=0,2",
+            "--out",
+            str(out),
+            "--option",
+            "min_motion_px=4",
+            "--option",
+            "recall_stride_px=16",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "probe.json").read_text())
     assert [r["block"] for r in report["rows"]] == [0, 2]
@@ -44,35 +86,80 @@ def test_probe_cli_sweep_blocks_on_tiny_wan(tmp_path, capsys):
 
 
 def test_probe_cli_vae_dtype_on_tiny_wan(tmp_path):
-    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.standin.wan import save_tiny_wan
 
     model = save_tiny_wan(tmp_path / "wan", num_layers=2)
     out = tmp_path / "half_vae"
-    code = cli.main(["probe", "synthetic", "--encoder", "wan", "--model", str(model), "--frames", "3",
-                     "--synthetic-size", "32x48", "--height", "32", "--width", "48", "--block", "1",
-                     "--vae-dtype", "bfloat16", "--out", str(out), "--no-figures", "--option", "min_motion_px=2",
-                     "--option", "recall_stride_px=16"])
+    code = cli.main(
+        [
+            "probe",
+            "synthetic",
+            "--encoder",
+            "wan",
+            "--model",
+            str(model),
+            "--frames",
+            "3",
+            "--synthetic-size",
+            "32x48",
+            "--height",
+            "32",
+            "--width",
+            "48",
+            "--block",
+            "1",
+            "--vae-dtype",
+            "bfloat16",
+            "--out",
+            str(out),
+            "--no-figures",
+            "--option",
+            "min_motion_px=2",
+            "--option",
+            "recall_stride_px=16",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "probe.json").read_text())
     assert report["encoder"]["vae_dtype"] == "bfloat16" and report["encoder"]["dtype"] == "float32"
     assert "--vae-dtype bfloat16" in report["command"]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--sweep", "layers=1"], "expected blocks="),
-    (["--sweep", "blocks=1"], "needs the 'wan' encoder"),
-    (["--option", "voxel=1"], "unknown probe option"),
-    (["--option", "min_motion_px=abc"], "probe option min_motion_px='abc' (str): expected a number >= 0"),
-    (["--option", "points_per_frame=1.5"], "probe option points_per_frame=1.5 (float): expected a positive integer"),
-    (["--option", "local_negative_px=[8]"], "probe option local_negative_px=(8.0,) (tuple): expected [low, high]"),
-    (["--option", "nonsense"], "KEY=VALUE"),
-    (["--block", "3"], "unknown option"),
-    (["--vae-dtype", "bfloat16"], "unknown option"),  # pixels has no VAE
-    (["--frames", "1"], "at least 2 frames"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--sweep", "layers=1"], "expected blocks="),
+        (["--sweep", "blocks=1"], "needs the 'wan' encoder"),
+        (["--option", "voxel=1"], "unknown probe option"),
+        (["--option", "min_motion_px=abc"], "probe option min_motion_px='abc' (str): expected a number >= 0"),
+        (
+            ["--option", "points_per_frame=1.5"],
+            "probe option points_per_frame=1.5 (float): expected a positive integer",
+        ),
+        (["--option", "local_negative_px=[8]"], "probe option local_negative_px=(8.0,) (tuple): expected [low, high]"),
+        (["--option", "nonsense"], "KEY=VALUE"),
+        (["--block", "3"], "unknown option"),
+        (["--vae-dtype", "bfloat16"], "unknown option"),  # pixels has no VAE
+        (["--frames", "1"], "at least 2 frames"),
+    ],
+)
 def test_probe_cli_errors(tmp_path, capsys, argv, message):
-    code = cli.main(["probe", "synthetic", "--encoder", "pixels", "--synthetic-size", "32x48", "--frames", "3",
-                     "--out", str(tmp_path), "--no-figures", *argv])
+    code = cli.main(
+        [
+            "probe",
+            "synthetic",
+            "--encoder",
+            "pixels",
+            "--synthetic-size",
+            "32x48",
+            "--frames",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--no-figures",
+            *argv,
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
 
@@ -90,8 +177,23 @@ def test_probe_cli_on_a_scan_folder(tmp_path, layout):
     folder = tmp_path / "scan"
     write_scene(synthetic_scene(num_frames=6, height=64, width=96, depth_size=(48, 72)), folder, layout=layout)
     out = tmp_path / "out"
-    code = cli.main(["probe", str(folder), "--encoder", "position", "--frames", "4", "--out", str(out), "--no-figures",
-                     "--option", "min_motion_px=4", "--option", "recall_stride_px=8"])
+    code = cli.main(
+        [
+            "probe",
+            str(folder),
+            "--encoder",
+            "position",
+            "--frames",
+            "4",
+            "--out",
+            str(out),
+            "--no-figures",
+            "--option",
+            "min_motion_px=4",
+            "--option",
+            "recall_stride_px=8",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "probe.json").read_text())
     assert report["scene"]["num_frames"] == 4 and report["scene"]["depth_size"] == [48, 72]
@@ -116,8 +218,24 @@ def test_probe_cli_reports_what_loading_changed(tmp_path, capsys, monkeypatch):
     folder = _scan_with_problems(tmp_path)
     out = tmp_path / "out"
     monkeypatch.setattr(sys, "stderr", sys.stdout)  # bars, log records and the table on one stream, in order
-    code = cli.main(["probe", str(folder), "--encoder", "pixels", "--frames", "100", "--out", str(out),
-                     "--encoder-option", "stride=8", "--option", "min_motion_px=4", "--option", "recall_stride_px=8"])
+    code = cli.main(
+        [
+            "probe",
+            str(folder),
+            "--encoder",
+            "pixels",
+            "--frames",
+            "100",
+            "--out",
+            str(out),
+            "--encoder-option",
+            "stride=8",
+            "--option",
+            "min_motion_px=4",
+            "--option",
+            "recall_stride_px=8",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     report = json.loads((out / "probe.json").read_text())
@@ -135,16 +253,36 @@ def test_probe_cli_reports_what_loading_changed(tmp_path, capsys, monkeypatch):
     lines = text.replace("\r", "\n").split("\n")
     assert any(line.startswith(f"{folder}: no depth_intrinsic.txt") for line in lines)
     assert any(line.startswith("pixels on scan (6 frames") for line in lines)
-    tail = text[text.index("pixels on scan (6 frames"):]
+    tail = text[text.index("pixels on scan (6 frames") :]
     assert "stage/s" not in tail and "chunk/s" not in tail and "probe:" not in tail
     assert tail.rstrip().endswith("and PNG figures")
 
 
 def test_probe_cli_says_why_the_paper_score_is_na(tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["probe", "synthetic", "--encoder", "pixels", "--frames", "4", "--synthetic-size", "64x96",
-                     "--out", str(out), "--no-figures", "--encoder-option", "stride=32", "--option", "min_motion_px=4",
-                     "--option", "recall_stride_px=8", "--option", "paper_voxel_size=0.0001"])
+    code = cli.main(
+        [
+            "probe",
+            "synthetic",
+            "--encoder",
+            "pixels",
+            "--frames",
+            "4",
+            "--synthetic-size",
+            "64x96",
+            "--out",
+            str(out),
+            "--no-figures",
+            "--encoder-option",
+            "stride=32",
+            "--option",
+            "min_motion_px=4",
+            "--option",
+            "recall_stride_px=8",
+            "--option",
+            "paper_voxel_size=0.0001",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     report = json.loads((out / "probe.json").read_text())
@@ -157,11 +295,39 @@ def test_probe_cli_hf_layer_out_of_range(tmp_path, capsys):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     model = tmp_path / "clip"
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                     image_size=32, patch_size=16)).save_pretrained(model)
-    code = cli.main(["probe", "synthetic", "--encoder", "hf", "--model", str(model), "--layer", "9",
-                     "--encoder-option", "mean=[0.5,0.5,0.5]", "--encoder-option", "std=[0.5,0.5,0.5]",
-                     "--frames", "3", "--synthetic-size", "32x48", "--out", str(tmp_path / "o"), "--no-figures"])
+    CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=16,
+        )
+    ).save_pretrained(model)
+    code = cli.main(
+        [
+            "probe",
+            "synthetic",
+            "--encoder",
+            "hf",
+            "--model",
+            str(model),
+            "--layer",
+            "9",
+            "--encoder-option",
+            "mean=[0.5,0.5,0.5]",
+            "--encoder-option",
+            "std=[0.5,0.5,0.5]",
+            "--frames",
+            "3",
+            "--synthetic-size",
+            "32x48",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-figures",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "layer 9" in err and "3 hidden states" in err and "[-3, 2]" in err

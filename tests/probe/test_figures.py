@@ -9,8 +9,10 @@ from vega3d.probe.figures import sweep_figure, sweep_plot
 @pytest.fixture(scope="module")
 def rows(scene):
     good = world_fourier_features(scene)
-    results = [score(scene, good, **SMALL), score(scene, good * 0 + good.mean((1, 2), keepdim=True) + 0.01 * good,
-                                                  **SMALL)]
+    results = [
+        score(scene, good, **SMALL),
+        score(scene, good * 0 + good.mean((1, 2), keepdim=True) + 0.01 * good, **SMALL),
+    ]
     return [{"block": b, "result": r} for b, r in zip((3, 4), results)]
 
 

@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import math
 
 import pytest
 import torch
@@ -98,8 +97,9 @@ def test_paper_score_na_says_why(scene, truth):
     assert len(note) == 1 and "shares a 0.0001 m voxel at this 24x32 grid" in note[0]
     assert "n/a (see note)" in tiny.table() and "note: paper score n/a" in tiny.table()
     assert tiny.to_dict()["notes"] == tiny.notes
-    empty = dataclasses.replace(scene, depth=scene.depth * (torch.rand(scene.depth.shape,
-                                generator=torch.Generator().manual_seed(1)) < 0.03))  # sparse depth
+    empty = dataclasses.replace(
+        scene, depth=scene.depth * (torch.rand(scene.depth.shape, generator=torch.Generator().manual_seed(1)) < 0.03)
+    )  # sparse depth
     sparse = score(empty, truth, **{**SMALL, "paper_min_valid_fraction": 0.9, "min_overlap": 0.0})
     assert any("no feature cell" in n and "paper_min_valid_fraction" in n for n in sparse.notes)
 
@@ -122,8 +122,20 @@ def test_deterministic_and_seeded(scene, truth, truth_result):
 
 def test_result_is_strict_json_with_breakdowns(truth_result):
     d = json.loads(truth_result.to_json())
-    for key in ("paper_score", "pos_cosine", "neg_cosine", "margin", "auroc", "auroc_local", "nn_recall",
-                "nn_recall_same_location", "num_pairs", "by_rotation", "by_motion", "options"):
+    for key in (
+        "paper_score",
+        "pos_cosine",
+        "neg_cosine",
+        "margin",
+        "auroc",
+        "auroc_local",
+        "nn_recall",
+        "nn_recall_same_location",
+        "num_pairs",
+        "by_rotation",
+        "by_motion",
+        "options",
+    ):
         assert key in d
     assert sum(b["num_points"] for b in d["by_rotation"]) == d["num_points"]
     assert sum(b["num_points"] for b in d["by_motion"]) == d["num_points"]
@@ -197,28 +209,34 @@ def test_bad_options(scene, truth):
         score(scene, truth, local_negative_px=(10.0, 5.0))
 
 
-@pytest.mark.parametrize("name, value, expected", [
-    ("min_motion_px", "abc", "a number >= 0"),
-    ("min_motion_px", -1.0, "a number >= 0"),
-    ("min_motion_px", float("nan"), "a number >= 0"),
-    ("points_per_frame", 2.5, "a positive integer"),
-    ("points_per_frame", True, "a positive integer"),
-    ("seed", "0", "an integer >= 0"),
-    ("paper_voxel_size", [0.1], "a positive number"),
-    ("min_overlap", 1.5, "a fraction in \\[0, 1\\]"),
-    ("depth_rel_tolerance", None, "a number >= 0"),
-    ("max_pairs", 0, "None or a positive integer"),
-    ("local_negative_px", 16, "\\[low, high\\]"),
-    ("local_negative_px", [8, "x"], "\\[low, high\\]"),
-    ("recall_radii_px", [], "a list of one or more positive pixel radii"),
-    ("motion_bins_px", [0, 32, 16], "a list of one or more increasing bin edges"),
-])
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("min_motion_px", "abc", "a number >= 0"),
+        ("min_motion_px", -1.0, "a number >= 0"),
+        ("min_motion_px", float("nan"), "a number >= 0"),
+        ("points_per_frame", 2.5, "a positive integer"),
+        ("points_per_frame", True, "a positive integer"),
+        ("seed", "0", "an integer >= 0"),
+        ("paper_voxel_size", [0.1], "a positive number"),
+        ("min_overlap", 1.5, "a fraction in \\[0, 1\\]"),
+        ("depth_rel_tolerance", None, "a number >= 0"),
+        ("max_pairs", 0, "None or a positive integer"),
+        ("local_negative_px", 16, "\\[low, high\\]"),
+        ("local_negative_px", [8, "x"], "\\[low, high\\]"),
+        ("recall_radii_px", [], "a list of one or more positive pixel radii"),
+        ("motion_bins_px", [0, 32, 16], "a list of one or more increasing bin edges"),
+    ],
+)
 def test_option_types_and_ranges_are_checked_up_front(scene, truth, name, value, expected):
     with pytest.raises(Vega3DError, match=f"probe option {name}=.*expected {expected}") as err:
         ProbeOptions.from_kwargs(**{name: value})
     tuple_field = isinstance(ProbeOptions.__dataclass_fields__[name].default, tuple)
-    shown = repr(tuple(float(v) if isinstance(v, int) else v for v in value)) if tuple_field and isinstance(value, list) \
+    shown = (
+        repr(tuple(float(v) if isinstance(v, int) else v for v in value))
+        if tuple_field and isinstance(value, list)
         else repr(value)
+    )
     assert f"{name}={shown} (" in str(err.value)  # the value as received is named
     with pytest.raises(Vega3DError, match=f"probe option {name}="):
         score(scene, truth, **{name: value})

@@ -8,7 +8,7 @@ from vega3d.probe import score, sweep_blocks, sweep_timesteps
 @pytest.fixture(scope="module")
 def wan(tmp_path_factory):
     from vega3d.encoders import build_encoder
-    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.standin.wan import save_tiny_wan
 
     model = save_tiny_wan(tmp_path_factory.mktemp("wan") / "tiny", num_layers=3)
     return build_encoder("wan", model=model, block=2, height=96, width=128)

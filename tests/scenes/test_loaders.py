@@ -30,7 +30,7 @@ def _frame_file(root, layout, kind, fid):
     if layout == "sensreader":
         sub, ext = {"color": ("color", "png"), "depth": ("depth", "png"), "pose": ("pose", "txt")}[kind]
         return root / sub / f"{name}.{ext}"
-    return root / f"{name}.{ {'color': 'jpg', 'depth': 'png', 'pose': 'txt'}[kind]}"
+    return root / f"{name}.{ {'color': 'jpg', 'depth': 'png', 'pose': 'txt'}[kind] }"
 
 
 # ------------------------------------------------------------------------------------ round trips
@@ -89,8 +89,15 @@ def test_zero_depth_stays_invalid(small, tmp_path):
 def test_axis_align_round_trip_and_scannet_meta(small, tmp_path):
     align = torch.eye(4, dtype=torch.float64)
     align[:3, 3] = torch.tensor([1.5, -2.0, 0.25], dtype=torch.float64)
-    scene = Scene(small.color, small.depth, small.poses, small.intrinsics_color, small.intrinsics_depth,
-                  small.frame_ids, axis_align=align)
+    scene = Scene(
+        small.color,
+        small.depth,
+        small.poses,
+        small.intrinsics_color,
+        small.intrinsics_depth,
+        small.frame_ids,
+        axis_align=align,
+    )
     back = load_scene(write_scene(scene, tmp_path / "a"))
     assert torch.allclose(back.axis_align, align)
     root = write_scene(small, tmp_path / "scene0000_00")
@@ -107,8 +114,9 @@ def test_axis_align_round_trip_and_scannet_meta(small, tmp_path):
 @pytest.mark.parametrize("layout", ["sensreader", "posed_images"])
 def test_numeric_sorting_padded_or_not(small, tmp_path, layout):
     scene = small.select([0, 1, 2, 3])
-    scene = Scene(scene.color, scene.depth, scene.poses, scene.intrinsics_color, scene.intrinsics_depth,
-                  frame_ids=(2, 10, 1, 100))
+    scene = Scene(
+        scene.color, scene.depth, scene.poses, scene.intrinsics_color, scene.intrinsics_depth, frame_ids=(2, 10, 1, 100)
+    )
     root = _written(scene, tmp_path, layout)
     # strip the zero padding from some files (ScanNet's SensReader writes 0.jpg, 1.jpg, ... 10.jpg)
     for fid in (2, 10):
@@ -157,9 +165,18 @@ def test_unselected_frames_are_not_read(small, tmp_path):
         load_scene(root)
 
 
-@pytest.mark.parametrize("frames, match", [([0, 9], r"frame ids \[9\] not in the scan"), ([1, 1], "more than once"),
-                                           ([], "empty"), ("0", "frames must be"), (True, "frames must be"),
-                                           ([0.5], "frame ids must be ints"), (0, "num must be >= 1")])
+@pytest.mark.parametrize(
+    "frames, match",
+    [
+        ([0, 9], r"frame ids \[9\] not in the scan"),
+        ([1, 1], "more than once"),
+        ([], "empty"),
+        ("0", "frames must be"),
+        (True, "frames must be"),
+        ([0.5], "frame ids must be ints"),
+        (0, "num must be >= 1"),
+    ],
+)
 def test_bad_frame_selection(small, tmp_path, frames, match):
     root = _written(small, tmp_path, "sensreader")
     with pytest.raises(Vega3DError, match=match):
@@ -210,9 +227,14 @@ def test_sensreader_empty_folder(small, tmp_path):
     _expect(root, r"depth: no depth files")
 
 
-@pytest.mark.parametrize("layout, name", [("sensreader", "intrinsic/intrinsic_color.txt"),
-                                          ("sensreader", "intrinsic/intrinsic_depth.txt"),
-                                          ("posed_images", "intrinsic.txt")])
+@pytest.mark.parametrize(
+    "layout, name",
+    [
+        ("sensreader", "intrinsic/intrinsic_color.txt"),
+        ("sensreader", "intrinsic/intrinsic_depth.txt"),
+        ("posed_images", "intrinsic.txt"),
+    ],
+)
 def test_missing_intrinsics(small, tmp_path, layout, name):
     root = _written(small, tmp_path, layout)
     (root / name).unlink()
@@ -269,8 +291,11 @@ def test_colour_not_rgb(small, tmp_path):
 @pytest.mark.parametrize("mode", ["L", "RGB", "F"])
 def test_depth_not_16_bit(small, tmp_path, mode):
     root = _written(small, tmp_path, "posed_images")
-    arr = {"L": np.zeros((32, 40), np.uint8), "RGB": np.zeros((32, 40, 3), np.uint8),
-           "F": np.zeros((32, 40), np.float32)}[mode]
+    arr = {
+        "L": np.zeros((32, 40), np.uint8),
+        "RGB": np.zeros((32, 40, 3), np.uint8),
+        "F": np.zeros((32, 40), np.float32),
+    }[mode]
     path = root / "00002.png"
     Image.fromarray(arr).save(path if mode != "F" else path.with_suffix(".tiff"))
     if mode == "F":
@@ -284,30 +309,36 @@ def test_image_sizes_differ_between_frames(small, tmp_path):
     _expect(root, r"00002.png: depth image is 40x30, but 00000.png is 40x32")
 
 
-@pytest.mark.parametrize("text, match", [
-    ("1 0 0 0\n0 1 0 0\n0 0 1 0\n", "must be a 4x4 matrix"),
-    ("1 0 0\n0 1 0\n0 0 1\n", "must be a 4x4 matrix"),
-    ("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1 5\n", "must be a 4x4 matrix"),
-    ("1 0 0 0\n0 one 0 0\n0 0 1 0\n0 0 0 1\n", "must be numbers"),
-    ("", "must be a 4x4 matrix"),
-    ("2 0 0 0\n0 2 0 0\n0 0 2 0\n0 0 0 1\n", "must be a rigid"),  # scaled: not a rotation
-    ("0 0 0 0\n0 0 0 0\n0 0 0 0\n0 0 0 1\n", "must be a rigid.*singular"),
-    ("1 0 0 0\n0 1 0 0\n0 0 -1 0\n0 0 0 1\n", "must be a rigid"),  # reflection (det -1)
-    ("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 1 1\n", "must be a rigid"),  # projective last row
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("1 0 0 0\n0 1 0 0\n0 0 1 0\n", "must be a 4x4 matrix"),
+        ("1 0 0\n0 1 0\n0 0 1\n", "must be a 4x4 matrix"),
+        ("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1 5\n", "must be a 4x4 matrix"),
+        ("1 0 0 0\n0 one 0 0\n0 0 1 0\n0 0 0 1\n", "must be numbers"),
+        ("", "must be a 4x4 matrix"),
+        ("2 0 0 0\n0 2 0 0\n0 0 2 0\n0 0 0 1\n", "must be a rigid"),  # scaled: not a rotation
+        ("0 0 0 0\n0 0 0 0\n0 0 0 0\n0 0 0 1\n", "must be a rigid.*singular"),
+        ("1 0 0 0\n0 1 0 0\n0 0 -1 0\n0 0 0 1\n", "must be a rigid"),  # reflection (det -1)
+        ("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 1 1\n", "must be a rigid"),  # projective last row
+    ],
+)
 def test_bad_pose_files(small, tmp_path, text, match):
     root = _written(small, tmp_path, "sensreader")
     (root / "pose" / "00002.txt").write_text(text)
     _expect(root, rf"00002.txt: pose {match}")
 
 
-@pytest.mark.parametrize("text, match", [
-    ("0 0 16 0\n0 50 12 0\n0 0 1 0\n0 0 0 1\n", "pinhole matrix"),  # fx = 0
-    ("50 0 16 0\n0 50 12 0\n0 0 1 0\n", "4x4 or 3x3"),
-    ("50 0 16\n0 50 12\n0 0 2\n", "pinhole matrix"),
-    ("50 0 nan 0\n0 50 12 0\n0 0 1 0\n0 0 0 1\n", "pinhole matrix"),
-    ("50 0 500 0\n0 50 12 0\n0 0 1 0\n0 0 0 1\n", "principal point"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("0 0 16 0\n0 50 12 0\n0 0 1 0\n0 0 0 1\n", "pinhole matrix"),  # fx = 0
+        ("50 0 16 0\n0 50 12 0\n0 0 1 0\n", "4x4 or 3x3"),
+        ("50 0 16\n0 50 12\n0 0 2\n", "pinhole matrix"),
+        ("50 0 nan 0\n0 50 12 0\n0 0 1 0\n0 0 0 1\n", "pinhole matrix"),
+        ("50 0 500 0\n0 50 12 0\n0 0 1 0\n0 0 0 1\n", "principal point"),
+    ],
+)
 def test_bad_intrinsics(small, tmp_path, text, match):
     root = _written(small, tmp_path, "sensreader")
     (root / "intrinsic" / "intrinsic_color.txt").write_text(text)
@@ -341,8 +372,7 @@ def test_write_scene_errors(small, tmp_path):
         write_scene(small, tmp_path / "deep", depth_scale=50000.0)
     with pytest.raises(Vega3DError, match="depth_scale must be a positive"):
         write_scene(small, tmp_path / "neg", depth_scale=-1.0)
-    neg = Scene(small.color, small.depth, small.poses, small.intrinsics_color, small.intrinsics_depth,
-                (-1, 0, 1, 2, 3))
+    neg = Scene(small.color, small.depth, small.poses, small.intrinsics_color, small.intrinsics_depth, (-1, 0, 1, 2, 3))
     with pytest.raises(Vega3DError, match="frame ids must be >= 0"):
         write_scene(neg, tmp_path / "ids")
     assert not (tmp_path / "deep").exists() and not (tmp_path / "ids").exists()

@@ -3,7 +3,7 @@ import torch
 
 from vega3d.errors import Vega3DError
 from vega3d.scenes import Scene, synthetic_scene
-from vega3d.scenes.geometry import depth_consistency, project, backproject
+from vega3d.scenes.geometry import backproject, depth_consistency, project
 
 FLIP_GL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
@@ -67,8 +67,9 @@ def test_depth_is_geometrically_exact_across_views(scene):
 
 
 def test_depth_consistency_helper_on_adjacent_frames(scene):
-    r = depth_consistency(scene.depth[0], scene.poses[0], scene.depth[1], scene.poses[1],
-                          scene.intrinsics_depth, bilinear=True)
+    r = depth_consistency(
+        scene.depth[0], scene.poses[0], scene.depth[1], scene.poses[1], scene.intrinsics_depth, bilinear=True
+    )
     assert r["median_abs_dz"] < 1e-3 and r["inside"] > 0.5
     assert (r["abs_dz"] < 0.01).double().mean() > 0.75  # the rest are occlusions
 
@@ -166,7 +167,9 @@ def test_separate_depth_resolution_is_consistent_with_colour():
     assert torch.allclose(s.intrinsics_depth[:2], s.intrinsics_color[:2] / 2)
     full = synthetic_scene(num_frames=2, height=64, width=80, seed=1)
     # the depth pixel (r, c) covers colour pixels (2r..2r+1, 2c..2c+1); its centre is their shared corner
-    corner = full.depth[:, 0::2, 0::2] + full.depth[:, 1::2, 1::2] + full.depth[:, 0::2, 1::2] + full.depth[:, 1::2, 0::2]
+    corner = (
+        full.depth[:, 0::2, 0::2] + full.depth[:, 1::2, 1::2] + full.depth[:, 0::2, 1::2] + full.depth[:, 1::2, 0::2]
+    )
     close = ((corner / 4 - s.depth).abs() < 0.01).double().mean()
     assert close > 0.9
 
@@ -177,8 +180,17 @@ def test_select_keeps_per_frame_extras(scene):
     assert torch.equal(sub.extras["surface_id"][0], scene.extras["surface_id"][4])
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_frames=0), dict(height=4), dict(width=2.5), dict(fov_degrees=200.0),
-                                    dict(depth_size=(4, 4)), dict(num_boxes=-1)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(num_frames=0),
+        dict(height=4),
+        dict(width=2.5),
+        dict(fov_degrees=200.0),
+        dict(depth_size=(4, 4)),
+        dict(num_boxes=-1),
+    ],
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(Vega3DError, match="synthetic_scene"):
         synthetic_scene(**kwargs)

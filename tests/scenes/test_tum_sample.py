@@ -38,8 +38,9 @@ def test_depth_consistency_matches_the_readme(tum):
     r5 = depth_consistency(tum.depth[0], tum.poses[0], tum.depth[5], tum.poses[5], tum.intrinsics_depth, stride=4)
     assert r5["median_abs_dz"] < 0.008
     # negative controls from the README: OpenGL axes ~20 cm, inverted poses ~5.5 cm
-    gl = depth_consistency(tum.depth[0], tum.poses[0] @ FLIP_GL, tum.depth[9], tum.poses[9] @ FLIP_GL,
-                           tum.intrinsics_depth, stride=4)
+    gl = depth_consistency(
+        tum.depth[0], tum.poses[0] @ FLIP_GL, tum.depth[9], tum.poses[9] @ FLIP_GL, tum.intrinsics_depth, stride=4
+    )
     inv = torch.linalg.inv(tum.poses)
     inverted = depth_consistency(tum.depth[0], inv[0], tum.depth[9], inv[9], tum.intrinsics_depth, stride=4)
     assert gl["median_abs_dz"] > 0.1 and inverted["median_abs_dz"] > 0.04

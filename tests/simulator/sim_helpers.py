@@ -14,9 +14,20 @@ def tiny_transformer(num_layers=4, seed=0):
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)  # test-only: diffusers' constructors draw from the global generator
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16,
-                                  out_channels=16, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=num_layers,
-                                  cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6)
+    model = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=16,
+        out_channels=16,
+        text_dim=TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=64,
+        num_layers=num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+    )
     return model.eval().requires_grad_(False)
 
 
@@ -24,8 +35,18 @@ def tiny_vae(seed=0):
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(seed)
-    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                           temperal_downsample=[False, True, True]).eval().requires_grad_(False)
+    vae = (
+        AutoencoderKLWan(
+            base_dim=8,
+            z_dim=16,
+            dim_mult=[1, 2, 4, 4],
+            num_res_blocks=2,
+            attn_scales=[],
+            temperal_downsample=[False, True, True],
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # make norms / biases non-trivial so every weight matters
         for name, p in vae.named_parameters():
@@ -48,8 +69,9 @@ def make_sim(num_layers=4, block=2, height=64, width=96, **kw):
     from vega3d.simulator import WanWorldSimulator
 
     mean, std = latent_stats()
-    return WanWorldSimulator(tiny_transformer(num_layers), tiny_vae(), mean, std, context(), block=block,
-                             height=height, width=width, **kw)
+    return WanWorldSimulator(
+        tiny_transformer(num_layers), tiny_vae(), mean, std, context(), block=block, height=height, width=width, **kw
+    )
 
 
 def frames(n=3, h=64, w=96, seed=3):
@@ -63,8 +85,12 @@ def hooked_full_forward(transformer, latents, t, ctx_padded, block):
     handle = transformer.blocks[block].register_forward_hook(lambda m, i, o: captured.__setitem__("h", o))
     try:
         b = latents.shape[0]
-        transformer(hidden_states=latents, timestep=torch.full((b,), t, dtype=torch.long),
-                    encoder_hidden_states=ctx_padded[None].expand(b, -1, -1), return_dict=False)
+        transformer(
+            hidden_states=latents,
+            timestep=torch.full((b,), t, dtype=torch.long),
+            encoder_hidden_states=ctx_padded[None].expand(b, -1, -1),
+            return_dict=False,
+        )
     finally:
         handle.remove()
     return captured["h"]

@@ -26,7 +26,7 @@ def test_2d_vae_uses_only_last_temporal_tap():
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     before = vae.encode(x[:, :, None]).latent_dist.mode()
     with torch.no_grad():
-        for name, p in vae.encoder.named_parameters():
+        for p in vae.encoder.parameters():
             if p.ndim == 5 and p.shape[2] == 3:
                 p[:, :, :2].normal_()
     after = vae.encode(x[:, :, None]).latent_dist.mode()
@@ -37,8 +37,16 @@ def test_2d_vae_uses_only_last_temporal_tap():
 def test_2d_vae_rejects_wan22_topology():
     from diffusers import AutoencoderKLWan
 
-    vae = AutoencoderKLWan(base_dim=8, z_dim=16, is_residual=True, patch_size=2, in_channels=12, out_channels=12,
-                           decoder_base_dim=8, temperal_downsample=[False, True, True])
+    vae = AutoencoderKLWan(
+        base_dim=8,
+        z_dim=16,
+        is_residual=True,
+        patch_size=2,
+        in_channels=12,
+        out_channels=12,
+        decoder_base_dim=8,
+        temperal_downsample=[False, True, True],
+    )
     assert not supports_2d(vae) and supports_2d(tiny_vae())
     with pytest.raises(Vega3DError, match="Wan2.1"):
         FrameEncoder(vae)

@@ -6,18 +6,25 @@ import shutil
 import pytest
 import torch
 
+from tests.original_layout import (
+    save_tiny_wan_original,
+    to_original_t5_keys,
+    to_original_transformer_keys,
+    to_original_vae_keys,
+)
 from vega3d.errors import Vega3DError
-from vega3d.simulator.layouts import PROMPT_FILE, STAND_IN_MARKER, detect_layout, load_wan_components
-from vega3d.simulator.prompt import load_prompt_embedding
 from vega3d.simulator.convert import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD
-from vega3d.simulator.tiny import save_tiny_wan
+from vega3d.simulator.layouts import PROMPT_FILE, detect_layout, load_wan_components
+from vega3d.simulator.prompt import load_prompt_embedding
+from vega3d.standin import MARKER
+from vega3d.standin.wan import save_tiny_wan
 
 TINY = dict(num_layers=2, dim=32, text_dim=32, seed=1)
 
 
 @pytest.fixture(scope="module")
 def diffusers_dir(tmp_path_factory):
-    return save_tiny_wan(tmp_path_factory.mktemp("wan") / "diffusers", layout="diffusers", **TINY)
+    return save_tiny_wan(tmp_path_factory.mktemp("wan") / "diffusers", **TINY)
 
 
 def _copy(src, tmp_path, name="copy"):
@@ -69,14 +76,14 @@ def test_diffusers_latent_stats_of_wrong_length_are_rejected(diffusers_dir, tmp_
 def test_identity_hash_is_stable_and_tracks_the_weights(diffusers_dir, tmp_path):
     h = load_wan_components(diffusers_dir).identity["weights_hash"]
     assert h == load_wan_components(_copy(diffusers_dir, tmp_path, "same")).identity["weights_hash"]
-    other = save_tiny_wan(tmp_path / "other", layout="diffusers", **{**TINY, "seed": 2})
+    other = save_tiny_wan(tmp_path / "other", **{**TINY, "seed": 2})
     assert load_wan_components(other).identity["weights_hash"] != h
     json.dumps(load_wan_components(diffusers_dir).identity)  # serialisable
 
 
 def test_stand_in_flag_follows_the_marker(diffusers_dir, tmp_path):
     root = _copy(diffusers_dir, tmp_path)
-    (root / STAND_IN_MARKER).unlink()
+    (root / MARKER).unlink()
     assert load_wan_components(root).stand_in is False
 
 
@@ -155,7 +162,7 @@ def test_partial_diffusers_folder_lists_what_is_missing(diffusers_dir, tmp_path,
 
 @pytest.fixture(scope="module")
 def original_dir(tmp_path_factory):
-    return save_tiny_wan(tmp_path_factory.mktemp("wan") / "original", layout="original", **TINY)
+    return save_tiny_wan_original(tmp_path_factory.mktemp("wan") / "original", **TINY)
 
 
 def _video(seed=0, frames=1, size=32):
@@ -181,9 +188,16 @@ def test_original_layout_files_are_the_release_names(original_dir):
 
     with safe_open(str(original_dir / "diffusion_pytorch_model.safetensors"), "pt") as fh:
         keys = set(fh.keys())
-    assert {"head.modulation", "blocks.0.self_attn.q.weight", "blocks.0.norm3.weight", "text_embedding.0.weight"} <= keys
+    assert {
+        "head.modulation",
+        "blocks.0.self_attn.q.weight",
+        "blocks.0.norm3.weight",
+        "text_embedding.0.weight",
+    } <= keys
     vae = torch.load(original_dir / "Wan2.1_VAE.pth", weights_only=True)
-    assert {"encoder.conv1.weight", "decoder.middle.1.to_qkv.weight", "decoder.upsamples.3.resample.1.weight"} <= set(vae)
+    assert {"encoder.conv1.weight", "decoder.middle.1.to_qkv.weight", "decoder.upsamples.3.resample.1.weight"} <= set(
+        vae
+    )
 
 
 def test_original_layout_gives_the_same_models_as_the_diffusers_layout(diffusers_dir, original_dir):
@@ -210,24 +224,27 @@ def test_original_latent_stats_are_wan21_published_constants(original_dir):
 
 
 def test_sharded_original_layout(tmp_path, diffusers_dir):
-    root = save_tiny_wan(tmp_path / "sharded", layout="original", shards=2, **TINY)
+    root = save_tiny_wan_original(tmp_path / "sharded", shards=2, **TINY)
     shards = sorted(p.name for p in root.glob("diffusion_pytorch_model-*.safetensors"))
-    assert shards == ["diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors"]
+    assert shards == [
+        "diffusion_pytorch_model-00001-of-00002.safetensors",
+        "diffusion_pytorch_model-00002-of-00002.safetensors",
+    ]
     assert not (root / "diffusion_pytorch_model.safetensors").exists()
     o = load_wan_components(root)
     assert torch.equal(_dit_out(o.transformer), _dit_out(load_wan_components(diffusers_dir).transformer))
 
 
 def test_partial_shards_are_named(tmp_path):
-    root = save_tiny_wan(tmp_path / "sharded", layout="original", shards=2, **TINY)
+    root = save_tiny_wan_original(tmp_path / "sharded", shards=2, **TINY)
     (root / "diffusion_pytorch_model-00002-of-00002.safetensors").unlink()
     with pytest.raises(Vega3DError, match="diffusion_pytorch_model-00002-of-00002.safetensors"):
         load_wan_components(root)
 
 
 def test_vae_topology_is_inferred_at_a_non_default_width(tmp_path):
-    root = save_tiny_wan(tmp_path / "wide", layout="original", vae_base_dim=12, **TINY)
-    ref = save_tiny_wan(tmp_path / "wide_d", layout="diffusers", vae_base_dim=12, **TINY)
+    root = save_tiny_wan_original(tmp_path / "wide", vae_base_dim=12, **TINY)
+    ref = save_tiny_wan(tmp_path / "wide_d", vae_base_dim=12, **TINY)
     o, d = load_wan_components(root), load_wan_components(ref)
     assert o.vae.config.base_dim == 12 and o.vae.config.z_dim == 16
     assert list(o.vae.config.temperal_downsample) == [False, True, True]
@@ -259,7 +276,9 @@ def test_original_folder_missing_two_files_names_both(original_dir, tmp_path):
     with pytest.raises(Vega3DError) as err:
         load_wan_components(root)
     msg = str(err.value)
-    assert "Wan2.1-T2V-1.3B is not a complete Wan2.1 checkpoint folder (it looks like the original-release layout)" in msg
+    assert (
+        "Wan2.1-T2V-1.3B is not a complete Wan2.1 checkpoint folder (it looks like the original-release layout)" in msg
+    )
     assert "Wan2.1_VAE.pth" in msg and "diffusion_pytorch_model*.safetensors" in msg
 
 
@@ -381,7 +400,6 @@ def test_real_13b_config_maps_onto_the_diffusers_export_config(tmp_path):
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
     from vega3d.simulator.convert import transformer_config_from_original
-    from vega3d.simulator.tiny import to_original_transformer_keys
 
     with init_empty_weights():
         real = WanTransformer3DModel.from_config(WAN13B_DIFFUSERS_TRANSFORMER)
@@ -397,7 +415,6 @@ def test_real_wan21_vae_topology_is_inferred_from_its_weights(tmp_path):
     from diffusers import AutoencoderKLWan
 
     from vega3d.simulator.convert import vae_config_from_original
-    from vega3d.simulator.tiny import to_original_vae_keys
 
     with init_empty_weights():
         real = AutoencoderKLWan()  # diffusers' defaults are Wan2.1's VAE (base 96, z 16)
@@ -410,7 +427,6 @@ def test_real_umt5_xxl_config_is_inferred_from_its_weights(tmp_path):
     from transformers import UMT5Config, UMT5EncoderModel
 
     from vega3d.simulator.convert import t5_config_from_original
-    from vega3d.simulator.tiny import to_original_t5_keys
 
     xxl = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                relative_attention_num_buckets=32)  # fmt: skip
@@ -438,7 +454,9 @@ def test_diffusers_weights_with_missing_or_unexpected_keys(diffusers_dir, tmp_pa
     sd.pop("blocks.1.ffn.net.2.weight")
     sd["blocks.0.extra.weight"] = torch.zeros(2)
     save_file(sd, str(f))
-    with pytest.raises(Vega3DError, match=r"missing keys.*blocks\.1\.ffn\.net\.2\.weight.*unexpected keys.*blocks\.0\.extra"):
+    with pytest.raises(
+        Vega3DError, match=r"missing keys.*blocks\.1\.ffn\.net\.2\.weight.*unexpected keys.*blocks\.0\.extra"
+    ):
         load_wan_components(root)
 
 

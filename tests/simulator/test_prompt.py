@@ -8,9 +8,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from tests.original_layout import save_tiny_wan_original
 from vega3d import cli
 from vega3d.errors import Vega3DError
-from vega3d.simulator.layouts import PROMPT_FILE, STAND_IN_MARKER, load_text_encoder, load_wan_components
+from vega3d.simulator.layouts import PROMPT_FILE, load_text_encoder, load_wan_components
 from vega3d.simulator.prompt import (
     clean_prompt,
     encode_prompt,
@@ -18,7 +19,8 @@ from vega3d.simulator.prompt import (
     pad_prompt_embedding,
     save_prompt_embedding,
 )
-from vega3d.simulator.tiny import save_tiny_wan
+from vega3d.standin import MARKER
+from vega3d.standin.wan import save_tiny_wan
 
 TINY = dict(num_layers=1, dim=32, text_dim=32, seed=2, with_text_encoder=True)
 
@@ -27,7 +29,8 @@ TINY = dict(num_layers=1, dim=32, text_dim=32, seed=2, with_text_encoder=True)
 def te_dirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("te")
     return {
-        layout: save_tiny_wan(base / layout, layout=layout, **TINY) for layout in ("diffusers", "original")
+        "diffusers": save_tiny_wan(base / "diffusers", **TINY),
+        "original": save_tiny_wan_original(base / "original", **TINY),
     }
 
 
@@ -120,7 +123,9 @@ def test_encode_prompt_matches_diffusers_wan_pipeline(te_dirs):
     enc, tok, _ = load_text_encoder(te_dirs["diffusers"])
     pipe = SimpleNamespace(text_encoder=enc, tokenizer=tok, _execution_device=torch.device("cpu"))
     for text in ("", "a video of a  room"):
-        ref = WanPipeline._get_t5_prompt_embeds(pipe, prompt=text, max_sequence_length=512, device="cpu", dtype=torch.float32)
+        ref = WanPipeline._get_t5_prompt_embeds(
+            pipe, prompt=text, max_sequence_length=512, device="cpu", dtype=torch.float32
+        )
         ours = pad_prompt_embedding(encode_prompt(enc, tok, text, 512), 512)
         assert ref.shape == (1, 512, 32)
         torch.testing.assert_close(ours, ref[0], rtol=0, atol=0)
@@ -210,7 +215,7 @@ def test_export_prompt_round_trip(te_dirs, tmp_path, capsys, layout):
 def test_export_prompt_from_a_folder_without_the_stand_in_marker_says_nothing(te_dirs, tmp_path, capsys):
     root = tmp_path / "real"
     shutil.copytree(te_dirs["diffusers"], root)
-    (root / STAND_IN_MARKER).unlink()
+    (root / MARKER).unlink()
     out = tmp_path / "p.safetensors"
     assert cli.main(["export-prompt", "--model", str(root), "--out", str(out)]) == 0
     assert "STAND-IN" not in capsys.readouterr().err
@@ -260,7 +265,9 @@ def _reference_wan_t5(sd, ids, mask):
         out = (rel > 0).long() * half
         rel = rel.abs()
         exact = half // 2
-        large = exact + (torch.log(rel.float().clamp(min=1) / exact) / math.log(max_dist / exact) * (half - exact)).long()
+        large = (
+            exact + (torch.log(rel.float().clamp(min=1) / exact) / math.log(max_dist / exact) * (half - exact)).long()
+        )
         return out + torch.where(rel < exact, rel, large.clamp(max=half - 1))
 
     x = sd["token_embedding.weight"][ids]

@@ -1,12 +1,21 @@
 """WanWorldSimulator.extract: equality with the straightforward diffusers computation,
 determinism, shapes, geometry (whole frame, never cropped), config, errors."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from tests.simulator.sim_helpers import context, frames, latent_stats, make_sim, reference_features, tiny_transformer, tiny_vae
+from tests.simulator.sim_helpers import (
+    context,
+    frames,
+    latent_stats,
+    make_sim,
+    reference_features,
+    tiny_transformer,
+    tiny_vae,
+)
 from vega3d.errors import Vega3DError
 from vega3d.grids import resample_grid
 from vega3d.simulator import SimulatorConfig, WanWorldSimulator, flow_noise_level
@@ -117,12 +126,25 @@ def test_config_is_frozen_and_json(sim):
     cfg = sim.config
     assert isinstance(cfg, SimulatorConfig)
     d = json.loads(json.dumps(cfg.to_dict()))
-    for key, value in dict(block=2, t=299, shift=5.0, seed=0, height=64, width=96, dtype="float32", vae_dtype="float32",
-                           mode="frame", pad=False, num_layers=4, feature_dim=32, stand_in=False).items():
+    for key, value in dict(
+        block=2,
+        t=299,
+        shift=5.0,
+        seed=0,
+        height=64,
+        width=96,
+        dtype="float32",
+        vae_dtype="float32",
+        mode="frame",
+        pad=False,
+        num_layers=4,
+        feature_dim=32,
+        stand_in=False,
+    ).items():
         assert d[key] == value, key
     assert d["timestep"] == 300 and d["sigma"] == pytest.approx(0.29992384)
     assert len(d["prompt"]["sha256"]) == 64
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.block = 3
 
 
@@ -178,10 +200,14 @@ def test_any_input_size_is_resized(sim):
 
 @pytest.fixture(scope="module")
 def tiny_folders(tmp_path_factory):
-    from vega3d.simulator.tiny import save_tiny_wan
+    from tests.original_layout import save_tiny_wan_original
+    from vega3d.standin.wan import save_tiny_wan
 
     root = tmp_path_factory.mktemp("wan")
-    return {layout: save_tiny_wan(root / layout, layout=layout, num_layers=3) for layout in ("diffusers", "original")}
+    return {
+        "diffusers": save_tiny_wan(root / "diffusers", num_layers=3),
+        "original": save_tiny_wan_original(root / "original", num_layers=3),
+    }
 
 
 def test_both_layouts_give_the_same_features(tiny_folders):
@@ -202,7 +228,9 @@ def test_from_pretrained_errors(tiny_folders):
         WanWorldSimulator.from_pretrained(folder, block=3, height=64, width=96)
     text_dim = s.transformer.config.text_dim
     with pytest.raises(Vega3DError, match="text_dim"):
-        WanWorldSimulator.from_pretrained(folder, block=1, height=64, width=96, prompt_embedding=torch.zeros(5, text_dim + 1))
+        WanWorldSimulator.from_pretrained(
+            folder, block=1, height=64, width=96, prompt_embedding=torch.zeros(5, text_dim + 1)
+        )
     with pytest.raises(Vega3DError, match="dtype"):
         WanWorldSimulator.from_pretrained(folder, dtype="float64")
     with pytest.raises(Vega3DError, match="missing-folder"):
@@ -339,7 +367,9 @@ def test_block_out_of_range(block):
 def test_prompt_embedding_wrong_width():
     mean, std = latent_stats()
     with pytest.raises(Vega3DError, match="text_dim"):
-        WanWorldSimulator(tiny_transformer(2), tiny_vae(), mean, std, torch.zeros(512, 31), block=0, height=64, width=96)
+        WanWorldSimulator(
+            tiny_transformer(2), tiny_vae(), mean, std, torch.zeros(512, 31), block=0, height=64, width=96
+        )
 
 
 def test_bad_latent_stats():

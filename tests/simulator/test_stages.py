@@ -78,8 +78,10 @@ def test_several_blocks_from_one_dit_pass_to_the_deepest(sim, padded):
         enc = s.encode(x)
         runs = {i: 0 for i in range(4)}
         passes = []
-        hooks = [s.transformer.blocks[i].register_forward_hook(lambda *_a, i=i: runs.__setitem__(i, runs[i] + 1))
-                 for i in range(4)]
+        hooks = [
+            s.transformer.blocks[i].register_forward_hook(lambda *_a, i=i: runs.__setitem__(i, runs[i] + 1))
+            for i in range(4)
+        ]
         hooks.append(s.transformer.patch_embedding.register_forward_pre_hook(lambda *_a: passes.append(1)))
         try:
             grids = s.features_from_latents(enc, blocks=[1, 0, 1])
@@ -98,10 +100,18 @@ def test_several_blocks_from_one_dit_pass_to_the_deepest(sim, padded):
         assert torch.equal(deeper[3], at.extract(x))
 
 
-@pytest.mark.parametrize("blocks, match", [
-    ([], "empty"), ([4], "0..3"), ([-1], "0..3"), ([True], "integer"), ([1.5], "integer"),
-    (2, "list of 0-based"), ("12", "list of 0-based"),
-])
+@pytest.mark.parametrize(
+    "blocks, match",
+    [
+        ([], "empty"),
+        ([4], "0..3"),
+        ([-1], "0..3"),
+        ([True], "integer"),
+        ([1.5], "integer"),
+        (2, "list of 0-based"),
+        ("12", "list of 0-based"),
+    ],
+)
 def test_bad_blocks(sim, blocks, match):
     enc = sim.encode(frames(1))
     with pytest.raises(Vega3DError, match=match):
@@ -121,8 +131,12 @@ def test_bad_latents_and_noise(sim, padded):
     nan = z.clone()
     nan[1, 3, 0, 2, 5] = float("nan")
     cases = [
-        (z[:, :8], "shape"), (z[0], "shape"), (z[:0], "N >= 1"), (z.to(torch.int32), "float tensor"),
-        ([z], "float tensor"), (nan, "NaN"),
+        (z[:, :8], "shape"),
+        (z[0], "shape"),
+        (z[:0], "N >= 1"),
+        (z.to(torch.int32), "float tensor"),
+        ([z], "float tensor"),
+        (nan, "NaN"),
         (FrameLatents(z, ContentBox(0, 0, 5, 6)), "inside the 4x6"),
         (FrameLatents(z, ContentBox(0, 1, 4, 4)), "pad=True"),  # a padded box on a pad=False simulator
     ]

@@ -15,7 +15,7 @@ from tests.store.inputs_fixture import build_inputs, write_frame_folder
 from tests.store.test_crash_resume import snapshot
 from vega3d import cli
 from vega3d.simulator import WanWorldSimulator
-from vega3d.simulator.tiny import save_tiny_wan
+from vega3d.standin.wan import save_tiny_wan
 from vega3d.store import FeatureStore
 from vega3d.store.inputs import discover_inputs, load_frames
 
@@ -29,7 +29,7 @@ def world(tmp_path_factory):
     """Inputs, a tiny Wan folder, and a store written by one process with the CLI."""
     root = tmp_path_factory.mktemp("store_cli")
     inputs = build_inputs(root)
-    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2)
+    wan = save_tiny_wan(root / "wan", num_layers=2)
     rc = cli.main(["extract", str(inputs), "--model", str(wan), "--out", str(root / "one"), *ARGS])
     return {"root": root, "inputs": inputs, "wan": wan, "one": root / "one", "rc": rc}
 
@@ -59,8 +59,19 @@ def test_other_config_is_refused(world, capsys):
     sim0 = WanWorldSimulator.from_pretrained(world["wan"], **{**SIM, "block": 0})
     with pytest.raises(Exception, match=r"block: store has 1, expected 0"):
         FeatureStore(world["one"], expected_config=sim0)
-    rc = cli.main(["extract", str(world["inputs"]), "--model", str(world["wan"]), "--out", str(world["one"]),
-                   *ARGS, "--seed", "7"])
+    rc = cli.main(
+        [
+            "extract",
+            str(world["inputs"]),
+            "--model",
+            str(world["wan"]),
+            "--out",
+            str(world["one"]),
+            *ARGS,
+            "--seed",
+            "7",
+        ]
+    )
     assert rc == 2 and "seed: store has 0, expected 7" in capsys.readouterr().err
 
 
@@ -86,13 +97,14 @@ def test_store_info_says_when_the_features_come_from_a_stand_in(world, tmp_path,
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("  STAND-IN: extracted with a small random-weight stand-in model, not Wan2.1")
     # the same weights without the stand-in marker (as a real Wan2.1 folder has none): no banner
-    from vega3d.simulator.layouts import STAND_IN_MARKER
+    from vega3d.standin import MARKER as STAND_IN_MARKER
 
     wan = tmp_path / "wan"
     shutil.copytree(world["wan"], wan)
     (wan / STAND_IN_MARKER).unlink()
-    rc = cli.main(["extract", str(world["inputs"] / "clip.mp4"), "--model", str(wan), "--out", str(tmp_path / "s"),
-                   *ARGS])
+    rc = cli.main(
+        ["extract", str(world["inputs"] / "clip.mp4"), "--model", str(wan), "--out", str(tmp_path / "s"), *ARGS]
+    )
     assert rc == 0
     capsys.readouterr()
     assert cli.main(["store-info", str(tmp_path / "s")]) == 0
@@ -101,8 +113,23 @@ def test_store_info_says_when_the_features_come_from_a_stand_in(world, tmp_path,
 
 def test_two_torchrun_ranks_write_the_same_store_as_one(world):
     out = world["root"] / "two"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "vega3d.cli",
-           "extract", str(world["inputs"]), "--model", str(world["wan"]), "--out", str(out), *ARGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "vega3d.cli",
+        "extract",
+        str(world["inputs"]),
+        "--model",
+        str(world["wan"]),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
     assert "4 done, 0 skipped" in res.stdout, res.stdout + res.stderr
     assert res.stdout.count("vega3d extract ->") == 1  # one summary, from rank 0
@@ -118,8 +145,18 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(world, tmp_path):
     for k in range(10):
         write_frame_folder(inputs / f"set{k:02d}", names=tuple(f"{k}_{j}.png" for j in range(1, 4)))
     args = ["--height", "64", "--width", "96", "--block", "1", "--num-frames", "3", "--no-progress"]  # ~4x the work
-    cmd = [sys.executable, "-m", "vega3d.cli", "extract", str(inputs), "--model", str(world["wan"]),
-           "--out", str(tmp_path / "killed"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vega3d.cli",
+        "extract",
+        str(inputs),
+        "--model",
+        str(world["wan"]),
+        "--out",
+        str(tmp_path / "killed"),
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     records = tmp_path / "killed" / "records"
     deadline = time.monotonic() + 240
@@ -129,8 +166,12 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(world, tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     committed = len(list(records.glob("*.json")))
     assert 1 <= committed < 10
-    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "killed"), *args]) == 0
-    assert cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "clean"), *args]) == 0
+    assert (
+        cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "killed"), *args]) == 0
+    )
+    assert (
+        cli.main(["extract", str(inputs), "--model", str(world["wan"]), "--out", str(tmp_path / "clean"), *args]) == 0
+    )
     assert snapshot(tmp_path / "killed") == snapshot(tmp_path / "clean")
     assert len(FeatureStore(tmp_path / "killed")) == 10
 
@@ -141,8 +182,22 @@ def test_pool_precision_explicit_frames_and_prompt_embedding_flags(world, tmp_pa
     from vega3d.grids import resample_grid
 
     out = tmp_path / "pooled"
-    args = ["extract", str(world["inputs"] / "clip.mp4"), str(world["inputs"] / "shots"), "--model", str(world["wan"]),
-            "--out", str(out), "--height", "32", "--width", "48", "--block", "1", "--no-progress"]
+    args = [
+        "extract",
+        str(world["inputs"] / "clip.mp4"),
+        str(world["inputs"] / "shots"),
+        "--model",
+        str(world["wan"]),
+        "--out",
+        str(out),
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--block",
+        "1",
+        "--no-progress",
+    ]
     assert cli.main([*args, "--frames", "2,0", "--pool", "1", "2", "--precision", "fp32"]) == 0
     sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM)
     store = FeatureStore(out, expected_config=sim)
@@ -156,8 +211,20 @@ def test_pool_precision_explicit_frames_and_prompt_embedding_flags(world, tmp_pa
     # --prompt-embedding reaches the simulator: another embedding is another config
     prompt = load_file(world["wan"] / "prompt_embedding.safetensors")
     save_file({"prompt_embedding": prompt["prompt_embedding"] * 2}, tmp_path / "other_prompt.safetensors")
-    rc = cli.main([*args, "--frames", "2,0", "--pool", "1", "2", "--precision", "fp32",
-                   "--prompt-embedding", str(tmp_path / "other_prompt.safetensors")])
+    rc = cli.main(
+        [
+            *args,
+            "--frames",
+            "2,0",
+            "--pool",
+            "1",
+            "2",
+            "--precision",
+            "fp32",
+            "--prompt-embedding",
+            str(tmp_path / "other_prompt.safetensors"),
+        ]
+    )
     assert rc == 2 and "prompt.sha256: store has" in capsys.readouterr().err
 
 
@@ -178,8 +245,23 @@ TUM = Path("/work/shared/data/tum_fr1_xyz_10")
 
 @pytest.mark.skipif(not TUM.is_dir(), reason="shared TUM sample not present")
 def test_real_tum_scan_folder(world, tmp_path, capsys):
-    rc = cli.main(["extract", str(TUM), "--model", str(world["wan"]), "--out", str(tmp_path / "tum"),
-                   "--height", "32", "--width", "48", "--block", "1", "--no-progress"])
+    rc = cli.main(
+        [
+            "extract",
+            str(TUM),
+            "--model",
+            str(world["wan"]),
+            "--out",
+            str(tmp_path / "tum"),
+            "--height",
+            "32",
+            "--width",
+            "48",
+            "--block",
+            "1",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "asked for 32 frames, the input has 10: using all 10 once" in out
     store = FeatureStore(tmp_path / "tum")
@@ -189,8 +271,22 @@ def test_real_tum_scan_folder(world, tmp_path, capsys):
 
 def test_clip_mode(world, tmp_path, capsys):
     out = tmp_path / "clip"
-    args = ["extract", str(world["inputs"] / "clip.mp4"), "--model", str(world["wan"]), "--out", str(out),
-            "--height", "32", "--width", "48", "--block", "1", "--no-progress", "--clip"]
+    args = [
+        "extract",
+        str(world["inputs"] / "clip.mp4"),
+        "--model",
+        str(world["wan"]),
+        "--out",
+        str(out),
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--block",
+        "1",
+        "--no-progress",
+        "--clip",
+    ]
     assert cli.main([*args, "--num-frames", "5"]) == 0
     sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM)
     store = FeatureStore(out, expected_config=sim.clip_config)
@@ -210,8 +306,23 @@ def test_clip_mode(world, tmp_path, capsys):
 def test_vae_dtype_flag_reaches_the_simulator_and_the_store(world, tmp_path, capsys):
     assert FeatureStore(world["one"]).extraction_config["vae_dtype"] == "float32"  # the default
     out = tmp_path / "vae_bf16"
-    args = ["extract", str(world["inputs"] / "shots"), "--model", str(world["wan"]), "--out", str(out),
-            "--height", "32", "--width", "48", "--block", "1", "--num-frames", "3", "--no-progress"]
+    args = [
+        "extract",
+        str(world["inputs"] / "shots"),
+        "--model",
+        str(world["wan"]),
+        "--out",
+        str(out),
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--block",
+        "1",
+        "--num-frames",
+        "3",
+        "--no-progress",
+    ]
     assert cli.main([*args, "--vae-dtype", "bfloat16"]) == 0
     sim = WanWorldSimulator.from_pretrained(world["wan"], **SIM, vae_dtype="bfloat16")
     store = FeatureStore(out, expected_config=sim)

@@ -10,15 +10,15 @@ import pytest
 
 from tests.store.conftest import PatchMeanExtractor
 from tests.store.inputs_fixture import build_inputs, write_frame_folder
-from vega3d.store import FeatureStore
-from vega3d.store import layout
+from vega3d.store import FeatureStore, layout
 from vega3d.store.extract import extract_to_store
 from vega3d.store.inputs import discover_inputs
 
 
 def extract(inputs, store):
-    return extract_to_store(discover_inputs([inputs]), PatchMeanExtractor(), store, num_frames=3, precision="bf16",
-                            progress=False)
+    return extract_to_store(
+        discover_inputs([inputs]), PatchMeanExtractor(), store, num_frames=3, precision="bf16", progress=False
+    )
 
 
 def _extract_then_die(inputs: str, store: str, kill_at: int) -> None:
@@ -52,8 +52,11 @@ def run_killed(inputs, store, kill_at: int) -> int:
 
 def snapshot(store: Path) -> dict:
     """Every file of the store (but the run log) -> its bytes."""
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
-            if p.is_file() and p.name != layout.RUN_FILE}
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != layout.RUN_FILE
+    }
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,17 @@ def inputs(tmp_path_factory):
 def test_discover_inputs_kinds_and_ids(inputs, tmp_path):
     items = discover_inputs([inputs])
     assert [(i.item_id, i.kind) for i in items] == [
-        ("broken", "video"), ("clip", "video"), ("scan_a", "scan"), ("scan_b", "scan"),
-        ("scan_nodepth", "scan"), ("shots", "frames")]
+        ("broken", "video"),
+        ("clip", "video"),
+        ("scan_a", "scan"),
+        ("scan_b", "scan"),
+        ("scan_nodepth", "scan"),
+        ("shots", "frames"),
+    ]
     assert discover_inputs([inputs / "shots", inputs / "clip.mp4"]) == [
-        InputItem("clip", inputs / "clip.mp4", "video"), InputItem("shots", inputs / "shots", "frames")]
+        InputItem("clip", inputs / "clip.mp4", "video"),
+        InputItem("shots", inputs / "shots", "frames"),
+    ]
     (tmp_path / "other").mkdir()
     write_video(tmp_path / "other" / "clip.avi", num_frames=2)
     with pytest.raises(Vega3DError, match="same item id 'clip'"):
@@ -104,8 +111,9 @@ def test_extract_reports_bad_inputs_per_item_and_resumes(inputs, tmp_path):
     with pytest.raises(Vega3DError, match="'broken' failed \\(--fail-fast\\)"):
         extract_to_store(items, ex2, tmp_path / "store2", num_frames=4, fail_fast=True, progress=False)
     with pytest.raises(Vega3DError, match=r"extraction\.seed"):
-        extract_to_store(items, PatchMeanExtractor(seed=3), tmp_path / "store", num_frames=4, precision="fp32",
-                         progress=False)
+        extract_to_store(
+            items, PatchMeanExtractor(seed=3), tmp_path / "store", num_frames=4, precision="fp32", progress=False
+        )
     with pytest.raises(Vega3DError, match="num_frames"):
         extract_to_store(items, ex2, tmp_path / "store", num_frames=0, progress=False)
 

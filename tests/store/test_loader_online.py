@@ -12,7 +12,7 @@ from vega3d.store import FeatureDataset, OnlineFeatureCache, StoreWriter, make_s
 def test_dataloader_with_two_workers_reads_requested_frames(tmp_path):
     w = StoreWriter(tmp_path / "store", make_store_config(PatchMeanExtractor(), "bf16"))
     feats = {f"s{k}": random_features(4, seed=k) for k in range(4)}
-    for k, (item_id, f) in enumerate(feats.items()):
+    for item_id, f in feats.items():
         w.write(item_id, [0, 3, 6, 9], f)
     requests = [("s0", [3, 9]), ("s1", [0, 6]), ("s2", [9, 0]), ("s3", [3, 6])]
     ds = FeatureDataset(tmp_path / "store", requests, dtype=torch.float32)

@@ -9,15 +9,16 @@ import torch
 from tests.store.conftest import PatchMeanExtractor, random_features
 from vega3d import Vega3DError
 from vega3d.grids import resample_grid
-from vega3d.store import FeatureStore, StoreWriter, make_store_config
-from vega3d.store import layout
+from vega3d.store import FeatureStore, StoreWriter, layout, make_store_config
 
 
 def _writer(tmp_path, precision="fp32", pool=None, **kw):
     return StoreWriter(tmp_path / "store", make_store_config(PatchMeanExtractor(**kw), precision, pool))
 
 
-@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
+@pytest.mark.parametrize(
+    "precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
+)
 def test_round_trip_is_byte_exact(tmp_path, precision, dtype):
     w = _writer(tmp_path, precision)
     feats = random_features(3, 4, 5, 6, seed=1) * 7
@@ -184,8 +185,16 @@ def test_bad_store_folders_and_settings(tmp_path):
 
 
 def test_location_fields_are_recorded_but_not_compared(tmp_path):
-    base = {"model": {"path": "/nodeA/wan", "weights_hash": "abc"}, "block": 20, "prompt": {"file": "/a/p", "sha256": "f"}}
-    moved = {"model": {"path": "/nodeB/wan", "weights_hash": "abc"}, "block": 20, "prompt": {"file": "/b/p", "sha256": "f"}}
+    base = {
+        "model": {"path": "/nodeA/wan", "weights_hash": "abc"},
+        "block": 20,
+        "prompt": {"file": "/a/p", "sha256": "f"},
+    }
+    moved = {
+        "model": {"path": "/nodeB/wan", "weights_hash": "abc"},
+        "block": 20,
+        "prompt": {"file": "/b/p", "sha256": "f"},
+    }
     w = StoreWriter(tmp_path / "store", make_store_config(base, "fp32"))
     w.write("a", [0], random_features(1))
     w2 = StoreWriter(tmp_path / "store", make_store_config(moved, "fp32"))  # same model, other mount point

@@ -38,8 +38,9 @@ def build_encoder(name: str, **options):
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params) - {"self"})
         if unknown:
-            raise Vega3DError(f"encoder {name!r}: unknown option(s) {unknown}; valid: "
-                              f"{sorted(k for k in params if k != 'self')}")
+            raise Vega3DError(
+                f"encoder {name!r}: unknown option(s) {unknown}; valid: {sorted(k for k in params if k != 'self')}"
+            )
     return cls(**options)
 
 

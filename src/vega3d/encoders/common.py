@@ -17,7 +17,9 @@ from vega3d.errors import Vega3DError
 def check_frames(frames, where: str) -> torch.Tensor:
     """Validate (N, 3, H, W) float frames in [0, 1]; return them as float32."""
     if not isinstance(frames, torch.Tensor):
-        raise Vega3DError(f"{where}: frames must be a torch tensor (N, 3, H, W) float in [0, 1], got {type(frames).__name__}")
+        raise Vega3DError(
+            f"{where}: frames must be a torch tensor (N, 3, H, W) float in [0, 1], got {type(frames).__name__}"
+        )
     if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] < 1:
         raise Vega3DError(f"{where}: frames must be (N, 3, H, W) with N >= 1, got shape {tuple(frames.shape)}")
     if not frames.is_floating_point():

@@ -20,7 +20,7 @@ import torch
 
 from vega3d.encoders.common import check_frames, resize_whole
 from vega3d.errors import Vega3DError
-from vega3d.jsonfile import read_json
+from vega3d.files import read_json
 
 
 def read_normalisation(folder: Path) -> tuple[list[float], list[float]] | None:
@@ -59,8 +59,17 @@ class HFEncoder:
 
     name = "hf"
 
-    def __init__(self, model, layer: int | None = None, image_size=None, mean=None, std=None,
-                 batch_size: int = 8, dtype: str = "float32", device: str = "cpu"):
+    def __init__(
+        self,
+        model,
+        layer: int | None = None,
+        image_size=None,
+        mean=None,
+        std=None,
+        batch_size: int = 8,
+        dtype: str = "float32",
+        device: str = "cpu",
+    ):
         from transformers import AutoModel
 
         folder = Path(model)
@@ -76,8 +85,10 @@ class HFEncoder:
         net = getattr(full, "vision_model", full)
         vcfg = getattr(full.config, "vision_config", full.config)
         if not hasattr(vcfg, "patch_size") or not hasattr(vcfg, "image_size"):
-            raise Vega3DError(f"hf encoder: {folder} ({type(full).__name__}) is not a ViT-style vision model "
-                              f"(its config has no patch_size/image_size)")
+            raise Vega3DError(
+                f"hf encoder: {folder} ({type(full).__name__}) is not a ViT-style vision model "
+                f"(its config has no patch_size/image_size)"
+            )
         self.model = net.to(device).eval()
         self.device, self.dtype = torch.device(device), torch_dtype
         native = _pair(vcfg.image_size)
@@ -90,17 +101,22 @@ class HFEncoder:
         else:
             self.image_size = _pair(image_size)
             if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
-                raise Vega3DError(f"hf encoder: image_size {self.image_size} is not a multiple of the patch size {patch}")
+                raise Vega3DError(
+                    f"hf encoder: image_size {self.image_size} is not a multiple of the patch size {patch}"
+                )
         self.grid = (self.image_size[0] // patch[0], self.image_size[1] // patch[1])
         # models with a switch (CLIP, SigLIP) need it off-native; DINOv2 always interpolates
-        self.interpolate = self.grid != native_grid and \
-            "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
+        self.interpolate = (
+            self.grid != native_grid and "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
+        )
         if (mean is None) != (std is None):
             raise Vega3DError("hf encoder: pass both mean and std, or neither")
         norm = (_triple(mean, "mean"), _triple(std, "std")) if mean is not None else read_normalisation(folder)
         if norm is None:
-            raise Vega3DError(f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
-                              f"(the model's image normalisation) explicitly")
+            raise Vega3DError(
+                f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
+                f"(the model's image normalisation) explicitly"
+            )
         self.mean = torch.tensor(norm[0]).view(1, 3, 1, 1)
         self.std = torch.tensor(norm[1]).view(1, 3, 1, 1)
         # hidden_states holds the embedding output and then one entry per layer
@@ -108,14 +124,24 @@ class HFEncoder:
         if layer is not None:
             n = self.num_hidden_states
             if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
-                raise Vega3DError(f"hf encoder: layer {layer!r} for {folder} ({type(self.model).__name__}, "
-                                  f"{n - 1} layers: {n} hidden states, index 0 = embeddings); expected an integer "
-                                  f"in [{-n}, {n - 1}] (negative counts from the end, as in Python)")
+                raise Vega3DError(
+                    f"hf encoder: layer {layer!r} for {folder} ({type(self.model).__name__}, "
+                    f"{n - 1} layers: {n} hidden states, index 0 = embeddings); expected an integer "
+                    f"in [{-n}, {n - 1}] (negative counts from the end, as in Python)"
+                )
         self.layer, self.batch_size = layer, int(batch_size)
-        self.config = {"name": self.name, "model": str(folder.resolve()), "class": type(self.model).__name__,
-                       "model_type": getattr(vcfg, "model_type", None), "layer": layer,
-                       "image_size": list(self.image_size), "grid": list(self.grid), "mean": norm[0], "std": norm[1],
-                       "dtype": str(dtype)}
+        self.config = {
+            "name": self.name,
+            "model": str(folder.resolve()),
+            "class": type(self.model).__name__,
+            "model_type": getattr(vcfg, "model_type", None),
+            "layer": layer,
+            "image_size": list(self.image_size),
+            "grid": list(self.grid),
+            "mean": norm[0],
+            "std": norm[1],
+            "dtype": str(dtype),
+        }
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
@@ -123,18 +149,23 @@ class HFEncoder:
         h, w = self.grid
         out = []
         for s in range(0, x.shape[0], self.batch_size):
-            px = (resize_whole(x[s:s + self.batch_size], self.image_size) - self.mean) / self.std
+            px = (resize_whole(x[s : s + self.batch_size], self.image_size) - self.mean) / self.std
             kwargs = {"interpolate_pos_encoding": True} if self.interpolate else {}
             try:
-                res = self.model(pixel_values=px.to(self.device, self.dtype),
-                                 output_hidden_states=self.layer is not None, **kwargs)
+                res = self.model(
+                    pixel_values=px.to(self.device, self.dtype), output_hidden_states=self.layer is not None, **kwargs
+                )
             except (RuntimeError, ValueError) as err:
-                raise Vega3DError(f"hf encoder: {type(self.model).__name__} failed on input {tuple(px.shape)} "
-                                  f"(image_size {self.image_size}): {err}") from err
+                raise Vega3DError(
+                    f"hf encoder: {type(self.model).__name__} failed on input {tuple(px.shape)} "
+                    f"(image_size {self.image_size}): {err}"
+                ) from err
             found = None if res.hidden_states is None else len(res.hidden_states)
             if self.layer is not None and found != self.num_hidden_states:
-                raise Vega3DError(f"hf encoder: {type(self.model).__name__} returned {found} hidden "
-                                  f"states, its config promises {self.num_hidden_states}; cannot read layer {self.layer}")
+                raise Vega3DError(
+                    f"hf encoder: {type(self.model).__name__} returned {found} hidden "
+                    f"states, its config promises {self.num_hidden_states}; cannot read layer {self.layer}"
+                )
             tokens = res.last_hidden_state if self.layer is None else res.hidden_states[self.layer]
             extra = tokens.shape[1] - h * w
             if extra < 0:

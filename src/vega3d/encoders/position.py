@@ -28,17 +28,33 @@ class PositionEncoder:
 
     name = "position"
 
-    def __init__(self, stride: float = 16.0, grid: tuple[int, int] | None = None, num_directions: int = 8,
-                 num_frequencies: int = 8, min_cycles: float = 0.5, max_cycles: float | None = None):
+    def __init__(
+        self,
+        stride: float = 16.0,
+        grid: tuple[int, int] | None = None,
+        num_directions: int = 8,
+        num_frequencies: int = 8,
+        min_cycles: float = 0.5,
+        max_cycles: float | None = None,
+    ):
         if grid is not None and (len(grid) != 2 or min(grid) < 1):
             raise Vega3DError(f"position encoder: grid must be (h, w) >= 1, got {grid!r}")
         if not stride > 0 or num_directions < 1 or num_frequencies < 1 or not min_cycles > 0:
-            raise Vega3DError("position encoder: stride, num_directions, num_frequencies and min_cycles must be positive")
+            raise Vega3DError(
+                "position encoder: stride, num_directions, num_frequencies and min_cycles must be positive"
+            )
         self.stride, self.grid = float(stride), (tuple(int(g) for g in grid) if grid is not None else None)
         self.num_directions, self.num_frequencies = int(num_directions), int(num_frequencies)
         self.min_cycles, self.max_cycles = float(min_cycles), max_cycles
-        self.config = {"name": self.name, "stride": self.stride, "grid": self.grid, "num_directions": self.num_directions,
-                       "num_frequencies": self.num_frequencies, "min_cycles": self.min_cycles, "max_cycles": max_cycles}
+        self.config = {
+            "name": self.name,
+            "stride": self.stride,
+            "grid": self.grid,
+            "num_directions": self.num_directions,
+            "num_frequencies": self.num_frequencies,
+            "min_cycles": self.min_cycles,
+            "max_cycles": max_cycles,
+        }
 
     def features(self, n: int, height: int, width: int) -> torch.Tensor:
         """The (n, h, w, C) grid for ``n`` frames of ``height x width`` pixels."""

@@ -39,24 +39,47 @@ class RandomViTEncoder:
 
     name = "random_vit"
 
-    def __init__(self, seed: int = 0, image_size: int = 224, patch_size: int = 16, hidden_size: int = 192,
-                 num_layers: int = 4, num_heads: int = 3, batch_size: int = 16):
+    def __init__(
+        self,
+        seed: int = 0,
+        image_size: int = 224,
+        patch_size: int = 16,
+        hidden_size: int = 192,
+        num_layers: int = 4,
+        num_heads: int = 3,
+        batch_size: int = 16,
+    ):
         from transformers import ViTConfig, ViTModel
 
         if image_size % patch_size or hidden_size % num_heads:
-            raise Vega3DError(f"random_vit encoder: image_size {image_size} must be a multiple of patch_size "
-                              f"{patch_size} and hidden_size {hidden_size} of num_heads {num_heads}")
-        cfg = ViTConfig(image_size=image_size, patch_size=patch_size, hidden_size=hidden_size,
-                        num_hidden_layers=num_layers, num_attention_heads=num_heads, intermediate_size=4 * hidden_size)
+            raise Vega3DError(
+                f"random_vit encoder: image_size {image_size} must be a multiple of patch_size "
+                f"{patch_size} and hidden_size {hidden_size} of num_heads {num_heads}"
+            )
+        cfg = ViTConfig(
+            image_size=image_size,
+            patch_size=patch_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            intermediate_size=4 * hidden_size,
+        )
         with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG: keep it untouched
             model = ViTModel(cfg, add_pooling_layer=False)
         self.model = init_weights_(model, torch.Generator().manual_seed(int(seed))).eval()
         self.grid = (image_size // patch_size, image_size // patch_size)
         self.image_size, self.batch_size = image_size, int(batch_size)
-        self.config = {"name": self.name, "seed": int(seed), "image_size": image_size, "patch_size": patch_size,
-                       "hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
-                       "weights": "random by design: the floor for a learned architecture, not the probe's chance "
-                                  "floor (random patch embeddings keep local appearance; chance AUROC is 0.5)"}
+        self.config = {
+            "name": self.name,
+            "seed": int(seed),
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "num_heads": num_heads,
+            "weights": "random by design: the floor for a learned architecture, not the probe's chance "
+            "floor (random patch embeddings keep local appearance; chance AUROC is 0.5)",
+        }
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
@@ -64,7 +87,7 @@ class RandomViTEncoder:
         h, w = self.grid
         out = []
         for s in range(0, x.shape[0], self.batch_size):
-            px = (resize_whole(x[s:s + self.batch_size], (self.image_size, self.image_size)) - 0.5) / 0.5
+            px = (resize_whole(x[s : s + self.batch_size], (self.image_size, self.image_size)) - 0.5) / 0.5
             tokens = self.model(pixel_values=px).last_hidden_state[:, 1:]
             out.append(tokens.reshape(-1, h, w, tokens.shape[-1]))
         return torch.cat(out).float().contiguous()

@@ -46,13 +46,20 @@ class WanEncoder:
                 components = load_wan_components(model, **load)
             build = {k: v for k, v in sim_options.items() if k not in ("dtype", "device", "prompt_embedding")}
             simulator = WanWorldSimulator(
-                components.transformer, components.vae, components.latents_mean, components.latents_std,
-                components.prompt_embedding, identity=components.identity, stand_in=components.stand_in,
-                text_len=components.text_len, **build)
+                components.transformer,
+                components.vae,
+                components.latents_mean,
+                components.latents_std,
+                components.prompt_embedding,
+                identity=components.identity,
+                stand_in=components.stand_in,
+                text_len=components.text_len,
+                **build,
+            )
         self.simulator, self.components, self.sim_options = simulator, components, dict(sim_options)
         self.config = {"name": self.name, **simulator.config.to_dict()}
 
-    def at(self, **changes) -> "WanEncoder":
+    def at(self, **changes) -> WanEncoder:
         """Another encoder on the same loaded modules with some simulator options changed
         (e.g. ``timestep=500`` or ``block=10``); nothing is reloaded."""
         if self.components is None:

@@ -28,27 +28,52 @@ from vega3d.errors import Vega3DError
 
 # Number words LEO substitutes for standalone digits ("only for answer").
 _NUMBER_WORDS = {
-    "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
-    "6": "six", "7": "seven", "8": "eight", "9": "nine", "10": "ten",
-    "11": "eleven", "12": "twelve", "13": "thirteen", "14": "fourteen",
-    "15": "fifteen", "16": "sixteen", "17": "seventeen", "18": "eighteen",
-    "19": "nineteen", "20": "twenty", "23": "twenty-three",
+    "0": "zero",
+    "1": "one",
+    "2": "two",
+    "3": "three",
+    "4": "four",
+    "5": "five",
+    "6": "six",
+    "7": "seven",
+    "8": "eight",
+    "9": "nine",
+    "10": "ten",
+    "11": "eleven",
+    "12": "twelve",
+    "13": "thirteen",
+    "14": "fourteen",
+    "15": "fifteen",
+    "16": "sixteen",
+    "17": "seventeen",
+    "18": "eighteen",
+    "19": "nineteen",
+    "20": "twenty",
+    "23": "twenty-three",
 }
 
 # Typo fixes LEO applies to whole words (after lower-casing).
 _WORD_FIXES = (
-    ("letf", "left"), ("let", "left"), ("tehre", "there"), ("rigth", "right"),
-    ("rght", "right"), ("behine", "behind"), ("tv", "TV"), ("chai", "chair"),
-    ("wasing", "washing"), ("waslked", "walked"), ("oclock", "o'clock"),
+    ("letf", "left"),
+    ("let", "left"),
+    ("tehre", "there"),
+    ("rigth", "right"),
+    ("rght", "right"),
+    ("behine", "behind"),
+    ("tv", "TV"),
+    ("chai", "chair"),
+    ("wasing", "washing"),
+    ("waslked", "walked"),
+    ("oclock", "o'clock"),
 )
 
 
 def _cleaning_rules() -> list[tuple[re.Pattern, str]]:
     """The ordered (pattern, replacement) list of LEO's ``clean_answer``."""
     rules: list[tuple[str, str]] = [
-        (r"[ ]+$", ""),                 # trailing spaces
-        (r"^[ ]+", ""),                 # leading spaces
-        (r" {2,}", " "),                # runs of spaces
+        (r"[ ]+$", ""),  # trailing spaces
+        (r"^[ ]+", ""),  # leading spaces
+        (r" {2,}", " "),  # runs of spaces
         (r"\.[ ]{2,}", ". "),
         (r"[^a-zA-Z0-9,'\s\-:]+", ""),  # keep letters, digits , ' whitespace - :
         ("ç", "c"),
@@ -62,7 +87,7 @@ def _cleaning_rules() -> list[tuple[re.Pattern, str]]:
             rules.append((r"\bnone\b", "zero"))
     rules += [
         (r"\b([a-zA-Z]+)([0-9])\b", r"\g<1>"),  # "no1", "mat2" -> "no", "mat"
-        (r"\ba\b ([a-zA-Z]+)", r"\g<1>"),       # drop articles before a word
+        (r"\ba\b ([a-zA-Z]+)", r"\g<1>"),  # drop articles before a word
         (r"\ban\b ([a-zA-Z]+)", r"\g<1>"),
         (r"\bthe\b ([a-zA-Z]+)", r"\g<1>"),
         (r"\bbackwards\b", "backward"),

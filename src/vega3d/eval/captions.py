@@ -29,10 +29,12 @@ METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 
 def _require_java(what: str) -> None:
     if shutil.which("java") is None:
-        raise Vega3DError(f"{what} needs Java: no 'java' executable on PATH (install a JRE, e.g. openjdk-17-jre-headless)")
+        raise Vega3DError(
+            f"{what} needs Java: no 'java' executable on PATH (install a JRE, e.g. openjdk-17-jre-headless)"
+        )
 
 
-def score_captions(gts, res, *, scorer: "CaptionScorer | None" = None, ptb_tokenize: bool = False) -> dict:
+def score_captions(gts, res, *, scorer: CaptionScorer | None = None, ptb_tokenize: bool = False) -> dict:
     """:meth:`CaptionScorer.score` with ``scorer``, or with a temporary one closed afterwards."""
     if scorer is not None:
         return scorer.score(gts, res, ptb_tokenize=ptb_tokenize)
@@ -117,7 +119,7 @@ class CaptionScorer:
             meteor.meteor_p.stderr.close()
             # pycocoevalcap's own __del__ later repeats close/kill/wait on the finished process: harmless.
 
-    def __enter__(self) -> "CaptionScorer":
+    def __enter__(self) -> CaptionScorer:
         return self
 
     def __exit__(self, *exc) -> None:

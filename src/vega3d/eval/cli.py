@@ -19,15 +19,18 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="score a predictions JSONL file against official benchmark annotations",
-        description="Score predictions (JSONL, one {\"id\": ..., ...} per line; fields per benchmark in docs/eval.md) "
+        description='Score predictions (JSONL, one {"id": ..., ...} per line; fields per benchmark in docs/eval.md) '
         "against official annotations; prints a table in the paper's column order (x100) and writes JSON.",
     )
     parser.add_argument("benchmark", choices=BENCHMARKS, metavar="BENCH", help=f"one of {', '.join(BENCHMARKS)}")
     parser.add_argument("--pred", required=True, type=Path, help="predictions JSONL")
     parser.add_argument("--gt", required=True, type=Path, help="annotation file (official / Video-3D LLM format)")
     parser.add_argument("--out", type=Path, default=None, help="write the result JSON here")
-    parser.add_argument("--ptb-tokenize", action="store_true",
-                        help="scanqa/scan2cap: run the COCO PTB tokenizer before the caption metrics")
+    parser.add_argument(
+        "--ptb-tokenize",
+        action="store_true",
+        help="scanqa/scan2cap: run the COCO PTB tokenizer before the caption metrics",
+    )
     parser.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
     parser.set_defaults(func=run)
 

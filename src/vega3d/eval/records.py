@@ -127,12 +127,16 @@ def as_predictions(predictions, benchmark: str) -> dict[str, dict]:
         items = []
         for key, value in predictions.items():
             if not isinstance(value, Mapping):
-                raise Vega3DError(f"predictions[{key!r}]: expected a record mapping field -> value, found {type(value).__name__}")
+                raise Vega3DError(
+                    f"predictions[{key!r}]: expected a record mapping field -> value, found {type(value).__name__}"
+                )
             items.append(({**value, "id": key}, f"predictions[{key!r}]"))
     elif isinstance(predictions, Iterable):
         items = [(record, f"predictions[{i}]") for i, record in enumerate(predictions)]
     else:
-        raise Vega3DError(f"predictions: expected a path, a mapping or a list of records, found {type(predictions).__name__}")
+        raise Vega3DError(
+            f"predictions: expected a path, a mapping or a list of records, found {type(predictions).__name__}"
+        )
     out: dict[str, dict] = {}
     for record, where in items:
         item_id, cleaned = validate_prediction(record, benchmark, where=where)
@@ -171,9 +175,7 @@ def match_ids(predictions: Mapping[str, dict], annotation_ids: list[str], benchm
             f"(first: {missing[:5]}); every item must be predicted{hint}"
         )
     if extra:
-        raise Vega3DError(
-            f"{benchmark}: {len(extra)} prediction id(s) are not in the annotations (first: {extra[:5]})"
-        )
+        raise Vega3DError(f"{benchmark}: {len(extra)} prediction id(s) are not in the annotations (first: {extra[:5]})")
 
 
 def as_annotations(annotations, loader, item_type: type) -> list:

@@ -51,7 +51,13 @@ from vega3d.errors import Vega3DError
 from vega3d.eval.runners.media import MediaReader
 from vega3d.eval.runners.outputs import AnswerLog, answer_file, check_settings, finish, read_answers
 from vega3d.eval.runners.questions import (  # noqa: F401 - re-exported
-    BOX_BENCHMARKS, TEXT_BENCHMARKS, Plan, Task, check_benchmark, media_kind, prepare,
+    BOX_BENCHMARKS,
+    TEXT_BENCHMARKS,
+    Plan,
+    Task,
+    check_benchmark,
+    media_kind,
+    prepare,
 )
 
 RESULT_FILE = "result.json"
@@ -76,8 +82,10 @@ def _frame_count(answerer, num_frames: int | None) -> int:
         return int(sampled)
     _positive("num_frames", num_frames)
     if sampled is not None and int(sampled) != num_frames:
-        raise Vega3DError(f"num_frames={num_frames} but the answerer samples {sampled} frames per video; "
-                          f"load it with Answerer.from_checkpoint(..., num_frames={num_frames})")
+        raise Vega3DError(
+            f"num_frames={num_frames} but the answerer samples {sampled} frames per video; "
+            f"load it with Answerer.from_checkpoint(..., num_frames={num_frames})"
+        )
     return num_frames
 
 
@@ -85,7 +93,7 @@ def stand_in_parts(answerer) -> list[str]:
     """Which parts of ``answerer.model`` are small random-weight stand-ins, as short keys:
 
     - ``"base"``: the Qwen2.5-VL base folder carries the stand-in marker of
-      :func:`vega3d.mllm.tiny.save_tiny_qwen25vl`;
+      :func:`vega3d.standin.qwen.save_tiny_qwen25vl`;
     - ``"simulator"``: the attached Wan simulator says ``stand_in`` (or, with none attached,
       the one the checkpoint records does);
     - ``"features"``: a real simulator is attached but the checkpoint was trained on
@@ -95,7 +103,7 @@ def stand_in_parts(answerer) -> list[str]:
       ``vega3d_config.json`` — or the config's ``stand_in``), e.g. its base folder moved.
 
     Empty for real weights."""
-    from vega3d.mllm.tiny import is_stand_in
+    from vega3d.standin.qwen import is_stand_in
 
     model = getattr(answerer, "model", None)
     config = getattr(model, "config", None)
@@ -110,19 +118,29 @@ def stand_in_parts(answerer) -> list[str]:
         parts.append("simulator")
     elif recorded:
         parts.append("simulator" if attached is None else "features")
-    flags = (getattr(answerer, "stand_in", None), getattr(model, "stand_in", None),
-             getattr(model, "recorded_stand_in", None), getattr(config, "stand_in", None))
+    flags = (
+        getattr(answerer, "stand_in", None),
+        getattr(model, "stand_in", None),
+        getattr(model, "recorded_stand_in", None),
+        getattr(config, "stand_in", None),
+    )
     if not parts and any(flag is True for flag in flags):
         parts.append("model")
     return parts
 
 
 def _stand_in_note(parts: list[str]) -> str:
-    names = {"base": "the Qwen2.5-VL base", "simulator": "the Wan simulator",
-             "features": "the generative features it was trained on", "model": "the checkpoint"}
+    names = {
+        "base": "the Qwen2.5-VL base",
+        "simulator": "the Wan simulator",
+        "features": "the generative features it was trained on",
+        "model": "the checkpoint",
+    }
     what = " and ".join(names[p] for p in parts)
-    return (f"NOTE: {what} {'is' if len(parts) == 1 else 'are'} a small STAND-IN with random weights: the "
-            f"numbers below say nothing about VEGA-3D or the paper's rows (the row is marked STAND-IN).")
+    return (
+        f"NOTE: {what} {'is' if len(parts) == 1 else 'are'} a small STAND-IN with random weights: the "
+        f"numbers below say nothing about VEGA-3D or the paper's rows (the row is marked STAND-IN)."
+    )
 
 
 def _process(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -145,13 +163,30 @@ def _default_barrier() -> None:
         dist.barrier()
 
 
-def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_dir, *,
-                  num_frames: int | None = None, batch_size: int = 4, limit: int | None = None,
-                  skip_missing: bool = False, max_new_tokens: int = 128, instruction: str | None = None,
-                  generative: bool | None = None, model: dict | None = None, scorer=None,
-                  paper: bool = True, progress: bool = True, rank: int | None = None,
-                  world_size: int | None = None, barrier=None, reuse_media: bool = True,
-                  read_ahead: bool = True) -> dict | None:
+def run_benchmark(
+    benchmark: str,
+    answerer,
+    annotations_path,
+    media_root,
+    out_dir,
+    *,
+    num_frames: int | None = None,
+    batch_size: int = 4,
+    limit: int | None = None,
+    skip_missing: bool = False,
+    max_new_tokens: int = 128,
+    instruction: str | None = None,
+    generative: bool | None = None,
+    model: dict | None = None,
+    scorer=None,
+    paper: bool = True,
+    progress: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
+    barrier=None,
+    reuse_media: bool = True,
+    read_ahead: bool = True,
+) -> dict | None:
     """Answer, write predictions, score, print the table; return the result dict.
 
     ``answerer``: an :class:`~vega3d.mllm.infer.Answerer` (anything with
@@ -178,8 +213,9 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
 
     from vega3d.eval.records import validate_prediction
 
-    plan = prepare(benchmark, annotations_path, media_root, limit=limit, skip_missing=skip_missing,
-                   instruction=instruction)
+    plan = prepare(
+        benchmark, annotations_path, media_root, limit=limit, skip_missing=skip_missing, instruction=instruction
+    )
     _positive("batch_size", batch_size)
     _positive("max_new_tokens", max_new_tokens)
     frames = _frame_count(answerer, num_frames)
@@ -189,9 +225,14 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
-        "benchmark": benchmark, "annotations": str(Path(annotations_path).resolve()),
-        "media_root": str(Path(media_root).resolve()), "num_frames": frames, "instruction": instruction,
-        "max_new_tokens": max_new_tokens, "generative": generative, "model": model,
+        "benchmark": benchmark,
+        "annotations": str(Path(annotations_path).resolve()),
+        "media_root": str(Path(media_root).resolve()),
+        "num_frames": frames,
+        "instruction": instruction,
+        "max_new_tokens": max_new_tokens,
+        "generative": generative,
+        "model": model,
         "model_config": _model_config(answerer),
     }
     parts = stand_in_parts(answerer)
@@ -205,27 +246,33 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     # grouped by media (stable: annotation order within a scene), so a scene's questions run
     # together; each process takes a contiguous share
     todo = sorted((t for t in plan.tasks if t.id not in done), key=lambda t: str(t.media))
-    mine = todo[rank * len(todo) // world_size:(rank + 1) * len(todo) // world_size]
+    mine = todo[rank * len(todo) // world_size : (rank + 1) * len(todo) // world_size]
     resumed = len(done)
     if main and parts:
         print(_stand_in_note(parts), file=sys.stderr)
     if main:
-        print(f"{benchmark}: {len(plan.tasks)} questions to answer ({plan.total} in the annotations"
-              + (f", first {limit}" if limit is not None else "")
-              + (f", {len(plan.skipped)} skipped: media missing" if plan.skipped else "")
-              + f"); {resumed} already in {out_dir}, generating {len(todo)}"
-              + (f" on {world_size} processes" if world_size > 1 else ""))
+        print(
+            f"{benchmark}: {len(plan.tasks)} questions to answer ({plan.total} in the annotations"
+            + (f", first {limit}" if limit is not None else "")
+            + (f", {len(plan.skipped)} skipped: media missing" if plan.skipped else "")
+            + f"); {resumed} already in {out_dir}, generating {len(todo)}"
+            + (f" on {world_size} processes" if world_size > 1 else "")
+        )
 
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
     if generative is not None:
         kwargs["generative"] = generative
     prepare_media = getattr(answerer, "prepare", None) if reuse_media else None
-    reader = (MediaReader(prepare_media, [t.media for t in mine], read_ahead=read_ahead)
-              if callable(prepare_media) else None)
-    with AnswerLog(own) as log, reader or nullcontext(), tqdm(total=len(mine), desc=f"{benchmark} answers",
-                                                             unit="q", disable=not (progress and main)) as bar:
+    reader = (
+        MediaReader(prepare_media, [t.media for t in mine], read_ahead=read_ahead) if callable(prepare_media) else None
+    )
+    with (
+        AnswerLog(own) as log,
+        reader or nullcontext(),
+        tqdm(total=len(mine), desc=f"{benchmark} answers", unit="q", disable=not (progress and main)) as bar,
+    ):
         for start in range(0, len(mine), batch_size):
-            chunk = mine[start:start + batch_size]
+            chunk = mine[start : start + batch_size]
             try:
                 # each scene read once (as in training) and reused for all its questions; else the path
                 videos = [reader.get(t.media) if reader else str(t.media) for t in chunk]
@@ -236,8 +283,9 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
                 raise Vega3DError(f"answerer returned {len(answers)} answers for {len(chunk)} questions")
             records = []
             for task, text in zip(chunk, answers):
-                item_id, record = validate_prediction({"id": task.id, "prediction": text}, benchmark,
-                                                      where=f"answer to question {task.id!r}")
+                item_id, record = validate_prediction(
+                    {"id": task.id, "prediction": text}, benchmark, where=f"answer to question {task.id!r}"
+                )
                 records.append({"id": item_id, **record})
             log.write(records)
             bar.update(len(chunk))
@@ -249,16 +297,34 @@ def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_di
     done = read_answers(out_dir, benchmark, wanted)
     missing = [t.id for t in plan.tasks if t.id not in done]
     if missing:
-        raise Vega3DError(f"{out_dir}: {len(missing)} questions have no answer after generation (first: {missing[:5]}); "
-                          f"did another process fail? Run the same command again to generate only those")
+        raise Vega3DError(
+            f"{out_dir}: {len(missing)} questions have no answer after generation (first: {missing[:5]}); "
+            f"did another process fail? Run the same command again to generate only those"
+        )
     pred_path = finish(out_dir, benchmark, [{"id": t.id, **done[t.id]} for t in plan.tasks])
-    return _score(benchmark, plan, pred_path, annotations_path, out_dir, limit, scorer, paper, {
-        **settings,
-        "counts": {"in_annotations": plan.total, "selected": plan.total if limit is None else min(limit, plan.total),
-                   "skipped_missing_media": len(plan.skipped), "answered": len(plan.tasks),
-                   "resumed": resumed, "generated": len(todo), "processes": world_size},
-        "skipped": plan.skipped,
-    })
+    return _score(
+        benchmark,
+        plan,
+        pred_path,
+        annotations_path,
+        out_dir,
+        limit,
+        scorer,
+        paper,
+        {
+            **settings,
+            "counts": {
+                "in_annotations": plan.total,
+                "selected": plan.total if limit is None else min(limit, plan.total),
+                "skipped_missing_media": len(plan.skipped),
+                "answered": len(plan.tasks),
+                "resumed": resumed,
+                "generated": len(todo),
+                "processes": world_size,
+            },
+            "skipped": plan.skipped,
+        },
+    )
 
 
 def _score(benchmark, plan, pred_path, annotations_path, out_dir, limit, scorer, paper, run) -> dict:
@@ -317,8 +383,12 @@ def register(subparsers) -> None:
     p.add_argument("benchmark", choices=BENCHMARKS, metavar="BENCH", help=f"one of {', '.join(TEXT_BENCHMARKS)}")
     p.add_argument("--model", required=True, type=Path, help="checkpoint folder (vega3d train / save_pretrained)")
     p.add_argument("--gt", required=True, type=Path, help="annotation file (official / Video-3D LLM format)")
-    p.add_argument("--media", required=True, type=Path,
-                   help="vsibench: folder with <dataset>/<scene>.mp4; scanqa/sqa3d: folder with <scene_id>/ scans")
+    p.add_argument(
+        "--media",
+        required=True,
+        type=Path,
+        help="vsibench: folder with <dataset>/<scene>.mp4; scanqa/sqa3d: folder with <scene_id>/ scans",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder (predictions.jsonl, run.json, result.json)")
     p.add_argument("--num-frames", type=int, help="frames sampled uniformly (default: as in training, else 32)")
     p.add_argument("--batch-size", type=int, default=4)
@@ -326,12 +396,18 @@ def register(subparsers) -> None:
     p.add_argument("--skip-missing", action="store_true", help="skip (and count) questions whose media is missing")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--instruction", help="text put on a line before every prompt (default: none)")
-    p.add_argument("--spatial-instruction", action="store_true",
-                   help="use Video-3D LLM's training-time spatial instruction as --instruction")
+    p.add_argument(
+        "--spatial-instruction",
+        action="store_true",
+        help="use Video-3D LLM's training-time spatial instruction as --instruction",
+    )
     p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
     p.add_argument("--simulator", help="Wan2.1 folder (default: the one the checkpoint records)")
-    p.add_argument("--device", help="torch device (default: accelerate's - each process's GPU under "
-                   "`accelerate launch`, else cuda if available, else cpu)")
+    p.add_argument(
+        "--device",
+        help="torch device (default: accelerate's - each process's GPU under "
+        "`accelerate launch`, else cuda if available, else cpu)",
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
     p.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
@@ -347,23 +423,48 @@ def _eval_model(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             _positive(name, getattr(args, name))
     # annotations and media are checked before the (slow) model load
-    prepare(args.benchmark, args.gt, args.media, limit=args.limit, skip_missing=args.skip_missing,
-            instruction=instruction)
+    prepare(
+        args.benchmark, args.gt, args.media, limit=args.limit, skip_missing=args.skip_missing, instruction=instruction
+    )
     from accelerate import PartialState
 
     from vega3d.mllm.infer import Answerer
 
     state = PartialState(cpu=args.device == "cpu")  # joins the process group under accelerate launch / torchrun
     if state.num_processes > 1 and args.device not in (None, "cpu"):
-        raise Vega3DError(f"--device {args.device}: with {state.num_processes} processes each uses its own device; "
-                          f"leave --device out (or give cpu)")
+        raise Vega3DError(
+            f"--device {args.device}: with {state.num_processes} processes each uses its own device; "
+            f"leave --device out (or give cpu)"
+        )
     device = args.device or str(state.device)
-    answerer = Answerer.from_checkpoint(args.model, base=args.base, simulator=args.simulator, device=device,
-                                        dtype=args.dtype, num_frames=args.num_frames)
-    model = {"checkpoint": str(args.model.resolve()), "base": args.base, "simulator": args.simulator,
-             "dtype": args.dtype}
-    run_benchmark(args.benchmark, answerer, args.gt, args.media, args.out, batch_size=args.batch_size,
-                  limit=args.limit, skip_missing=args.skip_missing, max_new_tokens=args.max_new_tokens,
-                  instruction=instruction, generative=False if args.baseline else None, model=model,
-                  paper=not args.no_paper, progress=not args.no_progress)
+    answerer = Answerer.from_checkpoint(
+        args.model,
+        base=args.base,
+        simulator=args.simulator,
+        device=device,
+        dtype=args.dtype,
+        num_frames=args.num_frames,
+    )
+    model = {
+        "checkpoint": str(args.model.resolve()),
+        "base": args.base,
+        "simulator": args.simulator,
+        "dtype": args.dtype,
+    }
+    run_benchmark(
+        args.benchmark,
+        answerer,
+        args.gt,
+        args.media,
+        args.out,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        skip_missing=args.skip_missing,
+        max_new_tokens=args.max_new_tokens,
+        instruction=instruction,
+        generative=False if args.baseline else None,
+        model=model,
+        paper=not args.no_paper,
+        progress=not args.no_progress,
+    )
     return 0

@@ -36,7 +36,15 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
 from vega3d.eval.captions import METRICS, CaptionScorer, score_captions
-from vega3d.eval.records import as_annotations, as_predictions, annotation_list, match_ids, record_id, require, unique_ids
+from vega3d.eval.records import (
+    annotation_list,
+    as_annotations,
+    as_predictions,
+    match_ids,
+    record_id,
+    require,
+    unique_ids,
+)
 
 BENCHMARK = "scan2cap"
 IOU_THRESHOLD = 0.5
@@ -105,8 +113,11 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
     result["strict"] = {m: sum(s * u for s, u in zip(scores["per_item"][m], mask)) / n for m in METRICS}
     result["ious"] = ious
     result["counts"] = {"expected": n, "scored": n, "detected@0.5": int(sum(mask))}
-    result["protocol"] = {"iou_threshold": IOU_THRESHOLD, "ptb_tokenize": ptb_tokenize,
-                          "reference": "Scan2Cap eval_cap placeholder rule; Video-3D LLM eval_scan2cap.py preparation"}
+    result["protocol"] = {
+        "iou_threshold": IOU_THRESHOLD,
+        "ptb_tokenize": ptb_tokenize,
+        "reference": "Scan2Cap eval_cap placeholder rule; Video-3D LLM eval_scan2cap.py preparation",
+    }
     return result
 
 

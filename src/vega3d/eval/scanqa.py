@@ -26,13 +26,28 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
 from vega3d.eval.captions import CaptionScorer, score_captions
-from vega3d.eval.records import as_annotations, as_predictions, annotation_list, match_ids, record_id, require, unique_ids
+from vega3d.eval.records import (
+    annotation_list,
+    as_annotations,
+    as_predictions,
+    match_ids,
+    record_id,
+    require,
+    unique_ids,
+)
 
 BENCHMARK = "scanqa"
 
 COLUMNS = (
-    ("cider", "CIDEr"), ("em", "EM"), ("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"),
-    ("bleu4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("em_normalized", "EM-norm"),
+    ("cider", "CIDEr"),
+    ("em", "EM"),
+    ("bleu1", "BLEU-1"),
+    ("bleu2", "BLEU-2"),
+    ("bleu3", "BLEU-3"),
+    ("bleu4", "BLEU-4"),
+    ("meteor", "METEOR"),
+    ("rouge_l", "ROUGE-L"),
+    ("em_normalized", "EM-norm"),
     ("em_refined", "EM-R"),
 )
 
@@ -57,7 +72,9 @@ def load_annotations(path: str | Path) -> list[Question]:
         where = f"{path} record {i}"
         if isinstance(record, dict) and "metadata" in record:  # Video-3D LLM llava style
             item_id, _ = record_id(record, where=where)
-            answers = require(require(record, "metadata", where=where), "answers", where=f"{where} (id {item_id!r}) metadata")
+            answers = require(
+                require(record, "metadata", where=where), "answers", where=f"{where} (id {item_id!r}) metadata"
+            )
             scene_id = str(record.get("video", "")).split("/")[-1]
             prompt = _human_turn(record, where=where)
         else:  # official ScanQA_v1.0_<split>.json
@@ -66,7 +83,9 @@ def load_annotations(path: str | Path) -> list[Question]:
             scene_id = str(record.get("scene_id", ""))
             prompt = f"{require(record, 'question', where=where)} Answer the question simply."
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise Vega3DError(f"{where} (id {item_id!r}): 'answers' must be a non-empty list of strings, found {answers!r}")
+            raise Vega3DError(
+                f"{where} (id {item_id!r}): 'answers' must be a non-empty list of strings, found {answers!r}"
+            )
         questions.append(Question(id=item_id, answers=tuple(answers), scene_id=scene_id, prompt=prompt))
     unique_ids([q.id for q in questions], source=str(path))
     return questions
@@ -108,7 +127,10 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
     result.update({k: v for k, v in captions.items() if k != "per_item"})
     result.update(em=em / n, em_normalized=em_normalized / n, em_refined=em_refined / n)
     result["counts"] = {"expected": n, "scored": n}
-    result["protocol"] = {"ptb_tokenize": ptb_tokenize, "reference": "Video-3D LLM llava/eval/eval_scanqa.py; LEO clean_answer"}
+    result["protocol"] = {
+        "ptb_tokenize": ptb_tokenize,
+        "reference": "Video-3D LLM llava/eval/eval_scanqa.py; LEO clean_answer",
+    }
     return result
 
 

@@ -19,7 +19,16 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box, box3d_iou
-from vega3d.eval.records import as_annotations, as_predictions, finite_mean, annotation_list, match_ids, record_id, require, unique_ids
+from vega3d.eval.records import (
+    annotation_list,
+    as_annotations,
+    as_predictions,
+    finite_mean,
+    match_ids,
+    record_id,
+    require,
+    unique_ids,
+)
 
 BENCHMARK = "scanrefer"
 SPLITS = ("unique", "multiple")

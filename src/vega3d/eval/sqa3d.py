@@ -25,7 +25,16 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
-from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import (
+    as_annotations,
+    as_predictions,
+    finite_mean,
+    load_json_records,
+    match_ids,
+    prediction_id,
+    require,
+    unique_ids,
+)
 
 BENCHMARK = "sqa3d"
 QUESTION_TYPES = ("what", "is", "how", "can", "which", "others")
@@ -110,8 +119,15 @@ def _from_official(path: Path, data: dict) -> list[Question]:
         if item_id not in texts:
             raise Vega3DError(f"{where}: question_id {item_id!r} is not in {questions_path}")
         prompt = f"{situations[item_id]} {texts[item_id]} Answer the question using a single word or phrase."
-        out.append(Question(id=item_id, answer=answer, question_type=question_type(texts[item_id]),
-                            scene_id=str(ann.get("scene_id", "")), prompt=prompt))
+        out.append(
+            Question(
+                id=item_id,
+                answer=answer,
+                question_type=question_type(texts[item_id]),
+                scene_id=str(ann.get("scene_id", "")),
+                prompt=prompt,
+            )
+        )
     return out
 
 
@@ -136,7 +152,11 @@ def evaluate(predictions, annotations) -> dict:
         "em_refined": finite_mean(all_em_refined),
         "em_by_type": {t: finite_mean(em[t]) for t in QUESTION_TYPES},
         "em_refined_by_type": {t: finite_mean(em_refined[t]) for t in QUESTION_TYPES},
-        "counts": {"expected": len(questions), "scored": len(all_em), "per_type": {t: len(em[t]) for t in QUESTION_TYPES}},
+        "counts": {
+            "expected": len(questions),
+            "scored": len(all_em),
+            "per_type": {t: len(em[t]) for t in QUESTION_TYPES},
+        },
     }
 
 

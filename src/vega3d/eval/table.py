@@ -57,5 +57,7 @@ def render_table(benchmark: str, columns: list[str], rows: list[tuple[str, list]
     if paper and PAPER_ROWS.get(benchmark):
         for model, numbers in PAPER_ROWS[benchmark].items():
             cells = [f"{numbers[c]:.1f}" if c in numbers else "" for c in columns]
-            lines.append(f"paper: {model}".ljust(label_width) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+            lines.append(
+                f"paper: {model}".ljust(label_width) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+            )
     return "\n".join(line.rstrip() for line in lines)

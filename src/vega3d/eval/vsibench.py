@@ -29,7 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from vega3d.errors import Vega3DError
-from vega3d.eval.records import as_annotations, as_predictions, finite_mean, load_json_records, match_ids, prediction_id, require, unique_ids
+from vega3d.eval.records import (
+    as_annotations,
+    as_predictions,
+    finite_mean,
+    load_json_records,
+    match_ids,
+    prediction_id,
+    require,
+    unique_ids,
+)
 
 BENCHMARK = "vsibench"
 

@@ -63,12 +63,18 @@ class CrossAttentionFusion(Fusion):
         self.norm_mlp = nn.LayerNorm(d)
         self.attention = nn.MultiheadAttention(d, num_heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(
-            nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_ratio * d, d), nn.Dropout(dropout)
+            nn.Linear(d, mlp_ratio * d),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(mlp_ratio * d, d),
+            nn.Dropout(dropout),
         )
 
     def _layout(self, length: int, device, grid_hw, grid_thw, positions):
         """Returns (frames t, per-frame positions (L/t, 2))."""
-        given = [k for k, v in (("grid_hw", grid_hw), ("grid_thw", grid_thw), ("positions", positions)) if v is not None]
+        given = [
+            k for k, v in (("grid_hw", grid_hw), ("grid_thw", grid_thw), ("positions", positions)) if v is not None
+        ]
         if len(given) != 1:
             raise Vega3DError(
                 f"CrossAttentionFusion: pass exactly one of grid_hw, grid_thw, positions (got {given or 'none'}); "
@@ -91,7 +97,7 @@ class CrossAttentionFusion(Fusion):
         return t, grid_positions(h, w, device)
 
     def fuse(self, semantic, generative, *, grid_hw=None, grid_thw=None, positions=None):
-        lead, (length, d) = semantic.shape[:-2], semantic.shape[-2:]
+        length, d = semantic.shape[-2:]
         t, pos = self._layout(length, semantic.device, grid_hw, grid_thw, positions)
         s = semantic.reshape(-1, length // t, d)
         g = generative.reshape(-1, length // t, d)

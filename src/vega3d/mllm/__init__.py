@@ -6,7 +6,7 @@
 - ``vega3d.mllm.data`` — LLaVA-style conversation data over videos / frame folders.
 - ``vega3d.mllm.train`` — ``vega3d train CONFIG.yaml`` on accelerate.
 - :class:`Answerer` — batched question answering (``vega3d ask``).
-- ``vega3d.mllm.tiny`` — a tiny random-weight Qwen2.5-VL stand-in on disk.
+- ``vega3d.standin.qwen`` — a tiny random-weight Qwen2.5-VL stand-in on disk.
 
 See docs/mllm.md.
 """

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.jsonfile import read_json
+from vega3d.files import read_json
 from vega3d.mllm.config import Vega3DConfig, check_qwen_folder, fingerprint_folder
 
 FORMAT = "vega3d-qwen2.5-vl/1"
@@ -62,8 +62,12 @@ def save_checkpoint(model, directory, state_dict: dict | None = None) -> Path:
     if missing:
         raise Vega3DError(f"save_pretrained: state dict lacks trainable parameters {missing[:5]}")
     tensors = {n: source[n].detach().to("cpu").clone().contiguous() for n in names}
-    meta = {"format": FORMAT, "config": model.config.to_dict(), "trainable": names,
-            "stand_in": bool(getattr(model, "stand_in", False))}
+    meta = {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "trainable": names,
+        "stand_in": bool(getattr(model, "stand_in", False)),
+    }
     tmp_w, tmp_c = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
     save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
     tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -90,7 +94,9 @@ def read_checkpoint_meta(directory) -> dict:
         raise Vega3DError(f"{directory}: not a vega3d checkpoint (no {CONFIG_FILE})")
     meta = read_json(path, "vega3d checkpoint config")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise Vega3DError(f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}")
+        raise Vega3DError(
+            f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}"
+        )
     if not isinstance(meta.get("config"), dict):
         raise Vega3DError(f"{path}: lacks the 'config' mapping")
     return meta
@@ -115,8 +121,11 @@ def simulator_differences(recorded: dict, given: dict) -> list[str]:
     """Readable differences of two simulator configs' identities, one per differing leaf
     field: ``"block: checkpoint 1 vs given 3"`` (long values such as hashes shortened)."""
     a, b = _flatten(simulator_identity(recorded)), _flatten(simulator_identity(given))
-    return [f"{k}: checkpoint {_short(a.get(k, '(absent)'))} vs given {_short(b.get(k, '(absent)'))}"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [
+        f"{k}: checkpoint {_short(a.get(k, '(absent)'))} vs given {_short(b.get(k, '(absent)'))}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 def check_simulator(recorded: dict | None, simulator, where: str) -> None:
@@ -126,8 +135,10 @@ def check_simulator(recorded: dict | None, simulator, where: str) -> None:
         return
     diff = simulator_differences(recorded, simulator.config.to_dict())
     if diff:
-        raise Vega3DError(f"{where}: the simulator differs from the one this model was trained with "
-                          f"({len(diff)} field(s): {'; '.join(diff)})")
+        raise Vega3DError(
+            f"{where}: the simulator differs from the one this model was trained with "
+            f"({len(diff)} field(s): {'; '.join(diff)})"
+        )
 
 
 def load_checkpoint(

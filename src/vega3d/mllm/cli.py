@@ -34,15 +34,18 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
-    p.add_argument("--no-check-base", action="store_true",
-                   help="accept a --base folder whose fingerprint differs from the one the checkpoint records")
+    p.add_argument(
+        "--no-check-base",
+        action="store_true",
+        help="accept a --base folder whose fingerprint differs from the one the checkpoint records",
+    )
     p.set_defaults(func=_ask)
 
 
 def _train(args) -> int:
-    from vega3d.mllm.train import load_train_config, train
-
     from accelerate import PartialState
+
+    from vega3d.mllm.train import load_train_config, train
 
     config = load_train_config(args.config, args.overrides)
     final = train(config, progress=not args.no_progress)
@@ -63,14 +66,26 @@ def _ask(args) -> int:
     from vega3d.mllm.infer import Answerer
 
     answerer = Answerer.from_checkpoint(
-        args.model, base=args.base, simulator=args.simulator, device=args.device, dtype=args.dtype,
-        num_frames=args.num_frames, load_simulator=not args.baseline, check_base=not args.no_check_base,
+        args.model,
+        base=args.base,
+        simulator=args.simulator,
+        device=args.device,
+        dtype=args.dtype,
+        num_frames=args.num_frames,
+        load_simulator=not args.baseline,
+        check_base=not args.no_check_base,
     )
-    from vega3d.mllm.tiny import stand_in_notice
+    from vega3d.standin.qwen import stand_in_notice
 
     notice = stand_in_notice(answerer.model)
     if notice:
         print(notice, file=sys.stderr)
-    print(answerer.answer([args.question], [args.video], max_new_tokens=args.max_new_tokens,
-                          generative=False if args.baseline else None)[0])
+    print(
+        answerer.answer(
+            [args.question],
+            [args.video],
+            max_new_tokens=args.max_new_tokens,
+            generative=False if args.baseline else None,
+        )[0]
+    )
     return 0

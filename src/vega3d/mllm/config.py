@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
-from vega3d.jsonfile import read_json
+from vega3d.files import read_json
 
 LLM_MODES = ("frozen", "lora", "full")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -69,27 +69,44 @@ class Vega3DConfig:
         from vega3d.fusion import FUSIONS
         from vega3d.mllm.fields import at_least, check_fields, one_of
 
-        check_fields(self, "model", {"llm": one_of(*LLM_MODES), "fusion": one_of(*FUSIONS),
-                                     "generative_dim": at_least(1), "seed": at_least(0)})
+        check_fields(
+            self,
+            "model",
+            {"llm": one_of(*LLM_MODES), "fusion": one_of(*FUSIONS), "generative_dim": at_least(1), "seed": at_least(0)},
+        )
         if not re.fullmatch(r"linear|mlp[1-9]\d*x_gelu", self.projector):
-            raise Vega3DError(f"model.projector: expected linear or mlpNx_gelu (N >= 1, e.g. mlp2x_gelu), "
-                              f"got {self.projector!r}")
+            raise Vega3DError(
+                f"model.projector: expected linear or mlpNx_gelu (N >= 1, e.g. mlp2x_gelu), got {self.projector!r}"
+            )
         unknown = set(self.lora) - {"r", "alpha", "dropout", "target_modules"}
         if unknown:
             raise Vega3DError(f"model.lora: unknown keys {sorted(unknown)} (r, alpha, dropout, target_modules)")
         lora = {**DEFAULT_LORA, **self.lora}  # unspecified keys: defaults
         number = (int, float)
         checks = (
-            ("r", isinstance(lora["r"], int) and not isinstance(lora["r"], bool) and lora["r"] >= 1,
-             "an integer >= 1"),
-            ("alpha", isinstance(lora["alpha"], number) and not isinstance(lora["alpha"], bool) and lora["alpha"] > 0,
-             "a number > 0"),
-            ("dropout", isinstance(lora["dropout"], number) and not isinstance(lora["dropout"], bool)
-             and 0 <= lora["dropout"] < 1, "a number in [0, 1)"),
-            ("target_modules", isinstance(lora["target_modules"], str) or (
-                isinstance(lora["target_modules"], (list, tuple)) and lora["target_modules"]
-                and all(isinstance(t, str) for t in lora["target_modules"])),
-             "a regular expression or a non-empty list of module names"),
+            ("r", isinstance(lora["r"], int) and not isinstance(lora["r"], bool) and lora["r"] >= 1, "an integer >= 1"),
+            (
+                "alpha",
+                isinstance(lora["alpha"], number) and not isinstance(lora["alpha"], bool) and lora["alpha"] > 0,
+                "a number > 0",
+            ),
+            (
+                "dropout",
+                isinstance(lora["dropout"], number)
+                and not isinstance(lora["dropout"], bool)
+                and 0 <= lora["dropout"] < 1,
+                "a number in [0, 1)",
+            ),
+            (
+                "target_modules",
+                isinstance(lora["target_modules"], str)
+                or (
+                    isinstance(lora["target_modules"], (list, tuple))
+                    and lora["target_modules"]
+                    and all(isinstance(t, str) for t in lora["target_modules"])
+                ),
+                "a regular expression or a non-empty list of module names",
+            ),
         )
         for key, ok, expected in checks:
             if not ok:
@@ -100,7 +117,7 @@ class Vega3DConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "config") -> "Vega3DConfig":
+    def from_dict(cls, data: dict, where: str = "config") -> Vega3DConfig:
         if not isinstance(data, dict):
             raise Vega3DError(f"{where}: section 'model' must be a mapping, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -114,7 +131,7 @@ class Vega3DConfig:
         except Vega3DError as exc:
             raise Vega3DError(f"{where}: {exc}") from None
 
-    def replace(self, **changes) -> "Vega3DConfig":
+    def replace(self, **changes) -> Vega3DConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -132,17 +149,26 @@ def check_qwen_folder(path, field: str = "base model") -> Path:
     config = path / "config.json"
     if not config.is_file():
         pipeline = [n for n in ("model_index.json", "transformer", "vae") if (path / n).exists()]
-        hint = f" (it has {', '.join(pipeline)}: a diffusers pipeline such as Wan2.1, not Qwen2.5-VL)" \
-            if pipeline else ""
+        hint = (
+            f" (it has {', '.join(pipeline)}: a diffusers pipeline such as Wan2.1, not Qwen2.5-VL)" if pipeline else ""
+        )
         raise Vega3DError(f"{field}: {path} is not a Hugging Face model folder: no config.json{hint}")
     data = read_json(config, field)
     found = data.get("model_type") if isinstance(data, dict) else None
     if found != QWEN_MODEL_TYPE:
-        what = f"model_type {found!r}" if found else (
-            f"no model_type (_class_name {data.get('_class_name')!r})" if isinstance(data, dict)
-            and data.get("_class_name") else "no model_type")
-        raise Vega3DError(f"{field}: {path} is not a Qwen2.5-VL model: its config.json has {what}, "
-                          f"expected model_type {QWEN_MODEL_TYPE!r}")
+        what = (
+            f"model_type {found!r}"
+            if found
+            else (
+                f"no model_type (_class_name {data.get('_class_name')!r})"
+                if isinstance(data, dict) and data.get("_class_name")
+                else "no model_type"
+            )
+        )
+        raise Vega3DError(
+            f"{field}: {path} is not a Qwen2.5-VL model: its config.json has {what}, "
+            f"expected model_type {QWEN_MODEL_TYPE!r}"
+        )
     return path
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.jsonfile import read_json
+from vega3d.files import read_json
 from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -104,7 +104,9 @@ def read_frames(path, indices: list[int]) -> np.ndarray:
     return np.stack([frames[i] for i in sorted(wanted)])
 
 
-def seconds_per_grid(total: int, fps: float | None, num_sampled: int, frame_fps: float, temporal_patch: int = 2) -> float:
+def seconds_per_grid(
+    total: int, fps: float | None, num_sampled: int, frame_fps: float, temporal_patch: int = 2
+) -> float:
     """Seconds covered by one temporal patch (``temporal_patch`` sampled frames), Qwen2.5-VL's
     ``second_per_grid_ts``: from the video's fps, or ``frame_fps`` for frame folders."""
     duration = total / (fps if fps else frame_fps)
@@ -170,14 +172,25 @@ class DataConfig:
     def __post_init__(self):
         from vega3d.mllm.fields import above, at_least, check_fields, one_of
 
-        check_fields(self, "data", {"num_frames": at_least(1), "frame_fps": above(0), "video_min_pixels": at_least(1),
-                                    "video_max_pixels": at_least(1), "store_key": one_of("video_name", "id"),
-                                    "max_tokens": at_least(1)})
+        check_fields(
+            self,
+            "data",
+            {
+                "num_frames": at_least(1),
+                "frame_fps": above(0),
+                "video_min_pixels": at_least(1),
+                "video_max_pixels": at_least(1),
+                "store_key": one_of("video_name", "id"),
+                "max_tokens": at_least(1),
+            },
+        )
         if not self.annotations:
             raise Vega3DError("data.annotations: expected the path of a JSON file, got an empty string")
         if self.video_max_pixels < self.video_min_pixels:
-            raise Vega3DError(f"data.video_max_pixels: expected >= data.video_min_pixels ({self.video_min_pixels}), "
-                              f"got {self.video_max_pixels}")
+            raise Vega3DError(
+                f"data.video_max_pixels: expected >= data.video_min_pixels ({self.video_min_pixels}), "
+                f"got {self.video_max_pixels}"
+            )
 
 
 def load_annotations(path) -> list[dict]:
@@ -190,7 +203,9 @@ def load_annotations(path) -> list[dict]:
         raise Vega3DError(f"{path}: expected a non-empty JSON list of records, got {type(records).__name__}")
     for i, r in enumerate(records):
         if not isinstance(r, dict) or "conversations" not in r or "id" not in r:
-            raise Vega3DError(f"{path}: record #{i} must be an object with 'id' and 'conversations', got {str(r)[:200]}")
+            raise Vega3DError(
+                f"{path}: record #{i} must be an object with 'id' and 'conversations', got {str(r)[:200]}"
+            )
     return records
 
 
@@ -311,7 +326,10 @@ def collate(items: list, pad_token_id: int, padding_side: str = "right") -> dict
     batch["labels"] = pad("labels", IGNORE_INDEX)
     batch["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
     batch["attention_mask"] = pad("attention_mask", 0)
-    for kind, pixels, thw in (("video", "pixel_values_videos", "video_grid_thw"), ("image", "pixel_values", "image_grid_thw")):
+    for kind, pixels, thw in (
+        ("video", "pixel_values_videos", "video_grid_thw"),
+        ("image", "pixel_values", "image_grid_thw"),
+    ):
         with_kind = [it for it in kept if pixels in it]
         if not with_kind:
             continue

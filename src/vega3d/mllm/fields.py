@@ -34,8 +34,14 @@ def one_of(*choices):
     return lambda v: None if v in choices else f"expected one of {', '.join(map(str, choices))}"
 
 
-_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
-          list: "a list"}
+_NAMES = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    dict: "a mapping",
+    list: "a list",
+}
 
 
 def _convert(value, kind, name: str):
@@ -47,8 +53,7 @@ def _convert(value, kind, name: str):
             pass
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
         bool: isinstance(value, bool),
         str: isinstance(value, str),
         dict: isinstance(value, dict),

@@ -42,9 +42,17 @@ def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
     if not folder:
         raise Vega3DError("the checkpoint records no simulator folder: pass --simulator / simulator=")
     return WanWorldSimulator.from_pretrained(
-        folder, timestep=record["timestep"], shift=record["shift"], block=record["block"], height=record["height"],
-        width=record["width"], seed=record["seed"], dtype=dtype or record["dtype"], device=device,
-        vae_dtype=record.get("vae_dtype", "float32"), pad=record.get("pad", False),
+        folder,
+        timestep=record["timestep"],
+        shift=record["shift"],
+        block=record["block"],
+        height=record["height"],
+        width=record["width"],
+        seed=record["seed"],
+        dtype=dtype or record["dtype"],
+        device=device,
+        vae_dtype=record.get("vae_dtype", "float32"),
+        pad=record.get("pad", False),
     )
 
 
@@ -76,8 +84,7 @@ class PreparedVideo:
     @property
     def nbytes(self) -> int:
         """Bytes held (frames, pixel values and features, on whatever device)."""
-        return sum(_tensor_bytes(x) for x in (self.frames, self.pixel_values_videos, self.features)
-                   if x is not None)
+        return sum(_tensor_bytes(x) for x in (self.frames, self.pixel_values_videos, self.features) if x is not None)
 
 
 class MediaCache:
@@ -155,8 +162,16 @@ class Answerer:
     ``media_cache`` / ``media_cache_bytes``: bounds of the cache of videos given as paths
     (0 items: no cache)."""
 
-    def __init__(self, model, processor, num_frames: int = 32, device="cpu", frame_fps: float = 1.0,
-                 media_cache: int = DEFAULT_CACHE_ITEMS, media_cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(
+        self,
+        model,
+        processor,
+        num_frames: int = 32,
+        device="cpu",
+        frame_fps: float = 1.0,
+        media_cache: int = DEFAULT_CACHE_ITEMS,
+        media_cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ):
         check_positive_int(num_frames, "num_frames")
         self.model = model.eval()
         self.processor = processor
@@ -166,10 +181,21 @@ class Answerer:
         self.cache = MediaCache(media_cache, media_cache_bytes)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, base=None, simulator=None, device="cpu", dtype="float32",
-                        num_frames: int | None = None, video_min_pixels=None, video_max_pixels=None,
-                        load_simulator: bool = True, media_cache: int = DEFAULT_CACHE_ITEMS,
-                        media_cache_bytes: int = DEFAULT_CACHE_BYTES, check_base: bool = True) -> "Answerer":
+    def from_checkpoint(
+        cls,
+        checkpoint,
+        base=None,
+        simulator=None,
+        device="cpu",
+        dtype="float32",
+        num_frames: int | None = None,
+        video_min_pixels=None,
+        video_max_pixels=None,
+        load_simulator: bool = True,
+        media_cache: int = DEFAULT_CACHE_ITEMS,
+        media_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        check_base: bool = True,
+    ) -> Answerer:
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
         (rebuild the recorded one when the generative branch is on). Frame count and pixel
         budget default to the ones recorded at training time (else 32 frames, Qwen's defaults).
@@ -188,8 +214,9 @@ class Answerer:
             if config.simulator is None:
                 raise Vega3DError(f"{checkpoint}: generative branch on but no simulator recorded; pass one")
             simulator = simulator_from_record(config.simulator, device=device, path=simulator)
-        model = Vega3DQwen.from_pretrained(checkpoint, base=base, simulator=simulator, dtype=torch_dtype(dtype),
-                                           device=device, check_base=check_base)
+        model = Vega3DQwen.from_pretrained(
+            checkpoint, base=base, simulator=simulator, dtype=torch_dtype(dtype), device=device, check_base=check_base
+        )
         pre = dict(config.preprocessing)
         processor = Vega3DProcessor.from_pretrained(
             base or config.base_model,
@@ -197,8 +224,15 @@ class Answerer:
             video_max_pixels if video_max_pixels is not None else pre.get("video_max_pixels"),
         )
         num_frames = num_frames if num_frames is not None else pre.get("num_frames", 32)
-        return cls(model, processor, num_frames=num_frames, device=device, frame_fps=pre.get("frame_fps", 1.0),
-                   media_cache=media_cache, media_cache_bytes=media_cache_bytes)
+        return cls(
+            model,
+            processor,
+            num_frames=num_frames,
+            device=device,
+            frame_fps=pre.get("frame_fps", 1.0),
+            media_cache=media_cache,
+            media_cache_bytes=media_cache_bytes,
+        )
 
     @property
     def stand_in(self) -> bool:
@@ -212,8 +246,13 @@ class Answerer:
         """What a :class:`PreparedVideo` depends on: (num_frames, frame_fps, temporal patch,
         video_min_pixels, video_max_pixels)."""
         p = self.processor
-        return (self.num_frames, self.frame_fps, int(p.image_processor.temporal_patch_size),
-                int(p.video_min_pixels), int(p.video_max_pixels))
+        return (
+            self.num_frames,
+            self.frame_fps,
+            int(p.image_processor.temporal_patch_size),
+            int(p.video_min_pixels),
+            int(p.video_max_pixels),
+        )
 
     def prepare(self, video) -> PreparedVideo:
         """Read and preprocess one video (a path — video file, frame folder or scan folder —
@@ -244,7 +283,8 @@ class Answerer:
                 raise Vega3DError(
                     f"prepared video {video.source or '(frames)'} was made with settings {video.settings} "
                     f"(num_frames, frame_fps, temporal_patch, video_min_pixels, video_max_pixels) but this "
-                    f"answerer uses {self.media_settings}; prepare it with this answerer")
+                    f"answerer uses {self.media_settings}; prepare it with this answerer"
+                )
             return video
         if not isinstance(video, (str, os.PathLike)):
             return self.prepare(video)
@@ -275,8 +315,16 @@ class Answerer:
 
     # -- answering ------------------------------------------------------------------------
     @torch.no_grad()
-    def answer(self, questions: list[str], videos: list, max_new_tokens: int = 128, batch_size: int = 4,
-               generative: bool | None = None, video_features: list | None = None, **generate_kwargs) -> list[str]:
+    def answer(
+        self,
+        questions: list[str],
+        videos: list,
+        max_new_tokens: int = 128,
+        batch_size: int = 4,
+        generative: bool | None = None,
+        video_features: list | None = None,
+        **generate_kwargs,
+    ) -> list[str]:
         """Answers to ``questions[i]`` about ``videos[i]`` (a path, a frame folder / scan folder,
         frames (N,H,W,3) uint8 / (N,3,H,W) float, or a :class:`PreparedVideo` from
         :meth:`prepare`). ``video_features``: optional precomputed grids (N,h,w,C) per video,
@@ -298,8 +346,11 @@ class Answerer:
             items, seen = [], {}  # a video twice in one batch is prepared once (with the cache on)
             for i in range(start, min(start + batch_size, len(questions))):
                 video = self._prepared(videos[i], seen)
-                item = {"id": str(i), "pixel_values_videos": video.pixel_values_videos,
-                        "video_grid_thw": video.video_grid_thw}
+                item = {
+                    "id": str(i),
+                    "pixel_values_videos": video.pixel_values_videos,
+                    "video_grid_thw": video.video_grid_thw,
+                }
                 messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": questions[i]}]}]
                 item.update(self.processor.encode(messages, item["video_grid_thw"], add_generation_prompt=True))
                 if video_features is not None:
@@ -312,8 +363,13 @@ class Answerer:
                 items.append(item)
             batch = to_device(collate(items, tok.pad_token_id, padding_side="left"), self.device)
             batch.pop("labels")
-            out = self.model.generate(**batch, generative=generative, max_new_tokens=max_new_tokens,
-                                      pad_token_id=tok.pad_token_id, **generate_kwargs)
-            new = out[:, batch["input_ids"].shape[1]:]
+            out = self.model.generate(
+                **batch,
+                generative=generative,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+                **generate_kwargs,
+            )
+            new = out[:, batch["input_ids"].shape[1] :]
             answers.extend(tok.batch_decode(new, skip_special_tokens=True))
         return answers

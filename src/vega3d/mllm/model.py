@@ -93,7 +93,7 @@ class Vega3DQwen(nn.Module):
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Vega3DConfig, dtype="float32", device="cpu", base=None) -> "Vega3DQwen":
+    def from_config(cls, config: Vega3DConfig, dtype="float32", device="cpu", base=None) -> Vega3DQwen:
         """Load ``config.base_model`` (or use the given loaded ``base``) and add the branch."""
         from vega3d.mllm.config import fingerprint_folder
 
@@ -157,8 +157,8 @@ class Vega3DQwen(nn.Module):
     @property
     def stand_in(self) -> bool:
         """True when the base, the attached simulator or the features the model was trained
-        on are random-weight stand-ins (see :func:`vega3d.mllm.tiny.model_stand_in_parts`)."""
-        from vega3d.mllm.tiny import model_stand_in_parts
+        on are random-weight stand-ins (see :func:`vega3d.standin.qwen.model_stand_in_parts`)."""
+        from vega3d.standin.qwen import model_stand_in_parts
 
         return bool(model_stand_in_parts(self))
 

@@ -22,8 +22,8 @@ import dataclasses
 import json
 import math
 import shutil
-import time
 import sys
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,7 +35,7 @@ from vega3d.errors import Vega3DError
 from vega3d.mllm.config import Vega3DConfig
 from vega3d.mllm.data import DataConfig
 from vega3d.mllm.fields import above, at_least, between, check_fields, one_of
-from vega3d.mllm.tiny import stand_in_parts
+from vega3d.standin.qwen import stand_in_parts
 
 STATE_FILE = "trainer_state.json"
 
@@ -57,10 +57,20 @@ class SimulatorSpec:
     batch_frames: int | None = None
 
     def __post_init__(self):
-        check_fields(self, "simulator", {
-            "timestep": between(0, 1000), "shift": above(0), "block": at_least(0), "height": at_least(16),
-            "width": at_least(16), "seed": at_least(0), "dtype": one_of("float32", "bfloat16", "float16"),
-            "batch_frames": at_least(1)})
+        check_fields(
+            self,
+            "simulator",
+            {
+                "timestep": between(0, 1000),
+                "shift": above(0),
+                "block": at_least(0),
+                "height": at_least(16),
+                "width": at_least(16),
+                "seed": at_least(0),
+                "dtype": one_of("float32", "bfloat16", "float16"),
+                "batch_frames": at_least(1),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -94,13 +104,29 @@ class TrainSettings:
     def __post_init__(self):
         if self.mixed_precision is False:  # YAML 1.1 reads an unquoted `no` as false
             object.__setattr__(self, "mixed_precision", "no")
-        check_fields(self, "train", {
-            "epochs": at_least(1), "max_steps": at_least(1), "batch_size": at_least(1), "grad_accum": at_least(1),
-            "lr": above(0), "branch_lr": above(0), "vision_lr": above(0), "weight_decay": at_least(0),
-            "warmup_ratio": between(0, 1), "max_grad_norm": at_least(0),
-            "mixed_precision": one_of("no", "bf16", "fp16"), "base_dtype": one_of("float32", "bfloat16", "float16"),
-            "save_every": at_least(0), "keep_last": at_least(0), "log_every": at_least(1), "seed": at_least(0),
-            "num_workers": at_least(0)})
+        check_fields(
+            self,
+            "train",
+            {
+                "epochs": at_least(1),
+                "max_steps": at_least(1),
+                "batch_size": at_least(1),
+                "grad_accum": at_least(1),
+                "lr": above(0),
+                "branch_lr": above(0),
+                "vision_lr": above(0),
+                "weight_decay": at_least(0),
+                "warmup_ratio": between(0, 1),
+                "max_grad_norm": at_least(0),
+                "mixed_precision": one_of("no", "bf16", "fp16"),
+                "base_dtype": one_of("float32", "bfloat16", "float16"),
+                "save_every": at_least(0),
+                "keep_last": at_least(0),
+                "log_every": at_least(1),
+                "seed": at_least(0),
+                "num_workers": at_least(0),
+            },
+        )
         if not self.output_dir:
             raise Vega3DError("train.output_dir: expected a folder path, got an empty string")
 
@@ -128,8 +154,11 @@ def _section(cls, data, name, where):
     unknown = set(data) - names
     if unknown:
         raise Vega3DError(f"{where}: unknown keys in '{name}': {sorted(unknown)}; valid: {sorted(names)}")
-    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING]
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     missing = [k for k in required if k not in data]
     if missing:
         raise Vega3DError(f"{where}: section '{name}' lacks required keys {missing}")
@@ -184,8 +213,14 @@ def load_train_config(path, overrides: list[str] = (), check_paths: bool = True)
             p = Path(sec[key]).expanduser()
             sec[key] = str(p if p.is_absolute() else (root / p).resolve())
 
-    for section, key in (("model", "base_model"), ("simulator", "path"), ("data", "annotations"),
-                         ("data", "media_root"), ("data", "feature_store"), ("train", "output_dir")):
+    for section, key in (
+        ("model", "base_model"),
+        ("simulator", "path"),
+        ("data", "annotations"),
+        ("data", "media_root"),
+        ("data", "feature_store"),
+        ("train", "output_dir"),
+    ):
         resolve(section, key)
     model = Vega3DConfig.from_dict(tree["model"], where=str(path))
     data = _section(DataConfig, tree["data"], "data", str(path))
@@ -214,8 +249,11 @@ def check_config_paths(config: TrainConfig, where: str | None = None) -> None:
     except Vega3DError as exc:
         raise Vega3DError(f"{where}{exc}") from None
     d = config.data
-    checks = [("data.annotations", d.annotations, "file"), ("data.media_root", d.media_root, "dir"),
-              ("data.feature_store", d.feature_store, "dir")]
+    checks = [
+        ("data.annotations", d.annotations, "file"),
+        ("data.media_root", d.media_root, "dir"),
+        ("data.feature_store", d.feature_store, "dir"),
+    ]
     if config.simulator is not None:
         checks.append(("simulator.path", config.simulator.path, "dir"))
     for field, value, kind in checks:
@@ -223,7 +261,9 @@ def check_config_paths(config: TrainConfig, where: str | None = None) -> None:
             continue
         p = Path(value)
         if not p.exists():
-            raise Vega3DError(f"{where}{field}: {p} does not exist (expected a {'file' if kind == 'file' else 'folder'})")
+            raise Vega3DError(
+                f"{where}{field}: {p} does not exist (expected a {'file' if kind == 'file' else 'folder'})"
+            )
         if kind == "file" and not p.is_file():
             raise Vega3DError(f"{where}{field}: {p} is a folder, expected a file")
         if kind == "dir" and not p.is_dir():
@@ -263,8 +303,10 @@ def check_feature_store(config: TrainConfig, where: str | None = None) -> str | 
     ext = FeatureStore(store_path).extraction_config
     spec = config.simulator
     if spec is None:
-        return (f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
-                "(no 'simulator' section to compare with)")
+        return (
+            f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
+            "(no 'simulator' section to compare with)"
+        )
     diffs = []
     for key in SIMULATOR_KEYS:
         stored, given = ext.get(key), getattr(spec, key)
@@ -279,15 +321,19 @@ def check_feature_store(config: TrainConfig, where: str | None = None) -> str | 
         root = Path(spec.path).expanduser()
         given_hash = weights_hash(root, weight_files(root, detect_layout(root)))
         if given_hash != stored_hash:
-            diffs.append(f"model.weights_hash: store {stored_hash[:12]}… vs simulator section {given_hash[:12]}… "
-                         f"({spec.path})")
+            diffs.append(
+                f"model.weights_hash: store {stored_hash[:12]}… vs simulator section {given_hash[:12]}… ({spec.path})"
+            )
     if diffs:
         raise Vega3DError(
             f"{where + ': ' if where else ''}data.feature_store {store_path} was extracted with another simulator config than the "
             f"'simulator' section ({'; '.join(diffs)}); use a store extracted with these settings, or drop the "
-            "'simulator' section to train on the store as it was extracted")
-    return (f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
-            "(matches the 'simulator' section)")
+            "'simulator' section to train on the store as it was extracted"
+        )
+    return (
+        f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
+        "(matches the 'simulator' section)"
+    )
 
 
 # -- checkpoints ----------------------------------------------------------------------------
@@ -308,7 +354,7 @@ def _register_trainable_only_hooks(accelerator, model):
     trainable = set(model.trainable_names())
 
     def strip(name):
-        return name[len("module."):] if name.startswith("module.") else name
+        return name[len("module.") :] if name.startswith("module.") else name
 
     def save_hook(models, weights, output_dir):
         for i, w in enumerate(weights):
@@ -340,8 +386,15 @@ def build_simulator(spec: SimulatorSpec, device):
     from vega3d.simulator import WanWorldSimulator
 
     return WanWorldSimulator.from_pretrained(
-        spec.path, timestep=spec.timestep, shift=spec.shift, block=spec.block, height=spec.height,
-        width=spec.width, seed=spec.seed, dtype=spec.dtype, device=spec.device or device,
+        spec.path,
+        timestep=spec.timestep,
+        shift=spec.shift,
+        block=spec.block,
+        height=spec.height,
+        width=spec.width,
+        seed=spec.seed,
+        dtype=spec.dtype,
+        device=spec.device or device,
         batch_frames=spec.batch_frames,
     )
 
@@ -392,18 +445,28 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
         store_config = FeatureStore(config.data.feature_store).extraction_config
         model.config = model.config.replace(simulator=store_config)
-    parts = stand_in_parts(base_model=config.model.base_model,
-                           simulator=simulator.config.to_dict() if simulator is not None else None,
-                           features=store_config)
+    parts = stand_in_parts(
+        base_model=config.model.base_model,
+        simulator=simulator.config.to_dict() if simulator is not None else None,
+        features=store_config,
+    )
     if main and parts:
-        print("NOTE: small STAND-IN(s) with random weights: " + "; ".join(parts)
-              + ". This run only shows that training works; the model it writes is meaningless "
-              "(its checkpoint records stand_in: true).", file=sys.stderr)
+        print(
+            "NOTE: small STAND-IN(s) with random weights: "
+            + "; ".join(parts)
+            + ". This run only shows that training works; the model it writes is meaningless "
+            "(its checkpoint records stand_in: true).",
+            file=sys.stderr,
+        )
     d = config.data
-    model.config = model.config.replace(preprocessing={
-        "num_frames": d.num_frames, "frame_fps": d.frame_fps,
-        "video_min_pixels": d.video_min_pixels, "video_max_pixels": d.video_max_pixels,
-    })
+    model.config = model.config.replace(
+        preprocessing={
+            "num_frames": d.num_frames,
+            "frame_fps": d.frame_fps,
+            "video_min_pixels": d.video_min_pixels,
+            "video_max_pixels": d.video_max_pixels,
+        }
+    )
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     groups = model.parameter_groups()
@@ -429,9 +492,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     # As in HF Trainer: max_steps, when set, overrides epochs (as many epochs as it takes).
     total_steps = t.max_steps or steps_per_epoch * t.epochs
     if main and t.max_steps and t.max_steps != steps_per_epoch * t.epochs:
-        print(f"train.max_steps={t.max_steps} overrides train.epochs={t.epochs}: {steps_per_epoch} optimizer "
-              f"step(s) per epoch, so {math.ceil(t.max_steps / steps_per_epoch)} epoch(s), the last one possibly "
-              "partial; the LR schedule is sized for the max_steps steps", file=sys.stderr)
+        print(
+            f"train.max_steps={t.max_steps} overrides train.epochs={t.epochs}: {steps_per_epoch} optimizer "
+            f"step(s) per epoch, so {math.ceil(t.max_steps / steps_per_epoch)} epoch(s), the last one possibly "
+            "partial; the LR schedule is sized for the max_steps steps",
+            file=sys.stderr,
+        )
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     unwrapped = accelerator.unwrap_model(model)
@@ -446,9 +512,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     previous = out / "train_config.json"
     if done and previous.is_file():
         old, new = json.loads(previous.read_text()), json.loads(json.dumps(config.to_dict()))
-        diff = [f"{sec}.{k}" for sec in ("model", "data", "simulator")
-                for k in sorted(set((old.get(sec) or {})) | set((new.get(sec) or {})))
-                if (old.get(sec) or {}).get(k) != (new.get(sec) or {}).get(k)]
+        diff = [
+            f"{sec}.{k}"
+            for sec in ("model", "data", "simulator")
+            for k in sorted(set(old.get(sec) or {}) | set(new.get(sec) or {}))
+            if (old.get(sec) or {}).get(k) != (new.get(sec) or {}).get(k)
+        ]
         if diff:
             raise Vega3DError(
                 f"{out} holds a run with a different configuration ({', '.join(diff[:6])}); resuming it would mix "
@@ -515,8 +584,11 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             bar.update(1)
             if step % t.log_every == 0 or step == total_steps:
                 record = {
-                    "step": step, "epoch": epoch, "loss": loss_sum / micro,
-                    "lr": scheduler.get_last_lr()[0], "skipped_records": skipped,
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": loss_sum / micro,
+                    "lr": scheduler.get_last_lr()[0],
+                    "skipped_records": skipped,
                     "elapsed_s": round(time.time() - start, 3),
                 }
                 if gate_values:
@@ -533,8 +605,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 break
         else:
             if fresh_epoch and step == step_at_start:  # e.g. every record skipped: would loop forever
-                raise Vega3DError(f"epoch {epoch} made no optimizer step (skipped records: {skipped}); "
-                                  "check data.annotations")
+                raise Vega3DError(
+                    f"epoch {epoch} made no optimizer step (skipped records: {skipped}); check data.annotations"
+                )
             epoch, batches_done = epoch + 1, 0
             continue
         break

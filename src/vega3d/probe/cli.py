@@ -11,10 +11,12 @@ SWEEPS = ("blocks", "timesteps")
 def register(subparsers) -> None:
     """Add the ``probe`` subcommand."""
     p = subparsers.add_parser(
-        "probe", help="multi-view correspondence probe of an encoder on a posed RGB-D scene",
+        "probe",
+        help="multi-view correspondence probe of an encoder on a posed RGB-D scene",
         description="Score how consistently an encoder describes the same 3D point across views: the "
-                    "paper-compatible voxel score and the rigorous one (position-controlled AUROC, NN recall), "
-                    "next to a position-only control. Writes probe.json, probe.txt and PNG figures to --out.")
+        "paper-compatible voxel score and the rigorous one (position-controlled AUROC, NN recall), "
+        "next to a position-only control. Writes probe.json, probe.txt and PNG figures to --out.",
+    )
     p.add_argument("scene", help="scan folder (ScanNet SensReader or posed_images layout) or 'synthetic'")
     p.add_argument("--encoder", required=True, help="pixels | position | random_vit | wan | hf")
     p.add_argument("--model", help="model folder (wan: Wan2.1-T2V; hf: a transformers vision backbone)")
@@ -29,12 +31,23 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="wan noise seed / random_vit weight seed")
     p.add_argument("--device", help="wan/hf: torch device (default cpu)")
     p.add_argument("--dtype", help="wan/hf: float32 | bfloat16 | float16")
-    p.add_argument("--vae-dtype", help="wan: the VAE's dtype, float32 | bfloat16 | float16 (default float32, "
-                                       "whatever --dtype is)")
-    p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other encoder option (value parsed as JSON when possible)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="probe option, a vega3d.probe.ProbeOptions field (e.g. min_motion_px=8)")
+    p.add_argument(
+        "--vae-dtype", help="wan: the VAE's dtype, float32 | bfloat16 | float16 (default float32, whatever --dtype is)"
+    )
+    p.add_argument(
+        "--encoder-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other encoder option (value parsed as JSON when possible)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="probe option, a vega3d.probe.ProbeOptions field (e.g. min_motion_px=8)",
+    )
     p.add_argument("--synthetic-size", default="240x320", help="HxW of the 'synthetic' scene (default 240x320)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.set_defaults(func=run)
@@ -95,12 +108,16 @@ def scene_warnings(scene, frames: int) -> list[str]:
     if available is not None and available < frames:
         out.append(f"asked for {frames} frames, the input has {available}: using all {available}")
     if extras.get("depth_intrinsics_from"):
-        out.append(f"{scene.source}: no depth intrinsics file; depth has the colour image size, so the colour "
-                   f"intrinsics ({extras['depth_intrinsics_from']}) are used for depth")
+        out.append(
+            f"{scene.source}: no depth intrinsics file; depth has the colour image size, so the colour "
+            f"intrinsics ({extras['depth_intrinsics_from']}) are used for depth"
+        )
     invalid = extras.get("invalid_pose_frame_ids") or []
     if invalid:
-        out.append(f"{len(invalid)} of {len(scene)} loaded frames have invalid (non-finite) poses, frame ids "
-                   f"{list(invalid)}: excluded from scoring")
+        out.append(
+            f"{len(invalid)} of {len(scene)} loaded frames have invalid (non-finite) poses, frame ids "
+            f"{list(invalid)}: excluded from scoring"
+        )
     return out
 
 
@@ -150,9 +167,14 @@ def _run(args, options, enc_opts, sweep, out, stages) -> tuple[str, list[str]]:
     stages.set_postfix_str(f"building encoder {args.encoder}")
     encoder = build_encoder(args.encoder, **enc_opts)
     stages.update()
-    scene_info = {"name": scene.name, "source": scene.source, "num_frames": len(scene),
-                  "frame_ids": list(scene.frame_ids), "image_size": list(scene.image_size),
-                  "depth_size": list(scene.depth_size)}
+    scene_info = {
+        "name": scene.name,
+        "source": scene.source,
+        "num_frames": len(scene),
+        "frame_ids": list(scene.frame_ids),
+        "image_size": list(scene.image_size),
+        "depth_size": list(scene.depth_size),
+    }
     command = "vega3d probe " + " ".join(_argv(args))
     stand_in = encoder.config.get("stand_in") is True
     tag = " [STAND-IN: random weights, not the real model]" if stand_in else ""
@@ -167,13 +189,19 @@ def _run(args, options, enc_opts, sweep, out, stages) -> tuple[str, list[str]]:
         stages.set_postfix_str("position-only control")
         control = score(scene, PositionEncoder(grid=grid)(scene.frames()), **options)
         name = key[:-1]
-        report = {"command": command, "scene": scene_info, "warnings": warnings, "sweep": key,
-                  "rows": [{name: r[name], "encoder": r["encoder"], "result": r["result"].to_dict()} for r in rows],
-                  "position_control": control.to_dict()}
+        report = {
+            "command": command,
+            "scene": scene_info,
+            "warnings": warnings,
+            "sweep": key,
+            "rows": [{name: r[name], "encoder": r["encoder"], "result": r["result"].to_dict()} for r in rows],
+            "position_control": control.to_dict(),
+        }
         table = _sweep_table(rows, name, control) + (f"\n{tag.strip()}" if tag else "")
         if not args.no_figures:
-            figures.sweep_figure(rows, name, out / "probe_sweep.png", control,
-                                 title=f"{scene.name}: {args.encoder} vs {name}{tag}")
+            figures.sweep_figure(
+                rows, name, out / "probe_sweep.png", control, title=f"{scene.name}: {args.encoder} vs {name}{tag}"
+            )
         stages.update()
     else:
         stages.set_postfix_str("encoding frames")
@@ -182,26 +210,55 @@ def _run(args, options, enc_opts, sweep, out, stages) -> tuple[str, list[str]]:
         stages.set_postfix_str("scoring")
         result = score(scene, feats, progress=True, **options)
         control = score(scene, PositionEncoder(grid=tuple(feats.shape[1:3]))(scene.frames()), **options)
-        report = {"command": command, "scene": scene_info, "warnings": warnings, "encoder": encoder.config,
-                  "result": result.to_dict(), "position_control": control.to_dict()}
-        table = "\n\n".join([result.table(f"{args.encoder} on {scene.name} ({len(scene)} frames, grid "
-                                          f"{result.grid_size[0]}x{result.grid_size[1]}){tag}"),
-                             control.table("position-only control (same grid)")])
+        report = {
+            "command": command,
+            "scene": scene_info,
+            "warnings": warnings,
+            "encoder": encoder.config,
+            "result": result.to_dict(),
+            "position_control": control.to_dict(),
+        }
+        table = "\n\n".join(
+            [
+                result.table(
+                    f"{args.encoder} on {scene.name} ({len(scene)} frames, grid "
+                    f"{result.grid_size[0]}x{result.grid_size[1]}){tag}"
+                ),
+                control.table("position-only control (same grid)"),
+            ]
+        )
         if not args.no_figures:
-            figures.similarity_heatmaps(scene, feats, result, out / "probe_heatmaps.png",
-                                        title=f"{args.encoder} on {scene.name}{tag}")
-            figures.pca_figure(scene, feats, out / "probe_pca.png", title=f"{args.encoder}: PCA of features across views{tag}")
+            figures.similarity_heatmaps(
+                scene, feats, result, out / "probe_heatmaps.png", title=f"{args.encoder} on {scene.name}{tag}"
+            )
+            figures.pca_figure(
+                scene, feats, out / "probe_pca.png", title=f"{args.encoder}: PCA of features across views{tag}"
+            )
         stages.update()
     (out / "probe.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    (out / "probe.txt").write_text("".join(f"warning: {w}\n" for w in warnings) + ("\n" if warnings else "")
-                                   + table + "\n")
+    (out / "probe.txt").write_text(
+        "".join(f"warning: {w}\n" for w in warnings) + ("\n" if warnings else "") + table + "\n"
+    )
     return table, warnings
 
 
 def _argv(args) -> list[str]:
     parts = [args.scene, "--encoder", args.encoder]
-    for flag in ("model", "frames", "out", "sweep", "block", "timestep", "height", "width", "layer", "seed",
-                 "device", "dtype", "vae_dtype"):
+    for flag in (
+        "model",
+        "frames",
+        "out",
+        "sweep",
+        "block",
+        "timestep",
+        "height",
+        "width",
+        "layer",
+        "seed",
+        "device",
+        "dtype",
+        "vae_dtype",
+    ):
         v = getattr(args, flag)
         if v is not None:
             parts += [f"--{flag.replace('_', '-')}", str(v)]
@@ -220,10 +277,14 @@ def _sweep_table(rows, name, control) -> str:
     lines = [head]
     for r in rows:
         res = r["result"]
-        lines.append(f"{r[name]:>9g}  {f(res.auroc_local):>11}  {f(res.auroc):>6}  {f(res.paper_score):>6}  "
-                     f"{f(res.nn_recall[radius]):>10}  {res.num_pairs:>5}")
-    lines.append(f"{'position':>9}  {f(control.auroc_local):>11}  {f(control.auroc):>6}  {f(control.paper_score):>6}  "
-                 f"{f(control.nn_recall[radius]):>10}  {control.num_pairs:>5}")
+        lines.append(
+            f"{r[name]:>9g}  {f(res.auroc_local):>11}  {f(res.auroc):>6}  {f(res.paper_score):>6}  "
+            f"{f(res.nn_recall[radius]):>10}  {res.num_pairs:>5}"
+        )
+    lines.append(
+        f"{'position':>9}  {f(control.auroc_local):>11}  {f(control.auroc):>6}  {f(control.paper_score):>6}  "
+        f"{f(control.nn_recall[radius]):>10}  {control.num_pairs:>5}"
+    )
     for label, res in [(f"{name} {r[name]:g}", r["result"]) for r in rows] + [("position", control)]:
         lines += [f"note ({label}): {n}" for n in res.notes] + [f"warning ({label}): {w}" for w in res.warnings]
     return "\n".join(lines)

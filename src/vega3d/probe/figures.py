@@ -53,8 +53,9 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
     pairs = pick_pairs(result, count)
     fig, axes = plt.subplots(len(pairs), 2, figsize=(8, 3.2 * len(pairs)), squeeze=False)
     frames = sorted({f for p in pairs for f in p})
-    world, xy, valid = sample_points(scene, scene.poses.double(), frames, opts.points_per_frame,
-                                     torch.Generator().manual_seed(opts.seed))
+    world, xy, valid = sample_points(
+        scene, scene.poses.double(), frames, opts.points_per_frame, torch.Generator().manual_seed(opts.seed)
+    )
     w2c = torch.zeros(n, 4, 4, dtype=torch.float64)
     w2c[frames] = invert_poses(scene.poses[frames])
     for row, (i, j) in enumerate(pairs):
@@ -66,7 +67,7 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
             continue
         centre = torch.tensor([width / 2, height / 2], dtype=torch.float64)
         s = int(cand[(xy[i, cand] - centre).norm(dim=-1).argmin()])  # the visible sample nearest the centre
-        q = normalize(bilinear_sample(feats, torch.tensor([i]), xy[i, s:s + 1], (height, width)))[0]
+        q = normalize(bilinear_sample(feats, torch.tensor([i]), xy[i, s : s + 1], (height, width)))[0]
         sim = (normalize(feats[j]) @ q).reshape(h, w)
         best = int(sim.argmax())
         bx, by = (best % w + 0.5) * width / w, (best // w + 0.5) * height / h
@@ -76,8 +77,15 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
         ax0.set_title(f"frame {scene.frame_ids[i]}: query", fontsize=9)
         ax1.imshow(scene.color[j].float().mean(-1).numpy(), cmap="gray", vmin=0, vmax=255)
         lo, hi = float(sim.min()), float(sim.max())
-        im = ax1.imshow(sim.numpy(), extent=(0, width, height, 0), cmap="inferno", alpha=0.75,
-                        vmin=lo, vmax=max(hi, lo + 1e-6), interpolation="nearest")
+        im = ax1.imshow(
+            sim.numpy(),
+            extent=(0, width, height, 0),
+            cmap="inferno",
+            alpha=0.75,
+            vmin=lo,
+            vmax=max(hi, lo + 1e-6),
+            interpolation="nearest",
+        )
         ax1.plot(*xy_b[0, s].tolist(), "g+", ms=16, mew=3)
         ax1.plot(bx, by, "ro", ms=9, mfc="none", mew=2)
         ax1.set_title(f"frame {scene.frame_ids[j]}: cosine to query (+ true, o best)", fontsize=9)
@@ -127,11 +135,14 @@ def sweep_plot(rows: list[dict], key: str, control=None, title: str = ""):
     plt = _plt()
     xs = [r[key] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
-    series = [("auroc_local", "AUROC, position-controlled"), ("auroc", "AUROC, random negatives"),
-              ("paper_score", "paper score")]
+    series = [
+        ("auroc_local", "AUROC, position-controlled"),
+        ("auroc", "AUROC, random negatives"),
+        ("paper_score", "paper score"),
+    ]
     for field, label in series:
         ys = [getattr(r["result"], field) for r in rows]
-        line, = ax.plot(xs, ys, "o-", label=label)
+        (line,) = ax.plot(xs, ys, "o-", label=label)
         if control is not None:
             ax.axhline(getattr(control, field), ls="--", lw=1, color=line.get_color())
     radius = list(rows[0]["result"].nn_recall)[len(rows[0]["result"].nn_recall) // 2]
@@ -140,8 +151,14 @@ def sweep_plot(rows: list[dict], key: str, control=None, title: str = ""):
     ax.set_xlabel("DiT block (0-based)" if key == "block" else "timestep")
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-              title="dashed: position-only\ncontrol" if control is not None else None, title_fontsize=8)
+    ax.legend(
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        title="dashed: position-only\ncontrol" if control is not None else None,
+        title_fontsize=8,
+    )
     if title:
         ax.set_title(title, fontsize=10)
     return fig

@@ -62,12 +62,16 @@ def invert_poses(poses: torch.Tensor, name: str = "poses") -> torch.Tensor:
     """
     p = poses.to(torch.float64)
     if not bool(torch.isfinite(p).all()):
-        raise Vega3DError(f"{name}: non-finite pose passed to the probe geometry (invalid poses must be excluded first)")
+        raise Vega3DError(
+            f"{name}: non-finite pose passed to the probe geometry (invalid poses must be excluded first)"
+        )
     det = torch.linalg.det(p[:, :3, :3])
     bad = (det.abs() < 1e-6).nonzero().flatten().tolist()
     if bad:
-        raise Vega3DError(f"{name}: poses at positions {bad[:8]} are not invertible (rotation determinant "
-                          f"{det[bad[0]].item():.3g}); expected rigid camera-to-world matrices with det +1")
+        raise Vega3DError(
+            f"{name}: poses at positions {bad[:8]} are not invertible (rotation determinant "
+            f"{det[bad[0]].item():.3g}); expected rigid camera-to-world matrices with det +1"
+        )
     return torch.linalg.inv(p)
 
 

@@ -56,8 +56,9 @@ def cell_world_positions(scene, grid_size, frames, min_valid_fraction: float):
     return positions, keep
 
 
-def paper_score(scene, features: torch.Tensor, frames: list[int], voxel_size: float = 0.1,
-                min_valid_fraction: float = 0.1) -> dict:
+def paper_score(
+    scene, features: torch.Tensor, frames: list[int], voxel_size: float = 0.1, min_valid_fraction: float = 0.1
+) -> dict:
     """The paper-compatible score over adjacent pairs of ``frames`` (scene positions).
 
     ``features`` (N, h, w, C) for all scene frames. Returns a dict with ``score`` (NaN if
@@ -93,14 +94,23 @@ def paper_score(scene, features: torch.Tensor, frames: list[int], voxel_size: fl
         per_pair.append({"frames": [frames[k], frames[k + 1]], "voxels": int(len(common)), "score": s})
     if not scores:
         if not bool(keep.any()):
-            reason = (f"no feature cell of the {h}x{w} grid has valid depth in at least "
-                      f"{min_valid_fraction:g} of its depth pixels (paper_min_valid_fraction), in any frame")
+            reason = (
+                f"no feature cell of the {h}x{w} grid has valid depth in at least "
+                f"{min_valid_fraction:g} of its depth pixels (paper_min_valid_fraction), in any frame"
+            )
         else:
-            reason = (f"none of the {len(frames) - 1} adjacent frame pairs shares a {voxel_size:g} m voxel at this "
-                      f"{h}x{w} grid resolution (one position per cell; coarse cells or large motion between "
-                      f"adjacent frames leave none in common): try a larger paper_voxel_size or closer frames")
-        return {"score": float("nan"), "num_pairs": 0, "voxels_per_pair": float("nan"), "per_pair": per_pair,
-                "reason": reason}
+            reason = (
+                f"none of the {len(frames) - 1} adjacent frame pairs shares a {voxel_size:g} m voxel at this "
+                f"{h}x{w} grid resolution (one position per cell; coarse cells or large motion between "
+                f"adjacent frames leave none in common): try a larger paper_voxel_size or closer frames"
+            )
+        return {
+            "score": float("nan"),
+            "num_pairs": 0,
+            "voxels_per_pair": float("nan"),
+            "per_pair": per_pair,
+            "reason": reason,
+        }
     return {
         "reason": None,
         "score": sum(s for s, _ in scores) / len(scores),

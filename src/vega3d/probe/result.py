@@ -63,8 +63,14 @@ class ProbeOptions:
         for name in ("paper_voxel_size", "negative_distance_m", "recall_stride_px"):
             if not (number(getattr(self, name)) and getattr(self, name) > 0):
                 bad(name, "a positive number")
-        for name in ("depth_abs_tolerance", "depth_rel_tolerance", "min_rotation_deg", "min_translation_m",
-                     "min_motion_px", "tie_tolerance"):
+        for name in (
+            "depth_abs_tolerance",
+            "depth_rel_tolerance",
+            "min_rotation_deg",
+            "min_translation_m",
+            "min_motion_px",
+            "tie_tolerance",
+        ):
             if not (number(getattr(self, name)) and getattr(self, name) >= 0):
                 bad(name, "a number >= 0")
         for name in ("paper_min_valid_fraction", "min_overlap", "max_overlap"):
@@ -75,7 +81,8 @@ class ProbeOptions:
         if self.max_pairs is not None and not (integer(self.max_pairs) and self.max_pairs > 0):
             bad("max_pairs", "None or a positive integer")
         if self.local_negative_distance_m is not None and not (
-                number(self.local_negative_distance_m) and self.local_negative_distance_m > 0):
+            number(self.local_negative_distance_m) and self.local_negative_distance_m > 0
+        ):
             bad("local_negative_distance_m", "None or a positive number of metres")
         lnp = self.local_negative_px
         if not (isinstance(lnp, tuple) and len(lnp) == 2 and all(number(v) for v in lnp) and 0 < lnp[0] <= lnp[1]):
@@ -85,12 +92,16 @@ class ProbeOptions:
             bad("recall_radii_px", "a list of one or more positive pixel radii")
         for name in ("rotation_bins_deg", "motion_bins_px"):
             edges = getattr(self, name)
-            if not (isinstance(edges, tuple) and edges and all(number(v) and v >= 0 for v in edges)
-                    and all(a < b for a, b in zip(edges, edges[1:]))):
+            if not (
+                isinstance(edges, tuple)
+                and edges
+                and all(number(v) and v >= 0 for v in edges)
+                and all(a < b for a, b in zip(edges, edges[1:]))
+            ):
                 bad(name, "a list of one or more increasing bin edges >= 0")
 
     @classmethod
-    def from_kwargs(cls, **options) -> "ProbeOptions":
+    def from_kwargs(cls, **options) -> ProbeOptions:
         """Build from keyword arguments (lists allowed for the tuple fields), with a
         :class:`Vega3DError` naming the option, its value and what is expected for an
         unknown name, a wrong type or a value out of range."""
@@ -102,8 +113,9 @@ class ProbeOptions:
         for key in ("local_negative_px", "recall_radii_px", "rotation_bins_deg", "motion_bins_px"):
             value = options.get(key)
             if isinstance(value, (list, tuple)):  # numbers -> floats; anything else is refused below
-                options[key] = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-                                     for v in value)
+                options[key] = tuple(
+                    float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value
+                )
         return cls(**options)
 
     def to_dict(self) -> dict:
@@ -174,14 +186,19 @@ class ProbeResult:
 
     def table(self, title: str = "") -> str:
         """A short readable summary."""
+
         def f(x):
             return "  n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:6.3f}"
 
         def na_why(x):  # points n/a values at the note explaining them
             return " (see note)" if f(x) == "  n/a" and self.notes else ""
 
-        excluded = (f" (excluded, invalid pose: frame id{'s' if len(self.excluded_frames) > 1 else ''} "
-                    f"{', '.join(str(i) for i in self.excluded_frames)})" if self.excluded_frames else "")
+        excluded = (
+            f" (excluded, invalid pose: frame id{'s' if len(self.excluded_frames) > 1 else ''} "
+            f"{', '.join(str(i) for i in self.excluded_frames)})"
+            if self.excluded_frames
+            else ""
+        )
         rows = [
             ("paper score (adjacent pairs, voxels)", f(self.paper_score) + na_why(self.paper_score)),
             ("AUROC, position-controlled (headline)", f(self.auroc_local) + na_why(self.auroc_local)),
@@ -190,9 +207,15 @@ class ProbeResult:
             ("cosine: local negative / margin", f"{f(self.neg_cosine_local)} / {f(self.margin_local)}"),
         ]
         for r, v in self.nn_recall.items():
-            rows.append((f"NN recall @{float(r):g}px (same-location guess)", f"{f(v)} ({f(self.nn_recall_same_location[r])})"))
-        rows.append(("pairs / points / frames used", f"{self.num_pairs} / {self.num_points} / {self.num_frames_used} of {self.num_frames}"
-                     + excluded))
+            rows.append(
+                (f"NN recall @{float(r):g}px (same-location guess)", f"{f(v)} ({f(self.nn_recall_same_location[r])})")
+            )
+        rows.append(
+            (
+                "pairs / points / frames used",
+                f"{self.num_pairs} / {self.num_points} / {self.num_frames_used} of {self.num_frames}" + excluded,
+            )
+        )
         width = max(len(r[0]) for r in rows)
         lines = [title] if title else []
         lines += [f"{name:<{width}}  {val}" for name, val in rows]
@@ -201,8 +224,16 @@ class ProbeResult:
         return "\n".join(lines)
 
 
-HEADLINE = ("auroc_local", "auroc", "paper_score", "pos_cosine", "neg_cosine", "margin", "neg_cosine_local",
-            "margin_local")
+HEADLINE = (
+    "auroc_local",
+    "auroc",
+    "paper_score",
+    "pos_cosine",
+    "neg_cosine",
+    "margin",
+    "neg_cosine_local",
+    "margin_local",
+)
 
 
 def summarize(results: list[ProbeResult]) -> dict:

@@ -30,8 +30,16 @@ import torch
 
 from vega3d.errors import Vega3DError
 from vega3d.grids import resample_grid
-from vega3d.probe.geometry import (apply_homography, invert_poses, lookup_depth, pixel_grid, project,
-                                   rotation_angle_deg, transform, unproject)
+from vega3d.probe.geometry import (
+    apply_homography,
+    invert_poses,
+    lookup_depth,
+    pixel_grid,
+    project,
+    rotation_angle_deg,
+    transform,
+    unproject,
+)
 from vega3d.probe.sampling import auroc, bilinear_cosine, bilinear_sample, normalize
 
 
@@ -75,8 +83,13 @@ def visibility(scene, w2c, a, b, world, valid, opts):
     cam = transform(w2c[b], world[a])
     xy_b, z = project(cam, scene.intrinsics_color.double())
     xy_bd, _ = project(cam, scene.intrinsics_depth.double())
-    inside = torch.isfinite(xy_b).all(-1) & (xy_b[..., 0] >= 0) & (xy_b[..., 0] < width) \
-        & (xy_b[..., 1] >= 0) & (xy_b[..., 1] < height)
+    inside = (
+        torch.isfinite(xy_b).all(-1)
+        & (xy_b[..., 0] >= 0)
+        & (xy_b[..., 0] < width)
+        & (xy_b[..., 1] >= 0)
+        & (xy_b[..., 1] < height)
+    )
     m, s = z.shape
     d_b = lookup_depth(scene.depth, b.repeat_interleave(s), xy_bd.reshape(-1, 2)).reshape(m, s)
     checkable = valid[a] & (z > 1e-6) & inside & (d_b > 0)
@@ -192,7 +205,7 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
     pos = torch.empty(num)
     neg, neg_owner, loc, loc_owner = [], [], [], []
     chunks = range(0, num, opts.chunk_points)
-    for start in (progress(chunks) if progress else chunks):
+    for start in progress(chunks) if progress else chunks:
         sl = slice(start, min(start + opts.chunk_points, num))
         m = sl.stop - sl.start
         q = fsrc[pa[sl], samp[sl]]  # (m, C)
@@ -243,8 +256,10 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
 
     every = metrics(torch.ones(num, dtype=torch.bool))
     by_rotation, by_motion = [], []
-    for values, edges, out, key in ((prot, opts.rotation_bins_deg, by_rotation, "rotation_deg"),
-                                    (pmotion, opts.motion_bins_px, by_motion, "motion_px")):
+    for values, edges, out, key in (
+        (prot, opts.rotation_bins_deg, by_rotation, "rotation_deg"),
+        (pmotion, opts.motion_bins_px, by_motion, "motion_px"),
+    ):
         idx, labels = _bins(values, edges)
         for kbin, label in enumerate(labels):
             mk = idx == kbin
@@ -257,24 +272,39 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
     pos_sum = torch.zeros(npair, dtype=torch.float64).index_add_(0, pair_id, pos.double())
     pairs = []
     for r, p in enumerate(sel.tolist()):
-        pairs.append({
-            "frames": [scene.frame_ids[int(a[p])], scene.frame_ids[int(b[p])]],
-            "positions": [int(a[p]), int(b[p])],
-            "overlap": float(overlap[p]), "rotation_deg": float(rotation[p]),
-            "translation_m": float(translation[p]), "median_motion_px": float(med_motion[p]),
-            "num_points": int(cnt[r]), "pos_cosine": float(pos_sum[r] / cnt[r]) if cnt[r] else float("nan"),
-        })
+        pairs.append(
+            {
+                "frames": [scene.frame_ids[int(a[p])], scene.frame_ids[int(b[p])]],
+                "positions": [int(a[p]), int(b[p])],
+                "overlap": float(overlap[p]),
+                "rotation_deg": float(rotation[p]),
+                "translation_m": float(translation[p]),
+                "median_motion_px": float(med_motion[p]),
+                "num_points": int(cnt[r]),
+                "pos_cosine": float(pos_sum[r] / cnt[r]) if cnt[r] else float("nan"),
+            }
+        )
 
     recall = _nn_recall(feats, fsrc, pa, pb, samp, xa, xb, pmotion, pair_id, (height, width), opts)
     return {
-        "pos_cosine": every["pos_cosine"], "neg_cosine": every["neg_cosine"],
-        "margin": every["pos_cosine"] - every["neg_cosine"], "auroc": every["auroc"],
-        "auroc_local": every["auroc_local"], "neg_cosine_local": _mean(loc),
+        "pos_cosine": every["pos_cosine"],
+        "neg_cosine": every["neg_cosine"],
+        "margin": every["pos_cosine"] - every["neg_cosine"],
+        "auroc": every["auroc"],
+        "auroc_local": every["auroc_local"],
+        "neg_cosine_local": _mean(loc),
         "margin_local": _mean(pos[has_local]) - _mean(loc),
-        "num_pairs": npair, "num_points": num, "num_negatives": len(neg),
-        "num_points_local": int(has_local.sum()), "num_negatives_local": len(loc),
-        "pairs_considered": len(a), "pairs_rejected": rejected,
-        "by_rotation": by_rotation, "by_motion": by_motion, "pairs": pairs, **recall,
+        "num_pairs": npair,
+        "num_points": num,
+        "num_negatives": len(neg),
+        "num_points_local": int(has_local.sum()),
+        "num_negatives_local": len(loc),
+        "pairs_considered": len(a),
+        "pairs_rejected": rejected,
+        "by_rotation": by_rotation,
+        "by_motion": by_motion,
+        "pairs": pairs,
+        **recall,
     }
 
 
@@ -306,8 +336,13 @@ def _nn_recall(feats, fsrc, pa, pb, samp, xa, xb, pmotion, pair_id, image_size, 
     centre = torch.stack([(best % ws + 0.5) * cw, (best // ws + 0.5) * ch], dim=-1).double()
     err = (centre - xb[chosen]).norm(dim=-1)
     xs = xa[chosen]
-    same = torch.stack([(torch.floor(xs[:, 0] / cw).clamp(0, ws - 1) + 0.5) * cw,
-                        (torch.floor(xs[:, 1] / ch).clamp(0, hs - 1) + 0.5) * ch], dim=-1)
+    same = torch.stack(
+        [
+            (torch.floor(xs[:, 0] / cw).clamp(0, ws - 1) + 0.5) * cw,
+            (torch.floor(xs[:, 1] / ch).clamp(0, hs - 1) + 0.5) * ch,
+        ],
+        dim=-1,
+    )
     err_same = (same - xb[chosen]).norm(dim=-1)
     out["nn_recall"] = {f"{r:g}": float((err <= r).double().mean()) for r in radii}
     out["nn_recall_same_location"] = {f"{r:g}": float((err_same <= r).double().mean()) for r in radii}
@@ -319,14 +354,16 @@ def _no_pairs_error(scene, frames, opts, overlap, rotation, translation, med_mot
         t = t[torch.isfinite(t)]
         return f"{float(t.max()):.3g}" if t.numel() else "n/a"
 
-    msg = (f"probe: no frame pair of scene {scene.name!r} passes the pair selection "
-           f"({len(frames)} frames with valid poses, {len(overlap)} pairs considered; rejections: "
-           + ", ".join(f"{k}: {v}" for k, v in rejected.items() if v)
-           + f"). Largest overlap {mx(overlap)} (min_overlap={opts.min_overlap}), largest rotation "
-           f"{mx(rotation)} deg (min_rotation_deg={opts.min_rotation_deg}), largest translation "
-           f"{mx(translation)} m (min_translation_m={opts.min_translation_m}), largest median motion "
-           f"{mx(med_motion)} px (min_motion_px={opts.min_motion_px}). Relax those options, "
-           f"use more or more widely spaced frames, or check depth_abs_tolerance/depth_rel_tolerance.")
+    msg = (
+        f"probe: no frame pair of scene {scene.name!r} passes the pair selection "
+        f"({len(frames)} frames with valid poses, {len(overlap)} pairs considered; rejections: "
+        + ", ".join(f"{k}: {v}" for k, v in rejected.items() if v)
+        + f"). Largest overlap {mx(overlap)} (min_overlap={opts.min_overlap}), largest rotation "
+        f"{mx(rotation)} deg (min_rotation_deg={opts.min_rotation_deg}), largest translation "
+        f"{mx(translation)} m (min_translation_m={opts.min_translation_m}), largest median motion "
+        f"{mx(med_motion)} px (min_motion_px={opts.min_motion_px}). Relax those options, "
+        f"use more or more widely spaced frames, or check depth_abs_tolerance/depth_rel_tolerance."
+    )
     if len(frames) < 2:
         return Vega3DError(msg)
     poses = scene.poses.double()
@@ -341,9 +378,14 @@ def _no_pairs_error(scene, frames, opts, overlap, rotation, translation, med_mot
             continue
         if ov > max(2 * given_overlap, opts.min_overlap) and ov > 0.05:
             hints.append(f"{label}: adjacent overlap {ov:.2f}")
-    msg += (f" Adjacent frames overlap {given_overlap:.2f} on average with the poses as given "
-            f"(depth consistency {given_cons:.2f}).")
+    msg += (
+        f" Adjacent frames overlap {given_overlap:.2f} on average with the poses as given "
+        f"(depth consistency {given_cons:.2f})."
+    )
     if hints:
-        msg += (" The pose convention looks wrong; re-reading the poses as " + "; ".join(hints)
-                + ". Poses must be camera-to-world in OpenCV axes (x right, y down, z forward), metres.")
+        msg += (
+            " The pose convention looks wrong; re-reading the poses as "
+            + "; ".join(hints)
+            + ". Poses must be camera-to-world in OpenCV axes (x right, y down, z forward), metres."
+        )
     return Vega3DError(msg)

@@ -28,7 +28,9 @@ def _corners(shape, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int
     return idx, wts
 
 
-def bilinear_sample(features: torch.Tensor, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+def bilinear_sample(
+    features: torch.Tensor, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]
+) -> torch.Tensor:
     """Bilinearly interpolate grids at colour-pixel positions.
 
     ``features`` (N, h, w, C) covers the full ``image_size`` (H, W) frame; ``frame`` (P,)
@@ -40,8 +42,9 @@ def bilinear_sample(features: torch.Tensor, frame: torch.Tensor, xy: torch.Tenso
     return torch.bmm(wts.unsqueeze(1), corners).squeeze(1)
 
 
-def bilinear_cosine(features: torch.Tensor, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int],
-                    queries: torch.Tensor) -> torch.Tensor:
+def bilinear_cosine(
+    features: torch.Tensor, frame: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int], queries: torch.Tensor
+) -> torch.Tensor:
     """Cosine (P,) between unit ``queries`` (P, C) and the bilinearly interpolated features.
 
     Equal to ``(queries * normalize(bilinear_sample(...))).sum(-1)`` without building the

@@ -17,8 +17,10 @@ LOW_CONSISTENCY = 0.5
 
 def pose_warning(scene, frames, opts, consistency: float) -> str:
     """A warning naming any common pose-convention mistake that would fit the depth better."""
-    msg = (f"only {consistency:.2f} of reprojected points between adjacent frames agree with the depth "
-           f"(expected > {LOW_CONSISTENCY}); the poses or depth may be wrong")
+    msg = (
+        f"only {consistency:.2f} of reprojected points between adjacent frames agree with the depth "
+        f"(expected > {LOW_CONSISTENCY}); the poses or depth may be wrong"
+    )
     poses = scene.poses.double()
     for label, alt in pose_alternatives(poses[frames]).items():
         full = poses.clone()
@@ -34,10 +36,14 @@ def check_features(scene, features) -> torch.Tensor:
     if not isinstance(features, torch.Tensor):
         raise Vega3DError(f"probe: features must be a torch.Tensor (N, h, w, C), got {type(features).__name__}")
     if features.ndim != 4:
-        raise Vega3DError(f"probe: features must have rank 4 (N, h, w, C) channel-last, got shape {tuple(features.shape)}")
+        raise Vega3DError(
+            f"probe: features must have rank 4 (N, h, w, C) channel-last, got shape {tuple(features.shape)}"
+        )
     if features.shape[0] != len(scene):
-        raise Vega3DError(f"probe: {features.shape[0]} feature grids for {len(scene)} frames of scene "
-                          f"{scene.name!r}; expected one grid per frame")
+        raise Vega3DError(
+            f"probe: {features.shape[0]} feature grids for {len(scene)} frames of scene "
+            f"{scene.name!r}; expected one grid per frame"
+        )
     if min(features.shape[1:]) < 1:
         raise Vega3DError(f"probe: empty feature grid shape {tuple(features.shape)}")
     if not (features.is_floating_point()):
@@ -45,8 +51,10 @@ def check_features(scene, features) -> torch.Tensor:
     feats = features.detach().to("cpu", torch.float32)
     bad = ~torch.isfinite(feats).flatten(1).all(dim=1)
     if bool(bad.any()):
-        raise Vega3DError(f"probe: feature grids of frames at positions {bad.nonzero().flatten().tolist()[:8]} "
-                          f"contain NaN or inf; expected finite features")
+        raise Vega3DError(
+            f"probe: feature grids of frames at positions {bad.nonzero().flatten().tolist()[:8]} "
+            f"contain NaN or inf; expected finite features"
+        )
     return feats
 
 
@@ -65,8 +73,10 @@ def score(scene, features: torch.Tensor, progress: bool = False, **options) -> P
     frames = valid.nonzero().flatten().tolist()
     excluded = [scene.frame_ids[i] for i in (~valid).nonzero().flatten().tolist()]
     if len(frames) < 2:
-        raise Vega3DError(f"probe: scene {scene.name!r} has {len(frames)} frame(s) with a valid pose "
-                          f"({len(excluded)} excluded for invalid poses); at least 2 are needed")
+        raise Vega3DError(
+            f"probe: scene {scene.name!r} has {len(frames)} frame(s) with a valid pose "
+            f"({len(excluded)} excluded for invalid poses); at least 2 are needed"
+        )
     invert_poses(scene.poses[frames], name=f"scene {scene.name!r} poses")
     bar = None
     if progress:
@@ -83,11 +93,20 @@ def score(scene, features: torch.Tensor, progress: bool = False, **options) -> P
         warnings.append(pose_warning(scene, frames, opts, consistency))
     notes = explain(scene, excluded, paper, rig, opts)
     return ProbeResult(
-        paper_score=paper["score"], paper_num_pairs=paper["num_pairs"],
-        paper_voxels_per_pair=paper["voxels_per_pair"], pose_consistency=consistency,
-        num_frames=len(scene), num_frames_used=len(frames), excluded_frames=excluded,
-        grid_size=tuple(feats.shape[1:3]), image_size=scene.image_size, depth_size=scene.depth_size,
-        options=opts.to_dict(), warnings=warnings, notes=notes, **rig,
+        paper_score=paper["score"],
+        paper_num_pairs=paper["num_pairs"],
+        paper_voxels_per_pair=paper["voxels_per_pair"],
+        pose_consistency=consistency,
+        num_frames=len(scene),
+        num_frames_used=len(frames),
+        excluded_frames=excluded,
+        grid_size=tuple(feats.shape[1:3]),
+        image_size=scene.image_size,
+        depth_size=scene.depth_size,
+        options=opts.to_dict(),
+        warnings=warnings,
+        notes=notes,
+        **rig,
     )
 
 
@@ -95,19 +114,26 @@ def explain(scene, excluded, paper, rig, opts) -> list[str]:
     """Notes saying what was left out and why a headline number is not measurable (NaN)."""
     notes = []
     if excluded:
-        notes.append(f"{len(excluded)} of {len(scene)} frames excluded for an invalid (non-finite) pose, frame ids "
-                     f"{excluded}; their depth and features are never read")
+        notes.append(
+            f"{len(excluded)} of {len(scene)} frames excluded for an invalid (non-finite) pose, frame ids "
+            f"{excluded}; their depth and features are never read"
+        )
     if paper["reason"]:
         notes.append(f"paper score n/a: {paper['reason']}")
     if rig["num_points_local"] == 0:
-        notes.append(f"position-controlled AUROC n/a: no point has a local negative (moved >= "
-                     f"{opts.local_negative_px[0] / 2:g} px, candidate inside the frame on valid depth and > "
-                     f"{opts.local_negative_distance_m or opts.negative_distance_m:g} m away in 3D); "
-                     f"see local_negative_px / local_negative_distance_m")
+        notes.append(
+            f"position-controlled AUROC n/a: no point has a local negative (moved >= "
+            f"{opts.local_negative_px[0] / 2:g} px, candidate inside the frame on valid depth and > "
+            f"{opts.local_negative_distance_m or opts.negative_distance_m:g} m away in 3D); "
+            f"see local_negative_px / local_negative_distance_m"
+        )
     if rig["num_negatives"] == 0:
-        notes.append(f"random-negative AUROC n/a: no sampled point of the other frame is > "
-                     f"{opts.negative_distance_m:g} m from the positives in 3D (negative_distance_m)")
+        notes.append(
+            f"random-negative AUROC n/a: no sampled point of the other frame is > "
+            f"{opts.negative_distance_m:g} m from the positives in 3D (negative_distance_m)"
+        )
     if rig["nn_recall_num_points"] == 0:
-        notes.append(f"NN recall n/a: no point moved at least one {opts.recall_stride_px:g} px search cell "
-                     f"(recall_stride_px)")
+        notes.append(
+            f"NN recall n/a: no point moved at least one {opts.recall_stride_px:g} px search cell (recall_stride_px)"
+        )
     return notes

@@ -36,8 +36,13 @@ def sweep_timesteps(scene, encoder, timesteps, progress: bool = False, **options
     latents = encoder.encode(scene.frames())
     out = []
     for t in _bar(timesteps, progress, "timesteps"):
-        out.append({"timestep": t, "encoder": encoder.config_at(timestep=t),
-                    "result": score(scene, encoder.from_latents(latents, timestep=t), **options)})
+        out.append(
+            {
+                "timestep": t,
+                "encoder": encoder.config_at(timestep=t),
+                "result": score(scene, encoder.from_latents(latents, timestep=t), **options),
+            }
+        )
     return out
 
 

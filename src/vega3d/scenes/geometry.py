@@ -71,8 +71,15 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor, roll: flo
     return pose
 
 
-def depth_consistency(depth_i: torch.Tensor, pose_i: torch.Tensor, depth_j: torch.Tensor, pose_j: torch.Tensor,
-                      intrinsics: torch.Tensor, stride: int = 1, bilinear: bool = False) -> dict:
+def depth_consistency(
+    depth_i: torch.Tensor,
+    pose_i: torch.Tensor,
+    depth_j: torch.Tensor,
+    pose_j: torch.Tensor,
+    intrinsics: torch.Tensor,
+    stride: int = 1,
+    bilinear: bool = False,
+) -> dict:
     """How well frame i's depth, moved into frame j by the poses, agrees with frame j's depth.
 
     Pixels of ``depth_i`` (H, W) with depth > 0 (every ``stride``-th row and column) are

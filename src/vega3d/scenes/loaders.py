@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -86,15 +86,26 @@ def read_intrinsics(path: Path, image_size: tuple[int, int], what: str) -> torch
     """
     m = read_matrix(path, what, ((4, 4), (3, 3)))[:3, :3]
     h, w = image_size
-    ok = (np.isfinite(m).all() and m[0, 0] > 0 and m[1, 1] > 0 and m[1, 0] == 0 and m[2, 0] == 0
-          and m[2, 1] == 0 and abs(m[2, 2] - 1) < 1e-6)
+    ok = (
+        np.isfinite(m).all()
+        and m[0, 0] > 0
+        and m[1, 1] > 0
+        and m[1, 0] == 0
+        and m[2, 0] == 0
+        and m[2, 1] == 0
+        and abs(m[2, 2] - 1) < 1e-6
+    )
     if not ok:
-        raise Vega3DError(f"{path}: {what} must be a pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] "
-                          f"with fx, fy > 0, found {m.tolist()}")
+        raise Vega3DError(
+            f"{path}: {what} must be a pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] "
+            f"with fx, fy > 0, found {m.tolist()}"
+        )
     if not (0.1 * w < m[0, 2] < 0.9 * w and 0.1 * h < m[1, 2] < 0.9 * h):
-        raise Vega3DError(f"{path}: {what} has principal point (cx, cy) = ({m[0, 2]:g}, {m[1, 2]:g}) outside "
-                          f"its {w}x{h} image's central 80%; expected intrinsics for that image size "
-                          f"(colour and depth swapped, or images resized without their intrinsics?)")
+        raise Vega3DError(
+            f"{path}: {what} has principal point (cx, cy) = ({m[0, 2]:g}, {m[1, 2]:g}) outside "
+            f"its {w}x{h} image's central 80%; expected intrinsics for that image size "
+            f"(colour and depth swapped, or images resized without their intrinsics?)"
+        )
     m = m.copy()
     m[0, 2] += PIXEL_CENTRE_SHIFT
     m[1, 2] += PIXEL_CENTRE_SHIFT
@@ -111,9 +122,11 @@ def read_pose(path: Path) -> np.ndarray:
     det = float(np.linalg.det(r))
     if ortho > 1e-2 or abs(det - 1) > 1e-2 or np.abs(pose[3] - [0, 0, 0, 1]).max() > 1e-6:
         kind = "singular (not invertible)" if abs(det) < 1e-6 else "not rigid"
-        raise Vega3DError(f"{path}: pose must be a rigid camera-to-world matrix (orthonormal rotation with "
-                          f"det +1, last row 0 0 0 1); found a {kind} matrix: det {det:.4g}, |R^T R - I| {ortho:.3g}, "
-                          f"last row {pose[3].tolist()}")
+        raise Vega3DError(
+            f"{path}: pose must be a rigid camera-to-world matrix (orthonormal rotation with "
+            f"det +1, last row 0 0 0 1); found a {kind} matrix: det {det:.4g}, |R^T R - I| {ortho:.3g}, "
+            f"last row {pose[3].tolist()}"
+        )
     return pose
 
 
@@ -138,8 +151,7 @@ def read_depth(path: Path) -> np.ndarray:
     """(H, W) uint16 raw depth units."""
     img = _open_image(path)
     if img.mode not in ("I;16", "I;16B", "I;16L"):
-        raise Vega3DError(f"{path}: depth image must be a 16-bit single-channel PNG (uint16), "
-                          f"found mode {img.mode!r}")
+        raise Vega3DError(f"{path}: depth image must be a 16-bit single-channel PNG (uint16), found mode {img.mode!r}")
     return np.asarray(img).astype(np.uint16, copy=False)
 
 
@@ -150,8 +162,10 @@ def read_depth_scale(path: Path) -> float:
     except (OSError, ValueError, UnicodeDecodeError):
         scale = float("nan")
     if not (np.isfinite(scale) and scale > 0):
-        raise Vega3DError(f"{path}: depth_scale.txt must hold one positive number (depth units per metre, "
-                          f"e.g. 1000 for millimetres), found {path.read_text()[:40]!r}")
+        raise Vega3DError(
+            f"{path}: depth_scale.txt must hold one positive number (depth units per metre, "
+            f"e.g. 1000 for millimetres), found {path.read_text()[:40]!r}"
+        )
     return scale
 
 
@@ -203,7 +217,8 @@ def _match_ids(root: Path, files: dict[str, dict[int, Path]]) -> list[int]:
             raise Vega3DError(
                 f"{root}: {len(ref)} {ref_name} frames but {len(idx)} {name} frames, and their frame ids differ "
                 f"(only {ref_name}: {only_ref}{'...' if len(set(ref) - set(idx)) > 5 else ''}; only {name}: "
-                f"{only_other}{'...' if len(set(idx) - set(ref)) > 5 else ''}); expected one of each per frame")
+                f"{only_other}{'...' if len(set(idx) - set(ref)) > 5 else ''}); expected one of each per frame"
+            )
     return sorted(ref)
 
 
@@ -216,8 +231,10 @@ def detect_layout(path: str | Path) -> str:
         return "sensreader"
     if (root / "intrinsic.txt").is_file() or any(_FRAME_NAME.match(p.name) for p in root.iterdir()):
         return "posed_images"
-    raise Vega3DError(f"{root}: not a scan folder; expected the SensReader layout (color/, depth/, pose/, "
-                      f"intrinsic/) or the posed_images layout (NNNNN.jpg, NNNNN.png, NNNNN.txt, intrinsic.txt)")
+    raise Vega3DError(
+        f"{root}: not a scan folder; expected the SensReader layout (color/, depth/, pose/, "
+        f"intrinsic/) or the posed_images layout (NNNNN.jpg, NNNNN.png, NNNNN.txt, intrinsic.txt)"
+    )
 
 
 def _select(ids: list[int], frames, root: Path) -> list[int]:
@@ -230,8 +247,11 @@ def _select(ids: list[int], frames, root: Path) -> list[int]:
     if isinstance(frames, (np.ndarray, torch.Tensor)):
         if frames.ndim != 1:
             raise Vega3DError(f"load_scene({root}): a frame id array must be 1-D, got shape {tuple(frames.shape)}")
-        integer = (frames.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-                   if isinstance(frames, torch.Tensor) else frames.dtype.kind in "iu")
+        integer = (
+            frames.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+            if isinstance(frames, torch.Tensor)
+            else frames.dtype.kind in "iu"
+        )
         if not integer:
             raise Vega3DError(f"load_scene({root}): frame ids must be ints, got dtype {frames.dtype}")
         frames = [int(f) for f in frames.tolist()]
@@ -249,8 +269,9 @@ def _select(ids: list[int], frames, root: Path) -> list[int]:
     have = set(ids)
     missing = [f for f in wanted if f not in have]
     if missing:
-        raise Vega3DError(f"load_scene({root}): frame ids {missing[:10]} not in the scan "
-                          f"({len(ids)} frames, ids {ids[0]}..{ids[-1]})")
+        raise Vega3DError(
+            f"load_scene({root}): frame ids {missing[:10]} not in the scan ({len(ids)} frames, ids {ids[0]}..{ids[-1]})"
+        )
     return wanted
 
 
@@ -258,8 +279,10 @@ def _same_size(arrays: list[np.ndarray], paths: list[Path], what: str) -> None:
     shape = arrays[0].shape
     for a, p in zip(arrays, paths):
         if a.shape != shape:
-            raise Vega3DError(f"{p}: {what} is {a.shape[1]}x{a.shape[0]}, but {paths[0].name} is "
-                              f"{shape[1]}x{shape[0]}; expected one size for all frames")
+            raise Vega3DError(
+                f"{p}: {what} is {a.shape[1]}x{a.shape[0]}, but {paths[0].name} is "
+                f"{shape[1]}x{shape[0]}; expected one size for all frames"
+            )
 
 
 # ---------------------------------------------------------------------------- the loader
@@ -276,20 +299,25 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
     if layout == "sensreader":
         for d in ("color", "depth", "pose", "intrinsic"):
             if not (root / d).is_dir():
-                raise Vega3DError(f"{root / d}: missing folder; the SensReader layout needs color/, depth/, "
-                                  f"pose/ and intrinsic/")
-        files = {"colour": _index(root / "color", ("jpg", "jpeg", "png"), "colour"),
-                 "depth": _index(root / "depth", ("png",), "depth"),
-                 "pose": _index(root / "pose", ("txt",), "pose")}
+                raise Vega3DError(
+                    f"{root / d}: missing folder; the SensReader layout needs color/, depth/, pose/ and intrinsic/"
+                )
+        files = {
+            "colour": _index(root / "color", ("jpg", "jpeg", "png"), "colour"),
+            "depth": _index(root / "depth", ("png",), "depth"),
+            "pose": _index(root / "pose", ("txt",), "pose"),
+        }
         k_color_file = root / "intrinsic" / "intrinsic_color.txt"
         k_depth_file = root / "intrinsic" / "intrinsic_depth.txt"
         for f in (k_color_file, k_depth_file):
             if not f.is_file():
                 raise Vega3DError(f"{f}: missing intrinsics file (4x4 matrix)")
     else:
-        files = {"colour": _index(root, ("jpg", "jpeg"), "colour"),
-                 "depth": _index(root, ("png",), "depth"),
-                 "pose": _index(root, ("txt",), "pose")}
+        files = {
+            "colour": _index(root, ("jpg", "jpeg"), "colour"),
+            "depth": _index(root, ("png",), "depth"),
+            "pose": _index(root, ("txt",), "pose"),
+        }
         k_color_file = root / "intrinsic.txt"
         k_depth_file = root / "depth_intrinsic.txt"
         if not k_color_file.is_file():
@@ -317,11 +345,18 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
     elif tuple(depth_size) == tuple(color_size):
         k_depth = k_color.clone()
         extras["depth_intrinsics_from"] = k_color_file.name
-        logger.warning("%s: no %s; depth has the colour image size %dx%d, so the colour intrinsics are used for depth",
-                       root, k_depth_file.name, color_size[1], color_size[0])
+        logger.warning(
+            "%s: no %s; depth has the colour image size %dx%d, so the colour intrinsics are used for depth",
+            root,
+            k_depth_file.name,
+            color_size[1],
+            color_size[0],
+        )
     else:
-        raise Vega3DError(f"{k_depth_file}: missing depth intrinsics, and depth ({depth_size[1]}x{depth_size[0]}) "
-                          f"differs in size from colour ({color_size[1]}x{color_size[0]})")
+        raise Vega3DError(
+            f"{k_depth_file}: missing depth intrinsics, and depth ({depth_size[1]}x{depth_size[0]}) "
+            f"differs in size from colour ({color_size[1]}x{color_size[0]})"
+        )
 
     scale_file = root / "depth_scale.txt"
     scale = read_depth_scale(scale_file) if scale_file.is_file() else DEFAULT_DEPTH_SCALE
@@ -329,9 +364,15 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
 
     invalid = [fid for fid, p in zip(chosen, poses) if not np.isfinite(p).all()]
     if invalid:
-        logger.warning("%s: %d of %d loaded frames have non-finite poses (frame ids %s%s); they are kept "
-                       "and flagged invalid in Scene.pose_valid", root, len(invalid), len(chosen),
-                       invalid[:10], "..." if len(invalid) > 10 else "")
+        logger.warning(
+            "%s: %d of %d loaded frames have non-finite poses (frame ids %s%s); they are kept "
+            "and flagged invalid in Scene.pose_valid",
+            root,
+            len(invalid),
+            len(chosen),
+            invalid[:10],
+            "..." if len(invalid) > 10 else "",
+        )
     extras.update({"depth_scale": scale, "num_available_frames": len(ids), "invalid_pose_frame_ids": invalid})
     return Scene(
         color=torch.from_numpy(np.stack(colors)),

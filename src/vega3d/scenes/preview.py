@@ -1,7 +1,7 @@
 """A PNG preview of a scene: a few frames' colour over their depth, plus the camera path from above.
 
-    python -m vega3d.scenes.preview                      # the synthetic scene -> docs/figures/scenes_synthetic.png
-    python -m vega3d.scenes.preview --scene PATH --out preview.png --frames 4
+python -m vega3d.scenes.preview                      # the synthetic scene -> docs/figures/scenes_synthetic.png
+python -m vega3d.scenes.preview --scene PATH --out preview.png --frames 4
 """
 
 from __future__ import annotations
@@ -46,8 +46,15 @@ def preview_figure(scene: Scene, path: str | Path, num_frames: int = 4) -> Path:
         lo, hi = objects["room_lo"], objects["room_hi"]
         ax.add_patch(plt.Rectangle((lo[0], lo[1]), hi[0] - lo[0], hi[1] - lo[1], fill=False, color="0.4"))
         for b in objects["boxes"]:
-            ax.add_patch(plt.Rectangle((b["lo"][0], b["lo"][1]), b["hi"][0] - b["lo"][0], b["hi"][1] - b["lo"][1],
-                                       color="tab:brown", alpha=0.6))
+            ax.add_patch(
+                plt.Rectangle(
+                    (b["lo"][0], b["lo"][1]),
+                    b["hi"][0] - b["lo"][0],
+                    b["hi"][1] - b["lo"][1],
+                    color="tab:brown",
+                    alpha=0.6,
+                )
+            )
         for s in objects["spheres"]:
             ax.add_patch(plt.Circle((s["center"][0], s["center"][1]), s["radius"], color="tab:purple", alpha=0.5))
     ax.plot(eye[:, 0].numpy(), eye[:, 1].numpy(), "-o", ms=3, color="tab:blue", label="camera centres")
@@ -57,15 +64,28 @@ def preview_figure(scene: Scene, path: str | Path, num_frames: int = 4) -> Path:
         lo_xy, hi_xy = eye[:, :2].min(0).values.float(), eye[:, :2].max(0).values.float()
     centre, half = (lo_xy + hi_xy) / 2, float(((hi_xy - lo_xy) / 2).max()) + 0.3
     arrow = half / 4  # arrow length in metres
-    ax.quiver(eye[:, 0].numpy(), eye[:, 1].numpy(), forward[:, 0].numpy(), forward[:, 1].numpy(),
-              angles="xy", scale_units="xy", scale=1 / arrow, width=0.006, color="tab:red", label="optical axis")
+    ax.quiver(
+        eye[:, 0].numpy(),
+        eye[:, 1].numpy(),
+        forward[:, 0].numpy(),
+        forward[:, 1].numpy(),
+        angles="xy",
+        scale_units="xy",
+        scale=1 / arrow,
+        width=0.006,
+        color="tab:red",
+        label="optical axis",
+    )
     ax.set_xlim(float(centre[0]) - half, float(centre[0]) + half)
     ax.set_ylim(float(centre[1]) - half, float(centre[1]) + half)
     ax.set_aspect("equal")
     ax.set_title("top view (world x, y; m)", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{scene.name}: {len(scene)} frames, colour {scene.image_size[1]}x{scene.image_size[0]}, "
-                 f"depth {scene.depth_size[1]}x{scene.depth_size[0]}", fontsize=10)
+    fig.suptitle(
+        f"{scene.name}: {len(scene)} frames, colour {scene.image_size[1]}x{scene.image_size[0]}, "
+        f"depth {scene.depth_size[1]}x{scene.depth_size[0]}",
+        fontsize=10,
+    )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")

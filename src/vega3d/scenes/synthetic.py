@@ -96,13 +96,16 @@ class _Room:
         self.base = _hsv_to_rgb(hue, sat, val)  # (S, 3)
         self.offset = _uniform(gen, 0, 100, n_surf, 3)
         self.scale = _uniform(gen, 0.15, 0.45, n_surf)
-        self.tables = [torch.rand(_NOISE_GRID, _NOISE_GRID, _NOISE_GRID, 3, generator=gen, dtype=torch.float64).float()
-                       for _ in _OCTAVES]
+        self.tables = [
+            torch.rand(_NOISE_GRID, _NOISE_GRID, _NOISE_GRID, 3, generator=gen, dtype=torch.float64).float()
+            for _ in _OCTAVES
+        ]
         self.light = torch.tensor([0.3, -0.4, self.height - 0.2], dtype=torch.float64)
 
     def objects(self) -> dict:
         return {
-            "room_lo": self.lo.tolist(), "room_hi": self.hi.tolist(),
+            "room_lo": self.lo.tolist(),
+            "room_hi": self.hi.tolist(),
             "boxes": [{"lo": lo.tolist(), "hi": hi.tolist()} for lo, hi in zip(self.box_lo, self.box_hi)],
             "spheres": [{"center": s[:3].tolist(), "radius": float(s[3])} for s in self.spheres],
         }
@@ -171,7 +174,9 @@ class _Room:
         # latitude bands on spheres, panels on the ceiling
         tiles = (((cell[:, 0] + cell[:, 1]) % 2) == 0).double()
         pattern = torch.where(floor, 0.65 + 0.35 * tiles, pattern)
-        panels = (((torch.floor(points[:, 0] / (2 * scale)) + torch.floor(points[:, 1] / (2 * scale))) % 2) == 0).double()
+        panels = (
+            ((torch.floor(points[:, 0] / (2 * scale)) + torch.floor(points[:, 1] / (2 * scale))) % 2) == 0
+        ).double()
         pattern = torch.where(sid == 5, 0.6 + 0.4 * panels, pattern)
         walls = sid < 4
         stripes = 0.5 + 0.5 * torch.sin(points[:, 2] / scale * 2.0 + points[:, 0] + points[:, 1])
@@ -211,13 +216,17 @@ def synthetic_poses(num_frames: int, gen: torch.Generator, arc_degrees: float) -
     for k in range(num_frames):
         s = k / max(num_frames - 1, 1)
         theta = theta0 + math.radians(arc_degrees) * s
-        eye = torch.tensor([2.0 * math.cos(theta), 2.0 * math.sin(theta),
-                            1.35 + 0.2 * math.sin(2 * math.pi * s + float(phase[0]))], dtype=torch.float64)
+        eye = torch.tensor(
+            [2.0 * math.cos(theta), 2.0 * math.sin(theta), 1.35 + 0.2 * math.sin(2 * math.pi * s + float(phase[0]))],
+            dtype=torch.float64,
+        )
         # the target wanders near the room centre: pan (sideways) and tilt (height)
         pan = 0.6 * math.sin(3 * math.pi * s + float(phase[1]))
         side = torch.tensor([-math.sin(theta), math.cos(theta), 0.0], dtype=torch.float64)
-        target = torch.tensor([0.0, 0.0, 0.75 + 0.35 * math.sin(2 * math.pi * s + float(phase[2]))],
-                              dtype=torch.float64) + pan * side
+        target = (
+            torch.tensor([0.0, 0.0, 0.75 + 0.35 * math.sin(2 * math.pi * s + float(phase[2]))], dtype=torch.float64)
+            + pan * side
+        )
         roll = math.radians(4.0) * math.sin(2 * math.pi * s)
         poses.append(look_at(eye, target, up, roll=roll))
     return torch.stack(poses)
@@ -225,8 +234,10 @@ def synthetic_poses(num_frames: int, gen: torch.Generator, arc_degrees: float) -
 
 def _render(room: _Room, pose: torch.Tensor, k: torch.Tensor, height: int, width: int, with_color: bool):
     uv = pixel_grid(height, width).reshape(-1, 2)
-    d_cam = torch.stack([(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1],
-                         torch.ones(uv.shape[0], dtype=torch.float64)], dim=1)
+    d_cam = torch.stack(
+        [(uv[:, 0] - k[0, 2]) / k[0, 0], (uv[:, 1] - k[1, 2]) / k[1, 1], torch.ones(uv.shape[0], dtype=torch.float64)],
+        dim=1,
+    )
     dirs = d_cam @ pose[:3, :3].T  # world directions whose camera z component is 1
     origin = pose[:3, 3]
     t, sid, normal = room.cast(origin, dirs)
@@ -239,10 +250,19 @@ def _render(room: _Room, pose: torch.Tensor, k: torch.Tensor, height: int, width
     return depth, color, sid.to(torch.int16).reshape(height, width)
 
 
-def synthetic_scene(num_frames: int = 16, height: int = 240, width: int = 320, seed: int = 0, *,
-                    num_boxes: int = 4, num_spheres: int = 3, fov_degrees: float = 70.0,
-                    arc_degrees: float = 100.0, depth_size: tuple[int, int] | None = None,
-                    name: str | None = None) -> Scene:
+def synthetic_scene(
+    num_frames: int = 16,
+    height: int = 240,
+    width: int = 320,
+    seed: int = 0,
+    *,
+    num_boxes: int = 4,
+    num_spheres: int = 3,
+    fov_degrees: float = 70.0,
+    arc_degrees: float = 100.0,
+    depth_size: tuple[int, int] | None = None,
+    name: str | None = None,
+) -> Scene:
     """Render a synthetic posed RGB-D scene (see the module docstring for the world).
 
     Returns a :class:`Scene` with ``num_frames`` frames of colour (N, height, width, 3) uint8,
@@ -251,8 +271,13 @@ def synthetic_scene(num_frames: int = 16, height: int = 240, width: int = 320, s
     frame ids ``0..N-1``. Deterministic by ``seed`` (an explicit ``torch.Generator``); pure torch
     on CPU (about 0.05 s per 240x320 frame).
     """
-    for field, value, lo in (("num_frames", num_frames, 1), ("height", height, 8), ("width", width, 8),
-                             ("num_boxes", num_boxes, 0), ("num_spheres", num_spheres, 0)):
+    for field, value, lo in (
+        ("num_frames", num_frames, 1),
+        ("height", height, 8),
+        ("width", width, 8),
+        ("num_boxes", num_boxes, 0),
+        ("num_spheres", num_spheres, 0),
+    ):
         if not isinstance(value, int) or value < lo:
             raise Vega3DError(f"synthetic_scene: {field} must be an int >= {lo}, got {value!r}")
     if not 10.0 <= fov_degrees <= 150.0:
@@ -273,9 +298,17 @@ def synthetic_scene(num_frames: int = 16, height: int = 240, width: int = 320, s
         colors.append(color)
         depths.append(depth.float())
         sids.append(sid)
-    generator = {"num_frames": num_frames, "height": height, "width": width, "seed": int(seed),
-                 "num_boxes": num_boxes, "num_spheres": num_spheres, "fov_degrees": fov_degrees,
-                 "arc_degrees": arc_degrees, "depth_size": [hd, wd]}
+    generator = {
+        "num_frames": num_frames,
+        "height": height,
+        "width": width,
+        "seed": int(seed),
+        "num_boxes": num_boxes,
+        "num_spheres": num_spheres,
+        "fov_degrees": fov_degrees,
+        "arc_degrees": arc_degrees,
+        "depth_size": [hd, wd],
+    }
     return Scene(
         color=torch.stack(colors),
         depth=torch.stack(depths),

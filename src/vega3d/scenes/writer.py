@@ -36,8 +36,14 @@ def _intrinsics4(k: torch.Tensor) -> np.ndarray:
     return m
 
 
-def write_scene(scene: Scene, path: str | Path, layout: str = "sensreader", *,
-                depth_scale: float = DEFAULT_DEPTH_SCALE, jpeg_quality: int = 95) -> Path:
+def write_scene(
+    scene: Scene,
+    path: str | Path,
+    layout: str = "sensreader",
+    *,
+    depth_scale: float = DEFAULT_DEPTH_SCALE,
+    jpeg_quality: int = 95,
+) -> Path:
     """Write ``scene`` under ``path`` (created; must be empty or absent) and return the path.
 
     ``depth_scale``: depth units per metre in the PNGs (1000 = millimetres, ScanNet). Depth is
@@ -54,8 +60,10 @@ def write_scene(scene: Scene, path: str | Path, layout: str = "sensreader", *,
         raise Vega3DError(f"{root}: write_scene needs an empty or new folder")
     raw = torch.round(scene.depth.double() * depth_scale)
     if float(raw.max()) > 65535:
-        raise Vega3DError(f"write_scene: depth up to {float(scene.depth.max()):.3f} m does not fit uint16 at "
-                          f"{depth_scale:g} units per metre (max {65535 / depth_scale:.3f} m); use a smaller depth_scale")
+        raise Vega3DError(
+            f"write_scene: depth up to {float(scene.depth.max()):.3f} m does not fit uint16 at "
+            f"{depth_scale:g} units per metre (max {65535 / depth_scale:.3f} m); use a smaller depth_scale"
+        )
     raw = raw.numpy().astype(np.uint16)
     if layout == "sensreader":
         dirs = {d: root / d for d in ("color", "depth", "pose", "intrinsic")}

@@ -14,7 +14,7 @@ _LAZY = {
     "SimulatorConfig": "vega3d.simulator.simulator",
     "ClipFeatures": "vega3d.simulator.simulator",
     "FrameLatents": "vega3d.simulator.simulator",
-    # checkpoint loading (layouts.py), the empty-prompt context (prompt.py), stand-ins (tiny.py)
+    # checkpoint loading (layouts.py), the empty-prompt context (prompt.py)
     "WanComponents": "vega3d.simulator.layouts",
     "load_wan_components": "vega3d.simulator.layouts",
     "detect_layout": "vega3d.simulator.layouts",
@@ -22,8 +22,6 @@ _LAZY = {
     "save_prompt_embedding": "vega3d.simulator.prompt",
     "encode_prompt": "vega3d.simulator.prompt",
     "pad_prompt_embedding": "vega3d.simulator.prompt",
-    "save_tiny_wan": "vega3d.simulator.tiny",
-    "default_model_dir": "vega3d.simulator.tiny",
 }
 
 __all__ = ["flow_noise_level", *_LAZY]

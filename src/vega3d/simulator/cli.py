@@ -27,30 +27,39 @@ def register(subparsers) -> None:
 
 def _export_prompt(args) -> int:
     import json
-
     import sys
     from pathlib import Path
 
     from vega3d.errors import Vega3DError
     from vega3d.simulator.layouts import (
-        ORIGINAL_T5, ORIGINAL_TOKENIZER, PROMPT_FILE, STAND_IN_MARKER, TEXT_LEN, detect_layout, has_text_encoder,
+        ORIGINAL_T5,
+        ORIGINAL_TOKENIZER,
+        PROMPT_FILE,
+        TEXT_LEN,
+        detect_layout,
+        has_text_encoder,
         load_text_encoder,
     )
     from vega3d.simulator.prompt import encode_prompt, save_prompt_embedding
+    from vega3d.standin import is_stand_in
 
     root = Path(args.model).expanduser()
     layout = detect_layout(root)
     if not has_text_encoder(root, layout):
-        want = ("text_encoder/ + tokenizer/" if layout == "diffusers" else f"{ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/")
+        want = "text_encoder/ + tokenizer/" if layout == "diffusers" else f"{ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/"
         raise Vega3DError(
             f"--model {root}: no text encoder ({want}); export-prompt needs it. Run it on the full Wan2.1 "
             f"folder (the {layout} layout with {want}); the file it writes is then given to "
             f"`vega3d extract --prompt-embedding FILE` (Python: prompt_embedding=FILE) or put in a model "
-            f"folder as {PROMPT_FILE}")
-    stand_in = (root / STAND_IN_MARKER).is_file()
+            f"folder as {PROMPT_FILE}"
+        )
+    stand_in = is_stand_in(root)
     if stand_in:
-        print(f"NOTE: {root} is a small STAND-IN with random weights, not Wan2.1: the prompt embedding it gives is "
-              f"for testing only (recorded as stand_in=true in the file's metadata)", file=sys.stderr)
+        print(
+            f"NOTE: {root} is a small STAND-IN with random weights, not Wan2.1: the prompt embedding it gives is "
+            f"for testing only (recorded as stand_in=true in the file's metadata)",
+            file=sys.stderr,
+        )
     encoder, tokenizer, identity = load_text_encoder(root, dtype=args.dtype, device=args.device)
     emb = encode_prompt(encoder, tokenizer, args.text, TEXT_LEN)
     metadata = {
@@ -64,5 +73,7 @@ def _export_prompt(args) -> int:
         "identity": json.dumps(identity, sort_keys=True),
     }
     path = save_prompt_embedding(emb, args.out, metadata=metadata)
-    print(f"wrote prompt_embedding {tuple(emb.shape)} (valid tokens × text_dim; padded to {TEXT_LEN} rows at load) to {path}")
+    print(
+        f"wrote prompt_embedding {tuple(emb.shape)} (valid tokens × text_dim; padded to {TEXT_LEN} rows at load) to {path}"
+    )
     return 0

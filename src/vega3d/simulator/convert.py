@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.jsonfile import read_json
+from vega3d.files import read_json
 from vega3d.simulator.layouts import (
     ORIGINAL_CONFIG,
     ORIGINAL_VAE,
@@ -57,7 +57,10 @@ T5_TO_HF = (
     ("blocks.{i}.attn.k.weight", "encoder.block.{i}.layer.0.SelfAttention.k.weight"),
     ("blocks.{i}.attn.v.weight", "encoder.block.{i}.layer.0.SelfAttention.v.weight"),
     ("blocks.{i}.attn.o.weight", "encoder.block.{i}.layer.0.SelfAttention.o.weight"),
-    ("blocks.{i}.pos_embedding.embedding.weight", "encoder.block.{i}.layer.0.SelfAttention.relative_attention_bias.weight"),
+    (
+        "blocks.{i}.pos_embedding.embedding.weight",
+        "encoder.block.{i}.layer.0.SelfAttention.relative_attention_bias.weight",
+    ),
     ("blocks.{i}.norm2.weight", "encoder.block.{i}.layer.1.layer_norm.weight"),
     ("blocks.{i}.ffn.gate.0.weight", "encoder.block.{i}.layer.1.DenseReluDense.wi_0.weight"),
     ("blocks.{i}.ffn.fc1.weight", "encoder.block.{i}.layer.1.DenseReluDense.wi_1.weight"),
@@ -102,7 +105,9 @@ def _torch_load(path: Path) -> dict:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 — any unreadable file is bad input
-        raise Vega3DError(f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: {err})") from None
+        raise Vega3DError(
+            f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise Vega3DError(f"{path}: expected a flat state dict (name → tensor), found {type(sd).__name__}")
     return sd
@@ -166,7 +171,9 @@ def load_original_transformer(root: Path):
     diffusers_config = transformer_config_from_original(config, state, cfg_path)
     converted = convert_wan_transformer_to_diffusers(state)
     where = original_dit_files(root)[0].parent / "diffusion_pytorch_model*.safetensors"
-    model = load_converted(lambda: WanTransformer3DModel.from_config(diffusers_config), converted, where, "WanTransformer3DModel")
+    model = load_converted(
+        lambda: WanTransformer3DModel.from_config(diffusers_config), converted, where, "WanTransformer3DModel"
+    )
     return model, int(config.get("text_len", TEXT_LEN)), config
 
 
@@ -321,7 +328,9 @@ def load_original_text_encoder(path: Path, dtype=torch.float32):
 
     state = _torch_load(path)
     config = UMT5Config(**t5_config_from_original(state, path))
-    model = load_converted(lambda: UMT5EncoderModel(config), t5_keys_to_hf(state, path), path, "a umT5 encoder (UMT5EncoderModel)")
+    model = load_converted(
+        lambda: UMT5EncoderModel(config), t5_keys_to_hf(state, path), path, "a umT5 encoder (UMT5EncoderModel)"
+    )
     model.tie_weights()
     return _cast_like_transformers(model, dtype)
 

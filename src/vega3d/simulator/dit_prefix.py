@@ -34,8 +34,9 @@ def condition(transformer, timestep: int, context: torch.Tensor) -> tuple[torch.
 
 
 @torch.no_grad()
-def dit_prefix(transformer, latents: torch.Tensor, timestep_proj: torch.Tensor, context: torch.Tensor, block: int,
-               blocks=None) -> torch.Tensor:
+def dit_prefix(
+    transformer, latents: torch.Tensor, timestep_proj: torch.Tensor, context: torch.Tensor, block: int, blocks=None
+) -> torch.Tensor:
     """Hidden states after ``blocks[block]`` for ``latents`` (B, 16, F, H/8, W/8).
 
     ``timestep_proj`` / ``context`` from :func:`condition` (batch 1 or B). ``blocks``: the

@@ -26,9 +26,8 @@ from typing import Any
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.standin import is_stand_in
 
-#: Marker file written by :func:`vega3d.simulator.tiny.save_tiny_wan` into stand-in folders.
-STAND_IN_MARKER = "VEGA3D_STAND_IN.md"
 #: File name of the cached empty-prompt context inside a model folder.
 PROMPT_FILE = "prompt_embedding.safetensors"
 #: Wan2.1's context length: the DiT always sees ``text_len`` context rows.
@@ -86,7 +85,9 @@ def _missing_shards(folder: Path, prefix: str = "") -> list[str]:
         try:
             names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
-            raise Vega3DError(f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}") from None
+            raise Vega3DError(
+                f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}"
+            ) from None
         missing += [f"{prefix}{n} (listed in {prefix}{index.name})" for n in names if not (folder / n).is_file()]
     return missing
 
@@ -160,7 +161,9 @@ def detect_layout(path) -> str:
     else:
         missing = _original_missing(root) if looks_original else _diffusers_missing(root) + _original_missing(root)
         kind = ""
-    raise Vega3DError(f"{root} is not a complete Wan2.1 checkpoint folder{kind}: missing {', '.join(missing)}; {_LAYOUT_HELP}")
+    raise Vega3DError(
+        f"{root} is not a complete Wan2.1 checkpoint folder{kind}: missing {', '.join(missing)}; {_LAYOUT_HELP}"
+    )
 
 
 def original_dit_files(root: Path) -> list[Path]:
@@ -174,7 +177,9 @@ def original_dit_files(root: Path) -> list[Path]:
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise Vega3DError(f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}")
+            raise Vega3DError(
+                f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}"
+            ) from None
         names = sorted(set(weight_map.values()))
         missing = [n for n in names if not (root / n).is_file()]
         if missing:
@@ -266,7 +271,9 @@ def _parse_dtype(dtype, name: str = "dtype") -> torch.dtype:
         value = getattr(torch, aliases.get(short, short), None)
         if isinstance(value, torch.dtype) and value.is_floating_point:
             return value
-    raise Vega3DError(f"{name}: got {dtype!r}; expected a floating torch dtype or its name (float32, bfloat16, float16)")
+    raise Vega3DError(
+        f"{name}: got {dtype!r}; expected a floating torch dtype or its name (float32, bfloat16, float16)"
+    )
 
 
 def _load_diffusers(root: Path, dtype, vae_dtype, device):
@@ -291,18 +298,24 @@ def _from_pretrained_strict(model_cls, folder: Path, dtype):
     """``model_cls.from_pretrained`` from a local folder; any missing, unexpected or
     mis-shaped weight (which diffusers would only warn about) is a :class:`Vega3DError`."""
     try:
-        model, info = model_cls.from_pretrained(folder, local_files_only=True, torch_dtype=dtype, output_loading_info=True)
+        model, info = model_cls.from_pretrained(
+            folder, local_files_only=True, torch_dtype=dtype, output_loading_info=True
+        )
     except Vega3DError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as err:
-        raise Vega3DError(f"{folder}: diffusers could not load {model_cls.__name__}: {type(err).__name__}: {err}") from None
+        raise Vega3DError(
+            f"{folder}: diffusers could not load {model_cls.__name__}: {type(err).__name__}: {err}"
+        ) from None
     problems = []
     for name in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         keys = sorted(str(k) for k in info.get(name) or [])
         if keys:
             problems.append(f"{len(keys)} {name.replace('_', ' ')} (e.g. {', '.join(keys[:5])})")
     if problems:
-        raise Vega3DError(f"{folder}: weights do not match {model_cls.__name__} from config.json: {'; '.join(problems)}")
+        raise Vega3DError(
+            f"{folder}: weights do not match {model_cls.__name__} from config.json: {'; '.join(problems)}"
+        )
     return model
 
 
@@ -328,7 +341,11 @@ def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
     layout = detect_layout(root)
     dtype = _parse_dtype(dtype)
     if not has_text_encoder(root, layout):
-        want = "text_encoder/ (config.json + weights) and tokenizer/" if layout == "diffusers" else f"{ORIGINAL_T5} and {ORIGINAL_TOKENIZER}/"
+        want = (
+            "text_encoder/ (config.json + weights) and tokenizer/"
+            if layout == "diffusers"
+            else f"{ORIGINAL_T5} and {ORIGINAL_TOKENIZER}/"
+        )
         raise Vega3DError(
             f"{root}: no text encoder: missing {want}. It is only needed to compute the empty-prompt context: "
             f"run `vega3d export-prompt --model <the full Wan2.1 folder, with its text encoder> --out {PROMPT_FILE}` "
@@ -385,7 +402,7 @@ def load_wan_components(
     dtype = _parse_dtype(dtype)
     vae_dtype = _parse_dtype(vae_dtype, "vae_dtype")
     text_dim, text_len = _text_dims(root, layout)
-    identity = {"path": str(root.resolve()), "layout": layout, "stand_in": (root / STAND_IN_MARKER).is_file()}
+    identity = {"path": str(root.resolve()), "layout": layout, "stand_in": is_stand_in(root)}
 
     text_encoder = tokenizer = None
     if need_text_encoder:

@@ -95,7 +95,7 @@ def load_prompt_embedding(tensor_or_path, text_dim: int, text_len: int = 512) ->
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:
-            raise Vega3DError(f"{path}: not a readable safetensors file ({err})")
+            raise Vega3DError(f"{path}: not a readable safetensors file ({err})") from None
         if TENSOR_NAME not in tensors:
             raise Vega3DError(f"{path}: no tensor named '{TENSOR_NAME}' (found {sorted(tensors)})")
         emb = tensors[TENSOR_NAME]

@@ -66,8 +66,14 @@ from vega3d.simulator.noise import flow_noise_level
 #: Name of the noise recipe recorded in the config (bump if the draw ever changes).
 NOISE_RECIPE = "cpu-generator(seed), frame i = i-th draw of (z_dim, 1, height/8, width/8)"
 
-_DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def parse_dtype(dtype, name: str = "dtype") -> torch.dtype:
@@ -78,7 +84,9 @@ def parse_dtype(dtype, name: str = "dtype") -> torch.dtype:
         return dtype
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPE_NAMES:
         return _DTYPE_NAMES[dtype.removeprefix("torch.")]
-    raise Vega3DError(f"{name}: got {dtype!r}; expected torch.float32, torch.bfloat16, torch.float16 or one of the names {sorted(_DTYPE_NAMES)}")
+    raise Vega3DError(
+        f"{name}: got {dtype!r}; expected torch.float32, torch.bfloat16, torch.float16 or one of the names {sorted(_DTYPE_NAMES)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -149,8 +157,10 @@ def latent_frame_groups(num_frames: int) -> tuple:
 def check_clip_length(num_frames: int) -> None:
     if num_frames < 1 or (num_frames - 1) % 4:
         below = 1 + 4 * max(0, (num_frames - 1) // 4)
-        raise Vega3DError(f"frames: clip of {num_frames} frames; Wan's VAE takes 1 + 4k frames (1, 5, 9, 13, ...): "
-                          f"use {below} or {below + 4}")
+        raise Vega3DError(
+            f"frames: clip of {num_frames} frames; Wan's VAE takes 1 + 4k frames (1, 5, 9, 13, ...): "
+            f"use {below} or {below + 4}"
+        )
 
 
 class WanWorldSimulator:
@@ -171,11 +181,29 @@ class WanWorldSimulator:
     ``identity`` / ``stand_in`` describe the weights for :attr:`config` (from the loader).
     """
 
-    def __init__(self, transformer, vae, latents_mean: torch.Tensor, latents_std: torch.Tensor,
-                 prompt_embedding: torch.Tensor, *, timestep: float = 300, shift: float = 5.0, block: int = 20,
-                 height: int = 480, width: int = 832, seed: int = 0, pad: bool = False, batch_frames: int | None = None,
-                 memory_budget: int | None = None, compile: bool = False, identity: dict | None = None,
-                 stand_in: bool = False, text_len: int = 512, vae_dtype=None):
+    def __init__(
+        self,
+        transformer,
+        vae,
+        latents_mean: torch.Tensor,
+        latents_std: torch.Tensor,
+        prompt_embedding: torch.Tensor,
+        *,
+        timestep: float = 300,
+        shift: float = 5.0,
+        block: int = 20,
+        height: int = 480,
+        width: int = 832,
+        seed: int = 0,
+        pad: bool = False,
+        batch_frames: int | None = None,
+        memory_budget: int | None = None,
+        compile: bool = False,
+        identity: dict | None = None,
+        stand_in: bool = False,
+        text_len: int = 512,
+        vae_dtype=None,
+    ):
         from vega3d.simulator.prompt import load_prompt_embedding
         from vega3d.simulator.vae2d import FrameEncoder, supports_2d
 
@@ -184,8 +212,12 @@ class WanWorldSimulator:
         _check_block(block, num_layers)
         if isinstance(seed, bool) or not isinstance(seed, Integral):
             raise Vega3DError(f"seed: got {seed!r}; expected an integer")
-        if batch_frames is not None and (isinstance(batch_frames, bool) or not isinstance(batch_frames, Integral) or batch_frames < 1):
-            raise Vega3DError(f"batch_frames: got {batch_frames!r}; expected None (use the memory budget) or an integer >= 1")
+        if batch_frames is not None and (
+            isinstance(batch_frames, bool) or not isinstance(batch_frames, Integral) or batch_frames < 1
+        ):
+            raise Vega3DError(
+                f"batch_frames: got {batch_frames!r}; expected None (use the memory budget) or an integer >= 1"
+            )
         if memory_budget is not None and (not isinstance(memory_budget, Integral) or memory_budget < 1):
             raise Vega3DError(f"memory_budget: got {memory_budget!r}; expected None or a positive number of bytes")
         if vae_dtype is not None:
@@ -194,14 +226,22 @@ class WanWorldSimulator:
         self.z_dim = int(vae.config.z_dim)
         for name, v in (("latents_mean", latents_mean), ("latents_std", latents_std)):
             if not isinstance(v, torch.Tensor) or tuple(v.shape) != (self.z_dim,) or not torch.isfinite(v).all():
-                raise Vega3DError(f"{name}: got {getattr(v, 'shape', type(v).__name__)}; expected a finite ({self.z_dim},) tensor")
+                raise Vega3DError(
+                    f"{name}: got {getattr(v, 'shape', type(v).__name__)}; expected a finite ({self.z_dim},) tensor"
+                )
         if (latents_std <= 0).any():
             raise Vega3DError("latents_std: expected all values > 0")
         text_dim = int(transformer.config.text_dim)
         context = load_prompt_embedding(prompt_embedding, text_dim, text_len)
 
         self.transformer, self.vae = transformer, vae
-        self.block, self.height, self.width, self.seed, self.pad = int(block), int(height), int(width), int(seed), bool(pad)
+        self.block, self.height, self.width, self.seed, self.pad = (
+            int(block),
+            int(height),
+            int(width),
+            int(seed),
+            bool(pad),
+        )
         self.device = transformer.patch_embedding.weight.device
         self.dtype = transformer.patch_embedding.weight.dtype
         self.vae_dtype = vae.encoder.conv_in.weight.dtype
@@ -216,20 +256,49 @@ class WanWorldSimulator:
 
         prompt = (identity or {}).get("prompt") or {
             "source": "tensor" if isinstance(prompt_embedding, torch.Tensor) else str(prompt_embedding),
-            "sha256": hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest()}
+            "sha256": hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest(),
+        }
         model = {k: v for k, v in (identity or {"source": "in-memory modules"}).items() if k != "prompt"}
         self.config = SimulatorConfig(
-            model=model, stand_in=bool(stand_in), num_layers=num_layers, block=self.block, timestep=float(timestep),
-            t=self.t, sigma=self.sigma, shift=float(shift), seed=self.seed, height=self.height, width=self.width,
-            dtype=str(self.dtype).removeprefix("torch."), vae_dtype=str(self.vae_dtype).removeprefix("torch."),
-            feature_dim=self.feature_dim, pad=self.pad, prompt=prompt)
+            model=model,
+            stand_in=bool(stand_in),
+            num_layers=num_layers,
+            block=self.block,
+            timestep=float(timestep),
+            t=self.t,
+            sigma=self.sigma,
+            shift=float(shift),
+            seed=self.seed,
+            height=self.height,
+            width=self.width,
+            dtype=str(self.dtype).removeprefix("torch."),
+            vae_dtype=str(self.vae_dtype).removeprefix("torch."),
+            feature_dim=self.feature_dim,
+            pad=self.pad,
+            prompt=prompt,
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, path, *, timestep: float = 300, shift: float = 5.0, block: int = 20, height: int = 480,
-                        width: int = 832, seed: int = 0, dtype=torch.float32, device="cpu", prompt_embedding=None,
-                        pad: bool = False, batch_frames: int | None = None, memory_budget: int | None = None,
-                        compile: bool = False, vae_dtype=torch.float32) -> "WanWorldSimulator":
+    def from_pretrained(
+        cls,
+        path,
+        *,
+        timestep: float = 300,
+        shift: float = 5.0,
+        block: int = 20,
+        height: int = 480,
+        width: int = 832,
+        seed: int = 0,
+        dtype=torch.float32,
+        device="cpu",
+        prompt_embedding=None,
+        pad: bool = False,
+        batch_frames: int | None = None,
+        memory_budget: int | None = None,
+        compile: bool = False,
+        vae_dtype=torch.float32,
+    ) -> WanWorldSimulator:
         """Load a Wan2.1-T2V folder (diffusers or original layout) and build the simulator.
 
         ``dtype``: torch dtype or name ("float32", "bfloat16") of the DiT. ``vae_dtype``: the
@@ -245,11 +314,29 @@ class WanWorldSimulator:
             raise Vega3DError(f"block: got {block!r}; expected an integer (0-based DiT block index)")
         from vega3d.simulator.layouts import load_wan_components
 
-        parts = load_wan_components(path, dtype=dtype, vae_dtype=vae_dtype, device=device, prompt_embedding=prompt_embedding)
-        return cls(parts.transformer, parts.vae, parts.latents_mean, parts.latents_std, parts.prompt_embedding,
-                   timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
-                   batch_frames=batch_frames, memory_budget=memory_budget, compile=compile, identity=parts.identity,
-                   stand_in=parts.stand_in, text_len=parts.text_len)
+        parts = load_wan_components(
+            path, dtype=dtype, vae_dtype=vae_dtype, device=device, prompt_embedding=prompt_embedding
+        )
+        return cls(
+            parts.transformer,
+            parts.vae,
+            parts.latents_mean,
+            parts.latents_std,
+            parts.prompt_embedding,
+            timestep=timestep,
+            shift=shift,
+            block=block,
+            height=height,
+            width=width,
+            seed=seed,
+            pad=pad,
+            batch_frames=batch_frames,
+            memory_budget=memory_budget,
+            compile=compile,
+            identity=parts.identity,
+            stand_in=parts.stand_in,
+            text_len=parts.text_len,
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -280,9 +367,11 @@ class WanWorldSimulator:
 
     def __repr__(self) -> str:
         tag = " — STAND-IN with random weights, NOT Wan2.1" if self.stand_in else ""
-        return (f"WanWorldSimulator(block={self.block}/{self.config.num_layers}, t={self.t}, sigma={self.sigma:.8f}, "
-                f"{self.height}x{self.width}, C={self.feature_dim}, DiT {self.config.dtype} / VAE {self.config.vae_dtype} "
-                f"on {self.device}{tag})")
+        return (
+            f"WanWorldSimulator(block={self.block}/{self.config.num_layers}, t={self.t}, sigma={self.sigma:.8f}, "
+            f"{self.height}x{self.width}, C={self.feature_dim}, DiT {self.config.dtype} / VAE {self.config.vae_dtype} "
+            f"on {self.device}{tag})"
+        )
 
     # ------------------------------------------------------------------ noise
     def draw_noise(self, num_frames: int) -> torch.Tensor:
@@ -299,7 +388,9 @@ class WanWorldSimulator:
         if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
             raise Vega3DError(f"noise: got {type(noise).__name__}; expected a float tensor of shape {shape}")
         if tuple(noise.shape) != shape:
-            raise Vega3DError(f"noise: shape {tuple(noise.shape)}; expected {shape} (frames, z_dim, latent frames, height/8, width/8)")
+            raise Vega3DError(
+                f"noise: shape {tuple(noise.shape)}; expected {shape} (frames, z_dim, latent frames, height/8, width/8)"
+            )
         if not torch.isfinite(noise).all():
             raise Vega3DError("noise: contains NaN or infinite values")
         return noise.float()
@@ -345,7 +436,9 @@ class WanWorldSimulator:
         (16 x height/8 x width/8 floats each: 0.4 MB per frame at 480x832).
         """
         n, frames_at = _frame_batches(frames, self.device)
-        out = torch.empty((n, self.z_dim, 1, self.height // 8, self.width // 8), dtype=torch.float32, device=self.device)
+        out = torch.empty(
+            (n, self.z_dim, 1, self.height // 8, self.width // 8), dtype=torch.float32, device=self.device
+        )
         box = None
         for s in self._starts(n, progress, "simulator: VAE"):
             e = min(n, s + self._batch)
@@ -354,8 +447,15 @@ class WanWorldSimulator:
         return FrameLatents(out, box)
 
     @torch.no_grad()
-    def features_from_latents(self, latents, noise: torch.Tensor | None = None, *, timestep: float | None = None,
-                              blocks=None, progress: bool = False):
+    def features_from_latents(
+        self,
+        latents,
+        noise: torch.Tensor | None = None,
+        *,
+        timestep: float | None = None,
+        blocks=None,
+        progress: bool = False,
+    ):
         """Stage 2 of :meth:`extract`: noise the latents and read the DiT.
 
         ``latents``: :meth:`encode`'s :class:`FrameLatents`, or a bare (N, z_dim, 1,
@@ -391,8 +491,9 @@ class WanWorldSimulator:
         out = {b: torch.empty((n, h, w, self.feature_dim), dtype=torch.float32, device=self.device) for b in keys}
         for s in self._starts(n, progress, "simulator: DiT"):
             e = min(n, s + self._batch)
-            feats = self._noised_features(z[s:e], noise_at(s, e).to(self.device), sigma, tproj,
-                                          wanted if wanted is not None else self.block)
+            feats = self._noised_features(
+                z[s:e], noise_at(s, e).to(self.device), sigma, tproj, wanted if wanted is not None else self.block
+            )
             if wanted is None:
                 feats = {self.block: feats}
             for b in keys:
@@ -420,7 +521,9 @@ class WanWorldSimulator:
         x, box = fit_frames(frames.to(self.device), self.height, self.width, self.pad)
         video = (x * 2.0 - 1.0).to(self.vae_dtype).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
         z = self._normalise(self.vae.encode(video).latent_dist.mode())
-        feats = self._noised_features(z, eps.to(self.device), self.sigma, self._tproj, self.block)[0]  # (T_lat, h, w, C)
+        feats = self._noised_features(z, eps.to(self.device), self.sigma, self._tproj, self.block)[
+            0
+        ]  # (T_lat, h, w, C)
         return ClipFeatures(self._to_full_frame(feats, box), latent_frame_groups(num))
 
     @property
@@ -471,22 +574,41 @@ class WanWorldSimulator:
             latents, box = latents
         shape = f"(N, {self.z_dim}, 1, {self.height // 8}, {self.width // 8})"
         if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
-            raise Vega3DError(f"latents: got {type(latents).__name__}; expected encode()'s FrameLatents or a float tensor {shape}")
-        if latents.ndim != 5 or latents.shape[0] < 1 or tuple(latents.shape[1:]) != (self.z_dim, 1, self.height // 8, self.width // 8):
-            raise Vega3DError(f"latents: shape {tuple(latents.shape)}; expected {shape} with N >= 1 "
-                              f"(frames, z_dim, one latent frame, height/8, width/8 of this simulator)")
+            raise Vega3DError(
+                f"latents: got {type(latents).__name__}; expected encode()'s FrameLatents or a float tensor {shape}"
+            )
+        if (
+            latents.ndim != 5
+            or latents.shape[0] < 1
+            or tuple(latents.shape[1:]) != (self.z_dim, 1, self.height // 8, self.width // 8)
+        ):
+            raise Vega3DError(
+                f"latents: shape {tuple(latents.shape)}; expected {shape} with N >= 1 "
+                f"(frames, z_dim, one latent frame, height/8, width/8 of this simulator)"
+            )
         if not torch.isfinite(latents).all():
             raise Vega3DError("latents: contains NaN or infinite values")
         if box is None:
             if self.pad:
-                raise Vega3DError("latents: a bare tensor with pad=True; pass encode()'s FrameLatents, whose content box "
-                                  "maps the token grid back onto the whole frame")
+                raise Vega3DError(
+                    "latents: a bare tensor with pad=True; pass encode()'s FrameLatents, whose content box "
+                    "maps the token grid back onto the whole frame"
+                )
             box = whole
-        elif not isinstance(box, ContentBox) or box.top < 0 or box.left < 0 or box.rows < 1 or box.cols < 1 \
-                or box.top + box.rows > h or box.left + box.cols > w:
+        elif (
+            not isinstance(box, ContentBox)
+            or box.top < 0
+            or box.left < 0
+            or box.rows < 1
+            or box.cols < 1
+            or box.top + box.rows > h
+            or box.left + box.cols > w
+        ):
             raise Vega3DError(f"latents.box: got {box!r}; expected a ContentBox inside the {h}x{w} token grid")
         elif box != whole and not self.pad:
-            raise Vega3DError(f"latents.box: {box} is a padded frame's box (encoded with pad=True); this simulator has pad=False")
+            raise Vega3DError(
+                f"latents.box: {box} is a padded frame's box (encoded with pad=True); this simulator has pad=False"
+            )
         return latents.to(device=self.device, dtype=torch.float32), box
 
     def _starts(self, n: int, progress: bool, desc: str):
@@ -523,7 +645,10 @@ class WanWorldSimulator:
         base = int(self.vae.config.base_dim)
         tokens = (self.height // TOKEN_PX) * (self.width // TOKEN_PX)
         vae_bytes = 8 * base * self.height * self.width * 4
-        dit_bytes = tokens * (int(cfg.ffn_dim) + 8 * self.feature_dim) * dit_el + int(cfg.num_attention_heads) * tokens * tokens * 4
+        dit_bytes = (
+            tokens * (int(cfg.ffn_dim) + 8 * self.feature_dim) * dit_el
+            + int(cfg.num_attention_heads) * tokens * tokens * 4
+        )
         return int(max(1, min(64, memory_budget // max(vae_bytes, dit_bytes))))
 
 
@@ -539,7 +664,8 @@ def _frame_batches(frames, device):
     needs every value), malformed input to its error message.
     """
     is_uint8 = (isinstance(frames, torch.Tensor) and frames.dtype == torch.uint8) or (
-        isinstance(frames, np.ndarray) and frames.dtype == np.uint8)
+        isinstance(frames, np.ndarray) and frames.dtype == np.uint8
+    )
     if is_uint8 and frames.ndim == 4 and frames.shape[-1] == 3 and min(frames.shape) > 0:
         return int(frames.shape[0]), lambda s, e: as_float_frames(frames[s:e]).to(device)
     x = as_float_frames(frames)
@@ -573,8 +699,10 @@ class _Tap:
 def check_blocks(blocks, num_layers: int) -> list[int]:
     """Validate a list of 0-based DiT block indices; returns them sorted, duplicates merged."""
     if isinstance(blocks, (str, bytes)) or not hasattr(blocks, "__iter__"):
-        raise Vega3DError(f"blocks: got {blocks!r}; expected a list of 0-based block indices in 0..{num_layers - 1} "
-                          f"(one block: set block= on the simulator)")
+        raise Vega3DError(
+            f"blocks: got {blocks!r}; expected a list of 0-based block indices in 0..{num_layers - 1} "
+            f"(one block: set block= on the simulator)"
+        )
     blocks = list(blocks)
     if not blocks:
         raise Vega3DError(f"blocks: empty; expected at least one block index in 0..{num_layers - 1}")
@@ -585,6 +713,7 @@ def check_blocks(blocks, num_layers: int) -> list[int]:
 
 def _check_block(block, num_layers: int) -> None:
     if isinstance(block, bool) or not isinstance(block, Integral) or not 0 <= block < num_layers:
-        raise Vega3DError(f"block: got {block!r}; expected an integer in 0..{num_layers - 1} "
-                          f"(0-based index into the DiT's {num_layers} blocks; the paper uses 20 of 30)")
-
+        raise Vega3DError(
+            f"block: got {block!r}; expected an integer in 0..{num_layers - 1} "
+            f"(0-based index into the DiT's {num_layers} blocks; the paper uses 20 of 30)"
+        )

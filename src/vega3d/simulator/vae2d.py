@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from diffusers.models.autoencoders.autoencoder_kl_wan import (
     WanAttentionBlock,
     WanCausalConv3d,
@@ -46,7 +45,9 @@ def _last_tap_conv(conv: WanCausalConv3d, out_channels: int | None = None) -> nn
     kt = conv.kernel_size[0]
     pt = conv._padding[4]  # causal zero frames in front: 2 * p_t
     if kt != pt + 1 or conv.stride[0] != 1:
-        raise Vega3DError(f"vae2d: causal conv with temporal kernel {kt}, front padding {pt}, stride {conv.stride[0]}; expected kernel = padding + 1, stride 1")
+        raise Vega3DError(
+            f"vae2d: causal conv with temporal kernel {kt}, front padding {pt}, stride {conv.stride[0]}; expected kernel = padding + 1, stride 1"
+        )
     w = conv.weight.detach()[:, :, -1]
     b = conv.bias.detach() if conv.bias is not None else None
     if out_channels is not None:
@@ -54,8 +55,16 @@ def _last_tap_conv(conv: WanCausalConv3d, out_channels: int | None = None) -> nn
     pad_w, pad_h = conv._padding[0], conv._padding[2]
     if conv._padding[1] != pad_w or conv._padding[3] != pad_h:
         raise Vega3DError(f"vae2d: asymmetric spatial padding {conv._padding}; expected symmetric")
-    conv2d = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=conv.stride[1:], padding=(pad_h, pad_w), bias=b is not None,
-                       device=w.device, dtype=w.dtype)
+    conv2d = nn.Conv2d(
+        w.shape[1],
+        w.shape[0],
+        tuple(w.shape[2:]),
+        stride=conv.stride[1:],
+        padding=(pad_h, pad_w),
+        bias=b is not None,
+        device=w.device,
+        dtype=w.dtype,
+    )
     with torch.no_grad():
         conv2d.weight.copy_(w)
         if b is not None:
@@ -75,7 +84,9 @@ class FrameEncoder(nn.Module):
     def __init__(self, vae):
         super().__init__()
         if not supports_2d(vae):
-            raise Vega3DError("vae2d: this VAE has residual down blocks or patchified input (Wan2.2); the 2-D single-frame path supports the Wan2.1 VAE only")
+            raise Vega3DError(
+                "vae2d: this VAE has residual down blocks or patchified input (Wan2.2); the 2-D single-frame path supports the Wan2.1 VAE only"
+            )
         self.encoder = vae.encoder  # shared, for its norms / attention / resample modules
         self.z_dim = int(vae.config.z_dim)
         self._convs: dict[int, nn.Conv2d] = {}

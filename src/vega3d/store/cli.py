@@ -18,48 +18,89 @@ def _frame_list(text: str) -> list[int]:
 def register(subparsers) -> None:
     """Add the ``extract`` and ``store-info`` subcommands."""
     p = subparsers.add_parser(
-        "extract", help="extract Wan2.1 features of scans/videos/frame folders into a feature store",
+        "extract",
+        help="extract Wan2.1 features of scans/videos/frame folders into a feature store",
         description="Extract world-simulator features of each input into a feature store (resumable: rerun the same "
-                    "command to finish an interrupted run; distributed: launch with torchrun). Inputs are scan folders "
-                    "(ScanNet SensReader or posed_images), video files, folders of images, or folders holding those. "
-                    "Exit code 1 when some items failed (listed in the summary).")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="scan folder, video file, image folder, or a folder of them")
+        "command to finish an interrupted run; distributed: launch with torchrun). Inputs are scan folders "
+        "(ScanNet SensReader or posed_images), video files, folders of images, or folders holding those. "
+        "Exit code 1 when some items failed (listed in the summary).",
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="scan folder, video file, image folder, or a folder of them"
+    )
     p.add_argument("--model", required=True, metavar="WAN_DIR", help="Wan2.1-T2V folder (diffusers or original layout)")
     p.add_argument("--out", required=True, metavar="STORE", help="feature store folder (created or resumed)")
     frames = p.add_mutually_exclusive_group()
     frames.add_argument("--num-frames", type=int, default=32, help="frames per item, chosen uniformly (default 32)")
-    frames.add_argument("--frames", type=_frame_list, default=None, metavar="I,J,...",
-                        help="explicit frame indices for every item (scan: frame ids; video/images: 0-based positions)")
+    frames.add_argument(
+        "--frames",
+        type=_frame_list,
+        default=None,
+        metavar="I,J,...",
+        help="explicit frame indices for every item (scan: frame ids; video/images: 0-based positions)",
+    )
     p.add_argument("--height", type=int, default=480, help="simulator input height in pixels (default 480)")
     p.add_argument("--width", type=int, default=832, help="simulator input width in pixels (default 832)")
     p.add_argument("--block", type=int, default=20, help="0-based DiT block whose output is the feature (default 20)")
     p.add_argument("--timestep", type=float, default=300, help="noise timestep (default 300)")
     p.add_argument("--shift", type=float, default=5.0, help="flow shift (default 5.0)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--prompt-embedding", default=None, metavar="FILE",
-                   help="safetensors with tensor 'prompt_embedding' (as `vega3d export-prompt` writes)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="DiT compute dtype (default bfloat16 on CUDA, float32 on CPU)")
-    p.add_argument("--vae-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="VAE compute dtype (default float32 whatever --dtype is, as Wan2.1's reference)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu; "
-                                                  "under torchrun cuda:LOCAL_RANK)")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"],
-                   help="storage precision (default bf16)")
-    p.add_argument("--pool", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="resample features to an H x W grid at write time (e.g. the semantic token grid)")
-    p.add_argument("--clip", action="store_true",
-                   help="clip mode: each item's 1 + 4k frames encoded as one video, one row per latent frame "
-                        "(use e.g. --num-frames 33)")
-    p.add_argument("--input-kind", default="auto", choices=["auto", "scan", "video", "frames"],
-                   help="treat every input as this kind (default: detect)")
+    p.add_argument(
+        "--prompt-embedding",
+        default=None,
+        metavar="FILE",
+        help="safetensors with tensor 'prompt_embedding' (as `vega3d export-prompt` writes)",
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="DiT compute dtype (default bfloat16 on CUDA, float32 on CPU)",
+    )
+    p.add_argument(
+        "--vae-dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="VAE compute dtype (default float32 whatever --dtype is, as Wan2.1's reference)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device (default: cuda if available, else cpu; under torchrun cuda:LOCAL_RANK)",
+    )
+    p.add_argument(
+        "--precision", default="bf16", choices=["bf16", "fp16", "fp32"], help="storage precision (default bf16)"
+    )
+    p.add_argument(
+        "--pool",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="resample features to an H x W grid at write time (e.g. the semantic token grid)",
+    )
+    p.add_argument(
+        "--clip",
+        action="store_true",
+        help="clip mode: each item's 1 + 4k frames encoded as one video, one row per latent frame "
+        "(use e.g. --num-frames 33)",
+    )
+    p.add_argument(
+        "--input-kind",
+        default="auto",
+        choices=["auto", "scan", "video", "frames"],
+        help="treat every input as this kind (default: detect)",
+    )
     p.add_argument("--fail-fast", action="store_true", help="stop at the first item that fails")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_extract)
 
-    q = subparsers.add_parser("store-info", help="summarise a feature store (config, items, size); --verify checksums",
-                              description="Print a feature store's extraction config, item count and size. "
-                                          "With --verify, check every shard's sha256 (exit 1 if any is corrupted).")
+    q = subparsers.add_parser(
+        "store-info",
+        help="summarise a feature store (config, items, size); --verify checksums",
+        description="Print a feature store's extraction config, item count and size. "
+        "With --verify, check every shard's sha256 (exit 1 if any is corrupted).",
+    )
     q.add_argument("store", metavar="STORE")
     q.add_argument("--verify", action="store_true", help="check every shard's sha256")
     q.add_argument("--full", action="store_true", help="print the whole extraction config")
@@ -102,16 +143,33 @@ def run_extract(args) -> int:
             device = f"cuda:{local_rank}"
         dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
         sim = WanWorldSimulator.from_pretrained(
-            args.model, timestep=args.timestep, shift=args.shift, block=args.block, height=args.height,
-            width=args.width, seed=args.seed, dtype=dtype, vae_dtype=args.vae_dtype, device=device,
-            prompt_embedding=args.prompt_embedding)
+            args.model,
+            timestep=args.timestep,
+            shift=args.shift,
+            block=args.block,
+            height=args.height,
+            width=args.width,
+            seed=args.seed,
+            dtype=dtype,
+            vae_dtype=args.vae_dtype,
+            device=device,
+            prompt_embedding=args.prompt_embedding,
+        )
         if args.clip:
             from vega3d.store.clip import ClipExtractor
 
             sim = ClipExtractor(sim)
-        summary = extract_to_store(items, sim, args.out, num_frames=None if args.frames else args.num_frames,
-                                   frames=args.frames, precision=args.precision, pool=args.pool,
-                                   fail_fast=args.fail_fast, progress=not args.no_progress)
+        summary = extract_to_store(
+            items,
+            sim,
+            args.out,
+            num_frames=None if args.frames else args.num_frames,
+            frames=args.frames,
+            precision=args.precision,
+            pool=args.pool,
+            fail_fast=args.fail_fast,
+            progress=not args.no_progress,
+        )
         if dist.is_initialized() and dist.get_rank() != 0:
             return 1 if summary.failed else 0
     finally:
@@ -144,10 +202,14 @@ def run_store_info(args) -> int:
     storage = store.config["storage"]
     print(f"feature store {store.path}")
     if _stand_in(store.extraction_config):
-        print("  STAND-IN: extracted with a small random-weight stand-in model, not Wan2.1 — "
-              "these features are for testing only")
-    print(f"  items: {len(store)}  entries: {len(entries)}  size: {store.total_bytes() / 2**20:.2f} MiB"
-          + (f"  ({store.total_bytes() / len(entries) / 2**20:.3f} MiB per entry)" if entries else ""))
+        print(
+            "  STAND-IN: extracted with a small random-weight stand-in model, not Wan2.1 — "
+            "these features are for testing only"
+        )
+    print(
+        f"  items: {len(store)}  entries: {len(entries)}  size: {store.total_bytes() / 2**20:.2f} MiB"
+        + (f"  ({store.total_bytes() / len(entries) / 2**20:.3f} MiB per entry)" if entries else "")
+    )
     print(f"  storage: precision {storage['precision']}, pool {storage['pool']}")
     if entries:
         print(f"  feature shape (first entry): {entries[0]['shape']} {entries[0]['dtype']}")

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -47,7 +48,7 @@ class ExtractSummary:
     bytes_written: int = 0
     seconds: float = 0.0
 
-    def merge(self, other: "ExtractSummary") -> None:
+    def merge(self, other: ExtractSummary) -> None:
         self.done += other.done
         self.skipped += other.skipped
         self.failed.update(other.failed)
@@ -65,10 +66,12 @@ class ExtractSummary:
         n = len(self.done) + len(self.skipped) + len(self.failed)
         per_item = self.bytes_written / len(self.done) if self.done else 0
         rate = len(self.done) / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"{n} items: {len(self.done)} done, {len(self.skipped)} skipped (already in the store), "
-                 f"{len(self.failed)} failed",
-                 f"written: {self.bytes_written / 2**20:.2f} MiB ({per_item / 2**20:.3f} MiB per item), "
-                 f"{self.seconds:.1f} s ({rate:.2f} items/s)"]
+        lines = [
+            f"{n} items: {len(self.done)} done, {len(self.skipped)} skipped (already in the store), "
+            f"{len(self.failed)} failed",
+            f"written: {self.bytes_written / 2**20:.2f} MiB ({per_item / 2**20:.3f} MiB per item), "
+            f"{self.seconds:.1f} s ({rate:.2f} items/s)",
+        ]
         for item_id, note in sorted(self.notes.items()):
             lines.append(f"  note  {item_id}: {note}")
         for item_id, reason in sorted(self.failed.items()):
@@ -94,9 +97,18 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Path, *, num_frames: int | None = 32,
-                     frames: Sequence[int] | None = None, precision: str = "bf16", pool: Sequence[int] | None = None,
-                     fail_fast: bool = False, progress: bool = True) -> ExtractSummary:
+def extract_to_store(
+    items: Sequence[InputItem],
+    extractor: Any,
+    store: str | Path,
+    *,
+    num_frames: int | None = 32,
+    frames: Sequence[int] | None = None,
+    precision: str = "bf16",
+    pool: Sequence[int] | None = None,
+    fail_fast: bool = False,
+    progress: bool = True,
+) -> ExtractSummary:
     """Extract features of ``items`` with ``extractor`` into the store at ``store``; returns the
     summary of all ranks (on every rank).
 
@@ -129,8 +141,15 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
             pending.append(it)
     mine = pending[rank::world]
     start = time.perf_counter()
-    bar = tqdm(mine, unit="item", desc=f"extract (rank {rank}/{world})" if world > 1 else "extract",
-               disable=not progress or rank != 0, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        mine,
+        unit="item",
+        desc=f"extract (rank {rank}/{world})" if world > 1 else "extract",
+        disable=not progress or rank != 0,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
     def fail(it: InputItem, reason: str, err: Exception) -> None:
         if fail_fast:
             raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {reason}") from err
@@ -143,8 +162,10 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
             fail(it, str(err) if isinstance(err, Vega3DError) else f"{it.path}: {type(err).__name__}: {err}", err)
             continue
         if frames is None and loaded.num_available < int(num_frames):
-            summary.notes[it.item_id] = (f"asked for {num_frames} frames, the input has {loaded.num_available}: "
-                                         f"using all {loaded.num_available} once")
+            summary.notes[it.item_id] = (
+                f"asked for {num_frames} frames, the input has {loaded.num_available}: "
+                f"using all {loaded.num_available} once"
+            )
             if progress and rank == 0:
                 bar.write(f"extract: {it.item_id}: {summary.notes[it.item_id]}", file=sys.stderr)
         try:
@@ -157,8 +178,16 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
                     features = extractor.extract(loaded.frames)
             if features.shape[0] != len(labels):
                 raise Vega3DError(f"extractor returned {features.shape[0]} rows for {len(labels)} frames")
-            record = writer.write(it.item_id, labels, features, selection=selection, clip_frames=clip_frames,
-                                  num_available=loaded.num_available, kind=it.kind, source=str(it.path))
+            record = writer.write(
+                it.item_id,
+                labels,
+                features,
+                selection=selection,
+                clip_frames=clip_frames,
+                num_available=loaded.num_available,
+                kind=it.kind,
+                source=str(it.path),
+            )
         except Vega3DError as err:
             fail(it, str(err), err)
             continue
@@ -185,6 +214,7 @@ def extract_to_store(items: Sequence[InputItem], extractor: Any, store: str | Pa
 def prefetched(items: Iterable, load: Callable) -> Iterator[tuple[Any, Any]]:
     """Yield ``(item, load(item))`` in order while the next item loads in a background thread
     (decoding overlaps extraction); an exception raised by ``load`` is yielded, not raised."""
+
     def attempt(item):
         try:
             return load(item)

@@ -24,9 +24,9 @@ listed explicitly.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -64,8 +64,11 @@ def _natural_key(name: str) -> tuple:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-             and not p.name.startswith(".")]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
@@ -74,8 +77,11 @@ def detect_kind(path: Path, in_collection: bool = False) -> str | None:
     file that is not a video by its extension); rules in the module docstring."""
     if path.is_file():
         return "video" if not in_collection or path.suffix.lower() in VIDEO_EXTENSIONS else None
-    if any((path / d).is_dir() for d in SCAN_SUBFOLDERS) or (path / "intrinsic.txt").is_file() \
-            or any(_POSE_FILE.match(p.name) for p in path.glob("*.txt")):
+    if (
+        any((path / d).is_dir() for d in SCAN_SUBFOLDERS)
+        or (path / "intrinsic.txt").is_file()
+        or any(_POSE_FILE.match(p.name) for p in path.glob("*.txt"))
+    ):
         return "scan"
     if _image_files(path):
         return "frames"
@@ -116,15 +122,19 @@ def discover_inputs(paths: Sequence[str | Path], kind: str = "auto") -> list[Inp
         found = [(c, detect_kind(c, in_collection=True)) for c in children]
         found = [(c, k) for c, k in found if k is not None]
         if not found:
-            raise Vega3DError(f"extract: {path} holds no input: expected a scan folder (color/, depth/, pose/, "
-                              f"intrinsic/ or posed_images files), a video file, a folder of images "
-                              f"({'/'.join(IMAGE_EXTENSIONS)}), or a folder of those")
+            raise Vega3DError(
+                f"extract: {path} holds no input: expected a scan folder (color/, depth/, pose/, "
+                f"intrinsic/ or posed_images files), a video file, a folder of images "
+                f"({'/'.join(IMAGE_EXTENSIONS)}), or a folder of those"
+            )
         items.extend(_item(c, k) for c, k in found)
     by_id: dict[str, InputItem] = {}
     for it in items:
         if it.item_id in by_id:
-            raise Vega3DError(f"extract: inputs {by_id[it.item_id].path} and {it.path} have the same item id "
-                              f"{it.item_id!r}; ids must be unique (rename one)")
+            raise Vega3DError(
+                f"extract: inputs {by_id[it.item_id].path} and {it.path} have the same item id "
+                f"{it.item_id!r}; ids must be unique (rename one)"
+            )
         by_id[it.item_id] = it
     if not by_id:
         raise Vega3DError("extract: no inputs given")
@@ -139,7 +149,9 @@ def choose_frames(num_available: int, num_frames: int | None, frames: Sequence[i
     if frames is not None:
         bad = [f for f in frames if not 0 <= f < num_available]
         if bad:
-            raise Vega3DError(f"{where}: frames {bad[:10]} out of range for {num_available} frames (0..{num_available - 1})")
+            raise Vega3DError(
+                f"{where}: frames {bad[:10]} out of range for {num_available} frames (0..{num_available - 1})"
+            )
         return [int(f) for f in frames]
     return sample_frames(num_available, int(num_frames))
 
@@ -166,8 +178,9 @@ def _video_frames(path: Path, num_frames: int | None, frames: Sequence[int] | No
     except av.error.FFmpegError as err:
         raise Vega3DError(f"{path}: cannot read video ({type(err).__name__}: {err})") from None
     if len(images) != len(keep):
-        raise Vega3DError(f"{path}: decoded {count} frames at first but only {len(images)} of the wanted "
-                          f"{len(keep)} the second time")
+        raise Vega3DError(
+            f"{path}: decoded {count} frames at first but only {len(images)} of the wanted {len(keep)} the second time"
+        )
     array = np.stack([images[k] for k in wanted])
     return LoadedFrames(_to_float(array), wanted, count)
 
@@ -187,9 +200,11 @@ def _folder_frames(path: Path, num_frames: int | None, frames: Sequence[int] | N
         except (OSError, UnidentifiedImageError) as err:
             raise Vega3DError(f"{files[k]}: cannot read image ({err})") from None
         if arrays[-1].shape != arrays[0].shape:
-            raise Vega3DError(f"{files[k]}: image is {arrays[-1].shape[1]}x{arrays[-1].shape[0]}, but "
-                              f"{files[wanted[0]].name} is {arrays[0].shape[1]}x{arrays[0].shape[0]}; "
-                              "expected one size for all frames")
+            raise Vega3DError(
+                f"{files[k]}: image is {arrays[-1].shape[1]}x{arrays[-1].shape[0]}, but "
+                f"{files[wanted[0]].name} is {arrays[0].shape[1]}x{arrays[0].shape[0]}; "
+                "expected one size for all frames"
+            )
     return LoadedFrames(_to_float(np.stack(arrays)), wanted, len(files))
 
 

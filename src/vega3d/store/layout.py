@@ -157,8 +157,9 @@ def check_record(record: Any, where: str) -> dict:
         raise Vega3DError(f"{where}: record field 'clip_frames' must be list, got {record['clip_frames']!r}")
     shape = record["shape"]
     if len(shape) != 4 or len(record["frame_indices"]) != shape[0]:
-        raise Vega3DError(f"{where}: record has {len(record['frame_indices'])} frame indices but features of shape "
-                          f"{record['shape']}")
+        raise Vega3DError(
+            f"{where}: record has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
+        )
     return record
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from vega3d.errors import Vega3DError
 from vega3d.store.store import FeatureStore
 
-Request = Union[str, tuple[str, Union[Sequence[int], None]]]
+Request = str | tuple[str, Sequence[int] | None]
 
 
 class FeatureDataset(Dataset):
@@ -25,8 +25,13 @@ class FeatureDataset(Dataset):
     needs a ``collate_fn`` of your own.
     """
 
-    def __init__(self, store: FeatureStore | str | Path, requests: Sequence[Request] | None = None, *,
-                 dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        store: FeatureStore | str | Path,
+        requests: Sequence[Request] | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+    ):
         self.store = store if isinstance(store, FeatureStore) else FeatureStore(store)
         if requests is None:
             requests = self.store.ids()

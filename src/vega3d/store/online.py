@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -22,8 +23,7 @@ class OnlineFeatureCache:
     this one never holds more than ``max_bytes`` of features.)
     """
 
-    def __init__(self, extractor: Any, max_bytes: int, *, precision: str = "fp32",
-                 pool: Sequence[int] | None = None):
+    def __init__(self, extractor: Any, max_bytes: int, *, precision: str = "fp32", pool: Sequence[int] | None = None):
         if int(max_bytes) < 0:
             raise Vega3DError(f"OnlineFeatureCache: max_bytes must be >= 0, got {max_bytes}")
         self.extractor = extractor
@@ -40,8 +40,9 @@ class OnlineFeatureCache:
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
-    def get(self, item_id: str, frame_indices: Sequence[int],
-            frames: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor:
+    def get(
+        self, item_id: str, frame_indices: Sequence[int], frames: torch.Tensor | Callable[[], torch.Tensor]
+    ) -> torch.Tensor:
         """Features (N, h, w, C) of ``item_id`` at ``frame_indices``; ``frames`` (the N frames,
         (N, 3, H, W) float in [0, 1], or a function returning them) is used only on a miss."""
         key = (item_id, tuple(int(i) for i in frame_indices))
@@ -53,8 +54,10 @@ class OnlineFeatureCache:
         x = frames() if callable(frames) else frames
         features = prepare_features(self.extractor.extract(x), self.config["storage"])
         if features.shape[0] != len(key[1]):
-            raise Vega3DError(f"OnlineFeatureCache: item {item_id!r}: {len(key[1])} frame indices but the extractor "
-                              f"returned {features.shape[0]} frames")
+            raise Vega3DError(
+                f"OnlineFeatureCache: item {item_id!r}: {len(key[1])} frame indices but the extractor "
+                f"returned {features.shape[0]} frames"
+            )
         size = features.numel() * features.element_size()
         if size <= self.max_bytes:
             while self.bytes + size > self.max_bytes:
@@ -63,4 +66,3 @@ class OnlineFeatureCache:
             self._entries[key] = features
             self.bytes += size
         return features
-

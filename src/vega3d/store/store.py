@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 
 from vega3d.errors import Vega3DError
-from vega3d.jsonfile import read_json
+from vega3d.files import read_json
 from vega3d.store import layout
 from vega3d.store.writer import check_store_config, extraction_config_of
 
@@ -34,14 +35,18 @@ class FeatureStore:
     def __init__(self, path: str | Path, *, expected_config: Any = None, verify: bool = True):
         self.path = Path(path)
         if not (self.path / layout.STORE_FILE).is_file():
-            raise Vega3DError(f"feature store: {self.path} is not a feature store (no {layout.STORE_FILE}); "
-                              "write one with `vega3d extract`")
+            raise Vega3DError(
+                f"feature store: {self.path} is not a feature store (no {layout.STORE_FILE}); "
+                "write one with `vega3d extract`"
+            )
         self.config: dict = read_json(self.path / layout.STORE_FILE, "feature store config")
         if not isinstance(self.config, dict) or self.config.get("format") != layout.FORMAT:
             raise Vega3DError(f"feature store: {self.path / layout.STORE_FILE} is not a {layout.FORMAT} config")
         if self.config.get("version") != layout.VERSION:
-            raise Vega3DError(f"feature store: {self.path} has format version {self.config.get('version')!r}; "
-                              f"this vega3d reads version {layout.VERSION}")
+            raise Vega3DError(
+                f"feature store: {self.path} has format version {self.config.get('version')!r}; "
+                f"this vega3d reads version {layout.VERSION}"
+            )
         if expected_config is not None:
             if isinstance(expected_config, dict) and "format" in expected_config:
                 check_store_config(self.config, expected_config, self.path)
@@ -76,16 +81,18 @@ class FeatureStore:
             for e in os.scandir(record_dir):
                 if not e.name.endswith(".json") or e.name.startswith(layout.TMP_PREFIX):
                     continue
-                key = e.name[:-len(".json")]
+                key = e.name[: -len(".json")]
                 if key in indexed and e.stat().st_mtime_ns <= index_mtime:
                     entries[key] = layout.check_record(indexed[key], f"{index_file} entry {key!r}")
                 else:
                     entries[key] = layout.check_record(read_json(Path(e.path), "feature store record"), e.path)
         for key, record in entries.items():
             if record["config_sha256"] != self.config_sha256:
-                raise Vega3DError(f"feature store {self.path}: record {key!r} (item {record['item_id']!r}) was written "
-                                  f"with config {record['config_sha256'][:12]}..., the store's is "
-                                  f"{self.config_sha256[:12]}...: it belongs to another store")
+                raise Vega3DError(
+                    f"feature store {self.path}: record {key!r} (item {record['item_id']!r}) was written "
+                    f"with config {record['config_sha256'][:12]}..., the store's is "
+                    f"{self.config_sha256[:12]}...: it belongs to another store"
+                )
         self._entries = dict(sorted(entries.items()))
         self._by_id: dict[str, list[str]] = {}
         for key, record in self._entries.items():
@@ -125,8 +132,10 @@ class FeatureStore:
         if frame_indices is None:
             if len(records) > 1:
                 sets = [r["frame_indices"] for r in records]
-                raise Vega3DError(f"feature store {self.path}: item {item_id!r} is stored with {len(sets)} frame sets "
-                                  f"{sets[:3]}...; pass frame_indices to choose")
+                raise Vega3DError(
+                    f"feature store {self.path}: item {item_id!r} is stored with {len(sets)} frame sets "
+                    f"{sets[:3]}...; pass frame_indices to choose"
+                )
             return records[0], list(range(len(records[0]["frame_indices"])))
         wanted = [int(i) for i in frame_indices]
         if not wanted:
@@ -135,8 +144,10 @@ class FeatureStore:
             pos = {f: p for p, f in enumerate(r["frame_indices"])}
             if all(f in pos for f in wanted):
                 return r, [pos[f] for f in wanted]
-        raise Vega3DError(f"feature store {self.path}: item {item_id!r} has no entry holding frames {wanted} "
-                          f"(stored frame sets: {[r['frame_indices'] for r in records][:3]})")
+        raise Vega3DError(
+            f"feature store {self.path}: item {item_id!r} has no entry holding frames {wanted} "
+            f"(stored frame sets: {[r['frame_indices'] for r in records][:3]})"
+        )
 
     def _check_shard(self, record: dict) -> Path:
         shard = self.path / record["shard"]
@@ -148,7 +159,8 @@ class FeatureStore:
                 raise Vega3DError(
                     f"feature store: shard {shard} of item {record['item_id']!r} is corrupted (sha256 {digest[:16]}..., "
                     f"recorded {record['sha256'][:16]}...). Delete it and {layout.RECORD_DIR}/{shard.stem}.json, "
-                    "then rerun `vega3d extract` to recompute it")
+                    "then rerun `vega3d extract` to recompute it"
+                )
             self._verified.add(record["shard"])
         return shard
 
@@ -166,15 +178,17 @@ class FeatureStore:
             with safe_open(str(shard), framework="pt") as f:
                 rows_slice = f.get_slice("features")
                 if rows == list(range(rows[0], rows[0] + len(rows))):  # one contiguous read
-                    x = rows_slice[rows[0]:rows[0] + len(rows)]
+                    x = rows_slice[rows[0] : rows[0] + len(rows)]
                 else:
-                    x = torch.cat([rows_slice[r:r + 1] for r in rows])
+                    x = torch.cat([rows_slice[r : r + 1] for r in rows])
         except (SafetensorError, OSError, RuntimeError) as err:
             raise Vega3DError(f"feature store: shard {shard} of item {item_id!r} cannot be read ({err})") from None
         expected = [len(rows)] + record["shape"][1:]
         if list(x.shape) != expected or str(x.dtype).removeprefix("torch.") != record["dtype"]:
-            raise Vega3DError(f"feature store: shard {shard} holds {x.dtype} {list(x.shape)}, its record says "
-                              f"{record['dtype']} {expected}")
+            raise Vega3DError(
+                f"feature store: shard {shard} holds {x.dtype} {list(x.shape)}, its record says "
+                f"{record['dtype']} {expected}"
+            )
         return x, [record["frame_indices"][r] for r in rows]
 
     def verify_all(self) -> list[str]:
@@ -190,5 +204,7 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         s = self.config["storage"]
-        return (f"FeatureStore({str(self.path)!r}, {len(self)} items, {len(self._entries)} entries, "
-                f"{s['precision']}, pool={s['pool']}, {self.total_bytes() / 2**20:.1f} MiB)")
+        return (
+            f"FeatureStore({str(self.path)!r}, {len(self)} items, {len(self._entries)} entries, "
+            f"{s['precision']}, pool={s['pool']}, {self.total_bytes() / 2**20:.1f} MiB)"
+        )

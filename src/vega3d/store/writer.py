@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
 from vega3d.errors import Vega3DError
+from vega3d.files import read_json
 from vega3d.grids import resample_grid
-from vega3d.jsonfile import read_json
 from vega3d.store import layout
 
 
@@ -25,7 +26,9 @@ def extraction_config_of(extractor_or_config: Any) -> dict:
     if hasattr(value, "to_dict"):
         value = value.to_dict()
     if not isinstance(value, dict):
-        raise Vega3DError(f"feature store: an extraction config must be a dict or have to_dict(), got {type(value).__name__}")
+        raise Vega3DError(
+            f"feature store: an extraction config must be a dict or have to_dict(), got {type(value).__name__}"
+        )
     return json.loads(layout.canonical_json(value))
 
 
@@ -56,7 +59,9 @@ def check_store_config(stored: dict, expected: dict, where: Path) -> None:
     if diffs:
         raise Vega3DError(
             f"feature store {where} was written with another config than this one "
-            f"({len(diffs)} difference(s): " + "; ".join(diffs[:8]) + ("; ..." if len(diffs) > 8 else "")
+            f"({len(diffs)} difference(s): "
+            + "; ".join(diffs[:8])
+            + ("; ..." if len(diffs) > 8 else "")
             + "). Use another store folder, or the settings it was written with."
         )
 
@@ -66,8 +71,10 @@ def prepare_features(features: torch.Tensor, storage: dict) -> torch.Tensor:
     pooled to ``pool`` (in float32, :func:`vega3d.grids.resample_grid`) and cast to
     ``precision``, contiguous, on the CPU. NaN or inf features are an error."""
     if not isinstance(features, torch.Tensor) or features.ndim != 4:
-        raise Vega3DError(f"feature store: features must be a tensor (N, h, w, C), got "
-                          f"{type(features).__name__} {tuple(getattr(features, 'shape', ()))}")
+        raise Vega3DError(
+            f"feature store: features must be a tensor (N, h, w, C), got "
+            f"{type(features).__name__} {tuple(getattr(features, 'shape', ()))}"
+        )
     if not bool(torch.isfinite(features).all()):
         raise Vega3DError(f"feature store: features of shape {tuple(features.shape)} contain NaN or inf")
     x = features.detach().to("cpu")
@@ -95,8 +102,10 @@ class StoreWriter:
             check_store_config(read_json(store_file, "feature store config"), config, self.path)
         else:
             if self.path.exists() and any(not p.name.startswith(layout.TMP_PREFIX) for p in self.path.iterdir()):
-                raise Vega3DError(f"feature store: {self.path} is a non-empty folder without {layout.STORE_FILE}; "
-                                  "refusing to write a store into it (give a new or empty folder)")
+                raise Vega3DError(
+                    f"feature store: {self.path} is a non-empty folder without {layout.STORE_FILE}; "
+                    "refusing to write a store into it (give a new or empty folder)"
+                )
             self.path.mkdir(parents=True, exist_ok=True)
             layout.atomic_write_json(store_file, config)
         (self.path / layout.SHARD_DIR).mkdir(exist_ok=True)
@@ -123,9 +132,18 @@ class StoreWriter:
         """Features as this store keeps them (see :func:`prepare_features`)."""
         return prepare_features(features, self.config["storage"])
 
-    def write(self, item_id: str, frame_indices: Sequence[int], features: torch.Tensor, *,
-              selection: str = "explicit", num_available: int | None = None, kind: str = "tensor", source: str = "",
-              clip_frames: Sequence[int] | None = None) -> dict:
+    def write(
+        self,
+        item_id: str,
+        frame_indices: Sequence[int],
+        features: torch.Tensor,
+        *,
+        selection: str = "explicit",
+        num_available: int | None = None,
+        kind: str = "tensor",
+        source: str = "",
+        clip_frames: Sequence[int] | None = None,
+    ) -> dict:
         """Store ``features`` (N, h, w, C) of ``item_id`` at ``frame_indices`` (N positions); returns the record.
 
         The shard is written and made durable before the record, so a crash at any point
@@ -139,12 +157,15 @@ class StoreWriter:
         frame_indices = [int(i) for i in frame_indices]
         stored = self.prepare(features)
         if stored.shape[0] != len(frame_indices):
-            raise Vega3DError(f"feature store: item {item_id!r} has {len(frame_indices)} frame indices but features "
-                              f"of shape {tuple(features.shape)} (expected N = {len(frame_indices)})")
+            raise Vega3DError(
+                f"feature store: item {item_id!r} has {len(frame_indices)} frame indices but features "
+                f"of shape {tuple(features.shape)} (expected N = {len(frame_indices)})"
+            )
         extra = {} if clip_frames is None else {"clip_frames": [int(i) for i in clip_frames]}
         key = layout.entry_key(item_id, extra.get("clip_frames", frame_indices))
-        meta = layout.canonical_json({"item_id": item_id, "frame_indices": frame_indices,
-                                      "config_sha256": self.config_sha256, **extra})
+        meta = layout.canonical_json(
+            {"item_id": item_id, "frame_indices": frame_indices, "config_sha256": self.config_sha256, **extra}
+        )
         data = safetensors_bytes({"features": stored}, metadata={"vega3d": meta})
         shard = f"{layout.SHARD_DIR}/{key}.safetensors"
         layout.atomic_write_bytes(self.path / shard, data)
@@ -169,7 +190,11 @@ class StoreWriter:
     def write_index(self) -> dict:
         """Merge every committed record into ``index.json`` (atomically); returns the index."""
         records = self.records()
-        index = {"format": layout.FORMAT, "version": layout.VERSION, "config_sha256": self.config_sha256,
-                 "entries": records}
+        index = {
+            "format": layout.FORMAT,
+            "version": layout.VERSION,
+            "config_sha256": self.config_sha256,
+            "entries": records,
+        }
         layout.atomic_write_json(self.path / layout.INDEX_FILE, index)
         return index

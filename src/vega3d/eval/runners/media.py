@@ -65,7 +65,7 @@ class MediaReader:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def __enter__(self) -> "MediaReader":
+    def __enter__(self) -> MediaReader:
         return self
 
     def __exit__(self, *exc) -> None:

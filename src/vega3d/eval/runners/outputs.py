@@ -50,11 +50,15 @@ def check_settings(out_dir: Path, settings: dict, *, write: bool) -> None:
         diff = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
         if diff and have_answers:
             details = "; ".join(f"{k}: recorded {recorded.get(k)!r}, now {settings.get(k)!r}" for k in diff[:4])
-            raise Vega3DError(f"{out_dir}: holds predictions of a run with other settings ({details}); "
-                              f"use another output folder or delete it")
+            raise Vega3DError(
+                f"{out_dir}: holds predictions of a run with other settings ({details}); "
+                f"use another output folder or delete it"
+            )
     elif have_answers:
-        raise Vega3DError(f"{answer_files(out_dir)[0]} exists but {path} does not: not written by this runner; "
-                          f"use another output folder")
+        raise Vega3DError(
+            f"{answer_files(out_dir)[0]} exists but {path} does not: not written by this runner; "
+            f"use another output folder"
+        )
     if write:
         tmp = path.with_name(RUN_FILE + ".tmp")
         tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
@@ -99,8 +103,9 @@ def read_answers(out_dir: Path, benchmark: str, wanted: set[str], own: Path | No
                 raise Vega3DError(f"{where}: malformed JSON line ({err}); expected one JSON object per line") from None
             item_id, record = validate_prediction(raw, benchmark, where=where)
             if item_id not in wanted:
-                raise Vega3DError(f"{where}: prediction id {item_id!r} is not among this run's questions; "
-                                  f"use another output folder")
+                raise Vega3DError(
+                    f"{where}: prediction id {item_id!r} is not among this run's questions; use another output folder"
+                )
             if item_id in done and done[item_id] != record:
                 raise Vega3DError(f"{where}: id {item_id!r} has another answer in {where_seen[item_id]}")
             done[item_id] = record
@@ -124,7 +129,7 @@ class AnswerLog:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> "AnswerLog":
+    def __enter__(self) -> AnswerLog:
         return self
 
     def __exit__(self, *exc) -> None:

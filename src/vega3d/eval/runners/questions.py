@@ -68,8 +68,10 @@ def media_candidates(benchmark: str, question, root: Path) -> list[Path]:
     if benchmark == "vsibench":
         return [question.video_path(root)]
     if not question.scene_id:
-        raise Vega3DError(f"{benchmark} question {question.id!r}: no scene id in the annotations "
-                          f"(llava-style 'video' field or official 'scene_id') to find its scan")
+        raise Vega3DError(
+            f"{benchmark} question {question.id!r}: no scene id in the annotations "
+            f"(llava-style 'video' field or official 'scene_id') to find its scan"
+        )
     return [root / question.scene_id, root / f"{question.scene_id}.mp4"]
 
 
@@ -83,8 +85,15 @@ def media_kind(path: Path) -> str | None:
     return detect_kind(path)
 
 
-def prepare(benchmark: str, annotations_path, media_root, *, limit: int | None = None,
-            skip_missing: bool = False, instruction: str | None = None) -> Plan:
+def prepare(
+    benchmark: str,
+    annotations_path,
+    media_root,
+    *,
+    limit: int | None = None,
+    skip_missing: bool = False,
+    instruction: str | None = None,
+) -> Plan:
     """Load the annotations and find every question's media (no model needed)."""
     check_benchmark(benchmark)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -106,12 +115,16 @@ def prepare(benchmark: str, annotations_path, media_root, *, limit: int | None =
                 skipped.append({"id": question.id, "path": str(candidates[0])})
                 continue
             tried = " or ".join(str(p) for p in candidates)
-            raise Vega3DError(f"{benchmark} question {question.id!r}: media not found: {tried} "
-                              f"(skip such questions with skip_missing / --skip-missing)")
+            raise Vega3DError(
+                f"{benchmark} question {question.id!r}: media not found: {tried} "
+                f"(skip such questions with skip_missing / --skip-missing)"
+            )
         kind = media_kind(found)
         if kind is None:
-            raise Vega3DError(f"{benchmark} question {question.id!r}: {found} is neither a video file, "
-                              f"a folder of frames nor a scan folder")
+            raise Vega3DError(
+                f"{benchmark} question {question.id!r}: {found} is neither a video file, "
+                f"a folder of frames nor a scan folder"
+            )
         prompt = question.prompt if not instruction else f"{instruction}\n{question.prompt}"
         kept.append(question)
         tasks.append(Task(id=question.id, prompt=prompt, media=found, kind=kind))

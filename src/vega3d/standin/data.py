@@ -1,7 +1,7 @@
-"""Tiny on-disk training setup for tests and smoke runs — STAND-INS only.
+"""A tiny on-disk training setup for tests, benchmarks and smoke runs — STAND-INS only.
 
 :func:`write_tiny_setup` writes a random-weight Qwen2.5-VL (:func:`save_tiny_qwen25vl`),
-a random-weight Wan2.1 (:func:`vega3d.simulator.tiny.save_tiny_wan`) and a few LLaVA-style
+a random-weight Wan2.1 (:func:`vega3d.standin.wan.save_tiny_wan`) and a few LLaVA-style
 records over synthetic videos (an MP4 via PyAV and frame folders, from
 :func:`vega3d.scenes.synthetic_scene`). Nothing here is real data.
 """
@@ -13,45 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-
-def write_video(path, frames: np.ndarray, fps: int = 4) -> Path:
-    """Frames (N,H,W,3) uint8 → an H.264/MPEG-4 file via PyAV."""
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def write_frame_folder(folder, frames: np.ndarray) -> Path:
-    from PIL import Image
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(frames):
-        Image.fromarray(f).save(folder / f"frame_{i}.png")
-    return folder
+from vega3d.media import write_frame_folder, write_video
 
 
 def write_tiny_setup(root, num_records: int = 4, num_frames: int = 6, height: int = 56, width: int = 84) -> dict:
     """Write ``root/qwen25vl``, ``root/wan`` and ``root/data/train.json`` (+ media).
     Returns the paths. Deterministic."""
-    from vega3d.mllm.tiny import save_tiny_qwen25vl
     from vega3d.scenes import synthetic_scene
-    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.standin.qwen import save_tiny_qwen25vl
+    from vega3d.standin.wan import save_tiny_wan
 
     root = Path(root)
     qwen = save_tiny_qwen25vl(root / "qwen25vl", seed=0)
-    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2, dim=32, seed=0)
+    wan = save_tiny_wan(root / "wan", num_layers=2, dim=32, seed=0)
     data = root / "data"
     answers = ["Three chairs.", "Left of the table.", "About 2.5 meters.", "Yes."]
     questions = ["How many chairs are in the room?", "Where is the lamp?", "How far is the sofa?", "Is there a bed?"]
@@ -63,14 +37,16 @@ def write_tiny_setup(root, num_records: int = 4, num_frames: int = 6, height: in
             media = write_video(data / f"video_{i}.mp4", frames).name
         else:
             media = write_frame_folder(data / f"frames_{i}", frames).name
-        records.append({
-            "id": f"tiny_{i}",
-            "video": media,
-            "conversations": [
-                {"from": "human", "value": "<video>\n" + questions[i % len(questions)]},
-                {"from": "gpt", "value": answers[i % len(answers)]},
-            ],
-        })
+        records.append(
+            {
+                "id": f"tiny_{i}",
+                "video": media,
+                "conversations": [
+                    {"from": "human", "value": "<video>\n" + questions[i % len(questions)]},
+                    {"from": "gpt", "value": answers[i % len(answers)]},
+                ],
+            }
+        )
     (data / "train.json").write_text(json.dumps(records, indent=1))
     return {"qwen": qwen, "wan": wan, "annotations": data / "train.json", "root": root}
 
@@ -84,16 +60,25 @@ def write_tiny_checkpoint(root, num_frames: int = 4) -> Path:
     """
     from vega3d.mllm.config import Vega3DConfig
     from vega3d.mllm.model import Vega3DQwen
-    from vega3d.mllm.tiny import save_tiny_qwen25vl
     from vega3d.simulator import WanWorldSimulator
-    from vega3d.simulator.tiny import save_tiny_wan
+    from vega3d.standin.qwen import save_tiny_qwen25vl
+    from vega3d.standin.wan import save_tiny_wan
 
     root = Path(root)
     qwen = save_tiny_qwen25vl(root / "qwen", seed=0)
-    wan = save_tiny_wan(root / "wan", layout="diffusers", num_layers=2, dim=32, seed=0)
+    wan = save_tiny_wan(root / "wan", num_layers=2, dim=32, seed=0)
     sim = WanWorldSimulator.from_pretrained(wan, block=1, height=32, width=48)
-    config = Vega3DConfig(base_model=str(qwen), generative_dim=32, simulator=sim.config.to_dict(), preprocessing={
-        "num_frames": num_frames, "video_min_pixels": 56 * 56, "video_max_pixels": 56 * 84, "frame_fps": 1.0})
+    config = Vega3DConfig(
+        base_model=str(qwen),
+        generative_dim=32,
+        simulator=sim.config.to_dict(),
+        preprocessing={
+            "num_frames": num_frames,
+            "video_min_pixels": 56 * 56,
+            "video_max_pixels": 56 * 84,
+            "frame_fps": 1.0,
+        },
+    )
     model = Vega3DQwen.from_config(config)
     model.attach_simulator(sim)
     return model.save_pretrained(root / "checkpoint")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from vega3d.standin import is_stand_in, write_marker
+
 # Qwen2.5-VL's special tokens, in the order the real tokenizer numbers them.
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -92,7 +94,9 @@ def _train_tokenizer(vocab_size: int):
         errors="replace",
         model_max_length=32768,
     )
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS], special_tokens=True)
+    tokenizer.add_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS], special_tokens=True
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer, state["vocab"], merges
 
@@ -172,21 +176,13 @@ def save_tiny_qwen25vl(path, seed: int = 0, vocab_size: int = 384) -> Path:
     processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
     processor.save_pretrained(path)
     (path / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
-    (path / STAND_IN_MARKER).write_text(
-        "# Stand-in model\n\nTiny random-weight Qwen2.5-VL written by "
-        "`vega3d.mllm.tiny.save_tiny_qwen25vl` for tests and demos. Same architecture and folder "
-        "layout as Qwen/Qwen2.5-VL-7B-Instruct; random weights, tiny widths, a toy tokenizer. "
-        "Its outputs are meaningless.\n"
+    write_marker(
+        path,
+        real="Qwen/Qwen2.5-VL-7B-Instruct (tiny widths, a toy tokenizer)",
+        writer="vega3d.standin.qwen.save_tiny_qwen25vl",
+        recipe={"seed": seed, "vocab_size": vocab_size},
     )
     return path
-
-
-STAND_IN_MARKER = "STAND_IN.md"
-
-
-def is_stand_in(folder) -> bool:
-    """True when ``folder`` holds a random-weight stand-in written by :func:`save_tiny_qwen25vl`."""
-    return (Path(folder) / STAND_IN_MARKER).is_file()
 
 
 def stand_in_parts(base_model=None, simulator: dict | None = None, features: dict | None = None) -> list[str]:
@@ -216,8 +212,9 @@ def model_stand_in_parts(model) -> list[str]:
     config = model.config
     simulator = model.simulator.config.to_dict() if model.simulator is not None else None
     recorded = config.simulator if isinstance(config.simulator, dict) else None
-    parts = stand_in_parts(config.base_model, simulator,
-                           None if simulator is not None and simulator.get("stand_in") else recorded)
+    parts = stand_in_parts(
+        config.base_model, simulator, None if simulator is not None and simulator.get("stand_in") else recorded
+    )
     if not parts and getattr(model, "recorded_stand_in", False):
         parts.append("the checkpoint (its vega3d_config.json records stand_in: true)")
     return parts
@@ -230,5 +227,4 @@ def stand_in_notice(model) -> str | None:
     parts = model_stand_in_parts(model)
     if not parts:
         return None
-    return ("NOTE: small STAND-IN(s) with random weights: " + "; ".join(parts)
-            + ". The answers below are meaningless.")
+    return "NOTE: small STAND-IN(s) with random weights: " + "; ".join(parts) + ". The answers below are meaningless."

@@ -1,0 +1,83 @@
+"""User-facing configs: pydantic models declared once, checked once, errors on one line.
+
+Every config a user writes (a training YAML's sections, probe options, ...) is a subclass of
+:class:`Config`: unknown keys are errors, values are checked strictly (``true`` is not a number,
+``3`` is not a string), except that a :data:`Float` may be written as a string that YAML 1.1
+leaves unparsed (``1e-4``). Declare each field with its type, its range (``Field(ge=...)``) or
+its choices (``Literal``) and a comment beside it; domain checks (paths, model folders) are
+named validators on the model. :func:`parse` turns pydantic's report into one
+:class:`~vega3d.Vega3DError` line naming the file, the field, what was found and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from vega3d.errors import Vega3DError
+
+
+def _number_from_string(value: Any) -> Any:
+    """``"1e-4"`` → ``1e-4`` (PyYAML reads exponents without a dot as strings); other values as given."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    return value
+
+
+#: A finite float that may be written as a numeric string (``lr: 1e-4`` in YAML).
+Float = Annotated[float, BeforeValidator(_number_from_string)]
+
+
+class Config(BaseModel):
+    """Base of the user-facing configs (see the module docstring). Frozen; :meth:`to_dict` is JSON."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied and checked like the original."""
+        return parse(type(self), {**self.model_dump(), **changes}, type(self).__name__)
+
+
+def describe(err: ValidationError, prefix: str = "") -> str:
+    """pydantic's first error as ``field.sub: message, got VALUE`` (``prefix`` + dotted location)."""
+    first = err.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if first["type"] == "missing":
+        return f"{loc}: required, missing"
+    got = first.get("input")
+    return f"{loc}: {msg[0].lower() + msg[1:]}, got {got!r}"
+
+
+def parse(cls: type[Config], data: Any, where: str, section: str = ""):
+    """``cls`` validated from ``data``; a :class:`Vega3DError` ``where: section.field: ...`` otherwise.
+
+    ``where``: the file or argument the data came from; ``section``: its name inside it."""
+    if not isinstance(data, dict):
+        name = f"section '{section}'" if section else "the config"
+        raise Vega3DError(f"{where}: {name} must be a mapping, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise Vega3DError(f"{where}: {describe(err, section)}") from None
+
+
+def resolve_path(value: str | None, root: Path) -> str | None:
+    """A user path relative to ``root`` (the config file's folder), ``~`` expanded; None/"" kept."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (root / path).resolve())
