@@ -46,3 +46,16 @@ def test_frozen_json_and_replace_rechecks(tmp_path):
     with pytest.raises(Vega3DError, match="steps"):
         s.replace(steps=-1)
     assert resolve_path("a/b", tmp_path) == str(tmp_path / "a" / "b") and resolve_path("", tmp_path) == ""
+
+
+class Outer(Config):
+    train: Section = Section()
+
+
+def test_direct_construction_is_one_line_and_nested_errors_keep_their_path():
+    with pytest.raises(Vega3DError, match=r"^Section: steps: input should be greater than or equal to 1, got 0$"):
+        Section(steps=0)
+    with pytest.raises(Vega3DError, match=r"^Outer: train\.lr: input should be greater than 0, got -1"):
+        Outer(train={"lr": -1})
+    with pytest.raises(Vega3DError, match=r"^c\.yaml: run\.train\.mode: input should be 'no' or 'bf16', got 'x'"):
+        parse(Outer, {"train": {"mode": "x"}}, "c.yaml", "run")

@@ -13,8 +13,9 @@ expected.
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -36,10 +37,45 @@ def _number_from_string(value: Any) -> Any:
 Float = Annotated[float, BeforeValidator(_number_from_string)]
 
 
+#: How deep the current validation is (pydantic calls ``__init__`` of nested configs too).
+_depth: ContextVar[int] = ContextVar("vega3d_config_depth", default=0)
+
+
 class Config(BaseModel):
-    """Base of the user-facing configs (see the module docstring). Frozen; :meth:`to_dict` is JSON."""
+    """Base of the user-facing configs (see the module docstring). Frozen; :meth:`to_dict` is JSON.
+
+    Built directly (``TrainSettings(lr=-1)``), a bad value is a one-line :class:`Vega3DError`
+    naming the class and field; inside :func:`parse` or a larger config, pydantic's error travels
+    up to the outermost call, which names the whole path (``train.lr``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+    #: The config section this class is (named in errors: ``Vega3DConfig: model.llm: ...``).
+    SECTION: ClassVar[str] = ""
+
+    def __init__(self, **data):
+        token = _depth.set(_depth.get() + 1)
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            if _depth.get() > 1:
+                raise
+            raise self.error(err, data) from None
+        finally:
+            _depth.reset(token)
+
+    @classmethod
+    def error(cls, err: ValidationError, data: dict) -> Vega3DError:
+        """The one-line error for a bad value given directly (subclasses may word it their way)."""
+        return Vega3DError(f"{cls.__name__}: {describe(err, cls.SECTION)}")
+
+    @classmethod
+    def model_validate(cls, obj, **kwargs):
+        """pydantic's; a bad value raises its ``ValidationError`` (the caller names the source)."""
+        token = _depth.set(_depth.get() + 1)
+        try:
+            return super().model_validate(obj, **kwargs)
+        finally:
+            _depth.reset(token)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

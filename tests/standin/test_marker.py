@@ -32,3 +32,10 @@ def test_parts_cover_folders_recorded_configs_objects_and_flags(tmp_path):
     assert parts == ["base", "simulator", "attached", "flag"]
     assert notice([], "x") is None
     assert notice(["a", "b"], "Meaningless.") == "NOTE: small STAND-IN(s), not the real model: a; b. Meaningless."
+
+
+def test_a_real_models_recorded_config_is_not_a_stand_in():
+    """Lists of plain values inside a recorded config (a Wan VAE's temperal_downsample) say nothing."""
+    real_wan = {"stand_in": False, "vae": {"temperal_downsample": [False, True, True]}, "paths": ["a", "b"]}
+    assert stand_in_parts(simulator=real_wan) == []
+    assert stand_in_parts(clips=[{"stand_in": False}, {"extractor": {"stand_in": True}}]) == ["clips"]

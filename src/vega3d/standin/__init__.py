@@ -63,8 +63,8 @@ def _says_stand_in(value) -> bool:
         return value.get("stand_in") is True or any(
             _says_stand_in(v) for v in value.values() if isinstance(v, (Mapping, list, tuple))
         )
-    if isinstance(value, (list, tuple)):
-        return any(_says_stand_in(v) for v in value)
+    if isinstance(value, (list, tuple)):  # of configs: a list of bools (e.g. a VAE's temperal_downsample) says nothing
+        return any(_says_stand_in(v) for v in value if isinstance(v, (Mapping, list, tuple)))
     return getattr(value, "stand_in", False) is True
 
 
