@@ -35,6 +35,7 @@ import torch
 
 from vega3d.simulator import WanWorldSimulator
 from vega3d.simulator.dit_prefix import dit_prefix
+from vega3d.simulator.layouts import cast_like_diffusers
 
 CONFIGS = {
     # Wan2.1-T2V-1.3B (paper_numbers.json: wan2_1_t2v_1_3b) with random weights.
@@ -74,15 +75,10 @@ def build_models(cfg: dict, device, dtype, seed: int = 0):
                 attn_scales=[],
                 temperal_downsample=[False, True, True],
             )
-    if dtype != torch.float32:
-        # As from_pretrained(torch_dtype=...) does: parameters/buffers of diffusers' float32
-        # modules (rope tables, time embedder, norms, scale_shift_table) are never cast, so no
-        # precision is lost on the way (a blanket .to(bf16) would round the rope tables).
-        keep = set(dit._keep_in_fp32_modules)
-        for name, tensor in [*dit.named_parameters(), *dit.named_buffers()]:
-            if not keep.intersection(name.split(".")) and tensor.is_floating_point():
-                tensor.data = tensor.data.to(dtype)
-        vae = vae.to(dtype)
+    # As from_pretrained(torch_dtype=...) does: parameters/buffers of diffusers' float32 modules
+    # (rope tables, time embedder, norms, scale_shift_table) are never cast, so no precision is
+    # lost on the way (a blanket .to(bf16) would round the rope tables).
+    dit, vae = cast_like_diffusers(dit, dtype), cast_like_diffusers(vae, dtype)
     return dit.eval().requires_grad_(False), vae.eval().requires_grad_(False)
 
 

@@ -17,17 +17,16 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.simulator.convert import T5_TO_HF
-from vega3d.simulator.layouts import (
+from vega3d.simulator.convert import (
     ORIGINAL_CONFIG,
     ORIGINAL_DIT_INDEX,
     ORIGINAL_DIT_SINGLE,
     ORIGINAL_T5,
     ORIGINAL_TOKENIZER,
     ORIGINAL_VAE,
-    PROMPT_FILE,
-    TEXT_LEN,
+    T5_TO_HF,
 )
+from vega3d.simulator.prompt import PROMPT_FILE, TEXT_LEN
 from vega3d.standin import write_marker
 from vega3d.standin.wan import (
     build_tiny_text_encoder,

@@ -14,8 +14,8 @@ from tests.original_layout import (
 )
 from vega3d.errors import Vega3DError
 from vega3d.simulator.convert import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD
-from vega3d.simulator.layouts import PROMPT_FILE, detect_layout, load_wan_components
-from vega3d.simulator.prompt import load_prompt_embedding
+from vega3d.simulator.layouts import detect_layout, load_wan_components
+from vega3d.simulator.prompt import PROMPT_FILE, load_prompt_embedding
 from vega3d.standin import MARKER
 from vega3d.standin.wan import save_tiny_wan
 

@@ -11,8 +11,9 @@ from safetensors.torch import save_file
 from tests.original_layout import save_tiny_wan_original
 from vega3d import cli
 from vega3d.errors import Vega3DError
-from vega3d.simulator.layouts import PROMPT_FILE, load_text_encoder, load_wan_components
+from vega3d.simulator.layouts import load_text_encoder, load_wan_components
 from vega3d.simulator.prompt import (
+    PROMPT_FILE,
     clean_prompt,
     encode_prompt,
     load_prompt_embedding,

@@ -237,6 +237,28 @@ def test_from_pretrained_errors(tiny_folders):
         WanWorldSimulator.from_pretrained(folder.parent / "missing-folder", block=1, height=64, width=96)
 
 
+def test_from_pretrained_checks_every_option_before_reading_weights(tiny_folders, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_folders["diffusers"], tmp_path / "corrupt")
+    for weights in (folder / "transformer").glob("*.safetensors"):
+        weights.write_bytes(b"corrupt")  # reading them would fail with another error
+    kw = dict(block=1, height=64, width=96)
+    for bad, match in [
+        (dict(block=3), r"block: got 3; expected an integer in 0\.\.2"),  # the folder's DiT has 3 blocks
+        (dict(height=60), "height"),
+        (dict(timestep=1001), "timestep"),
+        (dict(seed=0.5), "seed"),
+        (dict(batch_frames=0), "batch_frames"),
+        (dict(memory_budget=-1), "memory_budget"),
+        (dict(dtype="int8"), "dtype"),
+    ]:
+        with pytest.raises(Vega3DError, match=match):
+            WanWorldSimulator.from_pretrained(folder, **{**kw, **bad})
+    with pytest.raises(Vega3DError, match="could not load WanTransformer3DModel"):
+        WanWorldSimulator.from_pretrained(folder, **kw)
+
+
 def test_vae_dtype_defaults_to_float32_with_a_bf16_dit(tiny_folders):
     outs = []
     for layout, folder in tiny_folders.items():
@@ -332,6 +354,7 @@ def test_bad_vae_dtype(tiny_folders, bad):
         (torch.rand(3, 64, 96), "4 dims"),
         (torch.zeros(1, 3, 64, 96, dtype=torch.int32), "dtype"),
         ([[0.0]], "tensor"),
+        (torch.rand(0, 3, 64, 96), "empty"),
     ],
 )
 def test_bad_frames(sim, bad, match):
@@ -388,7 +411,7 @@ def test_bad_options(kw):
 
 @pytest.mark.parametrize("name", ["float64", "banana", 3])
 def test_bad_dtype_name(name):
-    from vega3d.simulator.simulator import parse_dtype
+    from vega3d.devices import parse_dtype  # the one dtype parser the simulator uses
 
     with pytest.raises(Vega3DError, match="dtype"):
         parse_dtype(name)

@@ -35,15 +35,9 @@ class WanEncoder:
         if simulator is None:
             if model is None and components is None:
                 raise Vega3DError("wan encoder: pass model=<Wan2.1 folder> (e.g. --model DIR)")
-            if components is None:
-                from vega3d.simulator.simulator import parse_dtype
-
-                load = {k: sim_options[k] for k in ("dtype", "device", "prompt_embedding") if k in sim_options}
-                if "dtype" in load:
-                    load["dtype"] = parse_dtype(load["dtype"])
-                if "vae_dtype" in sim_options:  # load the VAE in it (else float32, the loader's default)
-                    load["vae_dtype"] = parse_dtype(sim_options["vae_dtype"], "vae_dtype")
-                components = load_wan_components(model, **load)
+            if components is None:  # vae_dtype: load the VAE in it (else float32, the loader's default)
+                load = ("dtype", "device", "prompt_embedding", "vae_dtype")
+                components = load_wan_components(model, **{k: sim_options[k] for k in load if k in sim_options})
             build = {k: v for k, v in sim_options.items() if k not in ("dtype", "device", "prompt_embedding")}
             simulator = WanWorldSimulator(
                 components.transformer,
@@ -110,5 +104,5 @@ class WanEncoder:
         """
         from vega3d.simulator.simulator import check_blocks
 
-        check_blocks(blocks, self.simulator.config.num_layers)  # before the VAE pass
+        blocks = check_blocks(blocks, self.simulator.config.num_layers)  # before the VAE pass
         return self.from_latents(self.encode(frames), blocks=blocks)

@@ -17,6 +17,7 @@ _LAZY = {
     # checkpoint loading (layouts.py), the empty-prompt context (prompt.py)
     "WanComponents": "vega3d.simulator.layouts",
     "load_wan_components": "vega3d.simulator.layouts",
+    "open_wan_folder": "vega3d.simulator.layouts",
     "detect_layout": "vega3d.simulator.layouts",
     "load_prompt_embedding": "vega3d.simulator.prompt",
     "save_prompt_embedding": "vega3d.simulator.prompt",

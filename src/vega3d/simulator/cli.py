@@ -30,36 +30,18 @@ def _export_prompt(args) -> int:
     import sys
     from pathlib import Path
 
-    from vega3d.errors import Vega3DError
-    from vega3d.simulator.layouts import (
-        ORIGINAL_T5,
-        ORIGINAL_TOKENIZER,
-        PROMPT_FILE,
-        TEXT_LEN,
-        detect_layout,
-        has_text_encoder,
-        load_text_encoder,
-    )
-    from vega3d.simulator.prompt import encode_prompt, save_prompt_embedding
-    from vega3d.standin import is_stand_in
+    from vega3d.simulator.layouts import load_text_encoder
+    from vega3d.simulator.prompt import TEXT_LEN, encode_prompt, save_prompt_embedding
+    from vega3d.standin import is_stand_in, notice
 
     root = Path(args.model).expanduser()
-    layout = detect_layout(root)
-    if not has_text_encoder(root, layout):
-        want = "text_encoder/ + tokenizer/" if layout == "diffusers" else f"{ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/"
-        raise Vega3DError(
-            f"--model {root}: no text encoder ({want}); export-prompt needs it. Run it on the full Wan2.1 "
-            f"folder (the {layout} layout with {want}); the file it writes is then given to "
-            f"`vega3d extract --prompt-embedding FILE` (Python: prompt_embedding=FILE) or put in a model "
-            f"folder as {PROMPT_FILE}"
-        )
+    _check_text_encoder(root)
     stand_in = is_stand_in(root)
     if stand_in:
-        print(
-            f"NOTE: {root} is a small STAND-IN with random weights, not Wan2.1: the prompt embedding it gives is "
-            f"for testing only (recorded as stand_in=true in the file's metadata)",
-            file=sys.stderr,
+        consequence = (
+            "The prompt embedding it gives is for testing only (recorded as stand_in=true in the file's metadata)."
         )
+        print(notice([f"--model {root} (random weights, not Wan2.1)"], consequence), file=sys.stderr)
     encoder, tokenizer, identity = load_text_encoder(root, dtype=args.dtype, device=args.device)
     emb = encode_prompt(encoder, tokenizer, args.text, TEXT_LEN)
     metadata = {
@@ -77,3 +59,20 @@ def _export_prompt(args) -> int:
         f"wrote prompt_embedding {tuple(emb.shape)} (valid tokens × text_dim; padded to {TEXT_LEN} rows at load) to {path}"
     )
     return 0
+
+
+def _check_text_encoder(root) -> None:
+    """The CLI's own wording of a folder without the text encoder (before anything is loaded)."""
+    from vega3d.errors import Vega3DError
+    from vega3d.simulator.layouts import TEXT_ENCODER_FILES, detect_layout, has_text_encoder
+    from vega3d.simulator.prompt import PROMPT_FILE
+
+    layout = detect_layout(root)
+    if not has_text_encoder(root, layout):
+        want = TEXT_ENCODER_FILES[layout]
+        raise Vega3DError(
+            f"--model {root}: no text encoder ({want}); export-prompt needs it. Run it on the full Wan2.1 "
+            f"folder (the {layout} layout with {want}); the file it writes is then given to "
+            f"`vega3d extract --prompt-embedding FILE` (Python: prompt_embedding=FILE) or put in a model "
+            f"folder as {PROMPT_FILE}"
+        )

@@ -12,9 +12,12 @@
   dict; :data:`T5_TO_HF` maps it onto transformers' ``UMT5EncoderModel``, whose config
   is read off the weights (:func:`t5_config_from_original`).
 
-Models are built from a locally constructed config on the meta device (no hub, no
-random init) and the converted state dict is loaded strictly: any missing or unexpected
-key, or a wrong shape, is a :class:`Vega3DError` naming the file.
+The DiT and the VAE are built from a locally constructed config on the meta device (no hub,
+no random init) and the converted state dict is loaded strictly; the text encoder goes
+through transformers' own ``from_pretrained(config=, state_dict=)`` (its dtype rules) and its
+loading report. Any missing or unexpected key, or a wrong shape, is a :class:`Vega3DError`
+naming the file. The modules come back in float32 on the CPU; the caller casts them
+(:mod:`vega3d.simulator.layouts`). Only this module knows the original file names.
 """
 
 from __future__ import annotations
@@ -26,15 +29,15 @@ import torch
 
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
-from vega3d.simulator.layouts import (
-    ORIGINAL_CONFIG,
-    ORIGINAL_VAE,
-    TEXT_LEN,
-    _freeze,
-    _jsonable,
-    cast_like_diffusers,
-    original_dit_files,
-)
+from vega3d.simulator.checks import check
+from vega3d.simulator.prompt import TEXT_LEN
+
+ORIGINAL_CONFIG = "config.json"
+ORIGINAL_DIT_SINGLE = "diffusion_pytorch_model.safetensors"
+ORIGINAL_DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+ORIGINAL_VAE = "Wan2.1_VAE.pth"
+ORIGINAL_T5 = "models_t5_umt5-xxl-enc-bf16.pth"
+ORIGINAL_TOKENIZER = "google/umt5-xxl"
 
 # Wan2.1's published latent statistics (16 channels). Sources: Wan's own code,
 # wan/modules/vae.py, class WanVAE.__init__ (`mean`, `std`); the same values are the
@@ -69,36 +72,41 @@ T5_TO_HF = (
 )
 
 
-# ----------------------------------------------------------------------------- shared helpers
+# ----------------------------------------------------------------------------- files
 
 
-def _require(sd: dict, keys, where: Path, what: str) -> None:
-    missing = [k for k in keys if k not in sd]
-    if missing:
-        raise Vega3DError(f"{where}: not {what}: missing key(s) {', '.join(missing)}")
+def index_shards(index: Path) -> list[str]:
+    """The shard file names a ``*.safetensors.index.json`` lists (sorted, each once)."""
+    data = read_json(index, "safetensors index")
+    ok = isinstance(data, dict) and isinstance(data.get("weight_map"), dict)
+    check(ok, str(index), "not a safetensors index", "a JSON object with 'weight_map'")
+    return sorted(set(data["weight_map"].values()))
 
 
-def load_converted(build, state_dict: dict, where: Path, what: str):
-    """Call ``build()`` without allocating weights (meta device) and load ``state_dict`` strictly."""
-    from accelerate import init_empty_weights
+def original_dit_files(root: Path) -> list[Path]:
+    """The DiT safetensors file(s) of a complete original-layout folder, in shard order."""
+    index = root / ORIGINAL_DIT_INDEX
+    names = index_shards(index) if index.is_file() else [ORIGINAL_DIT_SINGLE]
+    return [root / n for n in names]
 
-    with init_empty_weights():
-        model = build()
-    expected = set(model.state_dict())
-    got = set(state_dict)
-    missing, unexpected = sorted(expected - got), sorted(got - expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:5])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:5])})")
-        raise Vega3DError(f"{where}: does not match {what} (after key conversion): {'; '.join(parts)}")
-    try:
-        model.load_state_dict(state_dict, strict=True, assign=True)
-    except RuntimeError as err:
-        raise Vega3DError(f"{where}: tensor shapes do not match {what}: {err}") from None
-    return model
+
+def _dit_tensors(root: Path, *, header_only: bool = False) -> dict:
+    """The DiT's tensors (all shards); ``header_only``: meta tensors of the right shapes, read
+    from the safetensors headers alone (no weights read)."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in original_dit_files(root):
+        try:
+            if not header_only:
+                out.update(load_file(str(f)))
+                continue
+            with safe_open(str(f), "pt") as fh:
+                out.update({k: torch.empty(fh.get_slice(k).get_shape(), device="meta") for k in fh.keys()})
+        except (SafetensorError, OSError) as err:
+            raise Vega3DError(f"{f}: not a readable safetensors file ({err})") from None
+    return out
 
 
 def _torch_load(path: Path) -> dict:
@@ -108,31 +116,84 @@ def _torch_load(path: Path) -> dict:
         raise Vega3DError(
             f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: {err})"
         ) from None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise Vega3DError(f"{path}: expected a flat state dict (name → tensor), found {type(sd).__name__}")
+    flat = isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values())
+    check(flat, str(path), f"found {type(sd).__name__}", "a flat state dict (name → tensor)")
     return sd
+
+
+def _require(sd: dict, keys, where: Path, what: str) -> None:
+    missing = [k for k in keys if k not in sd]
+    check(not missing, str(where), f"missing key(s) {', '.join(missing)}", what)
+
+
+# ----------------------------------------------------------------------------- strict loading
+
+
+def load_converted(build, state_dict: dict, where: Path, what: str):
+    """Call ``build()`` without allocating weights (meta device) and load ``state_dict`` strictly."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = build()
+    expected, got = set(model.state_dict()), set(state_dict)
+    problems = _key_problems(missing_keys=expected - got, unexpected_keys=got - expected)
+    check(not problems, str(where), f"{problems} (after key conversion)", f"exactly the keys of {what}")
+    try:
+        model.load_state_dict(state_dict, strict=True, assign=True)
+    except RuntimeError as err:
+        raise Vega3DError(f"{where}: tensor shapes do not match {what}: {err}") from None
+    return model
+
+
+def from_pretrained_strict(load, where: Path, what: str, library: str):
+    """``load()`` → ``(model, loading_info)`` of a diffusers/transformers ``from_pretrained(...,
+    output_loading_info=True)``; any missing, unexpected or mis-shaped weight (which the library
+    would only warn about) is a :class:`Vega3DError` naming ``where``."""
+    try:
+        model, info = load()
+    except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as err:
+        raise Vega3DError(f"{where}: {library} could not load {what}: {type(err).__name__}: {err}") from None
+    names = ("missing_keys", "unexpected_keys", "mismatched_keys")
+    problems = _key_problems(**{name: info.get(name) or [] for name in names})
+    check(not problems, str(where), f"weights do not match: {problems}", f"exactly the weights of {what}")
+    return model
+
+
+def _key_problems(**keys) -> str:
+    """``"2 missing keys (e.g. a, b) and 1 unexpected keys (e.g. c)"`` for the non-empty lists."""
+    problems = []
+    for name, found in keys.items():
+        found = sorted(str(k) for k in found)
+        if found:
+            problems.append(f"{len(found)} {name.replace('_', ' ')} (e.g. {', '.join(found[:5])})")
+    return " and ".join(problems)
 
 
 # ----------------------------------------------------------------------------- DiT
 
 
+def original_transformer_config(root: Path) -> tuple[dict, int, dict]:
+    """``(WanTransformer3DModel config, text_len, the released config)`` of an original-layout
+    folder, read from ``config.json`` and the DiT's safetensors headers (no weights read)."""
+    config = read_json(root / ORIGINAL_CONFIG, "Wan2.1 config")
+    mapped = transformer_config_from_original(config, _dit_tensors(root, header_only=True), root / ORIGINAL_CONFIG)
+    return mapped, int(config.get("text_len", TEXT_LEN)), config
+
+
 def transformer_config_from_original(config: dict, state_dict: dict, where: Path) -> dict:
-    """Map a released ``WanModel`` config.json (+ its weights) onto WanTransformer3DModel's config."""
-    if config.get("_class_name") != "WanModel":
-        raise Vega3DError(f"{where}: _class_name is {config.get('_class_name')!r}; expected 'WanModel'")
-    if config.get("model_type", "t2v") != "t2v":
-        raise Vega3DError(f"{where}: model_type is {config['model_type']!r}; expected 't2v' (Wan2.1 text-to-video)")
+    """Map a released ``WanModel`` config.json (+ its weights' shapes) onto WanTransformer3DModel's config."""
+    assert config.get("_class_name") == "WanModel", "detect_layout checks the class name"
+    model_type = config.get("model_type", "t2v")
+    check(model_type == "t2v", str(where), f"model_type is {model_type!r}", "'t2v' (Wan2.1 text-to-video)")
     required = ("dim", "ffn_dim", "freq_dim", "in_dim", "out_dim", "num_heads", "num_layers")
     missing = [k for k in required if k not in config]
-    if missing:
-        raise Vega3DError(f"{where}: missing field(s) {', '.join(missing)} (expected a WanModel config)")
+    check(not missing, str(where), f"missing field(s) {', '.join(missing)}", "a WanModel config")
     dim, heads = int(config["dim"]), int(config["num_heads"])
-    if dim % heads:
-        raise Vega3DError(f"{where}: dim={dim} is not divisible by num_heads={heads}")
+    check(dim % heads == 0, str(where), f"dim={dim} is not divisible by num_heads={heads}", "whole attention heads")
     _require(state_dict, ["patch_embedding.weight", "text_embedding.0.weight"], where.parent, "a Wan2.1 DiT state dict")
     text_dim = int(state_dict["text_embedding.0.weight"].shape[1])
-    if "text_dim" in config and int(config["text_dim"]) != text_dim:
-        raise Vega3DError(f"{where}: text_dim={config['text_dim']} but the weights have text_dim={text_dim}")
+    given = int(config.get("text_dim", text_dim))
+    check(given == text_dim, str(where), f"text_dim={given} but the weights have text_dim={text_dim}", "the same")
     patch = tuple(int(s) for s in state_dict["patch_embedding.weight"].shape[2:])
     return {
         "patch_size": list(patch),
@@ -153,28 +214,14 @@ def transformer_config_from_original(config: dict, state_dict: dict, where: Path
     }
 
 
-def load_original_transformer(root: Path):
-    """(WanTransformer3DModel in float32, text_len, original config) from an original-layout folder."""
+def load_original_transformer(root: Path, config: dict):
+    """WanTransformer3DModel (float32, CPU) with ``config`` (:func:`original_transformer_config`)."""
     from diffusers import WanTransformer3DModel
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
-    cfg_path = root / ORIGINAL_CONFIG
-    config = read_json(cfg_path, "Wan2.1 config")
-    state = {}
-    for f in original_dit_files(root):
-        try:
-            state.update(load_file(str(f)))
-        except (SafetensorError, OSError) as err:
-            raise Vega3DError(f"{f}: not a readable safetensors file ({err})") from None
-    diffusers_config = transformer_config_from_original(config, state, cfg_path)
-    converted = convert_wan_transformer_to_diffusers(state)
-    where = original_dit_files(root)[0].parent / "diffusion_pytorch_model*.safetensors"
-    model = load_converted(
-        lambda: WanTransformer3DModel.from_config(diffusers_config), converted, where, "WanTransformer3DModel"
-    )
-    return model, int(config.get("text_len", TEXT_LEN)), config
+    converted = convert_wan_transformer_to_diffusers(_dit_tensors(root))
+    where = root / "diffusion_pytorch_model*.safetensors"
+    return load_converted(lambda: WanTransformer3DModel.from_config(config), converted, where, "WanTransformer3DModel")
 
 
 # ----------------------------------------------------------------------------- VAE
@@ -187,6 +234,7 @@ def vae_config_from_original(state_dict: dict, where: Path) -> dict:
     1×1 conv ``conv2.weight``, temporal downsampling from which encoder resample
     blocks carry a ``time_conv``. Multipliers (1, 2, 4, 4) and 2 residual blocks per
     stage are the Wan2.1 topology; anything else fails the strict key/shape check.
+    The latent mean/std are Wan2.1's published 16-channel statistics, so z_dim must be 16.
     """
     _require(
         state_dict,
@@ -196,11 +244,15 @@ def vae_config_from_original(state_dict: dict, where: Path) -> dict:
     )
     base_dim = int(state_dict["encoder.conv1.weight"].shape[0])
     z_dim = int(state_dict["conv2.weight"].shape[0])
-    if tuple(state_dict["conv1.weight"].shape[:2]) != (2 * z_dim, 2 * z_dim):
-        raise Vega3DError(
-            f"{where}: conv1.weight has shape {tuple(state_dict['conv1.weight'].shape)}; expected "
-            f"({2 * z_dim}, {2 * z_dim}, 1, 1, 1) for z_dim={z_dim} (from conv2.weight)"
-        )
+    conv1 = tuple(state_dict["conv1.weight"].shape)
+    check(
+        conv1[:2] == (2 * z_dim, 2 * z_dim),
+        str(where),
+        f"conv1.weight has shape {conv1}",
+        f"({2 * z_dim}, {2 * z_dim}, 1, 1, 1) for z_dim={z_dim} (from conv2.weight)",
+    )
+    n = len(WAN21_LATENTS_MEAN)
+    check(z_dim == n, str(where), f"z_dim={z_dim}", f"{n} channels (Wan2.1's published latent statistics)")
     # Encoder resample blocks sit after each stage's 2 residual blocks: downsamples.2, .5, .8.
     temporal = [f"encoder.downsamples.{i}.time_conv.weight" in state_dict for i in (2, 5, 8)]
     return {
@@ -217,7 +269,7 @@ def vae_config_from_original(state_dict: dict, where: Path) -> dict:
 
 
 def load_original_vae(path: Path):
-    """(AutoencoderKLWan in float32, its config) from ``Wan2.1_VAE.pth``."""
+    """AutoencoderKLWan (float32, CPU) from ``Wan2.1_VAE.pth``."""
     from diffusers import AutoencoderKLWan
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
@@ -225,32 +277,19 @@ def load_original_vae(path: Path):
     config = vae_config_from_original(state, path)
     converted = convert_wan_vae_to_diffusers(state)
     what = f"the Wan2.1 VAE topology (base width {config['base_dim']}, z_dim {config['z_dim']}, AutoencoderKLWan)"
-    return load_converted(lambda: AutoencoderKLWan.from_config(config), converted, path, what), config
+    return load_converted(lambda: AutoencoderKLWan.from_config(config), converted, path, what)
 
 
-def load_original(root: Path, dtype, device):
-    """Load the DiT and VAE of an original-layout folder; same return as the diffusers loader."""
-    transformer, text_len, original_config = load_original_transformer(root)
-    vae, vae_config = load_original_vae(root / ORIGINAL_VAE)
-    if vae_config["z_dim"] != len(WAN21_LATENTS_MEAN):
-        raise Vega3DError(
-            f"{root / ORIGINAL_VAE}: z_dim={vae_config['z_dim']}; Wan2.1's published latent statistics have "
-            f"{len(WAN21_LATENTS_MEAN)} channels"
-        )
-    if transformer.config.in_channels != vae_config["z_dim"]:
-        raise Vega3DError(
-            f"{root}: DiT in_dim={transformer.config.in_channels} does not match the VAE's z_dim={vae_config['z_dim']}"
-        )
-    mean = torch.tensor(WAN21_LATENTS_MEAN, dtype=torch.float32)
-    std = torch.tensor(WAN21_LATENTS_STD, dtype=torch.float32)
-    configs = {
-        "original": original_config,
-        "transformer": _jsonable(transformer.config),
-        "vae": _jsonable(vae.config),
-    }
-    transformer = _freeze(cast_like_diffusers(transformer, dtype), device)
-    vae = _freeze(cast_like_diffusers(vae, dtype), device)
-    return transformer, vae, mean, std, text_len, configs
+def load_original(root: Path, dit_config: dict):
+    """``(transformer, vae)`` of an original-layout folder, float32 on the CPU.
+
+    ``dit_config``: the DiT's mapped config (:func:`original_transformer_config`). The
+    latent mean/std of this layout are :data:`WAN21_LATENTS_MEAN` / :data:`WAN21_LATENTS_STD`."""
+    transformer = load_original_transformer(root, dit_config)
+    vae = load_original_vae(root / ORIGINAL_VAE)
+    in_dim, z_dim = transformer.config.in_channels, vae.config.z_dim
+    check(in_dim == z_dim, str(root), f"DiT in_dim={in_dim}", f"the VAE's z_dim={z_dim}")
+    return transformer, vae
 
 
 # ----------------------------------------------------------------------------- text encoder
@@ -283,8 +322,7 @@ def t5_config_from_original(state_dict: dict, where: Path) -> dict:
     vocab, d_model = state_dict["token_embedding.weight"].shape
     buckets, heads = state_dict["blocks.0.pos_embedding.embedding.weight"].shape
     dim_attn = state_dict["blocks.0.attn.q.weight"].shape[0]
-    if dim_attn % heads:
-        raise Vega3DError(f"{where}: attention width {dim_attn} is not divisible by {heads} heads")
+    check(dim_attn % heads == 0, str(where), f"attention width {dim_attn}", f"a multiple of the {heads} heads")
     return dict(
         vocab_size=int(vocab),
         d_model=int(d_model),
@@ -315,37 +353,26 @@ def t5_keys_to_hf(state_dict: dict, where: Path) -> dict:
                 break
         else:
             unknown.append(key)
-    if unknown:
-        raise Vega3DError(f"{where}: unexpected key(s) for a Wan umT5 encoder: {', '.join(sorted(unknown)[:5])}")
+    found = f"unexpected key(s) {', '.join(sorted(unknown)[:5])}"
+    check(not unknown, str(where), found, "only the keys of a Wan umT5 encoder (T5_TO_HF)")
     if "shared.weight" in out:
         out["encoder.embed_tokens.weight"] = out["shared.weight"]  # tied in UMT5EncoderModel
     return out
 
 
 def load_original_text_encoder(path: Path, dtype=torch.float32):
-    """transformers UMT5EncoderModel (eval) from Wan's ``models_t5_umt5-xxl-enc-bf16.pth``."""
+    """transformers UMT5EncoderModel (eval, in ``dtype`` by transformers' own rules) from Wan's
+    ``models_t5_umt5-xxl-enc-bf16.pth``."""
     from transformers import UMT5Config, UMT5EncoderModel
 
     state = _torch_load(path)
     config = UMT5Config(**t5_config_from_original(state, path))
-    model = load_converted(
-        lambda: UMT5EncoderModel(config), t5_keys_to_hf(state, path), path, "a umT5 encoder (UMT5EncoderModel)"
+    converted = t5_keys_to_hf(state, path)
+    return from_pretrained_strict(
+        lambda: UMT5EncoderModel.from_pretrained(
+            None, config=config, state_dict=converted, dtype=dtype, output_loading_info=True
+        ),
+        path,
+        "a umT5 encoder (UMT5EncoderModel)",
+        "transformers",
     )
-    model.tie_weights()
-    return _cast_like_transformers(model, dtype)
-
-
-def _cast_like_transformers(model, dtype):
-    """Cast as transformers' ``from_pretrained(dtype=...)`` does: tensors of
-    ``_keep_in_fp32_modules`` (T5's ``wo``) stay float32 for float16, those of
-    ``_keep_in_fp32_modules_strict`` for both 16-bit dtypes; everything else goes to ``dtype``."""
-    keep = set()
-    if dtype == torch.float16:
-        keep |= set(getattr(model, "_keep_in_fp32_modules", None) or [])
-    if dtype in (torch.float16, torch.bfloat16):
-        keep |= set(getattr(model, "_keep_in_fp32_modules_strict", None) or [])
-    with torch.no_grad():
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if t.is_floating_point():
-                t.data = t.data.to(torch.float32 if any(k in name.split(".") for k in keep) else dtype)
-    return model

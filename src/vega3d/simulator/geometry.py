@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vega3d.errors import Vega3DError
+from vega3d.simulator.checks import check, is_int
 
 #: One DiT token covers this many input pixels along each axis (VAE stride 8 x patch 2).
 TOKEN_PX = 16
@@ -61,10 +61,8 @@ class ContentBox:
 def check_size(height: int, width: int) -> None:
     """Simulator input size: positive multiples of 16 (one DiT token = 16x16 px)."""
     for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < TOKEN_PX or v % TOKEN_PX:
-            raise Vega3DError(
-                f"{name}: got {v!r}; expected a positive multiple of {TOKEN_PX} (VAE stride 8 x DiT patch 2)"
-            )
+        ok = is_int(v, TOKEN_PX) and v % TOKEN_PX == 0
+        check(ok, name, f"got {v!r}", f"a positive multiple of {TOKEN_PX} (VAE stride 8 x DiT patch 2)")
 
 
 def as_float_frames(frames, where: str = "frames") -> torch.Tensor:
@@ -72,41 +70,27 @@ def as_float_frames(frames, where: str = "frames") -> torch.Tensor:
 
     Accepts float (N, 3, H, W) in [0, 1] or uint8 (N, H, W, 3) (torch tensor or numpy array).
     """
+    kinds = "(N, 3, H, W) float in [0, 1] or (N, H, W, 3) uint8"
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(np.ascontiguousarray(frames))
-    if not isinstance(frames, torch.Tensor):
-        raise Vega3DError(
-            f"{where}: expected a torch tensor (N, 3, H, W) float in [0, 1] or (N, H, W, 3) uint8, got {type(frames).__name__}"
-        )
-    if frames.ndim != 4:
-        raise Vega3DError(
-            f"{where}: expected 4 dims, (N, 3, H, W) float or (N, H, W, 3) uint8; got shape {tuple(frames.shape)}"
-        )
+    check(isinstance(frames, torch.Tensor), where, f"got {type(frames).__name__}", f"a torch tensor {kinds}")
+    shape = tuple(frames.shape)
+    check(frames.ndim == 4, where, f"shape {shape}", f"4 dims, {kinds}")
+    check(frames.numel() > 0, where, f"empty shape {shape}", "N >= 1 frames of at least 1x1 pixels")
     if frames.dtype == torch.uint8:
-        if frames.shape[-1] != 3:
-            raise Vega3DError(
-                f"{where}: uint8 frames must be (N, H, W, 3); got shape {tuple(frames.shape)} (last dim {frames.shape[-1]}, expected 3 channels)"
-            )
-        frames = frames.permute(0, 3, 1, 2).float() / 255.0
-    elif frames.is_floating_point():
-        if frames.shape[1] != 3:
-            raise Vega3DError(
-                f"{where}: float frames must be (N, 3, H, W); got shape {tuple(frames.shape)} ({frames.shape[1]} channels, expected 3)"
-            )
-        frames = frames.float()
-        if not torch.isfinite(frames).all():
-            raise Vega3DError(f"{where}: contains NaN or infinite values; expected finite values in [0, 1]")
-        lo, hi = float(frames.min()), float(frames.max())
-        if lo < 0.0 or hi > 1.0:
-            raise Vega3DError(
-                f"{where}: values in [{lo:.4g}, {hi:.4g}]; expected float frames in [0, 1] (uint8 frames may be passed as (N, H, W, 3))"
-            )
-    else:
-        raise Vega3DError(
-            f"{where}: dtype {frames.dtype}; expected floating (N, 3, H, W) in [0, 1] or uint8 (N, H, W, 3)"
-        )
-    if frames.shape[0] == 0 or frames.shape[2] == 0 or frames.shape[3] == 0:
-        raise Vega3DError(f"{where}: empty shape {tuple(frames.shape)}; expected N >= 1 frames of at least 1x1 pixels")
+        check(shape[-1] == 3, where, f"uint8 shape {shape}", "(N, H, W, 3) uint8 frames: 3 channels last")
+        return frames.permute(0, 3, 1, 2).float() / 255.0
+    check(frames.is_floating_point(), where, f"dtype {frames.dtype}", kinds)
+    check(shape[1] == 3, where, f"float shape {shape}", "(N, 3, H, W) float frames: 3 channels first")
+    frames = frames.float()
+    check(bool(torch.isfinite(frames).all()), where, "contains NaN or infinite values", "finite values in [0, 1]")
+    lo, hi = float(frames.min()), float(frames.max())
+    check(
+        lo >= 0.0 and hi <= 1.0,
+        where,
+        f"values in [{lo:.4g}, {hi:.4g}]",
+        "float frames in [0, 1] (uint8 frames may be passed as (N, H, W, 3))",
+    )
     return frames
 
 

@@ -7,17 +7,21 @@ Two on-disk layouts of Wan2.1-T2V are supported (see ``docs/checkpoints.md``):
 * ``"original"`` — the Wan2.1 release as published by Wan-AI: ``config.json`` with
   ``_class_name: WanModel``, ``diffusion_pytorch_model*.safetensors`` (one file, or
   shards listed in ``diffusion_pytorch_model.safetensors.index.json``), ``Wan2.1_VAE.pth``,
-  and optionally ``models_t5_umt5-xxl-enc-bf16.pth`` + ``google/umt5-xxl/`` (tokenizer).
+  and optionally ``models_t5_umt5-xxl-enc-bf16.pth`` + ``google/umt5-xxl/`` (tokenizer);
+  read by :mod:`vega3d.simulator.convert`.
 
-Either way the result is a :class:`WanComponents` holding diffusers'
-``WanTransformer3DModel`` and ``AutoencoderKLWan`` (eval mode, no gradients), the
-16-value latent mean/std used to normalise VAE latents, and the empty-prompt context
-(``prompt_embedding``, padded to ``text_len`` rows). Nothing here touches the network.
+:func:`open_wan_folder` checks a folder and reads its DiT config without reading weights;
+:func:`load_wan_components` then resolves the empty-prompt context (so a bad one fails before
+the big weights are read), loads the modules and records what was loaded. The result is a
+:class:`WanComponents` holding diffusers' ``WanTransformer3DModel`` and ``AutoencoderKLWan``
+(eval mode, no gradients), the 16-value latent mean/std used to normalise VAE latents, and
+the empty-prompt context (``prompt_embedding``, padded to ``text_len`` rows). Nothing here
+touches the network, and nothing here writes a checkpoint (the stand-in builders are
+:mod:`vega3d.standin.wan`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,30 +29,34 @@ from typing import Any
 
 import torch
 
+from vega3d.devices import parse_dtype
 from vega3d.errors import Vega3DError
+from vega3d.files import fingerprint, read_json
+from vega3d.simulator.checks import check
+from vega3d.simulator.convert import (
+    ORIGINAL_CONFIG,
+    ORIGINAL_DIT_INDEX,
+    ORIGINAL_DIT_SINGLE,
+    ORIGINAL_T5,
+    ORIGINAL_TOKENIZER,
+    ORIGINAL_VAE,
+    WAN21_LATENTS_MEAN,
+    WAN21_LATENTS_STD,
+    from_pretrained_strict,
+    index_shards,
+    original_dit_files,
+)
+from vega3d.simulator.prompt import PROMPT_FILE, TEXT_LEN, context_sha256, encode_prompt, load_prompt_embedding
 from vega3d.standin import is_stand_in
 
-#: File name of the cached empty-prompt context inside a model folder.
-PROMPT_FILE = "prompt_embedding.safetensors"
-#: Wan2.1's context length: the DiT always sees ``text_len`` context rows.
-TEXT_LEN = 512
-
-ORIGINAL_CONFIG = "config.json"
-ORIGINAL_DIT_SINGLE = "diffusion_pytorch_model.safetensors"
-ORIGINAL_DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
-ORIGINAL_VAE = "Wan2.1_VAE.pth"
-ORIGINAL_T5 = "models_t5_umt5-xxl-enc-bf16.pth"
-ORIGINAL_TOKENIZER = "google/umt5-xxl"
-
 _LAYOUT_HELP = (
-    "expected either the diffusers layout (transformer/ and vae/ with config.json and "
+    "either the diffusers layout (transformer/ and vae/ with config.json and "
     "*.safetensors each; optional text_encoder/ + tokenizer/) or the original Wan2.1 release "
     f"layout ({ORIGINAL_CONFIG} with _class_name WanModel, diffusion_pytorch_model*.safetensors, "
     f"{ORIGINAL_VAE}; optional {ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/)"
 )
-
-# Hash: bytes read from each end of every weight file.
-_HASH_CHUNK = 1 << 20
+#: The files that hold the text encoder and its tokenizer, per layout.
+TEXT_ENCODER_FILES = {"diffusers": "text_encoder/ + tokenizer/", "original": f"{ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/"}
 
 
 @dataclass
@@ -75,6 +83,45 @@ class WanComponents:
     tokenizer: Any = None
 
 
+@dataclass(frozen=True)
+class WanFolder:
+    """A complete Wan2.1 folder, looked at without reading its weights (:func:`open_wan_folder`).
+
+    ``dit_config``: the ``WanTransformer3DModel`` config (original layout: mapped from
+    ``config.json`` and the weights' shapes); ``original_config``: the released ``config.json``
+    (original layout only)."""
+
+    root: Path
+    layout: str
+    dit_config: dict
+    text_len: int = TEXT_LEN
+    original_config: dict | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.dit_config.get("num_layers", 40))  # 40, 4096: WanTransformer3DModel's defaults
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.dit_config.get("text_dim", 4096))
+
+
+def open_wan_folder(path) -> WanFolder:
+    """Check a Wan2.1 folder (:func:`detect_layout`) and read its DiT config (no weights read).
+
+    A :class:`WanFolder` is returned as it is."""
+    if isinstance(path, WanFolder):
+        return path
+    root = Path(path).expanduser()
+    layout = detect_layout(root)
+    if layout == "diffusers":
+        return WanFolder(root, layout, read_json(root / "transformer" / "config.json", "Wan2.1 transformer config"))
+    from vega3d.simulator.convert import original_transformer_config
+
+    config, text_len, original = original_transformer_config(root)
+    return WanFolder(root, layout, config, text_len, original)
+
+
 # ----------------------------------------------------------------------------- detection
 
 
@@ -82,50 +129,37 @@ def _missing_shards(folder: Path, prefix: str = "") -> list[str]:
     """Shards named by ``*.safetensors.index.json`` files in ``folder`` that are not there."""
     missing = []
     for index in sorted(folder.glob("*.safetensors.index.json")):
-        try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
-            raise Vega3DError(
-                f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}"
-            ) from None
-        missing += [f"{prefix}{n} (listed in {prefix}{index.name})" for n in names if not (folder / n).is_file()]
+        missing += [
+            f"{prefix}{n} (listed in {prefix}{index.name})" for n in index_shards(index) if not (folder / n).is_file()
+        ]
     return missing
 
 
-def _diffusers_missing(root: Path) -> list[str]:
-    missing = []
-    for sub in ("transformer", "vae"):
-        d = root / sub
-        if not (d / "config.json").is_file():
-            missing.append(f"{sub}/config.json")
-        if not d.is_dir() or not any(d.glob("*.safetensors")):
-            missing.append(f"{sub}/*.safetensors")
-        elif d.is_dir():
-            missing += _missing_shards(d, f"{sub}/")
-    return missing
+def _absent(root: Path, *names: str) -> list[str]:
+    return [n for n in names if not (root / n).is_file()]
 
 
-def _original_missing(root: Path) -> list[str]:
-    missing = []
-    if not (root / ORIGINAL_CONFIG).is_file():
-        missing.append(ORIGINAL_CONFIG)
+def _missing(root: Path, layout: str) -> list[str]:
+    """The files a complete ``layout`` folder needs that ``root`` lacks."""
+    if layout == "diffusers":
+        missing = []
+        for sub in ("transformer", "vae"):
+            has_weights = any((root / sub).glob("*.safetensors"))
+            missing += _absent(root, f"{sub}/config.json")
+            missing += _missing_shards(root / sub, f"{sub}/") if has_weights else [f"{sub}/*.safetensors"]
+        return missing
     if (root / ORIGINAL_DIT_INDEX).is_file():
-        missing += _missing_shards(root)
-    elif not (root / ORIGINAL_DIT_SINGLE).is_file():
-        missing.append("diffusion_pytorch_model*.safetensors")
-    if not (root / ORIGINAL_VAE).is_file():
-        missing.append(ORIGINAL_VAE)
-    return missing
+        dit = _missing_shards(root)
+    else:
+        dit = ["diffusion_pytorch_model*.safetensors"] if _absent(root, ORIGINAL_DIT_SINGLE) else []
+    return _absent(root, ORIGINAL_CONFIG) + dit + _absent(root, ORIGINAL_VAE)
 
 
-def _is_wan_model_config(root: Path) -> bool:
-    cfg = root / ORIGINAL_CONFIG
-    if not cfg.is_file():
-        return False
+def _class_name(config_path: Path):
     try:
-        return json.loads(cfg.read_text()).get("_class_name") == "WanModel"
+        return json.loads(config_path.read_text()).get("_class_name")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
+        return None
 
 
 def detect_layout(path) -> str:
@@ -135,66 +169,38 @@ def detect_layout(path) -> str:
     missing, partial, or neither layout.
     """
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise Vega3DError(f"{root}: model folder does not exist (or is not a directory); {_LAYOUT_HELP}")
-    looks_diffusers = (root / "transformer").is_dir() or (root / "vae").is_dir()
-    looks_original = (
-        (root / ORIGINAL_CONFIG).is_file()
+    check(root.is_dir(), str(root), "model folder does not exist (or is not a directory)", _LAYOUT_HELP)
+    looks = {
+        "diffusers": (root / "transformer").is_dir() or (root / "vae").is_dir(),
+        "original": (root / ORIGINAL_CONFIG).is_file()
         or (root / ORIGINAL_VAE).is_file()
-        or any(root.glob("diffusion_pytorch_model*.safetensors"))
-    )
-    if looks_diffusers and not _diffusers_missing(root):
-        return "diffusers"
-    if looks_original and not _original_missing(root):
-        if not _is_wan_model_config(root):
-            raise Vega3DError(
-                f"{root / ORIGINAL_CONFIG}: expected a Wan2.1 transformer config with "
-                f'"_class_name": "WanModel" (original release layout); {_LAYOUT_HELP}'
-            )
-        return "original"
-    if looks_diffusers and not looks_original:
-        missing = _diffusers_missing(root)
-        kind = " (it looks like the diffusers layout)"
-    elif looks_original and not looks_diffusers:
-        missing = _original_missing(root)
-        kind = " (it looks like the original-release layout)"
+        or any(root.glob("diffusion_pytorch_model*.safetensors")),
+    }
+    for layout, looks_like in looks.items():
+        if looks_like and not _missing(root, layout):
+            if layout == "original":
+                name = _class_name(root / ORIGINAL_CONFIG)
+                check(
+                    name == "WanModel",
+                    str(root / ORIGINAL_CONFIG),
+                    f"_class_name is {name!r}",
+                    'a Wan2.1 transformer config with "_class_name": "WanModel" (original release layout)',
+                )
+            return layout
+    if looks["diffusers"] != looks["original"]:  # one layout it looks like: what it lacks
+        layout = "diffusers" if looks["diffusers"] else "original"
+        missing = _missing(root, layout)
+        kind = f" (it looks like the {'diffusers' if looks['diffusers'] else 'original-release'} layout)"
     else:
-        missing = _original_missing(root) if looks_original else _diffusers_missing(root) + _original_missing(root)
+        missing = (
+            _missing(root, "original")
+            if looks["original"]
+            else _missing(root, "diffusers") + _missing(root, "original")
+        )
         kind = ""
     raise Vega3DError(
-        f"{root} is not a complete Wan2.1 checkpoint folder{kind}: missing {', '.join(missing)}; {_LAYOUT_HELP}"
+        f"{root} is not a complete Wan2.1 checkpoint folder{kind}: missing {', '.join(missing)}; expected {_LAYOUT_HELP}"
     )
-
-
-def original_dit_files(root: Path) -> list[Path]:
-    """The transformer safetensors file(s) of an original-layout folder, in shard order.
-
-    With an index file, every shard it names must exist (a :class:`Vega3DError` lists
-    the missing shards); without one, the single file.
-    """
-    index = root / ORIGINAL_DIT_INDEX
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise Vega3DError(
-                f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {err}"
-            ) from None
-        names = sorted(set(weight_map.values()))
-        missing = [n for n in names if not (root / n).is_file()]
-        if missing:
-            raise Vega3DError(
-                f"{root} is not a complete original-release Wan2.1 checkpoint folder: missing shard(s) "
-                f"{', '.join(missing)} listed in {ORIGINAL_DIT_INDEX}"
-            )
-        return [root / n for n in names]
-    single = root / ORIGINAL_DIT_SINGLE
-    if single.is_file():
-        return [single]
-    raise Vega3DError(f"{root}: missing {ORIGINAL_DIT_SINGLE} (or {ORIGINAL_DIT_INDEX} with its shards)")
-
-
-# ----------------------------------------------------------------------------- identity
 
 
 def weight_files(root: Path, layout: str) -> list[Path]:
@@ -204,37 +210,21 @@ def weight_files(root: Path, layout: str) -> list[Path]:
     return original_dit_files(root) + [root / ORIGINAL_VAE]
 
 
-def weights_hash(root: Path, files: list[Path]) -> str:
-    """Cheap content hash of weight files (hex sha256).
-
-    Definition: sha256 over, for each file in the given order, the UTF-8 path relative
-    to ``root``, a NUL, the file size as decimal ASCII, a NUL, the first MiB and the last
-    MiB of the file (the whole file when it is shorter than 2 MiB). Reads at most 2 MiB
-    per file, so hashing the 1.3B model takes milliseconds; it detects a different
-    checkpoint, a truncated download or a changed header, not a flipped byte mid-file.
-    """
-    h = hashlib.sha256()
-    for f in files:
-        size = f.stat().st_size
-        h.update(str(f.relative_to(root)).encode() + b"\0" + str(size).encode() + b"\0")
-        with open(f, "rb") as fh:
-            if size <= 2 * _HASH_CHUNK:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(_HASH_CHUNK))
-                fh.seek(size - _HASH_CHUNK)
-                h.update(fh.read(_HASH_CHUNK))
-    return h.hexdigest()
+def has_text_encoder(root: Path, layout: str) -> bool:
+    """Whether the folder holds the text encoder and its tokenizer."""
+    if layout == "diffusers":
+        return (root / "text_encoder" / "config.json").is_file() and (root / "tokenizer").is_dir()
+    return (root / ORIGINAL_T5).is_file() and (root / ORIGINAL_TOKENIZER).is_dir()
 
 
-# ----------------------------------------------------------------------------- loading
+# ----------------------------------------------------------------------------- modules
 
 
 def cast_like_diffusers(module, dtype):
     """Cast floating tensors to ``dtype`` except those of the model's ``_keep_in_fp32_modules``,
     which stay float32 untouched, as diffusers' ``from_pretrained(torch_dtype=...)`` does
     (same rule: a listed name is one of the dot-separated parts of the tensor's name)."""
-    keep = getattr(module, "_keep_in_fp32_modules", None) or [] if dtype != torch.float32 else []
+    keep = getattr(module, "_keep_in_fp32_modules", None) or []
     with torch.no_grad():
         for name, t in list(module.named_parameters()) + list(module.named_buffers()):
             if t.is_floating_point():
@@ -256,78 +246,55 @@ def _freeze(module, device):
         for t in list(module.parameters()) + list(module.buffers()):
             if t.device.type == "cpu":
                 t.data = t.data.clone(memory_format=torch.contiguous_format)
-    module.eval()
-    module.requires_grad_(False)
-    return module
-
-
-def _parse_dtype(dtype, name: str = "dtype") -> torch.dtype:
-    """A floating torch dtype, or its name; ``name`` is the argument named in the error."""
-    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
-        return dtype
-    if isinstance(dtype, str):
-        short = dtype.removeprefix("torch.")
-        aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "float": "float32", "half": "float16"}
-        value = getattr(torch, aliases.get(short, short), None)
-        if isinstance(value, torch.dtype) and value.is_floating_point:
-            return value
-    raise Vega3DError(
-        f"{name}: got {dtype!r}; expected a floating torch dtype or its name (float32, bfloat16, float16)"
-    )
-
-
-def _load_diffusers(root: Path, dtype, vae_dtype, device):
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-
-    transformer = _from_pretrained_strict(WanTransformer3DModel, root / "transformer", dtype)
-    vae = _from_pretrained_strict(AutoencoderKLWan, root / "vae", vae_dtype)
-    cfg = dict(vae.config)
-    for name in ("latents_mean", "latents_std"):
-        values = cfg.get(name)
-        if values is None or len(values) != cfg["z_dim"]:
-            raise Vega3DError(
-                f"{root / 'vae' / 'config.json'}: field {name} is {values!r}; expected a list of z_dim={cfg['z_dim']} floats"
-            )
-    mean = torch.tensor(cfg["latents_mean"], dtype=torch.float32)
-    std = torch.tensor(cfg["latents_std"], dtype=torch.float32)
-    configs = {"transformer": _jsonable(transformer.config), "vae": _jsonable(vae.config)}
-    return _freeze(transformer, device), _freeze(vae, device), mean, std, TEXT_LEN, configs
-
-
-def _from_pretrained_strict(model_cls, folder: Path, dtype):
-    """``model_cls.from_pretrained`` from a local folder; any missing, unexpected or
-    mis-shaped weight (which diffusers would only warn about) is a :class:`Vega3DError`."""
-    try:
-        model, info = model_cls.from_pretrained(
-            folder, local_files_only=True, torch_dtype=dtype, output_loading_info=True
-        )
-    except Vega3DError:
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as err:
-        raise Vega3DError(
-            f"{folder}: diffusers could not load {model_cls.__name__}: {type(err).__name__}: {err}"
-        ) from None
-    problems = []
-    for name in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        keys = sorted(str(k) for k in info.get(name) or [])
-        if keys:
-            problems.append(f"{len(keys)} {name.replace('_', ' ')} (e.g. {', '.join(keys[:5])})")
-    if problems:
-        raise Vega3DError(
-            f"{folder}: weights do not match {model_cls.__name__} from config.json: {'; '.join(problems)}"
-        )
-    return model
+    return module.eval().requires_grad_(False)
 
 
 def _jsonable(config) -> dict:
     return json.loads(json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, default=list))
 
 
-def has_text_encoder(root: Path, layout: str) -> bool:
-    """Whether the folder holds the text encoder and its tokenizer."""
-    if layout == "diffusers":
-        return (root / "text_encoder" / "config.json").is_file() and (root / "tokenizer").is_dir()
-    return (root / ORIGINAL_T5).is_file() and (root / ORIGINAL_TOKENIZER).is_dir()
+def _load_diffusers(root: Path, dtype, vae_dtype):
+    """``(transformer, vae, latents_mean, latents_std)`` of a diffusers-layout folder."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    def load(model_cls, folder: Path, torch_dtype):
+        kw = dict(local_files_only=True, torch_dtype=torch_dtype, output_loading_info=True)
+        return from_pretrained_strict(
+            lambda: model_cls.from_pretrained(folder, **kw), folder, model_cls.__name__, "diffusers"
+        )
+
+    transformer = load(WanTransformer3DModel, root / "transformer", dtype)
+    vae = load(AutoencoderKLWan, root / "vae", vae_dtype)
+    z_dim, stats = vae.config.z_dim, {}
+    for name in ("latents_mean", "latents_std"):
+        values = vae.config.get(name)
+        ok = values is not None and len(values) == z_dim
+        check(ok, str(root / "vae" / "config.json"), f"field {name} is {values!r}", f"a list of z_dim={z_dim} floats")
+        stats[name] = torch.tensor(values, dtype=torch.float32)
+    return transformer, vae, stats["latents_mean"], stats["latents_std"]
+
+
+def _load_modules(folder: WanFolder, dtype, vae_dtype, device):
+    """``(transformer in dtype, vae in vae_dtype, latents_mean, latents_std, configs)``, the
+    modules frozen on ``device``. Original layout: read in float32, then each module is cast on
+    the CPU by diffusers' rule (:func:`cast_like_diffusers`) and moved, so both layouts give
+    the same tensors bit for bit."""
+    if folder.layout == "diffusers":
+        transformer, vae, mean, std = _load_diffusers(folder.root, dtype, vae_dtype)
+        configs = {}
+    else:
+        from vega3d.simulator.convert import load_original
+
+        transformer, vae = load_original(folder.root, folder.dit_config)
+        transformer, vae = cast_like_diffusers(transformer, dtype), cast_like_diffusers(vae, vae_dtype)
+        mean = torch.tensor(WAN21_LATENTS_MEAN, dtype=torch.float32)
+        std = torch.tensor(WAN21_LATENTS_STD, dtype=torch.float32)
+        configs = {"original": folder.original_config}
+    configs.update(transformer=_jsonable(transformer.config), vae=_jsonable(vae.config))
+    return _freeze(transformer, device), _freeze(vae, device), mean, std, configs
+
+
+# ----------------------------------------------------------------------------- text encoder and prompt
 
 
 def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
@@ -335,28 +302,23 @@ def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
 
     Returns ``(text_encoder, tokenizer, identity)``: a transformers ``UMT5EncoderModel``
     (eval, no gradients), its tokenizer, and a dict with the path, layout and a cheap
-    hash of the encoder weights (same definition as :func:`weights_hash`).
+    hash of the encoder weights (:func:`vega3d.files.fingerprint`).
     """
-    root = Path(path).expanduser()
-    layout = detect_layout(root)
-    dtype = _parse_dtype(dtype)
-    if not has_text_encoder(root, layout):
-        want = (
-            "text_encoder/ (config.json + weights) and tokenizer/"
-            if layout == "diffusers"
-            else f"{ORIGINAL_T5} and {ORIGINAL_TOKENIZER}/"
-        )
-        raise Vega3DError(
-            f"{root}: no text encoder: missing {want}. It is only needed to compute the empty-prompt context: "
-            f"run `vega3d export-prompt --model <the full Wan2.1 folder, with its text encoder> --out {PROMPT_FILE}` "
-            f"once, then give that file (CLI: `vega3d extract --prompt-embedding FILE`; Python: "
-            f"prompt_embedding=FILE) or put it in this folder as {PROMPT_FILE}."
-        )
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, UMT5EncoderModel
 
+    root, layout = (path.root, path.layout) if isinstance(path, WanFolder) else (Path(path).expanduser(), None)
+    layout = layout or detect_layout(root)
+    dtype = parse_dtype(dtype)
+    check(
+        has_text_encoder(root, layout),
+        str(root),
+        f"no text encoder: missing {TEXT_ENCODER_FILES[layout]}, which is only needed to compute the empty-prompt "
+        "context",
+        f"a folder with it; or run `vega3d export-prompt --model <the full Wan2.1 folder, with its text encoder> "
+        f"--out {PROMPT_FILE}` once, then give that file (CLI: `vega3d extract --prompt-embedding FILE`; "
+        f"Python: prompt_embedding=FILE) or put it in this folder as {PROMPT_FILE}",
+    )
     if layout == "diffusers":
-        from transformers import UMT5EncoderModel
-
         encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
         files = sorted((root / "text_encoder").glob("*.safetensors")) + sorted((root / "text_encoder").glob("*.bin"))
@@ -366,8 +328,52 @@ def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
         encoder = load_original_text_encoder(root / ORIGINAL_T5, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(root / ORIGINAL_TOKENIZER, local_files_only=True)
         files = [root / ORIGINAL_T5]
-    identity = {"path": str(root.resolve()), "layout": layout, "text_encoder_hash": weights_hash(root, files)}
+    identity = {"path": str(root.resolve()), "layout": layout, "text_encoder_hash": fingerprint(root, files)}
     return _freeze(encoder, device), tokenizer, identity
+
+
+def _resolve_prompt(folder: WanFolder, prompt_embedding, device, require_prompt: bool):
+    """``(context, source)``: the padded empty-prompt context (float32, CPU) and where it came
+    from, in the order of :func:`load_wan_components`; ``(None, None)`` when there is none and
+    ``require_prompt`` is False."""
+    root, dims = folder.root, (folder.text_dim, folder.text_len)
+    if prompt_embedding is None and (root / PROMPT_FILE).is_file():
+        prompt_embedding = root / PROMPT_FILE
+    if prompt_embedding is not None:
+        context = load_prompt_embedding(prompt_embedding, *dims)
+        return context, _prompt_source(prompt_embedding, context)
+    if has_text_encoder(root, folder.layout):
+        encoder, tokenizer, te_identity = load_text_encoder(folder, dtype=torch.float32, device=device)
+        context = load_prompt_embedding(encode_prompt(encoder, tokenizer, "", folder.text_len), *dims)
+        return context, {"source": "text_encoder", "text": "", "sha256": context_sha256(context), **te_identity}
+    check(
+        not require_prompt,
+        str(root),
+        "no empty-prompt context",
+        f"a file written by `vega3d export-prompt --model <folder with the text encoder> --out {PROMPT_FILE}` "
+        "(CLI: `vega3d extract --prompt-embedding FILE`; Python: prompt_embedding= a tensor or that file), "
+        f"or {PROMPT_FILE} in the folder, or a folder that has the text encoder "
+        f"({TEXT_ENCODER_FILES[folder.layout]})",
+    )
+    return None, None
+
+
+def _prompt_source(src, context: torch.Tensor) -> dict:
+    digest = context_sha256(context)
+    if isinstance(src, torch.Tensor):
+        return {"source": "tensor", "sha256": digest}
+    info = {"source": "file", "file": str(Path(src).resolve()), "sha256": digest}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(src), "pt") as fh:
+            info["metadata"] = dict(fh.metadata() or {})
+    except Exception:  # noqa: BLE001 — metadata is informational only
+        pass
+    return info
+
+
+# ----------------------------------------------------------------------------- everything
 
 
 def load_wan_components(
@@ -380,7 +386,7 @@ def load_wan_components(
     need_text_encoder: bool = False,
     require_prompt: bool = True,
 ) -> WanComponents:
-    """Load a Wan2.1-T2V folder (either layout) into diffusers modules.
+    """Load a Wan2.1-T2V folder (either layout, or a :class:`WanFolder`) into diffusers modules.
 
     The empty-prompt context is resolved first (so a bad one fails before the big weights
     are read), in this order: ``prompt_embedding`` (a tensor, trimmed (k, text_dim) or
@@ -393,125 +399,33 @@ def load_wan_components(
 
     ``dtype`` is the DiT's, ``vae_dtype`` the VAE's (default float32, as Wan2.1's own
     ``WanVAE`` and diffusers' Wan pipeline examples keep it); both take a torch dtype or its
-    name. In both layouts diffusers' ``_keep_in_fp32_modules`` stay float32.
+    name (:func:`vega3d.devices.parse_dtype`). In both layouts diffusers'
+    ``_keep_in_fp32_modules`` stay float32.
     """
-    from vega3d.simulator.prompt import encode_prompt, load_prompt_embedding
-
-    root = Path(path).expanduser()
-    layout = detect_layout(root)
-    dtype = _parse_dtype(dtype)
-    vae_dtype = _parse_dtype(vae_dtype, "vae_dtype")
-    text_dim, text_len = _text_dims(root, layout)
-    identity = {"path": str(root.resolve()), "layout": layout, "stand_in": is_stand_in(root)}
-
+    dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype, "vae_dtype")
+    folder = open_wan_folder(path)
+    root = folder.root
+    identity = {"path": str(root.resolve()), "layout": folder.layout, "stand_in": is_stand_in(root)}
     text_encoder = tokenizer = None
     if need_text_encoder:
-        text_encoder, tokenizer, te_identity = load_text_encoder(root, dtype=dtype, device=device)
+        text_encoder, tokenizer, te_identity = load_text_encoder(folder, dtype=dtype, device=device)
         identity["text_encoder_hash"] = te_identity["text_encoder_hash"]
-
-    context = None
-    if prompt_embedding is not None:
-        context = load_prompt_embedding(prompt_embedding, text_dim, text_len)
-        identity["prompt"] = _prompt_source(prompt_embedding, context)
-    elif (root / PROMPT_FILE).is_file():
-        context = load_prompt_embedding(root / PROMPT_FILE, text_dim, text_len)
-        identity["prompt"] = _prompt_source(root / PROMPT_FILE, context)
-    elif has_text_encoder(root, layout):
-        enc, tok, te_identity = load_text_encoder(root, dtype=torch.float32, device=device)
-        context = load_prompt_embedding(encode_prompt(enc, tok, "", text_len), text_dim, text_len)
-        identity["prompt"] = {"source": "text_encoder", "text": "", "sha256": _digest(context), **te_identity}
-        del enc, tok
-    elif require_prompt:
-        raise Vega3DError(
-            f"{root}: no empty-prompt context: give a file written by `vega3d export-prompt --model <folder with "
-            f"the text encoder> --out {PROMPT_FILE}` (CLI: `vega3d extract --prompt-embedding FILE`; Python: "
-            f"prompt_embedding= a tensor or that file), or put {PROMPT_FILE} in the folder, "
-            "or use a folder that has the text encoder "
-            + ("(text_encoder/ + tokenizer/)" if layout == "diffusers" else f"({ORIGINAL_T5} + {ORIGINAL_TOKENIZER}/)")
-        )
-
-    if layout == "diffusers":
-        transformer, vae, mean, std, text_len, configs = _load_diffusers(root, dtype, vae_dtype, device)
-    else:
-        transformer, vae, mean, std, text_len, configs = _load_original(root, dtype, vae_dtype, device)
-    if int(transformer.config.text_dim) != text_dim:  # pragma: no cover - _text_dims reads the same source
-        raise Vega3DError(f"{root}: text_dim {transformer.config.text_dim} differs from the {text_dim} read earlier")
-    identity["weights_hash"] = weights_hash(root, weight_files(root, layout))
+    context, source = _resolve_prompt(folder, prompt_embedding, device, require_prompt)
+    if source is not None:
+        identity["prompt"] = source
+    transformer, vae, mean, std, configs = _load_modules(folder, dtype, vae_dtype, device)
+    identity["weights_hash"] = fingerprint(root, weight_files(root, folder.layout))
     identity["configs"] = configs
-
     return WanComponents(
         transformer=transformer,
         vae=vae,
         latents_mean=mean,
         latents_std=std,
-        layout=layout,
+        layout=folder.layout,
         identity=identity,
         stand_in=identity["stand_in"],
-        text_len=text_len,
+        text_len=folder.text_len,
         prompt_embedding=context,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
     )
-
-
-def _load_original(root: Path, dtype, vae_dtype, device):
-    """:func:`vega3d.simulator.convert.load_original` with a separate VAE dtype.
-
-    The release files are read in float32; with two different dtypes both modules come
-    back in float32 on ``device`` and each is then cast to its own dtype by the same rule
-    (so the peak is the float32 DiT on ``device``; float32 → 16-bit rounding is the same
-    on every device, so the result equals casting before the move).
-    """
-    from vega3d.simulator.convert import load_original
-
-    if dtype == vae_dtype:
-        return load_original(root, dtype, device)
-    transformer, vae, mean, std, text_len, configs = load_original(root, torch.float32, device)
-    return cast_like_diffusers(transformer, dtype), cast_like_diffusers(vae, vae_dtype), mean, std, text_len, configs
-
-
-def _text_dims(root: Path, layout: str) -> tuple[int, int]:
-    """(text_dim, text_len) of the DiT, read cheaply (config / safetensors header) before loading it."""
-    if layout == "diffusers":
-        cfg_path = root / "transformer" / "config.json"
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise Vega3DError(f"{cfg_path}: not valid JSON ({err})") from None
-        return int(cfg.get("text_dim", 4096)), TEXT_LEN  # 4096: WanTransformer3DModel's default
-    from safetensors import SafetensorError, safe_open
-
-    cfg_path = root / ORIGINAL_CONFIG
-    try:
-        text_len = int(json.loads(cfg_path.read_text()).get("text_len", TEXT_LEN))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
-        raise Vega3DError(f"{cfg_path}: not a valid WanModel config ({err})") from None
-    for f in original_dit_files(root):
-        try:
-            with safe_open(str(f), "pt") as fh:
-                if "text_embedding.0.weight" in fh.keys():
-                    return int(fh.get_slice("text_embedding.0.weight").get_shape()[1]), text_len
-        except (SafetensorError, OSError) as err:
-            raise Vega3DError(f"{f}: not a readable safetensors file ({err})") from None
-    raise Vega3DError(
-        f"{root}: no tensor text_embedding.0.weight in diffusion_pytorch_model*.safetensors (expected a Wan2.1 DiT)"
-    )
-
-
-def _digest(context: torch.Tensor) -> str:
-    return hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest()
-
-
-def _prompt_source(src, context: torch.Tensor) -> dict:
-    digest = _digest(context)
-    if isinstance(src, torch.Tensor):
-        return {"source": "tensor", "sha256": digest}
-    info = {"source": "file", "file": str(Path(src).resolve()), "sha256": digest}
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(src), "pt") as fh:
-            info["metadata"] = dict(fh.metadata() or {})
-    except Exception:  # noqa: BLE001 — metadata is informational only
-        pass
-    return info

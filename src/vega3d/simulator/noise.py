@@ -25,12 +25,9 @@ The noised latent is ``x_t = (1 - sigma) * z + sigma * eps`` (rectified flow).
 
 from __future__ import annotations
 
-import math
-from numbers import Real
-
 import numpy as np
 
-from vega3d.errors import Vega3DError
+from vega3d.simulator.checks import check, is_int, is_number
 
 
 def flow_sigma_grid(shift: float = 5.0, num_train_timesteps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -38,8 +35,9 @@ def flow_sigma_grid(shift: float = 5.0, num_train_timesteps: int = 1000) -> tupl
 
     Returns ``(timesteps (n,) int64, sigmas (n,) float32)``, both descending.
     """
-    _check_shift(shift)
-    n = _check_num_train_timesteps(num_train_timesteps)
+    check(is_number(shift) and shift > 0, "shift", f"got {shift!r}", "a finite number > 0 (Wan2.1 T2V uses 5.0)")
+    n = num_train_timesteps
+    check(is_int(n, 1), "num_train_timesteps", f"got {n!r}", "an integer >= 1 (Wan uses 1000)")
     sigma_max = float(np.float32(1.0 - 1.0 / n))
     u = np.linspace(sigma_max, 0.0, n + 1)[:-1]
     sigmas = shift * u / (1.0 + (shift - 1.0) * u)
@@ -54,22 +52,8 @@ def flow_noise_level(timestep: float, shift: float = 5.0, num_train_timesteps: i
     ``timestep=300``). Returns ``(t, sigma)``: the integer timestep fed to the DiT and the float32
     sigma (as a Python float) used in ``x_t = (1 - sigma) z + sigma eps``.
     """
-    if isinstance(timestep, bool) or not isinstance(timestep, Real) or not math.isfinite(float(timestep)):
-        raise Vega3DError(f"timestep: expected a finite number in [0, {num_train_timesteps}], got {timestep!r}")
-    n = _check_num_train_timesteps(num_train_timesteps)
-    if not 0 <= float(timestep) <= n:
-        raise Vega3DError(f"timestep: expected a number in [0, {n}], got {timestep!r}")
-    timesteps, sigmas = flow_sigma_grid(shift, n)
+    timesteps, sigmas = flow_sigma_grid(shift, num_train_timesteps)  # checks shift and the step count
+    n = num_train_timesteps
+    check(is_number(timestep, 0, n), "timestep", f"got {timestep!r}", f"a finite number in [0, {n}]")
     k = int(np.argmin(np.abs(timesteps.astype(np.float64) - float(timestep))))
     return int(timesteps[k]), float(sigmas[k])
-
-
-def _check_shift(shift) -> None:
-    if isinstance(shift, bool) or not isinstance(shift, Real) or not math.isfinite(float(shift)) or shift <= 0:
-        raise Vega3DError(f"shift: expected a finite number > 0 (Wan2.1 T2V uses 5.0), got {shift!r}")
-
-
-def _check_num_train_timesteps(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise Vega3DError(f"num_train_timesteps: expected an integer >= 1 (Wan uses 1000), got {n!r}")
-    return int(n)

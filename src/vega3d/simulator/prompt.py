@@ -19,13 +19,20 @@ named ``prompt_embedding`` holding the trimmed (k, text_dim) rows, plus metadata
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.simulator.checks import check
 
+#: Wan2.1's context length: the DiT always sees ``TEXT_LEN`` context rows.
+TEXT_LEN = 512
+#: File name of the cached empty-prompt context inside a model folder.
+PROMPT_FILE = "prompt_embedding.safetensors"
+#: Name of the one tensor in a prompt-embedding file.
 TENSOR_NAME = "prompt_embedding"
 
 
@@ -35,7 +42,7 @@ def clean_prompt(text: str) -> str:
 
 
 @torch.no_grad()
-def encode_prompt(text_encoder, tokenizer, text: str = "", text_len: int = 512) -> torch.Tensor:
+def encode_prompt(text_encoder, tokenizer, text: str = "", text_len: int = TEXT_LEN) -> torch.Tensor:
     """umT5 encoder output for ``text``, trimmed to its valid tokens: (k, text_dim) float32 on CPU.
 
     ``text_encoder`` is a transformers ``UMT5EncoderModel`` (or any encoder returning
@@ -57,71 +64,74 @@ def encode_prompt(text_encoder, tokenizer, text: str = "", text_len: int = 512) 
     return hidden[0, :k].float().cpu()
 
 
-def pad_prompt_embedding(emb: torch.Tensor, text_len: int = 512) -> torch.Tensor:
+def pad_prompt_embedding(emb: torch.Tensor, text_len: int = TEXT_LEN) -> torch.Tensor:
     """Zero-pad a trimmed (k, text_dim) context to (text_len, text_dim) (k <= text_len)."""
     emb = _check_matrix(emb, "prompt embedding")
-    if emb.shape[0] > text_len:
-        raise Vega3DError(f"prompt embedding: {emb.shape[0]} rows; expected at most text_len={text_len}")
+    check(emb.shape[0] <= text_len, "prompt embedding", f"{emb.shape[0]} rows", f"at most text_len={text_len}")
     return torch.cat([emb, emb.new_zeros(text_len - emb.shape[0], emb.shape[1])])
 
 
 def _check_matrix(emb, where: str) -> torch.Tensor:
-    if not isinstance(emb, torch.Tensor):
-        raise Vega3DError(f"{where}: got {type(emb).__name__}; expected a torch.Tensor of shape (k, text_dim)")
-    if emb.ndim != 2:
-        raise Vega3DError(f"{where}: shape {tuple(emb.shape)}; expected rank 2 (k, text_dim)")
-    if not emb.is_floating_point():
-        raise Vega3DError(f"{where}: dtype {emb.dtype}; expected a floating-point tensor")
-    if not torch.isfinite(emb).all():
-        raise Vega3DError(f"{where}: contains NaN or infinite values")
+    """``emb`` when it is a finite floating-point (k, text_dim) tensor."""
+    expected = "a finite floating-point torch.Tensor of rank 2 (k, text_dim)"
+    check(isinstance(emb, torch.Tensor), where, f"got {type(emb).__name__}", expected)
+    check(emb.ndim == 2, where, f"shape {tuple(emb.shape)}", expected)
+    check(emb.is_floating_point(), where, f"dtype {emb.dtype}", expected)
+    check(bool(torch.isfinite(emb).all()), where, "contains NaN or infinite values", expected)
     return emb
 
 
-def load_prompt_embedding(tensor_or_path, text_dim: int, text_len: int = 512) -> torch.Tensor:
+def load_prompt_embedding(tensor_or_path, text_dim: int, text_len: int = TEXT_LEN) -> torch.Tensor:
     """Validate a prompt context and return it padded: (text_len, text_dim) float32 on CPU.
 
     Accepts a tensor or a safetensors file (tensor named ``prompt_embedding``), trimmed
     (k, text_dim) with 1 <= k <= text_len or already padded (text_len, text_dim).
     """
-    where = "prompt embedding"
+    where, emb = "prompt embedding", tensor_or_path
     if isinstance(tensor_or_path, (str, Path)):
-        path = Path(tensor_or_path).expanduser()
-        where = str(path)
-        if not path.is_file():
-            raise Vega3DError(f"{path}: prompt embedding file does not exist")
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise Vega3DError(f"{path}: not a readable safetensors file ({err})") from None
-        if TENSOR_NAME not in tensors:
-            raise Vega3DError(f"{path}: no tensor named '{TENSOR_NAME}' (found {sorted(tensors)})")
-        emb = tensors[TENSOR_NAME]
-    else:
-        emb = tensor_or_path
+        where = str(Path(tensor_or_path).expanduser())
+        emb = _read_file(Path(where))
     emb = _check_matrix(emb, where)
-    if emb.shape[1] != text_dim:
-        raise Vega3DError(f"{where}: shape {tuple(emb.shape)}; expected width text_dim={text_dim} (k, {text_dim})")
-    if emb.shape[0] == 0 or emb.shape[0] > text_len:
-        raise Vega3DError(f"{where}: {emb.shape[0]} rows; expected 1..text_len={text_len} rows")
-    return pad_prompt_embedding(emb.detach().float().cpu(), text_len)
+    k = emb.shape[0]
+    check(emb.shape[1] == text_dim, where, f"shape {tuple(emb.shape)}", f"width text_dim={text_dim} (k, {text_dim})")
+    check(1 <= k <= text_len, where, f"{k} rows", f"1..text_len={text_len} rows")
+    emb = emb.detach().float().cpu()
+    return torch.cat([emb, emb.new_zeros(text_len - k, text_dim)])
+
+
+def _read_file(path: Path) -> torch.Tensor:
+    """The ``prompt_embedding`` tensor of a safetensors file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check(path.is_file(), str(path), "prompt embedding file does not exist", "a file written by export-prompt")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise Vega3DError(f"{path}: not a readable safetensors file ({err})") from None
+    found = f"no tensor named '{TENSOR_NAME}' (found {sorted(tensors)})"
+    check(TENSOR_NAME in tensors, str(path), found, f"a safetensors file with the tensor '{TENSOR_NAME}'")
+    return tensors[TENSOR_NAME]
+
+
+def context_sha256(context: torch.Tensor) -> str:
+    """sha256 (hex) of a padded float32 context's bytes (recorded in the simulator's identity)."""
+    return hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest()
 
 
 def save_prompt_embedding(emb: torch.Tensor, path, *, metadata: dict | None = None) -> Path:
     """Write a trimmed (k, text_dim) context as ``prompt_embedding`` in a safetensors file.
 
     ``metadata`` (str → str; e.g. source model identity, text) is stored in the header.
-    Written to a temporary name and renamed, so a reader never sees half a file.
+    Written atomically (:func:`vega3d.files.atomic_write_bytes`): a reader never sees half a file.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from vega3d.files import atomic_write_bytes
 
     emb = _check_matrix(emb, "prompt embedding")
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({TENSOR_NAME: emb.detach().float().cpu().contiguous()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    atomic_write_bytes(path, save({TENSOR_NAME: emb.detach().float().cpu().contiguous()}, metadata=meta))
     return path

@@ -49,44 +49,25 @@ Geometry and the cell ↔ pixel mapping: see :mod:`vega3d.simulator.geometry`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field, replace
-from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from vega3d.errors import Vega3DError
+from vega3d.devices import dtype_name, parse_dtype
 from vega3d.grids import resample_grid
+from vega3d.progress import progress as progress_bar
+from vega3d.simulator.checks import check, check_tensor, is_int
 from vega3d.simulator.dit_prefix import condition, dit_prefix
 from vega3d.simulator.geometry import TOKEN_PX, ContentBox, as_float_frames, check_size, fit_frames
 from vega3d.simulator.noise import flow_noise_level
+from vega3d.simulator.prompt import TEXT_LEN, context_sha256, load_prompt_embedding
 
 #: Name of the noise recipe recorded in the config (bump if the draw ever changes).
 NOISE_RECIPE = "cpu-generator(seed), frame i = i-th draw of (z_dim, 1, height/8, width/8)"
-
-_DTYPE_NAMES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def parse_dtype(dtype, name: str = "dtype") -> torch.dtype:
-    """A torch floating dtype, or one of its names (float32/fp32, bfloat16/bf16, float16/fp16).
-
-    ``name``: the argument named in the error message."""
-    if isinstance(dtype, torch.dtype) and dtype in _DTYPE_NAMES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPE_NAMES:
-        return _DTYPE_NAMES[dtype.removeprefix("torch.")]
-    raise Vega3DError(
-        f"{name}: got {dtype!r}; expected torch.float32, torch.bfloat16, torch.float16 or one of the names {sorted(_DTYPE_NAMES)}"
-    )
+#: What the axes of a given ε mean (error messages).
+_NOISE_AXES = " (frames, z_dim, latent frames, height/8, width/8)"
 
 
 @dataclass(frozen=True)
@@ -150,17 +131,63 @@ class FrameLatents(NamedTuple):
 
 def latent_frame_groups(num_frames: int) -> tuple:
     """Input frames behind each latent frame of a ``1 + 4k``-frame clip (Wan's VAE)."""
-    check_clip_length(num_frames)
+    below = 1 + 4 * max(0, (num_frames - 1) // 4)
+    check(
+        num_frames >= 1 and (num_frames - 1) % 4 == 0,
+        "frames",
+        f"clip of {num_frames} frames",
+        f"1 + 4k frames for Wan's VAE (1, 5, 9, 13, ...): use {below} or {below + 4}",
+    )
     return ((0,),) + tuple(tuple(range(4 * m - 3, 4 * m + 1)) for m in range(1, 1 + (num_frames - 1) // 4))
 
 
-def check_clip_length(num_frames: int) -> None:
-    if num_frames < 1 or (num_frames - 1) % 4:
-        below = 1 + 4 * max(0, (num_frames - 1) // 4)
-        raise Vega3DError(
-            f"frames: clip of {num_frames} frames; Wan's VAE takes 1 + 4k frames (1, 5, 9, 13, ...): "
-            f"use {below} or {below + 4}"
-        )
+def check_block(block, num_layers: int) -> int:
+    """A 0-based DiT block index in ``0..num_layers-1``."""
+    check(
+        is_int(block, 0, num_layers - 1),
+        "block",
+        f"got {block!r}",
+        f"an integer in 0..{num_layers - 1} (0-based index into the DiT's {num_layers} blocks; the paper uses "
+        "20 of 30)",
+    )
+    return int(block)
+
+
+def check_blocks(blocks, num_layers: int) -> list[int]:
+    """Validate a list of 0-based DiT block indices; returns them sorted, duplicates merged."""
+    ok = not isinstance(blocks, (str, bytes)) and hasattr(blocks, "__iter__")
+    check(
+        ok,
+        "blocks",
+        f"got {blocks!r}",
+        f"a list of 0-based block indices in 0..{num_layers - 1} (one block: set block= on the simulator)",
+    )
+    blocks = list(blocks)
+    check(bool(blocks), "blocks", "empty", f"at least one block index in 0..{num_layers - 1}")
+    return sorted({check_block(b, num_layers) for b in blocks})
+
+
+def _check_options(
+    num_layers: int, *, timestep, shift, block, height, width, seed, batch_frames, memory_budget, **_
+) -> tuple[int, float]:
+    """Check the simulator options a user passes (constructor or :meth:`WanWorldSimulator.from_pretrained`);
+    returns ``(t, sigma)`` of ``timestep`` and ``shift``."""
+    check_size(height, width)
+    check_block(block, num_layers)
+    check(is_int(seed), "seed", f"got {seed!r}", "an integer")
+    check(
+        batch_frames is None or is_int(batch_frames, 1),
+        "batch_frames",
+        f"got {batch_frames!r}",
+        "None (use the memory budget) or an integer >= 1",
+    )
+    check(
+        memory_budget is None or is_int(memory_budget, 1),
+        "memory_budget",
+        f"got {memory_budget!r}",
+        "None or a positive number of bytes",
+    )
+    return flow_noise_level(timestep, shift)
 
 
 class WanWorldSimulator:
@@ -179,6 +206,10 @@ class WanWorldSimulator:
     of resize (geometry.py); ``batch_frames`` frames per internal batch, else derived from
     ``memory_budget`` bytes; ``compile`` wraps each block that is run in ``torch.compile``;
     ``identity`` / ``stand_in`` describe the weights for :attr:`config` (from the loader).
+
+    Each argument is checked once, where it enters: here, or in :meth:`from_pretrained`
+    (before any weight is read), which then builds the simulator from the loader's already
+    checked outputs without checking them again.
     """
 
     def __init__(
@@ -201,82 +232,24 @@ class WanWorldSimulator:
         compile: bool = False,
         identity: dict | None = None,
         stand_in: bool = False,
-        text_len: int = 512,
+        text_len: int = TEXT_LEN,
         vae_dtype=None,
     ):
-        from vega3d.simulator.prompt import load_prompt_embedding
-        from vega3d.simulator.vae2d import FrameEncoder, supports_2d
-
-        check_size(height, width)
-        num_layers = len(transformer.blocks)
-        _check_block(block, num_layers)
-        if isinstance(seed, bool) or not isinstance(seed, Integral):
-            raise Vega3DError(f"seed: got {seed!r}; expected an integer")
-        if batch_frames is not None and (
-            isinstance(batch_frames, bool) or not isinstance(batch_frames, Integral) or batch_frames < 1
-        ):
-            raise Vega3DError(
-                f"batch_frames: got {batch_frames!r}; expected None (use the memory budget) or an integer >= 1"
-            )
-        if memory_budget is not None and (not isinstance(memory_budget, Integral) or memory_budget < 1):
-            raise Vega3DError(f"memory_budget: got {memory_budget!r}; expected None or a positive number of bytes")
+        options = dict(timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
+                       batch_frames=batch_frames, memory_budget=memory_budget, compile=compile)  # fmt: skip
+        noise_level = _check_options(len(transformer.blocks), **options)
+        z_dim = int(vae.config.z_dim)
+        check_tensor(latents_mean, "latents_mean", (z_dim,))
+        check_tensor(latents_std, "latents_std", (z_dim,))
+        check(bool((latents_std > 0).all()), "latents_std", "values <= 0", "all values > 0")
+        context = load_prompt_embedding(prompt_embedding, int(transformer.config.text_dim), text_len)
         if vae_dtype is not None:
             vae = _vae_in(vae, parse_dtype(vae_dtype, "vae_dtype"))
-        self.t, self.sigma = flow_noise_level(timestep, shift)
-        self.z_dim = int(vae.config.z_dim)
-        for name, v in (("latents_mean", latents_mean), ("latents_std", latents_std)):
-            if not isinstance(v, torch.Tensor) or tuple(v.shape) != (self.z_dim,) or not torch.isfinite(v).all():
-                raise Vega3DError(
-                    f"{name}: got {getattr(v, 'shape', type(v).__name__)}; expected a finite ({self.z_dim},) tensor"
-                )
-        if (latents_std <= 0).any():
-            raise Vega3DError("latents_std: expected all values > 0")
-        text_dim = int(transformer.config.text_dim)
-        context = load_prompt_embedding(prompt_embedding, text_dim, text_len)
-
-        self.transformer, self.vae = transformer, vae
-        self.block, self.height, self.width, self.seed, self.pad = (
-            int(block),
-            int(height),
-            int(width),
-            int(seed),
-            bool(pad),
-        )
-        self.device = transformer.patch_embedding.weight.device
-        self.dtype = transformer.patch_embedding.weight.dtype
-        self.vae_dtype = vae.encoder.conv_in.weight.dtype
-        self._mean = latents_mean.float().to(self.device).view(1, -1, 1, 1, 1)
-        self._inv_std = (1.0 / latents_std.float()).to(self.device).view(1, -1, 1, 1, 1)
-        self._tproj, self._context = condition(transformer, self.t, context)
-        self._prompt_rows = context  # raw (text_len, text_dim): conditioning at other timesteps
-        self._frame_encoder = FrameEncoder(vae) if supports_2d(vae) else None
-        self._blocks = [torch.compile(b) for b in transformer.blocks[: self.block + 1]] if compile else None
-        self._batch = int(batch_frames) if batch_frames is not None else self._budget_batch(memory_budget)
-        self.compiled = bool(compile)
-
-        prompt = (identity or {}).get("prompt") or {
-            "source": "tensor" if isinstance(prompt_embedding, torch.Tensor) else str(prompt_embedding),
-            "sha256": hashlib.sha256(context.contiguous().numpy().tobytes()).hexdigest(),
-        }
+        source = "tensor" if isinstance(prompt_embedding, torch.Tensor) else str(prompt_embedding)
+        prompt = (identity or {}).get("prompt") or {"source": source, "sha256": context_sha256(context)}
         model = {k: v for k, v in (identity or {"source": "in-memory modules"}).items() if k != "prompt"}
-        self.config = SimulatorConfig(
-            model=model,
-            stand_in=bool(stand_in),
-            num_layers=num_layers,
-            block=self.block,
-            timestep=float(timestep),
-            t=self.t,
-            sigma=self.sigma,
-            shift=float(shift),
-            seed=self.seed,
-            height=self.height,
-            width=self.width,
-            dtype=str(self.dtype).removeprefix("torch."),
-            vae_dtype=str(self.vae_dtype).removeprefix("torch."),
-            feature_dim=self.feature_dim,
-            pad=self.pad,
-            prompt=prompt,
-        )
+        self._build(transformer, vae, latents_mean, latents_std, context, options, noise_level)
+        self.config = self._make_config(model, prompt, stand_in, options)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -305,37 +278,68 @@ class WanWorldSimulator:
         VAE's, float32 by default whatever ``dtype`` is (Wan's reference keeps the VAE in
         float32). ``prompt_embedding``: tensor or safetensors file of the empty-prompt context (else the
         folder's cached one, else its text encoder). Other arguments: see the class docstring.
+        Every argument is checked before the weights are read.
         """
-        dtype = parse_dtype(dtype)
-        vae_dtype = parse_dtype(vae_dtype, "vae_dtype")
-        check_size(height, width)
-        flow_noise_level(timestep, shift)
-        if isinstance(block, bool) or not isinstance(block, Integral):
-            raise Vega3DError(f"block: got {block!r}; expected an integer (0-based DiT block index)")
-        from vega3d.simulator.layouts import load_wan_components
+        from vega3d.simulator.layouts import load_wan_components, open_wan_folder
 
+        dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype, "vae_dtype")
+        folder = open_wan_folder(path)
+        options = dict(timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
+                       batch_frames=batch_frames, memory_budget=memory_budget, compile=compile)  # fmt: skip
+        noise_level = _check_options(folder.num_layers, **options)
         parts = load_wan_components(
-            path, dtype=dtype, vae_dtype=vae_dtype, device=device, prompt_embedding=prompt_embedding
+            folder, dtype=dtype, vae_dtype=vae_dtype, device=device, prompt_embedding=prompt_embedding
         )
-        return cls(
-            parts.transformer,
-            parts.vae,
-            parts.latents_mean,
-            parts.latents_std,
-            parts.prompt_embedding,
-            timestep=timestep,
-            shift=shift,
-            block=block,
-            height=height,
-            width=width,
-            seed=seed,
-            pad=pad,
-            batch_frames=batch_frames,
-            memory_budget=memory_budget,
-            compile=compile,
-            identity=parts.identity,
-            stand_in=parts.stand_in,
-            text_len=parts.text_len,
+        assert len(parts.transformer.blocks) == folder.num_layers  # strict loading: the weights match the config
+        sim = cls.__new__(cls)  # the parts are checked by the loader: build without checking them again
+        sim._build(parts.transformer, parts.vae, parts.latents_mean, parts.latents_std, parts.prompt_embedding,
+                   options, noise_level)  # fmt: skip
+        model = {k: v for k, v in parts.identity.items() if k != "prompt"}
+        sim.config = sim._make_config(model, parts.identity["prompt"], parts.stand_in, options)
+        return sim
+
+    def _build(self, transformer, vae, latents_mean, latents_std, context, options, noise_level):
+        """Set up from checked parts: ``context`` padded (text_len, text_dim) float32, ``options``
+        checked by :func:`_check_options` (whose ``(t, sigma)`` is ``noise_level``)."""
+        from vega3d.simulator.vae2d import FrameEncoder, supports_2d
+
+        assert tuple(latents_mean.shape) == (int(vae.config.z_dim),) and context.ndim == 2
+        self.transformer, self.vae = transformer, vae
+        self.t, self.sigma = noise_level
+        self.z_dim = int(vae.config.z_dim)
+        self.block, self.height, self.width = int(options["block"]), int(options["height"]), int(options["width"])
+        self.seed, self.pad, self.compiled = int(options["seed"]), bool(options["pad"]), bool(options["compile"])
+        self.device = transformer.patch_embedding.weight.device
+        self.dtype = transformer.patch_embedding.weight.dtype
+        self.vae_dtype = vae.encoder.conv_in.weight.dtype
+        self._mean = latents_mean.float().to(self.device).view(1, -1, 1, 1, 1)
+        self._inv_std = (1.0 / latents_std.float()).to(self.device).view(1, -1, 1, 1, 1)
+        self._tproj, self._context = condition(transformer, self.t, context)
+        self._prompt_rows = context  # raw (text_len, text_dim): conditioning at other timesteps
+        self._frame_encoder = FrameEncoder(vae) if supports_2d(vae) else None
+        self._blocks = [torch.compile(b) for b in transformer.blocks[: self.block + 1]] if self.compiled else None
+        batch = options["batch_frames"]
+        self._batch = int(batch) if batch is not None else self._budget_batch(options["memory_budget"])
+
+    def _make_config(self, model: dict, prompt: dict, stand_in: bool, options: dict) -> SimulatorConfig:
+        """:attr:`config`: ``model`` / ``prompt`` describe the weights and the context (the loader's identity)."""
+        return SimulatorConfig(
+            model=model,
+            stand_in=bool(stand_in),
+            num_layers=len(self.transformer.blocks),
+            block=self.block,
+            timestep=float(options["timestep"]),
+            t=self.t,
+            sigma=self.sigma,
+            shift=float(options["shift"]),
+            seed=self.seed,
+            height=self.height,
+            width=self.width,
+            dtype=dtype_name(self.dtype),
+            vae_dtype=dtype_name(self.vae_dtype),
+            feature_dim=self.feature_dim,
+            pad=self.pad,
+            prompt=prompt,
         )
 
     # ------------------------------------------------------------------ properties
@@ -384,16 +388,15 @@ class WanWorldSimulator:
         shape = (self.z_dim, 1, self.height // 8, self.width // 8)
         return lambda k: torch.stack([torch.randn(shape, generator=gen) for _ in range(k)])
 
-    def _check_noise(self, noise, shape: tuple) -> torch.Tensor:
-        if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
-            raise Vega3DError(f"noise: got {type(noise).__name__}; expected a float tensor of shape {shape}")
-        if tuple(noise.shape) != shape:
-            raise Vega3DError(
-                f"noise: shape {tuple(noise.shape)}; expected {shape} (frames, z_dim, latent frames, height/8, width/8)"
-            )
-        if not torch.isfinite(noise).all():
-            raise Vega3DError("noise: contains NaN or infinite values")
-        return noise.float()
+    def _noise_at(self, noise, shape: tuple):
+        """``noise_at(s, e)``: the ε of frames ``s..e-1`` — ``noise`` (checked against ``shape``),
+        or by default the seeded per-frame draws of :meth:`draw_noise` (batches are taken in order,
+        so frame ``i`` gets the ``i``-th draw)."""
+        if noise is None:
+            draw = self._noise_stream()
+            return lambda s, e: draw(e - s)
+        eps = check_tensor(noise, "noise", shape, _NOISE_AXES).float()
+        return lambda s, e: eps[s:e]
 
     # ------------------------------------------------------------------ extraction
     @torch.no_grad()
@@ -407,15 +410,8 @@ class WanWorldSimulator:
         batch too. ``noise``: optional ε (N, z_dim, 1, height/8, width/8).
         """
         n, frames_at = _frame_batches(frames, self.device)
-        shape = (n, self.z_dim, 1, self.height // 8, self.width // 8)
-        if noise is None:
-            draw = self._noise_stream()  # batches are taken in order: same ε as draw_noise(n)
-            noise_at = lambda s, e: draw(e - s)  # noqa: E731
-        else:
-            eps = self._check_noise(noise, shape)
-            noise_at = lambda s, e: eps[s:e]  # noqa: E731
-        h, w = self.grid_size
-        out = torch.empty((n, h, w, self.feature_dim), dtype=torch.float32, device=self.device)
+        noise_at = self._noise_at(noise, (n, self.z_dim, 1, self.height // 8, self.width // 8))
+        out = torch.empty((n, *self.grid_size, self.feature_dim), dtype=torch.float32, device=self.device)
         for s in self._starts(n, progress, "simulator"):
             e = min(n, s + self._batch)
             x, box = fit_frames(frames_at(s, e), self.height, self.width, self.pad)
@@ -474,31 +470,27 @@ class WanWorldSimulator:
         """
         z, box = self._check_latents(latents)
         wanted = check_blocks(blocks, len(self.transformer.blocks)) if blocks is not None else None
-        if timestep is None:
-            sigma, tproj = self.sigma, self._tproj
-        else:
-            t, sigma = flow_noise_level(timestep, self.config.shift)
-            tproj = self._tproj if t == self.t else condition(self.transformer, t, self._prompt_rows)[0]
+        sigma, tproj = self._conditioning(timestep)
         n = z.shape[0]
-        if noise is None:
-            draw = self._noise_stream()
-            noise_at = lambda s, e: draw(e - s)  # noqa: E731
-        else:
-            eps = self._check_noise(noise, tuple(z.shape))
-            noise_at = lambda s, e: eps[s:e]  # noqa: E731
-        h, w = self.grid_size
+        noise_at = self._noise_at(noise, tuple(z.shape))
         keys = wanted if wanted is not None else [self.block]
-        out = {b: torch.empty((n, h, w, self.feature_dim), dtype=torch.float32, device=self.device) for b in keys}
+        grid = (n, *self.grid_size, self.feature_dim)
+        out = {b: torch.empty(grid, dtype=torch.float32, device=self.device) for b in keys}
         for s in self._starts(n, progress, "simulator: DiT"):
             e = min(n, s + self._batch)
-            feats = self._noised_features(
-                z[s:e], noise_at(s, e).to(self.device), sigma, tproj, wanted if wanted is not None else self.block
-            )
-            if wanted is None:
-                feats = {self.block: feats}
+            eps = noise_at(s, e).to(self.device)
+            feats = self._noised_features(z[s:e], eps, sigma, tproj, wanted if wanted is not None else self.block)
+            feats = feats if wanted is not None else {self.block: feats}
             for b in keys:
                 out[b][s:e] = self._to_full_frame(feats[b][:, 0], box)
         return out if wanted is not None else out[self.block]
+
+    def _conditioning(self, timestep) -> tuple[float, torch.Tensor]:
+        """``(sigma, timestep projection)`` at ``timestep`` (None: the simulator's own)."""
+        if timestep is None:
+            return self.sigma, self._tproj
+        t, sigma = flow_noise_level(timestep, self.config.shift)
+        return sigma, self._tproj if t == self.t else condition(self.transformer, t, self._prompt_rows)[0]
 
     @torch.no_grad()
     def extract_clip(self, frames, noise: torch.Tensor | None = None) -> ClipFeatures:
@@ -509,22 +501,17 @@ class WanWorldSimulator:
         shape from a CPU generator seeded with ``seed``.
         """
         frames = as_float_frames(frames)
-        num = frames.shape[0]
-        check_clip_length(num)
-        t_lat = 1 + (num - 1) // 4
-        shape = (1, self.z_dim, t_lat, self.height // 8, self.width // 8)
+        groups = latent_frame_groups(frames.shape[0])
+        shape = (1, self.z_dim, len(groups), self.height // 8, self.width // 8)
         if noise is None:
-            gen = torch.Generator("cpu").manual_seed(self.seed)
-            eps = torch.randn(shape[1:], generator=gen)[None]
+            eps = torch.randn(shape[1:], generator=torch.Generator("cpu").manual_seed(self.seed))[None]
         else:
-            eps = self._check_noise(noise, shape)
+            eps = check_tensor(noise, "noise", shape, _NOISE_AXES).float()
         x, box = fit_frames(frames.to(self.device), self.height, self.width, self.pad)
         video = (x * 2.0 - 1.0).to(self.vae_dtype).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
         z = self._normalise(self.vae.encode(video).latent_dist.mode())
-        feats = self._noised_features(z, eps.to(self.device), self.sigma, self._tproj, self.block)[
-            0
-        ]  # (T_lat, h, w, C)
-        return ClipFeatures(self._to_full_frame(feats, box), latent_frame_groups(num))
+        feats = self._noised_features(z, eps.to(self.device), self.sigma, self._tproj, self.block)
+        return ClipFeatures(self._to_full_frame(feats[0], box), groups)  # feats[0]: (T_lat, h, w, C)
 
     @property
     def clip_config(self) -> SimulatorConfig:
@@ -566,59 +553,35 @@ class WanWorldSimulator:
         return {b: (last if b == blocks[-1] else taps[b].unflatten(1, grid)).float() for b in blocks}
 
     def _check_latents(self, latents) -> tuple[torch.Tensor, ContentBox]:
-        """Validate :meth:`features_from_latents`' input: ``(z on the device, float32; box)``."""
+        """Check :meth:`features_from_latents`' input: ``(z on the device, float32; box)``."""
+        latents, box = latents if isinstance(latents, FrameLatents) else (latents, None)
+        shape = (None, self.z_dim, 1, self.height // 8, self.width // 8)
+        meaning = " (frames, z_dim, one latent frame, height/8, width/8 of this simulator), or encode()'s FrameLatents"
+        check_tensor(latents, "latents", shape, meaning)
         h, w = self.grid_size
-        whole = ContentBox(0, 0, h, w)
-        box = None
-        if isinstance(latents, FrameLatents):
-            latents, box = latents
-        shape = f"(N, {self.z_dim}, 1, {self.height // 8}, {self.width // 8})"
-        if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
-            raise Vega3DError(
-                f"latents: got {type(latents).__name__}; expected encode()'s FrameLatents or a float tensor {shape}"
-            )
-        if (
-            latents.ndim != 5
-            or latents.shape[0] < 1
-            or tuple(latents.shape[1:]) != (self.z_dim, 1, self.height // 8, self.width // 8)
-        ):
-            raise Vega3DError(
-                f"latents: shape {tuple(latents.shape)}; expected {shape} with N >= 1 "
-                f"(frames, z_dim, one latent frame, height/8, width/8 of this simulator)"
-            )
-        if not torch.isfinite(latents).all():
-            raise Vega3DError("latents: contains NaN or infinite values")
         if box is None:
-            if self.pad:
-                raise Vega3DError(
-                    "latents: a bare tensor with pad=True; pass encode()'s FrameLatents, whose content box "
-                    "maps the token grid back onto the whole frame"
-                )
-            box = whole
-        elif (
-            not isinstance(box, ContentBox)
-            or box.top < 0
-            or box.left < 0
-            or box.rows < 1
-            or box.cols < 1
-            or box.top + box.rows > h
-            or box.left + box.cols > w
-        ):
-            raise Vega3DError(f"latents.box: got {box!r}; expected a ContentBox inside the {h}x{w} token grid")
-        elif box != whole and not self.pad:
-            raise Vega3DError(
-                f"latents.box: {box} is a padded frame's box (encoded with pad=True); this simulator has pad=False"
+            check(
+                not self.pad,
+                "latents",
+                "a bare tensor with pad=True",
+                "encode()'s FrameLatents, whose content box maps the token grid back onto the whole frame",
             )
+            box = ContentBox(0, 0, h, w)
+        inside = isinstance(box, ContentBox) and min(box.top, box.left) >= 0 and min(box.rows, box.cols) >= 1
+        inside = inside and box.top + box.rows <= h and box.left + box.cols <= w
+        check(inside, "latents.box", f"got {box!r}", f"a ContentBox inside the {h}x{w} token grid")
+        check(
+            self.pad or box == ContentBox(0, 0, h, w),
+            "latents.box",
+            f"{box} is a padded frame's box",
+            "the whole grid: this simulator has pad=False (the latents were encoded with pad=True)",
+        )
         return latents.to(device=self.device, dtype=torch.float32), box
 
     def _starts(self, n: int, progress: bool, desc: str):
-        """Start indices of the internal batches, with a tqdm bar when ``progress``."""
+        """Start indices of the internal batches, with a progress bar (:mod:`vega3d.progress`) when ``progress``."""
         starts = range(0, n, self._batch)
-        if not progress:
-            return starts
-        from tqdm import tqdm
-
-        return tqdm(starts, desc=desc, unit="batch")
+        return progress_bar(starts, desc=desc, unit="batch") if progress else starts
 
     def _to_full_frame(self, grid: torch.Tensor, box: ContentBox) -> torch.Tensor:
         """Crop a padded token grid (N, h, w, C) to the frame's box and resample onto (h, w)
@@ -694,26 +657,3 @@ class _Tap:
         out = self.fn(*args)
         self.store[self.index] = out
         return out
-
-
-def check_blocks(blocks, num_layers: int) -> list[int]:
-    """Validate a list of 0-based DiT block indices; returns them sorted, duplicates merged."""
-    if isinstance(blocks, (str, bytes)) or not hasattr(blocks, "__iter__"):
-        raise Vega3DError(
-            f"blocks: got {blocks!r}; expected a list of 0-based block indices in 0..{num_layers - 1} "
-            f"(one block: set block= on the simulator)"
-        )
-    blocks = list(blocks)
-    if not blocks:
-        raise Vega3DError(f"blocks: empty; expected at least one block index in 0..{num_layers - 1}")
-    for b in blocks:
-        _check_block(b, num_layers)
-    return sorted({int(b) for b in blocks})
-
-
-def _check_block(block, num_layers: int) -> None:
-    if isinstance(block, bool) or not isinstance(block, Integral) or not 0 <= block < num_layers:
-        raise Vega3DError(
-            f"block: got {block!r}; expected an integer in 0..{num_layers - 1} "
-            f"(0-based index into the DiT's {num_layers} blocks; the paper uses 20 of 30)"
-        )

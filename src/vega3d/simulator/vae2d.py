@@ -31,7 +31,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import (
     WanResidualBlock,
 )
 
-from vega3d.errors import Vega3DError
+from vega3d.simulator.checks import check
 
 
 def supports_2d(vae) -> bool:
@@ -44,17 +44,13 @@ def _last_tap_conv(conv: WanCausalConv3d, out_channels: int | None = None) -> nn
     """The 2-D conv a causal 3-D conv reduces to on a one-frame input."""
     kt = conv.kernel_size[0]
     pt = conv._padding[4]  # causal zero frames in front: 2 * p_t
-    if kt != pt + 1 or conv.stride[0] != 1:
-        raise Vega3DError(
-            f"vae2d: causal conv with temporal kernel {kt}, front padding {pt}, stride {conv.stride[0]}; expected kernel = padding + 1, stride 1"
-        )
+    assert kt == pt + 1 and conv.stride[0] == 1, "Wan2.1's causal convs: temporal kernel = front padding + 1, stride 1"
     w = conv.weight.detach()[:, :, -1]
     b = conv.bias.detach() if conv.bias is not None else None
     if out_channels is not None:
         w, b = w[:out_channels], (b[:out_channels] if b is not None else None)
     pad_w, pad_h = conv._padding[0], conv._padding[2]
-    if conv._padding[1] != pad_w or conv._padding[3] != pad_h:
-        raise Vega3DError(f"vae2d: asymmetric spatial padding {conv._padding}; expected symmetric")
+    assert conv._padding[1] == pad_w and conv._padding[3] == pad_h, "Wan2.1's causal convs pad symmetrically in space"
     conv2d = nn.Conv2d(
         w.shape[1],
         w.shape[0],
@@ -83,10 +79,8 @@ class FrameEncoder(nn.Module):
 
     def __init__(self, vae):
         super().__init__()
-        if not supports_2d(vae):
-            raise Vega3DError(
-                "vae2d: this VAE has residual down blocks or patchified input (Wan2.2); the 2-D single-frame path supports the Wan2.1 VAE only"
-            )
+        check(supports_2d(vae), "vae2d", "this VAE has residual down blocks or patchified input (Wan2.2)",
+              "the Wan2.1 VAE (the only one the 2-D single-frame path supports)")  # fmt: skip
         self.encoder = vae.encoder  # shared, for its norms / attention / resample modules
         self.z_dim = int(vae.config.z_dim)
         self._convs: dict[int, nn.Conv2d] = {}
@@ -114,10 +108,8 @@ class FrameEncoder(nn.Module):
     def _layer(self, layer, x: torch.Tensor) -> torch.Tensor:
         if isinstance(layer, WanResidualBlock):
             return self._residual(layer, x)
-        if isinstance(layer, (WanAttentionBlock, WanResample)):
-            # WanResample without a feature cache is what the first chunk runs: spatial only.
-            return _frames(layer, x)
-        raise Vega3DError(f"vae2d: unexpected encoder layer {type(layer).__name__}")
+        assert isinstance(layer, (WanAttentionBlock, WanResample)), f"not a Wan2.1 encoder layer: {layer}"
+        return _frames(layer, x)  # WanResample without a feature cache is what the first chunk runs: spatial only
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

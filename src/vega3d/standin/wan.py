@@ -19,7 +19,7 @@ import torch
 
 from vega3d.errors import Vega3DError
 from vega3d.simulator.convert import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD
-from vega3d.simulator.layouts import PROMPT_FILE, TEXT_LEN
+from vega3d.simulator.prompt import PROMPT_FILE, TEXT_LEN
 from vega3d.standin import MARKER, write_marker
 
 #: Version of the built-in default stand-in; bump when its recipe changes.
