@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vega3d.files import write_json
+
 
 def write_media(root: Path, videos: int, frames: int, height: int, width: int) -> list[str]:
     """``videos`` synthetic MPEG-4 files ``root/sceneNNNN_00.mp4`` (smooth moving pattern)."""
@@ -156,7 +158,7 @@ def main(argv=None) -> dict:
         print(f"{name:<21}{best[name]:>8.2f}{n / best[name]:>8.2f}{best['per_question'] / best[name]:>16.2f}x")
     print(f"identical predictions in all modes: {result['identical_predictions']}")
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return result
 
 

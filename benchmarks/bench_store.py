@@ -30,7 +30,6 @@ per sample for its generative branch at 1280x720, Fig. 7).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from vega3d.files import write_json
 from vega3d.scenes import synthetic_scene, write_scene
 from vega3d.simulator import WanWorldSimulator
 from vega3d.standin.wan import save_tiny_wan
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
             + ", ".join(f"{k} {v:.3f} s" for k, v in results["real_shape_item_seconds"].items())
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        write_json(args.json, results, indent=1)
     return 0
 
 

@@ -131,11 +131,10 @@ def read_frames(path, indices) -> np.ndarray:
     total = count_frames(path)
     bad = [i for i in indices if not 0 <= i < total]
     if not indices or bad:
-        raise Vega3DError(f"{path}: frames {bad[:10] or '[]'} asked for; expected positions in 0..{total - 1}")
+        raise Vega3DError(
+            f"{path}: frames {bad[:10] or '[]'} out of range for {total} frames; expected positions in 0..{total - 1}"
+        )
     images = _read_folder(path, indices) if path.is_dir() else _read_video(path, set(indices))
-    shapes = {im.shape for im in images.values()}
-    if len(shapes) != 1:
-        raise Vega3DError(f"{path}: frames have different sizes {sorted(shapes)}; expected one size for all")
     return np.stack([images[i] for i in indices])
 
 
@@ -143,13 +142,19 @@ def _read_folder(folder: Path, indices: list[int]) -> dict[int, np.ndarray]:
     from PIL import Image, UnidentifiedImageError
 
     files = list_frames(folder)
-    images = {}
+    images: dict[int, np.ndarray] = {}
     for i in sorted(set(indices)):
         try:
             with Image.open(files[i]) as im:
                 images[i] = np.asarray(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as err:
             raise Vega3DError(f"{files[i]}: cannot read image ({err})") from None
+        first = min(images)
+        if images[i].shape != images[first].shape:
+            (h, w), (h0, w0) = images[i].shape[:2], images[first].shape[:2]
+            raise Vega3DError(
+                f"{files[i]}: image is {w}x{h}, but {files[first].name} is {w0}x{h0}; expected one size for all frames"
+            )
     return images
 
 
@@ -167,15 +172,18 @@ def _read_video(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
                         break
     except av.error.FFmpegError as err:
         raise Vega3DError(f"{path}: cannot read video ({type(err).__name__}: {err})") from None
-    if len(images) != len(wanted):
-        raise Vega3DError(f"{path}: decoded only {len(images)} of the {len(wanted)} frames asked for (file changed?)")
+    assert len(images) == len(wanted), f"{path}: decoded {len(images)} of {len(wanted)} frames (changed meanwhile?)"
+    shapes = sorted({im.shape for im in images.values()})
+    if len(shapes) != 1:
+        raise Vega3DError(f"{path}: frames have different sizes {shapes}; expected one size for all frames")
     return images
 
 
-def load_media(path, num_frames: int | None = None, indices=None) -> Media:
+def load_media(path, num_frames: int | None = None, indices=None, kind: str | None = None) -> Media:
     """Read a video file, frame folder or scan folder: the explicit ``indices`` (what they index:
     the module docstring), else ``num_frames`` chosen uniformly (:func:`vega3d.scenes.sample_frames`:
-    every frame once when fewer exist)."""
+    every frame once when fewer exist). ``kind`` ("scan", "frames" or "video") reads ``path`` as
+    that kind; default: a scan folder by :func:`is_scan_folder`, else a frame folder or video."""
     from vega3d.scenes import load_scene, sample_frames
 
     path = Path(path)
@@ -183,7 +191,7 @@ def load_media(path, num_frames: int | None = None, indices=None) -> Media:
         raise Vega3DError(f"{path}: no such video file, frame folder or scan folder")
     if (indices is None) == (num_frames is None):
         raise Vega3DError(f"{path}: pass either num_frames or indices")
-    if is_scan_folder(path):
+    if kind == "scan" or (kind is None and is_scan_folder(path)):
         scene = load_scene(path, frames=list(indices) if indices is not None else int(num_frames))
         frames = np.ascontiguousarray(np.asarray(scene.color))
         return Media(frames, [int(i) for i in scene.frame_ids], int(scene.extras["num_available_frames"]))

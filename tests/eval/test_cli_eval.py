@@ -7,7 +7,7 @@ import pytest
 
 from vega3d import cli
 from vega3d.eval import multi3drefer, scan2cap, scanqa, scanrefer, sqa3d, vsibench
-from vega3d.eval.cli import _json_safe
+from vega3d.files import json_safe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -33,7 +33,7 @@ def test_eval_cli_prints_table_and_writes_json(benchmark, tmp_path, capsys, capt
     assert header in printed and "paper: VEGA-3D" in printed
     written = json.loads(out.read_text())
     kwargs = {"scorer": caption_scorer} if benchmark in ("scanqa", "scan2cap") else {}
-    direct = json.loads(json.dumps(_json_safe(module.evaluate(FIXTURES / pred, FIXTURES / gt, **kwargs))))
+    direct = json.loads(json.dumps(json_safe(module.evaluate(FIXTURES / pred, FIXTURES / gt, **kwargs))))
     assert {k: v for k, v in written.items() if k not in ("predictions", "annotations")} == direct
     assert written["benchmark"] == benchmark
 

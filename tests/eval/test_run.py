@@ -6,8 +6,9 @@ determinism — never whether an answer is right.
 """
 
 import json
+import re
 from pathlib import Path
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 
 import pytest
 import torch
@@ -68,6 +69,9 @@ class Recording:
     def __init__(self, inner):
         self.inner, self.model, self.num_frames, self.calls = inner, inner.model, inner.num_frames, []
         self.prepare = inner.prepare
+
+    def stand_in_parts(self):
+        return self.inner.stand_in_parts()
 
     def answer(self, questions, videos, **kwargs):
         self.calls.append((list(questions), [getattr(v, "source", v) for v in videos], kwargs))
@@ -398,7 +402,8 @@ def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys
     assert code == 0
     assert "sqa3d: scored 6 of 6 expected items" in printed and "All    What      Is" in printed
     assert "paper:" not in printed
-    assert "STAND-IN with random weights" in printed and "EM-R (STAND-IN)" in printed
+    assert "NOTE: small STAND-IN(s), not the real model: the Qwen2.5-VL base; the Wan simulator" in printed
+    assert "EM-R (STAND-IN)" in printed
     run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "api")
     assert (out / "predictions.jsonl").read_bytes() == (tmp_path / "api" / "predictions.jsonl").read_bytes()
     written = json.loads((out / "result.json").read_text())
@@ -421,6 +426,37 @@ def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys
         ]
     )
     assert code == 2 and "num_frames must be a positive integer" in capsys.readouterr().err
+
+
+def test_eval_model_checks_arguments_checkpoint_annotations_then_media(setup, tmp_path, capsys):
+    """The CLI's edge checks come in the order a user fixes them, all before a model is loaded:
+    each case below is broken in that check and every later one."""
+    nowhere, no_gt, no_media = tmp_path / "no_model", tmp_path / "none.json", tmp_path / "no_media"
+    checkpoint = setup["checkpoint"]
+    cases = [
+        ([nowhere, no_gt, no_media, "--batch-size", "0"], r"batch_size must be a positive integer"),
+        ([nowhere, no_gt, no_media], r"no_model: not a vega3d checkpoint"),
+        ([checkpoint, no_gt, no_media], r"none\.json does not exist"),
+        ([checkpoint, SQA3D, no_media], r"media root .*no_media is not a folder"),
+    ]
+    for (model, gt, media, *extra), match in cases:
+        argv = ["eval-model", "sqa3d", "--model", str(model), "--gt", str(gt), "--media", str(media)]
+        assert cli.main([*argv, "--out", str(tmp_path / "o"), *extra]) == 2
+        assert re.search(match, capsys.readouterr().err), match
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["eval-model", "--help"])
+    assert "questions answered per generate call" in capsys.readouterr().out  # --batch-size has help
+
+
+def test_the_runner_does_not_import_the_cli():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(runner))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in modules if m and m.startswith("vega3d.eval.cli")]
 
 
 @pytest.mark.slow
@@ -544,13 +580,14 @@ def test_media_reader_reads_once_in_order_and_reads_ahead():
 
 def test_stand_in_model_says_so_before_the_table_in_the_row_and_in_the_json(setup, answerer, tmp_path, capsys):
     # the fixture's base and simulator are both random-weight stand-ins
-    assert runner.stand_in_parts(answerer) == ["base", "simulator"]
+    assert answerer.stand_in_parts() == ["base", "simulator"]
     run("vsibench", answerer, VSI, setup["vsi"], tmp_path, limit=2)
     captured = capsys.readouterr()
     out = captured.out
-    note = out.index("NOTE: the Qwen2.5-VL base and the Wan simulator are a small STAND-IN")
+    note = out.index("NOTE: small STAND-IN(s), not the real model: the Qwen2.5-VL base; the Wan simulator.")
     assert note < out.index("paper: VEGA-3D")
-    assert "all (STAND-IN)" in out and "NOTE:" in captured.err  # also said at the start of the run
+    assert "all (STAND-IN)" in out
+    assert "NOTE: small STAND-IN(s), not the real model: the Qwen2.5-VL base" in captured.err  # also said at the start
     for name in ("run.json", "result.json"):
         written = json.loads((tmp_path / name).read_text())
         assert written["stand_in"] is True and written["stand_in_parts"] == ["base", "simulator"]
@@ -558,37 +595,60 @@ def test_stand_in_model_says_so_before_the_table_in_the_row_and_in_the_json(setu
 
 class RealLooking(Recording):
     """The real Answerer's answers, presented with a model whose base folder has no stand-in
-    marker and no simulator — what a real checkpoint looks like to the runner."""
+    marker and no simulator — what a real checkpoint looks like to the runner. Its
+    ``stand_in_parts`` is the real one: ``Answerer.stand_in_parts`` → ``Vega3DQwen.stand_in_parts``
+    over this model."""
 
     def __init__(self, inner, base, simulator_record=None):
+        from vega3d.mllm.model import Vega3DQwen
+
         super().__init__(inner)
         config = SimpleNamespace(
             base_model=str(base), simulator=simulator_record, to_dict=lambda: {"generative": False}
         )
-        self.model = SimpleNamespace(config=config, simulator=None)
+        self.model = SimpleNamespace(config=config, simulator=None, recorded_stand_in=False)
+        self.model.stand_in_parts = MethodType(Vega3DQwen.stand_in_parts, self.model)
+
+    def stand_in_parts(self):
+        from vega3d.mllm.infer import Answerer
+
+        return Answerer.stand_in_parts(self)
+
+
+class OwnAnswerer:
+    """A user's own answerer: ``answer`` and ``num_frames`` only (here over a stand-in model,
+    which the runner never inspects)."""
+
+    def __init__(self, inner):
+        self.inner, self.num_frames = inner, inner.num_frames
+
+    def answer(self, questions, videos, **kwargs):
+        return self.inner.answer(questions, videos, **kwargs)
 
 
 def test_real_model_has_no_note_and_stand_in_false(setup, answerer, tmp_path, capsys):
     real = RealLooking(answerer, tmp_path / "qwen_real")
-    assert runner.stand_in_parts(real) == []
+    assert real.stand_in_parts() == []
     run("vsibench", real, VSI, setup["vsi"], tmp_path / "out", limit=2)
     captured = capsys.readouterr()
     assert "STAND-IN" not in captured.out + captured.err and "NOTE" not in captured.out + captured.err
     written = json.loads((tmp_path / "out" / "result.json").read_text())
     assert written["stand_in"] is False and written["stand_in_parts"] == []
     # a simulator recorded as a stand-in but not loaded (baseline) still counts
-    assert runner.stand_in_parts(RealLooking(answerer, tmp_path, {"stand_in": True})) == ["simulator"]
+    assert RealLooking(answerer, tmp_path, {"stand_in": True}).stand_in_parts() == ["simulator"]
     # a real simulator attached to a model trained on stand-in features
     trained = RealLooking(answerer, tmp_path, {"stand_in": True})
     trained.model.simulator = SimpleNamespace(stand_in=False)
-    assert runner.stand_in_parts(trained) == ["features"]
-    # only the checkpoint as a whole says so: Answerer.stand_in, or the checkpoint's top-level flag
-    whole = RealLooking(answerer, tmp_path)
-    whole.stand_in = True
-    assert runner.stand_in_parts(whole) == ["model"]
+    assert trained.stand_in_parts() == ["features"]
+    # only the checkpoint as a whole says so: its top-level stand_in flag
     recorded = RealLooking(answerer, tmp_path)
     recorded.model.recorded_stand_in = True
-    assert runner.stand_in_parts(recorded) == ["model"]
+    assert recorded.stand_in_parts() == ["model"]
     run("vsibench", recorded, VSI, setup["vsi"], tmp_path / "flag", limit=2)
-    assert "NOTE: the checkpoint is a small STAND-IN" in capsys.readouterr().out
+    assert "NOTE: small STAND-IN(s), not the real model: the checkpoint." in capsys.readouterr().out
     assert json.loads((tmp_path / "flag" / "run.json").read_text())["stand_in_parts"] == ["model"]
+    # an answerer without stand_in_parts (a user's own) has no stand-in parts, whatever it wraps
+    run("vsibench", OwnAnswerer(answerer), VSI, setup["vsi"], tmp_path / "own", limit=2)
+    captured = capsys.readouterr()
+    assert "STAND-IN" not in captured.out + captured.err
+    assert json.loads((tmp_path / "own" / "run.json").read_text())["stand_in_parts"] == []

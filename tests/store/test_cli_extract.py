@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -73,6 +72,17 @@ def test_other_config_is_refused(world, capsys):
         ]
     )
     assert rc == 2 and "seed: store has 0, expected 7" in capsys.readouterr().err
+
+
+def test_a_run_where_every_item_fails_writes_no_store(world, tmp_path, capsys):
+    out = tmp_path / "none"
+    rc = cli.main(
+        ["extract", str(world["inputs"] / "broken.mp4"), "--model", str(world["wan"]), "--out", str(out), *ARGS]
+    )
+    printed = capsys.readouterr()
+    assert rc == 1 and not out.exists()
+    assert "(not written: no item succeeded)" in printed.out and "FAILED broken" in printed.out
+    assert "NOTE: small STAND-IN(s), not the real model: the Wan simulator" in printed.err
 
 
 def test_store_info_verifies_checksums(world, tmp_path, capsys):
@@ -240,15 +250,11 @@ def test_online_cache_gives_the_stored_numbers(world):
     assert torch.equal(online, store.get("scan_a")[0])
 
 
-TUM = Path("/work/shared/data/tum_fr1_xyz_10")
-
-
-@pytest.mark.skipif(not TUM.is_dir(), reason="shared TUM sample not present")
-def test_real_tum_scan_folder(world, tmp_path, capsys):
+def test_real_tum_scan_folder(world, tmp_path, capsys, tum_sample):
     rc = cli.main(
         [
             "extract",
-            str(TUM),
+            str(tum_sample),
             "--model",
             str(world["wan"]),
             "--out",
@@ -265,7 +271,7 @@ def test_real_tum_scan_folder(world, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "asked for 32 frames, the input has 10: using all 10 once" in out
     store = FeatureStore(tmp_path / "tum")
-    feats, frames = store.get(TUM.name)
+    feats, frames = store.get(tum_sample.name)
     assert frames == list(range(10)) and feats.shape == (10, 2, 3, 32)
 
 

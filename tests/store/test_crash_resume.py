@@ -10,6 +10,7 @@ import pytest
 
 from tests.store.conftest import PatchMeanExtractor
 from tests.store.inputs_fixture import build_inputs, write_frame_folder
+from vega3d import files
 from vega3d.store import FeatureStore, layout
 from vega3d.store.extract import extract_to_store
 from vega3d.store.inputs import discover_inputs
@@ -33,7 +34,7 @@ def _extract_then_die(inputs: str, store: str, kill_at: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         real_replace(src, dst)
 
-    layout.os = SimpleNamespace(**{**vars(os), "replace": replace})
+    files.os = SimpleNamespace(**{**vars(os), "replace": replace})  # every store file is written by vega3d.files
     extract(Path(inputs), Path(store))
     os._exit(3)  # not killed: the test fails on this exit code
 

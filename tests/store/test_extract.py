@@ -118,6 +118,22 @@ def test_extract_reports_bad_inputs_per_item_and_resumes(inputs, tmp_path):
         extract_to_store(items, ex2, tmp_path / "store", num_frames=0, progress=False)
 
 
+def test_a_run_where_every_item_fails_leaves_no_store_and_keeps_an_existing_one(inputs, tmp_path):
+    bad = discover_inputs([inputs / "broken.mp4", inputs / "scan_nodepth"])
+    s = extract_to_store(bad, PatchMeanExtractor(), tmp_path / "new" / "store", num_frames=3, progress=False)
+    assert s.done == [] and set(s.failed) == {"broken", "scan_nodepth"}
+    assert not (tmp_path / "new" / "store").exists()  # created by the first item that succeeds: none did
+    with pytest.raises(Vega3DError, match="'broken' failed"):
+        extract_to_store(bad, PatchMeanExtractor(), tmp_path / "ff", num_frames=3, fail_fast=True, progress=False)
+    assert not (tmp_path / "ff").exists()
+    # an existing store stays (resume), and logs the run
+    good = discover_inputs([inputs / "clip.mp4"])
+    extract_to_store(good, PatchMeanExtractor(), tmp_path / "store", num_frames=3, progress=False)
+    s = extract_to_store(bad, PatchMeanExtractor(), tmp_path / "store", num_frames=3, progress=False)
+    assert FeatureStore(tmp_path / "store").ids() == ["clip"]
+    assert json.loads((tmp_path / "store" / "last_run.json").read_text())["failed"].keys() == set(s.failed)
+
+
 def test_a_new_frame_selection_adds_entries(inputs, tmp_path):
     ex = PatchMeanExtractor()
     items = discover_inputs([inputs / "clip.mp4"])

@@ -179,6 +179,8 @@ def test_bad_store_folders_and_settings(tmp_path):
         w.write("a", [0], torch.zeros(2, 2, 3))
     with pytest.raises(Vega3DError, match="item id"):
         w.write("", [0], random_features(1))
+    assert not (tmp_path / "store").exists()  # a store is created by its first write, and none succeeded
+    (tmp_path / "store").mkdir()
     (tmp_path / "store" / "store.json").write_text(json.dumps({"format": layout.FORMAT, "version": 99}))
     with pytest.raises(Vega3DError, match="format version 99"):
         FeatureStore(tmp_path / "store")

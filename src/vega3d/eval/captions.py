@@ -42,6 +42,20 @@ def score_captions(gts, res, *, scorer: CaptionScorer | None = None, ptb_tokeniz
         return own.score(gts, res, ptb_tokenize=ptb_tokenize)
 
 
+def _input_problem(gts: Mapping, res: Mapping) -> str | None:
+    """What is wrong with :meth:`CaptionScorer.score`'s inputs (None when nothing is)."""
+    if list(res) != list(gts):
+        return "hypothesis ids differ from reference ids (or their order)"
+    if not gts:
+        return "nothing to score (no items)"
+    for key in gts:
+        if not gts[key] or not all(isinstance(r, str) for r in gts[key]):
+            return f"item {key!r} needs a non-empty list of reference strings"
+        if len(res[key]) != 1 or not isinstance(res[key][0], str):
+            return f"item {key!r} needs exactly one hypothesis string"
+    return None
+
+
 class CaptionScorer:
     """Holds the pycocoevalcap scorers; :meth:`score` computes all metrics at once."""
 
@@ -65,15 +79,9 @@ class CaptionScorer:
         ``"per_item": {metric: [score per id, in gts order]}``.
         """
         ids = list(gts)
-        if list(res) != ids:
-            raise Vega3DError("caption scoring: hypothesis ids differ from reference ids (or their order)")
-        if not ids:
-            raise Vega3DError("caption scoring: nothing to score (no items)")
-        for key in ids:
-            if not gts[key] or not all(isinstance(r, str) for r in gts[key]):
-                raise Vega3DError(f"caption scoring: item {key!r} needs a non-empty list of reference strings")
-            if len(res[key]) != 1 or not isinstance(res[key][0], str):
-                raise Vega3DError(f"caption scoring: item {key!r} needs exactly one hypothesis string")
+        problem = _input_problem(gts, res)
+        if problem:
+            raise Vega3DError(f"caption scoring: {problem}")
         gts = {key: list(gts[key]) for key in ids}
         res = {key: list(res[key]) for key in ids}
         if ptb_tokenize:

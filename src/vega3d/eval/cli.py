@@ -1,21 +1,22 @@
-"""``vega3d eval BENCH --pred preds.jsonl --gt PATH [--out result.json]`` (and ``vega3d eval-model``, see
-:mod:`vega3d.eval.run`)."""
+"""``vega3d eval BENCH --pred preds.jsonl --gt PATH [--out result.json]`` (score predictions) and
+``vega3d eval-model BENCH --model CHECKPOINT ...`` (answer with a checkpoint, then score:
+:func:`vega3d.eval.run.run_benchmark`)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import math
 from pathlib import Path
 
+from vega3d.errors import Vega3DError
 from vega3d.eval import BENCHMARKS
+from vega3d.eval.runners.questions import TEXT_BENCHMARKS
 
 CAPTION_BENCHMARKS = ("scanqa", "scan2cap")
 
 
 def register(subparsers) -> None:
-    """Add the ``eval`` subcommand."""
+    """Add the ``eval`` and ``eval-model`` subcommands."""
     parser = subparsers.add_parser(
         "eval",
         help="score a predictions JSONL file against official benchmark annotations",
@@ -33,26 +34,21 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
     parser.set_defaults(func=run)
-
-    from vega3d.eval.run import register as register_runner  # `vega3d eval-model`: checkpoint -> table
-
-    register_runner(subparsers)
+    _register_eval_model(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vega3d.errors import Vega3DError
     from vega3d.eval import captions
     from vega3d.eval.table import render_table
+    from vega3d.files import write_json
 
     module = importlib.import_module(f"vega3d.eval.{args.benchmark}")
-    kwargs = {}
-    if args.ptb_tokenize:
-        if args.benchmark not in CAPTION_BENCHMARKS:
-            raise Vega3DError(f"--ptb-tokenize applies to {CAPTION_BENCHMARKS}, not {args.benchmark!r}")
-        kwargs["ptb_tokenize"] = True
+    if args.ptb_tokenize and args.benchmark not in CAPTION_BENCHMARKS:
+        raise Vega3DError(f"--ptb-tokenize applies to {CAPTION_BENCHMARKS}, not {args.benchmark!r}")
     if args.benchmark in CAPTION_BENCHMARKS:
         scorer = captions.CaptionScorer()
         try:
+            kwargs = {"ptb_tokenize": True} if args.ptb_tokenize else {}
             result = module.evaluate(args.pred, args.gt, scorer=scorer, **kwargs)
         finally:
             scorer.close()
@@ -69,21 +65,121 @@ def run(args: argparse.Namespace) -> int:
     columns, rows = module.table_rows(result)
     print(render_table(args.benchmark, columns, rows, paper=not args.no_paper))
     if args.out is not None:
-        record = {"predictions": str(args.pred), "annotations": str(args.gt), **result}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
-        tmp.replace(args.out)
+        write_json(args.out, {"predictions": str(args.pred), "annotations": str(args.gt), **result})
         print(f"wrote {args.out}")
     return 0
 
 
-def _json_safe(value):
-    """NaN (a split without items) becomes null in the JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+# ------------------------------------------------------------------------------------------ eval-model
+def _register_eval_model(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval-model",
+        help="answer a benchmark with a VEGA-3D checkpoint, then score it (predictions.jsonl + table)",
+        description="Answer every question of a text-answer benchmark (vsibench, scanqa, sqa3d) with a VEGA-3D "
+        "checkpoint, write OUT/predictions.jsonl (resumable), score it like `vega3d eval` and write OUT/result.json.",
+    )
+    p.add_argument("benchmark", choices=BENCHMARKS, metavar="BENCH", help=f"one of {', '.join(TEXT_BENCHMARKS)}")
+    p.add_argument("--model", required=True, type=Path, help="checkpoint folder (vega3d train / save_pretrained)")
+    p.add_argument("--gt", required=True, type=Path, help="annotation file (official / Video-3D LLM format)")
+    p.add_argument(
+        "--media",
+        required=True,
+        type=Path,
+        help="vsibench: folder with <dataset>/<scene>.mp4; scanqa/sqa3d: folder with <scene_id>/ scans",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder (predictions.jsonl, run.json, result.json)")
+    p.add_argument("--num-frames", type=int, help="frames sampled uniformly (default: as in training, else 32)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        help="questions answered per generate call (default 4; answers do not depend on it)",
+    )
+    p.add_argument("--limit", type=int, help="only the first N questions of the annotation file")
+    p.add_argument("--skip-missing", action="store_true", help="skip (and count) questions whose media is missing")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="longest answer in tokens (default 128)")
+    p.add_argument("--instruction", help="text put on a line before every prompt (default: none)")
+    p.add_argument(
+        "--spatial-instruction",
+        action="store_true",
+        help="use Video-3D LLM's training-time spatial instruction as --instruction",
+    )
+    p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
+    p.add_argument("--simulator", help="Wan2.1 folder (default: the one the checkpoint records)")
+    p.add_argument(
+        "--device",
+        help="torch device (default: accelerate's - each process's GPU under "
+        "`accelerate launch`, else cuda if available, else cpu)",
+    )
+    p.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="model dtype (default float32)"
+    )
+    p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
+    p.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_model)
+
+
+def run_model(args: argparse.Namespace) -> int:
+    """``vega3d eval-model``: the edges are checked in the order a user fixes them — arguments,
+    checkpoint, annotations, media — all before the (slow) model load."""
+    from vega3d.eval.run import SPATIAL_INSTRUCTION, check_positive, run_benchmark
+    from vega3d.eval.runners.questions import check_benchmark, prepare
+    from vega3d.mllm.checkpoint import read_checkpoint_config
+
+    check_benchmark(args.benchmark)
+    if args.instruction and args.spatial_instruction:
+        raise Vega3DError("give --instruction or --spatial-instruction, not both")
+    instruction = SPATIAL_INSTRUCTION if args.spatial_instruction else args.instruction
+    for name in ("num_frames", "batch_size", "max_new_tokens"):
+        if getattr(args, name) is not None:
+            check_positive(name, getattr(args, name))
+    read_checkpoint_config(args.model)
+    prepare(
+        args.benchmark, args.gt, args.media, limit=args.limit, skip_missing=args.skip_missing, instruction=instruction
+    )
+    run_benchmark(
+        args.benchmark,
+        _answerer(args),
+        args.gt,
+        args.media,
+        args.out,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        skip_missing=args.skip_missing,
+        max_new_tokens=args.max_new_tokens,
+        instruction=instruction,
+        generative=False if args.baseline else None,
+        model={
+            "checkpoint": str(args.model.resolve()),
+            "base": args.base,
+            "simulator": args.simulator,
+            "dtype": args.dtype,
+        },  # fmt: skip
+        paper=not args.no_paper,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+def _answerer(args: argparse.Namespace):
+    """The checkpoint loaded on this process's device (joins the process group under
+    ``accelerate launch`` / torchrun)."""
+    from accelerate import PartialState
+
+    from vega3d.mllm.infer import Answerer
+
+    state = PartialState(cpu=args.device == "cpu")
+    if state.num_processes > 1 and args.device not in (None, "cpu"):
+        raise Vega3DError(
+            f"--device {args.device}: with {state.num_processes} processes each uses its own device; "
+            f"leave --device out (or give cpu)"
+        )
+    return Answerer.from_checkpoint(
+        args.model,
+        base=args.base,
+        simulator=args.simulator,
+        device=args.device or str(state.device),
+        dtype=args.dtype,
+        num_frames=args.num_frames,
+    )

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from vega3d.errors import Vega3DError
-from vega3d.eval.boxes import as_box, box3d_iou
+from vega3d.eval.boxes import as_box, checked_iou
 from vega3d.eval.records import (
     annotation_list,
     as_annotations,
@@ -57,7 +57,8 @@ class Query:
 
 
 def f1_scores(pred_boxes, gt_boxes, thresholds=THRESHOLDS) -> tuple[float, ...]:
-    """F1 at each threshold for one query (rules in the module docstring)."""
+    """F1 at each threshold for one query (rules in the module docstring; boxes checked with
+    :func:`~vega3d.eval.boxes.as_box`, as :func:`evaluate` reads them)."""
     n_pred, n_gt = len(pred_boxes), len(gt_boxes)
     if n_pred == 0 and n_gt == 0:
         return tuple(1.0 for _ in thresholds)
@@ -67,7 +68,7 @@ def f1_scores(pred_boxes, gt_boxes, thresholds=THRESHOLDS) -> tuple[float, ...]:
     iou = np.zeros((size, size), dtype=np.float32)  # float32 like both official scorers
     for i, pred in enumerate(pred_boxes):
         for j, gt in enumerate(gt_boxes):
-            iou[i, j] = box3d_iou(pred, gt)
+            iou[i, j] = checked_iou(pred, gt)
     rows, cols = linear_sum_assignment(-iou)
     matched = iou[rows[:n_pred], cols[:n_pred]]  # row i of the square problem is prediction i
     return tuple(2.0 * float(np.count_nonzero(matched >= k)) / (n_pred + n_gt) for k in thresholds)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box
+from vega3d.files import atomic_write_bytes, read_json
 
 # field -> (kind, required). Kinds: "text" (str), "box" (6 finite numbers),
 # "boxes" (list of boxes, may be empty), "box_or_null".
@@ -90,32 +92,32 @@ def _fields(benchmark: str) -> dict[str, tuple[str, bool]]:
     return PREDICTION_FIELDS[benchmark]
 
 
+def json_line(line: str, where: str):
+    """One line of a JSONL file, parsed (NaN/Infinity parse: box checks then name the id)."""
+    try:
+        return json.loads(line)
+    except ValueError as err:
+        raise Vega3DError(f"{where}: malformed JSON line ({err}); expected one JSON object per line") from None
+
+
+def jsonl_records(path: str | Path, what: str) -> Iterator[tuple[object, str]]:
+    """``(parsed line, "path:line")`` for every non-blank line of a JSONL file, in order
+    (``what``: the file's role, for the error when it is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise Vega3DError(f"{what} {path} does not exist")
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if line.strip():
+            yield json_line(line, f"{path}:{n}"), f"{path}:{n}"
+
+
 def read_predictions(path: str | Path, benchmark: str) -> dict[str, dict]:
     """Read a predictions JSONL file into ``{id: record}`` (see module docstring).
 
     Blank lines are ignored; everything else must be a valid record.
     """
     _fields(benchmark)
-    path = Path(path)
-    if not path.is_file():
-        raise Vega3DError(f"predictions file {path} does not exist")
-    predictions: dict[str, dict] = {}
-    first_line: dict[str, int] = {}
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)  # NaN/Infinity parse; box checks then name the id
-            except ValueError as err:
-                raise Vega3DError(f"{where}: malformed JSON line ({err}); expected one JSON object per line") from None
-            item_id, cleaned = validate_prediction(record, benchmark, where=where)
-            if item_id in predictions:
-                raise Vega3DError(f"{where}: duplicate id {item_id!r} (first seen on line {first_line[item_id]})")
-            predictions[item_id] = cleaned
-            first_line[item_id] = line_no
-    return predictions
+    return _validated(jsonl_records(path, "predictions file"), benchmark)
 
 
 def as_predictions(predictions, benchmark: str) -> dict[str, dict]:
@@ -137,17 +139,25 @@ def as_predictions(predictions, benchmark: str) -> dict[str, dict]:
         raise Vega3DError(
             f"predictions: expected a path, a mapping or a list of records, found {type(predictions).__name__}"
         )
+    return _validated(items, benchmark)
+
+
+def _validated(items: Iterable[tuple[object, str]], benchmark: str) -> dict[str, dict]:
+    """``{id: cleaned record}`` of ``(record, where)`` pairs, each validated; ids unique."""
     out: dict[str, dict] = {}
+    first: dict[str, str] = {}
     for record, where in items:
         item_id, cleaned = validate_prediction(record, benchmark, where=where)
         if item_id in out:
-            raise Vega3DError(f"{where}: duplicate id {item_id!r}")
-        out[item_id] = cleaned
+            line = re.search(r":(\d+)$", first[item_id])  # a file's "path:line", else "predictions[i]"
+            seen = f"line {line[1]}" if line else first[item_id]
+            raise Vega3DError(f"{where}: duplicate id {item_id!r} (first seen on {seen})")
+        out[item_id], first[item_id] = cleaned, where
     return out
 
 
 def write_predictions(path: str | Path, benchmark: str, records: Iterable[Mapping]) -> int:
-    """Validate ``records`` and write them as predictions JSONL; return the count.
+    """Validate ``records`` and write them as predictions JSONL (atomically); return the count.
 
     The hook for runners: produce one record per annotation id with the fields
     of :data:`PREDICTION_FIELDS`, then call this.
@@ -155,11 +165,8 @@ def write_predictions(path: str | Path, benchmark: str, records: Iterable[Mappin
     validated = as_predictions(list(records), benchmark)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for item_id, record in validated.items():
-            handle.write(json.dumps({"id": item_id, **record}, allow_nan=False) + "\n")
-    tmp.replace(path)
+    lines = [json.dumps({"id": item_id, **record}, allow_nan=False) + "\n" for item_id, record in validated.items()]
+    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
     return len(validated)
 
 
@@ -194,24 +201,9 @@ def as_annotations(annotations, loader, item_type: type) -> list:
 
 def load_json_records(path: str | Path) -> list:
     """Read a JSON list (``.json``) or JSON-lines (``.jsonl``) annotation file."""
-    path = Path(path)
-    if not path.is_file():
-        raise Vega3DError(f"annotation file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        records = []
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except ValueError as err:
-                    raise Vega3DError(f"{path}:{line_no}: malformed JSON line ({err})") from None
-        return records
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise Vega3DError(f"{path}: not valid JSON ({err})") from None
-    return data
+    if Path(path).suffix == ".jsonl":
+        return [record for record, _ in jsonl_records(path, "annotation file")]
+    return read_json(path, "annotation file")
 
 
 def annotation_list(path: str | Path, what: str) -> list:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
-from vega3d.eval.boxes import as_box, box3d_iou
+from vega3d.eval.boxes import as_box, checked_iou
 from vega3d.eval.captions import METRICS, CaptionScorer, score_captions
 from vega3d.eval.records import (
     annotation_list,
@@ -101,7 +101,7 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
     for obj in objects:
         pred = preds[obj.id]
         box = pred.get("box") if pred.get("box") is not None else obj.box_input
-        ious[obj.id] = box3d_iou(box, obj.gt_box) if box is not None else 0.0
+        ious[obj.id] = checked_iou(box, obj.gt_box) if box is not None else 0.0
         detected[obj.id] = box is not None and ious[obj.id] >= IOU_THRESHOLD
         gts[obj.id] = [prepare_caption(r) for r in obj.references]
         res[obj.id] = [prepare_caption(pred["prediction"] if detected[obj.id] else "")]

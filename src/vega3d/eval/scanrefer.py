@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
-from vega3d.eval.boxes import as_box, box3d_iou
+from vega3d.eval.boxes import as_box, checked_iou
 from vega3d.eval.records import (
     annotation_list,
     as_annotations,
@@ -66,7 +66,7 @@ def evaluate(predictions, annotations) -> dict:
     queries = as_annotations(annotations, load_annotations, Query)
     preds = as_predictions(predictions, BENCHMARK)
     match_ids(preds, [q.id for q in queries], BENCHMARK)
-    ious = {q.id: box3d_iou(preds[q.id]["box"], q.box) for q in queries}
+    ious = {q.id: checked_iou(preds[q.id]["box"], q.box) for q in queries}
 
     def accuracies(selected: list[Query]) -> dict[str, float]:
         return {f"acc@{k}": finite_mean([float(ious[q.id] >= k) for q in selected]) for k in THRESHOLDS}

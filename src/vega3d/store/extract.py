@@ -14,6 +14,8 @@ per item.
 - **Bad inputs** (unreadable video, scan folder with missing depth, image of another size)
   are reported per item and the run goes on, unless ``fail_fast``. Errors of the extractor
   that are not :class:`Vega3DError` (a bug, out of memory) stop the run; rerunning resumes.
+  A new store is created by the first item that succeeds, so a run in which every item
+  fails leaves no store folder behind.
 - The next item's frames are read in a background thread while the current one is extracted.
 """
 
@@ -29,11 +31,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from vega3d.errors import Vega3DError
+from vega3d.progress import progress as _progress
 from vega3d.store import layout
-from vega3d.store.inputs import InputItem, load_frames
+from vega3d.store.inputs import InputItem, check_selection, load_frames
 from vega3d.store.writer import StoreWriter, make_store_config
 
 
@@ -115,100 +117,113 @@ def extract_to_store(
     ``num_frames`` frames per item chosen uniformly, or ``frames`` (explicit indices, the same
     for every item; see ``vega3d.store.inputs`` for what they index). ``precision`` and
     ``pool`` choose how features are stored (:func:`vega3d.store.make_store_config`). An
-    existing store written with another config raises :class:`Vega3DError`.
+    existing store written with another config raises :class:`Vega3DError`. A new store is
+    created by the first item that succeeds: when every item fails, no store is left behind.
     """
-    if frames is None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
-        raise Vega3DError(f"extract: num_frames must be an int >= 1, got {num_frames!r}")
-    if frames is not None and (len(frames) == 0 or len(set(frames)) != len(frames)):
-        raise Vega3DError(f"extract: explicit frames must be a non-empty list without repeats, got {list(frames)}")
+    check_selection(num_frames, frames)
     rank, world = _dist()
-    config = make_store_config(extractor, precision, pool)
+    writer = StoreWriter(store, make_store_config(extractor, precision, pool))
     selection = selection_name(num_frames, frames)
-    if rank == 0:
-        writer = StoreWriter(store, config)
-    _barrier()
-    if rank != 0:
-        writer = StoreWriter(store, config)
-    finished = {(r["item_id"], r["selection"]) for r in writer.records().values() if writer.is_done(r)}
-    _barrier()  # nobody writes before every rank has listed what is finished
-
-    summary = ExtractSummary()
-    pending = []
-    for it in items:
-        if (it.item_id, selection) in finished:
-            summary.skipped.append(it.item_id)
-        else:
-            pending.append(it)
-    mine = pending[rank::world]
+    summary, pending = _pending(writer, items, selection)
+    uniform = num_frames if frames is None else None
+    run = _Run(extractor, writer, selection, uniform, fail_fast, summary, show=progress and rank == 0)
+    desc = f"extract (rank {rank}/{world})" if world > 1 else "extract"
     start = time.perf_counter()
-    bar = tqdm(
-        mine,
-        unit="item",
-        desc=f"extract (rank {rank}/{world})" if world > 1 else "extract",
-        disable=not progress or rank != 0,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-
-    def fail(it: InputItem, reason: str, err: Exception) -> None:
-        if fail_fast:
-            raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {reason}") from err
-        summary.failed[it.item_id] = reason
-        bar.set_postfix(failed=len(summary.failed))
-
-    for it, loaded in prefetched(bar, lambda it: load_frames(it, num_frames, frames)):
-        if isinstance(loaded, Exception):  # any unreadable input is reported per item
-            err = loaded
-            fail(it, str(err) if isinstance(err, Vega3DError) else f"{it.path}: {type(err).__name__}: {err}", err)
-            continue
-        if frames is None and loaded.num_available < int(num_frames):
-            summary.notes[it.item_id] = (
-                f"asked for {num_frames} frames, the input has {loaded.num_available}: "
-                f"using all {loaded.num_available} once"
-            )
-            if progress and rank == 0:
-                bar.write(f"extract: {it.item_id}: {summary.notes[it.item_id]}", file=sys.stderr)
-        try:
-            labels, clip_frames = loaded.frame_indices, None
-            with torch.inference_mode():
-                if hasattr(extractor, "extract_rows"):  # clip mode (vega3d.store.clip): rows are latent frames
-                    features, groups = extractor.extract_rows(loaded.frames)
-                    labels, clip_frames = [loaded.frame_indices[g[-1]] for g in groups], loaded.frame_indices
-                else:
-                    features = extractor.extract(loaded.frames)
-            if features.shape[0] != len(labels):
-                raise Vega3DError(f"extractor returned {features.shape[0]} rows for {len(labels)} frames")
-            record = writer.write(
-                it.item_id,
-                labels,
-                features,
-                selection=selection,
-                clip_frames=clip_frames,
-                num_available=loaded.num_available,
-                kind=it.kind,
-                source=str(it.path),
-            )
-        except Vega3DError as err:
-            fail(it, str(err), err)
-            continue
-        summary.done.append(it.item_id)
-        summary.bytes_written += record["bytes"]
-    bar.close()
+    with _progress(pending[rank::world], unit="item", desc=desc, enabled=run.show) as run.bar:
+        for it, loaded in prefetched(run.bar, lambda it: load_frames(it, num_frames, frames)):
+            run.item(it, loaded)
     summary.seconds = time.perf_counter() - start
-
-    if world > 1:
-        gathered: list[ExtractSummary | None] = [None] * world
-        dist.all_gather_object(gathered, summary)
-        summary = ExtractSummary(skipped=summary.skipped)  # every rank listed the same skipped items
-        for s in gathered:
-            s.skipped = []
-            summary.merge(s)
+    summary = _all_ranks(summary, world)
     if rank == 0:
-        writer.write_index()
-        remove_orphans(Path(store))
-        layout.atomic_write_json(Path(store) / layout.RUN_FILE, summary.to_dict())
+        _finish(writer, summary)
     _barrier()
     return summary
+
+
+def _pending(writer: StoreWriter, items: Sequence[InputItem], selection: str) -> tuple[ExtractSummary, list]:
+    """A summary listing the items already in the store (skipped), and the items to extract.
+    Every rank lists them before any rank writes."""
+    finished = {(r["item_id"], r["selection"]) for r in writer.records().values() if writer.is_done(r)}
+    _barrier()  # nobody writes before every rank has listed what is finished
+    summary = ExtractSummary(skipped=[it.item_id for it in items if (it.item_id, selection) in finished])
+    return summary, [it for it in items if (it.item_id, selection) not in finished]
+
+
+@dataclass
+class _Run:
+    """One rank's extraction: the extractor, where it writes, how frames were chosen
+    (``num_frames``: None for explicit frames), and what happened (``summary``, ``bar``)."""
+
+    extractor: Any
+    writer: StoreWriter
+    selection: str
+    num_frames: int | None
+    fail_fast: bool
+    summary: ExtractSummary
+    show: bool = False  # progress bar and notes shown (rank 0)
+    bar: Any = None
+
+    def item(self, it: InputItem, loaded) -> None:
+        """Extract and store one item whose frames were ``loaded`` (or failed to load: an
+        exception). A bad input or a :class:`Vega3DError` of the extractor is recorded as a
+        failure (raised with ``fail_fast``); any other error of the extractor stops the run."""
+        if isinstance(loaded, Exception):  # any unreadable input is reported per item
+            reason = str(loaded) if isinstance(loaded, Vega3DError) else f"{it.path}: {type(loaded).__name__}: {loaded}"
+            return self._fail(it, reason, loaded)
+        if self.num_frames is not None and loaded.num_available < self.num_frames:
+            n = loaded.num_available
+            note = self.summary.notes[it.item_id] = (
+                f"asked for {self.num_frames} frames, the input has {n}: using all {n} once"
+            )
+            if self.show:  # tqdm's write keeps its bar intact; plain lines are printed
+                getattr(self.bar, "write", print)(f"extract: {it.item_id}: {note}", file=sys.stderr)
+        try:
+            record = self._write(it, loaded)
+        except Vega3DError as err:
+            return self._fail(it, str(err), err)
+        self.summary.done.append(it.item_id)
+        self.summary.bytes_written += record["bytes"]
+
+    def _write(self, it: InputItem, loaded) -> dict:
+        """The extractor's features of one item, written into the store; returns the record."""
+        labels, clip_frames = loaded.frame_indices, None
+        with torch.inference_mode():
+            if hasattr(self.extractor, "extract_rows"):  # clip mode (vega3d.store.clip): rows are latent frames
+                features, groups = self.extractor.extract_rows(loaded.frames)
+                labels, clip_frames = [loaded.frame_indices[g[-1]] for g in groups], loaded.frame_indices
+            else:
+                features = self.extractor.extract(loaded.frames)
+        return self.writer.write(it.item_id, labels, features, selection=self.selection, clip_frames=clip_frames,
+                                 num_available=loaded.num_available, kind=it.kind, source=str(it.path))  # fmt: skip
+
+    def _fail(self, it: InputItem, reason: str, err: Exception) -> None:
+        if self.fail_fast:
+            raise Vega3DError(f"extract: item {it.item_id!r} failed (--fail-fast): {reason}") from err
+        self.summary.failed[it.item_id] = reason
+        self.bar.set_postfix(failed=len(self.summary.failed))
+
+
+def _all_ranks(summary: ExtractSummary, world: int) -> ExtractSummary:
+    """The summary of every rank merged (each listed the same skipped items)."""
+    if world == 1:
+        return summary
+    gathered: list[ExtractSummary | None] = [None] * world
+    dist.all_gather_object(gathered, summary)
+    merged = ExtractSummary(skipped=summary.skipped)
+    for s in gathered:
+        s.skipped = []
+        merged.merge(s)
+    return merged
+
+
+def _finish(writer: StoreWriter, summary: ExtractSummary) -> None:
+    """Rank 0, once every rank is done: merge the records into ``index.json``, remove what
+    killed runs left, log the run in ``last_run.json`` — if any item made the store exist."""
+    if not writer.exists:
+        return
+    writer.write_index()
+    remove_orphans(writer.path)
+    layout.write_json(writer.path / layout.RUN_FILE, summary.to_dict())
 
 
 def prefetched(items: Iterable, load: Callable) -> Iterator[tuple[Any, Any]]:

@@ -24,8 +24,9 @@ replaced by ``_`` (at most 64 of them), then the first 16 hex digits of the sha2
 ``[item_id, frame_indices]`` as JSON, so two entries never share a file.
 
 Crash safety (``kill -9`` at any moment leaves no corrupt or half-written entry): every file
-is written to a temporary name in its final folder, flushed and ``fsync``-ed, moved into
-place with ``os.replace`` (atomic on POSIX) and the folder is ``fsync``-ed. An item's shard
+is written with :func:`vega3d.files.atomic_write_bytes` (to a temporary name in its final
+folder, flushed and ``fsync``-ed, moved into place with ``os.replace`` — atomic on POSIX —
+and the folder ``fsync``-ed). An item's shard
 is written first and its record second, so a record exists only for a complete shard whose
 sha256 it holds; a shard without a record (a run killed in between) is not part of the store
 and is overwritten when the item is extracted again. Temporary files start with ``.tmp-``
@@ -36,12 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from vega3d import files
 from vega3d.errors import Vega3DError
+from vega3d.files import TMP_PREFIX  # noqa: F401 - the store's temporary files are vega3d.files'
 
 FORMAT = "vega3d-feature-store"
 VERSION = 1
@@ -50,7 +52,6 @@ INDEX_FILE = "index.json"
 RUN_FILE = "last_run.json"
 SHARD_DIR = "shards"
 RECORD_DIR = "records"
-TMP_PREFIX = ".tmp-"
 
 # Storage precision name -> (torch dtype name, dtype name as safetensors/torch print it).
 PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -108,59 +109,33 @@ def entry_key(item_id: str, frame_indices: list[int]) -> str:
     return f"{slug}-{digest[:16]}"
 
 
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename inside it survives a power loss."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, value: Any) -> None:
-    """:func:`atomic_write_bytes` of a value as indented JSON with sorted keys."""
-    text = json.dumps(value, sort_keys=True, indent=1, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode())
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """sha256 (hex) of a file's bytes, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def write_json(path: Path, value: Any) -> None:
+    """A store's JSON file (``store.json``, a record, the index): :func:`vega3d.files.write_json`
+    with sorted keys and an indent of 1 (the bytes every store has had)."""
+    files.write_json(path, value, indent=1, sort_keys=True)
 
 
 def check_record(record: Any, where: str) -> dict:
-    """Validate one index record (fields and types); returns it."""
-    if not isinstance(record, dict):
-        raise Vega3DError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
-    for name, kind in RECORD_FIELDS.items():
-        if name not in record:
-            raise Vega3DError(f"{where}: record lacks field {name!r} (expected fields {sorted(RECORD_FIELDS)})")
-        if not isinstance(record[name], kind) or (kind is int and isinstance(record[name], bool)):
-            raise Vega3DError(f"{where}: record field {name!r} must be {kind.__name__}, got {record[name]!r}")
-    if not isinstance(record.get("clip_frames", []), list):
-        raise Vega3DError(f"{where}: record field 'clip_frames' must be list, got {record['clip_frames']!r}")
-    shape = record["shape"]
-    if len(shape) != 4 or len(record["frame_indices"]) != shape[0]:
-        raise Vega3DError(
-            f"{where}: record has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
-        )
+    """Validate one index record (a file a user may have edited: fields, types, shape); returns it."""
+    problem = _record_problem(record)
+    if problem:
+        raise Vega3DError(f"{where}: {problem}")
     return record
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"a record must be a JSON object, got {type(record).__name__}"
+    for name, kind in {**RECORD_FIELDS, "clip_frames": list}.items():
+        if name not in record:
+            if name == "clip_frames":  # optional: clip-mode entries only
+                continue
+            return f"record lacks field {name!r} (expected fields {sorted(RECORD_FIELDS)})"
+        if not isinstance(record[name], kind) or (kind is int and isinstance(record[name], bool)):
+            return f"record field {name!r} must be {kind.__name__}, got {record[name]!r}"
+    if len(record["shape"]) != 4 or len(record["frame_indices"]) != record["shape"][0]:
+        return f"record has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
+    return None
 
 
 def config_differences(stored: Any, expected: Any, prefix: str = "") -> list[str]:

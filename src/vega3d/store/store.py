@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
+from vega3d.files import file_sha256, read_json
 from vega3d.store import layout
 from vega3d.store.writer import check_store_config, extraction_config_of
 
@@ -40,12 +40,11 @@ class FeatureStore:
                 "write one with `vega3d extract`"
             )
         self.config: dict = read_json(self.path / layout.STORE_FILE, "feature store config")
-        if not isinstance(self.config, dict) or self.config.get("format") != layout.FORMAT:
-            raise Vega3DError(f"feature store: {self.path / layout.STORE_FILE} is not a {layout.FORMAT} config")
-        if self.config.get("version") != layout.VERSION:
+        found = self.config if isinstance(self.config, dict) else {}
+        if (found.get("format"), found.get("version")) != (layout.FORMAT, layout.VERSION):
             raise Vega3DError(
-                f"feature store: {self.path} has format version {self.config.get('version')!r}; "
-                f"this vega3d reads version {layout.VERSION}"
+                f"feature store: {self.path / layout.STORE_FILE} has format {found.get('format')!r}, format version "
+                f"{found.get('version')!r}; this vega3d reads {layout.FORMAT!r}, format version {layout.VERSION}"
             )
         if expected_config is not None:
             if isinstance(expected_config, dict) and "format" in expected_config:
@@ -154,7 +153,7 @@ class FeatureStore:
         if not shard.is_file():
             raise Vega3DError(f"feature store: shard {shard} of item {record['item_id']!r} is missing")
         if self.verify and record["shard"] not in self._verified:
-            digest = layout.file_sha256(shard)
+            digest = file_sha256(shard)
             if digest != record["sha256"]:
                 raise Vega3DError(
                     f"feature store: shard {shard} of item {record['item_id']!r} is corrupted (sha256 {digest[:16]}..., "
@@ -183,12 +182,8 @@ class FeatureStore:
                     x = torch.cat([rows_slice[r : r + 1] for r in rows])
         except (SafetensorError, OSError, RuntimeError) as err:
             raise Vega3DError(f"feature store: shard {shard} of item {item_id!r} cannot be read ({err})") from None
-        expected = [len(rows)] + record["shape"][1:]
-        if list(x.shape) != expected or str(x.dtype).removeprefix("torch.") != record["dtype"]:
-            raise Vega3DError(
-                f"feature store: shard {shard} holds {x.dtype} {list(x.shape)}, its record says "
-                f"{record['dtype']} {expected}"
-            )
+        # the shard and its record come from one write (and verify checked the shard's sha256)
+        assert list(x.shape) == [len(rows)] + record["shape"][1:] and str(x.dtype) == f"torch.{record['dtype']}", shard
         return x, [record["frame_indices"][r] for r in rows]
 
     def verify_all(self) -> list[str]:

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
+from vega3d.files import atomic_write_bytes, read_json
 from vega3d.grids import resample_grid
 from vega3d.store import layout
 
@@ -84,11 +84,14 @@ def prepare_features(features: torch.Tensor, storage: dict) -> torch.Tensor:
 
 
 class StoreWriter:
-    """Adds items to the store at ``path``, creating it (``store.json``) if it does not exist.
+    """Adds items to the store at ``path``; a new store (``store.json``, ``shards/``,
+    ``records/``) is created by the first :meth:`write` (or :meth:`write_index`), so a run in
+    which every item fails leaves no store behind.
 
-    Opening an existing store with another ``config`` raises :class:`Vega3DError`.
-    :meth:`write` is crash-safe (see ``vega3d.store.layout``); several processes may write
-    disjoint items into the same store at once (the distributed extraction does this).
+    Opening an existing store with another ``config`` raises :class:`Vega3DError`, and so does
+    a ``path`` that is a file or a non-empty folder without ``store.json``. :meth:`write` is
+    crash-safe (see ``vega3d.store.layout``); several processes may write disjoint items into
+    the same store at once (the distributed extraction does this).
     """
 
     def __init__(self, path: str | Path, config: dict):
@@ -96,24 +99,32 @@ class StoreWriter:
         self.config = config
         self.config_sha256 = layout.config_sha256(config)
         store_file = self.path / layout.STORE_FILE
-        if self.path.exists() and not self.path.is_dir():
-            raise Vega3DError(f"feature store: {self.path} exists and is not a folder")
-        if store_file.exists():
+        if store_file.is_file():
             check_store_config(read_json(store_file, "feature store config"), config, self.path)
-        else:
-            if self.path.exists() and any(not p.name.startswith(layout.TMP_PREFIX) for p in self.path.iterdir()):
-                raise Vega3DError(
-                    f"feature store: {self.path} is a non-empty folder without {layout.STORE_FILE}; "
-                    "refusing to write a store into it (give a new or empty folder)"
-                )
-            self.path.mkdir(parents=True, exist_ok=True)
-            layout.atomic_write_json(store_file, config)
+        elif self.path.exists() and (
+            not self.path.is_dir() or any(not p.name.startswith(layout.TMP_PREFIX) for p in self.path.iterdir())
+        ):
+            what = "a file" if not self.path.is_dir() else f"a non-empty folder without {layout.STORE_FILE}"
+            raise Vega3DError(
+                f"feature store: {self.path} is {what}; refusing to write a store into it (give a new or empty folder)"
+            )
+
+    @property
+    def exists(self) -> bool:
+        """True once the store has been created (by this writer or another process)."""
+        return (self.path / layout.STORE_FILE).is_file()
+
+    def _create(self) -> None:
+        """Create the store if it is not there yet (idempotent; processes may race: each writes
+        the same ``store.json`` atomically). ``store.json`` first: the folder is a store from then on."""
+        if not self.exists:
+            layout.write_json(self.path / layout.STORE_FILE, self.config)
         (self.path / layout.SHARD_DIR).mkdir(exist_ok=True)
         (self.path / layout.RECORD_DIR).mkdir(exist_ok=True)
 
     # ------------------------------------------------------------------ records
     def records(self) -> dict[str, dict]:
-        """All committed records, by key (read from ``records/``)."""
+        """All committed records, by key (read from ``records/``; none before the store exists)."""
         out = {}
         for p in sorted((self.path / layout.RECORD_DIR).glob("*.json")):
             if p.name.startswith(layout.TMP_PREFIX):
@@ -168,7 +179,8 @@ class StoreWriter:
         )
         data = safetensors_bytes({"features": stored}, metadata={"vega3d": meta})
         shard = f"{layout.SHARD_DIR}/{key}.safetensors"
-        layout.atomic_write_bytes(self.path / shard, data)
+        self._create()
+        atomic_write_bytes(self.path / shard, data)
         record = {
             "item_id": item_id,
             "frame_indices": frame_indices,
@@ -184,11 +196,12 @@ class StoreWriter:
             "config_sha256": self.config_sha256,
             **extra,
         }
-        layout.atomic_write_json(self.path / layout.RECORD_DIR / f"{key}.json", record)
+        layout.write_json(self.path / layout.RECORD_DIR / f"{key}.json", record)
         return record
 
     def write_index(self) -> dict:
         """Merge every committed record into ``index.json`` (atomically); returns the index."""
+        self._create()
         records = self.records()
         index = {
             "format": layout.FORMAT,
@@ -196,5 +209,5 @@ class StoreWriter:
             "config_sha256": self.config_sha256,
             "entries": records,
         }
-        layout.atomic_write_json(self.path / layout.INDEX_FILE, index)
+        layout.write_json(self.path / layout.INDEX_FILE, index)
         return index

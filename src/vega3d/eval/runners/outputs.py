@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
+from vega3d.files import read_json, write_json
 
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_FILE = "run.json"
@@ -46,7 +47,7 @@ def check_settings(out_dir: Path, settings: dict, *, write: bool) -> None:
     path = out_dir / RUN_FILE
     have_answers = bool(answer_files(out_dir))
     if path.is_file():
-        recorded = json.loads(path.read_text())
+        recorded = read_json(path, "run settings")
         diff = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
         if diff and have_answers:
             details = "; ".join(f"{k}: recorded {recorded.get(k)!r}, now {settings.get(k)!r}" for k in diff[:4])
@@ -60,9 +61,7 @@ def check_settings(out_dir: Path, settings: dict, *, write: bool) -> None:
             f"use another output folder"
         )
     if write:
-        tmp = path.with_name(RUN_FILE + ".tmp")
-        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_json(path, settings, sort_keys=True)
 
 
 def read_answers(out_dir: Path, benchmark: str, wanted: set[str], own: Path | None = None) -> dict[str, dict]:
@@ -73,35 +72,16 @@ def read_answers(out_dir: Path, benchmark: str, wanted: set[str], own: Path | No
     line without a newline that is not valid JSON was cut off by a crash: it is ignored, and
     removed (printed) when the file is ``own`` — the file this process appends to.
     """
-    from vega3d.eval.records import validate_prediction
+    from vega3d.eval.records import json_line, validate_prediction
 
     done: dict[str, dict] = {}
     where_seen: dict[str, str] = {}
     for path in answer_files(out_dir):
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            try:
-                json.loads(data[cut:])
-            except ValueError:
-                data = data[:cut]
-                if path == own:
-                    print(f"{path}: dropping an incomplete last line (interrupted write); it is generated again")
-                    with path.open("r+b") as handle:
-                        handle.truncate(cut)
-            else:
-                if path == own:
-                    with path.open("ab") as handle:
-                        handle.write(b"\n")
-        for line_no, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        for line_no, line in enumerate(_complete_lines(path, own=path == own), start=1):
             if not line.strip():
                 continue
             where = f"{path}:{line_no}"
-            try:
-                raw = json.loads(line)
-            except ValueError as err:
-                raise Vega3DError(f"{where}: malformed JSON line ({err}); expected one JSON object per line") from None
-            item_id, record = validate_prediction(raw, benchmark, where=where)
+            item_id, record = validate_prediction(json_line(line, where), benchmark, where=where)
             if item_id not in wanted:
                 raise Vega3DError(
                     f"{where}: prediction id {item_id!r} is not among this run's questions; use another output folder"
@@ -111,6 +91,28 @@ def read_answers(out_dir: Path, benchmark: str, wanted: set[str], own: Path | No
             done[item_id] = record
             where_seen.setdefault(item_id, where)
     return done
+
+
+def _complete_lines(path: Path, own: bool) -> list[str]:
+    """The lines of an answer file without a last line cut off mid-write (no newline, not
+    valid JSON); in the process's ``own`` file that line is removed, or a missing final
+    newline added, so that appending goes on cleanly."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[cut:])
+        except ValueError:
+            data = data[:cut]
+            if own:
+                print(f"{path}: dropping an incomplete last line (interrupted write); it is generated again")
+                with path.open("r+b") as handle:
+                    handle.truncate(cut)
+        else:
+            if own:
+                with path.open("ab") as handle:
+                    handle.write(b"\n")
+    return data.decode("utf-8").splitlines()
 
 
 class AnswerLog:

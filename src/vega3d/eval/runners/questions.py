@@ -10,8 +10,9 @@ the media root:
   else ``<root>/<scene_id>.mp4``.
 
 A question whose media is missing is a :class:`Vega3DError` naming its id and the paths
-tried, or, with ``skip_missing``, left out and listed in ``Plan.skipped``. The media is
-read the way training does (:func:`vega3d.mllm.data.load_video`: uniform frame sampling;
+tried, or, with ``skip_missing``, left out and listed in ``Plan.skipped``. Its kind is
+:func:`vega3d.media.media_kind`'s (the rule ``vega3d extract`` and training use). The media
+is read the way training does (:func:`vega3d.media.load_media`: uniform frame sampling;
 scans through :func:`vega3d.scenes.load_scene`), once per scene
 (:mod:`~vega3d.eval.runners.media`).
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
+from vega3d.media import media_kind
 
 TEXT_BENCHMARKS = ("vsibench", "scanqa", "sqa3d")
 BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
@@ -75,16 +77,6 @@ def media_candidates(benchmark: str, question, root: Path) -> list[Path]:
     return [root / question.scene_id, root / f"{question.scene_id}.mp4"]
 
 
-def media_kind(path: Path) -> str | None:
-    """``"video"``, ``"frames"`` or ``"scan"`` by the rule ``vega3d extract`` and training use
-    (:func:`vega3d.store.inputs.detect_kind`): a scan has SensReader's subfolders,
-    ``intrinsic.txt`` or ``NNNNN.txt`` poses, so a folder of ``00000.jpg ...`` alone is a
-    frame folder. None for a folder with neither images nor a scan."""
-    from vega3d.store.inputs import detect_kind
-
-    return detect_kind(path)
-
-
 def prepare(
     benchmark: str,
     annotations_path,
@@ -98,36 +90,22 @@ def prepare(
     check_benchmark(benchmark)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise Vega3DError(f"limit must be a positive number of questions, got {limit!r}")
+    module = importlib.import_module(f"vega3d.eval.{benchmark}")
+    questions = module.load_annotations(annotations_path)  # the annotations are checked before the media
     root = Path(media_root)
     if not root.is_dir():
         raise Vega3DError(f"media root {root} is not a folder")
-    module = importlib.import_module(f"vega3d.eval.{benchmark}")
-    questions = module.load_annotations(annotations_path)
     total = len(questions)
-    if limit is not None:
-        questions = questions[:limit]
+    questions = questions[:limit] if limit is not None else questions
     kept, tasks, skipped = [], [], []
     for question in questions:
-        candidates = media_candidates(benchmark, question, root)
-        found = next((p for p in candidates if p.exists()), None)
-        if found is None:
-            if skip_missing:
-                skipped.append({"id": question.id, "path": str(candidates[0])})
-                continue
-            tried = " or ".join(str(p) for p in candidates)
-            raise Vega3DError(
-                f"{benchmark} question {question.id!r}: media not found: {tried} "
-                f"(skip such questions with skip_missing / --skip-missing)"
-            )
-        kind = media_kind(found)
+        path, kind = _locate(benchmark, question, root, skip_missing)
         if kind is None:
-            raise Vega3DError(
-                f"{benchmark} question {question.id!r}: {found} is neither a video file, "
-                f"a folder of frames nor a scan folder"
-            )
+            skipped.append({"id": question.id, "path": str(path)})
+            continue
         prompt = question.prompt if not instruction else f"{instruction}\n{question.prompt}"
         kept.append(question)
-        tasks.append(Task(id=question.id, prompt=prompt, media=found, kind=kind))
+        tasks.append(Task(id=question.id, prompt=prompt, media=path, kind=kind))
     if not tasks:
         raise Vega3DError(f"{benchmark}: nothing to answer: all {len(questions)} selected questions lack media")
     if benchmark == "vsibench":  # a selection the scorer refuses (e.g. Rel. Dir. without all 3 sub-tasks) fails now
@@ -136,3 +114,24 @@ def prepare(
         except Vega3DError as err:
             raise Vega3DError(f"the selected questions cannot be scored: {err}") from err
     return Plan(questions=kept, tasks=tasks, skipped=skipped, total=total)
+
+
+def _locate(benchmark: str, question, root: Path, skip_missing: bool) -> tuple[Path, str | None]:
+    """A question's media and its kind; ``(the first place tried, None)`` when it is missing
+    and ``skip_missing``."""
+    candidates = media_candidates(benchmark, question, root)
+    found = next((p for p in candidates if p.exists()), None)
+    if found is None and skip_missing:
+        return candidates[0], None
+    if found is None:
+        tried = " or ".join(str(p) for p in candidates)
+        raise Vega3DError(
+            f"{benchmark} question {question.id!r}: media not found: {tried} "
+            f"(skip such questions with skip_missing / --skip-missing)"
+        )
+    kind = media_kind(found)
+    if kind is None:
+        raise Vega3DError(
+            f"{benchmark} question {question.id!r}: {found} is neither a video file, a folder of frames nor a scan folder"
+        )
+    return found, kind
