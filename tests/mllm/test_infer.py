@@ -140,5 +140,5 @@ def test_bad_media_settings_are_errors(model, processor, tiny):
     eight = Answerer(model, processor, num_frames=8).prepare(video)
     with pytest.raises(Vega3DError, match=r"prepared video .*video_0.mp4 was made with settings \(8, .*uses \(4,"):
         Answerer(model, processor, num_frames=4).answer(QUESTIONS[:1], [eight])
-    with pytest.raises(Vega3DError, match="not found"):
+    with pytest.raises(Vega3DError, match="nothing.mp4: no such video file"):
         Answerer(model, processor, num_frames=4).answer(QUESTIONS[:1], [str(tiny["root"] / "nothing.mp4")])

@@ -200,34 +200,42 @@ def test_stand_in_flag_is_recorded_and_exposed(base, tiny, tmp_path, simulator):
 
     from vega3d.mllm.checkpoint import read_checkpoint_stand_in
     from vega3d.standin import MARKER as STAND_IN_MARKER
-    from vega3d.standin.qwen import stand_in_notice
+
+    def stand_in_notice(model):
+        return model.stand_in_notice("The answers below are meaningless.")
 
     real_looking = tmp_path / "qwen_no_marker"  # the same weights without the stand-in marker
     shutil.copytree(tiny["qwen"], real_looking, ignore=shutil.ignore_patterns(STAND_IN_MARKER))
     plain = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(real_looking), generative=False))
-    assert plain.stand_in is False and stand_in_notice(plain) is None
+    assert plain.stand_in is False and plain.stand_in_parts() == [] and stand_in_notice(plain) is None
     plain.save_pretrained(tmp_path / "plain")
     assert read_checkpoint_stand_in(tmp_path / "plain") is False
     assert Vega3DQwen.from_pretrained(tmp_path / "plain").stand_in is False
     meta_file = tmp_path / "plain" / "vega3d_config.json"
     meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "stand_in": True}))
     flagged = Vega3DQwen.from_pretrained(tmp_path / "plain")  # only the recorded flag says so
-    assert flagged.stand_in is True and "records stand_in: true" in stand_in_notice(flagged)
+    assert flagged.stand_in is True and flagged.stand_in_parts() == ["model"]
+    assert "records stand_in: true" in stand_in_notice(flagged)
 
     fed = Vega3DQwen(
         copy.deepcopy(base),
         Vega3DConfig(base_model=str(real_looking), generative_dim=32, simulator=simulator.config.to_dict()),
     )
-    assert fed.stand_in is True  # trained on features of a stand-in simulator (none attached)
+    assert fed.stand_in_parts() == ["simulator"]  # trained on features of a stand-in simulator (none attached)
     assert "the generative features (extracted by a stand-in Wan simulator)" in stand_in_notice(fed)
     fed.save_pretrained(tmp_path / "fed")
     meta = json.loads((tmp_path / "fed" / "vega3d_config.json").read_text())
     assert meta["stand_in"] is True
     loaded = Vega3DQwen.from_pretrained(tmp_path / "fed", simulator=simulator)
-    assert loaded.stand_in is True and "the Wan simulator" in stand_in_notice(loaded)
+    assert loaded.stand_in_parts() == ["simulator"] and "the Wan simulator" in stand_in_notice(loaded)
+    real_sim = type("RealSimulator", (), {"stand_in": False, "feature_dim": 32})()
+    fed.attach_simulator(real_sim)  # a real simulator on a model trained on stand-in features
+    assert fed.stand_in_parts() == ["features"]
+    assert "the generative features (extracted by a stand-in Wan simulator)" in stand_in_notice(fed)
 
     on_stand_in_base = make(base, tiny, generative=False)
-    assert on_stand_in_base.stand_in is True and "Qwen2.5-VL base" in stand_in_notice(on_stand_in_base)
+    assert on_stand_in_base.stand_in_parts() == ["base"] and "Qwen2.5-VL base" in stand_in_notice(on_stand_in_base)
+    assert stand_in_notice(on_stand_in_base).endswith("The answers below are meaningless.")
 
 
 def test_generate_and_batched_answers_match_single(base, tiny, processor):
@@ -277,3 +285,19 @@ def test_bf16_base_with_fp32_adapters_trains(base, tiny, processor):
     out.loss.backward()
     assert torch.isfinite(out.loss)
     assert all(p.grad is not None for n, p in model.named_parameters() if "lora_B" in n or n.startswith("projector."))
+
+
+def test_checkpoints_with_the_older_base_fingerprint_still_load(base, tiny, tmp_path):
+    """Checkpoints written before vega3d.files.fingerprint recorded the older definition of the
+    base fingerprint; a base folder matching either definition is accepted."""
+    from vega3d.mllm.config import base_fingerprint, legacy_base_fingerprint
+
+    old, new = legacy_base_fingerprint(tiny["qwen"]), base_fingerprint(tiny["qwen"])
+    assert old != new
+    for recorded in (old, new):
+        make(base, tiny, generative=False, base_fingerprint=recorded).save_pretrained(tmp_path / recorded[:8])
+        assert Vega3DQwen.from_pretrained(tmp_path / recorded[:8]).config.base_fingerprint == recorded
+    assert (
+        Vega3DQwen.from_config(Vega3DConfig(base_model=str(tiny["qwen"]), generative=False)).config.base_fingerprint
+        == new
+    )

@@ -34,13 +34,10 @@ from vega3d.grids import resample_grid
 
 
 def _grid_thw(grid_thw) -> tuple[int, int, int]:
-    values = torch.as_tensor(grid_thw).reshape(-1).tolist()
-    if len(values) != 3:
-        raise Vega3DError(f"grid_thw must be one (T, Hp, Wp) triple, got {grid_thw!r}")
-    t, h, w = (int(v) for v in values)
-    if min(t, h, w) <= 0:
-        raise Vega3DError(f"grid_thw must be positive, got (T, Hp, Wp) = {(t, h, w)}")
-    return t, h, w
+    values = [int(v) for v in torch.as_tensor(grid_thw).reshape(-1).tolist()]
+    if len(values) != 3 or min(values) <= 0:
+        raise Vega3DError(f"grid_thw must be one (T, Hp, Wp) triple of positive integers, got {grid_thw!r}")
+    return tuple(values)
 
 
 def _check_features(name: str, features: torch.Tensor) -> None:

@@ -19,27 +19,29 @@ from vega3d.errors import Vega3DError
 NO_GATE = 0.5
 
 
-def check_streams(name: str, semantic: torch.Tensor, generative: torch.Tensor, hidden_size: int) -> None:
-    """Raise :class:`Vega3DError` unless both streams are ``(..., L, hidden_size)`` alike."""
+def stream_problem(name: str, semantic: torch.Tensor, generative: torch.Tensor, hidden_size: int) -> str | None:
+    """What is wrong with two streams for a fusion of width ``hidden_size`` (None: nothing):
+    both must be ``(..., L, hidden_size)``, of one shape and one dtype."""
     if semantic.ndim < 2:
-        raise Vega3DError(f"{name}: semantic must be (..., L, D), got shape {tuple(semantic.shape)}")
+        return f"{name}: semantic must be (..., L, D), got shape {tuple(semantic.shape)}"
     if semantic.shape != generative.shape:
-        raise Vega3DError(
+        return (
             f"{name}: semantic and generative must have the same shape (..., L, D), "
             f"got semantic {tuple(semantic.shape)} and generative {tuple(generative.shape)}"
         )
     if semantic.shape[-1] != hidden_size:
-        raise Vega3DError(
-            f"{name}: last dimension must be hidden_size={hidden_size}, got shape {tuple(semantic.shape)}"
-        )
+        return f"{name}: last dimension must be hidden_size={hidden_size}, got shape {tuple(semantic.shape)}"
     if semantic.dtype != generative.dtype:
-        raise Vega3DError(
-            f"{name}: semantic and generative must share a dtype, got {semantic.dtype} and {generative.dtype}"
-        )
+        return f"{name}: semantic and generative must share a dtype, got {semantic.dtype} and {generative.dtype}"
+    return None
 
 
 class Fusion(nn.Module):
-    """Base class: validates the streams, then calls ``fuse``.
+    """Base class: asserts the stream contract (:func:`stream_problem`), then calls ``fuse``.
+
+    The streams are checked where they are made (the caller's edge: e.g.
+    :class:`vega3d.mllm.Vega3DQwen` checks the feature grids it is given), so ``forward``
+    only asserts the contract — it runs on every training step.
 
     ``forward(semantic, generative, *, grid_hw=None, grid_thw=None, positions=None)``.
     The geometry keywords describe where the L tokens sit (see
@@ -56,7 +58,7 @@ class Fusion(nn.Module):
         self.hidden_size = int(hidden_size)
 
     def forward(self, semantic, generative, *, grid_hw=None, grid_thw=None, positions=None):
-        check_streams(type(self).__name__, semantic, generative, self.hidden_size)
+        assert (problem := stream_problem(type(self).__name__, semantic, generative, self.hidden_size)) is None, problem
         return self.fuse(semantic, generative, grid_hw=grid_hw, grid_thw=grid_thw, positions=positions)
 
     def fuse(self, semantic, generative, **geometry):  # pragma: no cover - abstract

@@ -71,29 +71,26 @@ class CrossAttentionFusion(Fusion):
         )
 
     def _layout(self, length: int, device, grid_hw, grid_thw, positions):
-        """Returns (frames t, per-frame positions (L/t, 2))."""
+        """Returns (frames t, per-frame positions (L/t, 2)); the geometry is asserted (the
+        caller knows where its tokens sit)."""
         given = [
             k for k, v in (("grid_hw", grid_hw), ("grid_thw", grid_thw), ("positions", positions)) if v is not None
         ]
-        if len(given) != 1:
-            raise Vega3DError(
-                f"CrossAttentionFusion: pass exactly one of grid_hw, grid_thw, positions (got {given or 'none'}); "
-                "the 2-D position encoding needs to know where the tokens sit"
-            )
+        assert len(given) == 1, (
+            f"CrossAttentionFusion: pass exactly one of grid_hw, grid_thw, positions (got {given or 'none'}); "
+            "the 2-D position encoding needs to know where the tokens sit"
+        )
         if positions is not None:
             positions = torch.as_tensor(positions, device=device)
-            if tuple(positions.shape) != (length, 2):
-                raise Vega3DError(
-                    f"CrossAttentionFusion: positions must be (L, 2) = ({length}, 2), got {tuple(positions.shape)}"
-                )
-            return 1, positions.float()
-        t, h, w = (1, *grid_hw) if grid_hw is not None else tuple(grid_thw)
-        t, h, w = int(t), int(h), int(w)
-        if t * h * w != length:
-            raise Vega3DError(
-                f"CrossAttentionFusion: {given[0]}={tuple(grid_hw if grid_hw is not None else grid_thw)} "
-                f"describes {t * h * w} tokens but the streams have L={length}"
+            assert tuple(positions.shape) == (length, 2), (
+                f"CrossAttentionFusion: positions must be (L, 2) = ({length}, 2), got {tuple(positions.shape)}"
             )
+            return 1, positions.float()
+        t, h, w = (int(v) for v in ((1, *grid_hw) if grid_hw is not None else grid_thw))
+        assert t * h * w == length, (
+            f"CrossAttentionFusion: {given[0]}={(h, w) if grid_hw is not None else (t, h, w)} "
+            f"describes {t * h * w} tokens but the streams have L={length}"
+        )
         return t, grid_positions(h, w, device)
 
     def fuse(self, semantic, generative, *, grid_hw=None, grid_thw=None, positions=None):

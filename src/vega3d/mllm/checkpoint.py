@@ -1,16 +1,21 @@
-"""Small VEGA-3D checkpoints: a reference to the base model + only the trainable tensors.
+"""The VEGA-3D checkpoint format: a reference to the base model + only the trainable tensors.
 
 A checkpoint folder holds
 
 - ``vega3d_config.json``: ``{"format": "vega3d-qwen2.5-vl/1", "config": Vega3DConfig,
-  "trainable": [parameter names]}``. The config names the base model folder and its
-  fingerprint, and records the simulator's config (its identity, incl. weights hash).
+  "trainable": [parameter names], "stand_in": bool}``. The config names the base model folder
+  and its fingerprint, and records the simulator's config (its identity, incl. weights hash).
 - ``trainable.safetensors``: exactly the parameters that were trainable — projector,
   fusion, and LoRA adapters or the full LLM / vision tower when those were trained.
 
-Never the frozen base weights, never the simulator (it is not part of the model).
-Loading rebuilds the base from its folder, checks the fingerprint, recreates the branch
-and LoRA layers from the config and copies the tensors in: bit-exact.
+Never the frozen base weights, never the simulator (it is not part of the model). This
+module reads and writes the files and checks what a checkpoint records against what is
+given (base fingerprint, simulator); :meth:`vega3d.mllm.model.Vega3DQwen.save_pretrained` /
+``from_pretrained`` build on it (this module does not import the model).
+
+Base fingerprints: checkpoints record :func:`~vega3d.mllm.config.base_fingerprint`.
+Checkpoints written before it recorded :func:`~vega3d.mllm.config.legacy_base_fingerprint`;
+a base folder matching either definition is accepted, so they load as before.
 """
 
 from __future__ import annotations
@@ -21,64 +26,55 @@ from pathlib import Path
 
 import torch
 
+from vega3d.config import describe
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
-from vega3d.mllm.config import Vega3DConfig, check_qwen_folder, fingerprint_folder
+from vega3d.files import read_json, write_json
+from vega3d.mllm.config import Vega3DConfig, base_fingerprint, legacy_base_fingerprint
 
 FORMAT = "vega3d-qwen2.5-vl/1"
 CONFIG_FILE = "vega3d_config.json"
 WEIGHTS_FILE = "trainable.safetensors"
 
 
-def simulator_identity(config: dict) -> dict:
-    """What determines a simulator's features: its config without file locations
-    (``model.path``, ``prompt.file``) and the compute dtypes (DiT and VAE): precision is a run
-    choice, like the device; a rebuilt simulator uses the recorded dtypes unless told otherwise."""
-    ident = json.loads(json.dumps(config))
-    ident.pop("dtype", None)
-    ident.pop("vae_dtype", None)
-    ident.pop("device", None)
-    if isinstance(ident.get("model"), dict):
-        ident["model"].pop("path", None)
-    if isinstance(ident.get("prompt"), dict):
-        ident["prompt"].pop("file", None)
-    return ident
-
-
-def save_checkpoint(model, directory, state_dict: dict | None = None) -> Path:
-    """Write ``model``'s config and trainable tensors to ``directory`` (created).
-
-    ``state_dict``: a full state dict to take the tensors from (e.g.
-    ``accelerator.get_state_dict(model)`` under ZeRO-3/FSDP); default: the model's own.
-    Files are written under temporary names and renamed, so a crash never leaves a
-    half-written checkpoint that looks complete."""
+def write_checkpoint(directory, config: Vega3DConfig, tensors: dict, stand_in: bool) -> Path:
+    """Write ``tensors`` (the trainable parameters by name) and ``config`` to ``directory``
+    (created). Each file is written under a temporary name and renamed, the config last, so a
+    crash never leaves a half-written checkpoint that looks complete."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    names = model.trainable_names()
-    source = state_dict if state_dict is not None else dict(model.named_parameters())
-    missing = [n for n in names if n not in source]
-    if missing:
-        raise Vega3DError(f"save_pretrained: state dict lacks trainable parameters {missing[:5]}")
-    tensors = {n: source[n].detach().to("cpu").clone().contiguous() for n in names}
-    meta = {
-        "format": FORMAT,
-        "config": model.config.to_dict(),
-        "trainable": names,
-        "stand_in": bool(getattr(model, "stand_in", False)),
-    }
-    tmp_w, tmp_c = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
-    save_file(tensors, str(tmp_w), metadata={"format": FORMAT})
-    tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp_w, directory / WEIGHTS_FILE)
-    os.replace(tmp_c, directory / CONFIG_FILE)
+    tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    os.replace(tmp, directory / WEIGHTS_FILE)
+    meta = {"format": FORMAT, "config": config.to_dict(), "trainable": list(tensors), "stand_in": bool(stand_in)}
+    write_json(directory / CONFIG_FILE, meta, sort_keys=True)
     return directory
+
+
+def read_checkpoint_meta(directory) -> dict:
+    """The whole ``vega3d_config.json`` (format, config, trainable, stand_in), format-checked."""
+    path = Path(directory) / CONFIG_FILE
+    meta = read_json(path, f"{directory}: not a vega3d checkpoint")
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != FORMAT or not isinstance(meta.get("config"), dict):
+        raise Vega3DError(f"{path}: format {found!r}, expected {FORMAT!r} with a 'config' mapping")
+    return meta
+
+
+def meta_config(meta: dict, directory) -> Vega3DConfig:
+    """The :class:`Vega3DConfig` of a checkpoint's meta (:func:`read_checkpoint_meta`)."""
+    from pydantic import ValidationError
+
+    try:
+        return Vega3DConfig.model_validate(meta["config"])
+    except ValidationError as err:
+        raise Vega3DError(f"{Path(directory) / CONFIG_FILE}: {describe(err, 'config')}") from None
 
 
 def read_checkpoint_config(directory) -> Vega3DConfig:
     """The :class:`Vega3DConfig` stored in a checkpoint folder."""
-    return Vega3DConfig.from_dict(read_checkpoint_meta(directory)["config"], where=str(Path(directory) / CONFIG_FILE))
+    return meta_config(read_checkpoint_meta(directory), directory)
 
 
 def read_checkpoint_stand_in(directory) -> bool:
@@ -87,29 +83,64 @@ def read_checkpoint_stand_in(directory) -> bool:
     return bool(read_checkpoint_meta(directory).get("stand_in", False))
 
 
-def read_checkpoint_meta(directory) -> dict:
-    """The whole ``vega3d_config.json`` (format, config, trainable, stand_in), format-checked."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise Vega3DError(f"{directory}: not a vega3d checkpoint (no {CONFIG_FILE})")
-    meta = read_json(path, "vega3d checkpoint config")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+def read_trainable(directory) -> dict[str, torch.Tensor]:
+    """The tensors of ``trainable.safetensors``."""
+    from safetensors.torch import load_file
+
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise Vega3DError(f"{directory}: missing {WEIGHTS_FILE}")
+    return load_file(str(weights))
+
+
+def copy_trainable(model, tensors: dict, source) -> None:
+    """Copy ``tensors`` (read from the file ``source``) into ``model``'s trainable parameters;
+    the names and shapes must match."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    wrong = sorted(n for n in set(tensors) & set(params) if tensors[n].shape != params[n].shape)
+    if set(tensors) != set(params) or wrong:
+        extra, lacking = sorted(set(tensors) - set(params)), sorted(set(params) - set(tensors))
+        shapes = [f"{n} {tuple(tensors[n].shape)} vs {tuple(params[n].shape)}" for n in wrong[:3]]
         raise Vega3DError(
-            f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}"
+            f"{source}: tensors do not match the trainable parameters of its config "
+            f"(unexpected {extra[:5]}, missing {lacking[:5]}, other shape {shapes})"
         )
-    if not isinstance(meta.get("config"), dict):
-        raise Vega3DError(f"{path}: lacks the 'config' mapping")
-    return meta
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value.to(params[name].dtype))
+
+
+def check_base_fingerprint(recorded: str, base_path: Path, directory) -> None:
+    """Raise unless the base folder matches the fingerprint the checkpoint recorded (either
+    definition; nothing recorded: nothing to check)."""
+    found = base_fingerprint(base_path) if recorded else ""
+    if found == recorded or legacy_base_fingerprint(base_path) == recorded:
+        return
+    raise Vega3DError(
+        f"{directory}: base model {base_path} has fingerprint {found[:12]}…, the checkpoint "
+        f"was trained on {recorded[:12]}… (to use it anyway: vega3d ask --no-check-base, or check_base=False in Python)"
+    )
+
+
+def simulator_identity(config: dict) -> dict:
+    """What determines a simulator's features: its config without file locations
+    (``model.path``, ``prompt.file``) and the compute dtypes (DiT and VAE): precision is a run
+    choice, like the device; a rebuilt simulator uses the recorded dtypes unless told otherwise."""
+    ident = json.loads(json.dumps(config))
+    for key in ("dtype", "vae_dtype", "device"):
+        ident.pop(key, None)
+    if isinstance(ident.get("model"), dict):
+        ident["model"].pop("path", None)
+    if isinstance(ident.get("prompt"), dict):
+        ident["prompt"].pop("file", None)
+    return ident
 
 
 def _flatten(value, prefix: str = "") -> dict:
     """Nested dicts as ``{"a.b": leaf}``."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: value}
+    if not isinstance(value, dict):
+        return {prefix[:-1]: value}
+    return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
 
 
 def _short(value) -> str:
@@ -139,63 +170,3 @@ def check_simulator(recorded: dict | None, simulator, where: str) -> None:
             f"{where}: the simulator differs from the one this model was trained with "
             f"({len(diff)} field(s): {'; '.join(diff)})"
         )
-
-
-def load_checkpoint(
-    directory,
-    base=None,
-    simulator=None,
-    dtype="float32",
-    device="cpu",
-    check_base: bool = True,
-    check_sim: bool = True,
-):
-    """Rebuild a :class:`~vega3d.mllm.model.Vega3DQwen` from ``directory``.
-
-    ``base``: None (the folder recorded in the config), another folder path (the same model
-    moved elsewhere; its fingerprint must match unless ``check_base=False``), or a loaded
-    ``Qwen2_5_VLForConditionalGeneration``. ``simulator``: attached for online features
-    (must match the recorded simulator config unless ``check_sim=False``)."""
-    from safetensors.torch import load_file
-
-    from vega3d.mllm.model import Vega3DQwen, load_base
-
-    directory = Path(directory)
-    config = read_checkpoint_config(directory)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise Vega3DError(f"{directory}: missing {WEIGHTS_FILE}")
-    if base is None or isinstance(base, (str, os.PathLike)):
-        base_path = Path(base) if base is not None else Path(config.base_model)
-        check_qwen_folder(base_path, "base model" if base is not None else f"base model (recorded in {directory})")
-        if check_base and config.base_fingerprint:
-            found = fingerprint_folder(base_path)
-            if found != config.base_fingerprint:
-                raise Vega3DError(
-                    f"{directory}: base model {base_path} has fingerprint {found[:12]}…, the checkpoint was "
-                    f"trained on {config.base_fingerprint[:12]}… (to use it anyway: vega3d ask --no-check-base, or check_base=False in Python)"
-                )
-        base = load_base(base_path, dtype=dtype, device="cpu")
-    if check_sim:
-        check_simulator(config.simulator, simulator, str(directory))
-    model = Vega3DQwen(base, config)
-    tensors = load_file(str(weights))
-    expected = set(model.trainable_names())
-    if set(tensors) != expected:
-        extra, lacking = sorted(set(tensors) - expected), sorted(expected - set(tensors))
-        raise Vega3DError(
-            f"{weights}: tensors do not match the trainable parameters of its config "
-            f"(unexpected {extra[:5]}, missing {lacking[:5]})"
-        )
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in tensors.items():
-            if params[name].shape != value.shape:
-                raise Vega3DError(
-                    f"{weights}: {name} has shape {tuple(value.shape)}, model expects {tuple(params[name].shape)}"
-                )
-            params[name].copy_(value.to(params[name].dtype))
-    model = model.to(device).eval()
-    model.recorded_stand_in = read_checkpoint_stand_in(directory)
-    model.attach_simulator(simulator)
-    return model

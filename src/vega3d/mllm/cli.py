@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("config", help="YAML training config (see configs/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in a log)")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -26,13 +26,20 @@ def register(subparsers) -> None:
     )
     p.add_argument("question")
     p.add_argument("--model", required=True, help="checkpoint folder (vega3d_config.json + trainable.safetensors)")
-    p.add_argument("--video", required=True, help="video file or folder of frames")
+    p.add_argument("--video", required=True, help="video file, folder of frames or scan folder")
     p.add_argument("--simulator", help="Wan2.1 folder for online features (default: the one the config records)")
     p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
     p.add_argument("--num-frames", type=int, help="frames sampled uniformly (default: as in training, else 32)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--max-new-tokens", type=int, default=128, help="longest answer, in tokens (default: 128)")
+    p.add_argument(
+        "--device", default="cpu", help="torch device of the model and simulator, e.g. cuda:0 (default: cpu)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="the model's dtype (default: float32)",
+    )
     p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
     p.add_argument(
         "--no-check-base",
@@ -45,7 +52,8 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from accelerate import PartialState
 
-    from vega3d.mllm.train import load_train_config, train
+    from vega3d.mllm.train import train
+    from vega3d.mllm.train_config import load_train_config
 
     config = load_train_config(args.config, args.overrides)
     final = train(config, progress=not args.no_progress)
@@ -54,15 +62,25 @@ def _train(args) -> int:
     return 0
 
 
-def _ask(args) -> int:
+def _check_ask_args(args) -> None:
+    """Every argument of ``ask`` that can be checked without loading the model."""
+    from pathlib import Path
+
     from vega3d.errors import Vega3DError
+    from vega3d.media import media_kind
 
     if not args.question.strip():
         raise Vega3DError("question: expected a non-empty question, got only whitespace")
     for flag, value in (("--max-new-tokens", args.max_new_tokens), ("--num-frames", args.num_frames)):
         if value is not None and value < 1:
             raise Vega3DError(f"{flag}: expected an integer >= 1, got {value}")
+    if media_kind(args.video) is None:
+        found = "is a folder without images" if Path(args.video).exists() else "does not exist"
+        raise Vega3DError(f"--video: {args.video} {found}; expected a video file, frame folder or scan folder")
 
+
+def _ask(args) -> int:
+    _check_ask_args(args)
     from vega3d.mllm.infer import Answerer
 
     answerer = Answerer.from_checkpoint(
@@ -75,17 +93,10 @@ def _ask(args) -> int:
         load_simulator=not args.baseline,
         check_base=not args.no_check_base,
     )
-    from vega3d.standin.qwen import stand_in_notice
-
-    notice = stand_in_notice(answerer.model)
-    if notice:
-        print(notice, file=sys.stderr)
-    print(
-        answerer.answer(
-            [args.question],
-            [args.video],
-            max_new_tokens=args.max_new_tokens,
-            generative=False if args.baseline else None,
-        )[0]
+    if note := answerer.model.stand_in_notice("The answers below are meaningless."):
+        print(note, file=sys.stderr)
+    answer = answerer.answer(
+        [args.question], [args.video], max_new_tokens=args.max_new_tokens, generative=False if args.baseline else None
     )
+    print(answer[0])
     return 0

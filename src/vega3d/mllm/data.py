@@ -20,8 +20,6 @@ replaced by another sample.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,183 +27,44 @@ import torch
 
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
+from vega3d.media import load_media
 from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def _natural_key(path: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-def list_frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder in natural order (frame2 before frame10)."""
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
-    if not files:
-        raise Vega3DError(f"{folder}: frame folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
-
-
-def count_video_frames(path: Path) -> tuple[int, float | None]:
-    """(number of frames, fps) of a video file or frame folder (fps None for folders)."""
-    if path.is_dir():
-        return len(list_frame_files(path)), None
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate) if stream.average_rate else None
-            n = sum(1 for p in container.demux(stream) if p.size)  # exact, no decoding
-    except (av.FFmpegError, IndexError, OSError) as exc:
-        raise Vega3DError(f"{path}: cannot read video ({type(exc).__name__}: {exc})") from exc
-    if n < 1:
-        raise Vega3DError(f"{path}: video has no frames")
-    return int(n), fps
-
-
-def read_frames(path, indices: list[int]) -> np.ndarray:
-    """Frames ``indices`` (sorted, 0-based) of a video file or frame folder → (N,H,W,3) uint8."""
-    from PIL import Image
-
-    path = Path(path)
-    if not path.exists():
-        raise Vega3DError(f"{path}: no such video file or frame folder")
-    if path.is_dir():
-        files = list_frame_files(path)
-        if max(indices) >= len(files):
-            raise Vega3DError(f"{path}: asked for frame {max(indices)} but the folder has {len(files)} frames")
-        frames = []
-        for i in indices:
-            try:
-                with Image.open(files[i]) as im:
-                    frames.append(np.asarray(im.convert("RGB")))
-            except OSError as exc:
-                raise Vega3DError(f"{files[i]}: cannot read image ({exc})") from exc
-        if len({f.shape for f in frames}) != 1:
-            raise Vega3DError(f"{path}: frames have different sizes {sorted({f.shape for f in frames})}")
-        return np.stack(frames)
-    import av
-
-    wanted = set(int(i) for i in indices)
-    frames = {}
-    try:
-        with av.open(str(path)) as container:
-            container.streams.video[0].thread_type = "AUTO"  # frame-threaded decoding
-            for k, frame in enumerate(container.decode(video=0)):
-                if k in wanted:
-                    frames[k] = frame.to_ndarray(format="rgb24")
-                if k >= max(wanted):
-                    break
-    except (av.FFmpegError, OSError) as exc:
-        raise Vega3DError(f"{path}: cannot decode video ({exc})") from exc
-    if len(frames) != len(wanted):
-        raise Vega3DError(f"{path}: decoded {len(frames)} of the {len(wanted)} requested frames (video shorter?)")
-    return np.stack([frames[i] for i in sorted(wanted)])
+from vega3d.mllm.train_config import DataConfig
 
 
 def seconds_per_grid(
     total: int, fps: float | None, num_sampled: int, frame_fps: float, temporal_patch: int = 2
 ) -> float:
     """Seconds covered by one temporal patch (``temporal_patch`` sampled frames), Qwen2.5-VL's
-    ``second_per_grid_ts``: from the video's fps, or ``frame_fps`` for frame folders."""
+    ``second_per_grid_ts``: from the video's fps, or ``frame_fps`` for frame and scan folders."""
     duration = total / (fps if fps else frame_fps)
     return float(temporal_patch * duration / num_sampled)
 
 
-def is_scan_folder(path: Path) -> bool:
-    """A ScanNet-style scan (SensReader or posed_images layout: colour + depth + poses), by
-    the same rule ``vega3d extract`` uses — its depth PNGs must not be read as frames."""
-    from vega3d.store.inputs import detect_kind
-
-    return path.is_dir() and detect_kind(path) == "scan"
-
-
 def load_video(path, num_frames: int, frame_fps: float = 1.0, temporal_patch: int = 2):
-    """Uniformly sampled frames of a video file, frame folder or scan folder:
-    ``(frames (N,H,W,3) uint8, indices, second_per_grid_ts)``.
+    """Uniformly sampled frames of a video file, frame folder or scan folder
+    (:func:`vega3d.media.load_media`): ``(frames (N,H,W,3) uint8, indices, second_per_grid_ts)``.
 
-    ``indices`` are frame positions (0-based) for videos and frame folders, and the scan's
-    frame ids for scan folders — the keys ``vega3d extract`` stores features under. Scan
-    frames are read with :func:`vega3d.scenes.load_scene` (colour only is used)."""
-    from vega3d.scenes import load_scene, sample_frames
-
-    path = Path(path)
-    if not path.exists():
-        raise Vega3DError(f"{path}: video file, frame folder or scan folder not found")
-    if is_scan_folder(path):
-        scene = load_scene(path, frames=int(num_frames))
-        total = int(scene.extras["num_available_frames"])
-        frames = np.ascontiguousarray(np.asarray(scene.color))
-        return frames, list(scene.frame_ids), seconds_per_grid(total, None, len(frames), frame_fps, temporal_patch)
-    total, fps = count_video_frames(path)
-    indices = sample_frames(total, num_frames)
-    return read_frames(path, indices), indices, seconds_per_grid(total, fps, len(indices), frame_fps, temporal_patch)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the data is and how it is sampled.
-
-    ``annotations``: the JSON file; ``media_root``: base of relative media paths ("" = the
-    annotation file's folder); ``num_frames``: frames per video (uniform); ``frame_fps``:
-    the frame rate assumed for frame folders (for Qwen's temporal RoPE spacing);
-    ``video_min_pixels`` / ``video_max_pixels``: per-frame pixel budget of the processor;
-    ``feature_store``: a FeatureStore folder with precomputed generative features (else
-    the simulator computes them online); ``store_key``: the store's item id for a record:
-    "video_name" (the video file's stem or the frame folder's name — the ids ``vega3d
-    extract`` writes) or "id" (the record's id); ``max_tokens``: a record longer than this
-    (text + visual tokens) is a bad record (never truncated: that would cut visual tokens);
-    ``skip_bad_records``: see the module docstring."""
-
-    annotations: str
-    media_root: str = ""
-    num_frames: int = 32
-    frame_fps: float = 1.0
-    video_min_pixels: int = 128 * 28 * 28
-    video_max_pixels: int = 768 * 28 * 28
-    feature_store: str | None = None
-    store_key: str = "video_name"
-    max_tokens: int | None = None
-    skip_bad_records: bool = False
-
-    def __post_init__(self):
-        from vega3d.mllm.fields import above, at_least, check_fields, one_of
-
-        check_fields(
-            self,
-            "data",
-            {
-                "num_frames": at_least(1),
-                "frame_fps": above(0),
-                "video_min_pixels": at_least(1),
-                "video_max_pixels": at_least(1),
-                "store_key": one_of("video_name", "id"),
-                "max_tokens": at_least(1),
-            },
-        )
-        if not self.annotations:
-            raise Vega3DError("data.annotations: expected the path of a JSON file, got an empty string")
-        if self.video_max_pixels < self.video_min_pixels:
-            raise Vega3DError(
-                f"data.video_max_pixels: expected >= data.video_min_pixels ({self.video_min_pixels}), "
-                f"got {self.video_max_pixels}"
-            )
+    ``indices`` are what :mod:`vega3d.media` indexes — frame positions for videos and frame
+    folders, frame ids for scans: the keys ``vega3d extract`` stores features under."""
+    media = load_media(path, num_frames=num_frames)
+    spg = seconds_per_grid(media.total, media.fps, len(media.indices), frame_fps, temporal_patch)
+    return media.frames, media.indices, spg
 
 
 def load_annotations(path) -> list[dict]:
     """The JSON list of records, each checked for ``id`` and ``conversations``."""
-    path = Path(path)
-    if not path.is_file():
-        raise Vega3DError(f"{path}: annotation file not found")
     records = read_json(path, "training annotations")
-    if not isinstance(records, list) or not records:
-        raise Vega3DError(f"{path}: expected a non-empty JSON list of records, got {type(records).__name__}")
-    for i, r in enumerate(records):
-        if not isinstance(r, dict) or "conversations" not in r or "id" not in r:
-            raise Vega3DError(
-                f"{path}: record #{i} must be an object with 'id' and 'conversations', got {str(r)[:200]}"
-            )
+    records = records if isinstance(records, list) else None
+    bad = next(
+        (i for i, r in enumerate(records or []) if not (isinstance(r, dict) and {"id", "conversations"} <= set(r))),
+        None,
+    )
+    if not records or bad is not None:
+        got = f"record #{bad}: {str(records[bad])[:200]}" if bad is not None else "an empty list or another value"
+        raise Vega3DError(
+            f"{path}: expected a non-empty JSON list of records, each an object with 'id' and 'conversations'; got {got}"
+        )
     return records
 
 
@@ -224,8 +83,6 @@ class ConversationDataset(torch.utils.data.Dataset):
             from vega3d.store import FeatureStore
 
             self.store = FeatureStore(config.feature_store)
-        if config.store_key not in ("id", "video_name"):
-            raise Vega3DError(f"data.store_key: expected 'video_name' or 'id', got {config.store_key!r}")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -234,16 +91,11 @@ class ConversationDataset(torch.utils.data.Dataset):
         record = self.records[index]
         try:
             return self.load(record)
-        except Vega3DError as exc:
-            if self.config.skip_bad_records:
-                return None
-            raise Vega3DError(f"record {record.get('id')!r} (#{index}) of {self.path}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported with the record
             if self.config.skip_bad_records:
                 return None
-            raise Vega3DError(
-                f"record {record.get('id')!r} (#{index}) of {self.path}: {type(exc).__name__}: {exc}"
-            ) from exc
+            why = exc if isinstance(exc, Vega3DError) else f"{type(exc).__name__}: {exc}"
+            raise Vega3DError(f"record {record.get('id')!r} (#{index}) of {self.path}: {why}") from exc
 
     def load(self, record: dict) -> dict:
         name = f"record {record['id']!r}"
@@ -278,8 +130,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         if self.store is not None:
             key = str(record["id"]) if self.config.store_key == "id" else (path.name if path.is_dir() else path.stem)
             features, stored = self.store.get(key, indices)
-            if list(stored) != list(indices):
-                raise Vega3DError(f"feature store returned frames {stored}, expected {indices}")
+            assert list(stored) == list(indices), (stored, indices)  # one frame-count rule: vega3d.media
             out["video_features"] = features
         out.update(self.processor.video_inputs(frames))
         if self.store is None and self.need_frames:

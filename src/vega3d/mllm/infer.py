@@ -38,9 +38,12 @@ def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
     the recorded Wan folder (same weights elsewhere)."""
     from vega3d.simulator import WanWorldSimulator
 
-    folder = path or (record.get("model") or {}).get("path")
-    if not folder:
-        raise Vega3DError("the checkpoint records no simulator folder: pass --simulator / simulator=")
+    folder = path or ((record or {}).get("model") or {}).get("path")
+    if not record or not folder:
+        raise Vega3DError(
+            f"the generative branch is on but the checkpoint records no simulator{' folder' if record else ''}: "
+            "pass one (--simulator / simulator=), or answer without it (--baseline / load_simulator=False)"
+        )
     return WanWorldSimulator.from_pretrained(
         folder,
         timestep=record["timestep"],
@@ -202,7 +205,7 @@ class Answerer:
         ``load_simulator=False``: no simulator (baseline answers or precomputed features only).
         ``check_base=False``: accept a base folder whose fingerprint differs from the recorded one."""
         from vega3d.mllm.checkpoint import read_checkpoint_config
-        from vega3d.mllm.model import Vega3DQwen, torch_dtype
+        from vega3d.mllm.model import Vega3DQwen
         from vega3d.mllm.processing import Vega3DProcessor
 
         if num_frames is not None:
@@ -211,11 +214,9 @@ class Answerer:
         if not load_simulator:
             simulator = None
         elif config.generative and (simulator is None or isinstance(simulator, (str, Path))):
-            if config.simulator is None:
-                raise Vega3DError(f"{checkpoint}: generative branch on but no simulator recorded; pass one")
             simulator = simulator_from_record(config.simulator, device=device, path=simulator)
         model = Vega3DQwen.from_pretrained(
-            checkpoint, base=base, simulator=simulator, dtype=torch_dtype(dtype), device=device, check_base=check_base
+            checkpoint, base=base, simulator=simulator, dtype=dtype, device=device, check_base=check_base
         )
         pre = dict(config.preprocessing)
         processor = Vega3DProcessor.from_pretrained(
@@ -234,11 +235,15 @@ class Answerer:
             media_cache_bytes=media_cache_bytes,
         )
 
+    def stand_in_parts(self) -> list[str]:
+        """The model's stand-in parts (:meth:`Vega3DQwen.stand_in_parts`: "base", "simulator",
+        "features", "model"); empty for real weights."""
+        return self.model.stand_in_parts()
+
     @property
     def stand_in(self) -> bool:
-        """True when the base model, the simulator or the features the checkpoint was trained
-        on are random-weight stand-ins (its answers are then meaningless)."""
-        return bool(self.model.stand_in)
+        """True when answers come from stand-ins (they are then meaningless)."""
+        return bool(self.stand_in_parts())
 
     # -- media ----------------------------------------------------------------------------
     @property
@@ -331,45 +336,48 @@ class Answerer:
         used instead of the simulator. Greedy unless ``generate_kwargs`` say otherwise."""
         from vega3d.mllm.data import collate, to_device
 
-        if len(questions) != len(videos):
-            raise Vega3DError(f"answer: {len(questions)} questions but {len(videos)} videos")
+        counts = {len(questions), len(videos), len(questions if video_features is None else video_features)}
+        if len(counts) > 1:
+            features = "no" if video_features is None else len(video_features)
+            raise Vega3DError(
+                f"answer: {len(questions)} questions, {len(videos)} videos and {features} video_features; "
+                "expected one video (and one video_features grid, when given) per question"
+            )
         check_questions(questions)
         check_positive_int(max_new_tokens, "max_new_tokens")
         check_positive_int(batch_size, "batch_size")
-        if video_features is not None and len(video_features) != len(videos):
-            raise Vega3DError(f"answer: {len(video_features)} video_features for {len(videos)} videos")
         tok = self.processor.tokenizer
         generate_kwargs.setdefault("do_sample", False)
-        simulate = video_features is None and self._uses_simulator(generative)
+        source = (
+            "given" if video_features is not None else "simulator" if self._uses_simulator(generative) else "frames"
+        )
         answers = []
         for start in range(0, len(questions), batch_size):
-            items, seen = [], {}  # a video twice in one batch is prepared once (with the cache on)
-            for i in range(start, min(start + batch_size, len(questions))):
-                video = self._prepared(videos[i], seen)
-                item = {
-                    "id": str(i),
-                    "pixel_values_videos": video.pixel_values_videos,
-                    "video_grid_thw": video.video_grid_thw,
-                }
-                messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": questions[i]}]}]
-                item.update(self.processor.encode(messages, item["video_grid_thw"], add_generation_prompt=True))
-                if video_features is not None:
-                    item["video_features"] = video_features[i]
-                elif simulate:
-                    item["video_features"] = self._features(video)
-                else:
-                    item["video_frames"] = torch.from_numpy(video.frames)
-                item["second_per_grid_ts"] = video.second_per_grid_ts
-                items.append(item)
+            seen = {}  # a video twice in one batch is prepared once (with the cache on)
+            items = [
+                self._item(i, questions[i], self._prepared(videos[i], seen), source, video_features)
+                for i in range(start, min(start + batch_size, len(questions)))
+            ]
             batch = to_device(collate(items, tok.pad_token_id, padding_side="left"), self.device)
             batch.pop("labels")
             out = self.model.generate(
-                **batch,
-                generative=generative,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tok.pad_token_id,
+                **batch, generative=generative, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                 **generate_kwargs,
-            )
-            new = out[:, batch["input_ids"].shape[1] :]
-            answers.extend(tok.batch_decode(new, skip_special_tokens=True))
+            )  # fmt: skip
+            answers.extend(tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True))
         return answers
+
+    def _item(self, i: int, question: str, video: PreparedVideo, source: str, video_features) -> dict:
+        """One question as a batch item: the prompt, the video's pixels and its generative input
+        (``source``: "given" features, the "simulator"'s kept on the video, or the raw "frames")."""
+        item = {"id": str(i), "pixel_values_videos": video.pixel_values_videos, "video_grid_thw": video.video_grid_thw}
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        item.update(self.processor.encode(messages, item["video_grid_thw"], add_generation_prompt=True))
+        if source == "given":
+            item["video_features"] = video_features[i]
+        elif source == "simulator":
+            item["video_features"] = self._features(video)
+        else:
+            item["video_frames"] = torch.from_numpy(video.frames)
+        item["second_per_grid_ts"] = video.second_per_grid_ts
+        return item

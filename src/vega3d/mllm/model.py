@@ -26,32 +26,30 @@ model, so the logits are exactly the base model's.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from vega3d.devices import parse_dtype
 from vega3d.errors import Vega3DError
-from vega3d.mllm.config import Vega3DConfig, check_qwen_folder
+from vega3d.mllm import checkpoint
+from vega3d.mllm.config import Vega3DConfig, base_fingerprint, check_qwen_folder
+from vega3d.standin import notice, stand_in_parts
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def torch_dtype(name) -> torch.dtype:
-    if isinstance(name, torch.dtype):
-        return name
-    if name not in DTYPES:
-        raise Vega3DError(f"dtype: expected one of {sorted(DTYPES)}, got {name!r}")
-    return DTYPES[name]
+#: How a stand-in notice names each part of :meth:`Vega3DQwen.stand_in_parts`.
+_TRAINED_ON = "the generative features (extracted by a stand-in Wan simulator)"
 
 
-def load_base(path, dtype="float32", device="cpu"):
-    """``Qwen2_5_VLForConditionalGeneration`` from a local HF folder (no hub access)."""
+def load_base(path, dtype="float32", device="cpu", what: str = "base model"):
+    """``Qwen2_5_VLForConditionalGeneration`` from a local HF folder (no hub access); ``what``
+    names the folder in errors."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    path = check_qwen_folder(path, "base model")
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype(dtype), local_files_only=True)
+    path = check_qwen_folder(path, what)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=parse_dtype(dtype), local_files_only=True)
     return model.to(device)
 
 
@@ -75,16 +73,15 @@ class Vega3DQwen(nn.Module):
         self.config = config
         self.base = base
         hidden = base.config.text_config.hidden_size
-        self.projector = None
-        self.fusion = None
+        self.projector = self.fusion = None
         fork = torch.random.fork_rng(devices=[])
         with fork:  # deterministic init of the new modules, without touching the caller's RNG
-            torch.manual_seed(int(config.seed))
+            torch.manual_seed(config.seed)
             if config.generative:
                 from vega3d.fusion import build_fusion, build_projector
 
-                self.projector = build_projector(config.projector, int(config.generative_dim), hidden)
-                self.fusion = build_fusion(config.fusion, hidden, **dict(config.fusion_kwargs))
+                self.projector = build_projector(config.projector, config.generative_dim, hidden)
+                self.fusion = build_fusion(config.fusion, hidden, **config.fusion_kwargs)
             if config.llm == "lora":
                 self._inject_lora()
         self.__dict__["_simulator"] = None  # plain attribute: never a submodule
@@ -94,30 +91,25 @@ class Vega3DQwen(nn.Module):
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: Vega3DConfig, dtype="float32", device="cpu", base=None) -> Vega3DQwen:
-        """Load ``config.base_model`` (or use the given loaded ``base``) and add the branch."""
-        from vega3d.mllm.config import fingerprint_folder
-
+        """Load ``config.base_model`` (or use the given loaded ``base``) and add the branch;
+        records the base folder's fingerprint when the config has none."""
         if base is None:
             base = load_base(config.base_model, dtype=dtype, device=device)
         if not config.base_fingerprint:
-            config = config.replace(base_fingerprint=fingerprint_folder(config.base_model))
-        model = cls(base, config)
-        return model.to(device).eval()
+            config = config.replace(base_fingerprint=base_fingerprint(config.base_model))
+        return cls(base, config).to(device).eval()
 
     def _inject_lora(self):
         from peft import LoraConfig, inject_adapter_in_model
 
-        lora = dict(self.config.lora)
+        lora = self.config.lora
         cfg = LoraConfig(
-            r=int(lora.get("r", 16)),
-            lora_alpha=int(lora.get("alpha", 32)),
-            lora_dropout=float(lora.get("dropout", 0.0)),
-            target_modules=lora.get("target_modules"),
+            r=lora.r, lora_alpha=int(lora.alpha), lora_dropout=lora.dropout, target_modules=lora.target_modules
         )
         inject_adapter_in_model(cfg, self.base)
         lora_params = [p for n, p in self.base.named_parameters() if "lora_" in n]
         if not lora_params:
-            raise Vega3DError(f"lora.target_modules={cfg.target_modules!r} matched no module of the base model")
+            raise Vega3DError(f"model.lora.target_modules={cfg.target_modules!r} matched no module of the base model")
         for p in lora_params:  # adapters train in float32 even on a bf16 base (as peft's get_peft_model does)
             p.data = p.data.float()
 
@@ -127,13 +119,13 @@ class Vega3DQwen(nn.Module):
             if "lora_" in name:
                 p.requires_grad_(c.llm == "lora")
             elif name.startswith("model.visual."):
-                p.requires_grad_(bool(c.train_vision))
+                p.requires_grad_(c.train_vision)
             else:  # language model, embeddings, lm_head
                 p.requires_grad_(c.llm == "full")
         if self.projector is not None:
-            self.projector.requires_grad_(bool(c.train_projector))
+            self.projector.requires_grad_(c.train_projector)
         if self.fusion is not None:
-            self.fusion.requires_grad_(bool(c.train_fusion))
+            self.fusion.requires_grad_(c.train_fusion)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by group: ``"branch"`` (projector + fusion), ``"llm"``
@@ -153,15 +145,47 @@ class Vega3DQwen(nn.Module):
     def trainable_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]
 
-    # -- simulator ------------------------------------------------------------------------
+    # -- stand-ins ------------------------------------------------------------------------
+    def stand_in_parts(self) -> list[str]:
+        """Which parts of this model are small stand-ins, as short keys (empty for real weights):
+
+        - ``"base"``: the base folder holds the stand-in marker (:data:`vega3d.standin.MARKER`);
+        - ``"simulator"``: the attached simulator says ``stand_in`` (or, with none attached, the
+          simulator the config records does — the one the training features came from);
+        - ``"features"``: a real simulator is attached but the recorded one (the training
+          features) says ``stand_in``;
+        - ``"model"``: none of the above can tell, but the checkpoint's top-level ``stand_in``
+          flag says so (:attr:`recorded_stand_in`; e.g. its base folder moved).
+        """
+        attached, recorded = self.simulator, self.config.simulator
+        real_attached = attached is not None and not stand_in_parts(simulator=attached)
+        parts = stand_in_parts(
+            base=self.config.base_model,
+            simulator=attached if attached is not None else recorded,
+            features=recorded if real_attached else None,
+        )
+        return parts or stand_in_parts(model=self.recorded_stand_in)
+
     @property
     def stand_in(self) -> bool:
-        """True when the base, the attached simulator or the features the model was trained
-        on are random-weight stand-ins (see :func:`vega3d.standin.qwen.model_stand_in_parts`)."""
-        from vega3d.standin.qwen import model_stand_in_parts
+        """True when any part is a stand-in (:meth:`stand_in_parts`)."""
+        return bool(self.stand_in_parts())
 
-        return bool(model_stand_in_parts(self))
+    def stand_in_notice(self, consequence: str) -> str | None:
+        """:func:`vega3d.standin.notice` naming each of :meth:`stand_in_parts` (None without)."""
+        sim = self.simulator
+        sim_path = getattr(getattr(sim, "config", None), "model", {}).get("path")
+        names = {
+            "base": f"the Qwen2.5-VL base ({self.config.base_model})",
+            "simulator": "the Wan simulator" + (f" ({sim_path})" if sim_path else "")
+            if sim is not None
+            else _TRAINED_ON,
+            "features": _TRAINED_ON,
+            "model": f"the checkpoint (its {checkpoint.CONFIG_FILE} records stand_in: true)",
+        }
+        return notice([names[p] for p in self.stand_in_parts()], consequence)
 
+    # -- simulator ------------------------------------------------------------------------
     def attach_simulator(self, simulator) -> None:
         """Use ``simulator`` (a frozen WanWorldSimulator, any device) for online features.
         It is stored as a plain attribute: not a submodule, never saved, never moved."""
@@ -193,29 +217,37 @@ class Vega3DQwen(nn.Module):
         """semantic (L,D), grid (N,h,w,C), thw (3,) → fused (L,D), gate scalar."""
         from vega3d.fusion.align import align_to_qwen_tokens
 
-        if grid.ndim != 4 or grid.shape[-1] != int(self.config.generative_dim):
-            raise Vega3DError(
-                f"generative features must be (N,h,w,C={self.config.generative_dim}), got {tuple(grid.shape)}"
-            )
         vc = self.base.config.vision_config
         t, hp, wp = (int(x) for x in thw)
         proj_dtype = next(self.projector.parameters()).dtype
-        fusion_params = list(self.fusion.parameters())
-        fusion_dtype = fusion_params[0].dtype if fusion_params else semantic.dtype
+        fusion_dtype = next(self.fusion.parameters(), semantic).dtype
         aligned = align_to_qwen_tokens(
             grid.to(semantic.device, torch.float32),
             (t, hp, wp),
             spatial_merge_size=int(vc.spatial_merge_size),
             temporal_patch_size=int(vc.temporal_patch_size),
         )
-        if aligned.shape[0] != semantic.shape[0]:
-            raise Vega3DError(
-                f"aligned generative tokens {tuple(aligned.shape)} do not match the {semantic.shape[0]} visual tokens"
-            )
+        assert aligned.shape[0] == semantic.shape[0], (aligned.shape, semantic.shape)
         gen = self.projector(aligned.to(proj_dtype)).to(fusion_dtype)
         m = int(vc.spatial_merge_size)
         fused, gate = self.fusion(semantic.to(fusion_dtype)[None], gen[None], grid_thw=(t, hp // m, wp // m))
         return fused[0].to(semantic.dtype), gate.reshape(-1)[0]
+
+    def _grids(self, kind: str, n: int, features, frames) -> list[torch.Tensor]:
+        """The generative grids of ``n`` videos/images: ``features`` as given (checked), else
+        the attached simulator's over ``frames``."""
+        if features is None:
+            if frames is None or len(frames) != n:
+                raise Vega3DError(
+                    f"{kind}: the generative branch needs {n} {kind}_features grids or {kind}_frames "
+                    f"(one per {kind}), got {'none' if frames is None else len(frames)}"
+                )
+            return [self.simulator_features(f) for f in frames]
+        c = self.config.generative_dim
+        if len(features) != n or any(g.ndim != 4 or g.shape[-1] != c for g in features):
+            shapes = [tuple(g.shape) for g in features]
+            raise Vega3DError(f"{kind}_features: expected {n} grid(s) (N,h,w,C={c}), one per {kind}; got {shapes}")
+        return features
 
     def visual_outputs(
         self,
@@ -244,22 +276,10 @@ class Vega3DQwen(nn.Module):
                 continue
             getter = self.base.model.get_video_features if kind == "video" else self.base.model.get_image_features
             semantic = getter(pixels, thw, return_dict=True).pooler_output  # tuple of (L_i, D)
-            n = len(semantic)
-            if feats is None:
-                if frames is None or len(frames) != n:
-                    raise Vega3DError(
-                        f"{kind}: the generative branch needs {n} {kind}_features grids or {kind}_frames "
-                        f"(one per {kind}), got {'none' if frames is None else len(frames)}"
-                    )
-                feats = [self.simulator_features(f) for f in frames]
-            if len(feats) != n:
-                raise Vega3DError(f"{kind}_features: expected {n} grids (one per {kind}), got {len(feats)}")
-            fused = []
-            for sem, grid, g in zip(semantic, feats, thw):
-                f, gate = self._fuse_one(sem, grid, g)
-                fused.append(f)
-                gates.append(gate)
-            outputs[kind] = BaseModelOutputWithPooling(pooler_output=tuple(fused))
+            grids = self._grids(kind, len(semantic), feats, frames)
+            fused = [self._fuse_one(sem, grid, g) for sem, grid, g in zip(semantic, grids, thw)]
+            outputs[kind] = BaseModelOutputWithPooling(pooler_output=tuple(f for f, _ in fused))
+            gates += [gate for _, gate in fused]
         return VisualOutputs(outputs, torch.stack(gates) if gates else None)
 
     # -- forward / generate ---------------------------------------------------------------
@@ -368,16 +388,43 @@ class Vega3DQwen(nn.Module):
         else:
             self.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    # -- checkpoints ----------------------------------------------------------------------
+    # -- checkpoints (the format: vega3d.mllm.checkpoint) -----------------------------------
     def save_pretrained(self, directory, state_dict: dict | None = None) -> Path:
-        """Write the config and ONLY the trainable tensors; see :mod:`vega3d.mllm.checkpoint`."""
-        from vega3d.mllm.checkpoint import save_checkpoint
+        """Write the config and ONLY the trainable tensors to ``directory``.
 
-        return save_checkpoint(self, directory, state_dict=state_dict)
+        ``state_dict``: a full state dict to take the tensors from (e.g.
+        ``accelerator.get_state_dict(model)`` under ZeRO-3/FSDP); default: the model's own."""
+        names = self.trainable_names()
+        source = state_dict if state_dict is not None else dict(self.named_parameters())
+        tensors = {n: source[n].detach().to("cpu").clone().contiguous() for n in names}
+        return checkpoint.write_checkpoint(directory, self.config, tensors, stand_in=self.stand_in)
 
     @classmethod
-    def from_pretrained(cls, directory, base=None, simulator=None, dtype="float32", device="cpu", **kw):
-        """Load a checkpoint written by :meth:`save_pretrained`; see :mod:`vega3d.mllm.checkpoint`."""
-        from vega3d.mllm.checkpoint import load_checkpoint
+    def from_pretrained(
+        cls, directory, base=None, simulator=None, dtype="float32", device="cpu", check_base=True, check_sim=True
+    ) -> Vega3DQwen:
+        """Rebuild a model saved by :meth:`save_pretrained` (bit-exact).
 
-        return load_checkpoint(directory, base=base, simulator=simulator, dtype=dtype, device=device, **kw)
+        ``base``: None (the folder recorded in the config), another folder path (the same model
+        moved elsewhere; its fingerprint must match unless ``check_base=False``), or a loaded
+        ``Qwen2_5_VLForConditionalGeneration``. ``simulator``: attached for online features
+        (must match the recorded simulator config unless ``check_sim=False``)."""
+        meta = checkpoint.read_checkpoint_meta(directory)
+        config = checkpoint.meta_config(meta, directory)
+        tensors = checkpoint.read_trainable(directory)
+        if base is None or isinstance(base, (str, os.PathLike)):
+            given = base is not None
+            base_path = check_qwen_folder(
+                base if given else config.base_model, "base model" if given else f"base model (recorded in {directory})"
+            )
+            if check_base:
+                checkpoint.check_base_fingerprint(config.base_fingerprint, base_path, directory)
+            base = load_base(base_path, dtype=dtype)
+        if check_sim:
+            checkpoint.check_simulator(config.simulator, simulator, str(directory))
+        model = cls(base, config)
+        checkpoint.copy_trainable(model, tensors, Path(directory) / checkpoint.WEIGHTS_FILE)
+        model = model.to(device).eval()
+        model.recorded_stand_in = bool(meta.get("stand_in", False))
+        model.attach_simulator(simulator)
+        return model

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,20 +35,15 @@ IMAGE_PAD = "<|image_pad|>"
 
 def to_uint8_frames(frames, what: str = "frames") -> np.ndarray:
     """(N,H,W,3) uint8 numpy from (N,H,W,3) uint8 or (N,3,H,W) float [0,1] (tensor or array)."""
+    given = f"shape {tuple(getattr(frames, 'shape', np.shape(frames)))} {getattr(frames, 'dtype', '')}"
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu()
-        if frames.dtype.is_floating_point:
-            if frames.ndim != 4 or frames.shape[1] != 3:
-                raise Vega3DError(f"{what}: float frames must be (N,3,H,W) in [0,1], got shape {tuple(frames.shape)}")
+        if frames.dtype.is_floating_point and frames.ndim == 4 and frames.shape[1] == 3:
             frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
         frames = frames.numpy()
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise Vega3DError(
-            f"{what}: expected (N,H,W,3) uint8 or (N,3,H,W) float frames, got shape {frames.shape} dtype {frames.dtype}"
-        )
-    if frames.shape[0] == 0:
-        raise Vega3DError(f"{what}: no frames (expected at least 1)")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+        raise Vega3DError(f"{what}: expected N >= 1 frames, (N,H,W,3) uint8 or (N,3,H,W) float in [0,1]; got {given}")
     return frames
 
 
@@ -71,9 +65,9 @@ class Vega3DProcessor:
         """Load the tokenizer, image processor and chat template of a Qwen2.5-VL folder."""
         from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
 
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise Vega3DError(f"{path}: not a Qwen2.5-VL folder (no config.json)")
+        from vega3d.mllm.config import check_qwen_folder
+
+        path = check_qwen_folder(path, "processor")
         tokenizer = AutoTokenizer.from_pretrained(path)
         if tokenizer.chat_template is None and (path / "chat_template.json").is_file():
             tokenizer.chat_template = json.loads((path / "chat_template.json").read_text())["chat_template"]
@@ -138,10 +132,7 @@ class Vega3DProcessor:
         """Replace the k-th video/image placeholder by its number of merged tokens."""
         for pad, counts in ((VIDEO_PAD, video_tokens), (IMAGE_PAD, image_tokens)):
             pieces = text.split(pad)
-            if len(pieces) - 1 > len(counts):
-                raise Vega3DError(
-                    f"conversation has {len(pieces) - 1} {pad} placeholders but {len(counts)} inputs of that kind"
-                )
+            assert len(pieces) - 1 <= len(counts), "encode checks the placeholders against the inputs"
             text = pieces[0] + "".join(pad * counts[i] + piece for i, piece in enumerate(pieces[1:]))
         return text
 
@@ -158,14 +149,14 @@ class Vega3DProcessor:
         merge = self.merge_size**2
         vt = [int(g.prod()) // merge for g in video_grid_thw] if video_grid_thw is not None else []
         it = [int(g.prod()) // merge for g in image_grid_thw] if image_grid_thw is not None else []
-        full = self._expand(self._render(messages, add_generation_prompt), vt, it)
-        n_video = full.count(VIDEO_PAD)
-        if n_video != sum(vt) or full.count(IMAGE_PAD) != sum(it):
+        rendered = self._render(messages, add_generation_prompt)
+        found = (rendered.count(VIDEO_PAD), rendered.count(IMAGE_PAD))
+        if found != (len(vt), len(it)):
             raise Vega3DError(
-                f"conversation has {len(vt)} video(s) / {len(it)} image(s) as inputs but its text holds "
-                f"{n_video} video and {full.count(IMAGE_PAD)} image tokens after expansion "
-                f"(expected {sum(vt)} and {sum(it)}): check the <video>/<image> markers"
+                f"conversation has {found[0]} video / {found[1]} image placeholders but {len(vt)} video(s) / "
+                f"{len(it)} image(s) as inputs: check the <video>/<image> markers"
             )
+        full = self._expand(rendered, vt, it)
         # Character spans of assistant answers: render prefixes of the conversation.
         spans = []
         for k, msg in enumerate(messages):

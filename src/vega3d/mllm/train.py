@@ -2,15 +2,25 @@
 
 One code path for one GPU, multi-GPU DDP, DeepSpeed ZeRO-2/3 and FSDP — the choice is
 accelerate's (``accelerate launch --config_file configs/accelerate/<x>.yaml -m vega3d.cli
-train CONFIG.yaml``); nothing here is distributed by hand.
+train CONFIG.yaml``); nothing here is distributed by hand. The config is loaded and checked
+by :func:`vega3d.mllm.train_config.load_train_config`; this module is the loop.
+
+:func:`train` runs named steps: :func:`prepare` (accelerator, model + simulator or feature
+store, optimizer, data, schedule), :func:`resume` (the last complete checkpoint of the same
+experiment), then per batch :func:`train_step` (one micro-batch; an optimizer step every
+``grad_accum``), :func:`log` and :func:`save`. What is specific to the model family is in
+:func:`build_model` and :func:`build_loader`; the rest talks to the model only through
+``model(**inputs)`` (``.loss``, optional ``.gate_means``), ``parameter_groups()``,
+``trainable_names()``, ``save_pretrained()``, ``gradient_checkpointing_enable()`` and
+``stand_in_notice()``.
 
 Per optimizer step: AdamW over the trainable groups (branch = projector + fusion at
 ``branch_lr``, LLM/LoRA at ``lr``, vision tower at ``vision_lr``), cosine LR with linear
 warmup (transformers' ``get_cosine_schedule_with_warmup``), gradient clipping, gradient
 accumulation. Mixed precision and gradient checkpointing from the config. Logs loss, LR
-and gate statistics to tqdm and ``OUTPUT/log.jsonl``. Every ``save_every`` steps:
-``OUTPUT/checkpoints/step-XXXXXXX/`` with accelerate's state (trainable weights only,
-optimizer, scheduler, RNG), ``model/`` (a small :meth:`Vega3DQwen.save_pretrained`
+and gate statistics to the progress bar and ``OUTPUT/log.jsonl``. Every ``save_every``
+steps: ``OUTPUT/checkpoints/step-XXXXXXX/`` with accelerate's state (trainable weights
+only, optimizer, scheduler, RNG), ``model/`` (a small :meth:`Vega3DQwen.save_pretrained`
 checkpoint) and ``trainer_state.json`` (written last: its presence marks a complete
 checkpoint). A new run in the same ``output_dir`` resumes from the last complete one.
 The final model goes to ``OUTPUT/model/``.
@@ -24,396 +34,131 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import torch
-import yaml
 
 from vega3d.errors import Vega3DError
-from vega3d.mllm.config import Vega3DConfig
-from vega3d.mllm.data import DataConfig
-from vega3d.mllm.fields import above, at_least, between, check_fields, one_of
-from vega3d.standin.qwen import stand_in_parts
+from vega3d.files import read_json, write_json
+from vega3d.mllm.train_config import (
+    SimulatorSpec,
+    TrainConfig,
+    check_config_paths,
+    check_feature_store,
+    config_differences,
+)
+from vega3d.progress import progress as progress_bar
 
 STATE_FILE = "trainer_state.json"
+STAND_IN_CONSEQUENCE = (
+    "This run only shows that training works; the model it writes is meaningless "
+    "(its checkpoint records stand_in: true)."
+)
 
 
-@dataclass(frozen=True)
-class SimulatorSpec:
-    """How to build the online :class:`vega3d.simulator.WanWorldSimulator` (see its
-    ``from_pretrained``). ``device``: None = the training process's device."""
+@dataclass
+class TrainState:
+    """Where the run is (``trainer_state.json``): optimizer steps, the epoch, batches of it
+    done, records skipped so far."""
 
-    path: str
-    timestep: float = 300
-    shift: float = 5.0
-    block: int = 20
-    height: int = 480
-    width: int = 832
-    seed: int = 0
-    dtype: str = "bfloat16"
-    device: str | None = None
-    batch_frames: int | None = None
-
-    def __post_init__(self):
-        check_fields(
-            self,
-            "simulator",
-            {
-                "timestep": between(0, 1000),
-                "shift": above(0),
-                "block": at_least(0),
-                "height": at_least(16),
-                "width": at_least(16),
-                "seed": at_least(0),
-                "dtype": one_of("float32", "bfloat16", "float16"),
-                "batch_frames": at_least(1),
-            },
-        )
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    skipped: int = 0
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation and bookkeeping. LRs: ``lr`` for the LLM (LoRA or full), ``branch_lr``
-    for projector + fusion (None = ``lr``), ``vision_lr`` for the vision tower.
-    ``batch_size`` is per process. ``mixed_precision``: "no" | "bf16" | "fp16" (accelerate);
-    ``base_dtype``: the dtype the frozen base is loaded in."""
+@dataclass
+class Window:
+    """What the micro-steps since the last log line add up to."""
 
-    output_dir: str
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 1
-    grad_accum: int = 1
-    lr: float = 1e-5
-    branch_lr: float | None = None
-    vision_lr: float = 2e-6
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "bf16"
-    base_dtype: str = "bfloat16"
-    gradient_checkpointing: bool = True
-    save_every: int = 500
-    keep_last: int = 2
-    log_every: int = 1
-    seed: int = 0
-    num_workers: int = 2
-    find_unused_parameters: bool = False
-
-    def __post_init__(self):
-        if self.mixed_precision is False:  # YAML 1.1 reads an unquoted `no` as false
-            object.__setattr__(self, "mixed_precision", "no")
-        check_fields(
-            self,
-            "train",
-            {
-                "epochs": at_least(1),
-                "max_steps": at_least(1),
-                "batch_size": at_least(1),
-                "grad_accum": at_least(1),
-                "lr": above(0),
-                "branch_lr": above(0),
-                "vision_lr": above(0),
-                "weight_decay": at_least(0),
-                "warmup_ratio": between(0, 1),
-                "max_grad_norm": at_least(0),
-                "mixed_precision": one_of("no", "bf16", "fp16"),
-                "base_dtype": one_of("float32", "bfloat16", "float16"),
-                "save_every": at_least(0),
-                "keep_last": at_least(0),
-                "log_every": at_least(1),
-                "seed": at_least(0),
-                "num_workers": at_least(0),
-            },
-        )
-        if not self.output_dir:
-            raise Vega3DError("train.output_dir: expected a folder path, got an empty string")
+    loss_sum: float = 0.0
+    micro: int = 0
+    gates: list = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    model: Vega3DConfig
-    data: DataConfig
-    train: TrainSettings
-    simulator: SimulatorSpec | None = None
+@dataclass
+class Run:
+    """What :func:`prepare` builds and the other steps share."""
 
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model.to_dict(),
-            "data": dataclasses.asdict(self.data),
-            "train": dataclasses.asdict(self.train),
-            "simulator": None if self.simulator is None else dataclasses.asdict(self.simulator),
-        }
+    config: TrainConfig
+    accelerator: object
+    model: torch.nn.Module  # as accelerate wrapped it
+    optimizer: object
+    loader: object
+    scheduler: object
+    total_steps: int
+    save_kwargs: dict
+    load_kwargs: dict
+    state: TrainState = field(default_factory=TrainState)
+    window: Window = field(default_factory=Window)
+    start: float = field(default_factory=time.time)
 
+    @property
+    def out(self) -> Path:
+        return Path(self.config.train.output_dir)
 
-def _section(cls, data, name, where):
-    if not isinstance(data, dict):
-        raise Vega3DError(f"{where}: section '{name}' must be a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise Vega3DError(f"{where}: unknown keys in '{name}': {sorted(unknown)}; valid: {sorted(names)}")
-    required = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise Vega3DError(f"{where}: section '{name}' lacks required keys {missing}")
-    try:
-        return cls(**data)
-    except Vega3DError as exc:
-        raise Vega3DError(f"{where}: {exc}") from None
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
 
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
 
-def _set_dotted(tree: dict, dotted: str, where: str) -> None:
-    if "=" not in dotted:
-        raise Vega3DError(f"override {dotted!r}: expected section.key=value (e.g. train.max_steps=10)")
-    key, value = dotted.split("=", 1)
-    parts = key.split(".")
-    node = tree
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise Vega3DError(f"override {dotted!r}: {p} is not a section of {where}")
-    node[parts[-1]] = yaml.safe_load(value)
-
-
-def load_train_config(path, overrides: list[str] = (), check_paths: bool = True) -> TrainConfig:
-    """Read a YAML training config; ``overrides`` are ``section.key=value`` strings.
-
-    Relative paths (model.base_model, simulator.path, data.annotations, data.media_root,
-    data.feature_store, train.output_dir) resolve against the YAML file's folder. Every
-    field's type and range is checked (see ``vega3d.mllm.fields``); ``check_paths``: also
-    check that the folders and files exist (:func:`check_config_paths`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise Vega3DError(f"{path}: training config not found")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise Vega3DError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(tree, dict):
-        raise Vega3DError(f"{path}: expected a mapping with sections model, data, train[, simulator]")
-    for o in overrides:
-        _set_dotted(tree, o, str(path))
-    unknown = set(tree) - {"model", "data", "train", "simulator"}
-    if unknown:
-        raise Vega3DError(f"{path}: unknown sections {sorted(unknown)}; valid: model, data, train, simulator")
-    for name in ("model", "data", "train"):
-        if name not in tree:
-            raise Vega3DError(f"{path}: missing section '{name}'")
-    root = path.resolve().parent
-
-    def resolve(section, key):
-        sec = tree.get(section)
-        if isinstance(sec, dict) and sec.get(key) and isinstance(sec[key], str):
-            p = Path(sec[key]).expanduser()
-            sec[key] = str(p if p.is_absolute() else (root / p).resolve())
-
-    for section, key in (
-        ("model", "base_model"),
-        ("simulator", "path"),
-        ("data", "annotations"),
-        ("data", "media_root"),
-        ("data", "feature_store"),
-        ("train", "output_dir"),
-    ):
-        resolve(section, key)
-    model = Vega3DConfig.from_dict(tree["model"], where=str(path))
-    data = _section(DataConfig, tree["data"], "data", str(path))
-    train = _section(TrainSettings, tree["train"], "train", str(path))
-    sim = tree.get("simulator")
-    sim = None if sim is None else _section(SimulatorSpec, sim, "simulator", str(path))
-    if model.generative and sim is None and not data.feature_store:
-        raise Vega3DError(
-            f"{path}: the generative branch is on but there is neither a 'simulator' section (online "
-            "features) nor data.feature_store (precomputed features)"
-        )
-    config = TrainConfig(model=model, data=data, train=train, simulator=sim)
-    if check_paths:
-        check_config_paths(config, str(path))
-    return config
-
-
-def check_config_paths(config: TrainConfig, where: str | None = None) -> None:
-    """Raise a :class:`Vega3DError` naming the field when a path of ``config`` does not exist
-    or is of the wrong kind (model.base_model must be a Qwen2.5-VL folder)."""
-    from vega3d.mllm.config import check_qwen_folder
-
-    where = f"{where}: " if where else ""
-    try:
-        check_qwen_folder(config.model.base_model, "model.base_model")
-    except Vega3DError as exc:
-        raise Vega3DError(f"{where}{exc}") from None
-    d = config.data
-    checks = [
-        ("data.annotations", d.annotations, "file"),
-        ("data.media_root", d.media_root, "dir"),
-        ("data.feature_store", d.feature_store, "dir"),
-    ]
-    if config.simulator is not None:
-        checks.append(("simulator.path", config.simulator.path, "dir"))
-    for field, value, kind in checks:
-        if not value:
-            continue
-        p = Path(value)
-        if not p.exists():
-            raise Vega3DError(
-                f"{where}{field}: {p} does not exist (expected a {'file' if kind == 'file' else 'folder'})"
-            )
-        if kind == "file" and not p.is_file():
-            raise Vega3DError(f"{where}{field}: {p} is a folder, expected a file")
-        if kind == "dir" and not p.is_dir():
-            raise Vega3DError(f"{where}{field}: {p} is a file, expected a folder")
-    out = Path(config.train.output_dir)
-    if out.exists() and not out.is_dir():
-        raise Vega3DError(f"{where}train.output_dir: {out} is a file, expected a folder")
-
-
-SIMULATOR_KEYS = ("timestep", "shift", "block", "height", "width", "seed")
-
-
-def _describe_extraction(ext: dict) -> str:
-    model = ext.get("model") if isinstance(ext.get("model"), dict) else {}
-    items = [f"{k}={ext[k]}" for k in SIMULATOR_KEYS if k in ext]
-    items += [f"mode={ext.get('mode', 'frame')}", f"dtype={ext.get('dtype')}"]
-    if model.get("path"):
-        items.append(f"model={model['path']}")
-    if model.get("weights_hash"):
-        items.append(f"weights {str(model['weights_hash'])[:12]}")
-    if ext.get("stand_in"):
-        items.append("STAND-IN weights")
-    return ", ".join(items)
-
-
-def check_feature_store(config: TrainConfig, where: str | None = None) -> str | None:
-    """With ``data.feature_store``: compare the store's extraction config with the
-    ``simulator`` section when both are given (timestep, shift, block, height, width, seed,
-    frame mode and the Wan weights hash; the compute dtype is a run choice, as for
-    checkpoints) and raise listing the differing fields. Returns a line saying which simulator
-    config the features come from (None without a store)."""
-    store_path = config.data.feature_store
-    if not store_path:
-        return None
-    from vega3d.store import FeatureStore
-
-    ext = FeatureStore(store_path).extraction_config
-    spec = config.simulator
-    if spec is None:
-        return (
-            f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
-            "(no 'simulator' section to compare with)"
-        )
-    diffs = []
-    for key in SIMULATOR_KEYS:
-        stored, given = ext.get(key), getattr(spec, key)
-        if stored is None or float(stored) != float(given):
-            diffs.append(f"{key}: store {stored} vs simulator section {given}")
-    if ext.get("mode", "frame") != "frame":
-        diffs.append(f"mode: store {ext.get('mode')!r} vs simulator section 'frame' (online features are per frame)")
-    stored_hash = (ext.get("model") or {}).get("weights_hash") if isinstance(ext.get("model"), dict) else None
-    if stored_hash:
-        from vega3d.simulator.layouts import detect_layout, weight_files, weights_hash
-
-        root = Path(spec.path).expanduser()
-        given_hash = weights_hash(root, weight_files(root, detect_layout(root)))
-        if given_hash != stored_hash:
-            diffs.append(
-                f"model.weights_hash: store {stored_hash[:12]}… vs simulator section {given_hash[:12]}… ({spec.path})"
-            )
-    if diffs:
-        raise Vega3DError(
-            f"{where + ': ' if where else ''}data.feature_store {store_path} was extracted with another simulator config than the "
-            f"'simulator' section ({'; '.join(diffs)}); use a store extracted with these settings, or drop the "
-            "'simulator' section to train on the store as it was extracted"
-        )
-    return (
-        f"simulator: features from data.feature_store {store_path}, extracted with {_describe_extraction(ext)} "
-        "(matches the 'simulator' section)"
-    )
-
-
-# -- checkpoints ----------------------------------------------------------------------------
-def complete_checkpoints(output_dir) -> list[Path]:
-    """``OUTPUT/checkpoints/step-*`` folders holding a trainer_state.json, oldest first."""
-    folder = Path(output_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.glob("step-*") if (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def _register_trainable_only_hooks(accelerator, model):
-    """accelerate's save_state/load_state: keep only trainable tensors of the model
-    (the frozen base is reloaded from its folder, never copied into checkpoints)."""
-    from safetensors.torch import load_file
-
-    trainable = set(model.trainable_names())
-
-    def strip(name):
-        return name[len("module.") :] if name.startswith("module.") else name
-
-    def save_hook(models, weights, output_dir):
-        for i, w in enumerate(weights):
-            weights[i] = {k: v for k, v in w.items() if strip(k) in trainable}
-
-    def load_hook(models, input_dir):
-        file = Path(input_dir) / "model.safetensors"
-        if not file.is_file():
-            raise Vega3DError(f"{input_dir}: checkpoint lacks model.safetensors")
-        tensors = {strip(k): v for k, v in load_file(str(file)).items()}
-        if set(tensors) != trainable:
-            raise Vega3DError(
-                f"{file}: holds {len(tensors)} tensors, expected the model's {len(trainable)} trainable "
-                f"parameters (unexpected {sorted(set(tensors) - trainable)[:3]}, "
-                f"missing {sorted(trainable - set(tensors))[:3]})"
-            )
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for k, v in tensors.items():
-                params[k].copy_(v)
-        models.clear()  # loaded here; accelerate must not load it again
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
-
-
-# -- the loop -------------------------------------------------------------------------------
-def build_simulator(spec: SimulatorSpec, device):
-    from vega3d.simulator import WanWorldSimulator
-
-    return WanWorldSimulator.from_pretrained(
-        spec.path,
-        timestep=spec.timestep,
-        shift=spec.shift,
-        block=spec.block,
-        height=spec.height,
-        width=spec.width,
-        seed=spec.seed,
-        dtype=spec.dtype,
-        device=spec.device or device,
-        batch_frames=spec.batch_frames,
-    )
+    @property
+    def finished(self) -> bool:
+        t = self.config.train
+        return self.state.step >= self.total_steps or not (t.max_steps or self.state.epoch < t.epochs)
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) training; returns the folder of the final model checkpoint."""
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, DistributedType
-    from tqdm.auto import tqdm
+    run = prepare(config)
+    resume(run)
+    bar = progress_bar(
+        total=run.total_steps, initial=run.state.step, enabled=progress and run.main, desc="train", unit="step"
+    )
+    run.model.train()
+    run.start = time.time()
+    while not run.finished:
+        run_epoch(run, bar)
+    bar.close()
+    return finish(run)
+
+
+# -- prepare ----------------------------------------------------------------------------------
+def prepare(config: TrainConfig) -> Run:
+    """Check the config's paths and store, then build the accelerator, the model (+ simulator or
+    store), the optimizer, the data and the LR schedule, all wrapped by accelerate."""
     from transformers import get_cosine_schedule_with_warmup
 
-    from vega3d.mllm.data import ConversationDataset, collate, to_device
-    from vega3d.mllm.model import Vega3DQwen, torch_dtype
-    from vega3d.mllm.processing import Vega3DProcessor
-
     t = config.train
-    out = Path(t.output_dir)
     check_config_paths(config)
     store_line = check_feature_store(config)
+    accelerator = make_accelerator(t)
+    if accelerator.is_main_process and store_line:
+        print(store_line, file=sys.stderr)
+    model = build_model(config, accelerator.device)
+    if accelerator.is_main_process and (note := model.stand_in_notice(STAND_IN_CONSEQUENCE)):
+        print(note, file=sys.stderr)
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    optimizer = make_optimizer(model, t)
+    loader = build_loader(config, model)
+    total = total_steps(t, len(loader.dataset), accelerator.num_processes, accelerator.is_main_process)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total), total)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    save_kwargs, load_kwargs = _state_kwargs(accelerator, accelerator.unwrap_model(model))
+    return Run(config, accelerator, model, optimizer, loader, scheduler, total, save_kwargs, load_kwargs)
+
+
+def make_accelerator(t):
+    """The accelerator for ``t`` (a TrainSettings), with the global RNGs seeded per process."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
+
     accelerator = Accelerator(
         mixed_precision=t.mixed_precision,
         gradient_accumulation_steps=t.grad_accum,
@@ -424,200 +169,257 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     # Dropout (LoRA, attention) draws from the global RNGs, which cannot take a Generator:
     # training is a program entry point, so it seeds them here (per process), and resume
     # restores them from the checkpoint. Model initialisation uses its own forked seed.
-    from accelerate.utils import set_seed
-
     set_seed(t.seed, device_specific=True)
-    is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
-    is_fsdp = accelerator.distributed_type == DistributedType.FSDP
-    main = accelerator.is_main_process
-    if main and store_line:
-        print(store_line, file=sys.stderr)
+    return accelerator
 
-    # Model (+ simulator outside it).
-    model = Vega3DQwen.from_config(config.model, dtype=torch_dtype(t.base_dtype), device="cpu")
-    simulator = store_config = None
-    if config.model.generative and not config.data.feature_store:
-        simulator = build_simulator(config.simulator, accelerator.device)
-        model.attach_simulator(simulator)
-        model.config = model.config.replace(simulator=simulator.config.to_dict())
-    elif config.data.feature_store:
+
+def build_model(config: TrainConfig, device):
+    """The model family's part of :func:`prepare`: the model with its feature source (an
+    attached simulator, or the feature store's extraction config recorded) and the training
+    preprocessing recorded in its config."""
+    from vega3d.mllm.model import Vega3DQwen
+
+    d = config.data
+    model = Vega3DQwen.from_config(config.model, dtype=config.train.base_dtype, device="cpu")
+    recorded = config.model.simulator
+    if d.feature_store:
         from vega3d.store import FeatureStore
 
-        store_config = FeatureStore(config.data.feature_store).extraction_config
-        model.config = model.config.replace(simulator=store_config)
-    parts = stand_in_parts(
-        base_model=config.model.base_model,
-        simulator=simulator.config.to_dict() if simulator is not None else None,
-        features=store_config,
-    )
-    if main and parts:
-        print(
-            "NOTE: small STAND-IN(s) with random weights: "
-            + "; ".join(parts)
-            + ". This run only shows that training works; the model it writes is meaningless "
-            "(its checkpoint records stand_in: true).",
-            file=sys.stderr,
-        )
-    d = config.data
-    model.config = model.config.replace(
-        preprocessing={
-            "num_frames": d.num_frames,
-            "frame_fps": d.frame_fps,
-            "video_min_pixels": d.video_min_pixels,
-            "video_max_pixels": d.video_max_pixels,
-        }
-    )
-    if t.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    groups = model.parameter_groups()
-    lrs = {"branch": t.branch_lr if t.branch_lr is not None else t.lr, "llm": t.lr, "vision": t.vision_lr}
-    param_groups = [{"params": ps, "lr": lrs[k], "name": k} for k, ps in groups.items() if ps]
-    if not param_groups:
-        raise Vega3DError("nothing to train: every part of the model is frozen (check model.train_* and model.llm)")
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=t.weight_decay)
+        recorded = FeatureStore(d.feature_store).extraction_config
+    elif config.model.generative:
+        simulator = build_simulator(config.simulator, device)
+        model.attach_simulator(simulator)
+        recorded = simulator.config.to_dict()
+    preprocessing = {
+        "num_frames": d.num_frames,
+        "frame_fps": d.frame_fps,
+        "video_min_pixels": d.video_min_pixels,
+        "video_max_pixels": d.video_max_pixels,
+    }
+    model.config = model.config.replace(simulator=recorded, preprocessing=preprocessing)
+    return model
 
-    # Data.
-    processor = Vega3DProcessor.from_pretrained(
-        config.model.base_model, config.data.video_min_pixels, config.data.video_max_pixels
-    )
-    dataset = ConversationDataset(config.data, processor, need_frames=simulator is not None)
-    loader = torch.utils.data.DataLoader(
+
+def build_simulator(spec: SimulatorSpec, device):
+    """The online simulator of the ``simulator`` section (on ``spec.device``, else ``device``)."""
+    from vega3d.simulator import WanWorldSimulator
+
+    kwargs = spec.model_dump(exclude={"path", "device"})
+    return WanWorldSimulator.from_pretrained(spec.path, device=spec.device or device, **kwargs)
+
+
+def build_loader(config: TrainConfig, model):
+    """The model family's data: the processor, the dataset (frames only when a simulator is
+    attached) and its shuffled DataLoader."""
+    from vega3d.mllm.data import ConversationDataset, collate
+    from vega3d.mllm.processing import Vega3DProcessor
+
+    d, t = config.data, config.train
+    processor = Vega3DProcessor.from_pretrained(config.model.base_model, d.video_min_pixels, d.video_max_pixels)
+    dataset = ConversationDataset(d, processor, need_frames=model.simulator is not None)
+    return torch.utils.data.DataLoader(
         dataset,
         batch_size=t.batch_size,
         shuffle=True,
         num_workers=t.num_workers,
         collate_fn=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
     )
-    steps_per_epoch = math.ceil(math.ceil(len(dataset) / (t.batch_size * accelerator.num_processes)) / t.grad_accum)
-    # As in HF Trainer: max_steps, when set, overrides epochs (as many epochs as it takes).
-    total_steps = t.max_steps or steps_per_epoch * t.epochs
-    if main and t.max_steps and t.max_steps != steps_per_epoch * t.epochs:
+
+
+def make_optimizer(model, t) -> torch.optim.AdamW:
+    """AdamW over the model's parameter groups, each at its LR (branch, llm, vision)."""
+    lrs = {"branch": t.branch_lr if t.branch_lr is not None else t.lr, "llm": t.lr, "vision": t.vision_lr}
+    groups = [{"params": ps, "lr": lrs[k], "name": k} for k, ps in model.parameter_groups().items() if ps]
+    if not groups:
+        raise Vega3DError("nothing to train: every part of the model is frozen (check model.train_* and model.llm)")
+    return torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+
+
+def total_steps(t, num_records: int, num_processes: int, main: bool) -> int:
+    """Optimizer steps of the run. As in HF Trainer, max_steps, when set, overrides epochs
+    (as many epochs as it takes; the main process says so)."""
+    per_epoch = math.ceil(math.ceil(num_records / (t.batch_size * num_processes)) / t.grad_accum)
+    if main and t.max_steps and t.max_steps != per_epoch * t.epochs:
         print(
-            f"train.max_steps={t.max_steps} overrides train.epochs={t.epochs}: {steps_per_epoch} optimizer "
-            f"step(s) per epoch, so {math.ceil(t.max_steps / steps_per_epoch)} epoch(s), the last one possibly "
+            f"train.max_steps={t.max_steps} overrides train.epochs={t.epochs}: {per_epoch} optimizer "
+            f"step(s) per epoch, so {math.ceil(t.max_steps / per_epoch)} epoch(s), the last one possibly "
             "partial; the LR schedule is sized for the max_steps steps",
             file=sys.stderr,
         )
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    unwrapped = accelerator.unwrap_model(model)
-    if not (is_ds or is_fsdp):  # DeepSpeed: exclude_frozen_parameters; FSDP saves its own (sharded) state
-        _register_trainable_only_hooks(accelerator, unwrapped)
-    save_kwargs = {"exclude_frozen_parameters": True} if is_ds else {}
-    load_kwargs = {"load_module_strict": False} if is_ds else {}
+    return t.max_steps or per_epoch * t.epochs
 
-    # Resume.
-    step, epoch, batches_done, skipped = 0, 0, 0, 0
-    done = complete_checkpoints(out)
+
+def _state_kwargs(accelerator, model) -> tuple[dict, dict]:
+    """accelerate save_state/load_state options: trainable tensors only in the saved state."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.DEEPSPEED:
+        return {"exclude_frozen_parameters": True}, {"load_module_strict": False}
+    if kind != DistributedType.FSDP:  # FSDP saves its own (sharded) state
+        _register_trainable_only_hooks(accelerator, model)
+    return {}, {}
+
+
+def _register_trainable_only_hooks(accelerator, model):
+    """accelerate's save_state/load_state: keep only trainable tensors of the model
+    (the frozen base is reloaded from its folder, never copied into checkpoints)."""
+    from safetensors.torch import load_file
+
+    from vega3d.mllm.checkpoint import copy_trainable
+
+    trainable = set(model.trainable_names())
+
+    def save_hook(models, weights, output_dir):
+        for i, w in enumerate(weights):
+            weights[i] = {k: v for k, v in w.items() if k.removeprefix("module.") in trainable}
+
+    def load_hook(models, input_dir):
+        file = Path(input_dir) / "model.safetensors"
+        copy_trainable(model, {k.removeprefix("module."): v for k, v in load_file(str(file)).items()}, file)
+        models.clear()  # loaded here; accelerate must not load it again
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+# -- resume -----------------------------------------------------------------------------------
+def complete_checkpoints(output_dir) -> list[Path]:
+    """``OUTPUT/checkpoints/step-*`` folders holding a trainer_state.json, oldest first."""
+    folder = Path(output_dir) / "checkpoints"
+    found = [p for p in folder.glob("step-*") if (p / STATE_FILE).is_file()] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def resume(run: Run) -> None:
+    """Continue from the last complete checkpoint in the output folder, if any — refused when
+    it holds another experiment (model, data or simulator sections differ); record this run's
+    config and drop log lines after the resumed step (a crashed run's tail)."""
+    out, done = run.out, complete_checkpoints(run.out)
     previous = out / "train_config.json"
     if done and previous.is_file():
-        old, new = json.loads(previous.read_text()), json.loads(json.dumps(config.to_dict()))
-        diff = [
-            f"{sec}.{k}"
-            for sec in ("model", "data", "simulator")
-            for k in sorted(set(old.get(sec) or {}) | set(new.get(sec) or {}))
-            if (old.get(sec) or {}).get(k) != (new.get(sec) or {}).get(k)
-        ]
+        diff = config_differences(read_json(previous, "train_config.json"), run.config.to_dict())
         if diff:
             raise Vega3DError(
                 f"{out} holds a run with a different configuration ({', '.join(diff[:6])}); resuming it would mix "
                 "two experiments — use another train.output_dir"
             )
     if done:
-        last = done[-1]
-        accelerator.load_state(str(last / "state"), **load_kwargs)
-        state = json.loads((last / STATE_FILE).read_text())
-        step, epoch, batches_done, skipped = state["step"], state["epoch"], state["batches_done"], state["skipped"]
-        accelerator.print(f"resumed from {last} (step {step}, epoch {epoch}, batch {batches_done})")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    log_file = out / "log.jsonl"
-    if main and log_file.is_file():  # drop entries after the resumed step (a crashed run's tail)
-        lines = [ln for ln in log_file.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        log_file.write_text("".join(ln + "\n" for ln in lines))
+        run.accelerator.load_state(str(done[-1] / "state"), **run.load_kwargs)
+        run.state = TrainState(**read_json(done[-1] / STATE_FILE, "trainer state"))
+        s = run.state
+        run.accelerator.print(f"resumed from {done[-1]} (step {s.step}, epoch {s.epoch}, batch {s.batches_done})")
+    if run.main:
+        write_json(previous, run.config.to_dict())
+        log_file = out / "log.jsonl"
+        if log_file.is_file():
+            lines = [ln for ln in log_file.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["step"] <= run.state.step]
+            log_file.write_text("".join(ln + "\n" for ln in kept))
 
-    def save(step_now):
-        folder = out / "checkpoints" / f"step-{step_now:07d}"
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(folder / "state"), **save_kwargs)
-        state_dict = accelerator.get_state_dict(model)
-        if main:
-            unwrapped.save_pretrained(folder / "model", state_dict=state_dict)
-            state = {"step": step_now, "epoch": epoch, "batches_done": batches_done, "skipped": skipped}
-            (folder / STATE_FILE).write_text(json.dumps(state))
-            for old in complete_checkpoints(out)[: -t.keep_last] if t.keep_last > 0 else []:
-                shutil.rmtree(old)
-        accelerator.wait_for_everyone()
 
-    bar = tqdm(total=total_steps, initial=step, disable=not (progress and main), desc="train", unit="step")
-    model.train()
-    start = time.time()
-    loss_sum, gate_values, micro = 0.0, [], 0
-    while step < total_steps and (t.max_steps or epoch < t.epochs):
-        loader.set_epoch(epoch)
-        fresh_epoch, step_at_start = batches_done == 0, step
-        epoch_loader = accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
-        for batch in epoch_loader:
-            batches_done += 1
-            n_local = torch.tensor([len(batch["ids"]), batch["num_skipped"]], device=accelerator.device)
-            counts = accelerator.gather(n_local).reshape(-1, 2)
-            skipped += int(counts[:, 1].sum())
-            if int(counts[:, 0].min()) == 0:  # a process has no valid sample: all skip this batch
-                continue
-            inputs = to_device(batch, accelerator.device)
-            with accelerator.accumulate(model):
-                output = model(**inputs)
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients and t.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            loss_sum += float(accelerator.reduce(output.loss.detach(), "mean"))
-            micro += 1
-            if output.gate_means is not None:
-                gate_values.extend(output.gate_means.detach().float().cpu().tolist())
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            if step % t.log_every == 0 or step == total_steps:
-                record = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": loss_sum / micro,
-                    "lr": scheduler.get_last_lr()[0],
-                    "skipped_records": skipped,
-                    "elapsed_s": round(time.time() - start, 3),
-                }
-                if gate_values:
-                    g = torch.tensor(gate_values)
-                    record.update(gate_mean=float(g.mean()), gate_min=float(g.min()), gate_max=float(g.max()))
-                if main:
-                    with open(log_file, "a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", gate=f"{record.get('gate_mean', float('nan')):.3f}")
-                loss_sum, gate_values, micro = 0.0, [], 0
-            if t.save_every and step % t.save_every == 0:
-                save(step)
-            if step >= total_steps:
-                break
-        else:
-            if fresh_epoch and step == step_at_start:  # e.g. every record skipped: would loop forever
-                raise Vega3DError(
-                    f"epoch {epoch} made no optimizer step (skipped records: {skipped}); check data.annotations"
-                )
-            epoch, batches_done = epoch + 1, 0
+# -- the loop ---------------------------------------------------------------------------------
+def run_epoch(run: Run, bar) -> None:
+    """The rest of the current epoch (all of it when fresh); returns early at the last step.
+    An epoch that makes no optimizer step (every record skipped) is an error, not a hang."""
+    s = run.state
+    run.loader.set_epoch(s.epoch)
+    fresh, step_at_start = s.batches_done == 0, s.step
+    batches = run.accelerator.skip_first_batches(run.loader, s.batches_done) if s.batches_done else run.loader
+    for batch in batches:
+        s.batches_done += 1
+        if not train_step(run, batch):
             continue
-        break
-    bar.close()
-    if not (complete_checkpoints(out) and complete_checkpoints(out)[-1].name == f"step-{step:07d}"):
-        save(step)
-    state_dict = accelerator.get_state_dict(model)
-    final = out / "model"
-    if main:
-        unwrapped.save_pretrained(final, state_dict=state_dict)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+        bar.update(1)
+        t = run.config.train
+        if s.step % t.log_every == 0 or s.step == run.total_steps:
+            log(run, bar)
+        if t.save_every and s.step % t.save_every == 0:
+            save(run)
+        if s.step >= run.total_steps:
+            return
+    if fresh and s.step == step_at_start:
+        raise Vega3DError(
+            f"epoch {s.epoch} made no optimizer step (skipped records: {s.skipped}); check data.annotations"
+        )
+    s.epoch, s.batches_done = s.epoch + 1, 0
+
+
+def train_step(run: Run, batch: dict) -> bool:
+    """One micro-batch: forward, backward, and (every ``grad_accum``) the optimizer and LR
+    steps. Returns True when an optimizer step was made. A batch in which any process has no
+    valid record is skipped by all processes (so DDP cannot hang)."""
+    from vega3d.mllm.data import to_device
+
+    acc, s, w = run.accelerator, run.state, run.window
+    counts = acc.gather(torch.tensor([len(batch["ids"]), batch["num_skipped"]], device=acc.device)).reshape(-1, 2)
+    s.skipped += int(counts[:, 1].sum())
+    if int(counts[:, 0].min()) == 0:
+        return False
+    with acc.accumulate(run.model):
+        output = run.model(**to_device(batch, acc.device))
+        acc.backward(output.loss)
+        if acc.sync_gradients and run.config.train.max_grad_norm:
+            acc.clip_grad_norm_(run.model.parameters(), run.config.train.max_grad_norm)
+        run.optimizer.step()
+        run.optimizer.zero_grad()
+    w.loss_sum += float(acc.reduce(output.loss.detach(), "mean"))
+    w.micro += 1
+    if output.gate_means is not None:
+        w.gates.extend(output.gate_means.detach().float().cpu().tolist())
+    if not acc.sync_gradients:
+        return False
+    run.scheduler.step()
+    s.step += 1
+    return True
+
+
+def log(run: Run, bar) -> None:
+    """One ``log.jsonl`` line (main process) over the window since the last one; resets it."""
+    s, w = run.state, run.window
+    record = {
+        "step": s.step,
+        "epoch": s.epoch,
+        "loss": w.loss_sum / w.micro,
+        "lr": run.scheduler.get_last_lr()[0],
+        "skipped_records": s.skipped,
+        "elapsed_s": round(time.time() - run.start, 3),
+    }
+    if w.gates:
+        g = torch.tensor(w.gates)
+        record.update(gate_mean=float(g.mean()), gate_min=float(g.min()), gate_max=float(g.max()))
+    if run.main:
+        with open(run.out / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        bar.set_postfix(loss=f"{record['loss']:.4f}", gate=f"{record.get('gate_mean', float('nan')):.3f}")
+    run.window = Window()
+
+
+def save(run: Run) -> None:
+    """``OUTPUT/checkpoints/step-XXXXXXX/``: accelerate's state, the model checkpoint, and
+    ``trainer_state.json`` last (it marks the checkpoint complete); keeps ``keep_last``."""
+    acc, keep = run.accelerator, run.config.train.keep_last
+    folder = run.out / "checkpoints" / f"step-{run.state.step:07d}"
+    acc.wait_for_everyone()
+    acc.save_state(str(folder / "state"), **run.save_kwargs)
+    state_dict = acc.get_state_dict(run.model)
+    if run.main:
+        run.unwrapped.save_pretrained(folder / "model", state_dict=state_dict)
+        write_json(folder / STATE_FILE, dataclasses.asdict(run.state))
+        for old in complete_checkpoints(run.out)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old)
+    acc.wait_for_everyone()
+
+
+def finish(run: Run) -> Path:
+    """Save the last step (unless just saved) and the final model (``OUTPUT/model``)."""
+    done = complete_checkpoints(run.out)
+    if not (done and done[-1].name == f"step-{run.state.step:07d}"):
+        save(run)
+    state_dict = run.accelerator.get_state_dict(run.model)
+    final = run.out / "model"
+    if run.main:
+        run.unwrapped.save_pretrained(final, state_dict=state_dict)
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
     return final

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from vega3d.standin import is_stand_in, write_marker
+from vega3d.standin import write_marker
 
 # Qwen2.5-VL's special tokens, in the order the real tokenizer numbers them.
 QWEN_SPECIAL_TOKENS = (
@@ -183,48 +183,3 @@ def save_tiny_qwen25vl(path, seed: int = 0, vocab_size: int = 384) -> Path:
         recipe={"seed": seed, "vocab_size": vocab_size},
     )
     return path
-
-
-def stand_in_parts(base_model=None, simulator: dict | None = None, features: dict | None = None) -> list[str]:
-    """Which inputs of a run are random-weight stand-ins, as phrases for a notice.
-
-    ``base_model``: a Qwen2.5-VL folder (stand-in: it holds ``STAND_IN.md``);
-    ``simulator``: the online simulator's config dict; ``features``: the extraction config
-    of precomputed features (a feature store's, or the one a checkpoint records) — both are
-    stand-ins when they say ``stand_in``."""
-    parts = []
-    if base_model and is_stand_in(base_model):
-        parts.append(f"the Qwen2.5-VL base ({base_model})")
-    if isinstance(simulator, dict) and simulator.get("stand_in"):
-        path = (simulator.get("model") or {}).get("path") if isinstance(simulator.get("model"), dict) else None
-        parts.append("the Wan simulator" + (f" ({path})" if path else ""))
-    if isinstance(features, dict) and features.get("stand_in"):
-        parts.append("the generative features (extracted by a stand-in Wan simulator)")
-    return parts
-
-
-def model_stand_in_parts(model) -> list[str]:
-    """:func:`stand_in_parts` of a :class:`Vega3DQwen`: its base folder, its attached
-    simulator, and the simulator its checkpoint records (the features it was trained on,
-    when no attached simulator already says it is a stand-in). A checkpoint whose top-level
-    ``stand_in`` flag is set counts even when neither can be checked here (e.g. the base
-    folder moved)."""
-    config = model.config
-    simulator = model.simulator.config.to_dict() if model.simulator is not None else None
-    recorded = config.simulator if isinstance(config.simulator, dict) else None
-    parts = stand_in_parts(
-        config.base_model, simulator, None if simulator is not None and simulator.get("stand_in") else recorded
-    )
-    if not parts and getattr(model, "recorded_stand_in", False):
-        parts.append("the checkpoint (its vega3d_config.json records stand_in: true)")
-    return parts
-
-
-def stand_in_notice(model) -> str | None:
-    """A one-paragraph warning when a :class:`Vega3DQwen`'s base model, attached simulator
-    or recorded training features are random-weight stand-ins (their outputs are
-    meaningless), else None."""
-    parts = model_stand_in_parts(model)
-    if not parts:
-        return None
-    return "NOTE: small STAND-IN(s) with random weights: " + "; ".join(parts) + ". The answers below are meaningless."
