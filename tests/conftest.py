@@ -1,6 +1,7 @@
 """Shared test setup: never touch a model hub; keep torch quiet; fixtures every folder uses."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,20 @@ def tiny(tmp_path_factory):
     from vega3d.standin.data import write_tiny_setup
 
     return write_tiny_setup(tmp_path_factory.mktemp("mllm_tiny"))
+
+
+# Data shared by the project's checkouts lives beside the repository, in ../shared (not shipped).
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tum_sample() -> Path:
+    """The real 10-frame TUM RGB-D sample (fr1/xyz, SensReader layout; CC BY 4.0) at
+    ``<repository>/../shared/data/tum_fr1_xyz_10``. Skipped where ``../shared`` does not exist
+    (a checkout on its own); a failure where ``../shared`` exists but the sample is missing."""
+    folder = SHARED / "data" / "tum_fr1_xyz_10"
+    if not SHARED.is_dir():
+        pytest.skip(f"no shared data folder {SHARED} beside the repository (it holds the real TUM sample)")
+    if not (folder / "color").is_dir():
+        pytest.fail(f"{folder}: the real TUM RGB-D sample is missing although {SHARED} exists")
+    return folder

@@ -10,6 +10,11 @@ A clean implementation of VEGA-3D (arXiv 2603.19235). Subpackages, one concept e
 - ``vega3d.store``     — on-disk feature store and distributed extraction
 - ``vega3d.mllm``      — Qwen2.5-VL with the generative branch: train, save, load, answer
 - ``vega3d.eval``      — benchmark metrics (ScanRefer, Multi3DRefer, Scan2Cap, ScanQA, SQA3D, VSI-Bench)
+- ``vega3d.standin``   — tiny random-weight stand-ins of the real models, their marker and notice
+
+Shared by all: ``vega3d.media`` (reading videos and frame/scan folders), ``vega3d.files`` (JSON,
+atomic writes, content hashes), ``vega3d.config`` (the pydantic config base), ``vega3d.devices``
+(devices, dtypes), ``vega3d.progress`` (progress bars), ``vega3d.grids`` (the feature-grid cells).
 """
 
 from vega3d.errors import Vega3DError

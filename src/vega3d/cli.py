@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from vega3d.errors import Vega3DError
@@ -39,6 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+def command_line(args: argparse.Namespace, positional: tuple[str, ...] = ()) -> str:
+    """The command that ``args`` stand for, as a shell line (``vega3d probe SCENE --encoder ...``):
+    ``positional`` arguments first, then every option that is set (lists repeat their flag)."""
+    parts = ["vega3d", args.command] + [str(getattr(args, name)) for name in positional]
+    for key, value in vars(args).items():
+        if key in ("func", "command", *positional) or value is None or value is False or value == []:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        else:
+            for v in value if isinstance(value, list) else [value]:
+                parts += [flag, str(v)]
+    return shlex.join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -244,3 +244,23 @@ def test_hf_image_size_not_a_multiple_of_the_patch(tmp_path):
     with torch.no_grad():
         ref = model.eval()(pixel_values=(x - 0.5) / 0.5).last_hidden_state
     torch.testing.assert_close(f, ref.reshape(3, 3, 3, 32), rtol=1e-4, atol=1e-4)
+
+
+def test_check_encoder_checks_names_and_options_without_building_anything(tmp_path):
+    from vega3d.encoders import check_encoder
+    from vega3d.encoders.wan import WanEncoder
+
+    nowhere = tmp_path / "not_written"  # no model is read: the folder need not exist yet
+    assert check_encoder("wan", {"model": nowhere, "block": 2, "vae_dtype": "bfloat16"}) is WanEncoder
+    for name, options, message in [
+        ("nosuch", {}, r"unknown encoder 'nosuch'; expected one of \['hf', "),
+        ("hf", {}, r"encoder 'hf' needs model=<.*folder> \(on the command line: --model DIR\)"),
+        ("wan", {"block": 2}, r"encoder 'wan' needs model="),
+        ("wan", {"model": nowhere, "layer": 3}, r"unknown option\(s\) \['layer'\]; valid: .*'vae_dtype'"),
+        ("pixels", {"stride": 8, "block": 3}, r"unknown option\(s\) \['block'\]; valid: \['center', 'stride'\]"),
+    ]:
+        with pytest.raises(Vega3DError, match=message):
+            check_encoder(name, options)
+    with pytest.raises(Vega3DError, match="needs model="):  # build_encoder checks first: no TypeError
+        build_encoder("hf")
+    assert not nowhere.exists()

@@ -331,3 +331,58 @@ def test_probe_cli_hf_layer_out_of_range(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "layer 9" in err and "3 hidden states" in err and "[-3, 2]" in err
+
+
+def _probe(tmp_path, *argv):
+    return cli.main(["probe", *argv, "--frames", "3", "--out", str(tmp_path / "o"), "--no-figures"])
+
+
+def test_probe_cli_hf_without_model_is_one_line(tmp_path, capsys):
+    assert _probe(tmp_path, "synthetic", "--encoder", "hf") == 2
+    err = capsys.readouterr().err
+    assert "encoder 'hf' needs model=" in err and "--model" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_probe_cli_on_a_file_says_it_is_a_file(tmp_path, capsys):
+    (tmp_path / "scene.txt").write_text("x")
+    assert _probe(tmp_path, str(tmp_path / "scene.txt"), "--encoder", "pixels") == 2
+    err = capsys.readouterr().err
+    assert "scene.txt: is a file, not a folder; expected a scan folder" in err and "does not exist" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--encoder", "nosuch"], "unknown encoder 'nosuch'"),
+        (["--encoder", "wan"], "encoder 'wan' needs model="),
+        (["--encoder", "pixels", "--layer", "3"], "unknown option(s) ['layer']"),
+        (["--encoder", "pixels", "--sweep", "blocks=1"], "needs the 'wan' encoder"),
+    ],
+)
+def test_probe_cli_rejects_a_bad_encoder_before_loading_anything(tmp_path, capsys, monkeypatch, argv, message):
+    import vega3d.probe.run
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the scene was loaded before the encoder was checked")
+
+    monkeypatch.setattr(vega3d.probe.run, "load_probe_scene", must_not_load)
+    assert _probe(tmp_path, "synthetic", *argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_probe_cli_position_encoder_prints_one_table(tmp_path, capsys):
+    argv = ["synthetic", "--encoder", "position", "--synthetic-size", "64x96", "--option", "min_motion_px=4"]
+    assert _probe(tmp_path, *argv, "--option", "recall_stride_px=8") == 0
+    text = capsys.readouterr().out
+    assert text.count("AUROC, position-controlled") == 1 and "the position-only control itself" in text
+    report = json.loads((tmp_path / "o" / "probe.json").read_text())
+    assert report["position_control"] == report["result"]
+
+
+def test_probe_cli_progress_in_a_log_is_plain_lines(tmp_path, capsys):
+    argv = ["synthetic", "--encoder", "pixels", "--synthetic-size", "64x96", "--option", "min_motion_px=4"]
+    assert _probe(tmp_path, *argv, "--option", "recall_stride_px=8") == 0
+    err = capsys.readouterr().err  # not a terminal: no bar redrawn with carriage returns
+    assert "\r" not in err and "probe: 4/4 stage" in err and "probe: scoring:" in err

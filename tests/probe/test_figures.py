@@ -31,3 +31,18 @@ def test_sweep_plot_integer_block_ticks_and_legend_outside(rows, tmp_path):
     plt.close(fig)
     path = sweep_figure(rows, "block", tmp_path / "s.png", control=rows[1]["result"])
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pca_figure_labels_its_rows(scene, tmp_path, monkeypatch):
+    from vega3d.probe import figures
+
+    shown = {}
+
+    def keep(fig, path, dpi, title="", tight=True):
+        shown["labels"] = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+        shown["title"] = title
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    figures.pca_figure(scene, world_fourier_features(scene), tmp_path / "p.png", title="t")
+    assert shown["labels"][0] == "frames" and "PCA" in shown["labels"][1] and shown["title"] == "t"

@@ -1,19 +1,12 @@
-"""The probe on 10 real TUM RGB-D frames (skipped when the shared sample is absent)."""
-
-from pathlib import Path
-
-import pytest
-
-TUM = Path(__file__).resolve().parents[3] / "shared" / "data" / "tum_fr1_xyz_10"
+"""The probe on 10 real TUM RGB-D frames (the ``tum_sample`` fixture: skipped without ../shared)."""
 
 
-@pytest.mark.skipif(not TUM.is_dir(), reason="TUM RGB-D sample not present")
-def test_real_scan_poses_agree_and_position_alone_is_controlled():
+def test_real_scan_poses_agree_and_position_alone_is_controlled(tum_sample):
     from vega3d.encoders import build_encoder
     from vega3d.probe import score
     from vega3d.scenes import load_scene
 
-    scene = load_scene(TUM)
+    scene = load_scene(tum_sample)
     grid = build_encoder("pixels", stride=16)(scene.frames())
     res = score(scene, grid)
     assert res.pose_consistency > 0.9 and not res.warnings  # real poses + depth pass the occlusion test

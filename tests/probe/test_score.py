@@ -231,7 +231,7 @@ def test_bad_options(scene, truth):
 def test_option_types_and_ranges_are_checked_up_front(scene, truth, name, value, expected):
     with pytest.raises(Vega3DError, match=f"probe option {name}=.*expected {expected}") as err:
         ProbeOptions.from_kwargs(**{name: value})
-    tuple_field = isinstance(ProbeOptions.__dataclass_fields__[name].default, tuple)
+    tuple_field = isinstance(ProbeOptions.model_fields[name].default, tuple)
     shown = (
         repr(tuple(float(v) if isinstance(v, int) else v for v in value))
         if tuple_field and isinstance(value, list)

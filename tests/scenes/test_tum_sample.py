@@ -1,6 +1,5 @@
-"""The real TUM RGB-D sample (SensReader layout, 5000 depth units per metre), when present."""
-
-from pathlib import Path
+"""The real TUM RGB-D sample (SensReader layout, 5000 depth units per metre): the ``tum_sample``
+fixture (tests/conftest.py) skips without ../shared and fails when ../shared lacks the sample."""
 
 import pytest
 import torch
@@ -8,16 +7,12 @@ import torch
 from vega3d.scenes import load_scene
 from vega3d.scenes.geometry import depth_consistency
 
-TUM = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tum_fr1_xyz_10"
-if not TUM.is_dir():
-    TUM = Path("/work/shared/data/tum_fr1_xyz_10")
-pytestmark = pytest.mark.skipif(not (TUM / "color").is_dir(), reason="TUM sample not present")
 FLIP_GL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
 @pytest.fixture(scope="module")
-def tum():
-    return load_scene(TUM)
+def tum(tum_sample):
+    return load_scene(tum_sample)
 
 
 def test_loads_with_metric_depth(tum):
@@ -46,7 +41,7 @@ def test_depth_consistency_matches_the_readme(tum):
     assert gl["median_abs_dz"] > 0.1 and inverted["median_abs_dz"] > 0.04
 
 
-def test_uniform_sampling_on_real_folder(tum):
-    sub = load_scene(TUM, frames=4)
+def test_uniform_sampling_on_real_folder(tum, tum_sample):
+    sub = load_scene(tum_sample, frames=4)
     assert sub.frame_ids == (0, 3, 6, 9)
     assert torch.equal(sub.depth, tum.depth[[0, 3, 6, 9]])

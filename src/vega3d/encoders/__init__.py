@@ -7,9 +7,15 @@ covering the full frame (vega3d.grids). Each has ``.name`` and ``.config`` (a JS
                   not the probe's chance floor, which is AUROC 0.5)
 - ``wan``         the Wan2.1 world simulator (vega3d.simulator), any block / timestep
 - ``hf``          any local Hugging Face vision backbone (SigLIP, DINOv2, CLIP, ...)
+
+:func:`check_encoder` checks a name and its options without building anything (no weights are
+read); :func:`build_encoder` checks, then builds.
 """
 
 from __future__ import annotations
+
+import importlib
+import inspect
 
 from vega3d.errors import Vega3DError
 
@@ -20,28 +26,53 @@ ENCODERS = {
     "wan": "vega3d.encoders.wan:WanEncoder",
     "hf": "vega3d.encoders.hf:HFEncoder",
 }
+# encoders that read weights from a local folder, passed as model=FOLDER (--model FOLDER): their one
+# required option
+MODEL_FOLDERS = {"wan": "a Wan2.1-T2V folder", "hf": "a local Hugging Face vision backbone folder"}
+# encoders that hand their other keyword options on to this function
+FORWARDED = {"wan": "vega3d.simulator:WanWorldSimulator.from_pretrained"}
+
+
+def _resolve(target: str):
+    module, attr = target.split(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _parameters(fn) -> dict[str, inspect.Parameter]:
+    """Named keyword parameters of ``fn`` (``self``/``cls``/``path`` and ``*args``/``**kw`` left out)."""
+    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {
+        k: p
+        for k, p in inspect.signature(fn).parameters.items()
+        if k not in ("self", "cls", "path") and p.kind not in skip
+    }
+
+
+def check_encoder(name: str, options: dict) -> type:
+    """The class of encoder ``name`` once ``options`` are known to be its options and the
+    required ones are given (``model`` for ``wan`` and ``hf``). Imports the encoder's module,
+    builds nothing. :class:`Vega3DError` naming what was found and what is expected otherwise."""
+    if name not in ENCODERS:
+        raise Vega3DError(f"unknown encoder {name!r}; expected one of {sorted(ENCODERS)}")
+    cls = _resolve(ENCODERS[name])
+    params = _parameters(cls.__init__)
+    valid = set(params) | (set(_parameters(_resolve(FORWARDED[name]))) if name in FORWARDED else set())
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise Vega3DError(f"encoder {name!r}: unknown option(s) {unknown}; valid: {sorted(valid)}")
+    built_from = {"simulator", "components"} & {k for k, v in options.items() if v is not None}
+    if name in MODEL_FOLDERS and options.get("model") is None and not built_from:
+        raise Vega3DError(f"encoder {name!r} needs model=<{MODEL_FOLDERS[name]}> (on the command line: --model DIR)")
+    return cls
 
 
 def build_encoder(name: str, **options):
-    """The encoder called ``name`` (one of :data:`ENCODERS`) built with ``options``.
-
-    ``wan`` and ``hf`` need ``model=<local folder>``.
-    """
-    import importlib
-    import inspect
-
-    if name not in ENCODERS:
-        raise Vega3DError(f"unknown encoder {name!r}; expected one of {sorted(ENCODERS)}")
-    module, cls_name = ENCODERS[name].split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    params = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(options) - set(params) - {"self"})
-        if unknown:
-            raise Vega3DError(
-                f"encoder {name!r}: unknown option(s) {unknown}; valid: {sorted(k for k in params if k != 'self')}"
-            )
-    return cls(**options)
+    """The encoder called ``name`` (one of :data:`ENCODERS`) built with ``options``, after
+    :func:`check_encoder`. ``wan`` and ``hf`` need ``model=<local folder>``."""
+    return check_encoder(name, options)(**options)
 
 
-__all__ = ["ENCODERS", "build_encoder"]
+__all__ = ["ENCODERS", "build_encoder", "check_encoder"]

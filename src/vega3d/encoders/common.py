@@ -16,16 +16,19 @@ from vega3d.errors import Vega3DError
 
 def check_frames(frames, where: str) -> torch.Tensor:
     """Validate (N, 3, H, W) float frames in [0, 1]; return them as float32."""
-    if not isinstance(frames, torch.Tensor):
+    is_tensor = isinstance(frames, torch.Tensor)
+    if not (is_tensor and frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[0] >= 1):
+        got = f"shape {tuple(frames.shape)}" if is_tensor else type(frames).__name__
+        raise Vega3DError(f"{where}: frames must be a torch tensor (N, 3, H, W) with N >= 1, got {got}")
+    if (
+        not frames.is_floating_point()
+        or not bool(torch.isfinite(frames).all())
+        or not 0 <= frames.min() <= frames.max() <= 1
+    ):
         raise Vega3DError(
-            f"{where}: frames must be a torch tensor (N, 3, H, W) float in [0, 1], got {type(frames).__name__}"
+            f"{where}: frames must be finite float in [0, 1] (use Scene.frames()), got {frames.dtype} "
+            f"in [{frames.min().item()}, {frames.max().item()}]"
         )
-    if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] < 1:
-        raise Vega3DError(f"{where}: frames must be (N, 3, H, W) with N >= 1, got shape {tuple(frames.shape)}")
-    if not frames.is_floating_point():
-        raise Vega3DError(f"{where}: frames must be float in [0, 1] (use Scene.frames()), got {frames.dtype}")
-    if not bool(torch.isfinite(frames).all()) or float(frames.min()) < 0 or float(frames.max()) > 1:
-        raise Vega3DError(f"{where}: frames must be finite and in [0, 1]")
     return frames.float()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from vega3d.devices import dtype_name, parse_dtype
 from vega3d.encoders.common import check_frames, resize_whole
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
@@ -53,8 +54,9 @@ class HFEncoder:
 
     ``model``: folder. ``layer``: index into ``hidden_states`` (None: ``last_hidden_state``
     as the model defines it); ``hidden_states`` has ``num_hidden_layers + 1`` entries (0 = the
-    embeddings), negative indices count from the end as in Python, anything else is an error. ``image_size``: override the input size (int or (h, w);
-    position embeddings are interpolated). ``mean``/``std``: override the normalisation.
+    embeddings), negative indices count from the end as in Python, anything else is an error.
+    ``image_size``: override the input size (int or (h, w); position embeddings are
+    interpolated). ``mean``/``std``: override the normalisation.
     """
 
     name = "hf"
@@ -70,65 +72,22 @@ class HFEncoder:
         dtype: str = "float32",
         device: str = "cpu",
     ):
-        from transformers import AutoModel
-
         folder = Path(model)
         if not (folder / "config.json").is_file():
             raise Vega3DError(f"hf encoder: {folder} is not a Hugging Face model folder (no config.json)")
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(str(dtype))
-        if torch_dtype is None:
-            raise Vega3DError(f"hf encoder: dtype {dtype!r}; expected float32, bfloat16 or float16")
-        try:
-            full = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch_dtype)
-        except (OSError, ValueError, KeyError) as err:
-            raise Vega3DError(f"hf encoder: could not load {folder} with transformers.AutoModel: {err}") from err
-        net = getattr(full, "vision_model", full)
-        vcfg = getattr(full.config, "vision_config", full.config)
-        if not hasattr(vcfg, "patch_size") or not hasattr(vcfg, "image_size"):
-            raise Vega3DError(
-                f"hf encoder: {folder} ({type(full).__name__}) is not a ViT-style vision model "
-                f"(its config has no patch_size/image_size)"
-            )
+        self.dtype, self.device = parse_dtype(dtype, "hf encoder: dtype"), torch.device(device)
+        mean, std = _normalisation(folder, mean, std)  # before the weights are read
+        net, vcfg = _load_vision_model(folder, self.dtype)
         self.model = net.to(device).eval()
-        self.device, self.dtype = torch.device(device), torch_dtype
-        native = _pair(vcfg.image_size)
-        patch = _pair(vcfg.patch_size)
-        native_grid = (native[0] // patch[0], native[1] // patch[1])
-        if image_size is None:
-            # The patch conv ignores a remainder (SigLIP so400m: 384 px, patch 14 -> 27 patches
-            # over 378 px), so the whole frame is resized onto exactly the pixels it covers.
-            self.image_size = (native_grid[0] * patch[0], native_grid[1] * patch[1])
-        else:
-            self.image_size = _pair(image_size)
-            if self.image_size[0] % patch[0] or self.image_size[1] % patch[1]:
-                raise Vega3DError(
-                    f"hf encoder: image_size {self.image_size} is not a multiple of the patch size {patch}"
-                )
-        self.grid = (self.image_size[0] // patch[0], self.image_size[1] // patch[1])
+        self.image_size, self.grid, native_grid = _input_grid(vcfg, image_size)
         # models with a switch (CLIP, SigLIP) need it off-native; DINOv2 always interpolates
         self.interpolate = (
             self.grid != native_grid and "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
         )
-        if (mean is None) != (std is None):
-            raise Vega3DError("hf encoder: pass both mean and std, or neither")
-        norm = (_triple(mean, "mean"), _triple(std, "std")) if mean is not None else read_normalisation(folder)
-        if norm is None:
-            raise Vega3DError(
-                f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
-                f"(the model's image normalisation) explicitly"
-            )
-        self.mean = torch.tensor(norm[0]).view(1, 3, 1, 1)
-        self.std = torch.tensor(norm[1]).view(1, 3, 1, 1)
         # hidden_states holds the embedding output and then one entry per layer
         self.num_hidden_states = int(getattr(vcfg, "num_hidden_layers", 0)) + 1
-        if layer is not None:
-            n = self.num_hidden_states
-            if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
-                raise Vega3DError(
-                    f"hf encoder: layer {layer!r} for {folder} ({type(self.model).__name__}, "
-                    f"{n - 1} layers: {n} hidden states, index 0 = embeddings); expected an integer "
-                    f"in [{-n}, {n - 1}] (negative counts from the end, as in Python)"
-                )
+        _check_layer(layer, self.num_hidden_states, f"{folder} ({type(self.model).__name__})")
+        self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
         self.layer, self.batch_size = layer, int(batch_size)
         self.config = {
             "name": self.name,
@@ -138,9 +97,9 @@ class HFEncoder:
             "layer": layer,
             "image_size": list(self.image_size),
             "grid": list(self.grid),
-            "mean": norm[0],
-            "std": norm[1],
-            "dtype": str(dtype),
+            "mean": mean,
+            "std": std,
+            "dtype": dtype_name(self.dtype),
         }
 
     @torch.no_grad()
@@ -149,26 +108,80 @@ class HFEncoder:
         h, w = self.grid
         out = []
         for s in range(0, x.shape[0], self.batch_size):
-            px = (resize_whole(x[s : s + self.batch_size], self.image_size) - self.mean) / self.std
-            kwargs = {"interpolate_pos_encoding": True} if self.interpolate else {}
-            try:
-                res = self.model(
-                    pixel_values=px.to(self.device, self.dtype), output_hidden_states=self.layer is not None, **kwargs
-                )
-            except (RuntimeError, ValueError) as err:
-                raise Vega3DError(
-                    f"hf encoder: {type(self.model).__name__} failed on input {tuple(px.shape)} "
-                    f"(image_size {self.image_size}): {err}"
-                ) from err
-            found = None if res.hidden_states is None else len(res.hidden_states)
-            if self.layer is not None and found != self.num_hidden_states:
-                raise Vega3DError(
-                    f"hf encoder: {type(self.model).__name__} returned {found} hidden "
-                    f"states, its config promises {self.num_hidden_states}; cannot read layer {self.layer}"
-                )
-            tokens = res.last_hidden_state if self.layer is None else res.hidden_states[self.layer]
-            extra = tokens.shape[1] - h * w
-            if extra < 0:
-                raise Vega3DError(f"hf encoder: {tokens.shape[1]} tokens for a {h}x{w} patch grid")
+            tokens = self._tokens((resize_whole(x[s : s + self.batch_size], self.image_size) - self.mean) / self.std)
+            extra = tokens.shape[1] - h * w  # CLS and register tokens precede the patches
+            assert extra >= 0, f"{tokens.shape[1]} tokens for a {h}x{w} patch grid"
             out.append(tokens[:, extra:].reshape(-1, h, w, tokens.shape[-1]).float().cpu())
         return torch.cat(out).contiguous()
+
+    def _tokens(self, px: torch.Tensor) -> torch.Tensor:
+        """The chosen layer's tokens (B, T, C) for normalised pixels ``px``."""
+        kwargs = {"interpolate_pos_encoding": True} if self.interpolate else {}
+        try:
+            res = self.model(
+                pixel_values=px.to(self.device, self.dtype), output_hidden_states=self.layer is not None, **kwargs
+            )
+        except (RuntimeError, ValueError) as err:
+            raise Vega3DError(
+                f"hf encoder: {type(self.model).__name__} failed on input {tuple(px.shape)} "
+                f"(image_size {self.image_size}): {err}"
+            ) from err
+        if self.layer is None:
+            return res.last_hidden_state
+        assert len(res.hidden_states) == self.num_hidden_states, "hidden states differ from the config's layer count"
+        return res.hidden_states[self.layer]
+
+
+def _normalisation(folder: Path, mean, std) -> tuple[list[float], list[float]]:
+    """(mean, std) as given, else from the folder's ``preprocessor_config.json``."""
+    if (mean is None) != (std is None):
+        raise Vega3DError("hf encoder: pass both mean and std, or neither")
+    norm = (_triple(mean, "mean"), _triple(std, "std")) if mean is not None else read_normalisation(folder)
+    if norm is None:
+        raise Vega3DError(
+            f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
+            f"(the model's image normalisation) explicitly"
+        )
+    return norm
+
+
+def _load_vision_model(folder: Path, dtype: torch.dtype):
+    """The vision tower of ``transformers.AutoModel`` at ``folder`` (a dual encoder's
+    ``vision_model``) and its vision config."""
+    from transformers import AutoModel
+
+    try:
+        full = AutoModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
+    except (OSError, ValueError, KeyError) as err:
+        raise Vega3DError(f"hf encoder: could not load {folder} with transformers.AutoModel: {err}") from err
+    vcfg = getattr(full.config, "vision_config", full.config)
+    if not hasattr(vcfg, "patch_size") or not hasattr(vcfg, "image_size"):
+        raise Vega3DError(
+            f"hf encoder: {folder} ({type(full).__name__}) is not a ViT-style vision model "
+            f"(its config has no patch_size/image_size)"
+        )
+    return getattr(full, "vision_model", full), vcfg
+
+
+def _input_grid(vcfg, image_size) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(input size, patch grid, the model's native patch grid) for ``image_size`` (None: native)."""
+    native, patch = _pair(vcfg.image_size), _pair(vcfg.patch_size)
+    native_grid = (native[0] // patch[0], native[1] // patch[1])
+    if image_size is None:
+        # The patch conv ignores a remainder (SigLIP so400m: 384 px, patch 14 -> 27 patches
+        # over 378 px), so the whole frame is resized onto exactly the pixels it covers.
+        size = (native_grid[0] * patch[0], native_grid[1] * patch[1])
+    else:
+        size = _pair(image_size)
+        if size[0] % patch[0] or size[1] % patch[1]:
+            raise Vega3DError(f"hf encoder: image_size {size} is not a multiple of the patch size {patch}")
+    return size, (size[0] // patch[0], size[1] // patch[1]), native_grid
+
+
+def _check_layer(layer, num_hidden_states: int, model: str) -> None:
+    n = num_hidden_states
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n):
+        raise Vega3DError(
+            f"hf encoder: layer {layer!r} for {model}, {n - 1} layers: {n} hidden states, index 0 = "
+            f"embeddings; expected an integer in [{-n}, {n - 1}] (negative counts from the end, as in Python)"
+        )

@@ -37,11 +37,12 @@ class PositionEncoder:
         min_cycles: float = 0.5,
         max_cycles: float | None = None,
     ):
-        if grid is not None and (len(grid) != 2 or min(grid) < 1):
-            raise Vega3DError(f"position encoder: grid must be (h, w) >= 1, got {grid!r}")
-        if not stride > 0 or num_directions < 1 or num_frequencies < 1 or not min_cycles > 0:
+        bad_grid = grid is not None and (len(grid) != 2 or min(grid) < 1)
+        if bad_grid or not stride > 0 or num_directions < 1 or num_frequencies < 1 or not min_cycles > 0:
             raise Vega3DError(
-                "position encoder: stride, num_directions, num_frequencies and min_cycles must be positive"
+                "position encoder: grid must be (h, w) >= 1 or None; stride, num_directions, num_frequencies and "
+                f"min_cycles must be positive; got grid={grid!r}, stride={stride!r}, num_directions={num_directions!r}, "
+                f"num_frequencies={num_frequencies!r}, min_cycles={min_cycles!r}"
             )
         self.stride, self.grid = float(stride), (tuple(int(g) for g in grid) if grid is not None else None)
         self.num_directions, self.num_frequencies = int(num_directions), int(num_frequencies)

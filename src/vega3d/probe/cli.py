@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 SWEEPS = ("blocks", "timesteps")
 
@@ -68,83 +69,47 @@ def _pairs(items, what) -> dict:
     return out
 
 
-def _sweep(spec):
+def _sweep(spec: str, encoder: str):
+    """``("blocks", [10, 15])`` or ``("timesteps", [100.0, 300.0])`` from ``--sweep``."""
     from vega3d.errors import Vega3DError
 
-    key, sep, values = (spec or "").partition("=")
-    if not sep or key not in SWEEPS:
-        raise Vega3DError(f"--sweep {spec!r}: expected blocks=B1,B2,... or timesteps=T1,T2,...")
+    key, _, values = spec.partition("=")
     try:
         parsed = [int(v) if key == "blocks" else float(v) for v in values.split(",") if v.strip()]
-    except ValueError as err:
-        raise Vega3DError(f"--sweep {spec!r}: {err}") from err
-    if not parsed:
-        raise Vega3DError(f"--sweep {spec!r}: no values")
+    except ValueError:
+        parsed = []
+    if key not in SWEEPS or not parsed:
+        raise Vega3DError(f"--sweep {spec!r}: expected blocks=B1,B2,... or timesteps=T1,T2,... (numbers)")
+    if encoder != "wan":
+        raise Vega3DError(f"--sweep {spec!r}: a sweep over {key} needs the 'wan' encoder, got {encoder!r}")
     return key, parsed
 
 
-def load_probe_scene(spec: str, frames: int, synthetic_size: str = "240x320"):
-    """The scene of ``vega3d probe``: a scan folder (``frames`` sampled uniformly) or 'synthetic'."""
-    from vega3d.errors import Vega3DError
-    from vega3d.scenes import load_scene, synthetic_scene
-
-    if frames < 2:
-        raise Vega3DError(f"--frames {frames}: the probe needs at least 2 frames")
-    if spec == "synthetic":
-        try:
-            h, w = (int(v) for v in synthetic_size.lower().split("x"))
-        except ValueError as err:
-            raise Vega3DError(f"--synthetic-size {synthetic_size!r}: expected HxW, e.g. 240x320") from err
-        return synthetic_scene(num_frames=frames, height=h, width=w)
-    return load_scene(spec, frames=frames)
-
-
-def scene_warnings(scene, frames: int) -> list[str]:
-    """What loading the scene changed or substituted, in words (from ``Scene.extras``): fewer
-    frames than asked for, depth intrinsics taken from colour, frames with invalid poses."""
-    extras = scene.extras if isinstance(scene.extras, dict) else {}
-    out = []
-    available = extras.get("num_available_frames")
-    if available is not None and available < frames:
-        out.append(f"asked for {frames} frames, the input has {available}: using all {available}")
-    if extras.get("depth_intrinsics_from"):
-        out.append(
-            f"{scene.source}: no depth intrinsics file; depth has the colour image size, so the colour "
-            f"intrinsics ({extras['depth_intrinsics_from']}) are used for depth"
-        )
-    invalid = extras.get("invalid_pose_frame_ids") or []
-    if invalid:
-        out.append(
-            f"{len(invalid)} of {len(scene)} loaded frames have invalid (non-finite) poses, frame ids "
-            f"{list(invalid)}: excluded from scoring"
-        )
-    return out
-
-
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from vega3d.probe.result import ProbeOptions
-
-    options = _pairs(args.option, "--option")
-    ProbeOptions.from_kwargs(**dict(options))  # fail fast on a bad option (name, type or range)
+def _encoder_options(args) -> dict:
+    """--encoder-option KEY=VALUE pairs and the encoder flags that are set."""
     enc_opts = _pairs(args.encoder_option, "--encoder-option")
     for flag in ("model", "block", "timestep", "height", "width", "layer", "seed", "device", "dtype", "vae_dtype"):
         if getattr(args, flag) is not None:
             enc_opts[flag] = getattr(args, flag)
-    sweep = _sweep(args.sweep) if args.sweep else None
-    if sweep and sweep[0] == "blocks" and args.encoder == "wan":
-        enc_opts.setdefault("block", max(sweep[1]))  # the deepest block: one DiT pass serves all
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    return enc_opts
 
-    # log records (e.g. the scene loader's) are written above the bar, not onto its line;
-    # the bar is closed before anything is printed
-    with logging_redirect_tqdm(), tqdm(total=4, desc="probe", unit="stage") as stages:
-        table, warnings = _run(args, options, enc_opts, sweep, out, stages)
+
+def run(args: argparse.Namespace) -> int:
+    """Check every option (before any scene or model is loaded), run, print the table."""
+    from vega3d.encoders import check_encoder
+    from vega3d.probe.result import ProbeOptions
+    from vega3d.probe.run import stage_bar
+
+    options = _pairs(args.option, "--option")
+    ProbeOptions.from_kwargs(**options)  # fail fast on a bad option (name, type or range)
+    enc_opts = _encoder_options(args)
+    sweep = _sweep(args.sweep, args.encoder) if args.sweep else None
+    if sweep and sweep[0] == "blocks":
+        enc_opts.setdefault("block", max(sweep[1]))  # the deepest block: one DiT pass serves all
+    check_encoder(args.encoder, enc_opts)
+    out = Path(args.out)
+    with stage_bar("probe", 4) as step:
+        table, warnings = _run(args, options, enc_opts, sweep, out, step)
     for w in warnings:
         print(f"warning: {w}")
     print(("\n" if warnings else "") + table)
@@ -152,120 +117,58 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args, options, enc_opts, sweep, out, stages) -> tuple[str, list[str]]:
-    """Everything but printing: returns (the table, the run's warnings)."""
+def _run(args, options, enc_opts, sweep, out: Path, step) -> tuple[str, list[str]]:
+    """Load, encode, score, write: returns (the table, the scene's warnings)."""
+    from vega3d.cli import command_line
     from vega3d.encoders import build_encoder
-    from vega3d.encoders.position import PositionEncoder
-    from vega3d.probe import figures
-    from vega3d.probe.score import score
-    from vega3d.probe.sweep import sweep_blocks, sweep_timesteps
+    from vega3d.files import write_json
+    from vega3d.probe.run import load_probe_scene, probe_encoder, scene_info, scene_warnings
 
-    stages.set_postfix_str("loading scene")
+    step("loading scene")
     scene = load_probe_scene(args.scene, args.frames, args.synthetic_size)
     warnings = scene_warnings(scene, args.frames)
-    stages.update()
-    stages.set_postfix_str(f"building encoder {args.encoder}")
+    step(f"building encoder {args.encoder}")
     encoder = build_encoder(args.encoder, **enc_opts)
-    stages.update()
-    scene_info = {
-        "name": scene.name,
-        "source": scene.source,
-        "num_frames": len(scene),
-        "frame_ids": list(scene.frame_ids),
-        "image_size": list(scene.image_size),
-        "depth_size": list(scene.depth_size),
-    }
-    command = "vega3d probe " + " ".join(_argv(args))
-    stand_in = encoder.config.get("stand_in") is True
-    tag = " [STAND-IN: random weights, not the real model]" if stand_in else ""
-
+    command = command_line(args, positional=("scene",))
     if sweep:
-        key, values = sweep
-        stages.set_postfix_str(f"sweeping {key}")
-        fn = sweep_blocks if key == "blocks" else sweep_timesteps
-        rows = fn(scene, encoder, values, progress=True, **options)
-        grid = rows[0]["result"].grid_size
-        stages.update()
-        stages.set_postfix_str("position-only control")
-        control = score(scene, PositionEncoder(grid=grid)(scene.frames()), **options)
-        name = key[:-1]
-        report = {
-            "command": command,
-            "scene": scene_info,
-            "warnings": warnings,
-            "sweep": key,
-            "rows": [{name: r[name], "encoder": r["encoder"], "result": r["result"].to_dict()} for r in rows],
-            "position_control": control.to_dict(),
-        }
-        table = _sweep_table(rows, name, control) + (f"\n{tag.strip()}" if tag else "")
-        if not args.no_figures:
-            figures.sweep_figure(
-                rows, name, out / "probe_sweep.png", control, title=f"{scene.name}: {args.encoder} vs {name}{tag}"
-            )
-        stages.update()
+        rows, table = _run_sweep(args, scene, encoder, sweep, options, out, step)
+        report = {"command": command, "scene": scene_info(scene), "warnings": warnings, **rows}
     else:
-        stages.set_postfix_str("encoding frames")
-        feats = encoder(scene.frames())
-        stages.update()
-        stages.set_postfix_str("scoring")
-        result = score(scene, feats, progress=True, **options)
-        control = score(scene, PositionEncoder(grid=tuple(feats.shape[1:3]))(scene.frames()), **options)
-        report = {
-            "command": command,
-            "scene": scene_info,
-            "warnings": warnings,
-            "encoder": encoder.config,
-            "result": result.to_dict(),
-            "position_control": control.to_dict(),
-        }
-        table = "\n\n".join(
-            [
-                result.table(
-                    f"{args.encoder} on {scene.name} ({len(scene)} frames, grid "
-                    f"{result.grid_size[0]}x{result.grid_size[1]}){tag}"
-                ),
-                control.table("position-only control (same grid)"),
-            ]
-        )
+        run = probe_encoder(scene, encoder, options, warnings=warnings, progress=True, step=step)
+        report, table = run.report(command), run.table(args.encoder)
         if not args.no_figures:
-            figures.similarity_heatmaps(
-                scene, feats, result, out / "probe_heatmaps.png", title=f"{args.encoder} on {scene.name}{tag}"
-            )
-            figures.pca_figure(
-                scene, feats, out / "probe_pca.png", title=f"{args.encoder}: PCA of features across views{tag}"
-            )
-        stages.update()
-    (out / "probe.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+            run.save_figures(out, args.encoder, heatmaps="probe_heatmaps.png", pca="probe_pca.png")
+    write_json(out / "probe.json", report)
     (out / "probe.txt").write_text(
         "".join(f"warning: {w}\n" for w in warnings) + ("\n" if warnings else "") + table + "\n"
     )
     return table, warnings
 
 
-def _argv(args) -> list[str]:
-    parts = [args.scene, "--encoder", args.encoder]
-    for flag in (
-        "model",
-        "frames",
-        "out",
-        "sweep",
-        "block",
-        "timestep",
-        "height",
-        "width",
-        "layer",
-        "seed",
-        "device",
-        "dtype",
-        "vae_dtype",
-    ):
-        v = getattr(args, flag)
-        if v is not None:
-            parts += [f"--{flag.replace('_', '-')}", str(v)]
-    parts += [f"--encoder-option {o}" for o in args.encoder_option] + [f"--option {o}" for o in args.option]
-    if args.scene == "synthetic":
-        parts += ["--synthetic-size", args.synthetic_size]
-    return parts
+def _run_sweep(args, scene, encoder, sweep, options, out: Path, step) -> tuple[dict, str]:
+    """Scores at every swept block or timestep (one model load) next to the position-only control:
+    the report's sweep, rows and control, and the table."""
+    from vega3d.probe import figures
+    from vega3d.probe.run import STAND_IN_TAG, position_control
+    from vega3d.probe.sweep import sweep_blocks, sweep_timesteps
+
+    key, values = sweep
+    step(f"sweeping {key}")
+    rows = (sweep_blocks if key == "blocks" else sweep_timesteps)(scene, encoder, values, progress=True, **options)
+    step("position-only control")
+    control = position_control(scene, rows[0]["result"].grid_size, options)
+    name = key[:-1]
+    tag = STAND_IN_TAG if encoder.config.get("stand_in") is True else ""
+    if not args.no_figures:
+        out.mkdir(parents=True, exist_ok=True)
+        title = f"{scene.name}: {args.encoder} vs {name}{tag}"
+        figures.sweep_figure(rows, name, out / "probe_sweep.png", control, title=title)
+    report = {
+        "sweep": key,
+        "rows": [{name: r[name], "encoder": r["encoder"], "result": r["result"].to_dict()} for r in rows],
+        "position_control": control.to_dict(),
+    }
+    return report, _sweep_table(rows, name, control) + (f"\n{tag.strip()}" if tag else "")
 
 
 def _sweep_table(rows, name, control) -> str:

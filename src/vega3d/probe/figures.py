@@ -46,17 +46,16 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
     its feature to every cell of frame j, with the true reprojection (green +) and the
     best match (red o). Writes a PNG to ``path``."""
     plt = _plt()
-    opts = ProbeOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in result.options.items()})
+    opts = ProbeOptions.from_kwargs(**result.options)
     height, width = scene.image_size
     feats = features.float()
-    n, h, w, c = feats.shape
     pairs = pick_pairs(result, count)
     fig, axes = plt.subplots(len(pairs), 2, figsize=(8, 3.2 * len(pairs)), squeeze=False)
     frames = sorted({f for p in pairs for f in p})
     world, xy, valid = sample_points(
         scene, scene.poses.double(), frames, opts.points_per_frame, torch.Generator().manual_seed(opts.seed)
     )
-    w2c = torch.zeros(n, 4, 4, dtype=torch.float64)
+    w2c = torch.zeros(len(feats), 4, 4, dtype=torch.float64)
     w2c[frames] = invert_poses(scene.poses[frames])
     for row, (i, j) in enumerate(pairs):
         xy_b, vis, _ = visibility(scene, w2c, torch.tensor([i]), torch.tensor([j]), world, valid, opts)
@@ -67,32 +66,38 @@ def similarity_heatmaps(scene, features, result, path, count: int = 3, title: st
             continue
         centre = torch.tensor([width / 2, height / 2], dtype=torch.float64)
         s = int(cand[(xy[i, cand] - centre).norm(dim=-1).argmin()])  # the visible sample nearest the centre
-        q = normalize(bilinear_sample(feats, torch.tensor([i]), xy[i, s : s + 1], (height, width)))[0]
-        sim = (normalize(feats[j]) @ q).reshape(h, w)
-        best = int(sim.argmax())
-        bx, by = (best % w + 0.5) * width / w, (best // w + 0.5) * height / h
-        ax0, ax1 = axes[row]
-        ax0.imshow(scene.color[i].numpy())
-        ax0.plot(*xy[i, s].tolist(), "c*", ms=14, mec="k")
-        ax0.set_title(f"frame {scene.frame_ids[i]}: query", fontsize=9)
-        ax1.imshow(scene.color[j].float().mean(-1).numpy(), cmap="gray", vmin=0, vmax=255)
-        lo, hi = float(sim.min()), float(sim.max())
-        im = ax1.imshow(
-            sim.numpy(),
-            extent=(0, width, height, 0),
-            cmap="inferno",
-            alpha=0.75,
-            vmin=lo,
-            vmax=max(hi, lo + 1e-6),
-            interpolation="nearest",
-        )
-        ax1.plot(*xy_b[0, s].tolist(), "g+", ms=16, mew=3)
-        ax1.plot(bx, by, "ro", ms=9, mfc="none", mew=2)
-        ax1.set_title(f"frame {scene.frame_ids[j]}: cosine to query (+ true, o best)", fontsize=9)
-        fig.colorbar(im, ax=ax1, fraction=0.035)
-        for ax in (ax0, ax1):
-            ax.axis("off")
+        _heatmap_row(fig, axes[row], scene, feats, (i, j), xy[i, s], xy_b[0, s])
     return _save(fig, path, dpi, title)
+
+
+def _heatmap_row(fig, axes, scene, feats, pair, query_xy, true_xy) -> None:
+    """Frame i with the query point; frame j under the cosine of every cell to the query's
+    feature, with the true reprojection (green +) and the best match (red o)."""
+    (i, j), (height, width), (h, w) = pair, scene.image_size, feats.shape[1:3]
+    q = normalize(bilinear_sample(feats, torch.tensor([i]), query_xy.unsqueeze(0), (height, width)))[0]
+    sim = (normalize(feats[j]) @ q).reshape(h, w)
+    best = int(sim.argmax())
+    ax0, ax1 = axes
+    ax0.imshow(scene.color[i].numpy())
+    ax0.plot(*query_xy.tolist(), "c*", ms=14, mec="k")
+    ax0.set_title(f"frame {scene.frame_ids[i]}: query", fontsize=9)
+    ax1.imshow(scene.color[j].float().mean(-1).numpy(), cmap="gray", vmin=0, vmax=255)
+    lo, hi = float(sim.min()), float(sim.max())
+    im = ax1.imshow(
+        sim.numpy(),
+        extent=(0, width, height, 0),
+        cmap="inferno",
+        alpha=0.75,
+        vmin=lo,
+        vmax=max(hi, lo + 1e-6),
+        interpolation="nearest",
+    )
+    ax1.plot(*true_xy.tolist(), "g+", ms=16, mew=3)
+    ax1.plot((best % w + 0.5) * width / w, (best // w + 0.5) * height / h, "ro", ms=9, mfc="none", mew=2)
+    ax1.set_title(f"frame {scene.frame_ids[j]}: cosine to query (+ true, o best)", fontsize=9)
+    fig.colorbar(im, ax=ax1, fraction=0.035)
+    for ax in (ax0, ax1):
+        ax.axis("off")
 
 
 def pca_colours(features: torch.Tensor, frames: list[int], max_cells: int = 20000, seed: int = 0) -> torch.Tensor:
@@ -111,8 +116,8 @@ def pca_colours(features: torch.Tensor, frames: list[int], max_cells: int = 2000
 
 
 def pca_figure(scene, features, path, count: int = 4, title: str = "", dpi: int = 80) -> Path:
-    """Frames (top) and a PCA colouring of their features fitted across views (bottom):
-    a 3D-consistent encoder paints one surface the same colour in every view."""
+    """Frames (top row) and a PCA colouring of their features fitted across views (bottom row),
+    each row labelled: a 3D-consistent encoder paints one surface the same colour in every view."""
     plt = _plt()
     valid = scene.pose_valid.nonzero().flatten().tolist() or list(range(len(scene)))
     frames = [valid[round(k * (len(valid) - 1) / max(1, count - 1))] for k in range(min(count, len(valid)))]
@@ -124,7 +129,11 @@ def pca_figure(scene, features, path, count: int = 4, title: str = "", dpi: int 
         axes[0, k].set_title(f"frame {scene.frame_ids[f]}", fontsize=9)
         axes[1, k].imshow(rgb[k].numpy(), interpolation="nearest")
         for ax in axes[:, k]:
-            ax.axis("off")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+    axes[0, 0].set_ylabel("frames", fontsize=9)
+    axes[1, 0].set_ylabel("features: PCA,\n3 components as RGB", fontsize=9)
     return _save(fig, path, dpi, title)
 
 

@@ -54,25 +54,23 @@ def project(points_cam: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, to
     return uvw[..., :2] / safe.unsqueeze(-1), z
 
 
-def invert_poses(poses: torch.Tensor, name: str = "poses") -> torch.Tensor:
-    """World-to-camera matrices (M, 4, 4) of camera-to-world ``poses`` (M, 4, 4).
-
-    Raises :class:`Vega3DError` when a pose is not finite or its rotation block is not
-    invertible (|det| < 1e-6).
-    """
+def invert_poses(poses: torch.Tensor) -> torch.Tensor:
+    """World-to-camera matrices (M, 4, 4) of finite camera-to-world ``poses`` (M, 4, 4)
+    (invalid poses are excluded before; :func:`check_invertible` is the check at the edge)."""
     p = poses.to(torch.float64)
-    if not bool(torch.isfinite(p).all()):
-        raise Vega3DError(
-            f"{name}: non-finite pose passed to the probe geometry (invalid poses must be excluded first)"
-        )
-    det = torch.linalg.det(p[:, :3, :3])
+    assert bool(torch.isfinite(p).all()), "non-finite pose passed to the probe geometry"
+    return torch.linalg.inv(p)
+
+
+def check_invertible(poses: torch.Tensor, name: str = "poses") -> None:
+    """:class:`Vega3DError` when a pose's rotation block is not invertible (|det| < 1e-6)."""
+    det = torch.linalg.det(poses.to(torch.float64)[:, :3, :3])
     bad = (det.abs() < 1e-6).nonzero().flatten().tolist()
     if bad:
         raise Vega3DError(
             f"{name}: poses at positions {bad[:8]} are not invertible (rotation determinant "
             f"{det[bad[0]].item():.3g}); expected rigid camera-to-world matrices with det +1"
         )
-    return torch.linalg.inv(p)
 
 
 def lookup_depth(depth: torch.Tensor, frame: torch.Tensor, xy_depth: torch.Tensor) -> torch.Tensor:

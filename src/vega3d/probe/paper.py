@@ -68,48 +68,22 @@ def paper_score(
     """
     n, h, w, c = features.shape
     positions, keep = cell_world_positions(scene, (h, w), frames, min_valid_fraction)
-    feats = normalize(features[frames].reshape(len(frames), h * w, c).float())  # float32: (F, h*w, C) is large
-    vox = torch.floor(positions / voxel_size).long()
-    if bool(keep.any()):
-        lo = vox[keep].min(0).values
-        span = vox[keep].max(0).values - lo + 1
-    else:
-        lo, span = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
-    per_frame = []
-    for k in range(len(frames)):
-        v = vox[k][keep[k]] - lo
-        key = (v[:, 0] * span[1] + v[:, 1]) * span[2] + v[:, 2]
-        uniq, inv = torch.unique(key, return_inverse=True)
-        mean = torch.zeros(len(uniq), c).index_add_(0, inv, feats[k][keep[k]])
-        per_frame.append((uniq, normalize(mean.double())))
+    per_frame = voxel_features(features[frames].reshape(len(frames), h * w, c), positions, keep, voxel_size)
     per_pair, scores = [], []
     for k in range(len(frames) - 1):
         (ka, fa), (kb, fb) = per_frame[k], per_frame[k + 1]
         common, ia, ib = _intersect(ka, kb)
-        if len(common) == 0:
-            per_pair.append({"frames": [frames[k], frames[k + 1]], "voxels": 0, "score": None})
-            continue
-        s = float((fa[ia] * fb[ib]).sum(-1).mean())
-        scores.append((s, len(common)))
+        s = float((fa[ia] * fb[ib]).sum(-1).mean()) if len(common) else None
+        if s is not None:
+            scores.append((s, len(common)))
         per_pair.append({"frames": [frames[k], frames[k + 1]], "voxels": int(len(common)), "score": s})
     if not scores:
-        if not bool(keep.any()):
-            reason = (
-                f"no feature cell of the {h}x{w} grid has valid depth in at least "
-                f"{min_valid_fraction:g} of its depth pixels (paper_min_valid_fraction), in any frame"
-            )
-        else:
-            reason = (
-                f"none of the {len(frames) - 1} adjacent frame pairs shares a {voxel_size:g} m voxel at this "
-                f"{h}x{w} grid resolution (one position per cell; coarse cells or large motion between "
-                f"adjacent frames leave none in common): try a larger paper_voxel_size or closer frames"
-            )
         return {
             "score": float("nan"),
             "num_pairs": 0,
             "voxels_per_pair": float("nan"),
             "per_pair": per_pair,
-            "reason": reason,
+            "reason": _no_score_reason(keep, (h, w), len(frames), voxel_size, min_valid_fraction),
         }
     return {
         "reason": None,
@@ -118,6 +92,40 @@ def paper_score(
         "voxels_per_pair": sum(v for _, v in scores) / len(scores),
         "per_pair": per_pair,
     }
+
+
+def voxel_features(cells: torch.Tensor, positions, keep, voxel_size: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per frame: the sorted keys of the voxels its kept cells fall in, and each voxel's mean
+    unit feature, re-normalised (float64). ``cells`` (F, h*w, C)."""
+    feats = normalize(cells.float())  # float32: (F, h*w, C) is large
+    vox = torch.floor(positions / voxel_size).long()
+    if bool(keep.any()):
+        lo = vox[keep].min(0).values
+        span = vox[keep].max(0).values - lo + 1
+    else:
+        lo, span = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    per_frame = []
+    for k in range(len(cells)):
+        v = vox[k][keep[k]] - lo
+        key = (v[:, 0] * span[1] + v[:, 1]) * span[2] + v[:, 2]
+        uniq, inv = torch.unique(key, return_inverse=True)
+        mean = torch.zeros(len(uniq), cells.shape[-1]).index_add_(0, inv, feats[k][keep[k]])
+        per_frame.append((uniq, normalize(mean.double())))
+    return per_frame
+
+
+def _no_score_reason(keep, grid, num_frames, voxel_size, min_valid_fraction) -> str:
+    h, w = grid
+    if not bool(keep.any()):
+        return (
+            f"no feature cell of the {h}x{w} grid has valid depth in at least "
+            f"{min_valid_fraction:g} of its depth pixels (paper_min_valid_fraction), in any frame"
+        )
+    return (
+        f"none of the {num_frames - 1} adjacent frame pairs shares a {voxel_size:g} m voxel at this "
+        f"{h}x{w} grid resolution (one position per cell; coarse cells or large motion between "
+        f"adjacent frames leave none in common): try a larger paper_voxel_size or closer frames"
+    )
 
 
 def _intersect(a: torch.Tensor, b: torch.Tensor):

@@ -1,136 +1,137 @@
-"""Probe options and results: frozen/plain dataclasses that serialise to JSON."""
+"""Probe options (a validated :class:`~vega3d.config.Config`) and results (a dataclass that serialises to JSON)."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator
+
+from vega3d.config import Config
 from vega3d.errors import Vega3DError
+from vega3d.files import json_safe
 
 
-@dataclass(frozen=True)
-class ProbeOptions:
+class Expect:
+    """What an option's value must be, in words: the end of its one-line error."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _low_high(value: tuple[float, float]) -> tuple[float, float]:
+    if not 0 < value[0] <= value[1]:
+        raise ValueError("")  # the field's Expect says what is expected
+    return value
+
+
+def _increasing(edges: tuple[float, ...]) -> tuple[float, ...]:
+    if not all(a < b for a, b in zip(edges, edges[1:])):
+        raise ValueError("")
+    return edges
+
+
+Seed = Annotated[int, Field(ge=0), Expect("an integer >= 0")]
+Count = Annotated[int, Field(gt=0), Expect("a positive integer")]
+Positive = Annotated[float, Field(gt=0), Expect("a positive number")]
+NonNegative = Annotated[float, Field(ge=0), Expect("a number >= 0")]
+Fraction = Annotated[float, Field(ge=0, le=1), Expect("a fraction in [0, 1]")]
+LowHigh = Annotated[tuple[float, float], AfterValidator(_low_high), Expect("[low, high] pixels with 0 < low <= high")]
+Radii = Annotated[
+    tuple[Annotated[float, Field(gt=0)], ...],
+    Field(min_length=1),
+    Expect("a list of one or more positive pixel radii"),
+]
+BinEdges = Annotated[
+    tuple[Annotated[float, Field(ge=0)], ...],
+    Field(min_length=1),
+    AfterValidator(_increasing),
+    Expect("a list of one or more increasing bin edges >= 0"),
+]
+OptionalCount = Annotated[Annotated[int, Field(gt=0)] | None, Expect("None or a positive integer")]
+OptionalMetres = Annotated[Annotated[float, Field(gt=0)] | None, Expect("None or a positive number of metres")]
+TUPLE_OPTIONS = ("local_negative_px", "recall_radii_px", "rotation_bins_deg", "motion_bins_px")
+
+
+class ProbeOptions(Config):
     """Every choice the probe makes (docs/probe.md explains each). Distances in metres,
-    image quantities in pixels of the scene's colour frames, angles in degrees."""
+    image quantities in pixels of the scene's colour frames, angles in degrees.
 
-    seed: int = 0  # seeds the one torch.Generator used for all sampling
+    Built from keywords (:meth:`from_kwargs` also takes lists for the tuple options); a bad
+    value is a one-line :class:`Vega3DError` naming the option, its value and what is expected."""
+
+    seed: Seed = 0  # seeds the one torch.Generator used for all sampling
     # paper-compatible score
-    paper_voxel_size: float = 0.1
-    paper_min_valid_fraction: float = 0.1  # cells with less valid depth are dropped
+    paper_voxel_size: Positive = 0.1  # voxel edge (m) in which cells of two frames are compared
+    paper_min_valid_fraction: Fraction = 0.1  # cells with less valid depth are dropped
     # point sampling and visibility
-    points_per_frame: int = 256  # valid-depth pixels sampled in each frame
-    depth_abs_tolerance: float = 0.05  # |depth_j - z_j| <= abs + rel * z_j  -> visible
-    depth_rel_tolerance: float = 0.03
+    points_per_frame: Count = 256  # valid-depth pixels sampled in each frame
+    depth_abs_tolerance: NonNegative = 0.05  # |depth_j - z_j| <= abs + rel * z_j  -> visible
+    depth_rel_tolerance: NonNegative = 0.03  # (relative part of the occlusion test above)
     # pair selection (all frame pairs i < j of the valid-pose frames)
-    min_overlap: float = 0.2  # fraction of frame i's samples visible in frame j
-    max_overlap: float = 1.0
-    min_rotation_deg: float = 0.0
-    min_translation_m: float = 0.0
-    min_motion_px: float = 16.0  # median image motion of the visible samples
-    max_pairs: int | None = None  # random subset of the selected pairs if more
+    min_overlap: Fraction = 0.2  # fraction of frame i's samples visible in frame j
+    max_overlap: Fraction = 1.0  # at least min_overlap
+    min_rotation_deg: NonNegative = 0.0  # relative rotation of the two cameras
+    min_translation_m: NonNegative = 0.0  # distance between the two camera centres
+    min_motion_px: NonNegative = 16.0  # median image motion of the visible samples
+    max_pairs: OptionalCount = None  # random subset of the selected pairs if more
     # negatives
-    negative_distance_m: float = 0.3  # a negative is further than this in 3D
-    negatives_per_point: int = 4  # candidates drawn per positive (kept if valid)
-    local_negative_px: tuple[float, float] = (16.0, 48.0)  # distance from the true reprojection
-    local_negative_distance_m: float | None = None  # 3D distance for local negatives (None: negative_distance_m)
-    tie_tolerance: float = 1e-6  # AUROC: |pos - neg| <= this counts as a tie
+    negative_distance_m: Positive = 0.3  # a negative is further than this in 3D
+    negatives_per_point: Count = 4  # candidates drawn per positive (kept if valid)
+    local_negative_px: LowHigh = (16.0, 48.0)  # distance from the true reprojection
+    local_negative_distance_m: OptionalMetres = None  # 3D distance for local negatives (None: negative_distance_m)
+    tie_tolerance: NonNegative = 1e-6  # AUROC: |pos - neg| <= this counts as a tie
     # nearest-neighbour recall
-    recall_stride_px: float = 16.0  # the search grid has one cell per stride x stride pixels
-    recall_radii_px: tuple[float, ...] = (16.0, 32.0, 64.0)
-    recall_points_per_pair: int = 64
+    recall_stride_px: Positive = 16.0  # the search grid has one cell per stride x stride pixels
+    recall_radii_px: Radii = (16.0, 32.0, 64.0)  # a match within r px of the true reprojection counts
+    recall_points_per_pair: Count = 64  # points per pair searched for their nearest neighbour
     # breakdowns
-    rotation_bins_deg: tuple[float, ...] = (0.0, 5.0, 15.0, 30.0, 60.0)
-    motion_bins_px: tuple[float, ...] = (0.0, 16.0, 32.0, 64.0, 128.0)
-    chunk_points: int = 2048  # points per vectorised chunk (bounds memory)
+    rotation_bins_deg: BinEdges = (0.0, 5.0, 15.0, 30.0, 60.0)  # by_rotation: scores per rotation bin
+    motion_bins_px: BinEdges = (0.0, 16.0, 32.0, 64.0, 128.0)  # by_motion: scores per image-motion bin
+    chunk_points: Count = 2048  # points per vectorised chunk (bounds memory)
 
-    def __post_init__(self) -> None:
-        def bad(name, expected):
-            value = getattr(self, name)
-            raise Vega3DError(f"probe option {name}={value!r} ({type(value).__name__}): expected {expected}")
+    @classmethod
+    def error(cls, err: ValidationError, options: dict) -> Vega3DError:
+        return _option_error(err, options)
 
-        def number(x) -> bool:  # a real number (bool is not one); NaN/inf refused
-            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-        def integer(x) -> bool:
-            return isinstance(x, int) and not isinstance(x, bool)
-
-        if not integer(self.seed) or self.seed < 0:
-            bad("seed", "an integer >= 0")
-        for name in ("points_per_frame", "negatives_per_point", "recall_points_per_pair", "chunk_points"):
-            if not (integer(getattr(self, name)) and getattr(self, name) > 0):
-                bad(name, "a positive integer")
-        for name in ("paper_voxel_size", "negative_distance_m", "recall_stride_px"):
-            if not (number(getattr(self, name)) and getattr(self, name) > 0):
-                bad(name, "a positive number")
-        for name in (
-            "depth_abs_tolerance",
-            "depth_rel_tolerance",
-            "min_rotation_deg",
-            "min_translation_m",
-            "min_motion_px",
-            "tie_tolerance",
-        ):
-            if not (number(getattr(self, name)) and getattr(self, name) >= 0):
-                bad(name, "a number >= 0")
-        for name in ("paper_min_valid_fraction", "min_overlap", "max_overlap"):
-            if not (number(getattr(self, name)) and 0 <= getattr(self, name) <= 1):
-                bad(name, "a fraction in [0, 1]")
-        if self.min_overlap > self.max_overlap:
-            bad("min_overlap", f"min_overlap <= max_overlap ({self.max_overlap})")
-        if self.max_pairs is not None and not (integer(self.max_pairs) and self.max_pairs > 0):
-            bad("max_pairs", "None or a positive integer")
-        if self.local_negative_distance_m is not None and not (
-            number(self.local_negative_distance_m) and self.local_negative_distance_m > 0
-        ):
-            bad("local_negative_distance_m", "None or a positive number of metres")
-        lnp = self.local_negative_px
-        if not (isinstance(lnp, tuple) and len(lnp) == 2 and all(number(v) for v in lnp) and 0 < lnp[0] <= lnp[1]):
-            bad("local_negative_px", "[low, high] pixels with 0 < low <= high")
-        radii = self.recall_radii_px
-        if not (isinstance(radii, tuple) and radii and all(number(v) and v > 0 for v in radii)):
-            bad("recall_radii_px", "a list of one or more positive pixel radii")
-        for name in ("rotation_bins_deg", "motion_bins_px"):
-            edges = getattr(self, name)
-            if not (
-                isinstance(edges, tuple)
-                and edges
-                and all(number(v) and v >= 0 for v in edges)
-                and all(a < b for a, b in zip(edges, edges[1:]))
-            ):
-                bad(name, "a list of one or more increasing bin edges >= 0")
+    @field_validator("max_overlap")
+    @classmethod
+    def _not_below_min_overlap(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_overlap")
+        if low is not None and value < low:
+            raise ValueError(f"a fraction >= min_overlap ({low})")
+        return value
 
     @classmethod
     def from_kwargs(cls, **options) -> ProbeOptions:
-        """Build from keyword arguments (lists allowed for the tuple fields), with a
-        :class:`Vega3DError` naming the option, its value and what is expected for an
-        unknown name, a wrong type or a value out of range."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - names)
+        """Build from keyword arguments (lists allowed for the tuple options, numbers in them
+        read as floats), with a :class:`Vega3DError` naming the option, its value and what is
+        expected for an unknown name, a wrong type or a value out of range."""
+        unknown = sorted(set(options) - set(cls.model_fields))
         if unknown:
             given = ", ".join(f"{k}={options[k]!r}" for k in unknown)
-            raise Vega3DError(f"unknown probe option(s) {given}; valid options: {', '.join(sorted(names))}")
-        for key in ("local_negative_px", "recall_radii_px", "rotation_bins_deg", "motion_bins_px"):
+            raise Vega3DError(f"unknown probe option(s) {given}; valid options: {', '.join(sorted(cls.model_fields))}")
+        for key in TUPLE_OPTIONS:
             value = options.get(key)
-            if isinstance(value, (list, tuple)):  # numbers -> floats; anything else is refused below
+            if isinstance(value, (list, tuple)):  # numbers -> floats; anything else is refused by the model
                 options[key] = tuple(
                     float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value
                 )
         return cls(**options)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-def _clean(value):
-    """JSON-safe copy: NaN/inf -> None, tuples -> lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+def _option_error(err: ValidationError, options: dict) -> Vega3DError:
+    """``probe option NAME=VALUE (TYPE): expected WHAT`` for pydantic's first error."""
+    first = err.errors(include_url=False)[0]
+    if first["type"] == "extra_forbidden":
+        return Vega3DError(f"unknown probe option {first['loc'][0]}={first['input']!r}")
+    name = first["loc"][0]
+    value = options.get(name)
+    own = str(first.get("ctx", {}).get("error", "")) if first["type"] == "value_error" else ""
+    expect = own or next(m.text for m in ProbeOptions.model_fields[name].metadata if isinstance(m, Expect))
+    return Vega3DError(f"probe option {name}={value!r} ({type(value).__name__}): expected {expect}")
 
 
 @dataclass
@@ -179,7 +180,7 @@ class ProbeResult:
 
     def to_dict(self) -> dict:
         """Strict-JSON-safe dict (NaN -> None)."""
-        return _clean(asdict(self))
+        return json_safe(asdict(self))
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)

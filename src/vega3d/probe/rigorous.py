@@ -26,6 +26,8 @@ For every pair of frames ``i < j`` with valid poses (not only adjacent ones):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from vega3d.errors import Vega3DError
@@ -141,6 +143,47 @@ def _mean(x: torch.Tensor) -> float:
     return float(x.double().mean()) if x.numel() else float("nan")
 
 
+@dataclass
+class _Pairs:
+    """Every candidate pair (a[k], b[k]) of valid-pose frames and its geometry (all (M, ...))."""
+
+    a: torch.Tensor  # scene positions of frame i
+    b: torch.Tensor  # scene positions of frame j
+    xy_b: torch.Tensor  # (M, S, 2) frame i's samples reprojected into frame j
+    visible: torch.Tensor  # (M, S) passed the occlusion test
+    overlap: torch.Tensor
+    motion: torch.Tensor  # (M, S) image motion of each sample
+    median_motion: torch.Tensor  # of the visible samples
+    rotation: torch.Tensor  # degrees
+    translation: torch.Tensor  # metres
+
+
+@dataclass
+class _Points:
+    """The visible points of the selected pairs, grouped by pair (all (P, ...))."""
+
+    pair_id: torch.Tensor  # index into the selected pairs
+    sample: torch.Tensor  # index of the point among frame a's samples
+    a: torch.Tensor
+    b: torch.Tensor
+    xy_a: torch.Tensor
+    xy_b: torch.Tensor
+    world: torch.Tensor
+    motion: torch.Tensor
+    rotation: torch.Tensor
+
+
+@dataclass
+class _Cosines:
+    """Positive cosines (P,) and the negatives with the point each belongs to."""
+
+    pos: torch.Tensor
+    neg: torch.Tensor
+    neg_owner: torch.Tensor
+    loc: torch.Tensor  # local (position-controlled) negatives
+    loc_owner: torch.Tensor
+
+
 def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progress=None) -> dict:
     """The rigorous score (module docstring) for the valid-pose scene positions ``frames``.
 
@@ -148,194 +191,233 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
     (keys as :class:`ProbeResult` fields). Raises :class:`Vega3DError` when no pair
     passes the selection, saying which thresholds failed and which options to relax.
     """
-    n, h, w, c = features.shape
-    height, width = scene.image_size
     g = torch.Generator().manual_seed(opts.seed)
     poses = scene.poses.double()
     world, xy, valid = sample_points(scene, poses, frames, opts.points_per_frame, g)
-    w2c = torch.zeros(n, 4, 4, dtype=torch.float64)
-    w2c[frames] = invert_poses(poses[frames], name=f"scene {scene.name!r} poses")
-
-    # ---- candidate pairs and their geometry
-    fr = torch.tensor(frames)
-    ia, ib = torch.triu_indices(len(frames), len(frames), offset=1)
-    a, b = fr[ia], fr[ib]
-    xy_b, vis, _ = visibility(scene, w2c, a, b, world, valid, opts)
-    overlap = vis.sum(1) / valid[a].sum(1).clamp_min(1)
-    motion = (xy_b - xy[a]).norm(dim=-1)
-    med_motion = torch.where(vis, motion, torch.full_like(motion, float("nan"))).nanmedian(dim=1).values
-    rotation = rotation_angle_deg(poses[a, :3, :3], poses[b, :3, :3])
-    translation = (poses[a, :3, 3] - poses[b, :3, 3]).norm(dim=-1)
-    checks = {
-        "overlap below min_overlap": overlap < opts.min_overlap,
-        "overlap above max_overlap": overlap > opts.max_overlap,
-        "rotation below min_rotation_deg": rotation < opts.min_rotation_deg,
-        "translation below min_translation_m": translation < opts.min_translation_m,
-        "median motion below min_motion_px": ~(med_motion >= opts.min_motion_px),
-    }
-    keep = torch.ones(len(a), dtype=torch.bool)
-    for m in checks.values():
-        keep &= ~m
-    rejected = {k: int(v.sum()) for k, v in checks.items()}
-    if not bool(keep.any()):
-        raise _no_pairs_error(scene, frames, opts, overlap, rotation, translation, med_motion, rejected)
-    sel = keep.nonzero().flatten()
-    if opts.max_pairs is not None and len(sel) > opts.max_pairs:
-        sel = sel[torch.randperm(len(sel), generator=g)[: opts.max_pairs].sort().values]
-
-    # ---- the visible points of the selected pairs (grouped by pair)
-    pair_id, samp = vis[sel].nonzero(as_tuple=True)
-    pa, pb = a[sel][pair_id], b[sel][pair_id]
-    xa, xb = xy[pa, samp], xy_b[sel][pair_id, samp]
-    pw = world[pa, samp]
-    pmotion = motion[sel][pair_id, samp]
-    prot = rotation[sel][pair_id]
-    num = len(samp)
-
+    pairs = candidate_pairs(scene, poses, frames, world, xy, valid, opts)
+    sel, rejected = select_pairs(scene, frames, pairs, opts, g)
+    points = _visible_points(pairs, sel, xy, world)
     feats = features.float()
-    fsrc = torch.zeros(n, opts.points_per_frame, c)
-    for f in frames:
-        fsrc[f] = normalize(bilinear_sample(feats, torch.full((opts.points_per_frame,), f), xy[f], (height, width)))
-
-    hom_c2d = scene.intrinsics_depth.double() @ torch.linalg.inv(scene.intrinsics_color.double())
-    kc = scene.intrinsics_color.double()
-    lo, hi = opts.local_negative_px
-    k = opts.negatives_per_point
-    local_dist = opts.local_negative_distance_m or opts.negative_distance_m
-    pos = torch.empty(num)
-    neg, neg_owner, loc, loc_owner = [], [], [], []
-    chunks = range(0, num, opts.chunk_points)
-    for start in progress(chunks) if progress else chunks:
-        sl = slice(start, min(start + opts.chunk_points, num))
-        m = sl.stop - sl.start
-        q = fsrc[pa[sl], samp[sl]]  # (m, C)
-        pos[sl] = bilinear_cosine(feats, pb[sl], xb[sl], (height, width), q)
-        owner = torch.arange(sl.start, sl.stop).unsqueeze(1).expand(m, k)
-        # global negatives: other samples of frame j, far in 3D
-        cand = torch.randint(0, opts.points_per_frame, (m, k), generator=g)
-        bj = pb[sl].unsqueeze(1).expand(m, k)
-        ok = valid[bj, cand] & ((world[bj, cand] - pw[sl].unsqueeze(1)).norm(dim=-1) > opts.negative_distance_m)
-        keep = ok.reshape(-1).nonzero().flatten()
-        other = fsrc.reshape(-1, c)[(bj.reshape(-1) * opts.points_per_frame + cand.reshape(-1))[keep]]
-        neg.append((q[keep // k] * other).sum(-1))
-        neg_owner.append(owner.reshape(-1)[keep])
-        # local negatives: on the circle around x_i through x_j, lo..hi px from x_j
-        vec = (xb[sl] - xa[sl]).unsqueeze(1).expand(m, k, 2)
-        rad = vec.norm(dim=-1)
-        cmax = torch.minimum(torch.full_like(rad, hi), 2 * rad)
-        chord = lo + torch.rand(m, k, generator=g, dtype=torch.float64) * (cmax - lo).clamp_min(0)
-        theta = 2 * torch.asin((chord / (2 * rad).clamp_min(1e-9)).clamp(0, 1))
-        theta = theta * torch.where(torch.rand(m, k, generator=g) < 0.5, -1.0, 1.0).double()
-        cs, sn = torch.cos(theta), torch.sin(theta)
-        rot = torch.stack([cs * vec[..., 0] - sn * vec[..., 1], sn * vec[..., 0] + cs * vec[..., 1]], dim=-1)
-        xn = (xa[sl].unsqueeze(1) + rot).reshape(-1, 2)
-        inside = (xn[:, 0] >= 0) & (xn[:, 0] < width) & (xn[:, 1] >= 0) & (xn[:, 1] < height)
-        bflat = bj.reshape(-1)
-        dn = lookup_depth(scene.depth, bflat, apply_homography(hom_c2d, xn))
-        wn = transform(poses[bflat], unproject(xn, dn, kc).unsqueeze(1)).squeeze(1)
-        far = (wn - pw[sl].unsqueeze(1).expand(m, k, 3).reshape(-1, 3)).norm(dim=-1) > local_dist
-        ok = (cmax >= lo).reshape(-1) & inside & (dn > 0) & far
-        keep = ok.nonzero().flatten()  # read the grid only where the candidate is a valid negative
-        loc.append(bilinear_cosine(feats, bflat[keep], xn[keep], (height, width), q[keep // k]))
-        loc_owner.append(owner.reshape(-1)[keep])
-    neg, neg_owner = torch.cat(neg), torch.cat(neg_owner)
-    loc, loc_owner = torch.cat(loc), torch.cat(loc_owner)
-    has_local = torch.zeros(num, dtype=torch.bool)
-    has_local[loc_owner] = True
-
-    def metrics(mask):
-        nm, lm = mask[neg_owner], mask[loc_owner]
-        pl = mask & has_local
-        return {
-            "num_points": int(mask.sum()),
-            "pos_cosine": _mean(pos[mask]),
-            "neg_cosine": _mean(neg[nm]),
-            "auroc": auroc(pos[mask], neg[nm], opts.tie_tolerance),
-            "auroc_local": auroc(pos[pl], loc[lm], opts.tie_tolerance),
-        }
-
-    every = metrics(torch.ones(num, dtype=torch.bool))
-    by_rotation, by_motion = [], []
-    for values, edges, out, key in (
-        (prot, opts.rotation_bins_deg, by_rotation, "rotation_deg"),
-        (pmotion, opts.motion_bins_px, by_motion, "motion_px"),
-    ):
-        idx, labels = _bins(values, edges)
-        for kbin, label in enumerate(labels):
-            mk = idx == kbin
-            if bool(mk.any()):
-                out.append({key: label, **metrics(mk)})
-
-    # ---- per-pair summary
-    npair = len(sel)
-    cnt = torch.bincount(pair_id, minlength=npair).double()
-    pos_sum = torch.zeros(npair, dtype=torch.float64).index_add_(0, pair_id, pos.double())
-    pairs = []
-    for r, p in enumerate(sel.tolist()):
-        pairs.append(
-            {
-                "frames": [scene.frame_ids[int(a[p])], scene.frame_ids[int(b[p])]],
-                "positions": [int(a[p]), int(b[p])],
-                "overlap": float(overlap[p]),
-                "rotation_deg": float(rotation[p]),
-                "translation_m": float(translation[p]),
-                "median_motion_px": float(med_motion[p]),
-                "num_points": int(cnt[r]),
-                "pos_cosine": float(pos_sum[r] / cnt[r]) if cnt[r] else float("nan"),
-            }
-        )
-
-    recall = _nn_recall(feats, fsrc, pa, pb, samp, xa, xb, pmotion, pair_id, (height, width), opts)
+    fsrc = _sample_features(feats, frames, xy, scene.image_size, opts.points_per_frame)
+    cos = _cosines(scene, feats, fsrc, points, world, valid, opts, g, progress)
+    has_local = torch.zeros(len(cos.pos), dtype=torch.bool)
+    has_local[cos.loc_owner] = True
+    every = _metrics(cos, torch.ones(len(cos.pos), dtype=torch.bool), has_local, opts)
     return {
         "pos_cosine": every["pos_cosine"],
         "neg_cosine": every["neg_cosine"],
         "margin": every["pos_cosine"] - every["neg_cosine"],
         "auroc": every["auroc"],
         "auroc_local": every["auroc_local"],
-        "neg_cosine_local": _mean(loc),
-        "margin_local": _mean(pos[has_local]) - _mean(loc),
-        "num_pairs": npair,
-        "num_points": num,
-        "num_negatives": len(neg),
+        "neg_cosine_local": _mean(cos.loc),
+        "margin_local": _mean(cos.pos[has_local]) - _mean(cos.loc),
+        "num_pairs": len(sel),
+        "num_points": len(cos.pos),
+        "num_negatives": len(cos.neg),
         "num_points_local": int(has_local.sum()),
-        "num_negatives_local": len(loc),
-        "pairs_considered": len(a),
+        "num_negatives_local": len(cos.loc),
+        "pairs_considered": len(pairs.a),
         "pairs_rejected": rejected,
-        "by_rotation": by_rotation,
-        "by_motion": by_motion,
-        "pairs": pairs,
-        **recall,
+        "by_rotation": _breakdown(cos, has_local, points.rotation, opts.rotation_bins_deg, "rotation_deg", opts),
+        "by_motion": _breakdown(cos, has_local, points.motion, opts.motion_bins_px, "motion_px", opts),
+        "pairs": _pair_summaries(scene, pairs, sel, points.pair_id, cos.pos),
+        **_nn_recall(feats, fsrc, points, scene.image_size, opts),
     }
 
 
-def _nn_recall(feats, fsrc, pa, pb, samp, xa, xb, pmotion, pair_id, image_size, opts) -> dict:
+def candidate_pairs(scene, poses, frames, world, xy, valid, opts) -> _Pairs:
+    """All pairs i < j of ``frames`` with frame i's samples reprojected into frame j."""
+    w2c = torch.zeros(len(scene), 4, 4, dtype=torch.float64)
+    w2c[frames] = invert_poses(poses[frames])
+    fr = torch.tensor(frames)
+    ia, ib = torch.triu_indices(len(frames), len(frames), offset=1)
+    a, b = fr[ia], fr[ib]
+    xy_b, vis, _ = visibility(scene, w2c, a, b, world, valid, opts)
+    motion = (xy_b - xy[a]).norm(dim=-1)
+    return _Pairs(
+        a=a,
+        b=b,
+        xy_b=xy_b,
+        visible=vis,
+        overlap=vis.sum(1) / valid[a].sum(1).clamp_min(1),
+        motion=motion,
+        median_motion=torch.where(vis, motion, torch.full_like(motion, float("nan"))).nanmedian(dim=1).values,
+        rotation=rotation_angle_deg(poses[a, :3, :3], poses[b, :3, :3]),
+        translation=(poses[a, :3, 3] - poses[b, :3, 3]).norm(dim=-1),
+    )
+
+
+def select_pairs(scene, frames, pairs: _Pairs, opts, generator) -> tuple[torch.Tensor, dict]:
+    """Indices of the pairs that pass the overlap and baseline thresholds (a random
+    ``max_pairs`` of them if more), and the count rejected by each threshold."""
+    checks = {
+        "overlap below min_overlap": pairs.overlap < opts.min_overlap,
+        "overlap above max_overlap": pairs.overlap > opts.max_overlap,
+        "rotation below min_rotation_deg": pairs.rotation < opts.min_rotation_deg,
+        "translation below min_translation_m": pairs.translation < opts.min_translation_m,
+        "median motion below min_motion_px": ~(pairs.median_motion >= opts.min_motion_px),
+    }
+    keep = torch.ones(len(pairs.a), dtype=torch.bool)
+    for m in checks.values():
+        keep &= ~m
+    rejected = {k: int(v.sum()) for k, v in checks.items()}
+    if not bool(keep.any()):
+        raise _no_pairs_error(scene, frames, opts, pairs, rejected)
+    sel = keep.nonzero().flatten()
+    if opts.max_pairs is not None and len(sel) > opts.max_pairs:
+        sel = sel[torch.randperm(len(sel), generator=generator)[: opts.max_pairs].sort().values]
+    return sel, rejected
+
+
+def _visible_points(pairs: _Pairs, sel, xy, world) -> _Points:
+    pair_id, samp = pairs.visible[sel].nonzero(as_tuple=True)
+    pa = pairs.a[sel][pair_id]
+    return _Points(
+        pair_id=pair_id,
+        sample=samp,
+        a=pa,
+        b=pairs.b[sel][pair_id],
+        xy_a=xy[pa, samp],
+        xy_b=pairs.xy_b[sel][pair_id, samp],
+        world=world[pa, samp],
+        motion=pairs.motion[sel][pair_id, samp],
+        rotation=pairs.rotation[sel][pair_id],
+    )
+
+
+def _sample_features(feats, frames, xy, image_size, num) -> torch.Tensor:
+    """Unit features (N, num, C) of every frame's samples (zero for frames not in ``frames``)."""
+    fsrc = torch.zeros(len(feats), num, feats.shape[-1])
+    for f in frames:
+        fsrc[f] = normalize(bilinear_sample(feats, torch.full((num,), f), xy[f], image_size))
+    return fsrc
+
+
+def _cosines(scene, feats, fsrc, pts: _Points, world, valid, opts, generator, progress) -> _Cosines:
+    """Positive, global-negative and local-negative cosines, ``chunk_points`` points at a time."""
+    num = len(pts.sample)
+    pos = torch.empty(num)
+    neg, neg_owner, loc, loc_owner = [], [], [], []
+    chunks = range(0, num, opts.chunk_points)
+    for start in progress(chunks) if progress else chunks:
+        sl = slice(start, min(start + opts.chunk_points, num))
+        q = fsrc[pts.a[sl], pts.sample[sl]]  # (m, C)
+        pos[sl] = bilinear_cosine(feats, pts.b[sl], pts.xy_b[sl], scene.image_size, q)
+        owner = torch.arange(sl.start, sl.stop).unsqueeze(1).expand(len(q), opts.negatives_per_point).reshape(-1)
+        cos, keep = _global_negatives(fsrc, pts, sl, q, world, valid, opts, generator)
+        neg.append(cos)
+        neg_owner.append(owner[keep])
+        cos, keep = _local_negatives(scene, feats, pts, sl, q, opts, generator)
+        loc.append(cos)
+        loc_owner.append(owner[keep])
+    return _Cosines(pos, torch.cat(neg), torch.cat(neg_owner), torch.cat(loc), torch.cat(loc_owner))
+
+
+def _global_negatives(fsrc, pts: _Points, sl, q, world, valid, opts, generator):
+    """Other samples of frame j further than ``negative_distance_m`` in 3D: cosines and the
+    kept candidates' flat indices into the chunk's (m * k) draws."""
+    m, k = len(q), opts.negatives_per_point
+    cand = torch.randint(0, opts.points_per_frame, (m, k), generator=generator)
+    bj = pts.b[sl].unsqueeze(1).expand(m, k)
+    ok = valid[bj, cand] & ((world[bj, cand] - pts.world[sl].unsqueeze(1)).norm(dim=-1) > opts.negative_distance_m)
+    keep = ok.reshape(-1).nonzero().flatten()
+    other = fsrc.reshape(-1, fsrc.shape[-1])[(bj.reshape(-1) * opts.points_per_frame + cand.reshape(-1))[keep]]
+    return (q[keep // k] * other).sum(-1), keep
+
+
+def _local_negatives(scene, feats, pts: _Points, sl, q, opts, generator):
+    """Candidates on the circle around x_i through x_j, ``local_negative_px`` from x_j, on
+    valid depth, inside the frame and far in 3D: cosines and the kept candidates' indices."""
+    height, width = scene.image_size
+    m, k = len(q), opts.negatives_per_point
+    lo, hi = opts.local_negative_px
+    vec = (pts.xy_b[sl] - pts.xy_a[sl]).unsqueeze(1).expand(m, k, 2)
+    rad = vec.norm(dim=-1)
+    cmax = torch.minimum(torch.full_like(rad, hi), 2 * rad)
+    chord = lo + torch.rand(m, k, generator=generator, dtype=torch.float64) * (cmax - lo).clamp_min(0)
+    theta = 2 * torch.asin((chord / (2 * rad).clamp_min(1e-9)).clamp(0, 1))
+    theta = theta * torch.where(torch.rand(m, k, generator=generator) < 0.5, -1.0, 1.0).double()
+    cs, sn = torch.cos(theta), torch.sin(theta)
+    rot = torch.stack([cs * vec[..., 0] - sn * vec[..., 1], sn * vec[..., 0] + cs * vec[..., 1]], dim=-1)
+    xn = (pts.xy_a[sl].unsqueeze(1) + rot).reshape(-1, 2)
+    inside = (xn[:, 0] >= 0) & (xn[:, 0] < width) & (xn[:, 1] >= 0) & (xn[:, 1] < height)
+    bflat = pts.b[sl].unsqueeze(1).expand(m, k).reshape(-1)
+    kc = scene.intrinsics_color.double()
+    hom_c2d = scene.intrinsics_depth.double() @ torch.linalg.inv(kc)
+    dn = lookup_depth(scene.depth, bflat, apply_homography(hom_c2d, xn))
+    wn = transform(scene.poses.double()[bflat], unproject(xn, dn, kc).unsqueeze(1)).squeeze(1)
+    far_m = opts.local_negative_distance_m or opts.negative_distance_m
+    far = (wn - pts.world[sl].unsqueeze(1).expand(m, k, 3).reshape(-1, 3)).norm(dim=-1) > far_m
+    keep = ((cmax >= lo).reshape(-1) & inside & (dn > 0) & far).nonzero().flatten()
+    # read the grid only where the candidate is a valid negative
+    return bilinear_cosine(feats, bflat[keep], xn[keep], scene.image_size, q[keep // k]), keep
+
+
+def _metrics(cos: _Cosines, mask, has_local, opts) -> dict:
+    """Point count, mean cosines and both AUROCs over the points in ``mask``."""
+    nm, lm = mask[cos.neg_owner], mask[cos.loc_owner]
+    pl = mask & has_local
+    return {
+        "num_points": int(mask.sum()),
+        "pos_cosine": _mean(cos.pos[mask]),
+        "neg_cosine": _mean(cos.neg[nm]),
+        "auroc": auroc(cos.pos[mask], cos.neg[nm], opts.tie_tolerance),
+        "auroc_local": auroc(cos.pos[pl], cos.loc[lm], opts.tie_tolerance),
+    }
+
+
+def _breakdown(cos: _Cosines, has_local, values, edges, key, opts) -> list[dict]:
+    """:func:`_metrics` per bin of ``values`` (non-empty bins only)."""
+    idx, labels = _bins(values, edges)
+    return [
+        {key: label, **_metrics(cos, idx == kbin, has_local, opts)}
+        for kbin, label in enumerate(labels)
+        if bool((idx == kbin).any())
+    ]
+
+
+def _pair_summaries(scene, pairs: _Pairs, sel, pair_id, pos) -> list[dict]:
+    cnt = torch.bincount(pair_id, minlength=len(sel)).double()
+    pos_sum = torch.zeros(len(sel), dtype=torch.float64).index_add_(0, pair_id, pos.double())
+    out = []
+    for r, p in enumerate(sel.tolist()):
+        a, b = int(pairs.a[p]), int(pairs.b[p])
+        out.append(
+            {
+                "frames": [scene.frame_ids[a], scene.frame_ids[b]],
+                "positions": [a, b],
+                "overlap": float(pairs.overlap[p]),
+                "rotation_deg": float(pairs.rotation[p]),
+                "translation_m": float(pairs.translation[p]),
+                "median_motion_px": float(pairs.median_motion[p]),
+                "num_points": int(cnt[r]),
+                "pos_cosine": float(pos_sum[r] / cnt[r]) if cnt[r] else float("nan"),
+            }
+        )
+    return out
+
+
+def _nn_recall(feats, fsrc, pts: _Points, image_size, opts) -> dict:
+    """Nearest-neighbour recall on the ``recall_stride_px`` search grid, next to the
+    same-location guess, over the first ``recall_points_per_pair`` moved points of each pair."""
     height, width = image_size
     hs, ws = max(1, round(height / opts.recall_stride_px)), max(1, round(width / opts.recall_stride_px))
     cw, ch = width / ws, height / hs
-    grid = normalize(resample_grid(feats, (hs, ws))).reshape(len(feats), hs * ws, -1)
-    moved = pmotion >= max(cw, ch)
-    # the first recall_points_per_pair moved points of each pair (samples are in random order)
-    csum = torch.cumsum(moved.long(), 0)
-    start = torch.zeros(int(pair_id.max()) + 1 if len(pair_id) else 0, dtype=torch.long)
-    first = torch.ones_like(pair_id, dtype=torch.bool)
-    first[1:] = pair_id[1:] != pair_id[:-1]
-    start[pair_id[first]] = (csum - moved.long())[first]
-    rank = csum - start[pair_id]
-    chosen = (moved & (rank <= opts.recall_points_per_pair)).nonzero().flatten()
     radii = [float(r) for r in opts.recall_radii_px]
+    chosen = _first_moved(pts.pair_id, pts.motion >= max(cw, ch), opts.recall_points_per_pair)
     out = {"search_grid": (hs, ws), "nn_recall_num_points": len(chosen)}
     if len(chosen) == 0:
         out["nn_recall"] = {f"{r:g}": float("nan") for r in radii}
         out["nn_recall_same_location"] = {f"{r:g}": float("nan") for r in radii}
         return out
+    grid = normalize(resample_grid(feats, (hs, ws))).reshape(len(feats), hs * ws, -1)
     best = torch.empty(len(chosen), dtype=torch.long)
-    for j in pb[chosen].unique().tolist():
-        sub = (pb[chosen] == j).nonzero().flatten()
-        q = fsrc[pa[chosen[sub]], samp[chosen[sub]]]
+    for j in pts.b[chosen].unique().tolist():
+        sub = (pts.b[chosen] == j).nonzero().flatten()
+        q = fsrc[pts.a[chosen[sub]], pts.sample[chosen[sub]]]
         best[sub] = (q @ grid[j].T).argmax(dim=1)
     centre = torch.stack([(best % ws + 0.5) * cw, (best // ws + 0.5) * ch], dim=-1).double()
-    err = (centre - xb[chosen]).norm(dim=-1)
-    xs = xa[chosen]
+    xs = pts.xy_a[chosen]
     same = torch.stack(
         [
             (torch.floor(xs[:, 0] / cw).clamp(0, ws - 1) + 0.5) * cw,
@@ -343,42 +425,56 @@ def _nn_recall(feats, fsrc, pa, pb, samp, xa, xb, pmotion, pair_id, image_size, 
         ],
         dim=-1,
     )
-    err_same = (same - xb[chosen]).norm(dim=-1)
+    err = (centre - pts.xy_b[chosen]).norm(dim=-1)
+    err_same = (same - pts.xy_b[chosen]).norm(dim=-1)
     out["nn_recall"] = {f"{r:g}": float((err <= r).double().mean()) for r in radii}
     out["nn_recall_same_location"] = {f"{r:g}": float((err_same <= r).double().mean()) for r in radii}
     return out
 
 
-def _no_pairs_error(scene, frames, opts, overlap, rotation, translation, med_motion, rejected) -> Vega3DError:
+def _first_moved(pair_id, moved, count) -> torch.Tensor:
+    """Indices of the first ``count`` moved points of each pair (samples are in random order)."""
+    csum = torch.cumsum(moved.long(), 0)
+    start = torch.zeros(int(pair_id.max()) + 1 if len(pair_id) else 0, dtype=torch.long)
+    first = torch.ones_like(pair_id, dtype=torch.bool)
+    first[1:] = pair_id[1:] != pair_id[:-1]
+    start[pair_id[first]] = (csum - moved.long())[first]
+    rank = csum - start[pair_id]
+    return (moved & (rank <= count)).nonzero().flatten()
+
+
+def _no_pairs_error(scene, frames, opts, pairs: _Pairs, rejected) -> Vega3DError:
     def mx(t):
         t = t[torch.isfinite(t)]
         return f"{float(t.max()):.3g}" if t.numel() else "n/a"
 
     msg = (
         f"probe: no frame pair of scene {scene.name!r} passes the pair selection "
-        f"({len(frames)} frames with valid poses, {len(overlap)} pairs considered; rejections: "
+        f"({len(frames)} frames with valid poses, {len(pairs.a)} pairs considered; rejections: "
         + ", ".join(f"{k}: {v}" for k, v in rejected.items() if v)
-        + f"). Largest overlap {mx(overlap)} (min_overlap={opts.min_overlap}), largest rotation "
-        f"{mx(rotation)} deg (min_rotation_deg={opts.min_rotation_deg}), largest translation "
-        f"{mx(translation)} m (min_translation_m={opts.min_translation_m}), largest median motion "
-        f"{mx(med_motion)} px (min_motion_px={opts.min_motion_px}). Relax those options, "
+        + f"). Largest overlap {mx(pairs.overlap)} (min_overlap={opts.min_overlap}), largest rotation "
+        f"{mx(pairs.rotation)} deg (min_rotation_deg={opts.min_rotation_deg}), largest translation "
+        f"{mx(pairs.translation)} m (min_translation_m={opts.min_translation_m}), largest median motion "
+        f"{mx(pairs.median_motion)} px (min_motion_px={opts.min_motion_px}). Relax those options, "
         f"use more or more widely spaced frames, or check depth_abs_tolerance/depth_rel_tolerance."
     )
+    return Vega3DError(msg + _pose_hint(scene, frames, opts))
+
+
+def _pose_hint(scene, frames, opts) -> str:
+    """When adjacent frames barely overlap: whether a common pose-convention mistake explains it."""
     if len(frames) < 2:
-        return Vega3DError(msg)
+        return ""
     poses = scene.poses.double()
     given_overlap, given_cons = adjacent_consistency(scene, poses, frames, opts)
     hints = []
     for label, alt in pose_alternatives(poses[frames]).items():
         full = poses.clone()
         full[frames] = alt
-        try:
-            ov, cons = adjacent_consistency(scene, full, frames, opts)
-        except Vega3DError:
-            continue
+        ov, _ = adjacent_consistency(scene, full, frames, opts)
         if ov > max(2 * given_overlap, opts.min_overlap) and ov > 0.05:
             hints.append(f"{label}: adjacent overlap {ov:.2f}")
-    msg += (
+    msg = (
         f" Adjacent frames overlap {given_overlap:.2f} on average with the poses as given "
         f"(depth consistency {given_cons:.2f})."
     )
@@ -388,4 +484,4 @@ def _no_pairs_error(scene, frames, opts, overlap, rotation, translation, med_mot
             + "; ".join(hints)
             + ". Poses must be camera-to-world in OpenCV axes (x right, y down, z forward), metres."
         )
-    return Vega3DError(msg)
+    return msg

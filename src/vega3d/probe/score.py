@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.probe.geometry import invert_poses
+from vega3d.probe.geometry import check_invertible
 from vega3d.probe.paper import paper_score
 from vega3d.probe.result import ProbeOptions, ProbeResult
 from vega3d.probe.rigorous import adjacent_consistency, pose_alternatives, rigorous_score
+from vega3d.progress import progress as show_progress
 
 # Below this fraction of depth-consistent reprojections between adjacent frames the
 # poses are suspect (clean scans give 0.8-1.0; noisy real depth somewhat less).
@@ -33,21 +34,24 @@ def pose_warning(scene, frames, opts, consistency: float) -> str:
 
 def check_features(scene, features) -> torch.Tensor:
     """Validate a feature-grid tensor against a scene; return it as float32 (N, h, w, C)."""
-    if not isinstance(features, torch.Tensor):
-        raise Vega3DError(f"probe: features must be a torch.Tensor (N, h, w, C), got {type(features).__name__}")
-    if features.ndim != 4:
-        raise Vega3DError(
-            f"probe: features must have rank 4 (N, h, w, C) channel-last, got shape {tuple(features.shape)}"
+    shape = tuple(getattr(features, "shape", ()))
+    if not (
+        isinstance(features, torch.Tensor) and features.ndim == 4 and features.is_floating_point() and min(shape) >= 1
+    ):
+        got = (
+            f"a {features.dtype} tensor of shape {shape}"
+            if isinstance(features, torch.Tensor)
+            else type(features).__name__
         )
-    if features.shape[0] != len(scene):
         raise Vega3DError(
-            f"probe: {features.shape[0]} feature grids for {len(scene)} frames of scene "
+            f"probe: features must be a floating point torch.Tensor of rank 4 (N, h, w, C), channel-last, "
+            f"non-empty; got {got}"
+        )
+    if shape[0] != len(scene):
+        raise Vega3DError(
+            f"probe: {shape[0]} feature grids for {len(scene)} frames of scene "
             f"{scene.name!r}; expected one grid per frame"
         )
-    if min(features.shape[1:]) < 1:
-        raise Vega3DError(f"probe: empty feature grid shape {tuple(features.shape)}")
-    if not (features.is_floating_point()):
-        raise Vega3DError(f"probe: features must be floating point, got {features.dtype}")
     feats = features.detach().to("cpu", torch.float32)
     bad = ~torch.isfinite(feats).flatten(1).all(dim=1)
     if bool(bad.any()):
@@ -58,17 +62,9 @@ def check_features(scene, features) -> torch.Tensor:
     return feats
 
 
-def score(scene, features: torch.Tensor, progress: bool = False, **options) -> ProbeResult:
-    """Multi-view correspondence scores of ``features`` on ``scene``.
-
-    ``scene``: a :class:`vega3d.scenes.Scene`. ``features``: (N, h, w, C) float tensor, one
-    grid per scene frame, each covering the full colour frame (vega3d.grids). Frames whose
-    pose is invalid are excluded (listed in ``excluded_frames``), never used. ``options``:
-    fields of :class:`ProbeOptions`. ``progress`` shows a tqdm bar over point chunks.
-    Raises :class:`Vega3DError` for bad inputs or when no frame pair can be scored.
-    """
-    opts = ProbeOptions.from_kwargs(**options)
-    feats = check_features(scene, features)
+def scored_frames(scene) -> tuple[list[int], list[int]]:
+    """Scene positions of the frames with a valid pose (at least 2, invertible) and the frame
+    ids of the excluded ones."""
     valid = scene.pose_valid
     frames = valid.nonzero().flatten().tolist()
     excluded = [scene.frame_ids[i] for i in (~valid).nonzero().flatten().tolist()]
@@ -77,21 +73,32 @@ def score(scene, features: torch.Tensor, progress: bool = False, **options) -> P
             f"probe: scene {scene.name!r} has {len(frames)} frame(s) with a valid pose "
             f"({len(excluded)} excluded for invalid poses); at least 2 are needed"
         )
-    invert_poses(scene.poses[frames], name=f"scene {scene.name!r} poses")
+    check_invertible(scene.poses[frames], name=f"scene {scene.name!r} poses")
+    return frames, excluded
+
+
+def score(scene, features: torch.Tensor, progress: bool = False, **options) -> ProbeResult:
+    """Multi-view correspondence scores of ``features`` on ``scene``.
+
+    ``scene``: a :class:`vega3d.scenes.Scene`. ``features``: (N, h, w, C) float tensor, one
+    grid per scene frame, each covering the full colour frame (vega3d.grids). Frames whose
+    pose is invalid are excluded (listed in ``excluded_frames``), never used. ``options``:
+    fields of :class:`ProbeOptions`. ``progress`` shows a progress bar over point chunks.
+    Raises :class:`Vega3DError` for bad inputs or when no frame pair can be scored.
+    """
+    opts = ProbeOptions.from_kwargs(**options)
+    feats = check_features(scene, features)
+    frames, excluded = scored_frames(scene)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
-        def bar(it):
-            return tqdm(it, desc="probe: scoring", unit="chunk", leave=False)
+        def bar(chunks):
+            return show_progress(chunks, desc="probe: scoring", unit="chunk", leave=False)
 
     paper = paper_score(scene, feats, frames, opts.paper_voxel_size, opts.paper_min_valid_fraction)
     rig = rigorous_score(scene, feats, frames, opts, progress=bar)
     _, consistency = adjacent_consistency(scene, scene.poses.double(), frames, opts)
-    warnings = []
-    if consistency < LOW_CONSISTENCY:
-        warnings.append(pose_warning(scene, frames, opts, consistency))
-    notes = explain(scene, excluded, paper, rig, opts)
+    warnings = [pose_warning(scene, frames, opts, consistency)] if consistency < LOW_CONSISTENCY else []
     return ProbeResult(
         paper_score=paper["score"],
         paper_num_pairs=paper["num_pairs"],
@@ -105,7 +112,7 @@ def score(scene, features: torch.Tensor, progress: bool = False, **options) -> P
         depth_size=scene.depth_size,
         options=opts.to_dict(),
         warnings=warnings,
-        notes=notes,
+        notes=explain(scene, excluded, paper, rig, opts),
         **rig,
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from vega3d.errors import Vega3DError
 from vega3d.probe.score import score
+from vega3d.progress import progress as progress_bar
 
 
 def sweep_blocks(scene, encoder, blocks, progress: bool = False, **options) -> list[dict]:
@@ -58,6 +59,4 @@ def _check(encoder, values, what) -> list:
 def _bar(values, progress, what):
     if not progress:
         return values
-    from tqdm.auto import tqdm
-
-    return tqdm(values, desc=f"probe: scoring {what}", unit="value", leave=False)
+    return progress_bar(values, desc=f"probe: scoring {what}", unit="value", leave=False)

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from vega3d.errors import Vega3DError
+from vega3d.progress import progress
 from vega3d.scenes.sampling import sample_frames
 from vega3d.scenes.scene import Scene
 
@@ -190,9 +190,7 @@ def read_axis_align(folder: Path) -> torch.Tensor | None:
 
 # ---------------------------------------------------------------------------- frame indexing
 def _index(folder: Path, extensions: tuple[str, ...], what: str) -> dict[int, Path]:
-    """Frame id -> file for files named ``<digits>.<ext>`` in ``folder``."""
-    if not folder.is_dir():
-        raise Vega3DError(f"{folder}: missing {what} folder")
+    """Frame id -> file for files named ``<digits>.<ext>`` in ``folder`` (an existing folder)."""
     found: dict[int, Path] = {}
     for p in folder.iterdir():
         m = _FRAME_NAME.match(p.name)
@@ -222,57 +220,63 @@ def _match_ids(root: Path, files: dict[str, dict[int, Path]]) -> list[int]:
     return sorted(ref)
 
 
+LAYOUT_HELP = (
+    "the SensReader layout (color/, depth/, pose/, intrinsic/) or the posed_images layout "
+    "(NNNNN.jpg, NNNNN.png, NNNNN.txt, intrinsic.txt)"
+)
+
+
 def detect_layout(path: str | Path) -> str:
     """``"sensreader"`` or ``"posed_images"`` for a scan folder (Vega3DError if neither)."""
     root = Path(path)
     if not root.is_dir():
-        raise Vega3DError(f"{root}: scan folder does not exist")
+        found = "is a file, not a folder" if root.is_file() else "scan folder does not exist"
+        raise Vega3DError(f"{root}: {found}; expected a scan folder in {LAYOUT_HELP}")
     if any((root / d).is_dir() for d in ("color", "depth", "pose", "intrinsic")):
         return "sensreader"
     if (root / "intrinsic.txt").is_file() or any(_FRAME_NAME.match(p.name) for p in root.iterdir()):
         return "posed_images"
-    raise Vega3DError(
-        f"{root}: not a scan folder; expected the SensReader layout (color/, depth/, pose/, "
-        f"intrinsic/) or the posed_images layout (NNNNN.jpg, NNNNN.png, NNNNN.txt, intrinsic.txt)"
-    )
+    raise Vega3DError(f"{root}: not a scan folder; expected {LAYOUT_HELP}")
 
 
 def _select(ids: list[int], frames, root: Path) -> list[int]:
+    """The frame ids ``load_scene(frames=...)`` asks for: all, a uniform sample, or the listed ones."""
     if frames is None:
         return ids
-    if isinstance(frames, bool):
-        raise Vega3DError(f"load_scene({root}): frames must be None, an int or a list of frame ids, got {frames!r}")
-    if isinstance(frames, (int, np.integer)):
+    if isinstance(frames, (int, np.integer)) and not isinstance(frames, bool):
         return [ids[i] for i in sample_frames(len(ids), int(frames))]
     if isinstance(frames, (np.ndarray, torch.Tensor)):
-        if frames.ndim != 1:
-            raise Vega3DError(f"load_scene({root}): a frame id array must be 1-D, got shape {tuple(frames.shape)}")
-        integer = (
-            frames.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-            if isinstance(frames, torch.Tensor)
-            else frames.dtype.kind in "iu"
-        )
-        if not integer:
-            raise Vega3DError(f"load_scene({root}): frame ids must be ints, got dtype {frames.dtype}")
-        frames = [int(f) for f in frames.tolist()]
-    if isinstance(frames, (str, bytes)) or not isinstance(frames, Sequence):
+        frames = _id_array(frames, root)
+    if isinstance(frames, (str, bytes, bool)) or not isinstance(frames, Sequence):
         raise Vega3DError(f"load_scene({root}): frames must be None, an int or a list of frame ids, got {frames!r}")
     wanted = []
     for f in frames:
         if isinstance(f, bool) or not isinstance(f, (int, np.integer)):
             raise Vega3DError(f"load_scene({root}): frame ids must be ints, got {f!r}")
         wanted.append(int(f))
-    if not wanted:
-        raise Vega3DError(f"load_scene({root}): the frame list is empty")
-    if len(set(wanted)) != len(wanted):
-        raise Vega3DError(f"load_scene({root}): frame ids listed more than once: {wanted}")
     have = set(ids)
     missing = [f for f in wanted if f not in have]
-    if missing:
-        raise Vega3DError(
-            f"load_scene({root}): frame ids {missing[:10]} not in the scan ({len(ids)} frames, ids {ids[0]}..{ids[-1]})"
-        )
+    problem = None
+    if not wanted:
+        problem = "the frame list is empty"
+    elif len(set(wanted)) != len(wanted):
+        problem = f"frame ids listed more than once: {wanted}"
+    elif missing:
+        problem = f"frame ids {missing[:10]} not in the scan ({len(ids)} frames, ids {ids[0]}..{ids[-1]})"
+    if problem:
+        raise Vega3DError(f"load_scene({root}): {problem}")
     return wanted
+
+
+def _id_array(frames, root: Path) -> list[int]:
+    """A 1-D integer numpy array or tensor of frame ids as a list."""
+    integer = frames.dtype.kind in "iu" if isinstance(frames, np.ndarray) else not frames.is_floating_point()
+    if frames.ndim != 1 or not integer or frames.dtype == torch.bool:
+        raise Vega3DError(
+            f"load_scene({root}): a frame id array must be 1-D, got shape {tuple(frames.shape)}; "
+            f"frame ids must be ints, got dtype {frames.dtype}"
+        )
+    return [int(f) for f in frames.tolist()]
 
 
 def _same_size(arrays: list[np.ndarray], paths: list[Path], what: str) -> None:
@@ -296,72 +300,15 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
     """
     root = Path(path)
     layout = detect_layout(root)
-    if layout == "sensreader":
-        for d in ("color", "depth", "pose", "intrinsic"):
-            if not (root / d).is_dir():
-                raise Vega3DError(
-                    f"{root / d}: missing folder; the SensReader layout needs color/, depth/, pose/ and intrinsic/"
-                )
-        files = {
-            "colour": _index(root / "color", ("jpg", "jpeg", "png"), "colour"),
-            "depth": _index(root / "depth", ("png",), "depth"),
-            "pose": _index(root / "pose", ("txt",), "pose"),
-        }
-        k_color_file = root / "intrinsic" / "intrinsic_color.txt"
-        k_depth_file = root / "intrinsic" / "intrinsic_depth.txt"
-        for f in (k_color_file, k_depth_file):
-            if not f.is_file():
-                raise Vega3DError(f"{f}: missing intrinsics file (4x4 matrix)")
-    else:
-        files = {
-            "colour": _index(root, ("jpg", "jpeg"), "colour"),
-            "depth": _index(root, ("png",), "depth"),
-            "pose": _index(root, ("txt",), "pose"),
-        }
-        k_color_file = root / "intrinsic.txt"
-        k_depth_file = root / "depth_intrinsic.txt"
-        if not k_color_file.is_file():
-            raise Vega3DError(f"{k_color_file}: missing colour intrinsics file (4x4 matrix)")
+    files, k_color_file, k_depth_file = _layout_files(root, layout)
     ids = _match_ids(root, files)
     chosen = _select(ids, frames, root)
-
-    color_paths = [files["colour"][i] for i in chosen]
-    depth_paths = [files["depth"][i] for i in chosen]
-    colors, depths = [], []
-    with tqdm(total=len(chosen), desc=f"loading {root.name}", unit="frame", disable=len(chosen) < 64) as bar:
-        for cp, dp in zip(color_paths, depth_paths):
-            colors.append(read_color(cp))
-            depths.append(read_depth(dp))
-            bar.update()
-    _same_size(colors, color_paths, "colour image")
-    _same_size(depths, depth_paths, "depth image")
+    colors, depths = _read_images(root, [files["colour"][i] for i in chosen], [files["depth"][i] for i in chosen])
     poses = np.stack([read_pose(files["pose"][i]) for i in chosen])
-
-    color_size, depth_size = colors[0].shape[:2], depths[0].shape
     extras: dict = {"layout": layout}
-    k_color = read_intrinsics(k_color_file, color_size, "colour intrinsics")
-    if k_depth_file.is_file():
-        k_depth = read_intrinsics(k_depth_file, depth_size, "depth intrinsics")
-    elif tuple(depth_size) == tuple(color_size):
-        k_depth = k_color.clone()
-        extras["depth_intrinsics_from"] = k_color_file.name
-        logger.warning(
-            "%s: no %s; depth has the colour image size %dx%d, so the colour intrinsics are used for depth",
-            root,
-            k_depth_file.name,
-            color_size[1],
-            color_size[0],
-        )
-    else:
-        raise Vega3DError(
-            f"{k_depth_file}: missing depth intrinsics, and depth ({depth_size[1]}x{depth_size[0]}) "
-            f"differs in size from colour ({color_size[1]}x{color_size[0]})"
-        )
-
+    k_color, k_depth = _intrinsics(root, k_color_file, k_depth_file, colors.shape[1:3], depths.shape[1:], extras)
     scale_file = root / "depth_scale.txt"
     scale = read_depth_scale(scale_file) if scale_file.is_file() else DEFAULT_DEPTH_SCALE
-    depth = torch.from_numpy(np.stack(depths).astype(np.float32)) / np.float32(scale)
-
     invalid = [fid for fid, p in zip(chosen, poses) if not np.isfinite(p).all()]
     if invalid:
         logger.warning(
@@ -375,8 +322,8 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
         )
     extras.update({"depth_scale": scale, "num_available_frames": len(ids), "invalid_pose_frame_ids": invalid})
     return Scene(
-        color=torch.from_numpy(np.stack(colors)),
-        depth=depth,
+        color=torch.from_numpy(colors),
+        depth=torch.from_numpy(depths.astype(np.float32)) / np.float32(scale),
         poses=torch.from_numpy(poses),
         intrinsics_color=k_color,
         intrinsics_depth=k_depth,
@@ -386,3 +333,64 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
         source=str(root),
         extras=extras,
     )
+
+
+def _layout_files(root: Path, layout: str) -> tuple[dict[str, dict[int, Path]], Path, Path]:
+    """The frame files (``{"colour"|"depth"|"pose": {frame id: file}}``) and the colour and depth
+    intrinsics files of a scan folder; the depth one may be absent (posed_images)."""
+    if layout == "sensreader":
+        for d in ("color", "depth", "pose", "intrinsic"):
+            if not (root / d).is_dir():
+                raise Vega3DError(
+                    f"{root / d}: missing folder; the SensReader layout needs color/, depth/, pose/ and intrinsic/"
+                )
+        folders = {"colour": root / "color", "depth": root / "depth", "pose": root / "pose"}
+        k_color, k_depth = root / "intrinsic" / "intrinsic_color.txt", root / "intrinsic" / "intrinsic_depth.txt"
+        required = (k_color, k_depth)
+    else:
+        folders = {"colour": root, "depth": root, "pose": root}
+        k_color, k_depth = root / "intrinsic.txt", root / "depth_intrinsic.txt"
+        required = (k_color,)
+    for f in required:
+        if not f.is_file():
+            raise Vega3DError(f"{f}: missing intrinsics file (4x4 matrix)")
+    extensions = {"colour": ("jpg", "jpeg", "png") if layout == "sensreader" else ("jpg", "jpeg"), "depth": ("png",)}
+    files = {what: _index(folder, extensions.get(what, ("txt",)), what) for what, folder in folders.items()}
+    return files, k_color, k_depth
+
+
+def _read_images(root: Path, color_paths: list[Path], depth_paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Colour (N, H, W, 3) uint8 and raw depth (N, Hd, Wd) uint16 of the given frames, each
+    checked to have one size for all frames; a progress bar from 64 frames on."""
+    colors, depths = [], []
+    bar = progress(total=len(color_paths), desc=f"loading {root.name}", unit="frame", enabled=len(color_paths) >= 64)
+    with bar:
+        for cp, dp in zip(color_paths, depth_paths):
+            colors.append(read_color(cp))
+            depths.append(read_depth(dp))
+            bar.update()
+    _same_size(colors, color_paths, "colour image")
+    _same_size(depths, depth_paths, "depth image")
+    return np.stack(colors), np.stack(depths)
+
+
+def _intrinsics(root: Path, k_color_file: Path, k_depth_file: Path, color_size, depth_size, extras: dict):
+    """(colour, depth) intrinsics; without a depth file (posed_images) the colour ones serve for
+    depth of the same size, which is logged and recorded in ``extras``."""
+    k_color = read_intrinsics(k_color_file, color_size, "colour intrinsics")
+    if k_depth_file.is_file():
+        return k_color, read_intrinsics(k_depth_file, depth_size, "depth intrinsics")
+    if tuple(depth_size) != tuple(color_size):
+        raise Vega3DError(
+            f"{k_depth_file}: missing depth intrinsics, and depth ({depth_size[1]}x{depth_size[0]}) "
+            f"differs in size from colour ({color_size[1]}x{color_size[0]})"
+        )
+    extras["depth_intrinsics_from"] = k_color_file.name
+    logger.warning(
+        "%s: no %s; depth has the colour image size %dx%d, so the colour intrinsics are used for depth",
+        root,
+        k_depth_file.name,
+        color_size[1],
+        color_size[0],
+    )
+    return k_color, k_color.clone()

@@ -26,6 +26,22 @@ def preview_figure(scene: Scene, path: str | Path, num_frames: int = 4) -> Path:
     n = len(picks)
     fig = plt.figure(figsize=(3.0 * n + 3.4, 5.0))
     grid = fig.add_gridspec(2, n + 1, width_ratios=[1] * n + [1.1])
+    _frame_rows(fig, grid, scene, picks)
+    _top_view(fig.add_subplot(grid[:, n]), scene)
+    fig.suptitle(
+        f"{scene.name}: {len(scene)} frames, colour {scene.image_size[1]}x{scene.image_size[0]}, "
+        f"depth {scene.depth_size[1]}x{scene.depth_size[0]}",
+        fontsize=10,
+    )
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _frame_rows(fig, grid, scene: Scene, picks: list[int]) -> None:
+    """Colour (top row) and depth (bottom row, one colour scale) of the frames at ``picks``."""
     valid_depth = scene.depth[scene.depth > 0]
     vmax = float(valid_depth.quantile(0.99)) if valid_depth.numel() else 1.0
     for col, k in enumerate(picks):
@@ -37,26 +53,17 @@ def preview_figure(scene: Scene, path: str | Path, num_frames: int = 4) -> Path:
         im = ax.imshow(scene.depth[k].numpy(), cmap="turbo", vmin=0, vmax=vmax)
         ax.axis("off")
     fig.colorbar(im, ax=fig.axes[1::2], shrink=0.8, label="depth (m), 0 = invalid")
-    ax = fig.add_subplot(grid[:, n])
+
+
+def _top_view(ax, scene: Scene) -> None:
+    """The camera centres and optical axes from above, over the room and its objects when the
+    scene is synthetic (``extras["objects"]``)."""
     valid = scene.pose_valid
     eye = scene.poses[valid][:, :3, 3]
     forward = scene.poses[valid][:, :3, 2]
     objects = scene.extras.get("objects") if isinstance(scene.extras, dict) else None
     if objects:
-        lo, hi = objects["room_lo"], objects["room_hi"]
-        ax.add_patch(plt.Rectangle((lo[0], lo[1]), hi[0] - lo[0], hi[1] - lo[1], fill=False, color="0.4"))
-        for b in objects["boxes"]:
-            ax.add_patch(
-                plt.Rectangle(
-                    (b["lo"][0], b["lo"][1]),
-                    b["hi"][0] - b["lo"][0],
-                    b["hi"][1] - b["lo"][1],
-                    color="tab:brown",
-                    alpha=0.6,
-                )
-            )
-        for s in objects["spheres"]:
-            ax.add_patch(plt.Circle((s["center"][0], s["center"][1]), s["radius"], color="tab:purple", alpha=0.5))
+        _draw_objects(ax, objects)
     ax.plot(eye[:, 0].numpy(), eye[:, 1].numpy(), "-o", ms=3, color="tab:blue", label="camera centres")
     if objects:
         lo_xy, hi_xy = torch.tensor(objects["room_lo"][:2]), torch.tensor(objects["room_hi"][:2])
@@ -81,16 +88,16 @@ def preview_figure(scene: Scene, path: str | Path, num_frames: int = 4) -> Path:
     ax.set_aspect("equal")
     ax.set_title("top view (world x, y; m)", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(
-        f"{scene.name}: {len(scene)} frames, colour {scene.image_size[1]}x{scene.image_size[0]}, "
-        f"depth {scene.depth_size[1]}x{scene.depth_size[0]}",
-        fontsize=10,
-    )
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+
+
+def _draw_objects(ax, objects: dict) -> None:
+    lo, hi = objects["room_lo"], objects["room_hi"]
+    ax.add_patch(plt.Rectangle((lo[0], lo[1]), hi[0] - lo[0], hi[1] - lo[1], fill=False, color="0.4"))
+    for b in objects["boxes"]:
+        size = (b["hi"][0] - b["lo"][0], b["hi"][1] - b["lo"][1])
+        ax.add_patch(plt.Rectangle((b["lo"][0], b["lo"][1]), *size, color="tab:brown", alpha=0.6))
+    for s in objects["spheres"]:
+        ax.add_patch(plt.Circle((s["center"][0], s["center"][1]), s["radius"], color="tab:purple", alpha=0.5))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,12 +23,8 @@ def sample_frames(num_available: int, num: int) -> list[int]:
     positions. E.g. ``sample_frames(10, 4) == [0, 3, 6, 9]``, ``sample_frames(10, 3) == [0, 4, 9]``.
     """
     for name, value in (("num_available", num_available), ("num", num)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise Vega3DError(f"sample_frames: {name} must be an int, got {value!r}")
-    if num_available < 1:
-        raise Vega3DError(f"sample_frames: num_available must be >= 1, got {num_available}")
-    if num < 1:
-        raise Vega3DError(f"sample_frames: num must be >= 1 frame, got {num}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise Vega3DError(f"sample_frames: {name} must be >= 1 and an int, got {value!r}")
     if num >= num_available:
         return list(range(int(num_available)))
     # the step (n - 1) / (num - 1) is >= 1 here, so the floored positions are strictly increasing

@@ -250,6 +250,32 @@ def _render(room: _Room, pose: torch.Tensor, k: torch.Tensor, height: int, width
     return depth, color, sid.to(torch.int16).reshape(height, width)
 
 
+def _render_frames(room: _Room, poses, k_color, k_depth, size, depth_size):
+    """Colour (N, H, W, 3) uint8, depth (N, Hd, Wd) float32 and surface ids (N, H, W) int16 for
+    every pose; depth rendered again at ``depth_size`` with ``k_depth`` when it differs."""
+    colors, depths, sids = [], [], []
+    for pose in poses:
+        depth, color, sid = _render(room, pose, k_color, *size, with_color=True)
+        if tuple(depth_size) != tuple(size):
+            depth, _, _ = _render(room, pose, k_depth, *depth_size, with_color=False)
+        colors.append(color)
+        depths.append(depth.float())
+        sids.append(sid)
+    return torch.stack(colors), torch.stack(depths), torch.stack(sids)
+
+
+def _check_arguments(num_frames, height, width, num_boxes, num_spheres, fov_degrees, depth_size) -> None:
+    ints = [("num_frames", num_frames, 1), ("height", height, 8), ("width", width, 8)]
+    ints += [("num_boxes", num_boxes, 0), ("num_spheres", num_spheres, 0)]
+    problems = [f"{arg} must be an int >= {lo}, got {v!r}" for arg, v, lo in ints if not isinstance(v, int) or v < lo]
+    if depth_size is not None and not (len(depth_size) == 2 and all(isinstance(v, int) and v >= 8 for v in depth_size)):
+        problems.append(f"depth_size must be two ints >= 8, got {depth_size!r}")
+    if not 10.0 <= fov_degrees <= 150.0:
+        problems.append(f"fov_degrees must be in [10, 150], got {fov_degrees}")
+    if problems:
+        raise Vega3DError("synthetic_scene: " + "; ".join(problems))
+
+
 def synthetic_scene(
     num_frames: int = 16,
     height: int = 240,
@@ -271,33 +297,14 @@ def synthetic_scene(
     frame ids ``0..N-1``. Deterministic by ``seed`` (an explicit ``torch.Generator``); pure torch
     on CPU (about 0.05 s per 240x320 frame).
     """
-    for field, value, lo in (
-        ("num_frames", num_frames, 1),
-        ("height", height, 8),
-        ("width", width, 8),
-        ("num_boxes", num_boxes, 0),
-        ("num_spheres", num_spheres, 0),
-    ):
-        if not isinstance(value, int) or value < lo:
-            raise Vega3DError(f"synthetic_scene: {field} must be an int >= {lo}, got {value!r}")
-    if not 10.0 <= fov_degrees <= 150.0:
-        raise Vega3DError(f"synthetic_scene: fov_degrees must be in [10, 150], got {fov_degrees}")
+    _check_arguments(num_frames, height, width, num_boxes, num_spheres, fov_degrees, depth_size)
     hd, wd = depth_size if depth_size is not None else (height, width)
-    if not (isinstance(hd, int) and isinstance(wd, int) and hd >= 8 and wd >= 8):
-        raise Vega3DError(f"synthetic_scene: depth_size must be two ints >= 8, got {depth_size!r}")
     gen = torch.Generator().manual_seed(int(seed))
     room = _Room(gen, num_boxes, num_spheres)
     poses = synthetic_poses(num_frames, gen, arc_degrees)
     k_color = synthetic_intrinsics(height, width, fov_degrees)
     k_depth = synthetic_intrinsics(hd, wd, fov_degrees)
-    colors, depths, sids = [], [], []
-    for pose in poses:
-        depth, color, sid = _render(room, pose, k_color, height, width, with_color=True)
-        if (hd, wd) != (height, width):
-            depth, _, _ = _render(room, pose, k_depth, hd, wd, with_color=False)
-        colors.append(color)
-        depths.append(depth.float())
-        sids.append(sid)
+    colors, depths, sids = _render_frames(room, poses, k_color, k_depth, (height, width), (hd, wd))
     generator = {
         "num_frames": num_frames,
         "height": height,
@@ -310,13 +317,13 @@ def synthetic_scene(
         "depth_size": [hd, wd],
     }
     return Scene(
-        color=torch.stack(colors),
-        depth=torch.stack(depths),
+        color=colors,
+        depth=depths,
         poses=poses,
         intrinsics_color=k_color,
         intrinsics_depth=k_depth,
         frame_ids=tuple(range(num_frames)),
         name=name or f"synthetic_seed{int(seed)}",
         source="vega3d.scenes.synthetic_scene",
-        extras={"surface_id": torch.stack(sids), "objects": room.objects(), "generator": generator},
+        extras={"surface_id": sids, "objects": room.objects(), "generator": generator},
     )

@@ -36,6 +36,41 @@ def _intrinsics4(k: torch.Tensor) -> np.ndarray:
     return m
 
 
+def _depth_units(scene: Scene, root: Path, layout: str, depth_scale: float) -> np.ndarray:
+    """The depth as uint16 ``depth_scale`` units per metre, once every argument is checked."""
+    if layout not in LAYOUTS:
+        raise Vega3DError(f"write_scene: layout must be one of {LAYOUTS}, got {layout!r}")
+    if not (np.isfinite(depth_scale) and depth_scale > 0):
+        raise Vega3DError(f"write_scene: depth_scale must be a positive number of units per metre, got {depth_scale!r}")
+    if any(int(f) < 0 for f in scene.frame_ids):
+        raise Vega3DError(f"write_scene: frame ids must be >= 0 to name files, got {list(scene.frame_ids)[:10]}")
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise Vega3DError(f"{root}: write_scene needs an empty or new folder")
+    raw = torch.round(scene.depth.double() * depth_scale)
+    if float(raw.max()) > 65535:
+        raise Vega3DError(
+            f"write_scene: depth up to {float(scene.depth.max()):.3f} m does not fit uint16 at "
+            f"{depth_scale:g} units per metre (max {65535 / depth_scale:.3f} m); use a smaller depth_scale"
+        )
+    return raw.numpy().astype(np.uint16)
+
+
+def _layout_paths(root: Path, layout: str):
+    """Creates the folders; returns ``frame_file(kind, name)`` (kind: color/depth/pose) and the
+    colour and depth intrinsics files."""
+    ext = {"color": "png" if layout == "sensreader" else "jpg", "depth": "png", "pose": "txt"}
+    if layout == "sensreader":
+        for d in ("color", "depth", "pose", "intrinsic"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        return (
+            lambda kind, name: root / kind / f"{name}.{ext[kind]}",
+            root / "intrinsic" / "intrinsic_color.txt",
+            root / "intrinsic" / "intrinsic_depth.txt",
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    return lambda kind, name: root / f"{name}.{ext[kind]}", root / "intrinsic.txt", root / "depth_intrinsic.txt"
+
+
 def write_scene(
     scene: Scene,
     path: str | Path,
@@ -49,38 +84,11 @@ def write_scene(
     ``depth_scale``: depth units per metre in the PNGs (1000 = millimetres, ScanNet). Depth is
     rounded to the nearest unit, so a round trip is exact to ``0.5 / depth_scale`` metres.
     """
-    if layout not in LAYOUTS:
-        raise Vega3DError(f"write_scene: layout must be one of {LAYOUTS}, got {layout!r}")
-    if not (np.isfinite(depth_scale) and depth_scale > 0):
-        raise Vega3DError(f"write_scene: depth_scale must be a positive number of units per metre, got {depth_scale!r}")
-    if any(int(f) < 0 for f in scene.frame_ids):
-        raise Vega3DError(f"write_scene: frame ids must be >= 0 to name files, got {list(scene.frame_ids)[:10]}")
     root = Path(path)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise Vega3DError(f"{root}: write_scene needs an empty or new folder")
-    raw = torch.round(scene.depth.double() * depth_scale)
-    if float(raw.max()) > 65535:
-        raise Vega3DError(
-            f"write_scene: depth up to {float(scene.depth.max()):.3f} m does not fit uint16 at "
-            f"{depth_scale:g} units per metre (max {65535 / depth_scale:.3f} m); use a smaller depth_scale"
-        )
-    raw = raw.numpy().astype(np.uint16)
-    if layout == "sensreader":
-        dirs = {d: root / d for d in ("color", "depth", "pose", "intrinsic")}
-        for d in dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
-        color_path = lambda name: dirs["color"] / f"{name}.png"  # noqa: E731
-        depth_path = lambda name: dirs["depth"] / f"{name}.png"  # noqa: E731
-        pose_path = lambda name: dirs["pose"] / f"{name}.txt"  # noqa: E731
-        _write_matrix(dirs["intrinsic"] / "intrinsic_color.txt", _intrinsics4(scene.intrinsics_color))
-        _write_matrix(dirs["intrinsic"] / "intrinsic_depth.txt", _intrinsics4(scene.intrinsics_depth))
-    else:
-        root.mkdir(parents=True, exist_ok=True)
-        color_path = lambda name: root / f"{name}.jpg"  # noqa: E731
-        depth_path = lambda name: root / f"{name}.png"  # noqa: E731
-        pose_path = lambda name: root / f"{name}.txt"  # noqa: E731
-        _write_matrix(root / "intrinsic.txt", _intrinsics4(scene.intrinsics_color))
-        _write_matrix(root / "depth_intrinsic.txt", _intrinsics4(scene.intrinsics_depth))
+    raw = _depth_units(scene, root, layout, depth_scale)
+    frame_file, k_color, k_depth = _layout_paths(root, layout)
+    _write_matrix(k_color, _intrinsics4(scene.intrinsics_color))
+    _write_matrix(k_depth, _intrinsics4(scene.intrinsics_depth))
     if depth_scale != DEFAULT_DEPTH_SCALE:
         (root / "depth_scale.txt").write_text(f"{depth_scale:g}\n")
     if scene.axis_align is not None:
@@ -91,9 +99,9 @@ def write_scene(
         name = f"{int(fid):05d}"
         img = Image.fromarray(colors[k])
         if layout == "sensreader":
-            img.save(color_path(name))
+            img.save(frame_file("color", name))
         else:
-            img.save(color_path(name), quality=jpeg_quality, subsampling=0)
-        Image.fromarray(raw[k]).save(depth_path(name))
-        _write_matrix(pose_path(name), poses[k])
+            img.save(frame_file("color", name), quality=jpeg_quality, subsampling=0)
+        Image.fromarray(raw[k]).save(frame_file("depth", name))
+        _write_matrix(frame_file("pose", name), poses[k])
     return root
