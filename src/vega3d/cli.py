@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "vega3d.store.cli",
     "vega3d.mllm.cli",
     "vega3d.eval.cli",
+    "vega3d.video3d.cli",
 )
 
 
