@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vega3d.errors import Vega3DError
-from vega3d.mllm.train_config import load_train_config
+from vega3d.training.config import load_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "configs" / "tiny.yaml"

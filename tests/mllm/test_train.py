@@ -12,8 +12,8 @@ import yaml
 from safetensors.torch import load_file
 
 from vega3d.errors import Vega3DError
-from vega3d.mllm.train import train
-from vega3d.mllm.train_config import load_train_config
+from vega3d.training.loop import train
+from vega3d.training.config import load_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "configs" / "tiny.yaml"
@@ -281,7 +281,7 @@ def test_training_from_a_feature_store_equals_online_features(tiny, tmp_path, si
 def test_feature_store_must_match_the_simulator_section(tiny, tmp_path, simulator, capsys):
     """A store extracted at another block / with other weights than the 'simulator' section
     says is an error listing the differences; a store alone says what it was extracted with."""
-    from vega3d.mllm.train_config import check_feature_store
+    from vega3d.training.config import check_feature_store
     from vega3d.standin.wan import save_tiny_wan
     from vega3d.store.extract import extract_to_store
     from vega3d.store.inputs import discover_inputs

@@ -4,7 +4,7 @@
   into its visual tokens (``vega3d.mllm.model``), small checkpoints (``.checkpoint``).
 - :class:`Vega3DProcessor` — tokenizer + torchvision-free image/video preprocessing.
 - ``vega3d.mllm.data`` — LLaVA-style conversation data over videos / frame folders.
-- ``vega3d.mllm.train`` — ``vega3d train CONFIG.yaml`` on accelerate.
+- ``vega3d.mllm.family`` — the family's part of ``vega3d train`` (the loop: ``vega3d.training``).
 - :class:`Answerer` — batched question answering (``vega3d ask``).
 - ``vega3d.standin.qwen`` — a tiny random-weight Qwen2.5-VL stand-in on disk.
 

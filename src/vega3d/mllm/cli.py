@@ -1,4 +1,4 @@
-"""``vega3d train`` and ``vega3d ask`` (see ``vega3d.cli``)."""
+"""``vega3d ask`` (see ``vega3d.cli``)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    """Add ``train`` and ``ask``."""
-    p = subparsers.add_parser(
-        "train",
-        help="train a VEGA-3D Qwen2.5-VL from a YAML config (accelerate: 1 GPU, DDP, ZeRO, FSDP)",
-        description="Train (or resume) a VEGA-3D Qwen2.5-VL. Multi-GPU: accelerate launch --config_file "
-        "configs/accelerate/<ddp|zero2|zero3|fsdp>.yaml -m vega3d.cli train CONFIG.yaml",
-    )
-    p.add_argument("config", help="YAML training config (see configs/)")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=10")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress lines in a log)")
-    p.set_defaults(func=_train)
-
+    """Add ``ask``."""
     p = subparsers.add_parser(
         "ask",
         help="answer a question about a video with a VEGA-3D checkpoint",
@@ -47,19 +36,6 @@ def register(subparsers) -> None:
         help="accept a --base folder whose fingerprint differs from the one the checkpoint records",
     )
     p.set_defaults(func=_ask)
-
-
-def _train(args) -> int:
-    from accelerate import PartialState
-
-    from vega3d.mllm.train import train
-    from vega3d.mllm.train_config import load_train_config
-
-    config = load_train_config(args.config, args.overrides)
-    final = train(config, progress=not args.no_progress)
-    if PartialState().is_main_process:
-        print(f"model: {final}")
-    return 0
 
 
 def _check_ask_args(args) -> None:

@@ -21,15 +21,41 @@ replaced by another sample.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
+from vega3d.config import Config, Float
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 from vega3d.media import load_media
 from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages
-from vega3d.mllm.train_config import DataConfig
+
+
+class DataConfig(Config):
+    """Where the training data is and how it is sampled (see :mod:`vega3d.mllm.data`)."""
+
+    annotations: str = Field(min_length=1)  # the LLaVA-style JSON list of records
+    media_root: str = ""  # base of relative media paths ("" = the annotation file's folder)
+    num_frames: int = Field(32, ge=1)  # frames per video, sampled uniformly
+    frame_fps: Float = Field(1.0, gt=0)  # frame rate assumed for frame folders (Qwen's temporal RoPE spacing)
+    video_min_pixels: int = Field(128 * 28 * 28, ge=1)  # per-frame pixel budget of the processor: lower bound
+    video_max_pixels: int = Field(768 * 28 * 28, ge=1)  # ... and upper bound (>= video_min_pixels)
+    feature_store: str | None = None  # a FeatureStore folder of precomputed features (else: the simulator online)
+    store_key: Literal["video_name", "id"] = "video_name"  # store item of a record: video stem/folder name, or its id
+    max_tokens: int | None = Field(None, ge=1)  # a longer record (text + visual tokens) is bad; never truncated
+    skip_bad_records: bool = False  # drop (and count) records that fail to load instead of stopping
+
+    @field_validator("video_max_pixels")
+    @classmethod
+    def _budget(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("video_min_pixels")
+        if low is not None and value < low:
+            raise PydanticCustomError("budget", "expected >= data.video_min_pixels ({low})", {"low": low})
+        return value
 
 
 def seconds_per_grid(

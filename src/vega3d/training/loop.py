@@ -1,26 +1,26 @@
-"""Training a VEGA-3D Qwen2.5-VL with accelerate: ``vega3d train CONFIG.yaml``.
+"""The one training loop, for every model family, on accelerate: ``vega3d train CONFIG.yaml``.
 
 One code path for one GPU, multi-GPU DDP, DeepSpeed ZeRO-2/3 and FSDP — the choice is
 accelerate's (``accelerate launch --config_file configs/accelerate/<x>.yaml -m vega3d.cli
 train CONFIG.yaml``); nothing here is distributed by hand. The config is loaded and checked
-by :func:`vega3d.mllm.train_config.load_train_config`; this module is the loop.
+by :func:`vega3d.training.config.load_train_config`; this module is the loop.
 
 :func:`train` runs named steps: :func:`prepare` (accelerator, model + simulator or feature
 store, optimizer, data, schedule), :func:`resume` (the last complete checkpoint of the same
 experiment), then per batch :func:`train_step` (one micro-batch; an optimizer step every
-``grad_accum``), :func:`log` and :func:`save`. What is specific to the model family is in
-:func:`build_model` and :func:`build_loader`; the rest talks to the model only through
-``model(**inputs)`` (``.loss``, optional ``.gate_means``), ``parameter_groups()``,
-``trainable_names()``, ``save_pretrained()``, ``gradient_checkpointing_enable()`` and
-``stand_in_notice()``.
+``grad_accum``), :func:`log` and :func:`save`. What is specific to the model family comes from
+its :class:`~vega3d.training.families.Family` (model, data loader, batch transfer); the loop
+talks to the model only through ``model(**inputs)`` (``.loss``, optional ``.gate_means``),
+``parameter_groups()``, ``trainable_names()``, ``save_pretrained()``,
+``gradient_checkpointing_enable()`` and ``stand_in_notice()``.
 
 Per optimizer step: AdamW over the trainable groups (branch = projector + fusion at
-``branch_lr``, LLM/LoRA at ``lr``, vision tower at ``vision_lr``), cosine LR with linear
+``branch_lr``, LLM/LoRA at ``lr``, vision tower at ``vision_lr``, task heads at ``head_lr``), cosine LR with linear
 warmup (transformers' ``get_cosine_schedule_with_warmup``), gradient clipping, gradient
 accumulation. Mixed precision and gradient checkpointing from the config. Logs loss, LR
 and gate statistics to the progress bar and ``OUTPUT/log.jsonl``. Every ``save_every``
 steps: ``OUTPUT/checkpoints/step-XXXXXXX/`` with accelerate's state (trainable weights
-only, optimizer, scheduler, RNG), ``model/`` (a small :meth:`Vega3DQwen.save_pretrained`
+only, optimizer, scheduler, RNG), ``model/`` (the model's small ``save_pretrained``
 checkpoint) and ``trainer_state.json`` (written last: its presence marks a complete
 checkpoint). A new run in the same ``output_dir`` resumes from the last complete one.
 The final model goes to ``OUTPUT/model/``.
@@ -35,21 +35,15 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, write_json
-from vega3d.mllm.train_config import (
-    SimulatorSpec,
-    TrainConfig,
-    check_config_paths,
-    check_feature_store,
-    config_differences,
-)
 from vega3d.progress import progress as progress_bar
+from vega3d.training.config import TrainConfig, check_feature_store, config_differences
+from vega3d.training.families import Family, get_family
 
 STATE_FILE = "trainer_state.json"
 STAND_IN_CONSEQUENCE = (
@@ -83,6 +77,7 @@ class Run:
     """What :func:`prepare` builds and the other steps share."""
 
     config: TrainConfig
+    family: Family
     accelerator: object
     model: torch.nn.Module  # as accelerate wrapped it
     optimizer: object
@@ -134,24 +129,24 @@ def prepare(config: TrainConfig) -> Run:
     store), the optimizer, the data and the LR schedule, all wrapped by accelerate."""
     from transformers import get_cosine_schedule_with_warmup
 
-    t = config.train
-    check_config_paths(config)
+    t, family = config.train, get_family(config.family)
+    family.check(config, lambda loc: "config", True)
     store_line = check_feature_store(config)
     accelerator = make_accelerator(t)
     if accelerator.is_main_process and store_line:
         print(store_line, file=sys.stderr)
-    model = build_model(config, accelerator.device)
+    model = family.build_model(config, accelerator.device)
     if accelerator.is_main_process and (note := model.stand_in_notice(STAND_IN_CONSEQUENCE)):
         print(note, file=sys.stderr)
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     optimizer = make_optimizer(model, t)
-    loader = build_loader(config, model)
+    loader = family.build_loader(config, model)
     total = total_steps(t, len(loader.dataset), accelerator.num_processes, accelerator.is_main_process)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     save_kwargs, load_kwargs = _state_kwargs(accelerator, accelerator.unwrap_model(model))
-    return Run(config, accelerator, model, optimizer, loader, scheduler, total, save_kwargs, load_kwargs)
+    return Run(config, family, accelerator, model, optimizer, loader, scheduler, total, save_kwargs, load_kwargs)
 
 
 def make_accelerator(t):
@@ -173,62 +168,10 @@ def make_accelerator(t):
     return accelerator
 
 
-def build_model(config: TrainConfig, device):
-    """The model family's part of :func:`prepare`: the model with its feature source (an
-    attached simulator, or the feature store's extraction config recorded) and the training
-    preprocessing recorded in its config."""
-    from vega3d.mllm.model import Vega3DQwen
-
-    d = config.data
-    model = Vega3DQwen.from_config(config.model, dtype=config.train.base_dtype, device="cpu")
-    recorded = config.model.simulator
-    if d.feature_store:
-        from vega3d.store import FeatureStore
-
-        recorded = FeatureStore(d.feature_store).extraction_config
-    elif config.model.generative:
-        simulator = build_simulator(config.simulator, device)
-        model.attach_simulator(simulator)
-        recorded = simulator.config.to_dict()
-    preprocessing = {
-        "num_frames": d.num_frames,
-        "frame_fps": d.frame_fps,
-        "video_min_pixels": d.video_min_pixels,
-        "video_max_pixels": d.video_max_pixels,
-    }
-    model.config = model.config.replace(simulator=recorded, preprocessing=preprocessing)
-    return model
-
-
-def build_simulator(spec: SimulatorSpec, device):
-    """The online simulator of the ``simulator`` section (on ``spec.device``, else ``device``)."""
-    from vega3d.simulator import WanWorldSimulator
-
-    kwargs = spec.model_dump(exclude={"path", "device"})
-    return WanWorldSimulator.from_pretrained(spec.path, device=spec.device or device, **kwargs)
-
-
-def build_loader(config: TrainConfig, model):
-    """The model family's data: the processor, the dataset (frames only when a simulator is
-    attached) and its shuffled DataLoader."""
-    from vega3d.mllm.data import ConversationDataset, collate
-    from vega3d.mllm.processing import Vega3DProcessor
-
-    d, t = config.data, config.train
-    processor = Vega3DProcessor.from_pretrained(config.model.base_model, d.video_min_pixels, d.video_max_pixels)
-    dataset = ConversationDataset(d, processor, need_frames=model.simulator is not None)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=t.batch_size,
-        shuffle=True,
-        num_workers=t.num_workers,
-        collate_fn=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
-    )
-
-
 def make_optimizer(model, t) -> torch.optim.AdamW:
-    """AdamW over the model's parameter groups, each at its LR (branch, llm, vision)."""
-    lrs = {"branch": t.branch_lr if t.branch_lr is not None else t.lr, "llm": t.lr, "vision": t.vision_lr}
+    """AdamW over the model's parameter groups, each at its LR (branch, llm, vision, head)."""
+    branch = t.branch_lr if t.branch_lr is not None else t.lr
+    lrs = {"branch": branch, "llm": t.lr, "vision": t.vision_lr, "head": t.head_lr if t.head_lr is not None else branch}
     groups = [{"params": ps, "lr": lrs[k], "name": k} for k, ps in model.parameter_groups().items() if ps]
     if not groups:
         raise Vega3DError("nothing to train: every part of the model is frozen (check model.train_* and model.llm)")
@@ -349,15 +292,13 @@ def train_step(run: Run, batch: dict) -> bool:
     """One micro-batch: forward, backward, and (every ``grad_accum``) the optimizer and LR
     steps. Returns True when an optimizer step was made. A batch in which any process has no
     valid record is skipped by all processes (so DDP cannot hang)."""
-    from vega3d.mllm.data import to_device
-
     acc, s, w = run.accelerator, run.state, run.window
     counts = acc.gather(torch.tensor([len(batch["ids"]), batch["num_skipped"]], device=acc.device)).reshape(-1, 2)
     s.skipped += int(counts[:, 1].sum())
     if int(counts[:, 0].min()) == 0:
         return False
     with acc.accumulate(run.model):
-        output = run.model(**to_device(batch, acc.device))
+        output = run.model(**run.family.to_device(batch, acc.device))
         acc.backward(output.loss)
         if acc.sync_gradients and run.config.train.max_grad_norm:
             acc.clip_grad_norm_(run.model.parameters(), run.config.train.max_grad_norm)

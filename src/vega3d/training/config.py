@@ -1,14 +1,13 @@
-"""The training config: its sections (pydantic models) and the one place it is loaded and checked.
+"""The training config of every model family, and the one place it is loaded and checked.
 
-A training YAML has the sections ``model`` (:class:`~vega3d.mllm.config.Vega3DConfig`, less
-the fields training records), ``data`` (:class:`DataConfig`), ``train``
-(:class:`TrainSettings`) and optionally ``simulator`` (:class:`SimulatorSpec`).
+A training YAML names its model family (``family:``, default ``qwen25vl``;
+:mod:`vega3d.training.families`) and has the sections ``train`` (:class:`TrainSettings`),
+optionally ``simulator`` (:class:`SimulatorSpec`, online features), and the family's own
+``model`` and ``data`` sections (its :class:`TrainConfig` subclass).
 :func:`load_train_config` reads the YAML, applies ``section.key=value`` overrides, resolves
 relative paths against the YAML's folder, validates every field (one-line errors naming the
-field, and the override or the file it came from) and runs the domain checks: the paths
-exist and are of the right kind, the base folder is a Qwen2.5-VL model
-(:func:`check_config_paths`), the generative branch has a feature source. :func:`check_feature_store`
-compares a feature store with the ``simulator`` section.
+field, and the override or the file it came from) and runs the family's domain checks.
+:func:`check_feature_store` compares a feature store with the ``simulator`` section.
 """
 
 from __future__ import annotations
@@ -17,37 +16,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from vega3d.config import Config, Float, describe, resolve_path
 from vega3d.errors import Vega3DError
-from vega3d.mllm.config import Vega3DConfig, check_qwen_folder
+from vega3d.training.families import DEFAULT_FAMILY, Family, get_family
 
 Dtype = Literal["float32", "bfloat16", "float16"]
-
-
-class DataConfig(Config):
-    """Where the training data is and how it is sampled (see :mod:`vega3d.mllm.data`)."""
-
-    annotations: str = Field(min_length=1)  # the LLaVA-style JSON list of records
-    media_root: str = ""  # base of relative media paths ("" = the annotation file's folder)
-    num_frames: int = Field(32, ge=1)  # frames per video, sampled uniformly
-    frame_fps: Float = Field(1.0, gt=0)  # frame rate assumed for frame folders (Qwen's temporal RoPE spacing)
-    video_min_pixels: int = Field(128 * 28 * 28, ge=1)  # per-frame pixel budget of the processor: lower bound
-    video_max_pixels: int = Field(768 * 28 * 28, ge=1)  # ... and upper bound (>= video_min_pixels)
-    feature_store: str | None = None  # a FeatureStore folder of precomputed features (else: the simulator online)
-    store_key: Literal["video_name", "id"] = "video_name"  # store item of a record: video stem/folder name, or its id
-    max_tokens: int | None = Field(None, ge=1)  # a longer record (text + visual tokens) is bad; never truncated
-    skip_bad_records: bool = False  # drop (and count) records that fail to load instead of stopping
-
-    @field_validator("video_max_pixels")
-    @classmethod
-    def _budget(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("video_min_pixels")
-        if low is not None and value < low:
-            raise PydanticCustomError("budget", "expected >= data.video_min_pixels ({low})", {"low": low})
-        return value
 
 
 class SimulatorSpec(Config):
@@ -71,7 +46,7 @@ def _no_is_false(value):
 
 
 class TrainSettings(Config):
-    """Optimisation and bookkeeping (see :mod:`vega3d.mllm.train`)."""
+    """Optimisation and bookkeeping (see :mod:`vega3d.training.loop`)."""
 
     output_dir: str = Field(min_length=1)  # checkpoints, log.jsonl and the final model/
     epochs: int = Field(1, ge=1)  # passes over the data (max_steps, when set, overrides it)
@@ -81,6 +56,7 @@ class TrainSettings(Config):
     lr: Float = Field(1e-5, gt=0)  # the LLM's (LoRA or full)
     branch_lr: Float | None = Field(None, gt=0)  # projector + fusion (None: lr)
     vision_lr: Float = Field(2e-6, gt=0)  # the vision tower's
+    head_lr: Float | None = Field(None, gt=0)  # task heads a family adds (grounding, actions; None: branch LR)
     weight_decay: Float = Field(0.0, ge=0)  # AdamW's
     warmup_ratio: Float = Field(0.03, ge=0, le=1)  # linear warmup, as a share of the steps, then cosine
     max_grad_norm: Float = Field(1.0, ge=0)  # gradient clipping (0: none)
@@ -96,23 +72,15 @@ class TrainSettings(Config):
 
 
 class TrainConfig(Config):
-    """A whole training config: the YAML's sections."""
+    """The sections every family has; a family's subclass adds its ``model`` and ``data``."""
 
-    model: Vega3DConfig  # the model (less the fields training records: Vega3DConfig.RECORDED)
-    data: DataConfig
+    family: str = DEFAULT_FAMILY  # the model family (vega3d.training.families.FAMILIES)
     train: TrainSettings
-    simulator: SimulatorSpec | None = None  # online features; None: data.feature_store's
+    simulator: SimulatorSpec | None = None  # online features; None: the data's feature store
 
 
-#: The fields holding paths, resolved against the YAML file's folder.
-PATH_FIELDS = (
-    ("model", "base_model"),
-    ("simulator", "path"),
-    ("data", "annotations"),
-    ("data", "media_root"),
-    ("data", "feature_store"),
-    ("train", "output_dir"),
-)
+#: The generic fields holding paths (a family adds its own: Family.path_fields).
+PATH_FIELDS = (("simulator", "path"), ("train", "output_dir"))
 
 
 class _Source:
@@ -159,88 +127,82 @@ def _is_config(cls) -> bool:
     return isinstance(cls, type) and issubclass(cls, Config)
 
 
-def _user_keys(loc: tuple) -> list[str]:
-    """The keys a user may write at ``loc`` (a section of :class:`TrainConfig`)."""
-    cls = TrainConfig
+def _section_class(root: type, loc: tuple) -> type:
+    """The config class of the section at ``loc`` inside ``root``."""
+    cls = root
     for name in loc:
         annotation = cls.model_fields[name].annotation
         cls = next(a for a in (annotation, *getattr(annotation, "__args__", ())) if _is_config(a))
-    hidden = Vega3DConfig.RECORDED if cls is Vega3DConfig else ()
-    return [k for k in cls.model_fields if k not in hidden]
+    return cls
 
 
-def _validate(tree: dict, source: _Source) -> TrainConfig:
-    """:class:`TrainConfig` from the tree, errors naming the field and where it was set."""
-    recorded = sorted(set(tree.get("model") or {}) & set(Vega3DConfig.RECORDED))
-    if isinstance(tree.get("model"), dict) and recorded:
-        loc = ("model", recorded[0])
-        raise Vega3DError(
-            f"{source.of(loc)}: model.{recorded[0]}: recorded by vega3d train, not set in a config; "
-            f"valid: {', '.join(_user_keys(loc[:1]))}"
-        )
+def _user_keys(root: type, loc: tuple) -> list[str]:
+    """The keys a user may write at ``loc``: the section's fields less those training records."""
+    cls = _section_class(root, loc)
+    return [k for k in cls.model_fields if k not in getattr(cls, "RECORDED", ())]
+
+
+def _validate(family: Family, tree: dict, source: _Source) -> TrainConfig:
+    """The family's config from the tree, errors naming the field and where it was set."""
+    for section, value in tree.items():
+        if not isinstance(value, dict) or section not in family.config.model_fields:
+            continue
+        recorded = getattr(_section_class(family.config, (section,)), "RECORDED", ())
+        found = sorted(set(value) & set(recorded))
+        if found:
+            loc = (section, found[0])
+            raise Vega3DError(
+                f"{source.of(loc)}: {section}.{found[0]}: recorded by vega3d train, not set in a config; "
+                f"valid: {', '.join(_user_keys(family.config, loc[:1]))}"
+            )
     try:
-        return TrainConfig.model_validate(tree)
+        return family.config.model_validate(tree)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         loc = first["loc"]
         message = describe(err)
         if first["type"] == "extra_forbidden":
-            message += f"; valid: {', '.join(_user_keys(loc[:-1]))}"
+            message += f"; valid: {', '.join(_user_keys(family.config, loc[:-1]))}"
         raise Vega3DError(f"{source.of(loc)}: {message}") from None
 
 
 def load_train_config(path, overrides=(), check_paths: bool = True) -> TrainConfig:
     """Read a YAML training config; ``overrides`` are ``section.key=value`` strings.
 
-    Relative paths (:data:`PATH_FIELDS`) resolve against the YAML file's folder. Every
-    field's type and range is checked; ``check_paths``: also check that the folders and files
-    exist (:func:`check_config_paths`). Errors name the field and the override or file that set it."""
+    The ``family`` key picks the model family. Relative paths (:data:`PATH_FIELDS` and the
+    family's) resolve against the YAML file's folder. Every field's type and range is checked;
+    ``check_paths``: also the family's domain checks (paths exist, base folders, a feature
+    source). Errors name the field and the override or file that set it."""
     path = Path(path)
     tree = _read_yaml(path)
     for o in overrides:
         apply_override(tree, o)
-    for section, key in PATH_FIELDS:
+    source = _Source(path, overrides)
+    family = get_family(tree.setdefault("family", DEFAULT_FAMILY), source.of(("family",)))
+    for section, key in PATH_FIELDS + family.path_fields:
         if isinstance(tree.get(section), dict) and isinstance(tree[section].get(key), str):
             tree[section][key] = resolve_path(tree[section][key], path.resolve().parent)
-    source = _Source(path, overrides)
-    config = _validate(tree, source)
-    if config.model.generative and config.simulator is None and not config.data.feature_store:
-        raise Vega3DError(
-            f"{path}: the generative branch is on but there is neither a 'simulator' section (online "
-            "features) nor data.feature_store (precomputed features)"
-        )
-    if check_paths:
-        check_config_paths(config, source.of)
+    config = _validate(family, tree, source)
+    family.check(config, source.of, check_paths)
     return config
 
 
-def _check_path(field: str, value: str | None, kind: str, where, missing_ok: bool = False) -> None:
+def check_path(field: str, value: str | None, kind: str, where, missing_ok: bool = False) -> None:
     """``value`` (a path) exists (unless ``missing_ok``) and is a ``kind`` ("file" or "folder");
-    None/"" pass."""
+    None/"" pass. ``where(loc)`` names the source of the field in the error."""
     p = Path(value or "")
     if not value or (missing_ok and not p.exists()):
         return
     found = "does not exist" if not p.exists() else f"is a {'folder' if p.is_dir() else 'file'}"
     if not p.exists() or (kind == "file") != p.is_file():
-        raise Vega3DError(f"{where(field)}: {field}: {p} {found}, expected a {kind}")
+        raise Vega3DError(f"{where(tuple(field.split('.')))}: {field}: {p} {found}, expected a {kind}")
 
 
-def check_config_paths(config: TrainConfig, where=None) -> None:
-    """Raise a :class:`Vega3DError` naming the field when a path of ``config`` does not exist
-    or is of the wrong kind (model.base_model must be a Qwen2.5-VL folder). ``where(loc)``
-    names the source of a field (default: none)."""
-
-    def source(field):
-        return where(tuple(field.split("."))) if where else "config"
-
-    check_qwen_folder(config.model.base_model, f"{source('model.base_model')}: model.base_model")
-    d = config.data
-    _check_path("data.annotations", d.annotations, "file", source)
-    _check_path("data.media_root", d.media_root, "folder", source)
-    _check_path("data.feature_store", d.feature_store, "folder", source)
+def check_common_paths(config: TrainConfig, where) -> None:
+    """The generic sections' paths: the simulator folder, and an output folder that is not a file."""
     if config.simulator is not None:
-        _check_path("simulator.path", config.simulator.path, "folder", source)
-    _check_path("train.output_dir", config.train.output_dir, "folder", source, missing_ok=True)
+        check_path("simulator.path", config.simulator.path, "folder", where)
+    check_path("train.output_dir", config.train.output_dir, "folder", where, missing_ok=True)
 
 
 # -- the feature store against the simulator section -----------------------------------------
@@ -289,7 +251,7 @@ def check_feature_store(config: TrainConfig) -> str | None:
     frame mode and the Wan weights hash; the compute dtype is a run choice, as for
     checkpoints) and raise listing the differing fields. Returns a line saying which simulator
     config the features come from (None without a store)."""
-    store_path = config.data.feature_store
+    store_path = getattr(config.data, "feature_store", None)
     if not store_path:
         return None
     from vega3d.store import FeatureStore
@@ -309,9 +271,12 @@ def check_feature_store(config: TrainConfig) -> str | None:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-    """The ``section.key`` fields of the model, data and simulator sections in which two
+    """The ``section.key`` fields of the family, model, data and simulator sections in which two
     recorded training configs (``train_config.json``) differ; the train section is free
-    (a resumed run may change e.g. max_steps)."""
+    (a resumed run may change e.g. max_steps). A record without ``family`` is a qwen25vl run."""
+    old, new = {"family": DEFAULT_FAMILY, **old}, {"family": DEFAULT_FAMILY, **new}
+    if old["family"] != new["family"]:
+        return ["family"]
     return [
         f"{sec}.{k}"
         for sec in ("model", "data", "simulator")
