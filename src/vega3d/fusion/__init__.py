@@ -3,7 +3,8 @@
 - :func:`build_fusion` — one of :data:`FUSIONS` by name; every fusion's
   ``forward(semantic, generative, **geometry)`` takes two (..., L, D) streams and returns
   ``(fused (..., L, D), gate_mean (...,))``.
-- :func:`build_projector` — generative width -> LLM width (LLaVA's ``mlp2x_gelu``).
+- :func:`build_projector` — generative width -> LLM width (LLaVA's ``mlp2x_gelu``; the released
+  2 x 2 patch merger ``merger_mlp``, :class:`WindowMergerMLP`).
 - :mod:`vega3d.fusion.align` — resample a full-frame feature grid onto an MLLM's token
   grid in its token order (Qwen2.5-VL merged tokens, square SigLIP grids).
 
@@ -19,6 +20,7 @@ from vega3d.fusion.align import align_to_grid, align_to_qwen_image, align_to_qwe
 from vega3d.fusion.base import NO_GATE, Fusion
 from vega3d.fusion.cross_attention import CrossAttentionFusion
 from vega3d.fusion.gated import AdaptiveGatedFusion, ChannelGatedFusion, ResidualGatedFusion
+from vega3d.fusion.merger import WindowMergerMLP
 from vega3d.fusion.projector import build_projector
 from vega3d.fusion.variants import AddFusion, ConcatFusion, WeightedSumFusion
 
@@ -54,6 +56,7 @@ __all__ = [
     "Fusion",
     "ResidualGatedFusion",
     "WeightedSumFusion",
+    "WindowMergerMLP",
     "align_to_grid",
     "align_to_qwen_image",
     "align_to_qwen_tokens",

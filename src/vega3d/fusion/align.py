@@ -28,9 +28,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from vega3d.errors import Vega3DError
 from vega3d.grids import resample_grid
+
+#: How a generative grid is resampled onto a token grid (:func:`align_to_qwen_tokens`).
+INTERPOLATIONS = ("area", "bilinear")
 
 
 def _grid_thw(grid_thw) -> tuple[int, int, int]:
@@ -52,6 +56,7 @@ def align_to_qwen_tokens(
     temporal_patch_size: int = 2,
     *,
     keep_merge_window: bool = False,
+    interpolation: str = "area",
 ) -> torch.Tensor:
     """Features of N frames (N, h, w, C) -> (T * Hp/m * Wp/m, C) in Qwen2.5-VL merged-token order.
 
@@ -64,8 +69,17 @@ def align_to_qwen_tokens(
     Qwen's merger concatenates them (row-major within the window) — the input of an
     MLP merger like the released ``GeometryFeatureMerger``. The mean of the m*m chunks is
     the default output when the grids divide evenly.
+
+    ``interpolation``: ``"area"`` (default) resamples with :func:`vega3d.grids.resample_grid`
+    (exact cell averages for whole factors, antialiased bilinear otherwise, so every source
+    cell contributes); ``"bilinear"`` samples plain bilinear at the target cell centres
+    (``F.interpolate(..., "bilinear", align_corners=False)``, no antialiasing, float32) — what
+    the released spatial-reasoning code does (``GenerativeVisionEncoder._align_to_grid``).
+    Both are the identity when the sizes agree.
     """
     _check_features("align_to_qwen_tokens", features)
+    if interpolation not in INTERPOLATIONS:
+        raise Vega3DError(f"align_to_qwen_tokens: interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
     t, hp, wp = _grid_thw(grid_thw)
     m, tp = int(spatial_merge_size), int(temporal_patch_size)
     if hp % m or wp % m:
@@ -80,13 +94,21 @@ def align_to_qwen_tokens(
             f"ceil({n}/{tp}) = {math.ceil(n / tp)} temporal patches, but grid_thw says T={t}"
         )
     rows, cols = (hp, wp) if keep_merge_window else (hp // m, wp // m)
-    grid = resample_grid(features, (rows, cols))
+    grid = _resample(features, (rows, cols), interpolation)
     if pad := t * tp - n:  # the processor repeats the last frame
         grid = torch.cat([grid, grid[-1:].expand(pad, -1, -1, -1)])
     merged = grid.float().reshape(t, tp, rows, cols, -1).mean(dim=1)
     if keep_merge_window:  # (t, Hp, Wp, C) -> (t, Hp/m, Wp/m, m, m, C): Qwen's (t, h//m, w//m, m, m) rows
         merged = merged.reshape(t, hp // m, m, wp // m, m, -1).permute(0, 1, 3, 2, 4, 5)
     return merged.reshape(t * (hp // m) * (wp // m), -1).to(features.dtype)
+
+
+def _resample(features: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    """(N, h, w, C) onto ``size`` by ``interpolation`` (see :func:`align_to_qwen_tokens`)."""
+    if interpolation == "area" or tuple(features.shape[1:3]) == tuple(size):
+        return resample_grid(features, size)
+    x = F.interpolate(features.permute(0, 3, 1, 2).float(), size=size, mode="bilinear", align_corners=False)
+    return x.to(features.dtype).permute(0, 2, 3, 1)
 
 
 def align_to_qwen_image(features: torch.Tensor, grid_thw, spatial_merge_size: int = 2) -> torch.Tensor:
