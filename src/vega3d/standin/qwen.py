@@ -68,8 +68,9 @@ _CORPUS = (
 )
 
 
-def _train_tokenizer(vocab_size: int):
-    """Train a byte-level BPE on ``_CORPUS`` and wrap it as a Qwen2Tokenizer.
+def train_tokenizer(vocab_size: int, special_tokens=QWEN_SPECIAL_TOKENS, chat_template: str = CHAT_TEMPLATE):
+    """Train a byte-level BPE on ``_CORPUS`` and wrap it as a Qwen2Tokenizer with ``special_tokens``
+    (Qwen2.5-VL's by default; the first is the pad token) and ``chat_template``.
     Returns ``(tokenizer, vocab dict, merges list)``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AddedToken
@@ -94,10 +95,8 @@ def _train_tokenizer(vocab_size: int):
         errors="replace",
         model_max_length=32768,
     )
-    tokenizer.add_tokens(
-        [AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS], special_tokens=True
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens], special_tokens=True)
+    tokenizer.chat_template = chat_template
     return tokenizer, state["vocab"], merges
 
 
@@ -154,7 +153,7 @@ def save_tiny_qwen25vl(path, seed: int = 0, vocab_size: int = 384) -> Path:
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer, vocab, merges = _train_tokenizer(vocab_size)
+    tokenizer, vocab, merges = train_tokenizer(vocab_size)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     config = tiny_qwen25vl_config(len(tokenizer), token_ids)
     fork = torch.random.fork_rng(devices=[])
