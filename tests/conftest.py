@@ -11,6 +11,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _vega3d_cache(tmp_path_factory):
+    """vega3d's cache folder (the built-in stand-in, prompt contexts: vega3d.files.cache_dir) is one
+    of this test session, never the user's; subprocesses inherit it."""
+    before = os.environ.get("VEGA3D_CACHE")
+    os.environ["VEGA3D_CACHE"] = str(tmp_path_factory.mktemp("vega3d-cache"))
+    yield
+    if before is None:
+        os.environ.pop("VEGA3D_CACHE", None)
+    else:
+        os.environ["VEGA3D_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """Stand-ins on disk (vega3d.standin.data): paths of a tiny Qwen2.5-VL, Wan and training records (qwen, wan, annotations, root); written once per session."""

@@ -7,6 +7,8 @@
   ``os.replace``, ``fsync`` of the folder).
 - :func:`fingerprint`: the one content hash of model weights (cheap: 2 MiB per file) and
   :func:`file_sha256` (every byte).
+- :func:`cache_dir`: the one folder vega3d caches things in (the built-in stand-in model, prompt
+  contexts): ``$VEGA3D_CACHE``, else ``$XDG_CACHE_HOME/vega3d``, else ``~/.cache/vega3d``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ from vega3d.errors import Vega3DError
 FINGERPRINT_CHUNK = 1 << 20
 #: Prefix of the temporary files of :func:`atomic_write_bytes` (ignored by every reader).
 TMP_PREFIX = ".tmp-"
+#: Environment variable naming vega3d's cache folder (:func:`cache_dir`).
+CACHE_ENV = "VEGA3D_CACHE"
+
+
+def cache_dir() -> Path:
+    """vega3d's cache folder (not created here): ``$VEGA3D_CACHE`` when set, else
+    ``$XDG_CACHE_HOME/vega3d``, else ``~/.cache/vega3d``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vega3d"
 
 
 def read_json(path, what: str) -> Any:

@@ -75,12 +75,23 @@ def test_truncated_dit_never_runs_later_blocks_or_head():
     assert ran == []
 
 
-def test_memory_budget_sets_batch():
-    assert make_sim(memory_budget=1).batch_frames == 1
-    assert make_sim(memory_budget=1 << 40).batch_frames == 64
-    mid = make_sim(memory_budget=20 << 20).batch_frames
-    assert 1 < mid < 64
-    assert make_sim(batch_frames=5).batch_frames == 5
+def test_default_batch_comes_from_the_model_not_the_device(monkeypatch):
+    """The default batch_frames is a function of the model, the size and the budget only."""
+    from types import SimpleNamespace
+
+    from vega3d.simulator.simulator import DEFAULT_MEMORY_BUDGET, default_batch_frames, dit_bytes_per_frame
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: pytest.fail("the device's free memory was queried"))
+    per_frame = 24 * (64 + 8 * 32) * 4 + 2 * 24 * 24 * 4  # 4x6 tokens, FFN 64, width 32 in float32; 2 heads' scores
+    assert dit_bytes_per_frame(tiny_transformer().config, 64, 96, torch.float32) == per_frame
+    assert make_sim(memory_budget=5 * per_frame + 1).batch_frames == 5
+    assert make_sim(memory_budget=1).batch_frames == 1 and make_sim(memory_budget=1 << 40).batch_frames == 64
+    default = make_sim()
+    assert default.batch_frames == min(64, DEFAULT_MEMORY_BUDGET // per_frame) == default.config.batch_frames
+    assert make_sim(batch_frames=5).config.batch_frames == 5
+    wan13 = SimpleNamespace(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960)  # Wan2.1-T2V-1.3B
+    assert default_batch_frames(wan13, 480, 832, torch.bfloat16) == 23  # 4 GiB / 183.1 MB
+    assert default_batch_frames(wan13, 720, 1280, torch.bfloat16) == 5  # 4 GiB / 775.1 MB
 
 
 def test_compile_flag_constructs():

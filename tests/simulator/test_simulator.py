@@ -75,7 +75,7 @@ def test_batching_does_not_change_results():
     x = frames(5)
     one = make_sim(batch_frames=1).extract(x)
     three = make_sim(batch_frames=3).extract(x)
-    torch.testing.assert_close(one, three, rtol=1e-5, atol=1e-6)
+    assert torch.equal(one, three)  # bit for bit on the CPU (test_determinism.py has more)
 
 
 def test_noise_is_per_position_and_seeded(sim):
@@ -293,7 +293,7 @@ def test_latents_are_normalised_and_noised_in_float32_then_cast(tiny_folders):
     """The DiT sees ((1 − σ)·z + σ·ε) computed in float32 and cast once to bf16 (diffusers' order)."""
     s = WanWorldSimulator.from_pretrained(tiny_folders["diffusers"], block=1, height=64, width=96, dtype="bfloat16")
     seen = []
-    handle = s.transformer.patch_embedding.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    handle = s.transformer.rope.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     x, eps = frames(2), s.draw_noise(2)
     try:
         s.extract(x)

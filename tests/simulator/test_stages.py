@@ -82,7 +82,7 @@ def test_several_blocks_from_one_dit_pass_to_the_deepest(sim, padded):
             s.transformer.blocks[i].register_forward_hook(lambda *_a, i=i: runs.__setitem__(i, runs[i] + 1))
             for i in range(4)
         ]
-        hooks.append(s.transformer.patch_embedding.register_forward_pre_hook(lambda *_a: passes.append(1)))
+        hooks.append(s.transformer.rope.register_forward_pre_hook(lambda *_a: passes.append(1)))  # once per DiT pass
         try:
             grids = s.features_from_latents(enc, blocks=[1, 0, 1])
         finally:

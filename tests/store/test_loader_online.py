@@ -58,5 +58,7 @@ def test_online_cache_stores_like_the_store_and_skips_oversized(tmp_path):
     assert len(cache) == 0 and cache.bytes == 0  # larger than the bound: returned, not kept
     with pytest.raises(Vega3DError, match="max_bytes"):
         OnlineFeatureCache(ex, max_bytes=-1)
-    with pytest.raises(Vega3DError, match="2 frame indices but the extractor returned 1"):
+    with pytest.raises(
+        Vega3DError, match=r"item 'x' \(the extractor's output\): 2 frame indices but features of shape \(1, "
+    ):
         OnlineFeatureCache(ex, max_bytes=10**6).get("x", [0, 1], frames[:1])

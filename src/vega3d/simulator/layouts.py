@@ -255,7 +255,7 @@ def _jsonable(config) -> dict:
 
 def _load_diffusers(root: Path, dtype, vae_dtype):
     """``(transformer, vae, latents_mean, latents_std)`` of a diffusers-layout folder."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel, WanVACETransformer3DModel
 
     def load(model_cls, folder: Path, torch_dtype):
         kw = dict(local_files_only=True, torch_dtype=torch_dtype, output_loading_info=True)
@@ -263,7 +263,9 @@ def _load_diffusers(root: Path, dtype, vae_dtype):
             lambda: model_cls.from_pretrained(folder, **kw), folder, model_cls.__name__, "diffusers"
         )
 
-    transformer = load(WanTransformer3DModel, root / "transformer", dtype)
+    # Wan2.1-VACE's diffusers folder holds a WanVACETransformer3DModel (vega3d.simulator.vace)
+    vace = _class_name(root / "transformer" / "config.json") == "WanVACETransformer3DModel"
+    transformer = load(WanVACETransformer3DModel if vace else WanTransformer3DModel, root / "transformer", dtype)
     vae = load(AutoencoderKLWan, root / "vae", vae_dtype)
     z_dim, stats = vae.config.z_dim, {}
     for name in ("latents_mean", "latents_std"):
@@ -309,6 +311,21 @@ def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
     root, layout = (path.root, path.layout) if isinstance(path, WanFolder) else (Path(path).expanduser(), None)
     layout = layout or detect_layout(root)
     dtype = parse_dtype(dtype)
+    check_text_encoder(WanFolder(root, layout, {}))
+    if layout == "diffusers":
+        encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+    else:
+        from vega3d.simulator.convert import load_original_text_encoder
+
+        encoder = load_original_text_encoder(root / ORIGINAL_T5, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(root / ORIGINAL_TOKENIZER, local_files_only=True)
+    return _freeze(encoder, device), tokenizer, _text_encoder_identity(root, layout)
+
+
+def check_text_encoder(folder: WanFolder) -> None:
+    """A folder without the text encoder: one error saying how to get the context without it."""
+    root, layout = folder.root, folder.layout
     check(
         has_text_encoder(root, layout),
         str(root),
@@ -318,21 +335,71 @@ def load_text_encoder(path, *, dtype=torch.float32, device="cpu"):
         f"--out {PROMPT_FILE}` once, then give that file (CLI: `vega3d extract --prompt-embedding FILE`; "
         f"Python: prompt_embedding=FILE) or put it in this folder as {PROMPT_FILE}",
     )
+
+
+def text_encoder_files(root: Path, layout: str) -> tuple[list[Path], list[Path], list[Path]]:
+    """``(weight files, config files, tokenizer files)`` of a folder's text encoder: what its
+    contexts depend on (tokenizer: every file of its folder but hidden ones, sorted)."""
     if layout == "diffusers":
-        encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-        files = sorted((root / "text_encoder").glob("*.safetensors")) + sorted((root / "text_encoder").glob("*.bin"))
+        te = root / "text_encoder"
+        weights = sorted(te.glob("*.safetensors")) + sorted(te.glob("*.bin"))
+        configs, tokenizer = [te / "config.json"], root / "tokenizer"
     else:
-        from vega3d.simulator.convert import load_original_text_encoder
-
-        encoder = load_original_text_encoder(root / ORIGINAL_T5, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(root / ORIGINAL_TOKENIZER, local_files_only=True)
-        files = [root / ORIGINAL_T5]
-    identity = {"path": str(root.resolve()), "layout": layout, "text_encoder_hash": fingerprint(root, files)}
-    return _freeze(encoder, device), tokenizer, identity
+        weights, configs, tokenizer = [root / ORIGINAL_T5], [], root / ORIGINAL_TOKENIZER
+    tokenizer_files = sorted(p for p in tokenizer.iterdir() if p.is_file() and not p.name.startswith("."))
+    return weights, configs, tokenizer_files
 
 
-def _resolve_prompt(folder: WanFolder, prompt_embedding, device, require_prompt: bool):
+def _text_encoder_identity(root: Path, layout: str) -> dict:
+    """Path, layout and the text encoder's weights hash (:func:`vega3d.files.fingerprint`)."""
+    return {"path": str(root.resolve()), "layout": layout,
+            "text_encoder_hash": fingerprint(root, text_encoder_files(root, layout)[0])}  # fmt: skip
+
+
+def prompt_cache_inputs(folder: WanFolder) -> dict:
+    """The content hashes in a context's cache key (:func:`vega3d.simulator.prompt_cache.prompt_cache_key`):
+    ``text_encoder`` (its weights), ``text_encoder_config`` and ``tokenizer`` (its files), each
+    :func:`vega3d.files.fingerprint` — milliseconds, no weights loaded."""
+    root = folder.root
+    weights, configs, tokenizer = text_encoder_files(root, folder.layout)
+    return {"text_encoder": fingerprint(root, weights), "text_encoder_config": fingerprint(root, configs),
+            "tokenizer": fingerprint(root, tokenizer)}  # fmt: skip
+
+
+def text_encoder_context(path, *, text: str = "", device="cpu", cache: bool = True):
+    """The padded (text_len, text_dim) float32 CPU context of ``text`` from the folder's text
+    encoder: read from the prompt-context cache (:mod:`vega3d.simulator.prompt_cache`), else
+    computed (encoder loaded in float32 on ``device``, then freed) and stored. ``cache=False``
+    computes it without the cache. Returns ``(context, source, status)``: the identity recorded
+    as ``identity["prompt"]`` (the same whether read or computed; ``file`` is the cache entry)
+    and the cache's status (``"hit"``, ``"computed"``, ``"uncached"``)."""
+    from vega3d.simulator.prompt_cache import CachedContext, cached_prompt_context, prompt_cache_key
+
+    folder = open_wan_folder(path)
+    check_text_encoder(folder)
+    root, dims = folder.root, dict(text_dim=folder.text_dim, text_len=folder.text_len)
+    identity = _text_encoder_identity(root, folder.layout)
+
+    def compute() -> torch.Tensor:
+        encoder, tokenizer, _ = load_text_encoder(folder, dtype=torch.float32, device=device)
+        return encode_prompt(encoder, tokenizer, text, folder.text_len)
+
+    if cache:
+        inputs = prompt_cache_inputs(folder)
+        meta = {**inputs, "text": text, "text_len": folder.text_len, "model": identity["path"], "device": str(device),
+                "layout": folder.layout, "torch": torch.__version__, "stand_in": str(is_stand_in(root)).lower()}  # fmt: skip
+        key = prompt_cache_key(**inputs, text=text, text_len=folder.text_len)
+        got = cached_prompt_context(key, compute, **dims, metadata=meta)
+    else:
+        got = CachedContext(compute(), None, "uncached")
+    context = load_prompt_embedding(got.embedding, folder.text_dim, folder.text_len)
+    source = {"source": "text_encoder", "text": text, "sha256": context_sha256(context), **identity}
+    if got.file is not None:
+        source["file"] = str(got.file)  # a location: left out of config comparisons
+    return context, source, got.status
+
+
+def _resolve_prompt(folder: WanFolder, prompt_embedding, device, require_prompt: bool, prompt_cache: bool):
     """``(context, source)``: the padded empty-prompt context (float32, CPU) and where it came
     from, in the order of :func:`load_wan_components`; ``(None, None)`` when there is none and
     ``require_prompt`` is False."""
@@ -343,9 +410,7 @@ def _resolve_prompt(folder: WanFolder, prompt_embedding, device, require_prompt:
         context = load_prompt_embedding(prompt_embedding, *dims)
         return context, _prompt_source(prompt_embedding, context)
     if has_text_encoder(root, folder.layout):
-        encoder, tokenizer, te_identity = load_text_encoder(folder, dtype=torch.float32, device=device)
-        context = load_prompt_embedding(encode_prompt(encoder, tokenizer, "", folder.text_len), *dims)
-        return context, {"source": "text_encoder", "text": "", "sha256": context_sha256(context), **te_identity}
+        return text_encoder_context(folder, device=device, cache=prompt_cache)[:2]
     check(
         not require_prompt,
         str(root),
@@ -385,6 +450,7 @@ def load_wan_components(
     prompt_embedding=None,
     need_text_encoder: bool = False,
     require_prompt: bool = True,
+    prompt_cache: bool = True,
 ) -> WanComponents:
     """Load a Wan2.1-T2V folder (either layout, or a :class:`WanFolder`) into diffusers modules.
 
@@ -392,8 +458,10 @@ def load_wan_components(
     are read), in this order: ``prompt_embedding`` (a tensor, trimmed (k, text_dim) or
     padded (text_len, text_dim), or a path to a file written by
     :func:`vega3d.simulator.prompt.save_prompt_embedding`); else the folder's
-    ``prompt_embedding.safetensors``; else it is computed with the folder's text encoder
-    (on ``device``, float32, then freed). With none of these a :class:`Vega3DError` says
+    ``prompt_embedding.safetensors``; else the folder's text encoder's context, read from the
+    prompt-context cache or computed (on ``device``, float32, then freed) and stored there
+    (:mod:`vega3d.simulator.prompt_cache`; ``prompt_cache=False`` computes it without the
+    cache). With none of these a :class:`Vega3DError` says
     how to get one (unless ``require_prompt=False``). ``need_text_encoder=True`` also
     returns the text encoder (in ``dtype``) and tokenizer, and requires them.
 
@@ -410,7 +478,7 @@ def load_wan_components(
     if need_text_encoder:
         text_encoder, tokenizer, te_identity = load_text_encoder(folder, dtype=dtype, device=device)
         identity["text_encoder_hash"] = te_identity["text_encoder_hash"]
-    context, source = _resolve_prompt(folder, prompt_embedding, device, require_prompt)
+    context, source = _resolve_prompt(folder, prompt_embedding, device, require_prompt, prompt_cache)
     if source is not None:
         identity["prompt"] = source
     transformer, vae, mean, std, configs = _load_modules(folder, dtype, vae_dtype, device)

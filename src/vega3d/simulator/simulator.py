@@ -21,16 +21,24 @@ of diffusers' ``WanVideoToVideoPipeline`` (float32 latents, ``scale_noise`` in f
 Noise. Every call draws its noise afresh from ``torch.Generator("cpu").manual_seed(seed)``:
 frame ``i`` of the call gets the ``i``-th of ``N`` successive draws of shape
 ``(16, 1, height/8, width/8)`` (float32, on the CPU, then moved to the device). So the
-result never depends on earlier calls, on the batch size used internally, or on the
+noise never depends on earlier calls, on the batch size used internally, or on the
 device's random generator; it does depend on the frame's position ``i`` in the call
 (frames are not given identical noise, which would correlate features at equal pixel
 positions across views). Pass ``noise=`` to use your own ε.
 
+Batches. The VAE encodes one frame per call; the DiT runs ``batch_frames`` frames per call —
+a number fixed when the simulator is built (given, or derived from the model's estimated
+per-frame activation memory and a fixed budget, never from the memory free on the device) and
+recorded in :attr:`WanWorldSimulator.config`. On the CPU the features do not depend on it at
+all (bit for bit; dit_prefix.py says how); on a GPU they may differ in the last bits between
+batch sizes, which is why it is recorded. ``deterministic=True`` switches on deterministic
+GPU kernels for the whole process (determinism.py). docs/simulator.md ("Determinism") says
+exactly what holds where.
+
 Fast paths (all exact up to float rounding; see dit_prefix.py and vae2d.py): the DiT stops
 after ``blocks[block]``; single frames go through a 2-D VAE encoder that skips the causal
-zero-padded temporal taps; frames are processed in batches sized by a memory budget; the
-timestep and prompt conditioning are computed once per simulator; optional
-``torch.compile`` of the block stack.
+zero-padded temporal taps; the DiT runs frames in batches; the timestep and prompt
+conditioning are computed once per simulator; optional ``torch.compile`` of the block stack.
 
 Stages. :meth:`WanWorldSimulator.extract` is :meth:`~WanWorldSimulator.encode` (frames → the
 normalised latents ``z``, the VAE half) followed by
@@ -59,15 +67,22 @@ from vega3d.devices import dtype_name, parse_dtype
 from vega3d.grids import resample_grid
 from vega3d.progress import progress as progress_bar
 from vega3d.simulator.checks import check, check_tensor, is_int
+from vega3d.simulator.determinism import enable_deterministic
 from vega3d.simulator.dit_prefix import condition, dit_prefix
 from vega3d.simulator.geometry import TOKEN_PX, ContentBox, as_float_frames, check_size, fit_frames
 from vega3d.simulator.noise import flow_noise_level
 from vega3d.simulator.prompt import TEXT_LEN, context_sha256, load_prompt_embedding
+from vega3d.simulator.vace import check_vace_options, control_latents, is_vace
 
 #: Name of the noise recipe recorded in the config (bump if the draw ever changes).
 NOISE_RECIPE = "cpu-generator(seed), frame i = i-th draw of (z_dim, 1, height/8, width/8)"
 #: What the axes of a given ε mean (error messages).
 _NOISE_AXES = " (frames, z_dim, latent frames, height/8, width/8)"
+#: DiT activation memory (bytes) the default ``batch_frames`` is sized for: the same on every
+#: device, so the default — and with it the features — never depends on the memory free at build time.
+DEFAULT_MEMORY_BUDGET = 4 << 30
+#: The largest default ``batch_frames``.
+MAX_DEFAULT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,11 @@ class SimulatorConfig:
     ``timestep`` is the requested value; ``t`` / ``sigma`` are what the DiT and the noise
     actually use (Wan's grid, :func:`flow_noise_level`). ``dtype`` is the DiT's compute dtype,
     ``vae_dtype`` the VAE's. ``mode``: ``"frame"`` (each frame its own one-frame video) or
-    ``"clip"`` (one video).
+    ``"clip"`` (one video). ``batch_frames``: frames per DiT call (the DiT's matrix-product
+    kernels may round differently for another batch size on a GPU; on the CPU the features do
+    not depend on it). ``deterministic``: the simulator switched on deterministic kernels.
+    ``vace``: for a Wan2.1-VACE transformer, its control input and hint scale (vace.py); empty,
+    and left out of :meth:`to_dict`, for Wan2.1-T2V.
     """
 
     model: dict
@@ -98,9 +117,15 @@ class SimulatorConfig:
     mode: str = "frame"
     noise: str = NOISE_RECIPE
     prompt: dict = field(default_factory=dict)
+    batch_frames: int = 1
+    deterministic: bool = False
+    vace: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not out["vace"]:  # Wan2.1-T2V configs stay as they were
+            del out["vace"]
+        return out
 
 
 class ClipFeatures(NamedTuple):
@@ -168,7 +193,7 @@ def check_blocks(blocks, num_layers: int) -> list[int]:
 
 
 def _check_options(
-    num_layers: int, *, timestep, shift, block, height, width, seed, batch_frames, memory_budget, **_
+    num_layers: int, *, timestep, shift, block, height, width, seed, batch_frames, memory_budget, deterministic, **_
 ) -> tuple[int, float]:
     """Check the simulator options a user passes (constructor or :meth:`WanWorldSimulator.from_pretrained`);
     returns ``(t, sigma)`` of ``timestep`` and ``shift``."""
@@ -179,7 +204,7 @@ def _check_options(
         batch_frames is None or is_int(batch_frames, 1),
         "batch_frames",
         f"got {batch_frames!r}",
-        "None (use the memory budget) or an integer >= 1",
+        "None (derived from the model and memory_budget) or an integer >= 1",
     )
     check(
         memory_budget is None or is_int(memory_budget, 1),
@@ -187,6 +212,7 @@ def _check_options(
         f"got {memory_budget!r}",
         "None or a positive number of bytes",
     )
+    check(isinstance(deterministic, bool), "deterministic", f"got {deterministic!r}", "True or False")
     return flow_noise_level(timestep, shift)
 
 
@@ -203,9 +229,15 @@ class WanWorldSimulator:
     Arguments: ``timestep`` (0..1000, snapped to Wan's grid) and ``shift`` give ``(t, sigma)``
     via :func:`flow_noise_level`; ``block`` 0-based DiT block; ``height``/``width`` the model
     input (multiples of 16); ``seed`` of the noise draw; ``pad`` aspect-preserving pad instead
-    of resize (geometry.py); ``batch_frames`` frames per internal batch, else derived from
-    ``memory_budget`` bytes; ``compile`` wraps each block that is run in ``torch.compile``;
-    ``identity`` / ``stand_in`` describe the weights for :attr:`config` (from the loader).
+    of resize (geometry.py); ``batch_frames`` frames per DiT call, else
+    :func:`default_batch_frames` of the model, the size and ``memory_budget`` bytes (default
+    :data:`DEFAULT_MEMORY_BUDGET`; never the device's free memory); ``deterministic=True``
+    switches on deterministic kernels for the whole process
+    (:func:`vega3d.simulator.determinism.enable_deterministic` — a process-wide switch);
+    ``compile`` wraps each block that is run in ``torch.compile``; ``identity`` / ``stand_in``
+    describe the weights for :attr:`config` (from the loader). A ``WanVACETransformer3DModel``
+    (Wan2.1-VACE) runs on the same path with its control branch: ``vace_control`` ("frames" or
+    "none") and ``vace_scale`` say what it is fed (:mod:`vega3d.simulator.vace`).
 
     Each argument is checked once, where it enters: here, or in :meth:`from_pretrained`
     (before any weight is read), which then builds the simulator from the loader's already
@@ -234,10 +266,15 @@ class WanWorldSimulator:
         stand_in: bool = False,
         text_len: int = TEXT_LEN,
         vae_dtype=None,
+        deterministic: bool = False,
+        vace_control: str = "frames",
+        vace_scale: float = 1.0,
     ):
         options = dict(timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
-                       batch_frames=batch_frames, memory_budget=memory_budget, compile=compile)  # fmt: skip
+                       batch_frames=batch_frames, memory_budget=memory_budget, compile=compile,
+                       deterministic=deterministic, vace_control=vace_control, vace_scale=vace_scale)  # fmt: skip
         noise_level = _check_options(len(transformer.blocks), **options)
+        check_vace_options(is_vace(transformer), vace_control, vace_scale)
         z_dim = int(vae.config.z_dim)
         check_tensor(latents_mean, "latents_mean", (z_dim,))
         check_tensor(latents_std, "latents_std", (z_dim,))
@@ -271,25 +308,38 @@ class WanWorldSimulator:
         memory_budget: int | None = None,
         compile: bool = False,
         vae_dtype=torch.float32,
+        deterministic: bool = False,
+        prompt_cache: bool = True,
+        vace_control: str = "frames",
+        vace_scale: float = 1.0,
     ) -> WanWorldSimulator:
         """Load a Wan2.1-T2V folder (diffusers or original layout) and build the simulator.
 
         ``dtype``: torch dtype or name ("float32", "bfloat16") of the DiT. ``vae_dtype``: the
         VAE's, float32 by default whatever ``dtype`` is (Wan's reference keeps the VAE in
         float32). ``prompt_embedding``: tensor or safetensors file of the empty-prompt context (else the
-        folder's cached one, else its text encoder). Other arguments: see the class docstring.
-        Every argument is checked before the weights are read.
+        folder's ``prompt_embedding.safetensors``, else its text encoder's context, read from the
+        prompt-context cache or computed once and stored there; ``prompt_cache=False`` bypasses
+        the cache: :mod:`vega3d.simulator.prompt_cache`). ``deterministic=True`` is switched on
+        before anything is loaded. Other arguments: see the class docstring. Every argument is
+        checked before the weights are read.
         """
         from vega3d.simulator.layouts import load_wan_components, open_wan_folder
 
         dtype, vae_dtype = parse_dtype(dtype), parse_dtype(vae_dtype, "vae_dtype")
         folder = open_wan_folder(path)
         options = dict(timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
-                       batch_frames=batch_frames, memory_budget=memory_budget, compile=compile)  # fmt: skip
+                       batch_frames=batch_frames, memory_budget=memory_budget, compile=compile,
+                       deterministic=deterministic, vace_control=vace_control, vace_scale=vace_scale)  # fmt: skip
         noise_level = _check_options(folder.num_layers, **options)
+        check_vace_options(is_vace(folder.dit_config), vace_control, vace_scale)
+        check(isinstance(prompt_cache, bool), "prompt_cache", f"got {prompt_cache!r}", "True or False")
+        if deterministic:
+            enable_deterministic()  # before the first CUDA kernel of the load
         parts = load_wan_components(
-            folder, dtype=dtype, vae_dtype=vae_dtype, device=device, prompt_embedding=prompt_embedding
-        )
+            folder, dtype=dtype, vae_dtype=vae_dtype, device=device, prompt_embedding=prompt_embedding,
+            prompt_cache=prompt_cache,
+        )  # fmt: skip
         assert len(parts.transformer.blocks) == folder.num_layers  # strict loading: the weights match the config
         sim = cls.__new__(cls)  # the parts are checked by the loader: build without checking them again
         sim._build(parts.transformer, parts.vae, parts.latents_mean, parts.latents_std, parts.prompt_embedding,
@@ -304,6 +354,9 @@ class WanWorldSimulator:
         from vega3d.simulator.vae2d import FrameEncoder, supports_2d
 
         assert tuple(latents_mean.shape) == (int(vae.config.z_dim),) and context.ndim == 2
+        self.deterministic = bool(options["deterministic"])
+        if self.deterministic:
+            enable_deterministic()  # process-wide; before the conditioning's first kernels
         self.transformer, self.vae = transformer, vae
         self.t, self.sigma = noise_level
         self.z_dim = int(vae.config.z_dim)
@@ -316,10 +369,17 @@ class WanWorldSimulator:
         self._inv_std = (1.0 / latents_std.float()).to(self.device).view(1, -1, 1, 1, 1)
         self._tproj, self._context = condition(transformer, self.t, context)
         self._prompt_rows = context  # raw (text_len, text_dim): conditioning at other timesteps
+        # Wan2.1-VACE: (control, scale) and the mid-grey frame's latent per latent-frame count (vace.py)
+        self._vace = (options["vace_control"], float(options["vace_scale"])) if is_vace(transformer) else None
+        self._grey: dict[int, torch.Tensor] = {}
         self._frame_encoder = FrameEncoder(vae) if supports_2d(vae) else None
         self._blocks = [torch.compile(b) for b in transformer.blocks[: self.block + 1]] if self.compiled else None
         batch = options["batch_frames"]
-        self._batch = int(batch) if batch is not None else self._budget_batch(options["memory_budget"])
+        if batch is None:
+            batch = default_batch_frames(
+                transformer.config, self.height, self.width, self.dtype, options["memory_budget"]
+            )
+        self._batch = int(batch)
 
     def _make_config(self, model: dict, prompt: dict, stand_in: bool, options: dict) -> SimulatorConfig:
         """:attr:`config`: ``model`` / ``prompt`` describe the weights and the context (the loader's identity)."""
@@ -340,6 +400,9 @@ class WanWorldSimulator:
             feature_dim=self.feature_dim,
             pad=self.pad,
             prompt=prompt,
+            batch_frames=self._batch,
+            deterministic=self.deterministic,
+            vace=self._vace_config(),
         )
 
     # ------------------------------------------------------------------ properties
@@ -366,7 +429,7 @@ class WanWorldSimulator:
 
     @property
     def batch_frames(self) -> int:
-        """Frames per internal batch (from ``batch_frames`` or the memory budget)."""
+        """Frames per DiT call (given, or :func:`default_batch_frames`; recorded in :attr:`config`)."""
         return self._batch
 
     def __repr__(self) -> str:
@@ -404,10 +467,11 @@ class WanWorldSimulator:
         """Per-frame features: (N, height//16, width//16, C) float32 on the simulator's device.
 
         ``frames``: (N, 3, H, W) float in [0, 1] or (N, H, W, 3) uint8 (tensor or numpy), any
-        H, W (fitted whole, see geometry.py). uint8 frames are converted to float one internal
-        batch at a time, so the float copies of the input take
-        ``batch_frames x 3 x H x W x 4`` bytes, not ``N x ...``; the default noise is drawn per
-        batch too. ``noise``: optional ε (N, z_dim, 1, height/8, width/8).
+        H, W (fitted whole, see geometry.py). Frames go ``batch_frames`` at a time: uint8 frames
+        are converted to float one batch at a time, so the float copies of the input take
+        ``batch_frames x 3 x H x W x 4`` bytes, not ``N x ...``; the VAE encodes them one by one,
+        the DiT runs the batch; the default noise is drawn per batch too. ``noise``: optional ε
+        (N, z_dim, 1, height/8, width/8).
         """
         n, frames_at = _frame_batches(frames, self.device)
         noise_at = self._noise_at(noise, (n, self.z_dim, 1, self.height // 8, self.width // 8))
@@ -520,11 +584,15 @@ class WanWorldSimulator:
 
     # ------------------------------------------------------------------ pieces
     def _encode_frames(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, height, width) in [0, 1] → posterior mode (B, z_dim, 1, height/8, width/8)."""
+        """(B, 3, height, width) in [0, 1] → posterior mode (B, z_dim, 1, height/8, width/8),
+        one frame per VAE call: torch's convolutions pick their algorithm by batch size (on the
+        CPU a native kernel for one small input, oneDNN otherwise; cuDNN's choice on a GPU),
+        so a batch of one every time keeps a frame's latent independent of its neighbours and
+        of ``batch_frames``. (One 480x832 frame already fills the convolutions' work.)"""
         x = (x * 2.0 - 1.0).to(self.vae_dtype)
         if self._frame_encoder is not None:
-            return self._frame_encoder(x)[:, :, None]
-        return self.vae.encode(x[:, :, None]).latent_dist.mode()
+            return torch.cat([self._frame_encoder(x[i : i + 1]) for i in range(x.shape[0])])[:, :, None]
+        return torch.cat([self.vae.encode(x[i : i + 1, :, None]).latent_dist.mode() for i in range(x.shape[0])])
 
     def _normalise(self, mode: torch.Tensor) -> torch.Tensor:
         """Posterior mode (B, z, F, h8, w8) → normalised latents z, float32 (Wan's mean/std)."""
@@ -540,17 +608,39 @@ class WanWorldSimulator:
         (→ its grid) or a sorted list of indices (→ ``{block: grid}``, one pass to the deepest).
         """
         x_t = ((1.0 - sigma) * z + sigma * eps).to(self.dtype)
+        control = self._control(z)
         if not isinstance(blocks, list):  # the configured block (extract's path)
-            return dit_prefix(self.transformer, x_t, tproj, self._context, self.block, self._blocks).float()
+            return dit_prefix(self.transformer, x_t, tproj, self._context, self.block, self._blocks, control).float()
         compiled = self._blocks or []
         taps = {}
         stack = []
         for i in range(blocks[-1] + 1):
             fn = compiled[i] if i < len(compiled) else self.transformer.blocks[i]
             stack.append(_Tap(fn, i, taps) if i in blocks else fn)
-        last = dit_prefix(self.transformer, x_t, tproj, self._context, blocks[-1], stack)
+        last = dit_prefix(self.transformer, x_t, tproj, self._context, blocks[-1], stack, control)
         grid = last.shape[1:4]  # (F, h, w): the other taps are token sequences in the same order
         return {b: (last if b == blocks[-1] else taps[b].unflatten(1, grid)).float() for b in blocks}
+
+    def _control(self, z: torch.Tensor):
+        """``(control latents, scale)`` for :func:`dit_prefix` (None for Wan2.1-T2V): vace.py."""
+        if self._vace is None:
+            return None
+        frames = int(z.shape[2])
+        if frames not in self._grey:  # the latent of a mid-grey (0 in [-1, 1]) frame or clip, once
+            grey = torch.full((1 + 4 * (frames - 1), 3, self.height, self.width), 0.5, device=self.device)
+            if frames == 1:
+                mode = self._encode_frames(grey)
+            else:  # a clip of 1 + 4(F - 1) grey frames, one video
+                video = (grey * 2.0 - 1.0).to(self.vae_dtype).permute(1, 0, 2, 3)[None]
+                mode = self.vae.encode(video).latent_dist.mode()
+            self._grey[frames] = self._normalise(mode)
+        return control_latents(z, self._grey[frames], self._vace[0]).to(self.dtype), self._vace[1]
+
+    def _vace_config(self) -> dict:
+        if self._vace is None:
+            return {}
+        layers = [int(v) for v in self.transformer.config.vace_layers]
+        return {"control": self._vace[0], "scale": self._vace[1], "layers": layers}
 
     def _check_latents(self, latents) -> tuple[torch.Tensor, ContentBox]:
         """Check :meth:`features_from_latents`' input: ``(z on the device, float32; box)``."""
@@ -590,29 +680,28 @@ class WanWorldSimulator:
             return grid
         return resample_grid(box.crop(grid), self.grid_size)
 
-    def _budget_batch(self, memory_budget: int | None) -> int:
-        """Frames per batch so the estimated activation peak stays under ``memory_budget`` bytes.
 
-        Default budget: 40% of the free GPU memory, or 2 GiB on CPU. The per-frame estimate
-        is the larger of 8 full-resolution VAE activations of ``base_dim`` channels (in float32:
-        the VAE's RMS norms upcast) and, for the DiT, the token activations, the FFN hidden
-        layer and one float32 attention score matrix per head.
-        """
-        if memory_budget is None:
-            if self.device.type == "cuda":
-                memory_budget = int(0.4 * torch.cuda.mem_get_info(self.device)[0])
-            else:
-                memory_budget = 2 << 30
-        cfg = self.transformer.config
-        dit_el = torch.finfo(self.dtype).bits // 8
-        base = int(self.vae.config.base_dim)
-        tokens = (self.height // TOKEN_PX) * (self.width // TOKEN_PX)
-        vae_bytes = 8 * base * self.height * self.width * 4
-        dit_bytes = (
-            tokens * (int(cfg.ffn_dim) + 8 * self.feature_dim) * dit_el
-            + int(cfg.num_attention_heads) * tokens * tokens * 4
-        )
-        return int(max(1, min(64, memory_budget // max(vae_bytes, dit_bytes))))
+def dit_bytes_per_frame(transformer_config, height: int, width: int, dtype: torch.dtype) -> int:
+    """Estimated DiT activation bytes of one frame: the token activations (8 tensors of width C)
+    and the FFN hidden layer in ``dtype``, plus one float32 attention score matrix per head
+    (an upper bound: fused attention kernels never hold it). A function of the model and the
+    size only; benchmarks/gpu_check.py compares it with the measured peak."""
+    cfg = transformer_config
+    width_c = int(cfg.num_attention_heads) * int(cfg.attention_head_dim)
+    tokens = (height // TOKEN_PX) * (width // TOKEN_PX)
+    element = torch.finfo(dtype).bits // 8
+    return tokens * (int(cfg.ffn_dim) + 8 * width_c) * element + int(cfg.num_attention_heads) * tokens * tokens * 4
+
+
+def default_batch_frames(transformer_config, height: int, width: int, dtype: torch.dtype, memory_budget=None) -> int:
+    """Frames per DiT call so the estimated activations (:func:`dit_bytes_per_frame`) stay under
+    ``memory_budget`` bytes (default :data:`DEFAULT_MEMORY_BUDGET`), between 1 and
+    :data:`MAX_DEFAULT_BATCH`. Depends on the model, size and dtype only — not on the device
+    or its free memory — so the same settings always give the same batch (and features).
+    Wan2.1-1.3B in bf16: 23 frames at 832x480, 5 at 1280x720."""
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    per_frame = dit_bytes_per_frame(transformer_config, height, width, dtype)
+    return int(max(1, min(MAX_DEFAULT_BATCH, budget // per_frame)))
 
 
 def _frame_batches(frames, device):

@@ -10,7 +10,6 @@ original-release layout from the same builders (tests/original_layout.py).
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.files import cache_dir
 from vega3d.simulator.convert import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD
 from vega3d.simulator.prompt import PROMPT_FILE, TEXT_LEN
 from vega3d.standin import MARKER, write_marker
@@ -249,12 +249,12 @@ def write_random_prompt_embedding(path: Path, text_dim: int, generator: torch.Ge
 def default_model_dir() -> Path:
     """The built-in stand-in (30 blocks, tiny width, diffusers layout), built on first use.
 
-    Lives in ``$XDG_CACHE_HOME/vega3d`` (or ``~/.cache/vega3d``) under a versioned name;
-    built in a temporary sibling folder and renamed into place, so concurrent callers
-    never see a half-written model.
+    Lives in vega3d's cache folder (:func:`vega3d.files.cache_dir`: ``$VEGA3D_CACHE``, else
+    ``$XDG_CACHE_HOME/vega3d`` or ``~/.cache/vega3d``) under a versioned name; built in a
+    temporary sibling folder and renamed into place, so concurrent callers never see a
+    half-written model.
     """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    cache = Path(base) / "vega3d"
+    cache = cache_dir()
     target = cache / f"tiny-wan2.1-standin-v{DEFAULT_MODEL_VERSION}"
     if (target / MARKER).is_file():
         return target

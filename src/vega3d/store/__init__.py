@@ -5,7 +5,8 @@
 - :class:`StoreWriter` writes items crash-safely; :func:`extract_to_store` runs an extractor
   over inputs (scan folders, videos, frame folders; :func:`discover_inputs`), resumable and
   distributed (``vega3d extract``).
-- :class:`OnlineFeatureCache` computes features on demand behind an LRU bounded by bytes.
+- :class:`OnlineFeatureCache` computes features on demand behind an LRU bounded by bytes (and an
+  optional feature-store tier on disk); :class:`CachedExtractor` puts one in front of an extractor.
 - :class:`ClipExtractor` stores clip-mode features (one row per latent frame).
 
 The on-disk layout and its crash-safety protocol are described in ``vega3d.store.layout``
@@ -23,6 +24,8 @@ _LAZY = {
     "load_frames": "vega3d.store.inputs",
     "FeatureDataset": "vega3d.store.loader",
     "OnlineFeatureCache": "vega3d.store.online",
+    "CachedExtractor": "vega3d.store.online",
+    "with_feature_cache": "vega3d.store.online",
     "FeatureStore": "vega3d.store.store",
     "StoreWriter": "vega3d.store.writer",
     "make_store_config": "vega3d.store.writer",

@@ -98,6 +98,23 @@ def _simulator_arguments(p) -> None:
         help="torch device (default: cuda if available, else cpu; under torchrun cuda:LOCAL_RANK)",
     )
     p.add_argument(
+        "--batch-frames",
+        type=int,
+        default=None,
+        help="frames per DiT call (recorded in the store; default: from the model's memory need at this size)",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic GPU kernels (process-wide: torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compute the empty-prompt context with the text encoder without the prompt-context cache "
+        "($VEGA3D_CACHE, default ~/.cache/vega3d)",
+    )
+    p.add_argument(
         "--clip",
         action="store_true",
         help="clip mode: each item's 1 + 4k frames encoded as one video, one row per latent frame "
@@ -197,6 +214,9 @@ def _extractor(args, local_rank: int | None):
         vae_dtype=args.vae_dtype,
         device=device,
         prompt_embedding=args.prompt_embedding,
+        batch_frames=args.batch_frames,
+        deterministic=args.deterministic,
+        prompt_cache=not args.no_cache,
     )
     if args.clip:
         from vega3d.store.clip import ClipExtractor

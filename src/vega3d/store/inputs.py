@@ -111,8 +111,6 @@ def discover_inputs(paths: Sequence[str | Path], kind: str = "auto") -> list[Inp
                 f"{it.item_id!r}; ids must be unique (rename one)"
             )
         by_id[it.item_id] = it
-    if not by_id:
-        raise Vega3DError("extract: no inputs given")
     return [by_id[k] for k in sorted(by_id)]
 
 
@@ -129,7 +127,6 @@ def load_frames(item: InputItem, num_frames: int | None = 32, frames: Sequence[i
     """Read ``item``'s frames (:func:`vega3d.media.load_media` as ``item.kind``): ``frames``
     (explicit indices, see the module docstring for what they index per kind) or ``num_frames``
     chosen uniformly. Raises :class:`Vega3DError` naming the file when the input cannot be read."""
-    check_selection(num_frames, frames)
     media = load_media(item.path, None if frames is not None else num_frames, frames, kind=item.kind)
     x = torch.from_numpy(media.frames).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W) in [0, 1]
     return LoadedFrames(x, media.indices, media.total)

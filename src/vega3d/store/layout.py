@@ -41,7 +41,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from vega3d import files
+from vega3d.config import describe
 from vega3d.errors import Vega3DError
 from vega3d.files import TMP_PREFIX  # noqa: F401 - the store's temporary files are vega3d.files'
 
@@ -56,21 +59,26 @@ RECORD_DIR = "records"
 # Storage precision name -> (torch dtype name, dtype name as safetensors/torch print it).
 PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
-# Fields every record has, with their JSON types.
-RECORD_FIELDS = {
-    "item_id": str,
-    "frame_indices": list,
-    "selection": str,
-    "num_available": int,
-    "kind": str,
-    "source": str,
-    "shard": str,
-    "shape": list,
-    "dtype": str,
-    "bytes": int,
-    "sha256": str,
-    "config_sha256": str,
-}
+
+class Record(BaseModel):
+    """An entry's index record (``records/<key>.json``, an entry of ``index.json``): its fields and
+    JSON types (read back as plain dicts; this declares and checks them)."""
+
+    model_config = ConfigDict(strict=True)
+
+    item_id: str
+    frame_indices: list[int]  # the entry's frames (what they index: vega3d.store.inputs), one per feature row
+    selection: str  # how the frames were chosen: uniform:32 or frames:0,5,9
+    num_available: int  # frames the input has
+    kind: str  # scan, video, frames (or tensor: written directly)
+    source: str  # where the input was
+    shard: str  # shards/<key>.safetensors
+    shape: list[int]  # of the stored features (N, h, w, C)
+    dtype: str  # of the stored features
+    bytes: int  # of the shard file
+    sha256: str  # of the shard file
+    config_sha256: str  # of the store config it was written with
+    clip_frames: list[int] | None = None  # clip mode only: the clip's frames
 
 
 def canonical_json(value: Any) -> str:
@@ -117,25 +125,15 @@ def write_json(path: Path, value: Any) -> None:
 
 def check_record(record: Any, where: str) -> dict:
     """Validate one index record (a file a user may have edited: fields, types, shape); returns it."""
-    problem = _record_problem(record)
-    if problem:
-        raise Vega3DError(f"{where}: {problem}")
-    return record
-
-
-def _record_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return f"a record must be a JSON object, got {type(record).__name__}"
-    for name, kind in {**RECORD_FIELDS, "clip_frames": list}.items():
-        if name not in record:
-            if name == "clip_frames":  # optional: clip-mode entries only
-                continue
-            return f"record lacks field {name!r} (expected fields {sorted(RECORD_FIELDS)})"
-        if not isinstance(record[name], kind) or (kind is int and isinstance(record[name], bool)):
-            return f"record field {name!r} must be {kind.__name__}, got {record[name]!r}"
+    try:
+        Record.model_validate(record)
+    except ValidationError as err:
+        raise Vega3DError(f"{where}: {describe(err, 'record')}") from None
     if len(record["shape"]) != 4 or len(record["frame_indices"]) != record["shape"][0]:
-        return f"record has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
-    return None
+        raise Vega3DError(
+            f"{where}: record has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
+        )
+    return record
 
 
 def config_differences(stored: Any, expected: Any, prefix: str = "") -> list[str]:

@@ -47,10 +47,11 @@ class FeatureStore:
                 f"{found.get('version')!r}; this vega3d reads {layout.FORMAT!r}, format version {layout.VERSION}"
             )
         if expected_config is not None:
-            if isinstance(expected_config, dict) and "format" in expected_config:
-                check_store_config(self.config, expected_config, self.path)
-            else:
-                check_store_config(self.config["extraction"], extraction_config_of(expected_config), self.path)
+            if isinstance(expected_config, dict) and "format" in expected_config:  # a full store config
+                stored, expected = self.config, expected_config
+            else:  # an extraction config or an extractor
+                stored, expected = self.extraction_config, extraction_config_of(expected_config)
+            check_store_config(stored, expected, self.path)
         self.config_sha256 = layout.config_sha256(self.config)
         self.verify = verify
         self._verified: set[str] = set()
@@ -62,29 +63,17 @@ class FeatureStore:
         at the end of a run) saves reading those not changed since it was written. A store
         without ``records/`` (e.g. shipped as ``store.json`` + ``index.json`` + ``shards/``) is
         read from ``index.json`` alone."""
-        indexed: dict[str, dict] = {}
         index_file = self.path / layout.INDEX_FILE
-        index_mtime = -1
+        indexed, index_mtime = {}, -1
         if index_file.is_file():
             index_mtime = index_file.stat().st_mtime_ns
             index = read_json(index_file, "feature store index")
             if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):
                 raise Vega3DError(f"feature store: {index_file} must be an object with 'entries'")
-            indexed = index["entries"]
+            indexed = {key: (record, f"{index_file} entry {key!r}") for key, record in index["entries"].items()}
         record_dir = self.path / layout.RECORD_DIR
-        entries: dict[str, dict] = {}
-        if not record_dir.is_dir():
-            for key, record in indexed.items():
-                entries[key] = layout.check_record(record, f"{index_file} entry {key!r}")
-        else:
-            for e in os.scandir(record_dir):
-                if not e.name.endswith(".json") or e.name.startswith(layout.TMP_PREFIX):
-                    continue
-                key = e.name[: -len(".json")]
-                if key in indexed and e.stat().st_mtime_ns <= index_mtime:
-                    entries[key] = layout.check_record(indexed[key], f"{index_file} entry {key!r}")
-                else:
-                    entries[key] = layout.check_record(read_json(Path(e.path), "feature store record"), e.path)
+        found = _records(record_dir, indexed, index_mtime) if record_dir.is_dir() else indexed
+        entries = {key: layout.check_record(record, where) for key, (record, where) in sorted(found.items())}
         for key, record in entries.items():
             if record["config_sha256"] != self.config_sha256:
                 raise Vega3DError(
@@ -92,7 +81,7 @@ class FeatureStore:
                     f"with config {record['config_sha256'][:12]}..., the store's is "
                     f"{self.config_sha256[:12]}...: it belongs to another store"
                 )
-        self._entries = dict(sorted(entries.items()))
+        self._entries = entries
         self._by_id: dict[str, list[str]] = {}
         for key, record in self._entries.items():
             self._by_id.setdefault(record["item_id"], []).append(key)
@@ -203,3 +192,18 @@ class FeatureStore:
             f"FeatureStore({str(self.path)!r}, {len(self)} items, {len(self._entries)} entries, "
             f"{s['precision']}, pool={s['pool']}, {self.total_bytes() / 2**20:.1f} MiB)"
         )
+
+
+def _records(record_dir: Path, indexed: dict[str, tuple], index_mtime: int) -> dict[str, tuple]:
+    """``{key: (record, where)}`` of every record in ``record_dir``: ``indexed``'s (from ``index.json``)
+    when the file has not changed since the index was written, else read from the file."""
+    out = {}
+    for e in os.scandir(record_dir):
+        if not e.name.endswith(".json") or e.name.startswith(layout.TMP_PREFIX):
+            continue
+        key = e.name[: -len(".json")]
+        if key in indexed and e.stat().st_mtime_ns <= index_mtime:
+            out[key] = indexed[key]
+        else:
+            out[key] = (read_json(Path(e.path), "feature store record"), e.path)
+    return out

@@ -66,17 +66,22 @@ def check_store_config(stored: dict, expected: dict, where: Path) -> None:
         )
 
 
-def prepare_features(features: torch.Tensor, storage: dict) -> torch.Tensor:
-    """Features (N, h, w, C) as a store with ``storage`` (``{"precision", "pool"}``) keeps them:
-    pooled to ``pool`` (in float32, :func:`vega3d.grids.resample_grid`) and cast to
-    ``precision``, contiguous, on the CPU. NaN or inf features are an error."""
+def prepare_features(features: torch.Tensor, storage: dict, num_frames: int, what: str) -> torch.Tensor:
+    """Features (N, h, w, C) of ``num_frames`` frames as a store with ``storage`` (``{"precision",
+    "pool"}``) keeps them: pooled to ``pool`` (in float32, :func:`vega3d.grids.resample_grid`) and
+    cast to ``precision``, contiguous, on the CPU. Another N, or NaN or inf features, are an error
+    naming ``what`` (the item)."""
     if not isinstance(features, torch.Tensor) or features.ndim != 4:
         raise Vega3DError(
-            f"feature store: features must be a tensor (N, h, w, C), got "
+            f"{what}: features must be a tensor (N, h, w, C), got "
             f"{type(features).__name__} {tuple(getattr(features, 'shape', ()))}"
         )
+    if features.shape[0] != num_frames:
+        raise Vega3DError(
+            f"{what}: {num_frames} frame indices but features of shape {tuple(features.shape)} (expected N = {num_frames})"
+        )
     if not bool(torch.isfinite(features).all()):
-        raise Vega3DError(f"feature store: features of shape {tuple(features.shape)} contain NaN or inf")
+        raise Vega3DError(f"{what}: features of shape {tuple(features.shape)} contain NaN or inf")
     x = features.detach().to("cpu")
     if storage["pool"] is not None:
         x = resample_grid(x.float(), tuple(storage["pool"]))
@@ -139,10 +144,6 @@ class StoreWriter:
         return shard.is_file() and shard.stat().st_size == record["bytes"]
 
     # ------------------------------------------------------------------ write
-    def prepare(self, features: torch.Tensor) -> torch.Tensor:
-        """Features as this store keeps them (see :func:`prepare_features`)."""
-        return prepare_features(features, self.config["storage"])
-
     def write(
         self,
         item_id: str,
@@ -166,12 +167,9 @@ class StoreWriter:
         if not isinstance(item_id, str) or not item_id:
             raise Vega3DError(f"feature store: item id must be a non-empty string, got {item_id!r}")
         frame_indices = [int(i) for i in frame_indices]
-        stored = self.prepare(features)
-        if stored.shape[0] != len(frame_indices):
-            raise Vega3DError(
-                f"feature store: item {item_id!r} has {len(frame_indices)} frame indices but features "
-                f"of shape {tuple(features.shape)} (expected N = {len(frame_indices)})"
-            )
+        stored = prepare_features(
+            features, self.config["storage"], len(frame_indices), f"feature store: item {item_id!r}"
+        )
         extra = {} if clip_frames is None else {"clip_frames": [int(i) for i in clip_frames]}
         key = layout.entry_key(item_id, extra.get("clip_frames", frame_indices))
         meta = layout.canonical_json(
