@@ -1,0 +1,223 @@
+"""``svd``: Stable Video Diffusion's UNet (``UNetSpatioTemporalConditionModel``) on the frame sequence.
+
+The N frames are cut, in order, into clips of ``clip_frames`` (the last may be shorter); each clip
+is one UNet call, so its temporal layers mix the frames of that clip only. Per clip, what SVD
+img2vid feeds (diffusers ``StableVideoDiffusionPipeline``), with the clip's FIRST frame as the
+conditioning image:
+
+* image embedding: the first frame resized whole to the image encoder's size (224 for the real
+  CLIP ViT-H), normalised with ``feature_extractor/preprocessor_config.json``'s mean/std →
+  ``image_encoder(...).image_embeds`` (the pipeline resizes with its own antialiasing filter, we
+  with bilinear antialiasing; no classifier-free guidance: the conditional branch only);
+* conditioning latent: VAE mode of the first frame plus ``noise_aug_strength`` × N(0, 1) noise
+  (unscaled, as the pipeline does), concatenated to every frame's input channels;
+* ``added_time_ids``: ``[fps − 1, motion_bucket_id, noise_aug_strength]`` (pipeline defaults 7,
+  127, 0.02; the pipeline subtracts 1 from fps).
+
+Each frame's own latent ``z = VAE mode × scaling_factor`` is noised the EDM way at
+``σ = sqrt((1 − ᾱ_t)/ᾱ_t)`` from the folder scheduler's betas (``timestep`` on the same 0..999
+scale as ``sd21``: the same noise-to-signal ratio), ``x = (z + σ ε)/sqrt(σ² + 1)``, and the UNet is
+given ``c_noise = 0.25 ln σ`` as its timestep (SVD's EulerDiscreteScheduler, continuous timesteps).
+
+Noise: ε of frame i is draw i of ``Generator("cpu").manual_seed(seed)`` (4, height/8, width/8);
+the augmentation noise of clip c is draw c of ``manual_seed(seed + 1)`` (3, height, width).
+Grids depend on ``clip_frames`` (which frames share a clip); the same frames and settings give
+the same grids. Geometry as ``sd21`` (encoders/unet.py).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from vega3d.devices import dtype_name, parse_dtype
+from vega3d.encoders.common import Encoder, check_frames, resize_whole
+from vega3d.encoders.hf import _triple
+from vega3d.encoders.unet import (
+    check_blocks,
+    check_int,
+    check_size,
+    load_part,
+    noise_draws,
+    read_blocks,
+    require_files,
+    to_grid,
+)
+from vega3d.errors import Vega3DError
+from vega3d.files import fingerprint, read_json
+from vega3d.standin import is_stand_in
+
+NAME = "svd encoder"
+FILES = ["unet/config.json", "vae/config.json", "scheduler/scheduler_config.json", "image_encoder/config.json",
+         "feature_extractor/preprocessor_config.json"]  # fmt: skip
+
+
+class SVDLatents(NamedTuple):
+    """The VAE / image-encoder stage (:meth:`SVDEncoder.encode`): frame latents (N, 4, h8, w8),
+    per clip the conditioning latent (C, 4, h8, w8) and image embedding (C, D), and the clips' (start, end)."""
+
+    latents: torch.Tensor
+    cond: torch.Tensor
+    embeds: torch.Tensor
+    clips: tuple
+
+
+class SVDEncoder(Encoder):
+    """Block features of SVD's UNet on clips of the frames (module docstring): (N, h, w, C) float32.
+
+    ``block``: down0..3 | mid | up0..3. ``timestep``: 0..999, σ from the scheduler's betas
+    (default 261, the noise level of ``sd21``'s default). ``height``/``width``: multiples of 64
+    (default 576x1024, SVD's size). ``clip_frames``: frames per UNet call (default 14, img2vid's).
+    """
+
+    name = "svd"
+
+    def __init__(
+        self,
+        model,
+        block: str = "up1",
+        timestep: int = 261,
+        height: int = 576,
+        width: int = 1024,
+        clip_frames: int = 14,
+        seed: int = 0,
+        fps: int = 7,
+        motion_bucket_id: int = 127,
+        noise_aug_strength: float = 0.02,
+        dtype: str = "float32",
+        vae_dtype: str = "float32",
+        device: str = "cpu",
+    ):
+        from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+        from transformers import CLIPVisionModelWithProjection
+
+        root = require_files(model, FILES, "Stable Video Diffusion")
+        if not isinstance(block, str):
+            raise Vega3DError(f"{NAME}: block={block!r}; expected one block name (several: use blocks())")
+        cfg = read_json(root / "unet" / "config.json", "svd UNet config")
+        self.block = check_blocks(len(cfg["down_block_types"]), len(cfg["up_block_types"]), block, NAME)[0]
+        self.height, self.width = check_size(height, width, NAME)
+        self.clip_frames, self.seed = check_int(clip_frames, "clip_frames", 1, NAME), check_int(seed, "seed", 0, NAME)
+        self.time_ids = [
+            float(check_int(fps, "fps", 1, NAME) - 1),
+            float(check_int(motion_bucket_id, "motion_bucket_id", 0, NAME)),
+        ]
+        if (
+            isinstance(noise_aug_strength, bool)
+            or not isinstance(noise_aug_strength, (int, float))
+            or noise_aug_strength < 0
+        ):
+            raise Vega3DError(f"{NAME}: noise_aug_strength={noise_aug_strength!r}; expected a number >= 0")
+        self.aug = float(noise_aug_strength)
+        self.time_ids.append(self.aug)
+        self.dtype, self.vae_dtype = parse_dtype(dtype, f"{NAME}: dtype"), parse_dtype(vae_dtype, f"{NAME}: vae_dtype")
+        self.device = torch.device(device)
+        self.alphas = EulerDiscreteScheduler.from_pretrained(root / "scheduler").alphas_cumprod
+        self.sigma = edm_sigma(self.alphas, timestep)
+        fe = read_json(root / "feature_extractor" / "preprocessor_config.json", "svd feature extractor config")
+        where = f"{root / 'feature_extractor' / 'preprocessor_config.json'}: image_"
+        self.clip_mean = torch.tensor(_triple(fe.get("image_mean"), where + "mean")).view(1, 3, 1, 1)
+        self.clip_std = torch.tensor(_triple(fe.get("image_std"), where + "std")).view(1, 3, 1, 1)
+        self.unet = load_part(root, "unet", UNetSpatioTemporalConditionModel, self.dtype, self.device)
+        self.vae = load_part(root, "vae", AutoencoderKLTemporalDecoder, self.vae_dtype, self.device)
+        lib = "transformers"
+        self.image_encoder = load_part(
+            root, "image_encoder", CLIPVisionModelWithProjection, self.dtype, self.device, lib
+        )
+        self.timestep = int(timestep)
+        self.config = {
+            "name": self.name,
+            "model": {"path": str(root.resolve()), "weights_hash": fingerprint(root, _weights(root))},
+            "stand_in": is_stand_in(root),
+            "block": self.block,
+            "timestep": self.timestep,
+            "sigma": self.sigma,
+            "height": self.height,
+            "width": self.width,
+            "clip_frames": self.clip_frames,
+            "seed": self.seed,
+            "added_time_ids": self.time_ids,
+            "conditioning": "each clip's first frame: CLIP image embedding + noise-augmented VAE latent",
+            "noise": "eps: cpu-generator(seed) draw i for frame i; augmentation: cpu-generator(seed+1) draw c for clip c",
+            "dtype": dtype_name(self.dtype),
+            "vae_dtype": dtype_name(self.vae_dtype),
+        }
+
+    # ------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> SVDLatents:
+        """The VAE and image-encoder stage (once for every timestep and block)."""
+        return self._latents(check_frames(frames, NAME))
+
+    @torch.no_grad()
+    def from_latents(self, latents: SVDLatents, *, timestep: int | None = None, blocks=None):
+        """The UNet stage: the (N, h, w, C) grid of the encoder's block, or ``{block: grid}`` for
+        ``blocks`` (one UNet pass per clip, stopped after the deepest). ``timestep``: another σ (same ε)."""
+        names = check_blocks(len(self.unet.down_blocks), len(self.unet.up_blocks), blocks or self.block, NAME)
+        sigma = self.sigma if timestep is None else edm_sigma(self.alphas, timestep)
+        z = latents.latents
+        eps = noise_draws(self.seed, z.shape[0], tuple(z.shape[1:])).to(z.device)
+        c_in, c_noise = (sigma**2 + 1) ** -0.5, torch.tensor([0.25 * float(torch.tensor(sigma).log())])
+        time_ids = torch.tensor([self.time_ids], dtype=self.dtype, device=self.device)
+        out = {name: [] for name in names}
+        for c, (s, e) in enumerate(latents.clips):
+            x = ((z[s:e] + sigma * eps[s:e]) * c_in).float()
+            cond = latents.cond[c : c + 1].expand(e - s, -1, -1, -1)
+            sample = torch.cat([x, cond], dim=1)[None].to(self.dtype)  # (1, frames, 8, h8, w8)
+            emb = latents.embeds[c].view(1, 1, -1).to(self.dtype)
+            call = lambda: self.unet(
+                sample, c_noise.to(self.device), encoder_hidden_states=emb, added_time_ids=time_ids
+            )
+            feats = read_blocks(self.unet, names, call)
+            for name in names:
+                out[name].append(to_grid(feats[name]))
+        grids = {name: torch.cat(g) for name, g in out.items()}
+        return grids if blocks is not None else grids[self.block]
+
+    def blocks(self, frames: torch.Tensor, blocks) -> dict[str, torch.Tensor]:
+        """Grids of several blocks from one VAE pass and one UNet pass per clip."""
+        return self.from_latents(self.encode(frames), blocks=blocks)
+
+    def config_at(self, *, timestep: int | None = None, block: str | None = None) -> dict:
+        """:attr:`config` of the features :meth:`from_latents` gives at ``timestep`` / for ``block``."""
+        cfg = dict(self.config)
+        if timestep is not None:
+            cfg["timestep"], cfg["sigma"] = int(timestep), edm_sigma(self.alphas, timestep)
+        if block is not None:
+            cfg["block"] = block
+        return cfg
+
+    # ------------------------------------------------------------------ pieces
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_latents(self._latents(x))
+
+    def _latents(self, x: torch.Tensor) -> SVDLatents:
+        n = x.shape[0]
+        clips = tuple((s, min(n, s + self.clip_frames)) for s in range(0, n, self.clip_frames))
+        px = resize_whole(x, (self.height, self.width)) * 2.0 - 1.0
+        scale = float(self.vae.config.scaling_factor)
+        z = torch.cat([self._mode(f[None]) for f in px]) * scale
+        aug = noise_draws(self.seed + 1, len(clips), tuple(px.shape[1:]))
+        cond = torch.cat([self._mode(px[s : s + 1] + self.aug * aug[c : c + 1]) for c, (s, _) in enumerate(clips)])
+        firsts = x[[s for s, _ in clips]]
+        size = self.image_encoder.config.image_size
+        pixels = (resize_whole(firsts, (size, size)) - self.clip_mean) / self.clip_std
+        embeds = self.image_encoder(pixel_values=pixels.to(self.device, self.dtype)).image_embeds.float()
+        return SVDLatents(z, cond, embeds, clips)
+
+    def _mode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(x.to(self.device, self.vae_dtype)).latent_dist.mode().float()
+
+
+def edm_sigma(alphas_cumprod: torch.Tensor, timestep) -> float:
+    """σ = sqrt((1 − ᾱ_t)/ᾱ_t) at DDPM step ``timestep`` (as EulerDiscreteScheduler builds its sigmas, float32)."""
+    n = len(alphas_cumprod)
+    if isinstance(timestep, bool) or not isinstance(timestep, int) or not 0 <= timestep < n:
+        raise Vega3DError(f"{NAME}: timestep {timestep!r}; expected an integer in [0, {n - 1}] (DDPM training step)")
+    a = alphas_cumprod.float()[timestep]
+    return float(((1 - a) / a) ** 0.5)
+
+
+def _weights(root) -> list:
+    return [p for sub in ("unet", "vae", "image_encoder") for p in sorted((root / sub).glob("*.safetensors"))]

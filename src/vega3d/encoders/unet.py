@@ -1,0 +1,141 @@
+"""What the diffusion-UNet towers share (``sd21``, ``svd``): block names, reading block outputs
+from the stock forward, folder loading, seeded noise.
+
+Blocks are named in the order the UNet runs them: ``down0 .. down3``, ``mid``, ``up0 .. up3``
+(``down_blocks[i]``, ``mid_block``, ``up_blocks[i]`` of diffusers' ``UNet2DConditionModel`` /
+``UNetSpatioTemporalConditionModel``). A block's features are its output — for a down block the
+hidden states it passes down (not the skip tensors it also returns), for an up block after its
+upsampler (DIFT's ``up_ft_index``: ``up1`` is DIFT's default). :func:`read_blocks` runs the
+library's own ``forward`` with a forward hook on each requested block and stops it (an exception
+raised by the last hook) once the deepest one has run: the numbers are the stock forward's, and the
+blocks after it are never computed.
+
+Geometry: the frame is resized whole (no crop) to ``height x width``, multiples of
+:data:`MULTIPLE` (VAE factor 8 x three 2x levels), so every block's output grid tiles the frame
+exactly: cell (i, j) of an (h, w) grid covers pixels ``[jW/w, (j+1)W/w) x [iH/h, (i+1)H/h)`` of
+the original frame (vega3d.grids). Strides (input pixels per cell): down0 16, down1 32, down2 64,
+down3 64, mid 64, up0 32, up1 16, up2 8, up3 8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vega3d.errors import Vega3DError
+
+#: Block names in execution order.
+BLOCKS = ("down0", "down1", "down2", "down3", "mid", "up0", "up1", "up2", "up3")
+#: Input sizes must be multiples of this (VAE /8, then three 2x downsamplings).
+MULTIPLE = 64
+
+
+def check_size(height, width, where: str) -> tuple[int, int]:
+    """``(height, width)``: positive multiples of :data:`MULTIPLE`."""
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % MULTIPLE == 0 for v in (height, width))
+    if not ok:
+        raise Vega3DError(
+            f"{where}: height={height!r}, width={width!r}; expected positive multiples of {MULTIPLE} "
+            "(VAE factor 8 x the UNet's three 2x levels), so every block's grid tiles the frame exactly"
+        )
+    return int(height), int(width)
+
+
+def check_blocks(num_down: int, num_up: int, blocks, where: str) -> list[str]:
+    """Block names (one name or a list) of a UNet with ``num_down`` / ``num_up`` blocks,
+    de-duplicated, in execution order."""
+    names = [blocks] if isinstance(blocks, str) else list(blocks) if isinstance(blocks, (list, tuple)) else [None]
+    valid = [f"down{i}" for i in range(num_down)] + ["mid"] + [f"up{i}" for i in range(num_up)]
+    bad = [b for b in names if b not in valid]
+    if bad or not names:
+        raise Vega3DError(
+            f"{where}: block {blocks!r}; expected one of {valid} or a non-empty list of them "
+            "(in execution order; DIFT reads up1)"
+        )
+    return sorted(set(names), key=valid.index)
+
+
+def block_module(unet, name: str) -> torch.nn.Module:
+    if name == "mid":
+        return unet.mid_block
+    kind, index = name[:-1], int(name[-1])
+    return (unet.down_blocks if kind == "down" else unet.up_blocks)[index]
+
+
+class _Stop(Exception):
+    """Raised by the last hook: the forward need not go on."""
+
+
+def read_blocks(unet, names: list[str], run) -> dict[str, torch.Tensor]:
+    """``{name: output}`` of the named blocks (in execution order, :func:`check_blocks`) during
+    ``run()`` — a call of the stock ``unet(...)`` — which is stopped after the last of them."""
+    out: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def keep(module, args, output):
+            out[name] = output[0] if isinstance(output, tuple) else output  # down blocks: (states, skips)
+            if name == names[-1]:
+                raise _Stop
+
+        return keep
+
+    handles = [block_module(unet, n).register_forward_hook(hook(n)) for n in names]
+    try:
+        run()
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    assert set(out) == set(names), f"blocks {sorted(set(names) - set(out))} did not run"
+    return out
+
+
+def require_files(root: Path, files: list[str], what: str) -> Path:
+    """``root`` when it holds every one of ``files``; else one error listing the missing ones."""
+    root = Path(root).expanduser()
+    missing = [f for f in files if not (root / f).is_file()]
+    if not root.is_dir() or missing:
+        found = "does not exist" if not root.is_dir() else f"missing {', '.join(missing)}"
+        raise Vega3DError(f"{root}: not a {what} folder in the diffusers layout ({found}); expected {', '.join(files)}")
+    return root
+
+
+def load_part(root: Path, sub: str, cls, dtype: torch.dtype, device, library: str = "diffusers"):
+    """``cls.from_pretrained(root/sub)`` loaded strictly (every weight present, none extra), frozen on ``device``."""
+    from vega3d.simulator.convert import from_pretrained_strict
+
+    kw = dict(local_files_only=True, output_loading_info=True)
+    kw["torch_dtype" if library == "diffusers" else "dtype"] = dtype
+    model = from_pretrained_strict(lambda: cls.from_pretrained(root / sub, **kw), root / sub, cls.__name__, library)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def noise_draws(seed: int, count: int, shape: tuple) -> torch.Tensor:
+    """``count`` successive N(0, 1) draws of ``shape`` from ``torch.Generator("cpu").manual_seed(seed)``:
+    (count, *shape) float32 — draw k never depends on the batch sizes used or on earlier calls."""
+    gen = torch.Generator("cpu").manual_seed(int(seed))
+    return torch.stack([torch.randn(shape, generator=gen) for _ in range(count)]) if count else torch.empty(0, *shape)
+
+
+def vp_noise(alphas_cumprod: torch.Tensor, timestep, where: str) -> tuple[int, float, float]:
+    """``(t, sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))`` for an integer DDPM timestep ``t``, in
+    float32 as diffusers' ``add_noise`` computes them."""
+    n = len(alphas_cumprod)
+    if isinstance(timestep, bool) or not isinstance(timestep, int) or not 0 <= timestep < n:
+        raise Vega3DError(f"{where}: timestep {timestep!r}; expected an integer in [0, {n - 1}] (DDPM training step)")
+    a = alphas_cumprod.float()[timestep]
+    return int(timestep), float(a**0.5), float((1 - a) ** 0.5)
+
+
+def to_grid(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) block output → (N, h, w, C) float32 on the CPU."""
+    return features.permute(0, 2, 3, 1).float().cpu().contiguous()
+
+
+def check_int(value, name: str, low: int, where: str) -> int:
+    """An integer ``>= low`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise Vega3DError(f"{where}: {name}={value!r}; expected an integer >= {low}")
+    return int(value)
