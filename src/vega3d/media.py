@@ -85,7 +85,7 @@ def count_frames(path) -> int:
     """Frames of a video file (decoded, the module's rule) or images of a frame folder (>= 1)."""
     path = Path(path)
     if not path.exists():
-        raise Vega3DError(f"{path}: no such video file or frame folder")
+        raise Vega3DError(f"{path}: no such video file, frame folder or scan folder")
     if path.is_dir():
         n = len(list_frames(path))
         if n == 0:
@@ -108,18 +108,17 @@ def video_fps(path) -> float | None:
 def _video_info(path: str, size: int, mtime_ns: int) -> tuple[int, float | None]:
     """``(decoded frames, fps)``; the size and mtime make the cache forget a replaced file."""
     av = _av()
+    count, fps = 0, None
     try:
         with av.open(path) as container:
-            if not container.streams.video:
-                raise Vega3DError(f"{path}: no video stream (expected a video file)")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            fps = float(stream.average_rate) if stream.average_rate else None
-            count = sum(1 for _ in container.decode(stream))
+            for stream in container.streams.video[:1]:
+                stream.thread_type = "AUTO"
+                fps = float(stream.average_rate) if stream.average_rate else None
+                count = sum(1 for _ in container.decode(stream))
     except av.error.FFmpegError as err:
         raise Vega3DError(f"{path}: cannot read video ({type(err).__name__}: {err})") from None
     if count == 0:
-        raise Vega3DError(f"{path}: the video has no decodable frames")
+        raise Vega3DError(f"{path}: no decodable video frames (expected a video file with a video stream)")
     return count, fps
 
 
@@ -159,19 +158,15 @@ def _read_folder(folder: Path, indices: list[int]) -> dict[int, np.ndarray]:
 
 
 def _read_video(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    av = _av()
     images = {}
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for k, frame in enumerate(container.decode(stream)):
-                if k in wanted:
-                    images[k] = frame.to_ndarray(format="rgb24")
-                    if len(images) == len(wanted):
-                        break
-    except av.error.FFmpegError as err:
-        raise Vega3DError(f"{path}: cannot read video ({type(err).__name__}: {err})") from None
+    with _av().open(str(path)) as container:  # decoded once already by count_frames
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for k, frame in enumerate(container.decode(stream)):
+            if k in wanted:
+                images[k] = frame.to_ndarray(format="rgb24")
+                if len(images) == len(wanted):
+                    break
     assert len(images) == len(wanted), f"{path}: decoded {len(images)} of {len(wanted)} frames (changed meanwhile?)"
     shapes = sorted({im.shape for im in images.values()})
     if len(shapes) != 1:
@@ -187,10 +182,7 @@ def load_media(path, num_frames: int | None = None, indices=None, kind: str | No
     from vega3d.scenes import load_scene, sample_frames
 
     path = Path(path)
-    if not path.exists():
-        raise Vega3DError(f"{path}: no such video file, frame folder or scan folder")
-    if (indices is None) == (num_frames is None):
-        raise Vega3DError(f"{path}: pass either num_frames or indices")
+    assert (indices is None) != (num_frames is None), "pass either num_frames or indices"
     if kind == "scan" or (kind is None and is_scan_folder(path)):
         scene = load_scene(path, frames=list(indices) if indices is not None else int(num_frames))
         frames = np.ascontiguousarray(np.asarray(scene.color))

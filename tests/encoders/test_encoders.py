@@ -215,7 +215,7 @@ def test_build_and_frame_errors(wan_dir):
         enc(FRAMES[:, :2])
     with pytest.raises(Vega3DError, match="in \\[0, 1\\]"):
         enc(FRAMES * 2)
-    assert set(ENCODERS) == {"pixels", "position", "random_vit", "wan", "hf"}
+    assert {"pixels", "position", "random_vit", "wan", "hf"} <= set(ENCODERS)
 
 
 def test_hf_image_size_not_a_multiple_of_the_patch(tmp_path):
@@ -253,7 +253,7 @@ def test_check_encoder_checks_names_and_options_without_building_anything(tmp_pa
     nowhere = tmp_path / "not_written"  # no model is read: the folder need not exist yet
     assert check_encoder("wan", {"model": nowhere, "block": 2, "vae_dtype": "bfloat16"}) is WanEncoder
     for name, options, message in [
-        ("nosuch", {}, r"unknown encoder 'nosuch'; expected one of \['hf', "),
+        ("nosuch", {}, r"unknown encoder 'nosuch'; expected one of \[.*'hf', "),
         ("hf", {}, r"encoder 'hf' needs model=<.*folder> \(on the command line: --model DIR\)"),
         ("wan", {"block": 2}, r"encoder 'wan' needs model="),
         ("wan", {"model": nowhere, "layer": 3}, r"unknown option\(s\) \['layer'\]; valid: .*'vae_dtype'"),

@@ -49,7 +49,10 @@ def test_scanrefer_unknown_split(tmp_path):
     data[0]["metadata"]["question_type"] = "single"
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(Vega3DError, match="must be one of"):
+    with pytest.raises(
+        Vega3DError,
+        match=r"record 0 \(id '.*'\) field 'metadata.question_type': expected one of \('unique', 'multiple'\), found str 'single'",
+    ):
         scanrefer.load_annotations(path)
 
 

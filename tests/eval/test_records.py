@@ -41,9 +41,9 @@ def test_mapping_input_and_duplicate_after_normalisation():
     "line, match",
     [
         ("[1, 2]", r"p.jsonl:2: expected a JSON object"),
-        ('{"prediction": "x"}', r"p.jsonl:2: record has no 'id'"),
-        ('{"id": 1.5, "prediction": "x"}', r"p.jsonl:2: 'id' must be an integer or a string"),
-        ('{"id": true, "prediction": "x"}', r"'id' must be an integer or a string"),
+        ('{"prediction": "x"}', r"p.jsonl:2: missing field 'id'"),
+        ('{"id": 1.5, "prediction": "x"}', r"p.jsonl:2 field 'id': expected an integer or a string, found float 1.5"),
+        ('{"id": true, "prediction": "x"}', r"field 'id': expected an integer or a string, found bool True"),
         ('{"id": 2}', r"p.jsonl:2 \(id '2'\): missing field 'prediction'"),
         ('{"id": 2, "prediction": "x"', r"p.jsonl:2: malformed JSON"),
     ],
@@ -92,5 +92,5 @@ def test_evaluate_rejects_raw_dicts_as_annotations():
 
 
 def test_mapping_values_must_be_records():
-    with pytest.raises(Vega3DError, match=r"predictions\[7\]: expected a record mapping"):
+    with pytest.raises(Vega3DError, match=r"predictions\[7\]: expected a JSON object, found str"):
         as_predictions({7: "x"}, "sqa3d")

@@ -572,7 +572,7 @@ def test_media_reader_reads_once_in_order_and_reads_ahead():
             assert sorted(reader._pending) == ([2, 3] if read_ahead else [2])  # a and b released
             with pytest.raises(Vega3DError, match="bad: cannot decode"):  # raised when its turn comes
                 reader.get("bad")
-            with pytest.raises(Vega3DError, match="not among the run's media"):
+            with pytest.raises(AssertionError, match="not among the run's media"):  # an internal invariant
                 reader.get("z")
         assert started == ["a", "b", "c", "bad"] and reader.reads == 4
         assert len(reader._pending) == 0  # released on close

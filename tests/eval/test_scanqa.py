@@ -90,7 +90,7 @@ def test_annotation_without_answers_is_an_error(tmp_path):
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
     with pytest.raises(
-        Vega3DError, match=r"record 2 \(id 'scanqa_val-scene0015-0_0'\) metadata: missing field 'answers'"
+        Vega3DError, match=r"record 2 \(id 'scanqa_val-scene0015-0_0'\): missing field 'metadata.answers'"
     ):
         scanqa.load_annotations(path)
 

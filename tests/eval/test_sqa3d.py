@@ -56,7 +56,9 @@ def test_unknown_question_type_in_annotations(tmp_path):
     data[0]["metadata"]["question_type"] = "where"
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(Vega3DError, match="unknown question_type 'where'"):
+    with pytest.raises(
+        Vega3DError, match=r"\(id '.*'\) field 'metadata.question_type': expected one of \('what', .*found str 'where'"
+    ):
         sqa3d.load_annotations(path)
 
 

@@ -150,7 +150,9 @@ def test_wrong_type_names_record(tmp_path):
 
 def test_unknown_question_type_in_annotations(tmp_path):
     gt = _write(tmp_path, ['{"id": 1, "question_type": "object_colour", "ground_truth": "red"}'], "gt.jsonl")
-    with pytest.raises(Vega3DError, match="unknown question_type 'object_colour'"):
+    with pytest.raises(
+        Vega3DError, match=r"record 0 \(id '1'\) field 'question_type': expected one of .*found str 'object_colour'"
+    ):
         vsibench.load_annotations(gt)
 
 

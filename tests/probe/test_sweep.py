@@ -29,7 +29,7 @@ class _Counter:
             return vae(this, x)
 
         monkeypatch.setattr(type(sim), "_encode_frames", counted)
-        self.handle = sim.transformer.patch_embedding.register_forward_pre_hook(lambda *_a: self.dit.append(1))
+        self.handle = sim.transformer.rope.register_forward_pre_hook(lambda *_a: self.dit.append(1))
 
 
 def test_timestep_sweep_encodes_once_and_equals_separate_runs(scene, wan, monkeypatch):

@@ -315,7 +315,7 @@ def test_image_sizes_differ_between_frames(small, tmp_path):
         ("1 0 0 0\n0 1 0 0\n0 0 1 0\n", "must be a 4x4 matrix"),
         ("1 0 0\n0 1 0\n0 0 1\n", "must be a 4x4 matrix"),
         ("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1 5\n", "must be a 4x4 matrix"),
-        ("1 0 0 0\n0 one 0 0\n0 0 1 0\n0 0 0 1\n", "must be numbers"),
+        ("1 0 0 0\n0 one 0 0\n0 0 1 0\n0 0 0 1\n", r"must be a 4x4 matrix of numbers .*found '1 0 0 0\\n0 one"),
         ("", "must be a 4x4 matrix"),
         ("2 0 0 0\n0 2 0 0\n0 0 2 0\n0 0 0 1\n", "must be a rigid"),  # scaled: not a rotation
         ("0 0 0 0\n0 0 0 0\n0 0 0 0\n0 0 0 1\n", "must be a rigid.*singular"),

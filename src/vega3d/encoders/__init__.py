@@ -7,6 +7,12 @@ covering the full frame (vega3d.grids). Each has ``.name`` and ``.config`` (a JS
                   not the probe's chance floor, which is AUROC 0.5)
 - ``wan``         the Wan2.1 world simulator (vega3d.simulator), any block / timestep
 - ``hf``          any local Hugging Face vision backbone (SigLIP, DINOv2, CLIP, ...)
+- the other towers of the paper's Figure 3 (docs/towers.md): ``sd21`` (Stable Diffusion 2.1 UNet,
+  DIFT-style), ``svd`` (Stable Video Diffusion UNet), ``wan_vace`` (Wan2.1-VACE through the
+  simulator), ``wan_vae`` (Wan VAE latents), ``vjepa2`` (V-JEPA 2), ``dinov3`` (DINOv3, registers
+  and CLS by name), ``vggt`` (VGGT aggregator tokens, when its package is installed)
+- ``effnet_lite0`` EfficientNet-Lite0 with its ImageNet weights (optional extra ``real-weights``) or
+                  seeded random ones (``pretrained=False``): a real trained network, offline
 
 :func:`check_encoder` checks a name and its options without building anything (no weights are
 read); :func:`build_encoder` checks, then builds.
@@ -25,12 +31,32 @@ ENCODERS = {
     "random_vit": "vega3d.encoders.random_vit:RandomViTEncoder",
     "wan": "vega3d.encoders.wan:WanEncoder",
     "hf": "vega3d.encoders.hf:HFEncoder",
+    "sd21": "vega3d.encoders.sd21:SD21Encoder",
+    "svd": "vega3d.encoders.svd:SVDEncoder",
+    "wan_vace": "vega3d.encoders.wan_vace:WanVACEEncoder",
+    "wan_vae": "vega3d.encoders.wan_vae:WanVAEEncoder",
+    "vjepa2": "vega3d.encoders.vjepa2:VJEPA2Encoder",
+    "dinov3": "vega3d.encoders.dinov3:DINOv3Encoder",
+    "vggt": "vega3d.encoders.vggt:VGGTEncoder",
+    "effnet_lite0": "vega3d.encoders.effnet:EffNetLite0Encoder",
 }
 # encoders that read weights from a local folder, passed as model=FOLDER (--model FOLDER): their one
 # required option
 MODEL_FOLDERS = {"wan": "a Wan2.1-T2V folder", "hf": "a local Hugging Face vision backbone folder"}
+MODEL_FOLDERS.update(
+    sd21="a Stable Diffusion 2.1 folder (diffusers layout)",
+    svd="a Stable Video Diffusion folder (diffusers layout)",
+    wan_vace="a Wan2.1-VACE folder (diffusers layout)",
+    wan_vae="a Wan2.1 folder (its VAE is read)",
+    vjepa2="a V-JEPA 2 folder (transformers layout)",
+    dinov3="a DINOv3 ViT folder (transformers layout)",
+    vggt="a VGGT-1B folder",
+)
 # encoders that hand their other keyword options on to this function
-FORWARDED = {"wan": "vega3d.simulator:WanWorldSimulator.from_pretrained"}
+FORWARDED = {
+    "wan": "vega3d.simulator:WanWorldSimulator.from_pretrained",
+    "wan_vace": "vega3d.simulator:WanWorldSimulator.from_pretrained",
+}
 
 
 def _resolve(target: str):
@@ -66,6 +92,8 @@ def check_encoder(name: str, options: dict) -> type:
     built_from = {"simulator", "components"} & {k for k, v in options.items() if v is not None}
     if name in MODEL_FOLDERS and options.get("model") is None and not built_from:
         raise Vega3DError(f"encoder {name!r} needs model=<{MODEL_FOLDERS[name]}> (on the command line: --model DIR)")
+    if hasattr(cls, "check_options"):  # an encoder's own value checks that need no weights
+        cls.check_options(options)
     return cls
 
 

@@ -1,4 +1,4 @@
-"""What every encoder shares: input checks and the output contract.
+"""What every encoder shares: the input check, the output contract, resizing.
 
 An encoder is any object with ``name`` (str), ``config`` (JSON-serialisable dict) and
 ``__call__(frames) -> grid`` where ``frames`` is (N, 3, H, W) float in [0, 1] and
@@ -14,20 +14,35 @@ import torch.nn.functional as F
 from vega3d.errors import Vega3DError
 
 
+class Encoder:
+    """Base of the encoders: ``encoder(frames)`` checks the frames once (:func:`check_frames`, the
+    edge of every encoder) and returns ``_encode`` of them: the grid."""
+
+    name = "encoder"
+
+    @torch.no_grad()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return self._encode(check_frames(frames, f"{self.name} encoder"))
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, h, w, C) float32 grid of checked frames ``x`` (N, 3, H, W) float32 in [0, 1]."""
+        raise NotImplementedError
+
+
 def check_frames(frames, where: str) -> torch.Tensor:
     """Validate (N, 3, H, W) float frames in [0, 1]; return them as float32."""
-    is_tensor = isinstance(frames, torch.Tensor)
-    if not (is_tensor and frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[0] >= 1):
-        got = f"shape {tuple(frames.shape)}" if is_tensor else type(frames).__name__
-        raise Vega3DError(f"{where}: frames must be a torch tensor (N, 3, H, W) with N >= 1, got {got}")
-    if (
-        not frames.is_floating_point()
-        or not bool(torch.isfinite(frames).all())
-        or not 0 <= frames.min() <= frames.max() <= 1
+    shaped = isinstance(frames, torch.Tensor) and frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[0] >= 1
+    if not (shaped and frames.is_floating_point() and bool(torch.isfinite(frames).all())) or not (
+        0 <= frames.min() <= frames.max() <= 1
     ):
+        got = type(frames).__name__
+        if isinstance(frames, torch.Tensor):
+            got = f"{frames.dtype} {tuple(frames.shape)}" + (
+                f" in [{frames.min().item()}, {frames.max().item()}]" if shaped else ""
+            )
         raise Vega3DError(
-            f"{where}: frames must be finite float in [0, 1] (use Scene.frames()), got {frames.dtype} "
-            f"in [{frames.min().item()}, {frames.max().item()}]"
+            f"{where}: frames must be a torch tensor (N, 3, H, W), N >= 1, of finite float in [0, 1] "
+            f"(use Scene.frames()), got {got}"
         )
     return frames.float()
 

@@ -19,37 +19,26 @@ from pathlib import Path
 import torch
 
 from vega3d.devices import dtype_name, parse_dtype
-from vega3d.encoders.common import check_frames, resize_whole
+from vega3d.encoders.common import Encoder, resize_whole
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 
 
-def read_normalisation(folder: Path) -> tuple[list[float], list[float]] | None:
-    """(mean, std) from ``preprocessor_config.json``; None if the file is absent."""
-    path = folder / "preprocessor_config.json"
-    if not path.is_file():
-        return None
-    cfg = read_json(path, "preprocessor config")
-    if cfg.get("do_normalize", True) is False:
-        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
-    mean, std = cfg.get("image_mean"), cfg.get("image_std")
-    if mean is None or std is None:
-        raise Vega3DError(f"{path}: expected image_mean and image_std (3 values each), found keys {sorted(cfg)}")
-    return _triple(mean, f"{path}: image_mean"), _triple(std, f"{path}: image_std")
-
-
-def _triple(v, where) -> list[float]:
-    v = [float(v)] * 3 if isinstance(v, (int, float)) else [float(x) for x in v]
-    if len(v) != 3:
-        raise Vega3DError(f"{where}: expected 3 values, got {v}")
-    return v
+def _triple(value, where: str) -> list[float]:
+    """Three numbers (one number: the same for every channel)."""
+    values = [value] * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if not (
+        isinstance(values, (list, tuple)) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)
+    ):
+        raise Vega3DError(f"{where}: expected 3 numbers (one per RGB channel), found {value!r}")
+    return [float(v) for v in values]
 
 
 def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-class HFEncoder:
+class HFEncoder(Encoder):
     """Patch-token grids of a local Hugging Face vision model (module docstring).
 
     ``model``: folder. ``layer``: index into ``hidden_states`` (None: ``last_hidden_state``
@@ -85,8 +74,12 @@ class HFEncoder:
             self.grid != native_grid and "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
         )
         # hidden_states holds the embedding output and then one entry per layer
-        self.num_hidden_states = int(getattr(vcfg, "num_hidden_layers", 0)) + 1
-        _check_layer(layer, self.num_hidden_states, f"{folder} ({type(self.model).__name__})")
+        n = self.num_hidden_states = int(getattr(vcfg, "num_hidden_layers", 0)) + 1
+        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n):
+            raise Vega3DError(
+                f"hf encoder: layer {layer!r} for {folder} ({type(self.model).__name__}), {n - 1} layers: {n} hidden "
+                f"states, index 0 = embeddings; expected an integer in [{-n}, {n - 1}] (negative counts from the end)"
+            )
         self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
         self.layer, self.batch_size = layer, int(batch_size)
         self.config = {
@@ -102,9 +95,7 @@ class HFEncoder:
             "dtype": dtype_name(self.dtype),
         }
 
-    @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        x = check_frames(frames, "hf encoder")
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.grid
         out = []
         for s in range(0, x.shape[0], self.batch_size):
@@ -117,15 +108,8 @@ class HFEncoder:
     def _tokens(self, px: torch.Tensor) -> torch.Tensor:
         """The chosen layer's tokens (B, T, C) for normalised pixels ``px``."""
         kwargs = {"interpolate_pos_encoding": True} if self.interpolate else {}
-        try:
-            res = self.model(
-                pixel_values=px.to(self.device, self.dtype), output_hidden_states=self.layer is not None, **kwargs
-            )
-        except (RuntimeError, ValueError) as err:
-            raise Vega3DError(
-                f"hf encoder: {type(self.model).__name__} failed on input {tuple(px.shape)} "
-                f"(image_size {self.image_size}): {err}"
-            ) from err
+        px = px.to(self.device, self.dtype)
+        res = self.model(pixel_values=px, output_hidden_states=self.layer is not None, **kwargs)
         if self.layer is None:
             return res.last_hidden_state
         assert len(res.hidden_states) == self.num_hidden_states, "hidden states differ from the config's layer count"
@@ -133,16 +117,22 @@ class HFEncoder:
 
 
 def _normalisation(folder: Path, mean, std) -> tuple[list[float], list[float]]:
-    """(mean, std) as given, else from the folder's ``preprocessor_config.json``."""
+    """(mean, std) as given, else ``image_mean`` / ``image_std`` of the folder's ``preprocessor_config.json``."""
     if (mean is None) != (std is None):
         raise Vega3DError("hf encoder: pass both mean and std, or neither")
-    norm = (_triple(mean, "mean"), _triple(std, "std")) if mean is not None else read_normalisation(folder)
-    if norm is None:
-        raise Vega3DError(
-            f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
-            f"(the model's image normalisation) explicitly"
-        )
-    return norm
+    where = "hf encoder: "
+    if mean is None:
+        path = folder / "preprocessor_config.json"
+        if not path.is_file():
+            raise Vega3DError(
+                f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
+                f"(the model's image normalisation) explicitly"
+            )
+        cfg = read_json(path, "preprocessor config")
+        if cfg.get("do_normalize", True) is False:
+            return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+        mean, std, where = cfg.get("image_mean"), cfg.get("image_std"), f"{path}: image_"
+    return _triple(mean, f"{where}mean"), _triple(std, f"{where}std")
 
 
 def _load_vision_model(folder: Path, dtype: torch.dtype):
@@ -176,12 +166,3 @@ def _input_grid(vcfg, image_size) -> tuple[tuple[int, int], tuple[int, int], tup
         if size[0] % patch[0] or size[1] % patch[1]:
             raise Vega3DError(f"hf encoder: image_size {size} is not a multiple of the patch size {patch}")
     return size, (size[0] // patch[0], size[1] // patch[1]), native_grid
-
-
-def _check_layer(layer, num_hidden_states: int, model: str) -> None:
-    n = num_hidden_states
-    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n):
-        raise Vega3DError(
-            f"hf encoder: layer {layer!r} for {model}, {n - 1} layers: {n} hidden states, index 0 = "
-            f"embeddings; expected an integer in [{-n}, {n - 1}] (negative counts from the end, as in Python)"
-        )

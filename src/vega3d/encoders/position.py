@@ -12,11 +12,11 @@ import math
 
 import torch
 
-from vega3d.encoders.common import check_frames, grid_for_stride
+from vega3d.encoders.common import Encoder, grid_for_stride
 from vega3d.errors import Vega3DError
 
 
-class PositionEncoder:
+class PositionEncoder(Encoder):
     """(N, h, w, 2 D S) features ``cos/sin(2 pi f (x cos a + y sin a) / W)`` of the cell centre.
 
     Directions ``a = k pi / D`` (k < D) and frequencies ``f`` log-spaced from
@@ -72,6 +72,5 @@ class PositionEncoder:
         f = torch.cat([phase.cos(), phase.sin()], -1).reshape(h, w, -1).float()
         return f.unsqueeze(0).expand(n, h, w, f.shape[-1]).contiguous()
 
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        x = check_frames(frames, "position encoder")
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x.shape[0], x.shape[2], x.shape[3])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from vega3d.encoders.common import check_frames, resize_whole
+from vega3d.encoders.common import Encoder, resize_whole
 from vega3d.errors import Vega3DError
 
 
@@ -30,7 +30,7 @@ def init_weights_(model: torch.nn.Module, generator: torch.Generator, std: float
     return model
 
 
-class RandomViTEncoder:
+class RandomViTEncoder(Encoder):
     """Patch tokens of a random ``ViTModel``: (N, image_size/patch, image_size/patch, hidden_size).
 
     The whole frame is resized to ``image_size`` (square; no crop), normalised with mean
@@ -81,9 +81,7 @@ class RandomViTEncoder:
             "floor (random patch embeddings keep local appearance; chance AUROC is 0.5)",
         }
 
-    @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        x = check_frames(frames, "random_vit encoder")
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.grid
         out = []
         for s in range(0, x.shape[0], self.batch_size):

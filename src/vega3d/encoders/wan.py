@@ -11,30 +11,23 @@ from __future__ import annotations
 
 import torch
 
-from vega3d.encoders.common import check_frames
-from vega3d.errors import Vega3DError
+from vega3d.encoders.common import Encoder, check_frames
 
 
-class WanEncoder:
+class WanEncoder(Encoder):
     """Frames -> ``WanWorldSimulator.extract`` grids (N, height/16, width/16, C) float32, CPU.
 
-    Options are ``WanWorldSimulator.from_pretrained``'s (``model`` is the folder).
+    Options are ``WanWorldSimulator.from_pretrained``'s (``model`` is the folder); build it with
+    :func:`vega3d.encoders.build_encoder`, which checks them (:func:`~vega3d.encoders.check_encoder`).
     """
 
     name = "wan"
 
     def __init__(self, model=None, *, simulator=None, components=None, **sim_options):
-        import inspect
-
         from vega3d.simulator import WanWorldSimulator, load_wan_components
 
-        allowed = set(inspect.signature(WanWorldSimulator.from_pretrained).parameters) - {"cls", "path"}
-        unknown = sorted(set(sim_options) - allowed)
-        if unknown:
-            raise Vega3DError(f"wan encoder: unknown option(s) {unknown}; valid: {sorted(allowed)}")
         if simulator is None:
-            if model is None and components is None:
-                raise Vega3DError("wan encoder: pass model=<Wan2.1 folder> (e.g. --model DIR)")
+            assert model is not None or components is not None, "wan encoder: pass model=<Wan2.1 folder>"
             if components is None:  # vae_dtype: load the VAE in it (else float32, the loader's default)
                 load = ("dtype", "device", "prompt_embedding", "vae_dtype")
                 components = load_wan_components(model, **{k: sim_options[k] for k in load if k in sim_options})
@@ -56,13 +49,10 @@ class WanEncoder:
     def at(self, **changes) -> WanEncoder:
         """Another encoder on the same loaded modules with some simulator options changed
         (e.g. ``timestep=500`` or ``block=10``); nothing is reloaded."""
-        if self.components is None:
-            raise Vega3DError("wan encoder: at() needs an encoder built from a model folder or components")
-        return WanEncoder(components=self.components, **{**self.sim_options, **changes})
+        assert self.components is not None, "at() needs an encoder built from a model folder or components"
+        return type(self)(components=self.components, **{**self.sim_options, **changes})
 
-    @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        x = check_frames(frames, "wan encoder")
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulator.extract(x).float().cpu()
 
     @torch.no_grad()

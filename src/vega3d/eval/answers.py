@@ -147,12 +147,11 @@ def exact_match_refined(pred: str, answers: Iterable[str]) -> bool:
 
 
 def _answer_list(answers: Iterable[str]) -> list[str]:
-    if isinstance(answers, str):
-        raise Vega3DError(f"answers: expected a list of strings, found the single string {answers!r}")
-    answers = list(answers)
-    if not answers:
-        raise Vega3DError("answers: expected at least one reference answer, found none")
-    for answer in answers:
-        if not isinstance(answer, str):
-            raise Vega3DError(f"answers: expected strings, found {type(answer).__name__} {answer!r}")
-    return answers
+    """The reference answers: a list (any iterable but a single string) of at least one string."""
+    listed = None if isinstance(answers, str) else list(answers)
+    if not listed or not all(isinstance(answer, str) for answer in listed):
+        raise Vega3DError(
+            f"answers: expected a list of at least one reference answer, all strings (not a single string), "
+            f"found {answers!r}"
+        )
+    return listed

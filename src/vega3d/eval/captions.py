@@ -27,13 +27,6 @@ from vega3d.errors import Vega3DError
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 
 
-def _require_java(what: str) -> None:
-    if shutil.which("java") is None:
-        raise Vega3DError(
-            f"{what} needs Java: no 'java' executable on PATH (install a JRE, e.g. openjdk-17-jre-headless)"
-        )
-
-
 def score_captions(gts, res, *, scorer: CaptionScorer | None = None, ptb_tokenize: bool = False) -> dict:
     """:meth:`CaptionScorer.score` with ``scorer``, or with a temporary one closed afterwards."""
     if scorer is not None:
@@ -64,7 +57,6 @@ class CaptionScorer:
 
     def _meteor_scorer(self):
         if self._meteor is None:
-            _require_java("METEOR")
             from pycocoevalcap.meteor.meteor import Meteor
 
             self._meteor = Meteor()
@@ -82,10 +74,14 @@ class CaptionScorer:
         problem = _input_problem(gts, res)
         if problem:
             raise Vega3DError(f"caption scoring: {problem}")
+        if shutil.which("java") is None:
+            raise Vega3DError(
+                "METEOR needs Java (and so does the PTB tokenizer): no 'java' executable on PATH "
+                "(install a JRE, e.g. openjdk-17-jre-headless)"
+            )
         gts = {key: list(gts[key]) for key in ids}
         res = {key: list(res[key]) for key in ids}
         if ptb_tokenize:
-            _require_java("the PTB tokenizer")
             from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
             tokenizer = PTBTokenizer()

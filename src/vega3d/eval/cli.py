@@ -85,7 +85,8 @@ def _register_eval_model(subparsers) -> None:
         "--media",
         required=True,
         type=Path,
-        help="vsibench: folder with <dataset>/<scene>.mp4; scanqa/sqa3d: folder with <scene_id>/ scans",
+        help="vsibench: folder with <dataset>/<scene>.mp4; scanqa/sqa3d: folder with <scene_id>/ scans; "
+        "Video-3D LLM checkpoints (all five 3D benchmarks): the release's data/ folder",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (predictions.jsonl, run.json, result.json)")
     p.add_argument("--num-frames", type=int, help="frames sampled uniformly (default: as in training, else 32)")
@@ -98,8 +99,9 @@ def _register_eval_model(subparsers) -> None:
     p.add_argument("--limit", type=int, help="only the first N questions of the annotation file")
     p.add_argument("--skip-missing", action="store_true", help="skip (and count) questions whose media is missing")
     p.add_argument("--max-new-tokens", type=int, default=128, help="longest answer in tokens (default 128)")
-    p.add_argument("--instruction", help="text put on a line before every prompt (default: none)")
-    p.add_argument(
+    instruction = p.add_mutually_exclusive_group()
+    instruction.add_argument("--instruction", help="text put on a line before every prompt (default: none)")
+    instruction.add_argument(
         "--spatial-instruction",
         action="store_true",
         help="use Video-3D LLM's training-time spatial instruction as --instruction",
@@ -115,6 +117,20 @@ def _register_eval_model(subparsers) -> None:
         "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="model dtype (default float32)"
     )
     p.add_argument("--baseline", action="store_true", help="generative branch off (the paired baseline)")
+    p.add_argument(
+        "--feature-cache-bytes",
+        type=int,
+        default=None,
+        help="RAM for the simulator's features, each video's computed once (default 4 GiB; 0: no RAM cache)",
+    )
+    p.add_argument(
+        "--feature-cache-dir",
+        help="disk tier of that cache: feature stores a later eval-model run reads instead of running the simulator",
+    )
+    p.add_argument(
+        "--feature-store",
+        help="Video-3D LLM checkpoints: Wan features from this store (vega3d extract) instead of the simulator",
+    )
     p.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_model)
@@ -122,20 +138,24 @@ def _register_eval_model(subparsers) -> None:
 
 def run_model(args: argparse.Namespace) -> int:
     """``vega3d eval-model``: the edges are checked in the order a user fixes them — arguments,
-    checkpoint, annotations, media — all before the (slow) model load."""
-    from vega3d.eval.run import SPATIAL_INSTRUCTION, check_positive, run_benchmark
-    from vega3d.eval.runners.questions import check_benchmark, prepare
+    checkpoint, annotations, media — all before the (slow) model load. A checkpoint of the Video-3D
+    LLM family (or a LLaVA-Video / Video-3D LLM folder) runs that family's runner, which answers all
+    five Table-1 benchmarks (:mod:`vega3d.mllm.video3d_llm.evaluate`)."""
+    from vega3d.mllm.video3d_llm.model import is_video3d_checkpoint
+
+    if is_video3d_checkpoint(args.model):
+        from vega3d.mllm.video3d_llm.cli import run_eval_model
+
+        return run_eval_model(args)
+    from vega3d.eval.run import SPATIAL_INSTRUCTION, run_benchmark
+    from vega3d.eval.runners.questions import check_arguments, prepare
     from vega3d.mllm.checkpoint import read_checkpoint_config
 
-    check_benchmark(args.benchmark)
-    if args.instruction and args.spatial_instruction:
-        raise Vega3DError("give --instruction or --spatial-instruction, not both")
+    counts = {name: getattr(args, name) for name in ("num_frames", "batch_size", "limit", "max_new_tokens")}
+    check_arguments(args.benchmark, **counts)
     instruction = SPATIAL_INSTRUCTION if args.spatial_instruction else args.instruction
-    for name in ("num_frames", "batch_size", "max_new_tokens"):
-        if getattr(args, name) is not None:
-            check_positive(name, getattr(args, name))
     read_checkpoint_config(args.model)
-    prepare(
+    plan = prepare(
         args.benchmark, args.gt, args.media, limit=args.limit, skip_missing=args.skip_missing, instruction=instruction
     )
     run_benchmark(
@@ -158,6 +178,7 @@ def run_model(args: argparse.Namespace) -> int:
         },  # fmt: skip
         paper=not args.no_paper,
         progress=not args.no_progress,
+        plan=plan,
     )
     return 0
 
@@ -182,4 +203,6 @@ def _answerer(args: argparse.Namespace):
         device=args.device or str(state.device),
         dtype=args.dtype,
         num_frames=args.num_frames,
+        **({} if args.feature_cache_bytes is None else {"feature_cache_bytes": args.feature_cache_bytes}),
+        feature_cache_dir=args.feature_cache_dir,
     )

@@ -28,18 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from vega3d.errors import Vega3DError
-from vega3d.eval.boxes import as_box, checked_iou
-from vega3d.eval.records import (
-    annotation_list,
-    as_annotations,
-    as_predictions,
-    finite_mean,
-    match_ids,
-    record_id,
-    require,
-    unique_ids,
-)
+from vega3d.eval.boxes import checked_iou
+from vega3d.eval.records import build_items, check_record, finite_mean, load_json_records, scoring_inputs
 
 BENCHMARK = "multi3drefer"
 SUB_SPLITS = ("zt_wo_d", "zt_w_d", "st_wo_d", "st_w_d", "mt")
@@ -76,29 +66,18 @@ def f1_scores(pred_boxes, gt_boxes, thresholds=THRESHOLDS) -> tuple[float, ...]:
 
 def load_annotations(path: str | Path) -> list[Query]:
     """Read Video-3D LLM's llava-style Multi3DRefer file."""
-    records = annotation_list(path, "Multi3DRefer")
-    queries = []
-    for i, record in enumerate(records):
-        where = f"{path} record {i}"
-        item_id, where = record_id(record, where=where)
-        boxes = require(record, "box", where=where)
-        if not isinstance(boxes, list):
-            raise Vega3DError(f"{where}: 'box' must be a list of boxes (possibly empty), found {boxes!r}")
-        boxes = tuple(tuple(as_box(b, where=f"{where} box[{j}]").tolist()) for j, b in enumerate(boxes))
-        split = require(require(record, "metadata", where=where), "question_type", where=f"{where} metadata")
-        if split not in SUB_SPLITS:
-            raise Vega3DError(f"{where}: metadata.question_type must be one of {SUB_SPLITS}, found {split!r}")
-        queries.append(Query(id=item_id, boxes=boxes, split=split))
-    unique_ids([q.id for q in queries], source=str(path))
-    return queries
+    return build_items(load_json_records(path), path, _query, "Multi3DRefer")
+
+
+def _query(record, where: str) -> Query:
+    fields = check_record(record, {"id": "id", "box": "boxes", "metadata.question_type": SUB_SPLITS}, where)
+    return Query(id=fields["id"], boxes=tuple(map(tuple, fields["box"])), split=fields["metadata.question_type"])
 
 
 def evaluate(predictions, annotations) -> dict:
     """Mean F1@0.25 / F1@0.5 overall, per sub-split and per group (fractions;
     NaN where a split has no queries)."""
-    queries = as_annotations(annotations, load_annotations, Query)
-    preds = as_predictions(predictions, BENCHMARK)
-    match_ids(preds, [q.id for q in queries], BENCHMARK)
+    queries, preds = scoring_inputs(predictions, annotations, BENCHMARK, load_annotations, Query)
     f1 = {q.id: f1_scores(preds[q.id]["boxes"], q.boxes) for q in queries}
 
     def means(selected: list[Query]) -> dict[str, float]:

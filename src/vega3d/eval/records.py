@@ -1,4 +1,4 @@
-"""The one predictions format (JSONL keyed by id) and annotation-file reading.
+"""The one predictions format (JSONL keyed by id) and the checks of annotation and prediction records.
 
 Predictions: one JSON object per line, ``{"id": ..., <fields>}``; the fields per
 benchmark are in :data:`PREDICTION_FIELDS`. Ids are matched to annotation ids as
@@ -9,6 +9,10 @@ non-finite boxes are :class:`Vega3DError` naming the file, line and id.
 
 A runner only has to produce that file; :func:`write_predictions` validates the
 records with the same rules before writing, so a bad runner fails at write time.
+
+Every record a user gives (a predictions line, an annotation file's record) is checked once,
+where it is read, by :func:`check_record` against a field spec (:data:`KINDS`); the
+benchmark modules trust the cleaned values after that.
 """
 
 from __future__ import annotations
@@ -16,88 +20,124 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.boxes import as_box
 from vega3d.files import atomic_write_bytes, read_json
 
-# field -> (kind, required). Kinds: "text" (str), "box" (6 finite numbers),
-# "boxes" (list of boxes, may be empty), "box_or_null".
-PREDICTION_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
-    "vsibench": {"prediction": ("text", True)},
-    "scanqa": {"prediction": ("text", True)},
-    "sqa3d": {"prediction": ("text", True)},
-    "scanrefer": {"box": ("box", True)},
-    "multi3drefer": {"boxes": ("boxes", True)},
-    "scan2cap": {"prediction": ("text", True), "box": ("box_or_null", False)},
+_BAD = object()
+
+
+def _number_text(value):
+    """Text as given; a number as its ``repr`` (VSI-Bench stores numerical answers either way)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return value if isinstance(value, str) else _BAD
+
+
+# kind -> (what a value must be, in words; value -> cleaned value, or _BAD). The box kinds are
+# checked by :func:`~vega3d.eval.boxes.as_box`; a tuple kind lists the allowed values.
+KINDS: dict[str, tuple[str, Callable]] = {
+    "id": (
+        "an integer or a string",
+        lambda v: str(v) if isinstance(v, (int, str)) and not isinstance(v, bool) else _BAD,
+    ),
+    "text": ("a string", lambda v: v if isinstance(v, str) else _BAD),
+    "texts": ("a non-empty list of strings", lambda v: v if _strings(v) and v else _BAD),
+    "strings": ("a list of strings", lambda v: v if _strings(v) else _BAD),
+    "number_or_text": ("text or a number", _number_text),
+    "list": ("a list", lambda v: v if isinstance(v, list) else _BAD),
+    "box": ("6 numbers [cx, cy, cz, dx, dy, dz]", None),
+    "boxes": ("a list of boxes (possibly empty)", None),
+    "scores": ("a list of finite numbers", lambda v: v if _finite_numbers(v) else _BAD),
+}
+
+# Fields of a prediction record per benchmark (spec of :func:`check_record`; ``?``: optional).
+PREDICTION_FIELDS: dict[str, dict[str, str]] = {
+    "vsibench": {"id": "id", "prediction": "text"},
+    "scanqa": {"id": "id", "prediction": "text"},
+    "sqa3d": {"id": "id", "prediction": "text"},
+    "scanrefer": {"id": "id", "box": "box", "scores?": "scores"},  # scores: a grounding head's raw scores, kept
+    "multi3drefer": {"id": "id", "boxes": "boxes", "scores?": "scores"},
+    "scan2cap": {"id": "id", "prediction": "text", "box?": "box"},
 }
 
 
-def prediction_id(value, *, where: str) -> str:
-    """Normalise an id (int or str) to the string used for matching."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise Vega3DError(f"{where}: 'id' must be an integer or a string, found {type(value).__name__} {value!r}")
-    return str(value)
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(s, str) for s in value)
 
 
-def validate_prediction(record, benchmark: str, *, where: str) -> tuple[str, dict]:
-    """Check one prediction record; return ``(id, cleaned record)``.
+def _finite_numbers(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value
+    )
 
-    The cleaned record holds the fields of :data:`PREDICTION_FIELDS` with boxes
-    as lists of floats.
+
+def _lookup(record, path: str):
+    """``(value, found)`` at a dotted path (``metadata.answers``, ``conversations.1.value``)."""
+    value = record
+    for part in path.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None, False
+    return value, True
+
+
+def _clean(value, kind, where: str):
+    if kind == "box":
+        return as_box(value, where=where).tolist()
+    if kind == "boxes" and isinstance(value, list):
+        return [as_box(box, where=f"{where}[{i}]").tolist() for i, box in enumerate(value)]
+    expect, clean = (f"one of {kind}", lambda v: v if v in kind else _BAD) if isinstance(kind, tuple) else KINDS[kind]
+    cleaned = _BAD if clean is None else clean(value)
+    if cleaned is _BAD:
+        raise Vega3DError(f"{where}: expected {expect}, found {type(value).__name__} {value!r}")
+    return cleaned
+
+
+def check_record(record, spec: Mapping[str, str | tuple], where: str, *, only: str | None = None) -> dict:
+    """The fields ``spec`` names (``{path: kind}``, kinds in :data:`KINDS` or a tuple of allowed
+    values; a path ending in ``?`` is optional and may be null), each checked and cleaned, by path.
+
+    ``where`` names the record (``file:line``, ``file record 3``); once a field of kind ``"id"`` is
+    checked it is extended with ``(id '...')``. ``only``: no other top-level keys are allowed (the
+    text names the format in the error). Errors name the record, the field, what was found and
+    what was expected.
     """
-    fields = _fields(benchmark)
     if not isinstance(record, Mapping):
         raise Vega3DError(f"{where}: expected a JSON object, found {type(record).__name__}")
-    if "id" not in record:
-        raise Vega3DError(f"{where}: record has no 'id' (keys: {sorted(record)})")
-    item_id = prediction_id(record["id"], where=where)
-    where = f"{where} (id {item_id!r})"
-    unknown = sorted(set(record) - set(fields) - {"id"})
-    if unknown:
-        raise Vega3DError(
-            f"{where}: unknown key(s) {unknown} for benchmark {benchmark!r}; expected 'id' and {sorted(fields)}"
-        )
-    cleaned: dict = {}
-    for name, (kind, required) in fields.items():
-        if name not in record:
-            if required:
-                raise Vega3DError(f"{where}: missing field {name!r} ({kind}) for benchmark {benchmark!r}")
-            continue
-        cleaned[name] = _check_field(record[name], kind, where=f"{where} field {name!r}")
-    return item_id, cleaned
+    out: dict = {}
+    for path, kind in spec.items():
+        name = path.rstrip("?")
+        value, found = _lookup(record, name)
+        if not found and name == path:
+            raise Vega3DError(f"{where}: missing field {name!r} (keys: {sorted(record)})")
+        if found:
+            out[name] = None if value is None and name != path else _clean(value, kind, f"{where} field {name!r}")
+        if kind == "id":
+            where = f"{where} (id {out[name]!r})"
+            unknown = sorted(set(record) - {p.rstrip("?").split(".")[0] for p in spec}) if only else []
+            if unknown:
+                raise Vega3DError(f"{where}: unknown key(s) {unknown} for {only}; expected {sorted(spec)}")
+    return out
 
 
-def _check_field(value, kind: str, *, where: str):
-    if kind == "text":
-        if not isinstance(value, str):
-            raise Vega3DError(f"{where}: expected a string, found {type(value).__name__} {value!r}")
-        return value
-    if kind == "box_or_null" and value is None:
-        return None
-    if kind in ("box", "box_or_null"):
-        return as_box(value, where=where).tolist()
-    if kind == "boxes":
-        if not isinstance(value, list):
-            raise Vega3DError(f"{where}: expected a list of boxes (possibly empty), found {type(value).__name__}")
-        return [as_box(box, where=f"{where}[{i}]").tolist() for i, box in enumerate(value)]
-    raise AssertionError(kind)  # pragma: no cover
-
-
-def _fields(benchmark: str) -> dict[str, tuple[str, bool]]:
-    if benchmark not in PREDICTION_FIELDS:
-        raise Vega3DError(f"unknown benchmark {benchmark!r}; expected one of {sorted(PREDICTION_FIELDS)}")
-    return PREDICTION_FIELDS[benchmark]
-
-
-def json_line(line: str, where: str):
-    """One line of a JSONL file, parsed (NaN/Infinity parse: box checks then name the id)."""
-    try:
-        return json.loads(line)
-    except ValueError as err:
-        raise Vega3DError(f"{where}: malformed JSON line ({err}); expected one JSON object per line") from None
+def parse_lines(lines: Iterable[str], source) -> Iterator[tuple[object, str]]:
+    """``(parsed line, "source:line")`` for every non-blank line of a JSONL text, in order
+    (NaN/Infinity parse: the box checks then name the id)."""
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                yield json.loads(line), f"{source}:{n}"
+            except ValueError as err:
+                raise Vega3DError(
+                    f"{source}:{n}: malformed JSON line ({err}); expected one JSON object per line"
+                ) from None
 
 
 def jsonl_records(path: str | Path, what: str) -> Iterator[tuple[object, str]]:
@@ -106,9 +146,7 @@ def jsonl_records(path: str | Path, what: str) -> Iterator[tuple[object, str]]:
     path = Path(path)
     if not path.is_file():
         raise Vega3DError(f"{what} {path} does not exist")
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if line.strip():
-            yield json_line(line, f"{path}:{n}"), f"{path}:{n}"
+    yield from parse_lines(path.read_text(encoding="utf-8").split("\n"), path)
 
 
 def read_predictions(path: str | Path, benchmark: str) -> dict[str, dict]:
@@ -116,44 +154,38 @@ def read_predictions(path: str | Path, benchmark: str) -> dict[str, dict]:
 
     Blank lines are ignored; everything else must be a valid record.
     """
-    _fields(benchmark)
-    return _validated(jsonl_records(path, "predictions file"), benchmark)
+    return as_predictions(path, benchmark)
 
 
 def as_predictions(predictions, benchmark: str) -> dict[str, dict]:
-    """Accept a JSONL path, ``{id: record}`` or a list of records; validate all."""
-    _fields(benchmark)
+    """Accept a JSONL path, ``{id: record}`` or a list of records; validate all:
+    ``{id: record without its id}``, boxes as lists of floats, ids unique."""
+    if benchmark not in PREDICTION_FIELDS:
+        raise Vega3DError(f"unknown benchmark {benchmark!r}; expected one of {sorted(PREDICTION_FIELDS)}")
     if isinstance(predictions, (str, Path)):
-        return read_predictions(predictions, benchmark)
-    if isinstance(predictions, Mapping):
-        items = []
-        for key, value in predictions.items():
-            if not isinstance(value, Mapping):
-                raise Vega3DError(
-                    f"predictions[{key!r}]: expected a record mapping field -> value, found {type(value).__name__}"
-                )
-            items.append(({**value, "id": key}, f"predictions[{key!r}]"))
-    elif isinstance(predictions, Iterable):
-        items = [(record, f"predictions[{i}]") for i, record in enumerate(predictions)]
+        items = jsonl_records(predictions, "predictions file")
+    elif isinstance(predictions, Mapping):
+        items = [
+            ({**v, "id": k} if isinstance(v, Mapping) else v, f"predictions[{k!r}]") for k, v in predictions.items()
+        ]
     else:
-        raise Vega3DError(
-            f"predictions: expected a path, a mapping or a list of records, found {type(predictions).__name__}"
-        )
-    return _validated(items, benchmark)
-
-
-def _validated(items: Iterable[tuple[object, str]], benchmark: str) -> dict[str, dict]:
-    """``{id: cleaned record}`` of ``(record, where)`` pairs, each validated; ids unique."""
+        items = [(record, f"predictions[{i}]") for i, record in enumerate(predictions)]
     out: dict[str, dict] = {}
     first: dict[str, str] = {}
     for record, where in items:
-        item_id, cleaned = validate_prediction(record, benchmark, where=where)
+        cleaned = check_prediction(record, benchmark, where)
+        item_id = cleaned.pop("id")
         if item_id in out:
             line = re.search(r":(\d+)$", first[item_id])  # a file's "path:line", else "predictions[i]"
             seen = f"line {line[1]}" if line else first[item_id]
             raise Vega3DError(f"{where}: duplicate id {item_id!r} (first seen on {seen})")
         out[item_id], first[item_id] = cleaned, where
     return out
+
+
+def check_prediction(record, benchmark: str, where: str) -> dict:
+    """One prediction record of ``benchmark`` (a known one), checked: ``{"id": str, <fields>}``."""
+    return check_record(record, PREDICTION_FIELDS[benchmark], where, only=f"benchmark {benchmark!r}")
 
 
 def write_predictions(path: str | Path, benchmark: str, records: Iterable[Mapping]) -> int:
@@ -163,10 +195,9 @@ def write_predictions(path: str | Path, benchmark: str, records: Iterable[Mappin
     of :data:`PREDICTION_FIELDS`, then call this.
     """
     validated = as_predictions(list(records), benchmark)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"id": item_id, **record}, allow_nan=False) + "\n" for item_id, record in validated.items()]
-    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), "".join(lines).encode("utf-8"))
     return len(validated)
 
 
@@ -185,58 +216,48 @@ def match_ids(predictions: Mapping[str, dict], annotation_ids: list[str], benchm
         raise Vega3DError(f"{benchmark}: {len(extra)} prediction id(s) are not in the annotations (first: {extra[:5]})")
 
 
-def as_annotations(annotations, loader, item_type: type) -> list:
-    """A path (read with ``loader``) or an already loaded list of ``item_type``."""
+def scoring_inputs(predictions, annotations, benchmark: str, loader, item_type: type) -> tuple[list, dict]:
+    """What a benchmark's ``evaluate`` scores: the annotation items (a path read with ``loader``,
+    or an already loaded list of ``item_type``) and the predictions (:func:`as_predictions`),
+    one prediction per annotation id."""
     if isinstance(annotations, (str, Path)):
-        return loader(annotations)
-    items = list(annotations)
-    for i, item in enumerate(items):
-        if not isinstance(item, item_type):
+        items = loader(annotations)
+    else:
+        items = list(annotations)
+        wrong = next((i for i, item in enumerate(items) if not isinstance(item, item_type)), None)
+        if wrong is not None:
             raise Vega3DError(
-                f"annotations[{i}]: expected a path or the output of load_annotations ({item_type.__name__} items), "
-                f"found {type(item).__name__}"
+                f"annotations[{wrong}]: expected a path or the output of load_annotations ({item_type.__name__} "
+                f"items), found {type(items[wrong]).__name__}"
             )
-    return items
+    preds = as_predictions(predictions, benchmark)
+    match_ids(preds, [item.id for item in items], benchmark)
+    return items, preds
 
 
-def load_json_records(path: str | Path) -> list:
-    """Read a JSON list (``.json``) or JSON-lines (``.jsonl``) annotation file."""
+def load_json_records(path: str | Path):
+    """Read a JSON (``.json``) or JSON-lines (``.jsonl``, as a list) annotation file."""
     if Path(path).suffix == ".jsonl":
         return [record for record, _ in jsonl_records(path, "annotation file")]
     return read_json(path, "annotation file")
 
 
-def annotation_list(path: str | Path, what: str) -> list:
-    """A JSON/JSONL annotation file that must hold a list of ``what`` records."""
-    records = load_json_records(path)
+def build_items(records, source, build: Callable, what: str) -> list:
+    """``build(record, "source record i")`` for every record of an annotation file, which must be a
+    list of ``what`` records with unique ids."""
     if not isinstance(records, list):
-        raise Vega3DError(f"{path}: expected a list of {what} records, found {type(records).__name__}")
-    return records
+        raise Vega3DError(f"{source}: expected a list of {what} records, found {type(records).__name__}")
+    return unique_ids([build(record, f"{source} record {i}") for i, record in enumerate(records)], source)
 
 
-def record_id(record, *, where: str, key: str = "id") -> tuple[str, str]:
-    """``(id as string, where extended with the id)`` for an annotation record."""
-    item_id = prediction_id(require(record, key, where=where), where=where)
-    return item_id, f"{where} (id {item_id!r})"
-
-
-def require(record, key: str, *, where: str):
-    """``record[key]`` or a Vega3DError naming the record and the key."""
-    if not isinstance(record, Mapping):
-        raise Vega3DError(f"{where}: expected a JSON object, found {type(record).__name__}")
-    if key not in record:
-        raise Vega3DError(f"{where}: missing field {key!r} (keys: {sorted(record)})")
-    return record[key]
-
-
-def unique_ids(ids: list[str], *, source: str) -> list[str]:
-    """Raise if an annotation file repeats an id."""
+def unique_ids(items: list, source) -> list:
+    """``items`` (with ``.id``) when no id appears twice in the annotation file ``source``."""
     seen: set[str] = set()
-    for item_id in ids:
-        if item_id in seen:
-            raise Vega3DError(f"{source}: annotation id {item_id!r} appears more than once")
-        seen.add(item_id)
-    return ids
+    for item in items:
+        if item.id in seen:
+            raise Vega3DError(f"{source}: annotation id {item.id!r} appears more than once")
+        seen.add(item.id)
+    return items
 
 
 def finite_mean(values: list[float]) -> float:

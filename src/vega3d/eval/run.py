@@ -56,7 +56,7 @@ from vega3d.eval.runners.questions import (  # noqa: F401 - re-exported
     TEXT_BENCHMARKS,
     Plan,
     Task,
-    check_benchmark,
+    check_arguments,
     media_kind,
     prepare,
 )
@@ -79,20 +79,11 @@ STAND_IN_NAMES = {
 }
 
 
-def check_positive(name: str, value) -> None:
-    """A count a user gives (``batch_size``, ``num_frames``, ...) must be an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Vega3DError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _frame_count(answerer, num_frames: int | None) -> int:
+    """Frames per video: ``num_frames`` (checked), which must be what the answerer samples."""
     sampled = getattr(answerer, "num_frames", None)
     if num_frames is None:
-        if sampled is None:
-            return DEFAULT_NUM_FRAMES
-        check_positive("the answerer's num_frames", sampled)
-        return int(sampled)
-    check_positive("num_frames", num_frames)
+        return DEFAULT_NUM_FRAMES if sampled is None else int(sampled)
     if sampled is not None and int(sampled) != num_frames:
         raise Vega3DError(
             f"num_frames={num_frames} but the answerer samples {sampled} frames per video; "
@@ -159,59 +150,51 @@ def run_benchmark(
     barrier=None,
     reuse_media: bool = True,
     read_ahead: bool = True,
+    plan: Plan | None = None,
 ) -> dict | None:
-    """Answer, write predictions, score, print the table; return the result dict.
+    """Answer, write predictions, score, print the table; return the result dict (the module
+    docstring has the rules: prompts, media, resume, processes, stand-ins).
 
-    ``answerer``: an :class:`~vega3d.mllm.infer.Answerer` (anything with
-    ``answer(questions, videos, max_new_tokens=, batch_size=)`` and ``num_frames``).
-    ``reuse_media``: when the answerer has ``prepare(path)``, read each video / scan once and
-    give ``answer`` the prepared video for all its questions (else the path, per question);
-    ``read_ahead``: read the next scene in a background thread meanwhile
-    (:class:`~vega3d.eval.runners.media.MediaReader`). Neither changes the answers.
-    ``num_frames``: None = as many as the answerer samples; otherwise it must match.
-    ``generative=False`` runs the paired baseline (branch off). ``model``: JSON-able
-    identity of the checkpoint, recorded in ``run.json`` so a resume with another model is
-    refused. ``scorer``: a shared :class:`~vega3d.eval.captions.CaptionScorer` (ScanQA).
-    Writes ``out_dir/predictions.jsonl``, ``run.json``, ``result.json`` (the module's result
-    plus ``"run"``: settings and counts, skipped ids). See the module docstring.
-
-    Several processes (``torch.distributed`` initialised, e.g. ``accelerate launch``; or
-    ``rank`` / ``world_size`` given): all read what is done, meet, then each answers a
-    contiguous share of the rest into its own part file; after they meet again process 0
-    merges, scores, prints and returns the result; the others return None. ``barrier``: a
-    callable where the processes meet (default: ``torch.distributed.barrier`` if a process
-    group is initialised).
+    ``answerer``: an :class:`~vega3d.mllm.infer.Answerer` (anything with ``answer(questions,
+    videos, max_new_tokens=, batch_size=)``, optionally ``num_frames`` and ``prepare(path)``).
+    ``num_frames``: None = as many as the answerer samples, else it must match. ``reuse_media`` /
+    ``read_ahead``: each scene read once with ``prepare`` / the next one in a background thread
+    (:class:`~vega3d.eval.runners.media.MediaReader`); neither changes the answers.
+    ``generative=False``: the paired baseline. ``model``: the checkpoint's identity in
+    ``run.json`` (a resume with another is refused). ``scorer``: a shared CaptionScorer (ScanQA).
+    ``rank`` / ``world_size`` / ``barrier``: this process among several (default: from
+    ``torch.distributed``); process 0 merges, scores and returns, the others return None.
+    ``plan``: :func:`prepare`'s result for these arguments when the caller has it (the CLI
+    prepares before it loads the model). Writes ``out_dir/predictions.jsonl``, ``run.json``,
+    ``result.json``.
     """
-    plan = prepare(
+    check_arguments(benchmark, num_frames=num_frames, batch_size=batch_size, limit=limit, max_new_tokens=max_new_tokens)
+    plan = plan or prepare(
         benchmark, annotations_path, media_root, limit=limit, skip_missing=skip_missing, instruction=instruction
     )
-    check_positive("batch_size", batch_size)
-    check_positive("max_new_tokens", max_new_tokens)
     frames = _frame_count(answerer, num_frames)
     rank, world_size = _process(rank, world_size)
-    barrier = barrier if barrier is not None else _default_barrier
+    meet = (barrier or _default_barrier) if world_size > 1 else (lambda: None)  # where the processes meet
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(benchmark, answerer, annotations_path, media_root, frames, instruction, max_new_tokens,
                          generative, model)  # fmt: skip
     check_settings(out_dir, settings, write=rank == 0)
-    done = read_answers(out_dir, benchmark, {t.id for t in plan.tasks}, own=answer_file(out_dir, rank, world_size))
-    if world_size > 1:
-        barrier()  # every process has read the same answers before any writes new ones
+    own = answer_file(out_dir, rank, world_size)
+    done = read_answers(out_dir, benchmark, {t.id for t in plan.tasks}, own=own)
+    meet()  # every process has read the same answers before any writes new ones
     # grouped by media (stable: annotation order within a scene), so a scene's questions run
     # together; each process takes a contiguous share
     todo = sorted((t for t in plan.tasks if t.id not in done), key=lambda t: str(t.media))
-    mine = todo[rank * len(todo) // world_size : (rank + 1) * len(todo) // world_size]
     if rank == 0:
         _announce(plan, settings, limit, len(done), len(todo), out_dir, world_size)
     kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    if generative is not None:
-        kwargs["generative"] = generative
+    kwargs.update({} if generative is None else {"generative": generative})
+    mine = todo[rank * len(todo) // world_size : (rank + 1) * len(todo) // world_size]
     reader = _media_reader(answerer, mine, reuse_media, read_ahead)
-    with AnswerLog(answer_file(out_dir, rank, world_size)) as log, reader or nullcontext():
+    with AnswerLog(own) as log, reader or nullcontext():
         _answer(answerer, benchmark, mine, reader, log, kwargs, show=progress and rank == 0)
-    if world_size > 1:
-        barrier()
+    meet()
     if rank != 0:
         return None
     pred_path = _merge(out_dir, benchmark, plan)
@@ -263,8 +246,6 @@ def _media_reader(answerer, tasks: list[Task], reuse_media: bool, read_ahead: bo
 
 def _answer(answerer, benchmark: str, tasks: list[Task], reader, log: AnswerLog, kwargs: dict, show: bool) -> None:
     """Answer ``tasks`` in batches of ``kwargs["batch_size"]``, appending each batch to ``log``."""
-    from vega3d.eval.records import validate_prediction
-
     batch_size = kwargs["batch_size"]
     with _progress(total=len(tasks), desc=f"{benchmark} answers", unit="q", enabled=show) as bar:
         for start in range(0, len(tasks), batch_size):
@@ -275,27 +256,17 @@ def _answer(answerer, benchmark: str, tasks: list[Task], reader, log: AnswerLog,
                 answers = answerer.answer([t.prompt for t in chunk], videos, **kwargs)
             except Vega3DError as err:
                 raise Vega3DError(f"{benchmark} questions {[t.id for t in chunk]}: {err}") from err
-            if len(answers) != len(chunk):
-                raise Vega3DError(f"answerer returned {len(answers)} answers for {len(chunk)} questions")
-            records = []
-            for task, text in zip(chunk, answers):  # the answerer may be a user's: its answers are checked
-                item_id, record = validate_prediction(
-                    {"id": task.id, "prediction": text}, benchmark, where=f"answer to question {task.id!r}"
-                )
-                records.append({"id": item_id, **record})
-            log.write(records)
+            if len(answers) != len(chunk) or not all(isinstance(a, str) for a in answers):  # maybe a user's answerer
+                raise Vega3DError(f"answerer returned {answers!r} for {len(chunk)} questions; expected one string each")
+            log.write([{"id": t.id, "prediction": text} for t, text in zip(chunk, answers)])
             bar.update(len(chunk))
 
 
 def _merge(out_dir: Path, benchmark: str, plan: Plan) -> Path:
     """Process 0, once all are done: every question's answer into ``predictions.jsonl``."""
     done = read_answers(out_dir, benchmark, {t.id for t in plan.tasks})
-    missing = [t.id for t in plan.tasks if t.id not in done]
-    if missing:
-        raise Vega3DError(
-            f"{out_dir}: {len(missing)} questions have no answer after generation (first: {missing[:5]}); "
-            f"did another process fail? Run the same command again to generate only those"
-        )
+    missing = [t.id for t in plan.tasks if t.id not in done]  # every process answered its share before the barrier
+    assert not missing, f"{out_dir}: no answer to {missing[:5]} after generation; rerun to generate only those"
     return finish(out_dir, benchmark, [{"id": t.id, **done[t.id]} for t in plan.tasks])
 
 

@@ -33,18 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vega3d.errors import Vega3DError
-from vega3d.eval.boxes import as_box, checked_iou
+from vega3d.eval.boxes import checked_iou
 from vega3d.eval.captions import METRICS, CaptionScorer, score_captions
-from vega3d.eval.records import (
-    annotation_list,
-    as_annotations,
-    as_predictions,
-    match_ids,
-    record_id,
-    require,
-    unique_ids,
-)
+from vega3d.eval.records import build_items, check_record, load_json_records, scoring_inputs
 
 BENCHMARK = "scan2cap"
 IOU_THRESHOLD = 0.5
@@ -68,34 +59,27 @@ def prepare_caption(text: str) -> str:
 
 def load_annotations(path: str | Path) -> list[GroundTruthObject]:
     """Read Video-3D LLM's llava-style Scan2Cap file."""
-    records = annotation_list(path, "Scan2Cap")
-    objects = []
-    for i, record in enumerate(records):
-        where = f"{path} record {i}"
-        item_id, where = record_id(record, where=where)
-        gt_box = tuple(as_box(require(record, "gt_box", where=where), where=f"{where} field 'gt_box'").tolist())
-        box_input = record.get("box_input")
-        if box_input is not None:
-            box_input = tuple(as_box(box_input, where=f"{where} field 'box_input'").tolist())
-        if "annotations" in record:
-            references = record["annotations"]
-        else:
-            conversations = require(record, "conversations", where=where)
-            references = [require(conversations[1], "value", where=f"{where} conversations[1]")]
-        if not isinstance(references, list) or not references or not all(isinstance(r, str) for r in references):
-            raise Vega3DError(f"{where}: reference captions must be a non-empty list of strings, found {references!r}")
-        objects.append(GroundTruthObject(item_id, gt_box, box_input, tuple(references)))
-    unique_ids([o.id for o in objects], source=str(path))
-    return objects
+    return build_items(load_json_records(path), path, _object, "Scan2Cap")
+
+
+def _object(record, where: str) -> GroundTruthObject:
+    captions = isinstance(record, dict) and "annotations" in record  # else the answer turn is the reference
+    references = {"annotations": "texts"} if captions else {"conversations.1.value": "text"}
+    fields = check_record(record, {"id": "id", "gt_box": "box", "box_input?": "box", **references}, where)
+    box_input = fields.get("box_input")
+    return GroundTruthObject(
+        fields["id"],
+        tuple(fields["gt_box"]),
+        tuple(box_input) if box_input is not None else None,
+        tuple(fields["annotations"] if captions else [fields["conversations.1.value"]]),
+    )
 
 
 def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, ptb_tokenize: bool = False) -> dict:
     """Score captions @0.5 IoU (see module docstring). Pass a shared ``scorer`` to
     reuse its METEOR process; ``ptb_tokenize`` runs the PTB tokenizer on the
     prepared strings first."""
-    objects = as_annotations(annotations, load_annotations, GroundTruthObject)
-    preds = as_predictions(predictions, BENCHMARK)
-    match_ids(preds, [o.id for o in objects], BENCHMARK)
+    objects, preds = scoring_inputs(predictions, annotations, BENCHMARK, load_annotations, GroundTruthObject)
 
     detected, ious, gts, res = {}, {}, {}, {}
     for obj in objects:

@@ -23,18 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
 from vega3d.eval.captions import CaptionScorer, score_captions
-from vega3d.eval.records import (
-    annotation_list,
-    as_annotations,
-    as_predictions,
-    match_ids,
-    record_id,
-    require,
-    unique_ids,
-)
+from vega3d.eval.records import build_items, check_record, load_json_records, scoring_inputs
 
 BENCHMARK = "scanqa"
 
@@ -66,38 +57,22 @@ class Question:
 
 def load_annotations(path: str | Path) -> list[Question]:
     """Read Video-3D LLM's llava-style ScanQA file or the official ScanQA JSON."""
-    records = annotation_list(path, "ScanQA")
-    questions = []
-    for i, record in enumerate(records):
-        where = f"{path} record {i}"
-        if isinstance(record, dict) and "metadata" in record:  # Video-3D LLM llava style
-            item_id, _ = record_id(record, where=where)
-            answers = require(
-                require(record, "metadata", where=where), "answers", where=f"{where} (id {item_id!r}) metadata"
-            )
-            scene_id = str(record.get("video", "")).split("/")[-1]
-            prompt = _human_turn(record, where=where)
-        else:  # official ScanQA_v1.0_<split>.json
-            item_id, _ = record_id(record, where=where, key="question_id")
-            answers = require(record, "answers", where=where)
-            scene_id = str(record.get("scene_id", ""))
-            prompt = f"{require(record, 'question', where=where)} Answer the question simply."
-        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise Vega3DError(
-                f"{where} (id {item_id!r}): 'answers' must be a non-empty list of strings, found {answers!r}"
-            )
-        questions.append(Question(id=item_id, answers=tuple(answers), scene_id=scene_id, prompt=prompt))
-    unique_ids([q.id for q in questions], source=str(path))
-    return questions
+    return build_items(load_json_records(path), path, _question, "ScanQA")
 
 
-def _human_turn(record, *, where: str) -> str:
-    """The question turn of a llava-style record without its ``<image>`` placeholder."""
-    conversations = require(record, "conversations", where=where)
-    if not isinstance(conversations, list) or not conversations:
-        raise Vega3DError(f"{where}: 'conversations' must be a non-empty list")
-    text = require(conversations[0], "value", where=f"{where} conversations[0]")
-    return text.replace("<image>", "").strip()
+# the fields of a Video-3D LLM llava-style record, and of an official ScanQA_v1.0_<split>.json one
+LLAVA = {"id": "id", "metadata.answers": "texts", "conversations.0.value": "text"}
+OFFICIAL = {"question_id": "id", "answers": "texts", "question": "text"}
+
+
+def _question(record, where: str) -> Question:
+    if isinstance(record, dict) and "metadata" in record:
+        f = check_record(record, LLAVA, where)
+        prompt = f["conversations.0.value"].replace("<image>", "").strip()  # the question turn
+        return Question(f["id"], tuple(f["metadata.answers"]), str(record.get("video", "")).split("/")[-1], prompt)
+    f = check_record(record, OFFICIAL, where)
+    prompt = f"{f['question']} Answer the question simply."
+    return Question(f["question_id"], tuple(f["answers"]), str(record.get("scene_id", "")), prompt)
 
 
 def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, ptb_tokenize: bool = False) -> dict:
@@ -105,9 +80,7 @@ def evaluate(predictions, annotations, *, scorer: CaptionScorer | None = None, p
     annotations (path or :func:`load_annotations` output). Fractions in [0, 1]
     (CIDEr is unbounded). Pass a shared ``scorer`` to reuse its METEOR process.
     """
-    questions = as_annotations(annotations, load_annotations, Question)
-    preds = as_predictions(predictions, BENCHMARK)
-    match_ids(preds, [q.id for q in questions], BENCHMARK)
+    questions, preds = scoring_inputs(predictions, annotations, BENCHMARK, load_annotations, Question)
 
     gts, res = {}, {}
     em = em_normalized = em_refined = 0

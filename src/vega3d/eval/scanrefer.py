@@ -17,18 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vega3d.errors import Vega3DError
-from vega3d.eval.boxes import as_box, checked_iou
-from vega3d.eval.records import (
-    annotation_list,
-    as_annotations,
-    as_predictions,
-    finite_mean,
-    match_ids,
-    record_id,
-    require,
-    unique_ids,
-)
+from vega3d.eval.boxes import checked_iou
+from vega3d.eval.records import build_items, check_record, finite_mean, load_json_records, scoring_inputs
 
 BENCHMARK = "scanrefer"
 SPLITS = ("unique", "multiple")
@@ -46,26 +36,18 @@ class Query:
 
 def load_annotations(path: str | Path) -> list[Query]:
     """Read Video-3D LLM's llava-style ScanRefer file."""
-    records = annotation_list(path, "ScanRefer")
-    queries = []
-    for i, record in enumerate(records):
-        where = f"{path} record {i}"
-        item_id, where = record_id(record, where=where)
-        box = as_box(require(record, "box", where=where), where=f"{where} field 'box'")
-        split = require(require(record, "metadata", where=where), "question_type", where=f"{where} metadata")
-        if split not in SPLITS:
-            raise Vega3DError(f"{where}: metadata.question_type must be one of {SPLITS}, found {split!r}")
-        queries.append(Query(id=item_id, box=tuple(box.tolist()), split=split))
-    unique_ids([q.id for q in queries], source=str(path))
-    return queries
+    return build_items(load_json_records(path), path, _query, "ScanRefer")
+
+
+def _query(record, where: str) -> Query:
+    fields = check_record(record, {"id": "id", "box": "box", "metadata.question_type": SPLITS}, where)
+    return Query(id=fields["id"], box=tuple(fields["box"]), split=fields["metadata.question_type"])
 
 
 def evaluate(predictions, annotations) -> dict:
     """Score predicted boxes; returns ``{"acc@0.25", "acc@0.5", "splits": {split: {...}},
     "ious": {id: iou}, "counts"}`` with accuracies as fractions."""
-    queries = as_annotations(annotations, load_annotations, Query)
-    preds = as_predictions(predictions, BENCHMARK)
-    match_ids(preds, [q.id for q in queries], BENCHMARK)
+    queries, preds = scoring_inputs(predictions, annotations, BENCHMARK, load_annotations, Query)
     ious = {q.id: checked_iou(preds[q.id]["box"], q.box) for q in queries}
 
     def accuracies(selected: list[Query]) -> dict[str, float]:

@@ -25,16 +25,7 @@ from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.answers import clean_answer, exact_match_refined
-from vega3d.eval.records import (
-    as_annotations,
-    as_predictions,
-    finite_mean,
-    load_json_records,
-    match_ids,
-    prediction_id,
-    require,
-    unique_ids,
-)
+from vega3d.eval.records import build_items, check_record, finite_mean, load_json_records, scoring_inputs, unique_ids
 
 BENCHMARK = "sqa3d"
 QUESTION_TYPES = ("what", "is", "how", "can", "which", "others")
@@ -67,76 +58,61 @@ def load_annotations(path: str | Path) -> list[Question]:
     path = Path(path)
     data = load_json_records(path)
     if isinstance(data, dict) and "annotations" in data:
-        questions = _from_official(path, data)
-    elif isinstance(data, list):
-        questions = [_from_llava(record, where=f"{path} record {i}") for i, record in enumerate(data)]
-    else:
-        raise Vega3DError(
-            f"{path}: expected a llava-style list or an official SQA3D file with 'annotations', found {type(data).__name__}"
-        )
-    unique_ids([q.id for q in questions], source=str(path))
-    return questions
+        return unique_ids(_from_official(path, data), path)
+    return build_items(data, path, _from_llava, "llava-style SQA3D (or an official file with 'annotations')")
 
 
-def _from_llava(record, *, where: str) -> Question:
-    item_id = prediction_id(require(record, "id", where=where), where=where)
-    where = f"{where} (id {item_id!r})"
-    conversations = require(record, "conversations", where=where)
-    if not isinstance(conversations, list) or len(conversations) < 2:
-        raise Vega3DError(f"{where}: 'conversations' must hold the question and the answer turn")
-    answer = require(conversations[1], "value", where=f"{where} conversations[1]")
-    qtype = require(require(record, "metadata", where=where), "question_type", where=f"{where} metadata")
-    if qtype not in QUESTION_TYPES:
-        raise Vega3DError(f"{where}: unknown question_type {qtype!r}; expected one of {QUESTION_TYPES}")
-    if not isinstance(answer, str):
-        raise Vega3DError(f"{where}: answer must be a string, found {answer!r}")
-    prompt = require(conversations[0], "value", where=f"{where} conversations[0]").replace("<image>", "").strip()
-    scene_id = str(record.get("video", "")).split("/")[-1]
-    return Question(id=item_id, answer=answer, question_type=qtype, scene_id=scene_id, prompt=prompt)
+def _from_llava(record, where: str) -> Question:
+    spec = {"id": "id", "conversations.0.value": "text", "conversations.1.value": "text"}
+    f = check_record(record, {**spec, "metadata.question_type": QUESTION_TYPES}, where)
+    return Question(
+        id=f["id"],
+        answer=f["conversations.1.value"],
+        question_type=f["metadata.question_type"],
+        scene_id=str(record.get("video", "")).split("/")[-1],
+        prompt=f["conversations.0.value"].replace("<image>", "").strip(),
+    )
 
 
 def _from_official(path: Path, data: dict) -> list[Question]:
+    """The official annotations (answers) with the questions file next to them (situation and
+    question text): the prompt Video-3D LLM gives, the type by the question."""
     questions_path = path.with_name(path.name.replace("sqa_annotations", "questions"))
+    texts = _official_questions(path, questions_path)
+    out = []
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{path} annotation {i}"
+        a = check_record(ann, {"question_id": "id", "answers": "list", "answers.0.answer": "text"}, where)
+        if len(a["answers"]) != 1:
+            raise Vega3DError(f"{where} (id {a['question_id']!r}): expected exactly one answer, found {a['answers']!r}")
+        if a["question_id"] not in texts:
+            raise Vega3DError(f"{where}: question_id {a['question_id']!r} is not in {questions_path}")
+        situation, question = texts[a["question_id"]]
+        prompt = f"{situation} {question} Answer the question using a single word or phrase."
+        answer, qtype = a["answers.0.answer"], question_type(question)
+        out.append(Question(a["question_id"], answer, qtype, str(ann.get("scene_id", "")), prompt))
+    return out
+
+
+def _official_questions(path: Path, questions_path: Path) -> dict[str, tuple[str, str]]:
+    """``{question id: (situation, question)}`` from the questions file next to ``path``."""
     if questions_path == path or not questions_path.is_file():
         raise Vega3DError(
             f"{path}: official SQA3D annotations need the questions file next to them, expected {questions_path}"
         )
-    question_file = load_json_records(questions_path)
-    texts, situations = {}, {}
-    for i, q in enumerate(require(question_file, "questions", where=str(questions_path))):
-        where = f"{questions_path} question {i}"
-        qid = prediction_id(require(q, "question_id", where=where), where=where)
-        texts[qid] = require(q, "question", where=where)
-        situations[qid] = require(q, "situation", where=where)
-    out = []
-    for i, ann in enumerate(data["annotations"]):
-        where = f"{path} annotation {i}"
-        item_id = prediction_id(require(ann, "question_id", where=where), where=where)
-        answers = require(ann, "answers", where=where)
-        if not isinstance(answers, list) or len(answers) != 1:
-            raise Vega3DError(f"{where} (id {item_id!r}): expected exactly one answer, found {answers!r}")
-        answer = require(answers[0], "answer", where=f"{where} answers[0]")
-        if item_id not in texts:
-            raise Vega3DError(f"{where}: question_id {item_id!r} is not in {questions_path}")
-        prompt = f"{situations[item_id]} {texts[item_id]} Answer the question using a single word or phrase."
-        out.append(
-            Question(
-                id=item_id,
-                answer=answer,
-                question_type=question_type(texts[item_id]),
-                scene_id=str(ann.get("scene_id", "")),
-                prompt=prompt,
-            )
-        )
-    return out
+    spec = {"question_id": "id", "question": "text", "situation": "text"}
+    questions = check_record(load_json_records(questions_path), {"questions": "list"}, str(questions_path))
+    texts = {}
+    for i, q in enumerate(questions["questions"]):
+        q = check_record(q, spec, f"{questions_path} question {i}")
+        texts[q["question_id"]] = (q["situation"], q["question"])
+    return texts
 
 
 def evaluate(predictions, annotations) -> dict:
     """Score predictions (JSONL path, ``{id: {"prediction": str}}`` or records) against
     annotations (path or :func:`load_annotations` output); fractions in [0, 1]."""
-    questions = as_annotations(annotations, load_annotations, Question)
-    preds = as_predictions(predictions, BENCHMARK)
-    match_ids(preds, [q.id for q in questions], BENCHMARK)
+    questions, preds = scoring_inputs(predictions, annotations, BENCHMARK, load_annotations, Question)
 
     em: dict[str, list[float]] = {t: [] for t in QUESTION_TYPES}
     em_refined: dict[str, list[float]] = {t: [] for t in QUESTION_TYPES}

@@ -29,16 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vega3d.errors import Vega3DError
-from vega3d.eval.records import (
-    as_annotations,
-    as_predictions,
-    finite_mean,
-    load_json_records,
-    match_ids,
-    prediction_id,
-    require,
-    unique_ids,
-)
+from vega3d.eval.records import build_items, check_record, finite_mean, load_json_records, scoring_inputs
 
 BENCHMARK = "vsibench"
 
@@ -165,41 +156,33 @@ def load_annotations(path: str | Path) -> list[Question]:
         records = pq.read_table(path).to_pylist()
     else:
         records = load_json_records(path)
-    if not isinstance(records, list):
-        raise Vega3DError(f"{path}: expected a list of VSI-Bench records, found {type(records).__name__}")
-    questions = [_question(record, where=f"{path} record {i}") for i, record in enumerate(records)]
-    unique_ids([q.id for q in questions], source=str(path))
-    return questions
+    return build_items(records, path, _question, "VSI-Bench")
 
 
-def _question(record, *, where: str) -> Question:
-    item_id = prediction_id(require(record, "id", where=where), where=where)
-    where = f"{where} (id {item_id!r})"
-    question_type = require(record, "question_type", where=where)
-    if question_type not in MCA_QUESTION_TYPES + NA_QUESTION_TYPES:
+# the columns of a record (the official parquet's; "options" only for multiple choice)
+FIELDS = {
+    "id": "id",
+    "question_type": MCA_QUESTION_TYPES + NA_QUESTION_TYPES,
+    "ground_truth": "number_or_text",
+    "options?": "strings",
+}
+
+
+def _question(record, where: str) -> Question:
+    f = check_record(record, FIELDS, where)
+    value = _to_float(f["ground_truth"])
+    if f["question_type"] in NA_QUESTION_TYPES and not (value is not None and math.isfinite(value) and value > 0):
         raise Vega3DError(
-            f"{where}: unknown question_type {question_type!r}; expected one of {MCA_QUESTION_TYPES + NA_QUESTION_TYPES}"
+            f"{where} (id {f['id']!r}): numerical ground_truth must be a number > 0, found {f['ground_truth']!r}"
         )
-    ground_truth = require(record, "ground_truth", where=where)
-    if isinstance(ground_truth, (int, float)) and not isinstance(ground_truth, bool):
-        ground_truth = repr(ground_truth)
-    if not isinstance(ground_truth, str):
-        raise Vega3DError(f"{where}: ground_truth must be text, found {type(ground_truth).__name__}")
-    if question_type in NA_QUESTION_TYPES:
-        value = _to_float(ground_truth)
-        if value is None or not math.isfinite(value) or value <= 0:
-            raise Vega3DError(f"{where}: numerical ground_truth must be a number > 0, found {ground_truth!r}")
-    options = record.get("options") or ()
-    if not isinstance(options, (list, tuple)) or not all(isinstance(o, str) for o in options):
-        raise Vega3DError(f"{where}: options must be a list of strings or null, found {options!r}")
     return Question(
-        id=item_id,
-        question_type=question_type,
-        ground_truth=ground_truth,
+        id=f["id"],
+        question_type=f["question_type"],
+        ground_truth=f["ground_truth"],
         scene_name=str(record.get("scene_name", "")),
         dataset=str(record.get("dataset", "")),
         question=str(record.get("question", "")),
-        options=tuple(options),
+        options=tuple(f.get("options") or ()),
     )
 
 
@@ -210,9 +193,7 @@ def evaluate(predictions, annotations) -> dict:
     Returns fractions in [0, 1]: ``{"overall", "tasks": {task: score},
     "question_types": {type: score}, "counts": {...}}``.
     """
-    questions = as_annotations(annotations, load_annotations, Question)
-    preds = as_predictions(predictions, BENCHMARK)
-    match_ids(preds, [q.id for q in questions], BENCHMARK)
+    questions, preds = scoring_inputs(predictions, annotations, BENCHMARK, load_annotations, Question)
 
     per_type: dict[str, list[float]] = {}
     for question in questions:

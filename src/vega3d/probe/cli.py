@@ -29,7 +29,13 @@ def register(subparsers) -> None:
     p.add_argument("--height", type=int, help="wan: simulator input height (default 480)")
     p.add_argument("--width", type=int, help="wan: simulator input width (default 832)")
     p.add_argument("--layer", type=int, help="hf: hidden_states index (default: last_hidden_state)")
-    p.add_argument("--seed", type=int, help="wan noise seed / random_vit weight seed")
+    p.add_argument("--seed", type=int, help="wan noise seed / random_vit and effnet_lite0 --random-init weight seed")
+    p.add_argument("--stage", type=int, help="effnet_lite0: stage 1-7 whose output is the grid (default 5, stride 16)")
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="effnet_lite0: the same network with random weights drawn from --seed (sets pretrained=False)",
+    )
     p.add_argument("--device", help="wan/hf: torch device (default cpu)")
     p.add_argument("--dtype", help="wan/hf: float32 | bfloat16 | float16")
     p.add_argument(
@@ -91,7 +97,16 @@ def _encoder_options(args) -> dict:
     for flag in ("model", "block", "timestep", "height", "width", "layer", "seed", "device", "dtype", "vae_dtype"):
         if getattr(args, flag) is not None:
             enc_opts[flag] = getattr(args, flag)
+    if args.stage is not None:
+        enc_opts["stage"] = args.stage
+    if args.random_init:
+        enc_opts["pretrained"] = False
     return enc_opts
+
+
+def _label(args) -> str:
+    """The encoder's name in titles; a random-init network says so."""
+    return f"{args.encoder} (random init, seed {args.seed or 0})" if args.random_init else args.encoder
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,10 +121,10 @@ def run(args: argparse.Namespace) -> int:
     sweep = _sweep(args.sweep, args.encoder) if args.sweep else None
     if sweep and sweep[0] == "blocks":
         enc_opts.setdefault("block", max(sweep[1]))  # the deepest block: one DiT pass serves all
-    check_encoder(args.encoder, enc_opts)
+    encoder_class = check_encoder(args.encoder, enc_opts)
     out = Path(args.out)
     with stage_bar("probe", 4) as step:
-        table, warnings = _run(args, options, enc_opts, sweep, out, step)
+        table, warnings = _run(args, options, lambda: encoder_class(**enc_opts), sweep, out, step)
     for w in warnings:
         print(f"warning: {w}")
     print(("\n" if warnings else "") + table)
@@ -117,10 +132,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args, options, enc_opts, sweep, out: Path, step) -> tuple[str, list[str]]:
+def _run(args, options, build_encoder, sweep, out: Path, step) -> tuple[str, list[str]]:
     """Load, encode, score, write: returns (the table, the scene's warnings)."""
     from vega3d.cli import command_line
-    from vega3d.encoders import build_encoder
     from vega3d.files import write_json
     from vega3d.probe.run import load_probe_scene, probe_encoder, scene_info, scene_warnings
 
@@ -128,16 +142,16 @@ def _run(args, options, enc_opts, sweep, out: Path, step) -> tuple[str, list[str
     scene = load_probe_scene(args.scene, args.frames, args.synthetic_size)
     warnings = scene_warnings(scene, args.frames)
     step(f"building encoder {args.encoder}")
-    encoder = build_encoder(args.encoder, **enc_opts)
+    encoder = build_encoder()  # its options were checked before the scene was loaded
     command = command_line(args, positional=("scene",))
     if sweep:
         rows, table = _run_sweep(args, scene, encoder, sweep, options, out, step)
         report = {"command": command, "scene": scene_info(scene), "warnings": warnings, **rows}
     else:
         run = probe_encoder(scene, encoder, options, warnings=warnings, progress=True, step=step)
-        report, table = run.report(command), run.table(args.encoder)
+        report, table = run.report(command), run.table(_label(args))
         if not args.no_figures:
-            run.save_figures(out, args.encoder, heatmaps="probe_heatmaps.png", pca="probe_pca.png")
+            run.save_figures(out, _label(args), heatmaps="probe_heatmaps.png", pca="probe_pca.png")
     write_json(out / "probe.json", report)
     (out / "probe.txt").write_text(
         "".join(f"warning: {w}\n" for w in warnings) + ("\n" if warnings else "") + table + "\n"

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from vega3d.errors import Vega3DError
-
 
 def pixel_grid(height: int, width: int, dtype=torch.float64) -> torch.Tensor:
     """(height*width, 2) pixel-centre coordinates ``(x, y)`` in row-major order."""
@@ -56,21 +54,10 @@ def project(points_cam: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, to
 
 def invert_poses(poses: torch.Tensor) -> torch.Tensor:
     """World-to-camera matrices (M, 4, 4) of finite camera-to-world ``poses`` (M, 4, 4)
-    (invalid poses are excluded before; :func:`check_invertible` is the check at the edge)."""
+    (invalid poses are excluded before; :func:`vega3d.probe.score.scored_frames` is the check at the edge)."""
     p = poses.to(torch.float64)
     assert bool(torch.isfinite(p).all()), "non-finite pose passed to the probe geometry"
     return torch.linalg.inv(p)
-
-
-def check_invertible(poses: torch.Tensor, name: str = "poses") -> None:
-    """:class:`Vega3DError` when a pose's rotation block is not invertible (|det| < 1e-6)."""
-    det = torch.linalg.det(poses.to(torch.float64)[:, :3, :3])
-    bad = (det.abs() < 1e-6).nonzero().flatten().tolist()
-    if bad:
-        raise Vega3DError(
-            f"{name}: poses at positions {bad[:8]} are not invertible (rotation determinant "
-            f"{det[bad[0]].item():.3g}); expected rigid camera-to-world matrices with det +1"
-        )
 
 
 def lookup_depth(depth: torch.Tensor, frame: torch.Tensor, xy_depth: torch.Tensor) -> torch.Tensor:

@@ -184,12 +184,14 @@ class _Cosines:
     loc_owner: torch.Tensor
 
 
-def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progress=None) -> dict:
+def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progress=None, samples=None) -> dict:
     """The rigorous score (module docstring) for the valid-pose scene positions ``frames``.
 
     ``features`` (N, h, w, C) float32 for all scene frames. Returns a dict of metrics
     (keys as :class:`ProbeResult` fields). Raises :class:`Vega3DError` when no pair
     passes the selection, saying which thresholds failed and which options to relax.
+    ``samples``: a dict to receive the per-point cosines behind the numbers, each with the
+    index of its selected pair (vega3d.probe.bootstrap resamples pairs from them).
     """
     g = torch.Generator().manual_seed(opts.seed)
     poses = scene.poses.double()
@@ -203,6 +205,9 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
     has_local = torch.zeros(len(cos.pos), dtype=torch.bool)
     has_local[cos.loc_owner] = True
     every = _metrics(cos, torch.ones(len(cos.pos), dtype=torch.bool), has_local, opts)
+    if samples is not None:
+        samples.update(num_pairs=len(sel), pair_id=points.pair_id, pos=cos.pos, neg=cos.neg, neg_owner=cos.neg_owner,
+                       loc=cos.loc, loc_owner=cos.loc_owner, has_local=has_local)  # fmt: skip
     return {
         "pos_cosine": every["pos_cosine"],
         "neg_cosine": every["neg_cosine"],
@@ -221,7 +226,7 @@ def rigorous_score(scene, features: torch.Tensor, frames: list[int], opts, progr
         "by_rotation": _breakdown(cos, has_local, points.rotation, opts.rotation_bins_deg, "rotation_deg", opts),
         "by_motion": _breakdown(cos, has_local, points.motion, opts.motion_bins_px, "motion_px", opts),
         "pairs": _pair_summaries(scene, pairs, sel, points.pair_id, cos.pos),
-        **_nn_recall(feats, fsrc, points, scene.image_size, opts),
+        **_nn_recall(feats, fsrc, points, scene.image_size, opts, samples),
     }
 
 
@@ -397,9 +402,10 @@ def _pair_summaries(scene, pairs: _Pairs, sel, pair_id, pos) -> list[dict]:
     return out
 
 
-def _nn_recall(feats, fsrc, pts: _Points, image_size, opts) -> dict:
+def _nn_recall(feats, fsrc, pts: _Points, image_size, opts, samples=None) -> dict:
     """Nearest-neighbour recall on the ``recall_stride_px`` search grid, next to the
-    same-location guess, over the first ``recall_points_per_pair`` moved points of each pair."""
+    same-location guess, over the first ``recall_points_per_pair`` moved points of each pair
+    (``samples``: receives each searched point's pair and pixel errors)."""
     height, width = image_size
     hs, ws = max(1, round(height / opts.recall_stride_px)), max(1, round(width / opts.recall_stride_px))
     cw, ch = width / ws, height / hs
@@ -427,6 +433,8 @@ def _nn_recall(feats, fsrc, pts: _Points, image_size, opts) -> dict:
     )
     err = (centre - pts.xy_b[chosen]).norm(dim=-1)
     err_same = (same - pts.xy_b[chosen]).norm(dim=-1)
+    if samples is not None:
+        samples.update(recall_pair_id=pts.pair_id[chosen], recall_err=err, recall_err_same=err_same)
     out["nn_recall"] = {f"{r:g}": float((err <= r).double().mean()) for r in radii}
     out["nn_recall_same_location"] = {f"{r:g}": float((err_same <= r).double().mean()) for r in radii}
     return out

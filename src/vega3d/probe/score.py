@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.probe.geometry import check_invertible
 from vega3d.probe.paper import paper_score
 from vega3d.probe.result import ProbeOptions, ProbeResult
 from vega3d.probe.rigorous import adjacent_consistency, pose_alternatives, rigorous_score
@@ -63,8 +62,8 @@ def check_features(scene, features) -> torch.Tensor:
 
 
 def scored_frames(scene) -> tuple[list[int], list[int]]:
-    """Scene positions of the frames with a valid pose (at least 2, invertible) and the frame
-    ids of the excluded ones."""
+    """Scene positions of the frames with a valid pose (at least 2, invertible: a Scene built by hand
+    is checked here) and the frame ids of the excluded ones."""
     valid = scene.pose_valid
     frames = valid.nonzero().flatten().tolist()
     excluded = [scene.frame_ids[i] for i in (~valid).nonzero().flatten().tolist()]
@@ -73,18 +72,25 @@ def scored_frames(scene) -> tuple[list[int], list[int]]:
             f"probe: scene {scene.name!r} has {len(frames)} frame(s) with a valid pose "
             f"({len(excluded)} excluded for invalid poses); at least 2 are needed"
         )
-    check_invertible(scene.poses[frames], name=f"scene {scene.name!r} poses")
+    det = torch.linalg.det(scene.poses[frames].to(torch.float64)[:, :3, :3])
+    singular = (det.abs() < 1e-6).nonzero().flatten().tolist()
+    if singular:
+        raise Vega3DError(
+            f"scene {scene.name!r} poses: poses at positions {[frames[i] for i in singular][:8]} are not invertible "
+            f"(rotation determinant {det[singular[0]].item():.3g}); expected rigid camera-to-world matrices with det +1"
+        )
     return frames, excluded
 
 
-def score(scene, features: torch.Tensor, progress: bool = False, **options) -> ProbeResult:
+def score(scene, features: torch.Tensor, progress: bool = False, samples: dict | None = None, **options) -> ProbeResult:
     """Multi-view correspondence scores of ``features`` on ``scene``.
 
     ``scene``: a :class:`vega3d.scenes.Scene`. ``features``: (N, h, w, C) float tensor, one
     grid per scene frame, each covering the full colour frame (vega3d.grids). Frames whose
     pose is invalid are excluded (listed in ``excluded_frames``), never used. ``options``:
     fields of :class:`ProbeOptions`. ``progress`` shows a progress bar over point chunks.
-    Raises :class:`Vega3DError` for bad inputs or when no frame pair can be scored.
+    ``samples``: a dict that receives the per-pair ingredients of the numbers (the paper score
+    of each adjacent pair, the rigorous cosines by pair; vega3d.probe.bootstrap). Raises :class:`Vega3DError` for bad inputs or when no frame pair can be scored.
     """
     opts = ProbeOptions.from_kwargs(**options)
     feats = check_features(scene, features)
@@ -96,7 +102,9 @@ def score(scene, features: torch.Tensor, progress: bool = False, **options) -> P
             return show_progress(chunks, desc="probe: scoring", unit="chunk", leave=False)
 
     paper = paper_score(scene, feats, frames, opts.paper_voxel_size, opts.paper_min_valid_fraction)
-    rig = rigorous_score(scene, feats, frames, opts, progress=bar)
+    rig = rigorous_score(scene, feats, frames, opts, progress=bar, samples=samples)
+    if samples is not None:
+        samples["paper_pairs"] = torch.tensor([p["score"] for p in paper["per_pair"] if p["score"] is not None])
     _, consistency = adjacent_consistency(scene, scene.poses.double(), frames, opts)
     warnings = [pose_warning(scene, frames, opts, consistency)] if consistency < LOW_CONSISTENCY else []
     return ProbeResult(

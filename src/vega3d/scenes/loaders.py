@@ -58,19 +58,18 @@ def read_matrix(path: Path, what: str, shapes: tuple[tuple[int, int], ...] = ((4
     """A whitespace-separated text matrix as float64; ``shapes`` lists the accepted (rows, cols)."""
     try:
         text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Vega3DError(f"{path}: cannot read {what}: {exc}") from None
-    rows = [line.split() for line in text.splitlines() if line.strip()]
-    try:
-        values = [[float(x) for x in row] for row in rows]
+    except (OSError, UnicodeDecodeError) as err:
+        text = f"<unreadable: {err}>"
+    try:  # rows of other lengths or words are a ValueError
+        values = np.array([line.split() for line in text.splitlines() if line.strip()], dtype=np.float64)
     except ValueError:
-        raise Vega3DError(f"{path}: {what} must be numbers, found {text.strip()[:80]!r}") from None
-    shape = (len(values), len(values[0]) if values else 0)
-    if any(len(r) != shape[1] for r in values) or shape not in shapes:
-        found = [len(r) for r in values]
+        values = np.zeros(0)
+    if values.shape not in shapes:
         want = " or ".join(f"{r}x{c}" for r, c in shapes)
-        raise Vega3DError(f"{path}: {what} must be a {want} matrix (one row per line), found rows of lengths {found}")
-    return np.asarray(values, dtype=np.float64)
+        raise Vega3DError(
+            f"{path}: {what} must be a {want} matrix of numbers (one row per line), found {text.strip()[:80]!r}"
+        )
+    return values
 
 
 # Intrinsics files (ScanNet, TUM, OpenCV calibration) put pixel centres at integer coordinates;
@@ -130,29 +129,28 @@ def read_pose(path: Path) -> np.ndarray:
     return pose
 
 
-def _open_image(path: Path) -> Image.Image:
+def _read_image(path: Path, modes: tuple[str, ...], expected: str) -> np.ndarray:
+    """The image at ``path`` as an array; its PIL mode must be one of ``modes`` (``expected`` in words)."""
     try:
-        img = Image.open(path)
-        img.load()
+        with Image.open(path) as img:
+            img.load()
+            mode, array = img.mode, np.asarray(img)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise Vega3DError(f"{path}: cannot read image: {exc}") from None
-    return img
+    if mode not in modes:
+        raise Vega3DError(f"{path}: {expected}, found mode {mode!r}")
+    return array
 
 
 def read_color(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB."""
-    img = _open_image(path)
-    if img.mode != "RGB":
-        raise Vega3DError(f"{path}: colour image must be 8-bit RGB, found mode {img.mode!r}")
-    return np.asarray(img)
+    return _read_image(path, ("RGB",), "colour image must be 8-bit RGB")
 
 
 def read_depth(path: Path) -> np.ndarray:
     """(H, W) uint16 raw depth units."""
-    img = _open_image(path)
-    if img.mode not in ("I;16", "I;16B", "I;16L"):
-        raise Vega3DError(f"{path}: depth image must be a 16-bit single-channel PNG (uint16), found mode {img.mode!r}")
-    return np.asarray(img).astype(np.uint16, copy=False)
+    modes = ("I;16", "I;16B", "I;16L")
+    return _read_image(path, modes, "depth image must be a 16-bit single-channel PNG (uint16)").astype(np.uint16)
 
 
 def read_depth_scale(path: Path) -> float:
@@ -338,22 +336,20 @@ def load_scene(path: str | Path, frames: None | int | Sequence[int] = None, *, n
 def _layout_files(root: Path, layout: str) -> tuple[dict[str, dict[int, Path]], Path, Path]:
     """The frame files (``{"colour"|"depth"|"pose": {frame id: file}}``) and the colour and depth
     intrinsics files of a scan folder; the depth one may be absent (posed_images)."""
+    folder = "folder; the SensReader layout needs color/, depth/, pose/ and intrinsic/"
+    intrinsics = "intrinsics file (4x4 matrix)"
     if layout == "sensreader":
-        for d in ("color", "depth", "pose", "intrinsic"):
-            if not (root / d).is_dir():
-                raise Vega3DError(
-                    f"{root / d}: missing folder; the SensReader layout needs color/, depth/, pose/ and intrinsic/"
-                )
         folders = {"colour": root / "color", "depth": root / "depth", "pose": root / "pose"}
         k_color, k_depth = root / "intrinsic" / "intrinsic_color.txt", root / "intrinsic" / "intrinsic_depth.txt"
-        required = (k_color, k_depth)
+        required = {**dict.fromkeys([*folders.values(), root / "intrinsic"], folder), k_color: intrinsics}
+        required[k_depth] = intrinsics
     else:
         folders = {"colour": root, "depth": root, "pose": root}
         k_color, k_depth = root / "intrinsic.txt", root / "depth_intrinsic.txt"
-        required = (k_color,)
-    for f in required:
-        if not f.is_file():
-            raise Vega3DError(f"{f}: missing intrinsics file (4x4 matrix)")
+        required = {k_color: intrinsics}
+    missing = [p for p, what in required.items() if not (p.is_dir() if what == folder else p.is_file())]
+    if missing:
+        raise Vega3DError(f"{missing[0]}: missing {required[missing[0]]}")
     extensions = {"colour": ("jpg", "jpeg", "png") if layout == "sensreader" else ("jpg", "jpeg"), "depth": ("png",)}
     files = {what: _index(folder, extensions.get(what, ("txt",)), what) for what, folder in folders.items()}
     return files, k_color, k_depth

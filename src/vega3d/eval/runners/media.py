@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from vega3d.errors import Vega3DError
-
 
 class MediaReader:
     """``get(path)`` → ``prepare(path)``, computed once per path. ``order``: the distinct
@@ -49,8 +47,7 @@ class MediaReader:
     def get(self, path):
         """The prepared media for ``path`` (one of ``order``, not before the last one asked)."""
         index = self._position.get(path)
-        if index is None:
-            raise Vega3DError(f"media reader: {path} is not among the run's media")
+        assert index is not None, f"media reader: {path} is not among the run's media"
         for old in [i for i in self._pending if i < index]:
             self._pending.pop(old).cancel()
         self._start(index)

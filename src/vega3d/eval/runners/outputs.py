@@ -72,16 +72,14 @@ def read_answers(out_dir: Path, benchmark: str, wanted: set[str], own: Path | No
     line without a newline that is not valid JSON was cut off by a crash: it is ignored, and
     removed (printed) when the file is ``own`` — the file this process appends to.
     """
-    from vega3d.eval.records import json_line, validate_prediction
+    from vega3d.eval.records import check_prediction, parse_lines
 
     done: dict[str, dict] = {}
     where_seen: dict[str, str] = {}
     for path in answer_files(out_dir):
-        for line_no, line in enumerate(_complete_lines(path, own=path == own), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            item_id, record = validate_prediction(json_line(line, where), benchmark, where=where)
+        for line, where in parse_lines(_complete_lines(path, own=path == own), path):
+            record = check_prediction(line, benchmark, where)
+            item_id = record.pop("id")
             if item_id not in wanted:
                 raise Vega3DError(
                     f"{where}: prediction id {item_id!r} is not among this run's questions; use another output folder"

@@ -30,8 +30,9 @@ TEXT_BENCHMARKS = ("vsibench", "scanqa", "sqa3d")
 BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
 
 
-def check_benchmark(benchmark: str) -> None:
-    """Raise unless ``benchmark`` is one the runner can answer with the MLLM's text output."""
+def check_arguments(benchmark: str, **counts) -> None:
+    """A run's arguments: ``benchmark`` one the runner can answer with the MLLM's text output, and
+    ``counts`` (``batch_size``, ``num_frames``, ``limit``, ...) each None or an integer >= 1."""
     if benchmark in BOX_BENCHMARKS:
         raise Vega3DError(
             f"{benchmark}: the VEGA-3D MLLM has no grounding/box head yet, so it cannot produce "
@@ -40,6 +41,9 @@ def check_benchmark(benchmark: str) -> None:
         )
     if benchmark not in TEXT_BENCHMARKS:
         raise Vega3DError(f"unknown benchmark {benchmark!r}; the runner supports {TEXT_BENCHMARKS}")
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise Vega3DError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,8 @@ def prepare(
     skip_missing: bool = False,
     instruction: str | None = None,
 ) -> Plan:
-    """Load the annotations and find every question's media (no model needed)."""
-    check_benchmark(benchmark)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise Vega3DError(f"limit must be a positive number of questions, got {limit!r}")
+    """Load the annotations and find every question's media (no model needed); the arguments
+    are :func:`check_arguments`'s."""
     module = importlib.import_module(f"vega3d.eval.{benchmark}")
     questions = module.load_annotations(annotations_path)  # the annotations are checked before the media
     root = Path(media_root)
