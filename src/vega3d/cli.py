@@ -22,11 +22,13 @@ COMMAND_MODULES = (
     "vega3d.demo",
     "vega3d.simulator.cli",
     "vega3d.probe.cli",
+    "vega3d.probe.compare_cli",
     "vega3d.store.cli",
     "vega3d.training.cli",
     "vega3d.mllm.cli",
     "vega3d.eval.cli",
     "vega3d.video3d.cli",
+    "vega3d.libero.cli",
 )
 
 

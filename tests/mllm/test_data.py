@@ -6,8 +6,7 @@ import torch
 
 from vega3d.errors import Vega3DError
 from vega3d.media import read_frames, write_frame_folder, write_video
-from vega3d.mllm.data import ConversationDataset, collate, load_video
-from vega3d.mllm.data import DataConfig
+from vega3d.mllm.data import ConversationDataset, DataConfig, collate, load_video
 
 
 def config(tiny, **kw):

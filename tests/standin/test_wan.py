@@ -51,7 +51,7 @@ def test_heads_must_split_the_width(tmp_path):
 
 
 def test_default_model_dir_is_built_once_in_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("VEGA3D_CACHE", str(tmp_path / "vega3d"))
     root = default_model_dir()
     assert root.parent == tmp_path / "vega3d" and (root / STAND_IN_MARKER).is_file()
     assert (
@@ -66,7 +66,7 @@ def test_default_model_dir_is_built_once_in_the_cache(tmp_path, monkeypatch):
 
 
 def test_default_model_dir_refuses_a_foreign_folder_in_its_place(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("VEGA3D_CACHE", str(tmp_path / "vega3d"))
     root = default_model_dir()
     (root / STAND_IN_MARKER).unlink()
     with pytest.raises(Vega3DError, match="not a complete vega3d stand-in"):
@@ -78,7 +78,7 @@ def test_default_model_dir_tolerates_losing_the_race(tmp_path, monkeypatch):
     """If another process finishes first, its folder is used and ours is discarded."""
     import vega3d.standin.wan as tiny
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("VEGA3D_CACHE", str(tmp_path / "vega3d"))
     real_save = tiny.save_tiny_wan
 
     def racing_save(path, **kw):

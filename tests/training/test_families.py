@@ -30,3 +30,36 @@ def test_resume_refuses_another_family_and_old_records_are_qwen():
     old = {"model": {"a": 1}, "data": {}, "train": {"lr": 1}}  # written before families existed
     assert config_differences(old, {**old, "family": "qwen25vl", "train": {"lr": 2}}) == []
     assert config_differences(old, {**old, "family": "other"}) == ["family"]
+
+
+def test_step_schedule_warms_up_then_decays_at_the_milestones():
+    """ "step" (OpenVLA-OFT: constant LR, x0.1 after 100K steps) against a hand-written table; cosine
+    stays transformers' own."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    from vega3d.training.config import TrainSettings
+    from vega3d.training.loop import make_schedule
+
+    def lrs(settings, total):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make_schedule(opt, settings, total)
+        out = []
+        for _ in range(total):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return out
+
+    step = TrainSettings(output_dir="x", warmup_ratio=0.2, schedule="step", lr_decay_steps=[6, 8], lr_decay=0.1)
+    expected = [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    assert lrs(step, 10) == pytest.approx(expected)
+    cosine = TrainSettings(output_dir="x", warmup_ratio=0.2)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = get_cosine_schedule_with_warmup(opt, 2, 10)
+    ref = []
+    for _ in range(10):
+        ref.append(reference.get_last_lr()[0])
+        opt.step()
+        reference.step()
+    assert lrs(cosine, 10) == pytest.approx(ref)

@@ -36,30 +36,51 @@ CONFIG_FILE = "vega3d_config.json"
 WEIGHTS_FILE = "trainable.safetensors"
 
 
-def write_checkpoint(directory, config: Vega3DConfig, tensors: dict, stand_in: bool) -> Path:
+def write_checkpoint(directory, config: Vega3DConfig, tensors: dict, stand_in: bool, fmt: str = FORMAT) -> Path:
     """Write ``tensors`` (the trainable parameters by name) and ``config`` to ``directory``
     (created). Each file is written under a temporary name and renamed, the config last, so a
-    crash never leaves a half-written checkpoint that looks complete."""
+    crash never leaves a half-written checkpoint that looks complete. ``fmt``: the format tag of
+    the model family (another family passes its own config and tag, e.g. ``vega3d-video3d-llm/1``)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    save_file(tensors, str(tmp), metadata={"format": fmt})
     os.replace(tmp, directory / WEIGHTS_FILE)
-    meta = {"format": FORMAT, "config": config.to_dict(), "trainable": list(tensors), "stand_in": bool(stand_in)}
+    meta = {"format": fmt, "config": config.to_dict(), "trainable": list(tensors), "stand_in": bool(stand_in)}
     write_json(directory / CONFIG_FILE, meta, sort_keys=True)
     return directory
 
 
-def read_checkpoint_meta(directory) -> dict:
-    """The whole ``vega3d_config.json`` (format, config, trainable, stand_in), format-checked."""
+def read_checkpoint_meta(directory, fmt: str = FORMAT) -> dict:
+    """The whole ``vega3d_config.json`` (format, config, trainable, stand_in), checked to be of
+    format ``fmt`` (the model family's tag)."""
+    from vega3d.mllm.release import is_release_config
+
     path = Path(directory) / CONFIG_FILE
+    if not path.is_file() and is_release_config(directory):
+        raise Vega3DError(
+            f"{directory} is the released VEGA-3D model, not a vega3d checkpoint: convert it once with "
+            f"`vega3d convert-release {directory} --wan WAN2.1_FOLDER --out CHECKPOINT`, then load CHECKPOINT"
+        )
     meta = read_json(path, f"{directory}: not a vega3d checkpoint")
     found = meta.get("format") if isinstance(meta, dict) else None
-    if found != FORMAT or not isinstance(meta.get("config"), dict):
-        raise Vega3DError(f"{path}: format {found!r}, expected {FORMAT!r} with a 'config' mapping")
+    if found != fmt or not isinstance(meta.get("config"), dict):
+        raise Vega3DError(f"{path}: format {found!r}, expected {fmt!r} with a 'config' mapping")
     return meta
+
+
+def checkpoint_format(directory) -> str | None:
+    """The format tag of a checkpoint folder (which model family wrote it), or None when it has
+    no readable ``vega3d_config.json``."""
+    import json
+
+    try:
+        meta = json.loads((Path(directory) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("format") if isinstance(meta, dict) else None
 
 
 def meta_config(meta: dict, directory) -> Vega3DConfig:
@@ -110,6 +131,47 @@ def copy_trainable(model, tensors: dict, source) -> None:
             params[name].copy_(value.to(params[name].dtype))
 
 
+#: The parameters of the generative branch in a checkpoint (what ``model.branch_init`` copies).
+BRANCH_PREFIXES = ("projector.", "fusion.")
+
+
+def read_branch(directory, config: Vega3DConfig) -> dict[str, torch.Tensor]:
+    """The projector and fusion tensors of the checkpoint ``directory``, for a model built from
+    ``config`` (``model.branch_init``): its projector, fusion and generative width must be the
+    config's. Checked before any model is built."""
+    where = f"model.branch_init {directory}"
+    if not config.generative:
+        raise Vega3DError(f"{where}: the generative branch is off (model.generative: false), nothing to initialise")
+    source = read_checkpoint_config(directory)
+    fields = ("projector", "fusion", "generative_dim")
+    diff = [f"{f}: {getattr(source, f)!r} there, {getattr(config, f)!r} here" for f in fields
+            if getattr(source, f) != getattr(config, f)]  # fmt: skip
+    if diff:
+        raise Vega3DError(f"{where}: its branch is not this config's ({'; '.join(diff)})")
+    tensors = {k: v for k, v in read_trainable(directory).items() if k.startswith(BRANCH_PREFIXES)}
+    lacking = [p for p in BRANCH_PREFIXES if not any(k.startswith(p) for k in tensors)]
+    if lacking:
+        raise Vega3DError(f"{where}: {WEIGHTS_FILE} holds no {' / '.join(lacking)} tensors (were they trained?)")
+    return tensors
+
+
+def copy_branch(model, tensors: dict, source) -> None:
+    """Copy :func:`read_branch`'s tensors into ``model``'s projector and fusion (names and shapes
+    must be exactly theirs)."""
+    params = {n: p for n, p in model.named_parameters() if n.startswith(BRANCH_PREFIXES)}
+    wrong = sorted(n for n in set(tensors) & set(params) if tensors[n].shape != params[n].shape)
+    if set(tensors) != set(params) or wrong:
+        extra, lacking = sorted(set(tensors) - set(params)), sorted(set(params) - set(tensors))
+        shapes = [f"{n} {tuple(tensors[n].shape)} vs {tuple(params[n].shape)}" for n in wrong[:3]]
+        raise Vega3DError(
+            f"model.branch_init {source}: its branch tensors do not match this model's projector and fusion "
+            f"(unexpected {extra[:5]}, missing {lacking[:5]}, other shape {shapes})"
+        )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value.to(params[name].dtype))
+
+
 def check_base_fingerprint(recorded: str, base_path: Path, directory) -> None:
     """Raise unless the base folder matches the fingerprint the checkpoint recorded (either
     definition; nothing recorded: nothing to check)."""
@@ -124,10 +186,11 @@ def check_base_fingerprint(recorded: str, base_path: Path, directory) -> None:
 
 def simulator_identity(config: dict) -> dict:
     """What determines a simulator's features: its config without file locations
-    (``model.path``, ``prompt.file``) and the compute dtypes (DiT and VAE): precision is a run
-    choice, like the device; a rebuilt simulator uses the recorded dtypes unless told otherwise."""
+    (``model.path``, ``prompt.file``), the compute dtypes (DiT and VAE) and the last-bit settings
+    (``batch_frames``, ``deterministic``: GPU rounding; absent from records made before them):
+    like the device, run choices; a rebuilt simulator uses the recorded ones unless told otherwise."""
     ident = json.loads(json.dumps(config))
-    for key in ("dtype", "vae_dtype", "device"):
+    for key in ("dtype", "vae_dtype", "device", "batch_frames", "deterministic"):
         ident.pop(key, None)
     if isinstance(ident.get("model"), dict):
         ident["model"].pop("path", None)

@@ -37,6 +37,10 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=_ask)
 
+    from vega3d.mllm.release.cli import register as register_release
+
+    register_release(subparsers)  # inspect-release, convert-release
+
 
 def _check_ask_args(args) -> None:
     """Every argument of ``ask`` that can be checked without loading the model."""
@@ -57,6 +61,12 @@ def _check_ask_args(args) -> None:
 
 def _ask(args) -> int:
     _check_ask_args(args)
+    from vega3d.mllm.video3d_llm.model import is_video3d_checkpoint
+
+    if is_video3d_checkpoint(args.model):  # the Video-3D LLM family: a posed scan folder
+        from vega3d.mllm.video3d_llm.cli import ask
+
+        return ask(args)
     from vega3d.mllm.infer import Answerer
 
     answerer = Answerer.from_checkpoint(

@@ -20,6 +20,7 @@ from vega3d.config import Config, Float
 from vega3d.errors import Vega3DError
 from vega3d.files import fingerprint, read_json
 from vega3d.fusion import FUSIONS
+from vega3d.fusion.align import INTERPOLATIONS
 from vega3d.fusion.projector import PROJECTOR_NAME, PROJECTORS
 
 QWEN_MODEL_TYPE = "qwen2_5_vl"
@@ -63,7 +64,10 @@ class Vega3DConfig(Config):
     fusion: Literal[tuple(FUSIONS)] = "gated"  # a vega3d.fusion.build_fusion variant
     fusion_kwargs: dict = Field(default_factory=dict)  # options of that fusion (e.g. gate_bias)
     projector: Annotated[str, AfterValidator(_projector_name)] = "mlp2x_gelu"  # vega3d.fusion.build_projector
+    projector_kwargs: dict = Field(default_factory=dict)  # options of that projector (merger_mlp: hidden, init_std)
     generative_dim: int = Field(1536, ge=1)  # width C of the simulator's feature grid (1536: Wan2.1-1.3B)
+    generative_interpolation: Literal[INTERPOLATIONS] = "area"  # grid → tokens: "area" averages; release: "bilinear"
+    branch_init: str | None = None  # a vega3d checkpoint (e.g. a converted release): projector + fusion start from it
     simulator: dict | None = None  # recorded: the simulator's (or feature store's) config, its identity
     train_fusion: bool = True  # the fusion's parameters are trainable
     train_projector: bool = True  # the projector's parameters are trainable
@@ -72,9 +76,10 @@ class Vega3DConfig(Config):
     train_vision: bool = False  # the vision tower trains (at train.vision_lr)
     seed: int = Field(0, ge=0)  # initialises the new modules (projector, fusion, LoRA) deterministically
     preprocessing: dict = Field(default_factory=dict)  # recorded: num_frames, frame_fps, video_min/max_pixels
+    origin: dict | None = None  # recorded by vega3d convert-release: the release folder, its DiT verdict, the DiT used
 
-    #: Fields ``vega3d train`` records (not set in a YAML config).
-    RECORDED: ClassVar[tuple[str, ...]] = ("base_fingerprint", "simulator", "preprocessing")
+    #: Fields ``vega3d train`` (or ``convert-release``) records (not set in a YAML config).
+    RECORDED: ClassVar[tuple[str, ...]] = ("base_fingerprint", "simulator", "preprocessing", "origin")
 
     SECTION: ClassVar[str] = "model"
 

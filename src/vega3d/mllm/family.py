@@ -40,6 +40,7 @@ def check(config: QwenTrainConfig, where, paths: bool = True) -> None:
     if not paths:
         return
     check_qwen_folder(config.model.base_model, f"{where(('model', 'base_model'))}: model.base_model")
+    check_path("model.branch_init", config.model.branch_init, "folder", where)
     d = config.data
     check_path("data.annotations", d.annotations, "file", where)
     check_path("data.media_root", d.media_root, "folder", where)
@@ -60,8 +61,11 @@ def build_model(config: QwenTrainConfig, device):
 
         recorded = FeatureStore(d.feature_store).extraction_config
     elif config.model.generative:
+        from vega3d.store.online import with_feature_cache
+
         simulator = build_simulator(config.simulator, device)
-        model.attach_simulator(simulator)
+        t = config.train  # each input's features computed once, then read (epoch 2 on)
+        model.attach_simulator(with_feature_cache(simulator, t.feature_cache_bytes, t.feature_cache_dir))
         recorded = simulator.config.to_dict()
     preprocessing = {
         "num_frames": d.num_frames,
@@ -108,7 +112,13 @@ def to_device(batch: dict, device) -> dict:
 FAMILY = Family(
     name="qwen25vl",
     config=QwenTrainConfig,
-    path_fields=(("model", "base_model"), ("data", "annotations"), ("data", "media_root"), ("data", "feature_store")),
+    path_fields=(
+        ("model", "base_model"),
+        ("model", "branch_init"),
+        ("data", "annotations"),
+        ("data", "media_root"),
+        ("data", "feature_store"),
+    ),
     check=check,
     build_model=build_model,
     build_loader=build_loader,

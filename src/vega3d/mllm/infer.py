@@ -31,6 +31,8 @@ from vega3d.errors import Vega3DError
 
 DEFAULT_CACHE_ITEMS = 2
 DEFAULT_CACHE_BYTES = 2 * 1024**3
+#: RAM of the simulator's feature cache (vega3d.store.online): every video's features kept while they fit.
+DEFAULT_FEATURE_CACHE_BYTES = 4 * 1024**3
 
 
 def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
@@ -56,6 +58,8 @@ def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
         device=device,
         vae_dtype=record.get("vae_dtype", "float32"),
         pad=record.get("pad", False),
+        batch_frames=record.get("batch_frames"),  # the recorded computation (None: a record from before it)
+        deterministic=bool(record.get("deterministic", False)),  # process-wide when True, as it was recorded
     )
 
 
@@ -198,23 +202,32 @@ class Answerer:
         media_cache: int = DEFAULT_CACHE_ITEMS,
         media_cache_bytes: int = DEFAULT_CACHE_BYTES,
         check_base: bool = True,
+        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+        feature_cache_dir=None,
     ) -> Answerer:
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
         (rebuild the recorded one when the generative branch is on). Frame count and pixel
         budget default to the ones recorded at training time (else 32 frames, Qwen's defaults).
         ``load_simulator=False``: no simulator (baseline answers or precomputed features only).
-        ``check_base=False``: accept a base folder whose fingerprint differs from the recorded one."""
+        ``check_base=False``: accept a base folder whose fingerprint differs from the recorded one.
+        ``feature_cache_bytes`` / ``feature_cache_dir``: the simulator's feature cache, RAM and an
+        optional disk tier that a later run reads (:mod:`vega3d.store.online`; 0 and None: none)."""
         from vega3d.mllm.checkpoint import read_checkpoint_config
         from vega3d.mllm.model import Vega3DQwen
         from vega3d.mllm.processing import Vega3DProcessor
+        from vega3d.store.online import with_feature_cache
 
         if num_frames is not None:
             check_positive_int(num_frames, "num_frames")
+        if isinstance(feature_cache_bytes, bool) or not isinstance(feature_cache_bytes, int) or feature_cache_bytes < 0:
+            raise Vega3DError(f"feature_cache_bytes: expected an integer >= 0, got {feature_cache_bytes!r}")
         config = read_checkpoint_config(checkpoint)
         if not load_simulator:
             simulator = None
         elif config.generative and (simulator is None or isinstance(simulator, (str, Path))):
             simulator = simulator_from_record(config.simulator, device=device, path=simulator)
+        if simulator is not None:
+            simulator = with_feature_cache(simulator, feature_cache_bytes, feature_cache_dir)
         model = Vega3DQwen.from_pretrained(
             checkpoint, base=base, simulator=simulator, dtype=dtype, device=device, check_base=check_base
         )

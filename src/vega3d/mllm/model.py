@@ -9,7 +9,9 @@ batch it
 2. takes the generative feature grid (N, h, w, C) of the same frames — precomputed (a
    :class:`vega3d.store.FeatureStore`) or computed online by a frozen
    :class:`vega3d.simulator.WanWorldSimulator` attached with :meth:`attach_simulator`;
-3. aligns it onto the merged-token grid (:func:`vega3d.fusion.align.align_to_qwen_tokens`),
+3. aligns it onto the merged-token grid (:func:`vega3d.fusion.align.align_to_qwen_tokens`;
+   for a patch merger such as the released ``merger_mlp``: onto the patch grid, each token's
+   2 x 2 window concatenated; ``config.generative_interpolation`` picks the resampling),
    projects it to D (``projector``) → G, (L, D);
 4. fuses: ``fused, gate_mean = fusion(S, G)``;
 
@@ -45,11 +47,38 @@ _TRAINED_ON = "the generative features (extracted by a stand-in Wan simulator)"
 
 def load_base(path, dtype="float32", device="cpu", what: str = "base model"):
     """``Qwen2_5_VLForConditionalGeneration`` from a local HF folder (no hub access); ``what``
-    names the folder in errors."""
+    names the folder in errors.
+
+    Strict: a weight the model needs that the folder lacks, or one of the wrong shape, is an
+    error, and so is any weight the model does not use — except, in the released VEGA-3D folder
+    (:mod:`vega3d.mllm.release`), its own extra modules (merger, fusion, DiT), which the branch
+    and the simulator take instead. Legacy (pre-4.52) key names load through transformers' own
+    renaming."""
     from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    from vega3d.mllm.release import RELEASE_EXTRA_PREFIXES, is_release_config
 
     path = check_qwen_folder(path, what)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=parse_dtype(dtype), local_files_only=True)
+    release = is_release_config(path)
+    verbosity = hf_logging.get_verbosity()
+    if release:  # its 1.4B-parameter DiT would fill the log with "unexpected key" lines
+        hf_logging.set_verbosity_error()
+    try:
+        model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            path, dtype=parse_dtype(dtype), local_files_only=True, output_loading_info=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    allowed = RELEASE_EXTRA_PREFIXES if release else ()
+    problems = {
+        "missing": sorted(info.get("missing_keys") or []),
+        "of another shape": sorted(str(k) for k in info.get("mismatched_keys") or []),
+        "unused": sorted(k for k in info.get("unexpected_keys") or [] if not k.startswith(allowed)),
+    }
+    if any(problems.values()):
+        found = "; ".join(f"{len(v)} weight(s) {k} (e.g. {', '.join(v[:3])})" for k, v in problems.items() if v)
+        raise Vega3DError(f"{what} {path}: its weights do not match Qwen2.5-VL's: {found}")
     return model.to(device)
 
 
@@ -80,8 +109,19 @@ class Vega3DQwen(nn.Module):
             if config.generative:
                 from vega3d.fusion import build_fusion, build_projector
 
-                self.projector = build_projector(config.projector, config.generative_dim, hidden)
+                self.projector = build_projector(
+                    config.projector, config.generative_dim, hidden, **config.projector_kwargs
+                )
                 self.fusion = build_fusion(config.fusion, hidden, **config.fusion_kwargs)
+                window, merge = (
+                    getattr(self.projector, "merge_window", None),
+                    base.config.vision_config.spatial_merge_size,
+                )
+                if window is not None and int(window) != int(merge):
+                    raise Vega3DError(
+                        f"model.projector_kwargs: merge_size={window} but the base model merges {merge} x {merge} "
+                        "patches per token (vision_config.spatial_merge_size)"
+                    )
             if config.llm == "lora":
                 self._inject_lora()
         self.__dict__["_simulator"] = None  # plain attribute: never a submodule
@@ -93,11 +133,15 @@ class Vega3DQwen(nn.Module):
     def from_config(cls, config: Vega3DConfig, dtype="float32", device="cpu", base=None) -> Vega3DQwen:
         """Load ``config.base_model`` (or use the given loaded ``base``) and add the branch;
         records the base folder's fingerprint when the config has none."""
+        init = checkpoint.read_branch(config.branch_init, config) if config.branch_init else None
         if base is None:
             base = load_base(config.base_model, dtype=dtype, device=device)
         if not config.base_fingerprint:
             config = config.replace(base_fingerprint=base_fingerprint(config.base_model))
-        return cls(base, config).to(device).eval()
+        model = cls(base, config)
+        if init is not None:
+            checkpoint.copy_branch(model, init, config.branch_init)
+        return model.to(device).eval()
 
     def _inject_lora(self):
         from peft import LoraConfig, inject_adapter_in_model
@@ -200,6 +244,12 @@ class Vega3DQwen(nn.Module):
     def simulator(self):
         return self.__dict__["_simulator"]
 
+    def feature_cache_stats(self) -> dict:
+        """Counters of the attached simulator's feature cache (:class:`vega3d.store.CachedExtractor`:
+        hits, disk_hits, misses, evictions, entries, bytes, max_bytes); empty without one."""
+        stats = getattr(self.simulator, "stats", None)
+        return stats() if callable(stats) else {}
+
     @torch.no_grad()
     def simulator_features(self, frames) -> torch.Tensor:
         """Frames (N,3,H,W) float [0,1] or (N,H,W,3) uint8 → (N,h,w,C) from the attached simulator."""
@@ -221,11 +271,13 @@ class Vega3DQwen(nn.Module):
         t, hp, wp = (int(x) for x in thw)
         proj_dtype = next(self.projector.parameters()).dtype
         fusion_dtype = next(self.fusion.parameters(), semantic).dtype
-        aligned = align_to_qwen_tokens(
+        aligned = align_to_qwen_tokens(  # (L, C), or (L, m*m*C) windows for a patch merger (merger_mlp)
             grid.to(semantic.device, torch.float32),
             (t, hp, wp),
             spatial_merge_size=int(vc.spatial_merge_size),
             temporal_patch_size=int(vc.temporal_patch_size),
+            keep_merge_window=getattr(self.projector, "merge_window", None) is not None,
+            interpolation=self.config.generative_interpolation,
         )
         assert aligned.shape[0] == semantic.shape[0], (aligned.shape, semantic.shape)
         gen = self.projector(aligned.to(proj_dtype)).to(fusion_dtype)

@@ -37,7 +37,8 @@ class SimulatorSpec(Config):
     seed: int = Field(0, ge=0)  # the noise draw
     dtype: Dtype = "bfloat16"  # the DiT's compute dtype
     device: str | None = None  # None: the training process's device
-    batch_frames: int | None = Field(None, ge=1)  # frames per simulator call (None: all at once)
+    batch_frames: int | None = Field(None, ge=1)  # frames per DiT call (None: from the model's memory need)
+    deterministic: bool = False  # deterministic GPU kernels: a switch for the whole training process
 
 
 def _no_is_false(value):
@@ -58,7 +59,12 @@ class TrainSettings(Config):
     vision_lr: Float = Field(2e-6, gt=0)  # the vision tower's
     head_lr: Float | None = Field(None, gt=0)  # task heads a family adds (grounding, actions; None: branch LR)
     weight_decay: Float = Field(0.0, ge=0)  # AdamW's
-    warmup_ratio: Float = Field(0.03, ge=0, le=1)  # linear warmup, as a share of the steps, then cosine
+    warmup_ratio: Float = Field(0.03, ge=0, le=1)  # linear warmup, as a share of the steps, then the schedule
+    schedule: Literal["cosine", "step"] = (
+        "cosine"  # after warmup: cosine to 0, or constant x lr_decay at lr_decay_steps
+    )
+    lr_decay_steps: list[int] = Field(default_factory=list)  # "step": optimizer steps at which the LR is multiplied
+    lr_decay: Float = Field(0.1, gt=0, le=1)  # "step": the factor (OpenVLA-OFT: x0.1 after 100K steps)
     max_grad_norm: Float = Field(1.0, ge=0)  # gradient clipping (0: none)
     mixed_precision: Annotated[Literal["no", "bf16", "fp16"], BeforeValidator(_no_is_false)] = "bf16"  # accelerate's
     base_dtype: Dtype = "bfloat16"  # the dtype the frozen base is loaded in
@@ -69,6 +75,8 @@ class TrainSettings(Config):
     seed: int = Field(0, ge=0)  # data order and the global RNGs (dropout)
     num_workers: int = Field(2, ge=0)  # DataLoader workers per process
     find_unused_parameters: bool = False  # DDP: needed when a batch may leave the branch unused (text-only records)
+    feature_cache_bytes: int = Field(4 << 30, ge=0)  # RAM per process for online simulator features (0: none)
+    feature_cache_dir: str | None = None  # the feature cache's disk tier, shared by runs (vega3d.store.online)
 
 
 class TrainConfig(Config):
@@ -80,7 +88,7 @@ class TrainConfig(Config):
 
 
 #: The generic fields holding paths (a family adds its own: Family.path_fields).
-PATH_FIELDS = (("simulator", "path"), ("train", "output_dir"))
+PATH_FIELDS = (("simulator", "path"), ("train", "output_dir"), ("train", "feature_cache_dir"))
 
 
 class _Source:

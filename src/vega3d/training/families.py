@@ -9,7 +9,8 @@ model; it uses:
   returns an object with ``.loss`` (and optionally ``.gate_means``), and which has
   ``parameter_groups() -> {group: [params]}`` (groups: "llm", "branch", "vision", "head"),
   ``trainable_names()``, ``save_pretrained(folder, state_dict=)``,
-  ``gradient_checkpointing_enable()`` and ``stand_in_notice(consequence) -> str | None``;
+  ``gradient_checkpointing_enable()`` and ``stand_in_notice(consequence) -> str | None``
+  (optionally ``feature_cache_stats() -> dict``: its online-feature cache's counters, logged);
 - ``build_loader(config, model)`` → a ``DataLoader`` whose batches are dicts with ``ids`` (the
   valid records) and ``num_skipped`` (bad records dropped from it);
 - ``to_device(batch, device)`` → the model's keyword arguments.
@@ -44,6 +45,8 @@ class Family:
 #: name -> "module:attribute" of its Family.
 FAMILIES = {
     "qwen25vl": "vega3d.mllm.family:FAMILY",
+    "video3d_llm": "vega3d.mllm.video3d_llm.family:FAMILY",
+    "openvla_oft": "vega3d.policy.family:FAMILY",
 }
 DEFAULT_FAMILY = "qwen25vl"
 

@@ -127,8 +127,6 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 def prepare(config: TrainConfig) -> Run:
     """Check the config's paths and store, then build the accelerator, the model (+ simulator or
     store), the optimizer, the data and the LR schedule, all wrapped by accelerate."""
-    from transformers import get_cosine_schedule_with_warmup
-
     t, family = config.train, get_family(config.family)
     family.check(config, lambda loc: "config", True)
     store_line = check_feature_store(config)
@@ -143,7 +141,7 @@ def prepare(config: TrainConfig) -> Run:
     optimizer = make_optimizer(model, t)
     loader = family.build_loader(config, model)
     total = total_steps(t, len(loader.dataset), accelerator.num_processes, accelerator.is_main_process)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total), total)
+    scheduler = make_schedule(optimizer, t, total)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     save_kwargs, load_kwargs = _state_kwargs(accelerator, accelerator.unwrap_model(model))
     return Run(config, family, accelerator, model, optimizer, loader, scheduler, total, save_kwargs, load_kwargs)
@@ -166,6 +164,23 @@ def make_accelerator(t):
     # restores them from the checkpoint. Model initialisation uses its own forked seed.
     set_seed(t.seed, device_specific=True)
     return accelerator
+
+
+def make_schedule(optimizer, t, total: int):
+    """Linear warmup over ``warmup_ratio`` of the steps, then ``t.schedule``: transformers' cosine
+    to 0 at ``total``, or "step": constant, multiplied by ``lr_decay`` at each of ``lr_decay_steps``."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    warmup = int(t.warmup_ratio * total)
+    if t.schedule == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    milestones = sorted(t.lr_decay_steps)
+
+    def factor(step: int) -> float:
+        ramp = step / warmup if step < warmup else 1.0  # transformers' linear warmup
+        return ramp * t.lr_decay ** sum(step >= m for m in milestones)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def make_optimizer(model, t) -> torch.optim.AdamW:
@@ -267,6 +282,8 @@ def run_epoch(run: Run, bar) -> None:
     An epoch that makes no optimizer step (every record skipped) is an error, not a hang."""
     s = run.state
     run.loader.set_epoch(s.epoch)
+    if hasattr(run.loader.dataset, "set_epoch"):  # per-epoch augmentation draws (accelerate skips this call
+        run.loader.dataset.set_epoch(s.epoch)  # with a seedable sampler)
     fresh, step_at_start = s.batches_done == 0, s.step
     batches = run.accelerator.skip_first_batches(run.loader, s.batches_done) if s.batches_done else run.loader
     for batch in batches:
@@ -329,6 +346,9 @@ def log(run: Run, bar) -> None:
     if w.gates:
         g = torch.tensor(w.gates)
         record.update(gate_mean=float(g.mean()), gate_min=float(g.min()), gate_max=float(g.max()))
+    cache_stats = getattr(run.unwrapped, "feature_cache_stats", None)  # optional: a model with online features
+    if callable(cache_stats):
+        record.update({f"feature_cache_{k}": v for k, v in cache_stats().items()})  # this process's cache
     if run.main:
         with open(run.out / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
