@@ -17,7 +17,7 @@ import torch
 from vega3d.errors import Vega3DError
 from vega3d.mllm.config import Vega3DConfig, check_qwen_folder
 from vega3d.mllm.data import DataConfig
-from vega3d.training.config import SimulatorSpec, TrainConfig, check_common_paths, check_path
+from vega3d.training.config import TrainConfig, check_common_paths, check_path
 from vega3d.training.families import Family
 
 
@@ -61,11 +61,8 @@ def build_model(config: QwenTrainConfig, device):
 
         recorded = FeatureStore(d.feature_store).extraction_config
     elif config.model.generative:
-        from vega3d.store.online import with_feature_cache
-
-        simulator = build_simulator(config.simulator, device)
-        t = config.train  # each input's features computed once, then read (epoch 2 on)
-        model.attach_simulator(with_feature_cache(simulator, t.feature_cache_bytes, t.feature_cache_dir))
+        simulator = config.simulator.build(device, config.train)
+        model.attach_simulator(simulator)
         recorded = simulator.config.to_dict()
     preprocessing = {
         "num_frames": d.num_frames,
@@ -75,14 +72,6 @@ def build_model(config: QwenTrainConfig, device):
     }
     model.config = model.config.replace(simulator=recorded, preprocessing=preprocessing)
     return model
-
-
-def build_simulator(spec: SimulatorSpec, device):
-    """The online simulator of the ``simulator`` section (on ``spec.device``, else ``device``)."""
-    from vega3d.simulator import WanWorldSimulator
-
-    kwargs = spec.model_dump(exclude={"path", "device"})
-    return WanWorldSimulator.from_pretrained(spec.path, device=spec.device or device, **kwargs)
 
 
 def build_loader(config: QwenTrainConfig, model):

@@ -19,7 +19,7 @@ import torch
 from vega3d.errors import Vega3DError
 from vega3d.policy.config import PolicyConfig
 from vega3d.policy.data import PolicyData
-from vega3d.training.config import SimulatorSpec, TrainConfig, check_common_paths, check_path
+from vega3d.training.config import TrainConfig, check_common_paths, check_path
 from vega3d.training.families import Family
 
 
@@ -81,19 +81,11 @@ def build_model(config: PolicyTrainConfig, device):
 
         recorded["simulator"] = FeatureStore(d.feature_store).extraction_config
     elif m.generative:
-        simulator = build_simulator(config.simulator, device)
+        simulator = config.simulator.build(device, config.train)
         recorded["simulator"] = simulator.config.to_dict()
     model = VLAPolicy.from_config(m.replace(**recorded), dtype=config.train.base_dtype)
     model.attach_simulator(simulator)
     return model
-
-
-def build_simulator(spec: SimulatorSpec, device):
-    """The online simulator of the ``simulator`` section (on ``spec.device``, else ``device``)."""
-    from vega3d.simulator import WanWorldSimulator
-
-    kwargs = spec.model_dump(exclude={"path", "device"})
-    return WanWorldSimulator.from_pretrained(spec.path, device=spec.device or device, **kwargs)
 
 
 def build_loader(config: PolicyTrainConfig, model):

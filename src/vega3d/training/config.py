@@ -40,6 +40,20 @@ class SimulatorSpec(Config):
     batch_frames: int | None = Field(None, ge=1)  # frames per DiT call (None: from the model's memory need)
     deterministic: bool = False  # deterministic GPU kernels: a switch for the whole training process
 
+    def build(self, device, train: TrainSettings | None = None):
+        """The online simulator (on ``device`` unless ``self.device`` says otherwise), behind the
+        feature cache that ``train`` sizes (each input's features computed once, then read)."""
+        from vega3d.simulator import WanWorldSimulator
+        from vega3d.store.online import with_feature_cache
+
+        kwargs = self.model_dump(exclude={"path", "device"})
+        simulator = WanWorldSimulator.from_pretrained(self.path, device=self.device or device, **kwargs)
+        return (
+            simulator
+            if train is None
+            else with_feature_cache(simulator, train.feature_cache_bytes, train.feature_cache_dir)
+        )
+
 
 def _no_is_false(value):
     """YAML 1.1 reads an unquoted ``no`` as false."""

@@ -10,7 +10,7 @@ model; it uses:
   ``parameter_groups() -> {group: [params]}`` (groups: "llm", "branch", "vision", "head"),
   ``trainable_names()``, ``save_pretrained(folder, state_dict=)``,
   ``gradient_checkpointing_enable()`` and ``stand_in_notice(consequence) -> str | None``
-  (optionally ``feature_cache_stats() -> dict``: its online-feature cache's counters, logged);
+  (optionally ``simulator``: an attached online simulator; its feature cache's ``stats()`` are logged);
 - ``build_loader(config, model)`` → a ``DataLoader`` whose batches are dicts with ``ids`` (the
   valid records) and ``num_skipped`` (bad records dropped from it);
 - ``to_device(batch, device)`` → the model's keyword arguments.

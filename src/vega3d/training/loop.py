@@ -346,9 +346,9 @@ def log(run: Run, bar) -> None:
     if w.gates:
         g = torch.tensor(w.gates)
         record.update(gate_mean=float(g.mean()), gate_min=float(g.min()), gate_max=float(g.max()))
-    cache_stats = getattr(run.unwrapped, "feature_cache_stats", None)  # optional: a model with online features
-    if callable(cache_stats):
-        record.update({f"feature_cache_{k}": v for k, v in cache_stats().items()})  # this process's cache
+    simulator_stats = getattr(getattr(run.unwrapped, "simulator", None), "stats", None)  # an online feature cache
+    if callable(simulator_stats):
+        record.update({f"feature_cache_{k}": v for k, v in simulator_stats().items()})  # this process's cache
     if run.main:
         with open(run.out / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")

@@ -60,7 +60,6 @@ def check(config: Video3DTrainConfig, where, paths: bool = True) -> None:
 
 def build_model(config: Video3DTrainConfig, device):
     """The model with its feature source and the preprocessing recorded in its config."""
-    from vega3d.mllm.family import build_simulator
     from vega3d.mllm.video3d_llm.model import Video3DLLM
 
     d = config.data
@@ -71,7 +70,7 @@ def build_model(config: Video3DTrainConfig, device):
 
         recorded = FeatureStore(d.feature_store).extraction_config
     elif config.model.generative:
-        simulator = build_simulator(config.simulator, device)
+        simulator = config.simulator.build(device, config.train)
         model.attach_simulator(simulator)
         recorded = simulator.config.to_dict()
     preprocessing = {"num_frames": d.num_frames, "sampling": d.sampling, "spatial_instruction": d.spatial_instruction}
