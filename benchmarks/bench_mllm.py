@@ -31,11 +31,12 @@ import argparse
 import copy
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from timing import Peak, best_seconds
 
 # Qwen2.5-VL-7B-Instruct's config.json (architecture fields).
 QWEN25VL_7B = dict(
@@ -72,41 +73,6 @@ QWEN25VL_7B = dict(
 )
 # Wan2.1-T2V-1.3B DiT and VAE sizes.
 WAN_13B = dict(num_layers=30, dim=1536, num_heads=12, ffn_dim=8960, text_dim=4096, vae_base_dim=96)
-
-
-class PeakMemory:
-    def __init__(self, device):
-        self.device = device
-        self.peak_bytes = None
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, repeats):
-    """Best-of-``repeats`` seconds of ``fn()`` after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def build(size, workdir: Path, device, dtype):
@@ -262,8 +228,8 @@ def main():
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
 
-    with PeakMemory(device) as mem:
-        t_sim = timed(lambda: sim.extract(batch["video_frames"][0]), device, args.repeats)
+    with Peak(device) as mem:
+        t_sim = best_seconds(lambda: sim.extract(batch["video_frames"][0]), device, args.repeats)
     results["simulator"] = {"seconds": t_sim, "peak_bytes": mem.peak_bytes}
 
     for name, generative in (("baseline", False), ("vega3d", True)):
@@ -294,8 +260,8 @@ def main():
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        with PeakMemory(device) as mem:
-            t = timed(step, device, args.repeats)
+        with Peak(device) as mem:
+            t = best_seconds(step, device, args.repeats)
         results[name] = {
             "step_seconds": t,
             "peak_bytes": mem.peak_bytes,

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import torch
 
+from timing import Peak, best_seconds, sync
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmarks' measurements
 
 SIZES = {
@@ -59,45 +61,6 @@ TINY_WAN = dict(dim=32, heads=2, ffn_dim=64, layers=4, text_dim=32, freq_dim=256
 
 
 # ----------------------------------------------------------------------------- helpers
-def sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def best_seconds(fn, device, repeats: int) -> float:
-    """Best wall time of ``fn()`` over ``repeats`` calls after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-class Peak:
-    """Peak CUDA memory allocated during a ``with`` block, in GiB: ``gib`` above its start,
-    ``total_gib`` in all (None on the CPU)."""
-
-    def __init__(self, device):
-        self.device, self.gib, self.total_gib = device, None, None
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            sync(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.start = torch.cuda.memory_allocated(self.device)
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            sync(self.device)
-            self.total_gib = torch.cuda.max_memory_allocated(self.device) / 2**30
-            self.gib = self.total_gib - self.start / 2**30
-
-
 def wan_models(size: dict, device, dit_dtype):
     """(config, DiT in ``dit_dtype``, VAE in float32): random weights, diffusers' float32 modules kept."""
     from bench_simulator import CONFIGS, build_models

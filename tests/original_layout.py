@@ -37,39 +37,26 @@ from vega3d.standin.wan import (
 
 
 def save_tiny_wan_original(
-    path,
-    num_layers: int = 4,
-    dim: int = 32,
-    *,
-    num_heads: int = 2,
-    ffn_dim: int | None = None,
-    text_dim: int = 32,
-    freq_dim: int = 256,
-    vae_base_dim: int = 8,
-    with_text_encoder: bool = False,
-    shards: int = 1,
-    seed: int = 0,
+    path, num_layers: int = 4, dim: int = 32, *, with_text_encoder: bool = False, shards: int = 1, **sizes
 ) -> Path:
     """The same stand-in as ``save_tiny_wan`` with the same arguments (same weights), written in
     the original layout: ``config.json`` (``_class_name: WanModel``), the DiT in
     ``diffusion_pytorch_model.safetensors`` (or ``shards`` shards + index) under Wan's key names,
     ``Wan2.1_VAE.pth``, and with a text encoder ``models_t5_umt5-xxl-enc-bf16.pth`` +
     ``google/umt5-xxl/``."""
-    recipe = dict(num_layers=num_layers, dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, text_dim=text_dim,
-                  freq_dim=freq_dim, vae_base_dim=vae_base_dim, seed=seed)  # fmt: skip
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
-    transformer, vae, gen = build_tiny_wan(**recipe)
+    transformer, vae, gen, recipe = build_tiny_wan(num_layers, dim, **sizes)
     _write_original_dit(root, transformer, shards)
     torch.save(to_original_vae_keys(vae.state_dict()), root / ORIGINAL_VAE)
     if with_text_encoder:
         tokenizer = build_tiny_tokenizer(root / ORIGINAL_TOKENIZER)
-        encoder = build_tiny_text_encoder(len(tokenizer), text_dim, gen)
+        encoder = build_tiny_text_encoder(len(tokenizer), recipe["text_dim"], gen)
         sd = {k: v.to(torch.bfloat16) for k, v in to_original_t5_keys(encoder.state_dict()).items()}
         torch.save(sd, root / ORIGINAL_T5)
     else:
-        write_random_prompt_embedding(root / PROMPT_FILE, text_dim, gen, seed)
-    recipe.update(layout="original", with_text_encoder=with_text_encoder, shards=shards)
+        write_random_prompt_embedding(root / PROMPT_FILE, recipe["text_dim"], gen, recipe["seed"])
+    recipe = {**recipe, "layout": "original", "with_text_encoder": with_text_encoder, "shards": shards}
     write_marker(root, real="Wan2.1-T2V", writer="tests.original_layout.save_tiny_wan_original", recipe=recipe)
     return root
 

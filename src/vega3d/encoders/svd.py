@@ -31,22 +31,11 @@ from typing import NamedTuple
 
 import torch
 
-from vega3d.devices import dtype_name, parse_dtype
-from vega3d.encoders.common import Encoder, check_frames, resize_whole
+from vega3d.encoders.common import check_frames, resize_whole
 from vega3d.encoders.hf import _triple
-from vega3d.encoders.unet import (
-    check_blocks,
-    check_int,
-    check_size,
-    load_part,
-    noise_draws,
-    read_blocks,
-    require_files,
-    to_grid,
-)
+from vega3d.encoders.unet import UNetEncoder, check_int, load_part, noise_draws
 from vega3d.errors import Vega3DError
-from vega3d.files import fingerprint, read_json
-from vega3d.standin import is_stand_in
+from vega3d.files import read_json
 
 NAME = "svd encoder"
 FILES = ["unet/config.json", "vae/config.json", "scheduler/scheduler_config.json", "image_encoder/config.json",
@@ -63,7 +52,7 @@ class SVDLatents(NamedTuple):
     clips: tuple
 
 
-class SVDEncoder(Encoder):
+class SVDEncoder(UNetEncoder):
     """Block features of SVD's UNet on clips of the frames (module docstring): (N, h, w, C) float32.
 
     ``block``: down0..3 | mid | up0..3. ``timestep``: 0..999, σ from the scheduler's betas
@@ -92,45 +81,21 @@ class SVDEncoder(Encoder):
         from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
         from transformers import CLIPVisionModelWithProjection
 
-        root = require_files(model, FILES, "Stable Video Diffusion")
-        if not isinstance(block, str):
-            raise Vega3DError(f"{NAME}: block={block!r}; expected one block name (several: use blocks())")
-        cfg = read_json(root / "unet" / "config.json", "svd UNet config")
-        self.block = check_blocks(len(cfg["down_block_types"]), len(cfg["up_block_types"]), block, NAME)[0]
-        self.height, self.width = check_size(height, width, NAME)
-        self.clip_frames, self.seed = check_int(clip_frames, "clip_frames", 1, NAME), check_int(seed, "seed", 0, NAME)
-        self.time_ids = [
-            float(check_int(fps, "fps", 1, NAME) - 1),
-            float(check_int(motion_bucket_id, "motion_bucket_id", 0, NAME)),
-        ]
-        if (
-            isinstance(noise_aug_strength, bool)
-            or not isinstance(noise_aug_strength, (int, float))
-            or noise_aug_strength < 0
-        ):
-            raise Vega3DError(f"{NAME}: noise_aug_strength={noise_aug_strength!r}; expected a number >= 0")
-        self.aug = float(noise_aug_strength)
-        self.time_ids.append(self.aug)
-        self.dtype, self.vae_dtype = parse_dtype(dtype, f"{NAME}: dtype"), parse_dtype(vae_dtype, f"{NAME}: vae_dtype")
-        self.device = torch.device(device)
+        root, _ = self._settings(model, FILES, "Stable Video Diffusion", block, height, width, seed, dtype, vae_dtype,
+                                 device)  # fmt: skip
+        self.clip_frames = check_int(clip_frames, "clip_frames", 1, NAME)
+        self.time_ids = _time_ids(fps, motion_bucket_id, noise_aug_strength)
+        self.aug = self.time_ids[2]
         self.alphas = EulerDiscreteScheduler.from_pretrained(root / "scheduler").alphas_cumprod
         self.sigma = edm_sigma(self.alphas, timestep)
-        fe = read_json(root / "feature_extractor" / "preprocessor_config.json", "svd feature extractor config")
-        where = f"{root / 'feature_extractor' / 'preprocessor_config.json'}: image_"
-        self.clip_mean = torch.tensor(_triple(fe.get("image_mean"), where + "mean")).view(1, 3, 1, 1)
-        self.clip_std = torch.tensor(_triple(fe.get("image_std"), where + "std")).view(1, 3, 1, 1)
+        self.clip_mean, self.clip_std = _clip_normalisation(root)
         self.unet = load_part(root, "unet", UNetSpatioTemporalConditionModel, self.dtype, self.device)
         self.vae = load_part(root, "vae", AutoencoderKLTemporalDecoder, self.vae_dtype, self.device)
-        lib = "transformers"
-        self.image_encoder = load_part(
-            root, "image_encoder", CLIPVisionModelWithProjection, self.dtype, self.device, lib
-        )
+        self.image_encoder = load_part(root, "image_encoder", CLIPVisionModelWithProjection, self.dtype, self.device,
+                                       "transformers")  # fmt: skip
         self.timestep = int(timestep)
         self.config = {
-            "name": self.name,
-            "model": {"path": str(root.resolve()), "weights_hash": fingerprint(root, _weights(root))},
-            "stand_in": is_stand_in(root),
-            "block": self.block,
+            **self._identity(root, ("unet", "vae", "image_encoder")),
             "timestep": self.timestep,
             "sigma": self.sigma,
             "height": self.height,
@@ -140,8 +105,7 @@ class SVDEncoder(Encoder):
             "added_time_ids": self.time_ids,
             "conditioning": "each clip's first frame: CLIP image embedding + noise-augmented VAE latent",
             "noise": "eps: cpu-generator(seed) draw i for frame i; augmentation: cpu-generator(seed+1) draw c for clip c",
-            "dtype": dtype_name(self.dtype),
-            "vae_dtype": dtype_name(self.vae_dtype),
+            **self._dtypes(),
         }
 
     # ------------------------------------------------------------------ stages
@@ -154,44 +118,28 @@ class SVDEncoder(Encoder):
     def from_latents(self, latents: SVDLatents, *, timestep: int | None = None, blocks=None):
         """The UNet stage: the (N, h, w, C) grid of the encoder's block, or ``{block: grid}`` for
         ``blocks`` (one UNet pass per clip, stopped after the deepest). ``timestep``: another σ (same ε)."""
-        names = check_blocks(len(self.unet.down_blocks), len(self.unet.up_blocks), blocks or self.block, NAME)
+        names = self._block_names(blocks)
         sigma = self.sigma if timestep is None else edm_sigma(self.alphas, timestep)
         z = latents.latents
         eps = noise_draws(self.seed, z.shape[0], tuple(z.shape[1:])).to(z.device)
         c_in, c_noise = (sigma**2 + 1) ** -0.5, torch.tensor([0.25 * float(torch.tensor(sigma).log())])
         time_ids = torch.tensor([self.time_ids], dtype=self.dtype, device=self.device)
-        out = {name: [] for name in names}
-        for c, (s, e) in enumerate(latents.clips):
-            x = ((z[s:e] + sigma * eps[s:e]) * c_in).float()
-            cond = latents.cond[c : c + 1].expand(e - s, -1, -1, -1)
-            sample = torch.cat([x, cond], dim=1)[None].to(self.dtype)  # (1, frames, 8, h8, w8)
-            emb = latents.embeds[c].view(1, 1, -1).to(self.dtype)
-            call = lambda: self.unet(
-                sample, c_noise.to(self.device), encoder_hidden_states=emb, added_time_ids=time_ids
-            )
-            feats = read_blocks(self.unet, names, call)
-            for name in names:
-                out[name].append(to_grid(feats[name]))
-        grids = {name: torch.cat(g) for name, g in out.items()}
-        return grids if blocks is not None else grids[self.block]
 
-    def blocks(self, frames: torch.Tensor, blocks) -> dict[str, torch.Tensor]:
-        """Grids of several blocks from one VAE pass and one UNet pass per clip."""
-        return self.from_latents(self.encode(frames), blocks=blocks)
+        def passes():  # one UNet call per clip
+            for c, (s, e) in enumerate(latents.clips):
+                x = ((z[s:e] + sigma * eps[s:e]) * c_in).float()
+                cond = latents.cond[c : c + 1].expand(e - s, -1, -1, -1)
+                sample = torch.cat([x, cond], dim=1)[None].to(self.dtype)  # (1, frames, 8, h8, w8)
+                emb = latents.embeds[c].view(1, 1, -1).to(self.dtype)
+                yield lambda: self.unet(sample, c_noise.to(self.device), encoder_hidden_states=emb,
+                                        added_time_ids=time_ids)  # fmt: skip
 
-    def config_at(self, *, timestep: int | None = None, block: str | None = None) -> dict:
-        """:attr:`config` of the features :meth:`from_latents` gives at ``timestep`` / for ``block``."""
-        cfg = dict(self.config)
-        if timestep is not None:
-            cfg["timestep"], cfg["sigma"] = int(timestep), edm_sigma(self.alphas, timestep)
-        if block is not None:
-            cfg["block"] = block
-        return cfg
+        return self._read(names, passes(), blocks)
+
+    def _noise_config(self, timestep) -> dict:
+        return {"timestep": int(timestep), "sigma": edm_sigma(self.alphas, timestep)}
 
     # ------------------------------------------------------------------ pieces
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_latents(self._latents(x))
-
     def _latents(self, x: torch.Tensor) -> SVDLatents:
         n = x.shape[0]
         clips = tuple((s, min(n, s + self.clip_frames)) for s in range(0, n, self.clip_frames))
@@ -219,5 +167,18 @@ def edm_sigma(alphas_cumprod: torch.Tensor, timestep) -> float:
     return float(((1 - a) / a) ** 0.5)
 
 
-def _weights(root) -> list:
-    return [p for sub in ("unet", "vae", "image_encoder") for p in sorted((root / sub).glob("*.safetensors"))]
+def _time_ids(fps, motion_bucket_id, noise_aug_strength) -> list[float]:
+    """``added_time_ids`` (module docstring): ``[fps − 1, motion_bucket_id, noise_aug_strength]``, checked."""
+    fps, motion = check_int(fps, "fps", 1, NAME), check_int(motion_bucket_id, "motion_bucket_id", 0, NAME)
+    aug = noise_aug_strength
+    if isinstance(aug, bool) or not isinstance(aug, (int, float)) or aug < 0:
+        raise Vega3DError(f"{NAME}: noise_aug_strength={aug!r}; expected a number >= 0")
+    return [float(fps - 1), float(motion), float(aug)]
+
+
+def _clip_normalisation(root) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image encoder's input mean and std, (1, 3, 1, 1) each, from ``feature_extractor/``."""
+    path = root / "feature_extractor" / "preprocessor_config.json"
+    fe = read_json(path, "svd feature extractor config")
+    mean, std = (_triple(fe.get(f"image_{k}"), f"{path}: image_{k}") for k in ("mean", "std"))
+    return torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)

@@ -1,5 +1,6 @@
 """What the diffusion-UNet towers share (``sd21``, ``svd``): block names, reading block outputs
-from the stock forward, folder loading, seeded noise.
+from the stock forward, folder loading, seeded noise, and :class:`UNetEncoder`, their base (the
+settings both take, several blocks from one UNet pass, the config at another timestep / block).
 
 Blocks are named in the order the UNet runs them: ``down0 .. down3``, ``mid``, ``up0 .. up3``
 (``down_blocks[i]``, ``mid_block``, ``up_blocks[i]`` of diffusers' ``UNet2DConditionModel`` /
@@ -19,11 +20,16 @@ down3 64, mid 64, up0 32, up1 16, up2 8, up3 8.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 
+from vega3d.devices import dtype_name, parse_dtype
+from vega3d.encoders.common import Encoder
 from vega3d.errors import Vega3DError
+from vega3d.files import fingerprint, read_json
+from vega3d.standin import is_stand_in
 
 #: Block names in execution order.
 BLOCKS = ("down0", "down1", "down2", "down3", "mid", "up0", "up1", "up2", "up3")
@@ -139,3 +145,71 @@ def check_int(value, name: str, low: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise Vega3DError(f"{where}: {name}={value!r}; expected an integer >= {low}")
     return int(value)
+
+
+class UNetEncoder(Encoder):
+    """Base of the UNet towers. A subclass calls :meth:`_settings` first in ``__init__``, keeps the
+    parts it loads in ``unet`` (and ``vae``), and defines ``encode(frames)`` (the VAE stage),
+    ``from_latents(latents, *, timestep=None, blocks=None)`` (the UNet stage, through :meth:`_read`),
+    ``_latents(x)`` (``encode`` of checked frames) and ``_noise_config(timestep)`` (the config
+    fields that name a noise level)."""
+
+    def _settings(self, model, files, what, block, height, width, seed, dtype, vae_dtype, device) -> tuple[Path, dict]:
+        """Check and keep what every UNet tower takes (``block``, ``height``/``width``, ``seed``,
+        dtypes, device) before any weight is read; returns the model folder (holding ``files``) and
+        its UNet config."""
+        where = f"{self.name} encoder"
+        root = require_files(model, files, what)
+        unet = read_json(root / "unet" / "config.json", f"{self.name} UNet config")
+        if not isinstance(block, str):
+            raise Vega3DError(f"{where}: block={block!r}; expected one block name (several: use blocks())")
+        self.block = check_blocks(len(unet["down_block_types"]), len(unet["up_block_types"]), block, where)[0]
+        self.height, self.width = check_size(height, width, where)
+        self.seed = check_int(seed, "seed", 0, where)
+        self.dtype = parse_dtype(dtype, f"{where}: dtype")
+        self.vae_dtype = parse_dtype(vae_dtype, f"{where}: vae_dtype")
+        self.device = torch.device(device)
+        return root, unet
+
+    def _identity(self, root: Path, parts: Iterable[str]) -> dict:
+        """The first fields of :attr:`config`: name, model (path + hash of the ``parts``' weights), stand-in, block."""
+        weights = [p for sub in parts for p in sorted((root / sub).glob("*.safetensors"))]
+        model = {"path": str(root.resolve()), "weights_hash": fingerprint(root, weights)}
+        return {"name": self.name, "model": model, "stand_in": is_stand_in(root), "block": self.block}
+
+    def _dtypes(self) -> dict:
+        """The last fields of :attr:`config`."""
+        return {"dtype": dtype_name(self.dtype), "vae_dtype": dtype_name(self.vae_dtype)}
+
+    def _block_names(self, blocks) -> list[str]:
+        """``blocks`` (or the encoder's block) checked against the loaded UNet, in execution order."""
+        unet = self.unet
+        return check_blocks(len(unet.down_blocks), len(unet.up_blocks), blocks or self.block, f"{self.name} encoder")
+
+    def _read(self, names: list[str], passes: Iterable[Callable], blocks, reduce=None):
+        """The grids of ``names`` over ``passes`` (calls of the stock UNet forward, one per batch or
+        clip, in frame order; ``reduce`` maps a block output first): the grid of the encoder's block,
+        or ``{block: grid}`` when ``blocks`` was given."""
+        out = {name: [] for name in names}
+        for run in passes:
+            feats = read_blocks(self.unet, names, run)
+            for name in names:
+                out[name].append(to_grid(feats[name] if reduce is None else reduce(feats[name])))
+        grids = {name: torch.cat(g) for name, g in out.items()}
+        return grids if blocks is not None else grids[self.block]
+
+    def blocks(self, frames: torch.Tensor, blocks) -> dict[str, torch.Tensor]:
+        """Grids of several blocks from one VAE pass and one UNet pass (per batch or clip)."""
+        return self.from_latents(self.encode(frames), blocks=blocks)
+
+    def config_at(self, *, timestep: int | None = None, block: str | None = None) -> dict:
+        """:attr:`config` of the features :meth:`from_latents` gives at ``timestep`` / for ``block``."""
+        cfg = dict(self.config)
+        if timestep is not None:
+            cfg.update(self._noise_config(timestep))
+        if block is not None:
+            cfg["block"] = block
+        return cfg
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_latents(self._latents(x))

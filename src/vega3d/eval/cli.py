@@ -78,6 +78,15 @@ def _register_eval_model(subparsers) -> None:
         description="Answer every question of a text-answer benchmark (vsibench, scanqa, sqa3d) with a VEGA-3D "
         "checkpoint, write OUT/predictions.jsonl (resumable), score it like `vega3d eval` and write OUT/result.json.",
     )
+    _eval_model_questions(p)
+    _eval_model_loading(p)
+    p.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_model)
+
+
+def _eval_model_questions(p) -> None:
+    """eval-model's arguments: what is answered, how, and where it goes."""
     p.add_argument("benchmark", choices=BENCHMARKS, metavar="BENCH", help=f"one of {', '.join(TEXT_BENCHMARKS)}")
     p.add_argument("--model", required=True, type=Path, help="checkpoint folder (vega3d train / save_pretrained)")
     p.add_argument("--gt", required=True, type=Path, help="annotation file (official / Video-3D LLM format)")
@@ -106,6 +115,10 @@ def _register_eval_model(subparsers) -> None:
         action="store_true",
         help="use Video-3D LLM's training-time spatial instruction as --instruction",
     )
+
+
+def _eval_model_loading(p) -> None:
+    """eval-model's arguments: how the checkpoint, its base and its simulator (or features) load."""
     p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
     p.add_argument("--simulator", help="Wan2.1 folder (default: the one the checkpoint records)")
     p.add_argument(
@@ -131,9 +144,6 @@ def _register_eval_model(subparsers) -> None:
         "--feature-store",
         help="Video-3D LLM checkpoints: Wan features from this store (vega3d extract) instead of the simulator",
     )
-    p.add_argument("--no-paper", action="store_true", help="do not print the paper's published rows")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_model)
 
 
 def run_model(args: argparse.Namespace) -> int:

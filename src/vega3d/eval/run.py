@@ -45,12 +45,15 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from vega3d.errors import Vega3DError
 from vega3d.eval.runners.media import MediaReader
-from vega3d.eval.runners.outputs import AnswerLog, answer_file, check_settings, finish, read_answers
+from vega3d.eval.runners.outputs import RESULT_FILE, AnswerLog, merge, report, resume
+from vega3d.eval.runners.processes import meeting, process, share
 from vega3d.eval.runners.questions import (  # noqa: F401 - re-exported
     BOX_BENCHMARKS,
     TEXT_BENCHMARKS,
@@ -60,16 +63,11 @@ from vega3d.eval.runners.questions import (  # noqa: F401 - re-exported
     media_kind,
     prepare,
 )
-from vega3d.files import write_json
 from vega3d.progress import progress as _progress
 from vega3d.standin import notice
+from vega3d.video3d.formats import SPATIAL_INSTRUCTION  # noqa: F401 - re-exported
 
-RESULT_FILE = "result.json"
 DEFAULT_NUM_FRAMES = 32  # used only when the answerer does not say how many it samples
-SPATIAL_INSTRUCTION = (
-    "The video captures 3D spatial information of a scene. Please focus on the spatial "
-    "relationships in the video and answer the following questions."
-)
 #: What each stand-in part of :meth:`Answerer.stand_in_parts` is, in the notes.
 STAND_IN_NAMES = {
     "base": "the Qwen2.5-VL base",
@@ -77,6 +75,29 @@ STAND_IN_NAMES = {
     "features": "the generative features it was trained on",
     "model": "the checkpoint",
 }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The keyword options of :func:`run_benchmark` (rules in the module docstring)."""
+
+    num_frames: int | None = None  # frames per video: None = as many as the answerer samples, else it must match
+    batch_size: int = 4  # questions per answer() call (the answers do not depend on it)
+    limit: int | None = None  # only the first N questions of the annotation file
+    skip_missing: bool = False  # skip (count, list) questions whose media is missing instead of stopping
+    max_new_tokens: int = 128  # longest answer in tokens
+    instruction: str | None = None  # a line put before every prompt (e.g. SPATIAL_INSTRUCTION)
+    generative: bool | None = None  # False: the paired baseline (branch off); None: as the answerer is
+    model: dict | None = None  # the checkpoint's identity in run.json (a resume with another is refused)
+    scorer: object = None  # a shared CaptionScorer (ScanQA)
+    paper: bool = True  # print the paper's rows with the table
+    progress: bool = True  # a progress bar on process 0
+    rank: int | None = None  # this process among world_size (both None: from torch.distributed)
+    world_size: int | None = None
+    barrier: Callable | None = None  # where the processes meet (None: torch.distributed's barrier)
+    reuse_media: bool = True  # each scene read once with the answerer's prepare() (never changes the answers)
+    read_ahead: bool = True  # ... the next scene read in a background thread (MediaReader)
+    plan: Plan | None = None  # prepare()'s result for these arguments when the caller has it (the CLI)
 
 
 def _frame_count(answerer, num_frames: int | None) -> int:
@@ -107,104 +128,40 @@ def stand_in_note(parts: list[str]) -> str | None:
     )
 
 
-def _process(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """This process's rank and the number of processes (torch.distributed if initialised)."""
-    if rank is None and world_size is None:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-    if rank is None or world_size is None or not 0 <= rank < world_size:
-        raise Vega3DError(f"rank/world_size: expected both, 0 <= rank < world_size; got {rank!r}/{world_size!r}")
-    return int(rank), int(world_size)
-
-
-def _default_barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def run_benchmark(
-    benchmark: str,
-    answerer,
-    annotations_path,
-    media_root,
-    out_dir,
-    *,
-    num_frames: int | None = None,
-    batch_size: int = 4,
-    limit: int | None = None,
-    skip_missing: bool = False,
-    max_new_tokens: int = 128,
-    instruction: str | None = None,
-    generative: bool | None = None,
-    model: dict | None = None,
-    scorer=None,
-    paper: bool = True,
-    progress: bool = True,
-    rank: int | None = None,
-    world_size: int | None = None,
-    barrier=None,
-    reuse_media: bool = True,
-    read_ahead: bool = True,
-    plan: Plan | None = None,
-) -> dict | None:
-    """Answer, write predictions, score, print the table; return the result dict (the module
-    docstring has the rules: prompts, media, resume, processes, stand-ins).
+def run_benchmark(benchmark: str, answerer, annotations_path, media_root, out_dir, **options) -> dict | None:
+    """Answer, write predictions, score, print the table; return the result dict on process 0 (None
+    on the others). The module docstring has the rules: prompts, media, resume, processes, stand-ins.
 
     ``answerer``: an :class:`~vega3d.mllm.infer.Answerer` (anything with ``answer(questions,
     videos, max_new_tokens=, batch_size=)``, optionally ``num_frames`` and ``prepare(path)``).
-    ``num_frames``: None = as many as the answerer samples, else it must match. ``reuse_media`` /
-    ``read_ahead``: each scene read once with ``prepare`` / the next one in a background thread
-    (:class:`~vega3d.eval.runners.media.MediaReader`); neither changes the answers.
-    ``generative=False``: the paired baseline. ``model``: the checkpoint's identity in
-    ``run.json`` (a resume with another is refused). ``scorer``: a shared CaptionScorer (ScanQA).
-    ``rank`` / ``world_size`` / ``barrier``: this process among several (default: from
-    ``torch.distributed``); process 0 merges, scores and returns, the others return None.
-    ``plan``: :func:`prepare`'s result for these arguments when the caller has it (the CLI
-    prepares before it loads the model). Writes ``out_dir/predictions.jsonl``, ``run.json``,
-    ``result.json``.
+    ``options``: the fields of :class:`RunOptions`. Writes ``out_dir/predictions.jsonl``,
+    ``run.json``, ``result.json``.
     """
-    check_arguments(benchmark, num_frames=num_frames, batch_size=batch_size, limit=limit, max_new_tokens=max_new_tokens)
-    plan = plan or prepare(
-        benchmark, annotations_path, media_root, limit=limit, skip_missing=skip_missing, instruction=instruction
-    )
-    frames = _frame_count(answerer, num_frames)
-    rank, world_size = _process(rank, world_size)
-    meet = (barrier or _default_barrier) if world_size > 1 else (lambda: None)  # where the processes meet
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    settings = _settings(benchmark, answerer, annotations_path, media_root, frames, instruction, max_new_tokens,
-                         generative, model)  # fmt: skip
-    check_settings(out_dir, settings, write=rank == 0)
-    own = answer_file(out_dir, rank, world_size)
-    done = read_answers(out_dir, benchmark, {t.id for t in plan.tasks}, own=own)
-    meet()  # every process has read the same answers before any writes new ones
-    # grouped by media (stable: annotation order within a scene), so a scene's questions run
-    # together; each process takes a contiguous share
+    o = RunOptions(**options)
+    check_arguments(benchmark, num_frames=o.num_frames, batch_size=o.batch_size, limit=o.limit,
+                    max_new_tokens=o.max_new_tokens)  # fmt: skip
+    plan = o.plan or prepare(benchmark, annotations_path, media_root, limit=o.limit, skip_missing=o.skip_missing,
+                             instruction=o.instruction)  # fmt: skip
+    frames = _frame_count(answerer, o.num_frames)
+    rank, world_size = process(o.rank, o.world_size)
+    meet, out_dir = meeting(o.barrier, world_size), Path(out_dir)
+    settings = _settings(benchmark, answerer, annotations_path, media_root, frames, o)
+    own, done = resume(out_dir, benchmark, settings, {t.id for t in plan.tasks}, rank, world_size, meet)
+    # grouped by media (stable: annotation order within a scene), so a scene's questions run together
     todo = sorted((t for t in plan.tasks if t.id not in done), key=lambda t: str(t.media))
     if rank == 0:
-        _announce(plan, settings, limit, len(done), len(todo), out_dir, world_size)
-    kwargs = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    kwargs.update({} if generative is None else {"generative": generative})
-    mine = todo[rank * len(todo) // world_size : (rank + 1) * len(todo) // world_size]
-    reader = _media_reader(answerer, mine, reuse_media, read_ahead)
-    with AnswerLog(own) as log, reader or nullcontext():
-        _answer(answerer, benchmark, mine, reader, log, kwargs, show=progress and rank == 0)
+        _announce(plan, settings, o.limit, len(done), len(todo), out_dir, world_size)
+    _answer_share(answerer, benchmark, share(todo, rank, world_size), own, o, show=o.progress and rank == 0)
     meet()
     if rank != 0:
         return None
-    pred_path = _merge(out_dir, benchmark, plan)
-    counts = _counts(plan, limit, resumed=len(done), generated=len(todo), processes=world_size)
+    pred_path = merge(out_dir, benchmark, [t.id for t in plan.tasks])
+    counts = _counts(plan, o.limit, resumed=len(done), generated=len(todo), processes=world_size)
     run = {**settings, "counts": counts, "skipped": plan.skipped}
-    return _score(benchmark, plan, pred_path, annotations_path, out_dir, limit, scorer, paper, run)
+    return _score(benchmark, plan, pred_path, annotations_path, out_dir, o, run)
 
 
-def _settings(benchmark, answerer, annotations_path, media_root, frames, instruction, max_new_tokens, generative,
-              model) -> dict:  # fmt: skip
+def _settings(benchmark, answerer, annotations_path, media_root, frames: int, o: RunOptions) -> dict:
     """What ``run.json`` records: a resume must have the same."""
     parts = _stand_in_parts(answerer)
     return {
@@ -212,10 +169,10 @@ def _settings(benchmark, answerer, annotations_path, media_root, frames, instruc
         "annotations": str(Path(annotations_path).resolve()),
         "media_root": str(Path(media_root).resolve()),
         "num_frames": frames,
-        "instruction": instruction,
-        "max_new_tokens": max_new_tokens,
-        "generative": generative,
-        "model": model,
+        "instruction": o.instruction,
+        "max_new_tokens": o.max_new_tokens,
+        "generative": o.generative,
+        "model": o.model,
         "model_config": _model_config(answerer),
         "stand_in": bool(parts),
         "stand_in_parts": parts,
@@ -244,6 +201,15 @@ def _media_reader(answerer, tasks: list[Task], reuse_media: bool, read_ahead: bo
     )
 
 
+def _answer_share(answerer, benchmark: str, mine: list[Task], own: Path, o: RunOptions, show: bool) -> None:
+    """This process's questions answered into its answer file ``own``."""
+    kwargs = {"max_new_tokens": o.max_new_tokens, "batch_size": o.batch_size}
+    kwargs.update({} if o.generative is None else {"generative": o.generative})
+    reader = _media_reader(answerer, mine, o.reuse_media, o.read_ahead)
+    with AnswerLog(own) as log, reader or nullcontext():
+        _answer(answerer, benchmark, mine, reader, log, kwargs, show)
+
+
 def _answer(answerer, benchmark: str, tasks: list[Task], reader, log: AnswerLog, kwargs: dict, show: bool) -> None:
     """Answer ``tasks`` in batches of ``kwargs["batch_size"]``, appending each batch to ``log``."""
     batch_size = kwargs["batch_size"]
@@ -262,14 +228,6 @@ def _answer(answerer, benchmark: str, tasks: list[Task], reader, log: AnswerLog,
             bar.update(len(chunk))
 
 
-def _merge(out_dir: Path, benchmark: str, plan: Plan) -> Path:
-    """Process 0, once all are done: every question's answer into ``predictions.jsonl``."""
-    done = read_answers(out_dir, benchmark, {t.id for t in plan.tasks})
-    missing = [t.id for t in plan.tasks if t.id not in done]  # every process answered its share before the barrier
-    assert not missing, f"{out_dir}: no answer to {missing[:5]} after generation; rerun to generate only those"
-    return finish(out_dir, benchmark, [{"id": t.id, **done[t.id]} for t in plan.tasks])
-
-
 def _counts(plan: Plan, limit, *, resumed: int, generated: int, processes: int) -> dict:
     return {
         "in_annotations": plan.total,
@@ -282,23 +240,16 @@ def _counts(plan: Plan, limit, *, resumed: int, generated: int, processes: int) 
     }
 
 
-def _score(benchmark, plan, pred_path, annotations_path, out_dir, limit, scorer, paper, run) -> dict:
-    """Evaluate ``pred_path`` on the run's questions, print the summary line and the table,
-    write ``result.json``."""
-    from vega3d.eval.table import render_table
-
+def _score(benchmark, plan: Plan, pred_path: Path, annotations_path, out_dir: Path, o: RunOptions, run: dict) -> dict:
+    """Evaluate ``pred_path`` on the run's questions, print the summary line, the NOTE on stand-ins
+    and the table, write ``result.json``."""
     module = importlib.import_module(f"vega3d.eval.{benchmark}")
-    extra = {"scorer": scorer} if benchmark == "scanqa" and scorer is not None else {}
+    extra = {"scorer": o.scorer} if benchmark == "scanqa" and o.scorer is not None else {}
     result = module.evaluate(pred_path, plan.questions, **extra)
-    print(_summary_line(benchmark, result["counts"], plan, annotations_path, limit))
-    columns, rows = module.table_rows(result)
-    parts = run["stand_in_parts"]
-    if parts:
-        print(stand_in_note(parts))
-        rows = [(f"{label} (STAND-IN)", values) for label, values in rows]
-    print(render_table(benchmark, columns, rows, paper=paper))
-    result = {**result, "stand_in": bool(parts), "stand_in_parts": parts, "run": run}
-    write_json(out_dir / RESULT_FILE, {"predictions": str(pred_path), "annotations": str(annotations_path), **result})
+    print(_summary_line(benchmark, result["counts"], plan, annotations_path, o.limit))
+    if run["stand_in_parts"]:
+        print(stand_in_note(run["stand_in_parts"]))
+    result = report(benchmark, module, result, run, out_dir, pred_path, annotations_path, o.paper)
     print(f"wrote {pred_path} and {out_dir / RESULT_FILE}")
     return result
 

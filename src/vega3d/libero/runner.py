@@ -42,7 +42,7 @@ import signal
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -301,51 +301,98 @@ class _Worker:
 
 
 def _run_units(config, gl, out, units, names, log, show_progress, simulator) -> None:
-    import multiprocessing as mp
-    from multiprocessing.connection import wait
-
-    ctx = mp.get_context("spawn")
+    """Run ``units`` on spawned workers (module docstring: processes); every finished episode is
+    appended to ``log``. On any error (or Ctrl-C) the workers are stopped first."""
     settings = {
         "gl": gl, "suite": config.suite, "policy": config.policy, "camera_size": config.camera_size,
         "max_steps": config.steps_limit(), "num_steps_wait": config.num_steps_wait, "env_seed": config.env_seed,
         "video": config.video, "out": str(out), "record": None, "simulator": simulator,
     }  # fmt: skip
-    writer = None
-    if config.record:
-        from vega3d.libero.dataset import LeRobotWriter
+    pool = _Pool(config, settings, units, names, log, show_progress)
+    try:
+        pool.run()
+    except BaseException:
+        pool.stop()
+        raise
+    finally:
+        pool.close()
 
-        writer = LeRobotWriter(config.record, fps=P.CONTROL_HZ)
-        settings["record"] = str(writer.staging_root)
-    queue = deque(units)
-    total = sum(len(u.episodes) for u in units)
-    bar = progress(total=total, desc=f"libero-eval {config.suite}", unit="episode", enabled=show_progress)
-    successes = finished = 0
-    deaths: dict[int, int] = {}
-    workers = [_Worker(ctx, settings) for _ in range(min(config.workers, len(units)))]
 
-    def record(rec: dict) -> None:
-        nonlocal successes, finished
-        rec.setdefault("task_name", names.get(rec["task"], ("", ""))[0])
-        if writer is not None and rec.pop("staged", None):
-            try:
-                rec["dataset_episode"] = writer.commit(
-                    Path(settings["record"]) / rec["key"].replace("/", "_"), key=rec["key"]
-                )
-            except Exception as err:  # a recording failure must not lose the evaluation result
-                rec["record_error"] = f"{type(err).__name__}: {err}"
-        log.append(rec)
-        finished += 1
-        successes += bool(rec["success"])
-        bar.update(1)
-        bar.set_postfix(success=f"{successes}/{finished}")
+class _Pool:
+    """The workers of one run, the queue of units they take, and the bookkeeping of finished episodes
+    (the log, the progress bar, the LeRobot recorder when ``config.record``)."""
 
-    def assign(w: _Worker) -> None:
-        if queue:
-            w.unit = queue.popleft()
+    def __init__(self, config: EvalConfig, settings: dict, units, names: dict, log, show_progress: bool):
+        import multiprocessing as mp
+
+        self.config, self.settings, self.names, self.log = config, settings, names, log
+        self.writer = None
+        if config.record:
+            from vega3d.libero.dataset import LeRobotWriter
+
+            self.writer = LeRobotWriter(config.record, fps=P.CONTROL_HZ)
+            settings["record"] = str(self.writer.staging_root)
+        self.queue = deque(units)
+        total = sum(len(u.episodes) for u in units)
+        self.bar = progress(total=total, desc=f"libero-eval {config.suite}", unit="episode", enabled=show_progress)
+        self.successes = self.finished = 0
+        self.deaths: dict[int, int] = {}
+        self.ctx = mp.get_context("spawn")
+        self.workers = [_Worker(self.ctx, settings) for _ in range(min(config.workers, len(units)))]
+
+    def run(self) -> None:
+        """Serve the workers' messages until every one has stopped (none left with work)."""
+        from multiprocessing.connection import wait
+
+        active = list(self.workers)
+        while active:
+            ready = wait([w.conn for w in active])
+            for w in [w for w in active if w.conn in ready]:
+                try:
+                    kind, payload = w.conn.recv()
+                except (EOFError, OSError):  # the worker exited (stopped, killed, or crashed)
+                    self._exited(w, active)
+                    continue
+                self._message(w, kind, payload)
+
+    def _message(self, w: _Worker, kind: str, payload) -> None:
+        if kind == "fatal":
+            raise Vega3DError(f"the LIBERO worker could not start: {payload}")
+        if kind == "ready":
+            w.ready = True
+            self._assign(w)
+        elif kind == "start":
+            w.running = payload
+        elif kind == "episode":
+            w.running = None
+            if payload["episode"] in w.remaining:
+                w.remaining.remove(payload["episode"])
+            self.record(payload)
+        elif kind == "unit_done":
+            self._assign(w)
+
+    def _exited(self, w: _Worker, active: list) -> None:
+        """A worker's pipe closed: its work left goes back to the queue (:func:`_handle_death`) and,
+        while work is left, a new worker takes its place."""
+        w.process.join()
+        active.remove(w)
+        if w.unit is not None and w.remaining:
+            _handle_death(w, self.config, self.deaths, self.queue, self.record)
+        elif not w.ready:
+            raise Vega3DError(f"the LIBERO worker exited (code {w.process.exitcode}) before it was ready") from None
+        if self.queue:  # work left: keep the number of workers
+            replacement = _Worker(self.ctx, self.settings)
+            self.workers.append(replacement)
+            active.append(replacement)
+
+    def _assign(self, w: _Worker) -> None:
+        """The next unit to ``w`` (or, with none left, tell it to stop)."""
+        if self.queue:
+            w.unit = self.queue.popleft()
             w.remaining = list(w.unit.episodes)
+            name, language = self.names.get(w.unit.task, ("", ""))
             message = ("unit", {"seed": w.unit.seed, "task": w.unit.task, "episodes": w.unit.episodes,
-                                "language": names.get(w.unit.task, ("", ""))[1],
-                                "task_name": names.get(w.unit.task, ("", ""))[0]})  # fmt: skip
+                                "language": language, "task_name": name})  # fmt: skip
         else:
             w.unit, message = None, ("stop", None)
         try:
@@ -353,52 +400,32 @@ def _run_units(config, gl, out, units, names, log, show_progress, simulator) -> 
         except OSError:  # the worker just died; its end-of-file arrives next and re-queues the unit
             pass
 
-    try:
-        active = list(workers)
-        while active:
-            ready = wait([w.conn for w in active])
-            for w in [w for w in active if w.conn in ready]:
-                try:
-                    kind, payload = w.conn.recv()
-                except (EOFError, OSError):  # the worker exited (stopped, killed, or crashed)
-                    w.process.join()
-                    active.remove(w)
-                    if w.unit is not None and w.remaining:
-                        _handle_death(w, config, deaths, queue, record)
-                    elif not w.ready:
-                        raise Vega3DError(
-                            f"the LIBERO worker exited (code {w.process.exitcode}) before it was ready"
-                        ) from None
-                    if queue:  # work left: keep the number of workers
-                        replacement = _Worker(ctx, settings)
-                        workers.append(replacement)
-                        active.append(replacement)
-                    continue
-                if kind == "fatal":
-                    raise Vega3DError(f"the LIBERO worker could not start: {payload}")
-                if kind == "ready":
-                    w.ready = True
-                    assign(w)
-                elif kind == "start":
-                    w.running = payload
-                elif kind == "episode":
-                    w.running = None
-                    if payload["episode"] in w.remaining:
-                        w.remaining.remove(payload["episode"])
-                    record(payload)
-                elif kind == "unit_done":
-                    assign(w)
-    except BaseException:
-        for w in workers:
+    def record(self, rec: dict) -> None:
+        """A finished episode: committed to the recorder (if staged), logged, counted."""
+        rec.setdefault("task_name", self.names.get(rec["task"], ("", ""))[0])
+        if self.writer is not None and rec.pop("staged", None):
+            try:
+                staged = Path(self.settings["record"]) / rec["key"].replace("/", "_")
+                rec["dataset_episode"] = self.writer.commit(staged, key=rec["key"])
+            except Exception as err:  # a recording failure must not lose the evaluation result
+                rec["record_error"] = f"{type(err).__name__}: {err}"
+        self.log.append(rec)
+        self.finished += 1
+        self.successes += bool(rec["success"])
+        self.bar.update(1)
+        self.bar.set_postfix(success=f"{self.successes}/{self.finished}")
+
+    def stop(self) -> None:
+        for w in self.workers:
             if w.process.is_alive():
                 w.process.terminate()
-        for w in workers:
+        for w in self.workers:
             w.process.join(timeout=10)
-        raise
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _handle_death(w: _Worker, config: EvalConfig, deaths: dict, queue: deque, record) -> None:
@@ -508,74 +535,96 @@ def _run_unit(conn, sim, env_class, policy, settings: dict, unit: dict, parent: 
         env.close()
 
 
+@dataclass
+class _Trace:
+    """What one episode did and saw: counts, timings, the frames of its video and, for the LeRobot
+    recorder, its images, states and actions."""
+
+    steps: int = 0
+    queries: int = 0
+    success: bool = False
+    policy_s: float = 0.0
+    sim_s: float = 0.0
+    frames: list = field(default_factory=list)
+    images: dict = field(default_factory=lambda: {"agentview": [], "wrist": []})
+    state: list = field(default_factory=list)
+    action: list = field(default_factory=list)
+
+    def step(self, step, env, action):
+        """``step(env, action)``, timed."""
+        t = time.perf_counter()
+        obs, done = step(env, action)
+        self.sim_s += time.perf_counter() - t
+        return obs, done
+
+
 def run_episode(env, policy, info: EpisodeInfo, init_state: np.ndarray, settings: dict, step) -> dict:
     """One episode after ``env.reset()``: the OFT loop (module docstring of :mod:`vega3d.libero.protocol`).
     ``step``: ``(env, action) -> (obs, done)``. Returns the record fields; an exception is caught and
     becomes the record's ``error``."""
-    steps = queries = 0
-    success = False
-    error = None
-    frames, rec_images, rec_state, rec_action = [], {"agentview": [], "wrist": []}, [], []
-    policy_s = sim_s = 0.0
-    record = settings.get("record")
+    trace, error = _Trace(), None
     try:
-        obs = env.set_init_state(init_state)
-        policy.reset(info)
-        for _ in range(settings["num_steps_wait"]):
-            t = time.perf_counter()
-            obs, _ = step(env, P.DUMMY_ACTION)
-            sim_s += time.perf_counter() - t
-        chunk: deque = deque()
-        while steps < settings["max_steps"]:
-            agent = P.flip_image(obs[P.CAMERAS["agentview"]])
-            wrist = P.flip_image(obs[P.CAMERAS["wrist"]])
-            proprio = P.build_proprio(obs)
-            if settings["video"]:
-                frames.append(np.concatenate([agent, wrist], axis=1))
-            if not chunk:
-                t = time.perf_counter()
-                observation = {
-                    "agentview": _policy_image(agent, policy),
-                    "wrist": _policy_image(wrist, policy),
-                    "proprio": proprio,
-                    "language": info.language,
-                    "step": steps,
-                }
-                rng = np.random.get_state()
-                actions = P.check_action_chunk(policy.act(observation), f"policy {policy.name}")
-                np.random.set_state(rng)
-                if policy.action_format == "openvla":
-                    actions = P.openvla_gripper_to_env(actions)
-                chunk.extend(actions)
-                queries += 1
-                policy_s += time.perf_counter() - t
-            action = chunk.popleft()
-            if record:
-                rec_images["agentview"].append(agent)
-                rec_images["wrist"].append(wrist)
-                rec_state.append(proprio)
-                rec_action.append(action)
-            t = time.perf_counter()
-            obs, done = step(env, action)
-            sim_s += time.perf_counter() - t
-            steps += 1
-            if done:
-                success = True
-                break
+        _play(env, policy, info, init_state, settings, step, trace)
     except Exception as err:
         error = f"{type(err).__name__}: {err} ({_where(err)})"
-    out = {"success": success, "steps": steps, "queries": queries, "error": error, "video": None,
-           "policy_s": round(policy_s, 3), "sim_s": round(sim_s, 3)}  # fmt: skip
-    if frames:
-        out["video"] = _write_video(Path(settings["out"]), info, np.stack(frames))
-    if record and rec_state:
+    out = {"success": trace.success, "steps": trace.steps, "queries": trace.queries, "error": error, "video": None,
+           "policy_s": round(trace.policy_s, 3), "sim_s": round(trace.sim_s, 3)}  # fmt: skip
+    if trace.frames:
+        out["video"] = _write_video(Path(settings["out"]), info, np.stack(trace.frames))
+    record = settings.get("record")
+    if record and trace.state:
         from vega3d.libero.dataset import stage_episode
 
         key = episode_key(info.seed, info.task_id, info.episode)
-        stage_episode(Path(record) / key.replace("/", "_"), images={k: np.stack(v) for k, v in rec_images.items()},
-                      state=np.stack(rec_state), action=np.stack(rec_action), task=info.language, fps=P.CONTROL_HZ)  # fmt: skip
+        stage_episode(Path(record) / key.replace("/", "_"), images={k: np.stack(v) for k, v in trace.images.items()},
+                      state=np.stack(trace.state), action=np.stack(trace.action), task=info.language,
+                      fps=P.CONTROL_HZ)  # fmt: skip
         out["staged"] = True
     return out
+
+
+def _play(env, policy, info: EpisodeInfo, init_state: np.ndarray, settings: dict, step, trace: _Trace) -> None:
+    """The initial state, the wait steps, then open-loop action chunks until success or ``max_steps``."""
+    obs = env.set_init_state(init_state)
+    policy.reset(info)
+    for _ in range(settings["num_steps_wait"]):
+        obs, _ = trace.step(step, env, P.DUMMY_ACTION)
+    chunk: deque = deque()
+    while trace.steps < settings["max_steps"]:
+        agent = P.flip_image(obs[P.CAMERAS["agentview"]])
+        wrist = P.flip_image(obs[P.CAMERAS["wrist"]])
+        proprio = P.build_proprio(obs)
+        if settings["video"]:
+            trace.frames.append(np.concatenate([agent, wrist], axis=1))
+        if not chunk:
+            chunk.extend(_query(policy, info, agent, wrist, proprio, trace))
+        action = chunk.popleft()
+        if settings.get("record"):
+            trace.images["agentview"].append(agent)
+            trace.images["wrist"].append(wrist)
+            trace.state.append(proprio)
+            trace.action.append(action)
+        obs, done = trace.step(step, env, action)
+        trace.steps += 1
+        if done:
+            trace.success = True
+            return
+
+
+def _query(policy, info: EpisodeInfo, agent, wrist, proprio, trace: _Trace) -> np.ndarray:
+    """One policy call for the next chunk, numpy's global generator restored around it (module
+    docstring); OpenVLA-format gripper actions converted to the env's."""
+    t = time.perf_counter()
+    observation = {"agentview": _policy_image(agent, policy), "wrist": _policy_image(wrist, policy),
+                   "proprio": proprio, "language": info.language, "step": trace.steps}  # fmt: skip
+    rng = np.random.get_state()
+    actions = P.check_action_chunk(policy.act(observation), f"policy {policy.name}")
+    np.random.set_state(rng)
+    if policy.action_format == "openvla":
+        actions = P.openvla_gripper_to_env(actions)
+    trace.queries += 1
+    trace.policy_s += time.perf_counter() - t
+    return actions
 
 
 def _policy_image(image: np.ndarray, policy) -> np.ndarray:

@@ -83,12 +83,13 @@ def checkpoint_format(directory) -> str | None:
     return meta.get("format") if isinstance(meta, dict) else None
 
 
-def meta_config(meta: dict, directory) -> Vega3DConfig:
-    """The :class:`Vega3DConfig` of a checkpoint's meta (:func:`read_checkpoint_meta`)."""
+def meta_config(meta: dict, directory, config_class=Vega3DConfig):
+    """The model config (a :class:`Vega3DConfig`, or ``config_class`` of another family) of a
+    checkpoint's meta (:func:`read_checkpoint_meta`)."""
     from pydantic import ValidationError
 
     try:
-        return Vega3DConfig.model_validate(meta["config"])
+        return config_class.model_validate(meta["config"])
     except ValidationError as err:
         raise Vega3DError(f"{Path(directory) / CONFIG_FILE}: {describe(err, 'config')}") from None
 
@@ -118,14 +119,17 @@ def copy_trainable(model, tensors: dict, source) -> None:
     """Copy ``tensors`` (read from the file ``source``) into ``model``'s trainable parameters;
     the names and shapes must match."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    _copy_exactly(params, tensors, f"{source}: tensors do not match the trainable parameters of its config")
+
+
+def _copy_exactly(params: dict, tensors: dict, mismatch: str) -> None:
+    """Copy ``tensors`` into ``params`` (name -> parameter) when both have the same names and
+    shapes; else one error, ``mismatch`` followed by what differs."""
     wrong = sorted(n for n in set(tensors) & set(params) if tensors[n].shape != params[n].shape)
     if set(tensors) != set(params) or wrong:
         extra, lacking = sorted(set(tensors) - set(params)), sorted(set(params) - set(tensors))
         shapes = [f"{n} {tuple(tensors[n].shape)} vs {tuple(params[n].shape)}" for n in wrong[:3]]
-        raise Vega3DError(
-            f"{source}: tensors do not match the trainable parameters of its config "
-            f"(unexpected {extra[:5]}, missing {lacking[:5]}, other shape {shapes})"
-        )
+        raise Vega3DError(f"{mismatch} (unexpected {extra[:5]}, missing {lacking[:5]}, other shape {shapes})")
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value.to(params[name].dtype))
@@ -159,17 +163,8 @@ def copy_branch(model, tensors: dict, source) -> None:
     """Copy :func:`read_branch`'s tensors into ``model``'s projector and fusion (names and shapes
     must be exactly theirs)."""
     params = {n: p for n, p in model.named_parameters() if n.startswith(BRANCH_PREFIXES)}
-    wrong = sorted(n for n in set(tensors) & set(params) if tensors[n].shape != params[n].shape)
-    if set(tensors) != set(params) or wrong:
-        extra, lacking = sorted(set(tensors) - set(params)), sorted(set(params) - set(tensors))
-        shapes = [f"{n} {tuple(tensors[n].shape)} vs {tuple(params[n].shape)}" for n in wrong[:3]]
-        raise Vega3DError(
-            f"model.branch_init {source}: its branch tensors do not match this model's projector and fusion "
-            f"(unexpected {extra[:5]}, missing {lacking[:5]}, other shape {shapes})"
-        )
-    with torch.no_grad():
-        for name, value in tensors.items():
-            params[name].copy_(value.to(params[name].dtype))
+    what = "its branch tensors do not match this model's projector and fusion"
+    _copy_exactly(params, tensors, f"model.branch_init {source}: {what}")
 
 
 def check_base_fingerprint(recorded: str, base_path: Path, directory) -> None:

@@ -115,13 +115,8 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         record = self.records[index]
-        try:
-            return self.load(record)
-        except Exception as exc:  # noqa: BLE001 - any failure to load is reported with the record
-            if self.config.skip_bad_records:
-                return None
-            why = exc if isinstance(exc, Vega3DError) else f"{type(exc).__name__}: {exc}"
-            raise Vega3DError(f"record {record.get('id')!r} (#{index}) of {self.path}: {why}") from exc
+        where = f"record {record.get('id')!r} (#{index}) of {self.path}"
+        return load_or_skip(self.load, record, self.config.skip_bad_records, where)
 
     def load(self, record: dict) -> dict:
         name = f"record {record['id']!r}"
@@ -181,28 +176,49 @@ class ConversationDataset(torch.utils.data.Dataset):
         return out
 
 
+def load_or_skip(load, record, skip: bool, where: str) -> dict | None:
+    """``load(record)``, a dataset item; when it fails, None if ``skip`` (``data.skip_bad_records``:
+    :func:`collate` drops and counts it), else one :class:`Vega3DError` led by ``where``."""
+    try:
+        return load(record)
+    except Exception as exc:  # noqa: BLE001 - any failure to load is reported with the record
+        if skip:
+            return None
+        why = exc if isinstance(exc, Vega3DError) else f"{type(exc).__name__}: {exc}"
+        raise Vega3DError(f"{where}: {why}") from exc
+
+
+def kept_items(items: list) -> tuple[list, dict]:
+    """The items a batch keeps (a ``None`` item is a skipped bad record) and its bookkeeping:
+    ``num_skipped`` and the kept ``ids``."""
+    kept = [it for it in items if it is not None]
+    return kept, {"num_skipped": len(items) - len(kept), "ids": [it["id"] for it in kept]}
+
+
+def pad_text(kept: list, pad_values: dict, padding_side: str = "right") -> dict:
+    """Each key of ``pad_values`` (a 1-D tensor per item, as long as its ``input_ids``) padded with
+    its value on ``padding_side`` to the longest item and stacked, plus ``attention_mask`` (1 on the
+    items' tokens, 0 on the padding)."""
+    length = max(len(it["input_ids"]) for it in kept)
+
+    def pad(x, value):
+        fill = torch.full((length - len(x),), value, dtype=x.dtype)
+        return torch.cat([x, fill]) if padding_side == "right" else torch.cat([fill, x])
+
+    out = {key: torch.stack([pad(it[key], value) for it in kept]) for key, value in pad_values.items()}
+    out["attention_mask"] = torch.stack([pad(torch.ones_like(it["input_ids"]), 0) for it in kept])
+    return out
+
+
 def collate(items: list, pad_token_id: int, padding_side: str = "right") -> dict:
     """Batch dataset items: pad text (``labels`` with -100), concatenate visual inputs in
     batch order, keep per-item frames / features as lists. ``None`` items (skipped bad
     records) are dropped and counted in ``num_skipped``."""
-    kept = [it for it in items if it is not None]
-    batch = {"num_skipped": len(items) - len(kept), "ids": [it["id"] for it in kept]}
+    kept, batch = kept_items(items)
     if not kept:
         return batch
-    length = max(len(it["input_ids"]) for it in kept)
-
-    def pad(key, value):
-        rows = []
-        for it in kept:
-            x = it[key] if key != "attention_mask" else torch.ones_like(it["input_ids"])
-            fill = torch.full((length - len(x),), value, dtype=x.dtype)
-            rows.append(torch.cat([x, fill]) if padding_side == "right" else torch.cat([fill, x]))
-        return torch.stack(rows)
-
-    batch["input_ids"] = pad("input_ids", pad_token_id)
-    batch["labels"] = pad("labels", IGNORE_INDEX)
-    batch["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
-    batch["attention_mask"] = pad("attention_mask", 0)
+    batch.update(pad_text(kept, {"input_ids": pad_token_id, "labels": IGNORE_INDEX, "mm_token_type_ids": 0},
+                          padding_side))  # fmt: skip
     for kind, pixels, thw in (
         ("video", "pixel_values_videos", "video_grid_thw"),
         ("image", "pixel_values", "image_grid_thw"),

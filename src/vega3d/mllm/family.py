@@ -32,11 +32,7 @@ class QwenTrainConfig(TrainConfig):
 def check(config: QwenTrainConfig, where, paths: bool = True) -> None:
     """A feature source for the generative branch; with ``paths``, the paths exist and are of
     the right kind (model.base_model a Qwen2.5-VL folder). ``where(loc)`` names where a field was set."""
-    if config.model.generative and config.simulator is None and not config.data.feature_store:
-        raise Vega3DError(
-            f"{where(('model', 'generative'))}: the generative branch is on but there is neither a 'simulator' "
-            "section (online features) nor data.feature_store (precomputed features)"
-        )
+    check_feature_source(config, where)
     if not paths:
         return
     check_qwen_folder(config.model.base_model, f"{where(('model', 'base_model'))}: model.base_model")
@@ -55,15 +51,7 @@ def build_model(config: QwenTrainConfig, device):
 
     d = config.data
     model = Vega3DQwen.from_config(config.model, dtype=config.train.base_dtype, device="cpu")
-    recorded = config.model.simulator
-    if d.feature_store:
-        from vega3d.store import FeatureStore
-
-        recorded = FeatureStore(d.feature_store).extraction_config
-    elif config.model.generative:
-        simulator = config.simulator.build(device, config.train)
-        model.attach_simulator(simulator)
-        recorded = simulator.config.to_dict()
+    recorded = feature_source(config, model, device)
     preprocessing = {
         "num_frames": d.num_frames,
         "frame_fps": d.frame_fps,
@@ -80,22 +68,49 @@ def build_loader(config: QwenTrainConfig, model):
     from vega3d.mllm.data import ConversationDataset, collate
     from vega3d.mllm.processing import Vega3DProcessor
 
-    d, t = config.data, config.train
+    d = config.data
     processor = Vega3DProcessor.from_pretrained(config.model.base_model, d.video_min_pixels, d.video_max_pixels)
     dataset = ConversationDataset(d, processor, need_frames=model.simulator is not None)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=t.batch_size,
-        shuffle=True,
-        num_workers=t.num_workers,
-        collate_fn=partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
-    )
+    return shuffled_loader(dataset, config.train, partial(collate, pad_token_id=processor.tokenizer.pad_token_id))
 
 
 def to_device(batch: dict, device) -> dict:
     from vega3d.mllm.data import to_device as move
 
     return move(batch, device)
+
+
+# -- what the families of vega3d.mllm share (this one and vega3d.mllm.video3d_llm.family) --------
+def check_feature_source(config: TrainConfig, where) -> None:
+    """The generative branch (``model.generative``) needs a feature source: a ``simulator`` section
+    (online features) or ``data.feature_store`` (precomputed)."""
+    if config.model.generative and config.simulator is None and not config.data.feature_store:
+        raise Vega3DError(
+            f"{where(('model', 'generative'))}: the generative branch is on but there is neither a 'simulator' "
+            "section (online features) nor data.feature_store (precomputed features)"
+        )
+
+
+def feature_source(config: TrainConfig, model, device) -> dict | None:
+    """The simulator record the trained model keeps: with ``data.feature_store`` the store's
+    extraction config; else, with the branch on, the online simulator's config (built behind the
+    feature cache and attached to ``model``); else ``model.simulator`` as configured."""
+    if config.data.feature_store:
+        from vega3d.store import FeatureStore
+
+        return FeatureStore(config.data.feature_store).extraction_config
+    if config.model.generative:
+        simulator = config.simulator.build(device, config.train)
+        model.attach_simulator(simulator)
+        return simulator.config.to_dict()
+    return config.model.simulator
+
+
+def shuffled_loader(dataset, train, collate_fn) -> torch.utils.data.DataLoader:
+    """The training DataLoader of ``dataset``: shuffled, ``train.batch_size`` / ``train.num_workers``."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=train.batch_size, shuffle=True, num_workers=train.num_workers, collate_fn=collate_fn
+    )
 
 
 FAMILY = Family(

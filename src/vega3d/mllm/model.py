@@ -39,7 +39,7 @@ from vega3d.devices import parse_dtype
 from vega3d.errors import Vega3DError
 from vega3d.mllm import checkpoint
 from vega3d.mllm.config import Vega3DConfig, base_fingerprint, check_qwen_folder
-from vega3d.standin import notice, stand_in_parts
+from vega3d.mllm.host import HostLLM
 
 #: How a stand-in notice names each part of :meth:`Vega3DQwen.stand_in_parts`.
 _TRAINED_ON = "the generative features (extracted by a stand-in Wan simulator)"
@@ -90,7 +90,7 @@ class VisualOutputs:
     gate_means: torch.Tensor | None  # (num_videos + num_images,), None for the baseline
 
 
-class Vega3DQwen(nn.Module):
+class Vega3DQwen(HostLLM, nn.Module):
     """Qwen2.5-VL + the VEGA-3D generative branch. See the module docstring.
 
     Build with :meth:`from_config` (loads the base folder) or directly from a loaded base
@@ -124,7 +124,7 @@ class Vega3DQwen(nn.Module):
                     )
             if config.llm == "lora":
                 self._inject_lora()
-        self.__dict__["_simulator"] = None  # plain attribute: never a submodule
+        self.attach_simulator(None)
         self.recorded_stand_in = False  # a loaded checkpoint's top-level stand_in flag
         self._set_trainable()
 
@@ -186,40 +186,11 @@ class Vega3DQwen(nn.Module):
                 groups["llm"].append(p)
         return groups
 
-    def trainable_names(self) -> list[str]:
-        return [n for n, p in self.named_parameters() if p.requires_grad]
-
-    # -- stand-ins ------------------------------------------------------------------------
-    def stand_in_parts(self) -> list[str]:
-        """Which parts of this model are small stand-ins, as short keys (empty for real weights):
-
-        - ``"base"``: the base folder holds the stand-in marker (:data:`vega3d.standin.MARKER`);
-        - ``"simulator"``: the attached simulator says ``stand_in`` (or, with none attached, the
-          simulator the config records does — the one the training features came from);
-        - ``"features"``: a real simulator is attached but the recorded one (the training
-          features) says ``stand_in``;
-        - ``"model"``: none of the above can tell, but the checkpoint's top-level ``stand_in``
-          flag says so (:attr:`recorded_stand_in`; e.g. its base folder moved).
-        """
-        attached, recorded = self.simulator, self.config.simulator
-        real_attached = attached is not None and not stand_in_parts(simulator=attached)
-        parts = stand_in_parts(
-            base=self.config.base_model,
-            simulator=attached if attached is not None else recorded,
-            features=recorded if real_attached else None,
-        )
-        return parts or stand_in_parts(model=self.recorded_stand_in)
-
-    @property
-    def stand_in(self) -> bool:
-        """True when any part is a stand-in (:meth:`stand_in_parts`)."""
-        return bool(self.stand_in_parts())
-
-    def stand_in_notice(self, consequence: str) -> str | None:
-        """:func:`vega3d.standin.notice` naming each of :meth:`stand_in_parts` (None without)."""
+    # -- stand-ins and the simulator (vega3d.mllm.host) ------------------------------------
+    def _stand_in_names(self) -> dict[str, str]:
         sim = self.simulator
         sim_path = getattr(getattr(sim, "config", None), "model", {}).get("path")
-        names = {
+        return {
             "base": f"the Qwen2.5-VL base ({self.config.base_model})",
             "simulator": "the Wan simulator" + (f" ({sim_path})" if sim_path else "")
             if sim is not None
@@ -227,40 +198,11 @@ class Vega3DQwen(nn.Module):
             "features": _TRAINED_ON,
             "model": f"the checkpoint (its {checkpoint.CONFIG_FILE} records stand_in: true)",
         }
-        return notice([names[p] for p in self.stand_in_parts()], consequence)
 
-    # -- simulator ------------------------------------------------------------------------
-    def attach_simulator(self, simulator) -> None:
-        """Use ``simulator`` (a frozen WanWorldSimulator, any device) for online features.
-        It is stored as a plain attribute: not a submodule, never saved, never moved."""
-        if simulator is not None and int(simulator.feature_dim) != int(self.config.generative_dim):
-            raise Vega3DError(
-                f"simulator feature_dim={simulator.feature_dim} but the model expects "
-                f"generative_dim={self.config.generative_dim}"
-            )
-        self.__dict__["_simulator"] = simulator
-
-    @property
-    def simulator(self):
-        return self.__dict__["_simulator"]
-
-    def feature_cache_stats(self) -> dict:
-        """Counters of the attached simulator's feature cache (:class:`vega3d.store.CachedExtractor`:
-        hits, disk_hits, misses, evictions, entries, bytes, max_bytes); empty without one."""
-        stats = getattr(self.simulator, "stats", None)
-        return stats() if callable(stats) else {}
-
-    @torch.no_grad()
     def simulator_features(self, frames) -> torch.Tensor:
         """Frames (N,3,H,W) float [0,1] or (N,H,W,3) uint8 → (N,h,w,C) from the attached simulator."""
-        if self.simulator is None:
-            raise Vega3DError(
-                "the generative branch needs simulator features: pass video_features/image_features "
-                "(precomputed, e.g. from a FeatureStore) or attach a WanWorldSimulator with attach_simulator()"
-            )
-        device = torch.device(self.simulator.device)
-        with torch.autocast(device_type=device.type, enabled=False):  # the simulator keeps its own dtype
-            return self.simulator.extract(frames)
+        self._require_simulator("video_features / image_features")
+        return self._extract(frames)
 
     # -- the fused visual tokens ----------------------------------------------------------
     def _fuse_one(self, semantic, grid, thw) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.files import read_state_dict
 from vega3d.policy.vision import hf_to_timm, timm_to_hf
 
 TOWERS = ("featurizer", "fused_featurizer")
@@ -76,13 +77,7 @@ def read_vla(files) -> tuple[dict, dict]:
 
 def read_component(path: Path) -> dict:
     """A ``.pt`` state dict (``torch.load(weights_only=True)``), the DDP ``module.`` prefix stripped."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle or zip errors: one line naming the file
-        raise Vega3DError(f"{path}: cannot read the state dict ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise Vega3DError(f"{path}: expected a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
 
 
 def _part(key: str) -> str:

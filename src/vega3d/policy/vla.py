@@ -29,6 +29,7 @@ from vega3d.files import fingerprint, read_json, write_json
 from vega3d.policy.config import PolicyConfig
 from vega3d.policy.folder import Statistics, chunk_for, open_oft_folder
 from vega3d.policy.model import OFTArch
+from vega3d.simulator.attached import AttachedSimulator
 from vega3d.standin import notice, stand_in_parts
 
 FORMAT = "vega3d-openvla-oft/1"
@@ -63,14 +64,14 @@ def make_arch(config: PolicyConfig, folder, stats: Statistics, processor) -> OFT
                    pad_token_id=int(pad if pad is not None else processor.stop_id), branch=branch)  # fmt: skip
 
 
-class VLAPolicy(nn.Module):
+class VLAPolicy(AttachedSimulator, nn.Module):
     """OpenVLA-OFT (+ adapters, + the generative branch) with its processor; see the module docstring."""
 
     def __init__(self, net, config: PolicyConfig, processor, stand_in: bool = False):
         super().__init__()
         self.net, self.config, self.processor = net, config, processor
         self.base_stand_in = stand_in
-        self.__dict__["_simulator"] = None
+        self.attach_simulator(None)
         self._set_trainable()
 
     # -- construction ---------------------------------------------------------------------------
@@ -143,28 +144,12 @@ class VLAPolicy(nn.Module):
         names = {"base": f"the OpenVLA-OFT base ({self.config.base_model})", "simulator": "the Wan simulator"}
         return notice([names[p] for p in self.stand_in_parts()], consequence)
 
-    # -- generative features ---------------------------------------------------------------------
-    def attach_simulator(self, simulator) -> None:
-        """Online Wan features from ``simulator`` (a WanWorldSimulator): a plain attribute, never saved."""
-        if simulator is not None and int(simulator.feature_dim) != self.config.generative_dim:
-            raise Vega3DError(f"simulator feature_dim {simulator.feature_dim}; the policy expects "
-                              f"generative_dim {self.config.generative_dim}")  # fmt: skip
-        self.__dict__["_simulator"] = simulator
-
-    @property
-    def simulator(self):
-        return self.__dict__["_simulator"]
-
-    @torch.no_grad()
+    # -- generative features (attach_simulator, simulator: vega3d.simulator.attached) --------------
     def simulator_features(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` (B, m, H, W, 3) uint8 (the branch cameras' policy images) -> (B, m, h, w, C) float32."""
-        if self.simulator is None:
-            raise Vega3DError("the generative branch needs Wan features: pass generative_features (e.g. from a "
-                              "feature store) or attach a WanWorldSimulator with attach_simulator()")  # fmt: skip
+        self._require_simulator("generative_features")
         b, m = frames.shape[:2]
-        device = torch.device(self.simulator.device)
-        with torch.autocast(device_type=device.type, enabled=False):
-            grids = self.simulator.extract(frames.reshape(b * m, *frames.shape[2:]).cpu())
+        grids = self._extract(frames.reshape(b * m, *frames.shape[2:]).cpu())
         return grids.reshape(b, m, *grids.shape[1:])
 
     def forward(self, input_ids, attention_mask, pixel_values, proprio, actions=None, generative_features=None,

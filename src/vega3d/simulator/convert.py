@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
+from vega3d.files import read_json, read_state_dict
 from vega3d.simulator.checks import check
 from vega3d.simulator.prompt import TEXT_LEN
 
@@ -107,18 +107,6 @@ def _dit_tensors(root: Path, *, header_only: bool = False) -> dict:
         except (SafetensorError, OSError) as err:
             raise Vega3DError(f"{f}: not a readable safetensors file ({err})") from None
     return out
-
-
-def _torch_load(path: Path) -> dict:
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 — any unreadable file is bad input
-        raise Vega3DError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({type(err).__name__}: {err})"
-        ) from None
-    flat = isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values())
-    check(flat, str(path), f"found {type(sd).__name__}", "a flat state dict (name → tensor)")
-    return sd
 
 
 def _require(sd: dict, keys, where: Path, what: str) -> None:
@@ -273,7 +261,7 @@ def load_original_vae(path: Path):
     from diffusers import AutoencoderKLWan
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
-    state = _torch_load(path)
+    state = read_state_dict(path)
     config = vae_config_from_original(state, path)
     converted = convert_wan_vae_to_diffusers(state)
     what = f"the Wan2.1 VAE topology (base width {config['base_dim']}, z_dim {config['z_dim']}, AutoencoderKLWan)"
@@ -365,7 +353,7 @@ def load_original_text_encoder(path: Path, dtype=torch.float32):
     ``models_t5_umt5-xxl-enc-bf16.pth``."""
     from transformers import UMT5Config, UMT5EncoderModel
 
-    state = _torch_load(path)
+    state = read_state_dict(path)
     config = UMT5Config(**t5_config_from_original(state, path))
     converted = t5_keys_to_hf(state, path)
     return from_pretrained_strict(

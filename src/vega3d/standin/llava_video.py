@@ -150,9 +150,6 @@ def save_tiny_llava_video(
     vocab_size: int = 300,
 ) -> Path:
     """Write the stand-in (module docstring) to ``path``; returns it."""
-    from transformers import LlavaOnevisionForConditionalGeneration
-
-    from vega3d.mllm.video3d_llm.loading import canonical_to_original
     from vega3d.standin.qwen import train_tokenizer
 
     if layout not in ("llava", "hf"):
@@ -161,51 +158,13 @@ def save_tiny_llava_video(
     path.mkdir(parents=True, exist_ok=True)
     tokenizer, _, _ = train_tokenizer(vocab_size, QWEN2_SPECIAL_TOKENS, QWEN2_CHAT_TEMPLATE)
     rows = -(-len(tokenizer) // 64) * 64  # Qwen pads its vocabulary
-    config = tiny_llava_video_config(rows)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config).eval()
-        extras = {}
-        if video3d:
-            ids = _add_video3d_tokens(model, tokenizer)
-            head = _ground_head(TINY_TEXT["hidden_size"])
-            extras = {"ground_head_type": "infonce", "ground_head_temperature": 0.07,
-                      "ground_token_ids": [ids["<ground>"]], "coord_token_ids": [ids["<coord>"]],
-                      "world_position_embedding_type": "avg-discrete-sin3d", "object_feature_type": "patch14-pe",
-                      "voxel_size": 0.1, "min_xyz_range": [-15, -15, -5], "max_xyz_range": [15, 15, 5]}  # fmt: skip
-        dropped = {}
-        if keep_dropped_layer:
-            from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
-
-            layer = SiglipEncoderLayer(model.config.vision_config)
-            n = model.config.vision_config.num_hidden_layers
-            dropped = {
-                f"model.vision_tower.vision_model.encoder.layers.{n}.{k}": v for k, v in layer.state_dict().items()
-            }
+    model, extras, head, dropped = _random_llava_video(rows, tokenizer, seed, video3d, keep_dropped_layer)
     if layout == "hf":
-        model.save_pretrained(path)
-        if video3d:
-            data = json.loads((path / "config.json").read_text())
-            (path / "config.json").write_text(json.dumps({**data, **extras}, indent=2))
-            from safetensors.torch import save_file
-
-            save_file(head, str(path / "ground_head.safetensors"))
+        _save_hf_layout(path, model, extras, head)
     else:
-        canonical = {}
-        for k, v in model.state_dict().items():
-            canonical[
-                k if ".vision_model." in k else k.replace("model.vision_tower.", "model.vision_tower.vision_model.")
-            ] = v
-        canonical.update(dropped)
         if video3d:
-            canonical.update(head)
             extras["vocab_size"] = rows  # stale, as in the release (its evaluation overrides it)
-        tensors = {canonical_to_original(k): v.detach().clone() for k, v in canonical.items()}
-        _write_shards(path, tensors)
-        (path / "config.json").write_text(json.dumps(_llava_config(model.config, tokenizer, extras), indent=2))
-        (path / SIGLIP_FOLDER).mkdir(exist_ok=True)
-        siglip = {"model_type": "siglip_vision_model", "architectures": ["SiglipVisionModel"], **TINY_SIGLIP}
-        (path / SIGLIP_FOLDER / "config.json").write_text(json.dumps(siglip, indent=2))
+        _save_llava_layout(path, model, tokenizer, extras, {**dropped, **head})
     tokenizer.save_pretrained(path)
     real = "the released Video-3D LLM checkpoint" if video3d else "lmms-lab/LLaVA-Video-7B-Qwen2"
     write_marker(
@@ -216,6 +175,66 @@ def save_tiny_llava_video(
                 "vocab_size": vocab_size},
     )  # fmt: skip
     return path
+
+
+def _random_llava_video(rows: int, tokenizer, seed: int, video3d: bool, keep_dropped_layer: bool):
+    """The random model (``torch.manual_seed(seed)`` inside a forked RNG) and, in that draw order,
+    with ``video3d`` the ``<ground>`` / ``<coord>`` rows and the grounding head (+ the config fields
+    they need), with ``keep_dropped_layer`` the SigLIP layer LLaVA drops. Returns ``(model, config
+    extras, head tensors, dropped-layer tensors)``."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    extras, head, dropped = {}, {}, {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(tiny_llava_video_config(rows)).eval()
+        if video3d:
+            ids = _add_video3d_tokens(model, tokenizer)
+            head = _ground_head(TINY_TEXT["hidden_size"])
+            extras = {"ground_head_type": "infonce", "ground_head_temperature": 0.07,
+                      "ground_token_ids": [ids["<ground>"]], "coord_token_ids": [ids["<coord>"]],
+                      "world_position_embedding_type": "avg-discrete-sin3d", "object_feature_type": "patch14-pe",
+                      "voxel_size": 0.1, "min_xyz_range": [-15, -15, -5], "max_xyz_range": [15, 15, 5]}  # fmt: skip
+        if keep_dropped_layer:
+            from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
+
+            layer = SiglipEncoderLayer(model.config.vision_config)
+            n = model.config.vision_config.num_hidden_layers
+            dropped = {
+                f"model.vision_tower.vision_model.encoder.layers.{n}.{k}": v for k, v in layer.state_dict().items()
+            }
+    return model, extras, head, dropped
+
+
+def _save_hf_layout(path: Path, model, extras: dict, head: dict) -> None:
+    """transformers' ``save_pretrained``; a Video-3D LLM's fields added to its config.json and its
+    head in ``ground_head.safetensors``."""
+    model.save_pretrained(path)
+    if head:
+        from safetensors.torch import save_file
+
+        data = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**data, **extras}, indent=2))
+        save_file(head, str(path / "ground_head.safetensors"))
+
+
+def _save_llava_layout(path: Path, model, tokenizer, extras: dict, more: dict) -> None:
+    """The LLaVA repository's layout: its key names (+ ``more`` tensors: the dropped SigLIP layer,
+    the grounding head) in two shards, its config.json, and the SigLIP folder's config."""
+    from vega3d.mllm.video3d_llm.loading import canonical_to_original
+
+    canonical = {}
+    for k, v in model.state_dict().items():
+        canonical[
+            k if ".vision_model." in k else k.replace("model.vision_tower.", "model.vision_tower.vision_model.")
+        ] = v
+    canonical.update(more)
+    tensors = {canonical_to_original(k): v.detach().clone() for k, v in canonical.items()}
+    _write_shards(path, tensors)
+    (path / "config.json").write_text(json.dumps(_llava_config(model.config, tokenizer, extras), indent=2))
+    (path / SIGLIP_FOLDER).mkdir(exist_ok=True)
+    siglip = {"model_type": "siglip_vision_model", "architectures": ["SiglipVisionModel"], **TINY_SIGLIP}
+    (path / SIGLIP_FOLDER / "config.json").write_text(json.dumps(siglip, indent=2))
 
 
 def write_tiny_video3d_setup(root, *, frames_per_scan: int = 12) -> dict:

@@ -13,6 +13,7 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -181,6 +182,16 @@ def build_tiny_text_encoder(vocab_size: int, text_dim: int, generator: torch.Gen
 # ----------------------------------------------------------------------------- writer
 
 
+class TinyWanModules(NamedTuple):
+    """:func:`build_tiny_wan`'s modules, the generator that goes on drawing (text encoder / prompt
+    embedding) and the recipe (every size resolved) a stand-in's marker records."""
+
+    transformer: torch.nn.Module
+    vae: torch.nn.Module
+    generator: torch.Generator
+    recipe: dict
+
+
 def build_tiny_wan(
     num_layers: int = 4,
     dim: int = 32,
@@ -191,46 +202,37 @@ def build_tiny_wan(
     freq_dim: int = 256,
     vae_base_dim: int = 8,
     seed: int = 0,
-):
-    """``(transformer, vae, generator)``: the random modules of :func:`save_tiny_wan`, in the order
-    it draws them; the generator continues with the text encoder / prompt embedding draws."""
+) -> TinyWanModules:
+    """The random modules of a tiny Wan2.1-T2V stand-in, in the order they are drawn from
+    ``torch.Generator().manual_seed(seed)`` (``ffn_dim``: 2 x ``dim`` by default)."""
+    recipe = dict(num_layers=num_layers, dim=dim, num_heads=num_heads, ffn_dim=ffn_dim or 2 * dim, text_dim=text_dim,
+                  freq_dim=freq_dim, vae_base_dim=vae_base_dim, seed=seed)  # fmt: skip
     gen = torch.Generator().manual_seed(seed)
-    transformer = build_tiny_transformer(num_layers, dim, num_heads, ffn_dim or 2 * dim, text_dim, freq_dim, gen)
-    return transformer, build_tiny_vae(vae_base_dim, gen), gen
+    transformer = build_tiny_transformer(num_layers, dim, num_heads, recipe["ffn_dim"], text_dim, freq_dim, gen)
+    return TinyWanModules(transformer, build_tiny_vae(vae_base_dim, gen), gen, recipe)
 
 
-def save_tiny_wan(
-    path,
-    num_layers: int = 4,
-    dim: int = 32,
-    *,
-    num_heads: int = 2,
-    ffn_dim: int | None = None,
-    text_dim: int = 32,
-    freq_dim: int = 256,
-    vae_base_dim: int = 8,
-    with_text_encoder: bool = False,
-    seed: int = 0,
-) -> Path:
+def save_tiny_wan(path, num_layers: int = 4, dim: int = 32, *, with_text_encoder: bool = False, **sizes) -> Path:
     """Write a random-weight Wan2.1-T2V stand-in to ``path`` in the diffusers layout; return the path.
+    ``sizes``: the other arguments of :func:`build_tiny_wan` (``num_heads``, ``ffn_dim``,
+    ``text_dim``, ``freq_dim``, ``vae_base_dim``, ``seed``).
 
     ``transformer/`` and ``vae/`` via ``save_pretrained`` (+ ``text_encoder/`` and ``tokenizer/``
     when ``with_text_encoder``). Without a text encoder a ``prompt_embedding.safetensors``
     (random, one row — the length of the real empty prompt, the single token ``</s>``) is written
     so the folder loads without one. Same arguments → same bytes.
     """
-    recipe = dict(num_layers=num_layers, dim=dim, num_heads=num_heads, ffn_dim=ffn_dim or 2 * dim, text_dim=text_dim,
-                  freq_dim=freq_dim, vae_base_dim=vae_base_dim, with_text_encoder=with_text_encoder, seed=seed)  # fmt: skip
     root = Path(path).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    transformer, vae, gen = build_tiny_wan(**{k: v for k, v in recipe.items() if k != "with_text_encoder"})
+    transformer, vae, gen, recipe = build_tiny_wan(num_layers, dim, **sizes)
     transformer.save_pretrained(root / "transformer", safe_serialization=True)
     vae.save_pretrained(root / "vae", safe_serialization=True)
     if with_text_encoder:
         tokenizer = build_tiny_tokenizer(root / "tokenizer")
-        build_tiny_text_encoder(len(tokenizer), text_dim, gen).save_pretrained(root / "text_encoder")
+        build_tiny_text_encoder(len(tokenizer), recipe["text_dim"], gen).save_pretrained(root / "text_encoder")
     else:
-        write_random_prompt_embedding(root / PROMPT_FILE, text_dim, gen, seed)
+        write_random_prompt_embedding(root / PROMPT_FILE, recipe["text_dim"], gen, recipe["seed"])
+    recipe = {**recipe, "with_text_encoder": with_text_encoder}
     write_marker(root, real="Wan2.1-T2V", writer="vega3d.standin.wan.save_tiny_wan", recipe=recipe)
     return root
 

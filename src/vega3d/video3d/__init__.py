@@ -7,7 +7,8 @@ Geometry (:mod:`vega3d.video3d.geometry`; names fixed by issue 9):
 - :func:`patch_world_coords` — (…, 14, 14, 3) token positions (27-px bins of the top-left 378 px);
 - :func:`discretize`, :func:`sin3d` — the "avg-discrete-sin3d" position embedding;
 - :func:`box_cells`, :func:`object_features` — proposal features from pre-pool SigLIP cells;
-- :func:`select_multi`, :func:`select_single` — grounding predictions from InfoNCE scores.
+- :func:`select_multi`, :func:`select_single` — grounding predictions from InfoNCE scores;
+  :func:`best_proposal` — Scan2Cap's proposal for a GT object.
 
 Frames (:mod:`vega3d.video3d.frames`): :func:`uniform_frames`, :func:`max_coverage`,
 :func:`frames_for_ratio`; :func:`max_coverage_record` runs maximum coverage on a scan folder.
@@ -44,6 +45,7 @@ _EXPORTS = {
     "uniform_frames": "vega3d.video3d.frames",
     "voxel_keys": "vega3d.video3d.frames",
     "TOKENS_PER_FRAME": "vega3d.video3d.geometry",
+    "best_proposal": "vega3d.video3d.geometry",
     "box_cells": "vega3d.video3d.geometry",
     "discretize": "vega3d.video3d.geometry",
     "map_pixels": "vega3d.video3d.geometry",

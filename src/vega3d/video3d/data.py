@@ -127,6 +127,28 @@ def read_posed_frames(
     if not ids:
         raise Vega3DError(f"{root}: no frames asked for")
     digits = {int(m.group(1)): m.group(1) for p in root.iterdir() if (m := re.match(r"^(\d+)\.\w+$", p.name))}
+    depths, poses, colors = _read_frames(root, ids, digits, color)
+    k_depth, k_color = _intrinsics(root, depths[0].shape, colors[0].shape[:2] if color else None, depth_intrinsics)
+    scale_file = root / "depth_scale.txt"
+    scale = read_depth_scale(scale_file) if scale_file.is_file() else DEFAULT_DEPTH_SCALE
+    align = (
+        torch.as_tensor(np.asarray(axis_align, dtype=np.float64)) if axis_align is not None else read_axis_align(root)
+    )
+    return PosedFrames(
+        scene_dir=root,
+        frame_ids=tuple(ids),
+        depth=torch.from_numpy(np.stack(depths).astype(np.float32)) / np.float32(scale),
+        poses=torch.from_numpy(np.stack(poses)),
+        intrinsics_depth=k_depth,
+        intrinsics_color=k_color,
+        color=torch.from_numpy(np.stack(colors)) if color else None,
+        axis_align=align,
+    )
+
+
+def _read_frames(root: Path, ids: list[int], digits: dict, color: bool) -> tuple[list, list, list]:
+    """Each frame's depth, finite pose and (with ``color``) colour image, every file checked; one
+    depth size and one colour size across the frames."""
     depths, poses, colors = [], [], []
     for fid in ids:
         for ext, what in (("png", "depth"), ("txt", "pose")) + ((("jpg", "colour"),) if color else ()):
@@ -150,7 +172,12 @@ def read_posed_frames(
                     f"{_frame_path(root, fid, ext, digits)}: {what} is {a.shape[1]}x{a.shape[0]}, but frame {ids[0]} "
                     f"is {arrays[0].shape[1]}x{arrays[0].shape[0]}; expected one size"
                 )
-    depth_size = depths[0].shape
+    return depths, poses, colors
+
+
+def _intrinsics(root: Path, depth_size, color_size, depth_intrinsics) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The depth intrinsics (given, else ``depth_intrinsic.txt``) and, with a ``color_size``, the
+    colour intrinsics (``intrinsic.txt``), 3 x 3 each."""
     if depth_intrinsics is not None:
         k_depth = torch.as_tensor(np.asarray(depth_intrinsics, dtype=np.float64))
     else:
@@ -158,27 +185,12 @@ def read_posed_frames(
         if not k_file.is_file():
             raise Vega3DError(f"{k_file}: missing depth intrinsics (4x4 matrix)")
         k_depth = read_intrinsics(k_file, depth_size, "depth intrinsics")
-    k_color = None
-    if color:
-        k_file = root / "intrinsic.txt"
-        if not k_file.is_file():
-            raise Vega3DError(f"{k_file}: missing colour intrinsics (4x4 matrix)")
-        k_color = read_intrinsics(k_file, colors[0].shape[:2], "colour intrinsics")
-    scale_file = root / "depth_scale.txt"
-    scale = read_depth_scale(scale_file) if scale_file.is_file() else DEFAULT_DEPTH_SCALE
-    align = (
-        torch.as_tensor(np.asarray(axis_align, dtype=np.float64)) if axis_align is not None else read_axis_align(root)
-    )
-    return PosedFrames(
-        scene_dir=root,
-        frame_ids=tuple(ids),
-        depth=torch.from_numpy(np.stack(depths).astype(np.float32)) / np.float32(scale),
-        poses=torch.from_numpy(np.stack(poses)),
-        intrinsics_depth=k_depth,
-        intrinsics_color=k_color,
-        color=torch.from_numpy(np.stack(colors)) if color else None,
-        axis_align=align,
-    )
+    if color_size is None:
+        return k_depth, None
+    k_file = root / "intrinsic.txt"
+    if not k_file.is_file():
+        raise Vega3DError(f"{k_file}: missing colour intrinsics (4x4 matrix)")
+    return k_depth, read_intrinsics(k_file, color_size, "colour intrinsics")
 
 
 @dataclass(frozen=True)
@@ -309,6 +321,20 @@ class Video3DData:
         )
 
 
+def _finite_pose_frames(root: Path, frame_ids: list[int], digits: dict) -> list[int]:
+    """The frames of ``frame_ids`` whose pose is finite (the others logged); each needs a pose file."""
+    finite = []
+    for fid in frame_ids:
+        pose_path = _frame_path(root, fid, "txt", digits)
+        if not pose_path.is_file():
+            raise Vega3DError(f"{pose_path}: frame {fid} has no pose file")
+        if np.isfinite(read_pose(pose_path)).all():
+            finite.append(fid)
+        else:
+            logger.warning("%s: frame %d has a non-finite pose; not a candidate", root, fid)
+    return finite
+
+
 def max_coverage_record(
     scene_dir,
     *,
@@ -348,23 +374,13 @@ def max_coverage_record(
             )
     usable, voxels = [], []
     for s in range(0, len(candidates), chunk):
-        part = candidates[s : s + chunk]
-        finite = []
-        for fid in part:
-            pose_path = _frame_path(root, fid, "txt", digits)
-            if not pose_path.is_file():
-                raise Vega3DError(f"{pose_path}: frame {fid} has no pose file")
-            if np.isfinite(read_pose(pose_path)).all():
-                finite.append(fid)
-            else:
-                logger.warning("%s: frame %d has a non-finite pose; not a candidate", root, fid)
+        finite = _finite_pose_frames(root, candidates[s : s + chunk], digits)
         if not finite:
             continue
         frames = read_posed_frames(root, finite, color=False, axis_align=axis_align, depth_intrinsics=depth_intrinsics)
         world = unproject_depth(frames.depth, frames.intrinsics_depth, frames.poses, frames.axis_align)
-        for fid, w in zip(finite, world):
-            usable.append(fid)
-            voxels.append(voxel_keys(w, voxel_size))
+        usable += finite
+        voxels += [voxel_keys(w, voxel_size) for w in world]
     if not usable:
         raise Vega3DError(f"{root}: no candidate frame with a finite pose")
     scene_keys = None if scene_voxels is None else encode_voxels(scene_voxels)

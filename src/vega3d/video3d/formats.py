@@ -36,6 +36,11 @@ GROUNDING_TASKS = ("scanrefer", "multi3drefer")
 IMAGE_TOKEN = "<image>"
 GROUND_TOKEN = "<ground>"
 COORD_TOKEN = "<coord>"
+#: ``add_spatial_instruction`` of the release's training (``train_3d.py``): the line before a question.
+SPATIAL_INSTRUCTION = (
+    "The video captures 3D spatial information of a scene. Please focus on the spatial relationships in the video "
+    "and answer the following questions."
+)
 SCANREFER_TYPES = ("unique", "multiple")
 MULTI3DREFER_TYPES = ("zt_wo_d", "zt_w_d", "st_wo_d", "st_w_d", "mt")
 SQA3D_TYPES = ("what", "is", "how", "can", "which", "others")
@@ -119,7 +124,15 @@ def _strings(value, where: str, what: str) -> tuple[str, ...]:
 
 def parse_sample(record, *, source: str = "", index: int = -1, task: str | None = None) -> Sample:
     """One llava-style record → :class:`Sample` (rules in the module docstring and docs/video3d.md)."""
-    where = f"{source} record {index}"
+    out, metadata, where = _common_fields(record, f"{source} record {index}", task)
+    out.update(_TASK_FIELDS[out["task"]](record, metadata, out, where))
+    out.setdefault("answers", (out["answer"],))
+    return Sample(**out, metadata=dict(metadata), source=source, index=index)
+
+
+def _common_fields(record, where: str, task: str | None) -> tuple[dict, Mapping, str]:
+    """The fields of every task (task, id, video, question, answer, question_type), checked; the
+    record's metadata; ``where`` with the id."""
     if not isinstance(record, Mapping):
         raise Vega3DError(f"{where}: expected a JSON object, found {type(record).__name__}")
     item_id = _get(record, "id", where, (int, str))
@@ -136,7 +149,16 @@ def parse_sample(record, *, source: str = "", index: int = -1, task: str | None 
     kind = _TASK_OF[dataset]
     if task is not None and kind != task:
         raise Vega3DError(f"{where}: a {DATASET_NAMES[task]!r} file, but metadata.dataset is {dataset!r}")
-    turns = _get(record, "conversations", where, list)
+    question, answer = _turns(_get(record, "conversations", where, list), where)
+    qtype = _get(metadata, "question_type", f"{where} metadata", str)
+    if kind in GROUNDING_TASKS and GROUND_TOKEN not in answer:
+        raise Vega3DError(f"{where}: a grounding answer must be '<ground>', found {answer!r}")
+    out = {"task": kind, "id": item_id, "video": video, "question": question, "answer": answer, "question_type": qtype}
+    return out, metadata, where
+
+
+def _turns(turns: list, where: str) -> tuple[str, str]:
+    """The human turn (holding ``<image>`` once) and the gpt turn."""
     if len(turns) < 2 or not all(isinstance(t, Mapping) for t in turns[:2]):
         raise Vega3DError(f"{where}: 'conversations' must hold the human and the gpt turn, found {turns!r}")
     for n, role in enumerate(("human", "gpt")):
@@ -147,46 +169,64 @@ def parse_sample(record, *, source: str = "", index: int = -1, task: str | None 
     question, answer = turns[0]["value"], turns[1]["value"]
     if question.count(IMAGE_TOKEN) != 1:
         raise Vega3DError(f"{where}: the human turn must hold '<image>' once, found {question!r}")
-    qtype = _get(metadata, "question_type", f"{where} metadata", str)
-    out = {"task": kind, "id": item_id, "video": video, "question": question, "answer": answer, "question_type": qtype}
-    if kind in GROUNDING_TASKS and GROUND_TOKEN not in answer:
-        raise Vega3DError(f"{where}: a grounding answer must be '<ground>', found {answer!r}")
-    if kind == "scanrefer":
-        if qtype not in SCANREFER_TYPES:
-            raise Vega3DError(f"{where}: metadata.question_type must be one of {SCANREFER_TYPES}, found {qtype!r}")
-        out["boxes"] = (check_box(_get(record, "box", where), f"{where} field 'box'"),)
-        out["object_ids"] = (
-            _object_id(_get(metadata, "object_id", f"{where} metadata"), f"{where} metadata.object_id"),
-        )
-    elif kind == "multi3drefer":
-        if qtype not in MULTI3DREFER_TYPES:
-            raise Vega3DError(f"{where}: metadata.question_type must be one of {MULTI3DREFER_TYPES}, found {qtype!r}")
-        boxes = _get(record, "box", where, list)
-        ids = _get(metadata, "object_id", f"{where} metadata", list)
-        if len(ids) != len(boxes):
-            raise Vega3DError(f"{where}: {len(boxes)} boxes but {len(ids)} object ids; expected one box per id")
-        out["boxes"] = tuple(check_box(b, f"{where} box[{j}]") for j, b in enumerate(boxes))
-        out["object_ids"] = tuple(_object_id(o, f"{where} metadata.object_id[{j}]") for j, o in enumerate(ids))
-        if qtype.startswith("zt") != (not ids):
-            raise Vega3DError(f"{where}: question_type {qtype!r} does not fit {len(ids)} target object(s)")
-    elif kind == "scan2cap":
-        if COORD_TOKEN not in question:
-            raise Vega3DError(f"{where}: a Scan2Cap question must hold '<coord>', found {question!r}")
-        out["boxes"] = (check_box(_get(record, "gt_box", where), f"{where} field 'gt_box'"),)
-        box_input = record.get("box_input")
-        out["box_input"] = None if box_input is None else check_box(box_input, f"{where} field 'box_input'")
-        out["object_ids"] = (
-            _object_id(_get(metadata, "object_id", f"{where} metadata"), f"{where} metadata.object_id"),
-        )
-        if "annotations" in record:
-            out["answers"] = _strings(record["annotations"], where, "'annotations'")
-    elif kind == "scanqa":
-        if "answers" in metadata:
-            out["answers"] = _strings(metadata["answers"], where, "metadata.answers")
-    elif kind == "sqa3d" and qtype not in SQA3D_TYPES:
-        raise Vega3DError(f"{where}: metadata.question_type must be one of {SQA3D_TYPES}, found {qtype!r}")
-    out.setdefault("answers", (answer,))
-    return Sample(**out, metadata=dict(metadata), source=source, index=index)
+    return question, answer
+
+
+def _question_type(qtype: str, allowed: tuple, where: str) -> None:
+    if qtype not in allowed:
+        raise Vega3DError(f"{where}: metadata.question_type must be one of {allowed}, found {qtype!r}")
+
+
+def _scanrefer_fields(record, metadata, out: dict, where: str) -> dict:
+    _question_type(out["question_type"], SCANREFER_TYPES, where)
+    return {
+        "boxes": (check_box(_get(record, "box", where), f"{where} field 'box'"),),
+        "object_ids": (_object_id(_get(metadata, "object_id", f"{where} metadata"), f"{where} metadata.object_id"),),
+    }
+
+
+def _multi3drefer_fields(record, metadata, out: dict, where: str) -> dict:
+    qtype = out["question_type"]
+    _question_type(qtype, MULTI3DREFER_TYPES, where)
+    boxes = _get(record, "box", where, list)
+    ids = _get(metadata, "object_id", f"{where} metadata", list)
+    if len(ids) != len(boxes):
+        raise Vega3DError(f"{where}: {len(boxes)} boxes but {len(ids)} object ids; expected one box per id")
+    fields = {
+        "boxes": tuple(check_box(b, f"{where} box[{j}]") for j, b in enumerate(boxes)),
+        "object_ids": tuple(_object_id(o, f"{where} metadata.object_id[{j}]") for j, o in enumerate(ids)),
+    }
+    if qtype.startswith("zt") != (not ids):
+        raise Vega3DError(f"{where}: question_type {qtype!r} does not fit {len(ids)} target object(s)")
+    return fields
+
+
+def _scan2cap_fields(record, metadata, out: dict, where: str) -> dict:
+    if COORD_TOKEN not in out["question"]:
+        raise Vega3DError(f"{where}: a Scan2Cap question must hold '<coord>', found {out['question']!r}")
+    box_input = record.get("box_input")
+    fields = {
+        "boxes": (check_box(_get(record, "gt_box", where), f"{where} field 'gt_box'"),),
+        "box_input": None if box_input is None else check_box(box_input, f"{where} field 'box_input'"),
+        "object_ids": (_object_id(_get(metadata, "object_id", f"{where} metadata"), f"{where} metadata.object_id"),),
+    }
+    if "annotations" in record:
+        fields["answers"] = _strings(record["annotations"], where, "'annotations'")
+    return fields
+
+
+def _scanqa_fields(record, metadata, out: dict, where: str) -> dict:
+    return {"answers": _strings(metadata["answers"], where, "metadata.answers")} if "answers" in metadata else {}
+
+
+def _sqa3d_fields(record, metadata, out: dict, where: str) -> dict:
+    _question_type(out["question_type"], SQA3D_TYPES, where)
+    return {}
+
+
+#: Each task's own fields of a record, checked (``(record, metadata, common fields, where) -> fields``).
+_TASK_FIELDS = {"scanrefer": _scanrefer_fields, "multi3drefer": _multi3drefer_fields, "scan2cap": _scan2cap_fields,
+                "scanqa": _scanqa_fields, "sqa3d": _sqa3d_fields}  # fmt: skip
 
 
 def read_samples(path, task: str | None = None) -> list[Sample]:

@@ -53,6 +53,8 @@ MAX_XYZ = (15.0, 15.0, 5.0)
 SIN3D_TEMPERATURE = 10000.0
 GROUND_TEMPERATURE = 0.07
 MULTI_MASS = 0.4
+#: Scan2Cap: a GT object's proposal must overlap it at least this much (``process_scan2cap.py``).
+PROPOSAL_IOU = 0.5
 
 STRATEGIES = ("resize", "center_crop")
 
@@ -238,7 +240,12 @@ def world_coordinate_map(
     return world[0] if single else world
 
 
-def _crop378(world: torch.Tensor, what: str) -> torch.Tensor:
+def _crop378(world, what: str) -> torch.Tensor:
+    """The top-left 378 x 378 of a (…, H, W, 3) world map (a tensor or array; float, a float32 copy
+    of an integer map)."""
+    world = _tensor(world, f"{what}: world")
+    if not world.is_floating_point():
+        world = world.float()
     if world.ndim < 3 or world.shape[-1] != 3:
         raise Vega3DError(f"{what}: world must be (..., H, W, 3), got {tuple(world.shape)}")
     h, w = world.shape[-3], world.shape[-2]
@@ -251,9 +258,6 @@ def patch_world_coords(world) -> torch.Tensor:
     """(…, 14, 14, 3) mean world position of each token: the top-left 378 x 378 of the
     (…, H, W, 3) map in 27 x 27-pixel bins (``average_coordinate_in_patch``: ``[:-6, :-6]`` of a
     384 map, ``avg_pool2d(27, 27)``). Same dtype as ``world``."""
-    world = _tensor(world, "patch_world_coords: world")
-    if not world.is_floating_point():
-        world = world.float()
     crop = _crop378(world, "patch_world_coords")
     lead = crop.shape[:-3]
     bins = crop.reshape(*lead, TOKEN_GRID, TOKEN_BIN, TOKEN_GRID, TOKEN_BIN, 3)
@@ -328,9 +332,6 @@ def _boxes(box, dtype, device, what: str) -> tuple[torch.Tensor, bool]:
 def cell_pixels(world) -> torch.Tensor:
     """The pixels of each SigLIP cell: (…, 729, 196, 3) from a (…, H, W, 3) map (top-left 378 x 378;
     cell index = 27 * row + column, pixel index = 14 * row + column inside the cell)."""
-    world = _tensor(world, "cell_pixels: world")
-    if not world.is_floating_point():
-        world = world.float()
     crop = _crop378(world, "cell_pixels")
     lead = crop.shape[:-3]
     cells = crop.reshape(*lead, PATCH_GRID, PATCH_SIZE, PATCH_GRID, PATCH_SIZE, 3)
@@ -471,6 +472,20 @@ def select_multi(scores, temperature: float = GROUND_TEMPERATURE, mass: float = 
     reached = torch.nonzero(running >= mass)
     k = int(reached[0]) + 1 if reached.numel() else n
     return [int(i) for i in order[:k]]
+
+
+def best_proposal(proposals, gt_box):
+    """Scan2Cap's ``<coord>`` box: the proposal (a row of ``proposals``, boxes (K, 6) as a tensor or
+    lists) of largest IoU >= :data:`PROPOSAL_IOU` with ``gt_box``, the first of equal ones (a strictly
+    larger IoU replaces, as ``process_scan2cap.py``); None when none overlaps enough."""
+    from vega3d.eval.boxes import box3d_iou
+
+    best, best_iou = None, 0.0
+    for p in proposals:
+        iou = box3d_iou(p.tolist() if isinstance(p, torch.Tensor) else p, list(gt_box))
+        if iou >= PROPOSAL_IOU and iou > best_iou:
+            best, best_iou = p, iou
+    return best
 
 
 def boxes_to_tensor(boxes: Sequence, what: str = "boxes") -> torch.Tensor:

@@ -42,6 +42,7 @@ from vega3d.files import write_json
 from vega3d.scenes import synthetic_scene, write_scene
 from vega3d.video3d.data import max_coverage_record
 from vega3d.video3d.formats import write_select_frames
+from vega3d.video3d.geometry import best_proposal
 
 BOX_LABELS = ("cabinet", "table", "chair", "box")
 SPHERE_LABELS = ("ball", "lamp")
@@ -267,36 +268,43 @@ def _human_gpt(human: str, gpt: str) -> list[dict]:
 
 def _records(split: str, scene_items: list[dict], proposals: dict | None, sqa_next: list[int]) -> dict:
     """The llava-style records of one split, ids as the release's processing scripts give them."""
-    from vega3d.eval.boxes import box3d_iou
 
-    out = {"scanrefer": [], "multi3drefer": [], "scan2cap": [], "scanqa": [], "sqa3d": []}
-    for it in (i for s in scene_items for i in s["scanrefer"]):
-        out["scanrefer"].append({
-            "id": len(out["scanrefer"]), "video": it["video"],
-            "conversations": _human_gpt(SCANREFER_TEMPLATE.format(desc=it["desc"].capitalize()), "<ground>"),
-            "box": it["box"],
-            "metadata": {"dataset": "scanrefer", "question_type": it["qtype"], "ann_id": it["ann_id"],
-                         "object_id": it["object_id"]},
-        })  # fmt: skip
-    for it in (i for s in scene_items for i in s["multi3drefer"]):
-        out["multi3drefer"].append({
-            "id": len(out["multi3drefer"]), "video": it["video"],
-            "conversations": _human_gpt(MULTI3DREFER_TEMPLATE.format(desc=it["desc"].capitalize()), "<ground>"),
-            "box": [o["box"] for o in it["targets"]],
-            "metadata": {"dataset": "multi3drefer", "question_type": it["qtype"], "ann_id": 0,
-                         "object_id": [o["id"] for o in it["targets"]]},
-        })  # fmt: skip
+    def of(task):
+        return (i for s in scene_items for i in s[task])
+
+    return {"scanrefer": _scanrefer_records(of("scanrefer")), "multi3drefer": _multi3drefer_records(of("multi3drefer")),
+            "scan2cap": _scan2cap_records(split, of("scan2cap"), proposals),
+            "scanqa": _scanqa_records(split, of("scanqa")), "sqa3d": _sqa3d_records(split, of("sqa3d"), sqa_next)}  # fmt: skip
+
+
+def _scanrefer_records(items) -> list[dict]:
+    return [{
+        "id": n, "video": it["video"],
+        "conversations": _human_gpt(SCANREFER_TEMPLATE.format(desc=it["desc"].capitalize()), "<ground>"),
+        "box": it["box"],
+        "metadata": {"dataset": "scanrefer", "question_type": it["qtype"], "ann_id": it["ann_id"],
+                     "object_id": it["object_id"]},
+    } for n, it in enumerate(items)]  # fmt: skip
+
+
+def _multi3drefer_records(items) -> list[dict]:
+    return [{
+        "id": n, "video": it["video"],
+        "conversations": _human_gpt(MULTI3DREFER_TEMPLATE.format(desc=it["desc"].capitalize()), "<ground>"),
+        "box": [o["box"] for o in it["targets"]],
+        "metadata": {"dataset": "multi3drefer", "question_type": it["qtype"], "ann_id": 0,
+                     "object_id": [o["id"] for o in it["targets"]]},
+    } for n, it in enumerate(items)]  # fmt: skip
+
+
+def _scan2cap_records(split: str, items, proposals: dict | None) -> list[dict]:
+    """Train: one record per description, the GT box as ``box_input``; val: the first description
+    (``annotations``: all), the best proposal (:func:`best_proposal`) as ``box_input``."""
+    out = []
     raw = 0  # Scan2Cap ids are positions in the raw ScanRefer list (val keeps one per object)
-    for it in (i for s in scene_items for i in s["scan2cap"]):
+    for it in items:
         o = it["object"]
-        if split == "train":
-            box_input = o["box"]
-        else:  # best proposal with IoU >= 0.5 (process_scan2cap.py: strictly larger IoU replaces)
-            box_input, best = None, 0.0
-            for p in proposals[it["video"]]:
-                iou = box3d_iou(p, o["box"])
-                if iou >= 0.5 and iou > best:
-                    box_input, best = p, iou
+        box_input = o["box"] if split == "train" else best_proposal(proposals[it["video"]], o["box"])
         for ann, desc in enumerate(it["descs"]):
             if split != "train" and ann > 0:
                 raw += 1
@@ -310,12 +318,19 @@ def _records(split: str, scene_items: list[dict], proposals: dict | None, sqa_ne
             }  # fmt: skip
             if split != "train":
                 rec["annotations"] = list(it["descs"])
-            out["scan2cap"].append(rec)
+            out.append(rec)
             raw += 1
-    for n, it in enumerate(i for s in scene_items for i in s["scanqa"]):
+    return out
+
+
+def _scanqa_records(split: str, items) -> list[dict]:
+    """Train: one record per answer; val: one per question (``metadata.answers``: all)."""
+    out = []
+    for n, it in enumerate(items):
         scene_short = it["video"].rsplit("/", 1)[-1].split("_")[0]
         qid = f"{split}-{scene_short}-{n}"
-        for idx, answer in enumerate(it["answers"]):
+        answers = it["answers"] if split == "train" else it["answers"][:1]
+        for idx, answer in enumerate(answers):
             rec = {
                 "id": f"scanqa_{qid}_{idx}", "video": it["video"],
                 "conversations": _human_gpt(SCANQA_TEMPLATE.format(question=it["question"]), answer),
@@ -323,15 +338,20 @@ def _records(split: str, scene_items: list[dict], proposals: dict | None, sqa_ne
             }  # fmt: skip
             if split != "train":
                 rec["metadata"]["answers"] = list(it["answers"])
-                out["scanqa"].append(rec)
-                break
-            out["scanqa"].append(rec)
-    for it in (i for s in scene_items for i in s["sqa3d"]):
+            out.append(rec)
+    return out
+
+
+def _sqa3d_records(split: str, items, sqa_next: list[int]) -> list[dict]:
+    """Ids from ``sqa_next`` (shared by the splits); train: the alternative situation(s), then the
+    main one; val: the main one."""
+    out = []
+    for it in items:
         qid = sqa_next[0]
         sqa_next[0] += 1
         situations = it["situations"][::-1] if split == "train" else it["situations"][:1]
-        for situation in situations:  # train: the alternative situation(s), then the main one
-            out["sqa3d"].append({
+        for situation in situations:
+            out.append({
                 "id": qid, "video": it["video"],
                 "conversations": _human_gpt(
                     SQA3D_TEMPLATE.format(situation=situation, question=it["question"]), it["answer"]),
@@ -367,45 +387,50 @@ def write_tiny_dataset(root, config: TinyDatasetConfig | dict | None = None) -> 
 
 
 def _write(out: Path, cfg: TinyDatasetConfig) -> None:
+    """Everything under ``out``, in the order the random draws are made (module docstring)."""
     rng = np.random.default_rng(cfg.seed)
-    posed = out / "scannet" / "posed_images"
-    meta = out / "metadata"
-    n_scenes = cfg.train_scenes + cfg.val_scenes
-    scenes = {}
-    for k in range(n_scenes):
-        scene_id = f"scene{k:04d}_00"
-        split = "train" if k < cfg.train_scenes else "val"
-        srng = np.random.default_rng([cfg.seed, k])
-        scene = synthetic_scene(
-            num_frames=cfg.num_frames,
-            height=cfg.height,
-            width=cfg.width,
-            seed=cfg.seed * 1000 + k,
-            num_boxes=int(srng.integers(3, 6)),
-            num_spheres=int(srng.integers(1, 3)),
-            arc_degrees=cfg.arc_degrees,
-            depth_size=(cfg.depth_height, cfg.depth_width),
-            name=scene_id,
-        )
-        objects = _objects(scene, srng)
-        align = _axis_align(srng)
-        raw_poses = torch.from_numpy(np.linalg.inv(align)) @ scene.poses  # c2w in the unaligned world
-        holes = torch.from_numpy(srng.random(tuple(scene.depth.shape)) < cfg.hole_fraction)
-        depth = scene.depth.masked_fill(holes, 0.0)
-        frame_ids = tuple(10 * i for i in range(cfg.num_frames))
-        written = replace(scene, depth=depth, poses=raw_poses, axis_align=torch.from_numpy(align),
-                          frame_ids=frame_ids, extras={})  # fmt: skip
-        write_scene(written, posed / scene_id, layout="posed_images")
-        scenes[scene_id] = {
-            "split": split,
-            "objects": objects,
-            "room": scene.extras["objects"],
-            "align": align,
-            "k_depth": _file_matrix(scene.intrinsics_depth),
-            "frame_ids": frame_ids,
-            "points": np.unique(np.round(_surface_points(scene.extras["objects"]) / 0.1).astype(np.int64), axis=0),
-        }
-    # boxes
+    posed, meta = out / "scannet" / "posed_images", out / "metadata"
+    scenes = dict(_write_scene(posed, cfg, k) for k in range(cfg.train_scenes + cfg.val_scenes))
+    pred = _write_boxes(meta, scenes, rng)
+    _write_infos(out, meta, scenes)
+    # frame selection over the written files
+    records = [max_coverage_record(posed / sid, frame_ids=v["frame_ids"], axis_align=v["align"],
+                                   scene_voxels=v["points"], max_frames=cfg.select_frames, seed=cfg.seed)
+               for sid, v in scenes.items()]  # fmt: skip
+    write_select_frames(meta / "scannet_select_frames.json", records)
+    _write_annotations(out / "processed", scenes, pred)
+    summary = {sid: {"split": v["split"], "objects": [{k: o[k] for k in ("id", "label", "box")} for o in v["objects"]]}
+               for sid, v in scenes.items()}  # fmt: skip
+    write_json(out / "tiny_dataset.json",
+               {"generator": "vega3d.video3d.write_tiny_dataset", "config": cfg.to_dict(), "scenes": summary})  # fmt: skip
+
+
+def _write_scene(posed: Path, cfg: TinyDatasetConfig, k: int) -> tuple[str, dict]:
+    """Scene ``k``'s scan folder (raw poses in the unaligned world, depth holes) and what the other
+    files need of it: ``(scene id, {split, objects, room, align, k_depth, frame_ids, points})``."""
+    scene_id = f"scene{k:04d}_00"
+    srng = np.random.default_rng([cfg.seed, k])
+    scene = synthetic_scene(num_frames=cfg.num_frames, height=cfg.height, width=cfg.width, seed=cfg.seed * 1000 + k,
+                            num_boxes=int(srng.integers(3, 6)), num_spheres=int(srng.integers(1, 3)),
+                            arc_degrees=cfg.arc_degrees, depth_size=(cfg.depth_height, cfg.depth_width),
+                            name=scene_id)  # fmt: skip
+    objects = _objects(scene, srng)
+    align = _axis_align(srng)
+    raw_poses = torch.from_numpy(np.linalg.inv(align)) @ scene.poses  # c2w in the unaligned world
+    holes = torch.from_numpy(srng.random(tuple(scene.depth.shape)) < cfg.hole_fraction)
+    depth = scene.depth.masked_fill(holes, 0.0)
+    frame_ids = tuple(10 * i for i in range(cfg.num_frames))
+    written = replace(scene, depth=depth, poses=raw_poses, axis_align=torch.from_numpy(align),
+                      frame_ids=frame_ids, extras={})  # fmt: skip
+    write_scene(written, posed / scene_id, layout="posed_images")
+    points = np.unique(np.round(_surface_points(scene.extras["objects"]) / 0.1).astype(np.int64), axis=0)
+    return scene_id, {"split": "train" if k < cfg.train_scenes else "val", "objects": objects,
+                      "room": scene.extras["objects"], "align": align, "k_depth": _file_matrix(scene.intrinsics_depth),
+                      "frame_ids": frame_ids, "points": points}  # fmt: skip
+
+
+def _write_boxes(meta: Path, scenes: dict, rng: np.random.Generator) -> dict:
+    """The GT box files (train, val) and the val proposals (returned: ``{video: boxes}``)."""
     gt = {s: {f"scannet/{sid}": [o["box"] for o in v["objects"]] for sid, v in scenes.items() if v["split"] == s}
           for s in ("train", "val")}  # fmt: skip
     pred = {
@@ -414,7 +439,11 @@ def _write(out: Path, cfg: TinyDatasetConfig) -> None:
     write_json(meta / "scannet_train_gt_box.json", gt["train"], indent=None)
     write_json(meta / "scannet_val_gt_box.json", gt["val"], indent=None)
     write_json(meta / "scannet_val_pred_box.json", pred, indent=None)
-    # EmbodiedScan infos and scene voxels (pickles, as released)
+    return pred
+
+
+def _write_infos(out: Path, meta: Path, scenes: dict) -> None:
+    """EmbodiedScan infos per split and the scene voxels (pickles, as released)."""
     for split in ("train", "val", "test"):
         items = [
             {
@@ -440,20 +469,10 @@ def _write(out: Path, cfg: TinyDatasetConfig) -> None:
         meta / "pcd_discrete_0.1.pkl",
         {sid: [tuple(int(x) for x in p) for p in v["points"]] for sid, v in scenes.items()},
     )
-    # frame selection over the written files
-    records = [
-        max_coverage_record(
-            posed / sid,
-            frame_ids=v["frame_ids"],
-            axis_align=v["align"],
-            scene_voxels=v["points"],
-            max_frames=cfg.select_frames,
-            seed=cfg.seed,
-        )
-        for sid, v in scenes.items()
-    ]
-    write_select_frames(meta / "scannet_select_frames.json", records)
-    # annotations
+
+
+def _write_annotations(processed: Path, scenes: dict, pred: dict) -> None:
+    """The ``*_llava_style.json`` files of the five tasks (SQA3D's val scenes split into val and test)."""
     sqa_next = [SQA3D_FIRST_ID]
     by_split = {}
     for split in ("train", "val"):
@@ -462,22 +481,11 @@ def _write(out: Path, cfg: TinyDatasetConfig) -> None:
     names = {"scanrefer": "scanrefer_vg", "multi3drefer": "multi3drefer", "scan2cap": "scan2cap", "scanqa": "scanqa"}
     for split, recs in by_split.items():
         for task, name in names.items():
-            write_json(out / "processed" / f"{name}_{split}_llava_style.json", recs[task], indent=None)
-    write_json(out / "processed" / "sqa3d_train_llava_style.json", by_split["train"]["sqa3d"], indent=None)
+            write_json(processed / f"{name}_{split}_llava_style.json", recs[task], indent=None)
+    write_json(processed / "sqa3d_train_llava_style.json", by_split["train"]["sqa3d"], indent=None)
     val_sqa = by_split["val"]["sqa3d"]
-    write_json(out / "processed" / "sqa3d_val_llava_style.json", val_sqa[0::2], indent=None)
-    write_json(out / "processed" / "sqa3d_test_llava_style.json", val_sqa[1::2], indent=None)
-    write_json(
-        out / "tiny_dataset.json",
-        {
-            "generator": "vega3d.video3d.write_tiny_dataset",
-            "config": cfg.to_dict(),
-            "scenes": {
-                sid: {"split": v["split"], "objects": [{k: o[k] for k in ("id", "label", "box")} for o in v["objects"]]}
-                for sid, v in scenes.items()
-            },
-        },
-    )
+    write_json(processed / "sqa3d_val_llava_style.json", val_sqa[0::2], indent=None)
+    write_json(processed / "sqa3d_test_llava_style.json", val_sqa[1::2], indent=None)
 
 
 def _file_matrix(k: torch.Tensor) -> np.ndarray:

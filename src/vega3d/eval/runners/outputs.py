@@ -10,6 +10,10 @@ Files in the folder:
   its answers here while it generates.
 - ``predictions.part<rank>.jsonl`` — where process ``rank`` of a multi-process run appends;
   merged into ``predictions.jsonl`` and removed by :func:`finish`.
+- ``result.json`` — the scores, the run's settings and its stand-in parts (:func:`report`).
+
+A run's steps: :func:`resume` (check the settings, read the answers already there), answer into
+the process's :class:`AnswerLog`, :func:`merge` (process 0, all done), score, :func:`report`.
 
 Every answer is one JSON line, written with the rest of its batch and fsynced, so a crash
 loses at most the batch in flight; a last line cut off mid-write is ignored, and removed
@@ -28,6 +32,7 @@ from vega3d.files import read_json, write_json
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_FILE = "run.json"
 PART_PATTERN = "predictions.part*.jsonl"
+RESULT_FILE = "result.json"
 
 
 def answer_file(out_dir: Path, rank: int, world_size: int) -> Path:
@@ -146,3 +151,41 @@ def finish(out_dir: Path, benchmark: str, records: list[dict]) -> Path:
     for part in sorted(out_dir.glob(PART_PATTERN)):
         part.unlink()
     return path
+
+
+def resume(out_dir: Path, benchmark: str, settings: dict, ids: set[str], rank: int, world_size: int, meet):
+    """This process's start: the folder made, :func:`check_settings` (process 0 writes them), the
+    answers already there read; every process has read them before any writes (``meet``). Returns
+    ``(the file this process appends to, {id: answer} done)``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(out_dir, settings, write=rank == 0)
+    own = answer_file(out_dir, rank, world_size)
+    done = read_answers(out_dir, benchmark, ids, own=own)
+    meet()
+    return own, done
+
+
+def merge(out_dir: Path, benchmark: str, ids: list[str]) -> Path:
+    """Process 0, once every process has answered its share: every answer into ``predictions.jsonl``
+    in the order of ``ids``."""
+    done = read_answers(out_dir, benchmark, set(ids))
+    missing = [i for i in ids if i not in done]  # every process answered its share before the barrier
+    assert not missing, f"{out_dir}: no answer to {missing[:5]} after generation; rerun to generate only those"
+    return finish(out_dir, benchmark, [{"id": i, **done[i]} for i in ids])
+
+
+def report(benchmark: str, module, result: dict, run: dict, out_dir: Path, pred_path: Path, annotations,
+           paper: bool) -> dict:  # fmt: skip
+    """Print the benchmark's table (``module.table_rows``; paper rows unless not ``paper``; rows
+    marked STAND-IN when ``run["stand_in_parts"]``) and write ``result.json``: the scores, the
+    stand-in parts and the run's settings. Returns that result."""
+    from vega3d.eval.table import render_table
+
+    columns, rows = module.table_rows(result)
+    parts = run["stand_in_parts"]
+    if parts:
+        rows = [(f"{label} (STAND-IN)", values) for label, values in rows]
+    print(render_table(benchmark, columns, rows, paper=paper))
+    result = {**result, "stand_in": bool(parts), "stand_in_parts": parts, "run": run}
+    write_json(out_dir / RESULT_FILE, {"predictions": str(pred_path), "annotations": str(annotations), **result})
+    return result

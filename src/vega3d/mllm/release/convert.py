@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
+from vega3d.files import read_torch_file
 from vega3d.mllm.release.folder import (
     DIT_PREFIX,
     FUSION_NAMES,
@@ -196,12 +197,7 @@ def _release_prompt(path: Path, text_dim: int, text_len: int) -> torch.Tensor:
     """The release's ``wan_prompt_embedding.pt`` (read weights-only) as a padded context."""
     from vega3d.simulator.prompt import load_prompt_embedding
 
-    try:
-        value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 — any unreadable file is bad input
-        raise Vega3DError(
-            f"{path}: cannot be read as a weights-only torch file ({type(err).__name__}: {err})"
-        ) from None
+    value = read_torch_file(path)
     if isinstance(value, dict):
         value = value.get("context", value.get("embedding"))
     if isinstance(value, torch.Tensor) and value.ndim == 3 and value.shape[0] == 1:

@@ -17,7 +17,7 @@ def _check_counts(args, names) -> None:
 
 
 def _instruction(args) -> str | None:
-    from vega3d.mllm.video3d_llm.data import SPATIAL_INSTRUCTION
+    from vega3d.video3d.formats import SPATIAL_INSTRUCTION
 
     if getattr(args, "instruction", None) and getattr(args, "spatial_instruction", False):
         raise Vega3DError("give --instruction or --spatial-instruction, not both")

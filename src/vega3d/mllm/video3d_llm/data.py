@@ -29,18 +29,15 @@ from pydantic import Field
 
 from vega3d.config import Config
 from vega3d.errors import Vega3DError
+from vega3d.mllm.data import kept_items, load_or_skip, pad_text
 from vega3d.mllm.video3d_llm.model import IGNORE_INDEX, IMAGE_INDEX
 from vega3d.video3d.data import SAMPLINGS
+from vega3d.video3d.formats import SPATIAL_INSTRUCTION
 from vega3d.video3d.geometry import IMAGE_SIZE, TOKENS_PER_FRAME, discretize, patch_world_coords
 
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 ASSISTANT = "<|im_end|>\n<|im_start|>assistant\n"
 END = "<|im_end|>"
-#: ``add_spatial_instruction`` of the release's training (``train_3d.py``).
-SPATIAL_INSTRUCTION = (
-    "The video captures 3D spatial information of a scene. Please focus on the spatial relationships in the video "
-    "and answer the following questions."
-)
 
 
 class Video3DDataConfig(Config):
@@ -225,13 +222,7 @@ class Video3DDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         sample = self.samples[index]
-        try:
-            return self.load(sample)
-        except Exception as exc:  # noqa: BLE001 - reported with the record
-            if self.config.skip_bad_records:
-                return None
-            why = exc if isinstance(exc, Vega3DError) else f"{type(exc).__name__}: {exc}"
-            raise Vega3DError(f"{sample.where}: {why}") from exc
+        return load_or_skip(self.load, sample, self.config.skip_bad_records, sample.where)
 
     def load(self, sample) -> dict:
         scene = self.cache.get(sample.video, self.frames[sample.video])
@@ -254,19 +245,10 @@ PER_SAMPLE = ("pixel_values", "positions", "features", "frames", "coord", "objec
 def collate(items: list, pad_token_id: int, padding_side: str = "right") -> dict:
     """Pad ``input_ids`` / ``labels`` / ``attention_mask``; per-sample lists for the rest; ``None``
     items (skipped records) dropped and counted in ``num_skipped``."""
-    kept = [it for it in items if it is not None]
-    batch = {"num_skipped": len(items) - len(kept), "ids": [it["id"] for it in kept]}
+    kept, batch = kept_items(items)
     if not kept:
         return batch
-    length = max(len(it["input_ids"]) for it in kept)
-
-    def pad(x, value):
-        fill = torch.full((length - len(x),), value, dtype=x.dtype)
-        return torch.cat([x, fill]) if padding_side == "right" else torch.cat([fill, x])
-
-    batch["input_ids"] = torch.stack([pad(it["input_ids"], pad_token_id) for it in kept])
-    batch["labels"] = torch.stack([pad(it["labels"], IGNORE_INDEX) for it in kept])
-    batch["attention_mask"] = torch.stack([pad(torch.ones_like(it["input_ids"]), 0) for it in kept])
+    batch.update(pad_text(kept, {"input_ids": pad_token_id, "labels": IGNORE_INDEX}, padding_side))
     for key in PER_SAMPLE:
         batch[key] = [it[key] for it in kept]
     return batch

@@ -27,28 +27,12 @@ import sys
 from itertools import groupby
 from pathlib import Path
 
-import torch
-
 from vega3d.errors import Vega3DError
-from vega3d.eval.runners.outputs import AnswerLog, answer_file, check_settings, finish, read_answers
-from vega3d.files import write_json
+from vega3d.eval.runners.outputs import AnswerLog, merge, report, resume
+from vega3d.eval.runners.processes import meeting, process, share
 from vega3d.progress import progress as progress_bar
 
 BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
-RESULT_FILE = "result.json"
-PROPOSAL_IOU = 0.5
-
-
-def best_proposal(proposals: torch.Tensor, gt_box) -> torch.Tensor | None:
-    """The proposal of largest IoU >= 0.5 with ``gt_box`` (the first of equal ones), or None."""
-    from vega3d.eval.boxes import box3d_iou
-
-    best, best_iou = None, 0.0
-    for p in proposals:
-        iou = box3d_iou(p.tolist(), list(gt_box))
-        if iou >= PROPOSAL_IOU and iou > best_iou:
-            best, best_iou = p, iou
-    return best
 
 
 def plan(benchmark: str, annotations, data_root, *, limit=None, num_frames: int = 32, sampling: str = "uniform"):
@@ -72,7 +56,7 @@ def plan(benchmark: str, annotations, data_root, *, limit=None, num_frames: int 
 
 def _predict(benchmark: str, answerer, scene, samples, data, kwargs: dict) -> list[dict]:
     """Prediction records of ``samples`` (all of one scan)."""
-    from vega3d.video3d import discretize, select_multi, select_single
+    from vega3d.video3d import best_proposal, discretize, select_multi, select_single
 
     questions = [s.question for s in samples]
     if benchmark in ("scanrefer", "multi3drefer"):
@@ -101,25 +85,6 @@ def _gen(kwargs: dict) -> dict:
     return {k: kwargs[k] for k in ("max_new_tokens", "batch_size", "generative")}
 
 
-def _process(rank, world_size) -> tuple[int, int]:
-    if rank is None and world_size is None:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-    if rank is None or world_size is None or not 0 <= rank < world_size:
-        raise Vega3DError(f"rank/world_size: expected both, 0 <= rank < world_size; got {rank!r}/{world_size!r}")
-    return int(rank), int(world_size)
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def run_benchmark(benchmark: str, answerer, annotations, data_root, out_dir, *, limit=None, batch_size: int = 1,
                   max_new_tokens: int = 128, generative=None, model: dict | None = None, paper: bool = True,
                   progress: bool = True, rank=None, world_size=None, barrier=None, scorer=None) -> dict | None:  # fmt: skip
@@ -130,30 +95,45 @@ def run_benchmark(benchmark: str, answerer, annotations, data_root, out_dir, *, 
             raise Vega3DError(f"{name} must be a positive integer, got {value!r}")
     samples, data, frames = plan(benchmark, annotations, data_root, limit=limit, num_frames=answerer.num_frames,
                                  sampling=answerer.sampling)  # fmt: skip
-    rank, world_size = _process(rank, world_size)
-    meet = (barrier or _barrier) if world_size > 1 else (lambda: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    parts = answerer.stand_in_parts()
-    settings = {"benchmark": benchmark, "annotations": str(Path(annotations).resolve()),
-                "data": str(Path(data_root).resolve()), "num_frames": answerer.num_frames, "sampling": answerer.sampling,
-                "instruction": answerer.instruction, "max_new_tokens": max_new_tokens, "generative": generative,
-                "model": model, "model_config": answerer.model.config.to_dict(), "stand_in": bool(parts),
-                "stand_in_parts": parts}  # fmt: skip
-    check_settings(out_dir, settings, write=rank == 0)
-    own = answer_file(out_dir, rank, world_size)
-    done = read_answers(out_dir, benchmark, {str(s.id) for s in samples}, own=own)
-    meet()
+    rank, world_size = process(rank, world_size)
+    meet, out_dir = meeting(barrier, world_size), Path(out_dir)
+    settings = _settings(benchmark, answerer, annotations, data_root, max_new_tokens, generative, model)
+    ids = [str(s.id) for s in samples]
+    own, done = resume(out_dir, benchmark, settings, set(ids), rank, world_size, meet)
     todo = sorted((s for s in samples if str(s.id) not in done), key=lambda s: s.video)
-    mine = todo[rank * len(todo) // world_size : (rank + 1) * len(todo) // world_size]
     if rank == 0:
-        if note := answerer.model.stand_in_notice("The numbers say nothing about VEGA-3D (rows marked STAND-IN)."):
-            print(note, file=sys.stderr)
-        print(f"{benchmark}: {len(samples)} items; {len(done)} already in {out_dir}, answering {len(todo)}"
-              + (f" on {world_size} processes" if world_size > 1 else ""))  # fmt: skip
+        _announce(benchmark, answerer, len(samples), len(done), len(todo), out_dir, world_size)
     kwargs = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "generative": generative}
-    with AnswerLog(own) as log, progress_bar(total=len(mine), desc=benchmark, unit="q",
-                                             enabled=progress and rank == 0) as bar:  # fmt: skip
+    _answer_share(benchmark, answerer, share(todo, rank, world_size), data, frames, own, kwargs,
+                  show=progress and rank == 0)  # fmt: skip
+    meet()
+    if rank != 0:
+        return None
+    pred = merge(out_dir, benchmark, ids)
+    return score(benchmark, pred, annotations, out_dir, set(ids), settings, paper, scorer)
+
+
+def _settings(benchmark, answerer, annotations, data_root, max_new_tokens, generative, model) -> dict:
+    """What ``run.json`` records: a resume must have the same."""
+    parts = answerer.stand_in_parts()
+    return {"benchmark": benchmark, "annotations": str(Path(annotations).resolve()),
+            "data": str(Path(data_root).resolve()), "num_frames": answerer.num_frames, "sampling": answerer.sampling,
+            "instruction": answerer.instruction, "max_new_tokens": max_new_tokens, "generative": generative,
+            "model": model, "model_config": answerer.model.config.to_dict(), "stand_in": bool(parts),
+            "stand_in_parts": parts}  # fmt: skip
+
+
+def _announce(benchmark, answerer, items: int, resumed: int, todo: int, out_dir: Path, world_size: int) -> None:
+    """Process 0 says what the run does (and, on stand-ins, the NOTE on stderr)."""
+    if note := answerer.model.stand_in_notice("The numbers say nothing about VEGA-3D (rows marked STAND-IN)."):
+        print(note, file=sys.stderr)
+    print(f"{benchmark}: {items} items; {resumed} already in {out_dir}, answering {todo}"
+          + (f" on {world_size} processes" if world_size > 1 else ""))  # fmt: skip
+
+
+def _answer_share(benchmark, answerer, mine, data, frames: dict, own: Path, kwargs: dict, show: bool) -> None:
+    """This process's samples answered scan by scan into its answer file ``own``."""
+    with AnswerLog(own) as log, progress_bar(total=len(mine), desc=benchmark, unit="q", enabled=show) as bar:
         for video, group in groupby(mine, key=lambda s: s.video):
             group = list(group)
             scene = answerer.scene(data, video, frames[video])
@@ -162,22 +142,11 @@ def run_benchmark(benchmark: str, answerer, annotations, data_root, out_dir, *, 
             except Vega3DError as err:
                 raise Vega3DError(f"{benchmark} items {[s.id for s in group][:5]} of {video}: {err}") from err
             bar.update(len(group))
-    meet()
-    if rank != 0:
-        return None
-    answers = read_answers(out_dir, benchmark, {str(s.id) for s in samples})
-    missing = [s.id for s in samples if str(s.id) not in answers]
-    if missing:
-        raise Vega3DError(f"{out_dir}: {len(missing)} items have no answer (first: {missing[:5]}); run again")
-    pred = finish(out_dir, benchmark, [{"id": str(s.id), **answers[str(s.id)]} for s in samples])
-    return score(benchmark, pred, annotations, out_dir, {str(s.id) for s in samples}, settings, paper, scorer)
 
 
 def score(benchmark, pred_path, annotations, out_dir, ids: set, settings: dict, paper: bool = True, scorer=None):
     """``vega3d eval``'s scoring of the predictions on the answered items: the summary, the
     paper-order table (rows marked STAND-IN on stand-ins), ``result.json``."""
-    from vega3d.eval.table import render_table
-
     module = importlib.import_module(f"vega3d.eval.{benchmark}")
     items = [q for q in module.load_annotations(annotations) if q.id in ids]
     own = None
@@ -190,12 +159,6 @@ def score(benchmark, pred_path, annotations, out_dir, ids: set, settings: dict, 
     finally:
         if own is not None:
             own.close()
-    columns, rows = module.table_rows(result)
-    if settings["stand_in"]:
-        rows = [(f"{label} (STAND-IN)", values) for label, values in rows]
     counts = result["counts"]
     print(f"{benchmark}: scored {counts['scored']} of {counts['expected']} items")
-    print(render_table(benchmark, columns, rows, paper=paper))
-    result = {**result, "stand_in": settings["stand_in"], "stand_in_parts": settings["stand_in_parts"], "run": settings}
-    write_json(Path(out_dir) / RESULT_FILE, {"predictions": str(pred_path), "annotations": str(annotations), **result})
-    return result
+    return report(benchmark, module, result, settings, Path(out_dir), pred_path, annotations, paper)

@@ -16,9 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from vega3d.errors import Vega3DError
+from vega3d.mllm.family import check_feature_source, feature_source, shuffled_loader
 from vega3d.mllm.video3d_llm.config import Video3DLLMConfig
 from vega3d.mllm.video3d_llm.data import Video3DDataConfig
 from vega3d.training.config import TrainConfig, check_common_paths, check_path
@@ -36,11 +35,7 @@ class Video3DTrainConfig(TrainConfig):
 def check(config: Video3DTrainConfig, where, paths: bool = True) -> None:
     """A feature source for the generative branch; with ``paths``, the base folder (config and
     weight headers), the data folder, every annotation file and the feature store exist."""
-    if config.model.generative and config.simulator is None and not config.data.feature_store:
-        raise Vega3DError(
-            f"{where(('model', 'generative'))}: the generative branch is on but there is neither a 'simulator' "
-            "section (online features) nor data.feature_store (precomputed features)"
-        )
+    check_feature_source(config, where)
     if not paths:
         return
     from vega3d.mllm.video3d_llm.loading import inspect_folder
@@ -64,15 +59,7 @@ def build_model(config: Video3DTrainConfig, device):
 
     d = config.data
     model = Video3DLLM.from_config(config.model, dtype=config.train.base_dtype, device="cpu")
-    recorded = config.model.simulator
-    if d.feature_store:
-        from vega3d.store import FeatureStore
-
-        recorded = FeatureStore(d.feature_store).extraction_config
-    elif config.model.generative:
-        simulator = config.simulator.build(device, config.train)
-        model.attach_simulator(simulator)
-        recorded = simulator.config.to_dict()
+    recorded = feature_source(config, model, device)
     preprocessing = {"num_frames": d.num_frames, "sampling": d.sampling, "spatial_instruction": d.spatial_instruction}
     model.config = model.config.model_copy(update={"simulator": recorded, "preprocessing": preprocessing})
     return model
@@ -82,15 +69,9 @@ def build_loader(config: Video3DTrainConfig, model):
     """The dataset over the annotation files and its shuffled DataLoader."""
     from vega3d.mllm.video3d_llm.data import Video3DDataset, collate
 
-    d, t = config.data, config.train
-    dataset = Video3DDataset(d, model.tokenizer, model.config.strategy, need_frames=model.simulator is not None)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=t.batch_size,
-        shuffle=True,
-        num_workers=t.num_workers,
-        collate_fn=partial(collate, pad_token_id=model.tokenizer.pad_token_id),
-    )
+    dataset = Video3DDataset(config.data, model.tokenizer, model.config.strategy,
+                             need_frames=model.simulator is not None)  # fmt: skip
+    return shuffled_loader(dataset, config.train, partial(collate, pad_token_id=model.tokenizer.pad_token_id))
 
 
 def to_device(batch: dict, device) -> dict:

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vega3d.errors import Vega3DError
+from vega3d.mllm.host import HostLLM
 from vega3d.mllm.video3d_llm.config import FORMAT, Video3DLLMConfig
 from vega3d.mllm.video3d_llm.grounding import GroundingHead, add_grounding_tokens, head_state_from_release, info_nce
-from vega3d.standin import notice, stand_in_parts
 from vega3d.video3d.geometry import PATCH_GRID, TOKEN_GRID, TOKENS_PER_FRAME, sin3d
 
 #: Placeholder id of a visual token in ``input_ids`` (LLaVA's IMAGE_TOKEN_INDEX); never embedded.
@@ -111,7 +111,7 @@ def add_row_newlines(tokens: torch.Tensor, newline: torch.Tensor) -> torch.Tenso
     return torch.cat([grid, nl], dim=2).reshape(f * TOKENS_PER_FRAME, d)
 
 
-class Video3DLLM(nn.Module):
+class Video3DLLM(HostLLM, nn.Module):
     """See the module docstring. Build with :meth:`from_config` or :meth:`from_pretrained`."""
 
     def __init__(self, base, tokenizer, config: Video3DLLMConfig, head_state: dict | None = None):
@@ -141,7 +141,7 @@ class Video3DLLM(nn.Module):
                 self._inject_lora()
         if head_state is not None:
             self.ground_head.load_state_dict(head_state_from_release(head_state))
-        self.__dict__["_simulator"] = None
+        self.attach_simulator(None)
         self.recorded_stand_in = False
         self._set_trainable()
 
@@ -210,9 +210,6 @@ class Video3DLLM(nn.Module):
                 groups[self._group(name)].append(p)
         return groups
 
-    def trainable_names(self) -> list[str]:
-        return [n for n, p in self.named_parameters() if p.requires_grad]
-
     def gradient_checkpointing_enable(self):
         kwargs = {"use_reentrant": False}
         if hasattr(self.base, "activation_checkpointing_enable"):
@@ -220,38 +217,10 @@ class Video3DLLM(nn.Module):
         else:
             self.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
-    # -- simulator and stand-ins ------------------------------------------------------------
-    def attach_simulator(self, simulator) -> None:
-        """Online Wan features (a plain attribute: never a submodule, never saved)."""
-        if simulator is not None and int(simulator.feature_dim) != int(self.config.generative_dim):
-            raise Vega3DError(
-                f"simulator feature_dim={simulator.feature_dim} but the model expects generative_dim={self.config.generative_dim}"
-            )
-        self.__dict__["_simulator"] = simulator
-
-    @property
-    def simulator(self):
-        return self.__dict__["_simulator"]
-
-    def stand_in_parts(self) -> list[str]:
-        """ "base", "simulator", "features" or "model" (as :meth:`vega3d.mllm.model.Vega3DQwen.stand_in_parts`)."""
-        attached, recorded = self.simulator, self.config.simulator
-        real_attached = attached is not None and not stand_in_parts(simulator=attached)
-        parts = stand_in_parts(
-            base=self.config.base_model,
-            simulator=attached if attached is not None else recorded,
-            features=recorded if real_attached else None,
-        )
-        return parts or stand_in_parts(model=self.recorded_stand_in)
-
-    @property
-    def stand_in(self) -> bool:
-        return bool(self.stand_in_parts())
-
-    def stand_in_notice(self, consequence: str) -> str | None:
-        names = {"base": f"the LLaVA-Video base ({self.config.base_model})", "simulator": "the Wan simulator",
-                 "features": "the generative features it was trained on", "model": "the checkpoint"}  # fmt: skip
-        return notice([names[p] for p in self.stand_in_parts()], consequence)
+    # -- stand-ins and the simulator (vega3d.mllm.host) --------------------------------------
+    def _stand_in_names(self) -> dict[str, str]:
+        return {"base": f"the LLaVA-Video base ({self.config.base_model})", "simulator": "the Wan simulator",
+                "features": "the generative features it was trained on", "model": "the checkpoint"}  # fmt: skip
 
     # -- visual tokens ----------------------------------------------------------------------
     def _generative_grids(self, gen_features, frames, n: int) -> list[torch.Tensor]:
@@ -262,9 +231,7 @@ class Video3DLLM(nn.Module):
                 "the generative branch needs Wan features: pass gen_features (e.g. from a FeatureStore) or frames "
                 "with a simulator attached (attach_simulator)"
             )
-        device = torch.device(self.simulator.device)
-        with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
-            return [self.simulator.extract(f) for f in frames]
+        return [self._extract(f) for f in frames]
 
     def visual_tokens(self, pixel_values, positions, gen_features=None, frames=None, generative=None,
                       aspects=None) -> VisualTokens:  # fmt: skip
@@ -464,15 +431,9 @@ def recorded_preprocessing(path) -> dict:
 
 def read_config(meta: dict, directory) -> Video3DLLMConfig:
     """The :class:`Video3DLLMConfig` of a checkpoint's meta."""
-    from pydantic import ValidationError
+    from vega3d.mllm.checkpoint import meta_config
 
-    from vega3d.config import describe
-    from vega3d.mllm.checkpoint import CONFIG_FILE
-
-    try:
-        return Video3DLLMConfig.model_validate(meta["config"])
-    except ValidationError as err:
-        raise Vega3DError(f"{Path(directory) / CONFIG_FILE}: {describe(err, 'config')}") from None
+    return meta_config(meta, directory, Video3DLLMConfig)
 
 
 def is_base_folder(path) -> bool:
