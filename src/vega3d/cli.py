@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "vega3d.probe.compare_cli",
     "vega3d.store.cli",
     "vega3d.training.cli",
+    "vega3d.world.cli",
     "vega3d.mllm.cli",
     "vega3d.eval.cli",
     "vega3d.video3d.cli",

@@ -22,6 +22,10 @@ STAND_IN_NOTICE = (
     "width), not Wan2.1: its features show that the pipeline runs, not what Wan2.1 knows.\n"
     "Use real weights with:  vega3d demo --model /path/to/Wan2.1-T2V-1.3B   (original or diffusers layout)"
 )
+TRAINED_NOTICE = (
+    "NOTE: this model is a small STAND-IN trained by vega3d (vega3d train-world: Wan2.1's DiT architecture at a\n"
+    "small size, docs/world.md), not Wan2.1: its features are those of a trained small model, not of Wan2.1."
+)
 PANEL_STAGE, PANEL_SIZE, PANEL_SEEDS = 5, (240, 320), (0, 1, 2)  # the second panel: stride-16 grid of a 240x320 input
 
 
@@ -96,7 +100,7 @@ def run(args) -> int:
         report["trained_vs_random"] = panel.to_dict()
     write_json(out / "report.json", report)
     if sim.stand_in:
-        print(STAND_IN_NOTICE + "\n")
+        print((TRAINED_NOTICE if _trained(model_dir) else STAND_IN_NOTICE) + "\n")
     for w in warnings:
         print(f"warning: {w}")
     _print_summary(args, run, sim, model_dir, t_load, figure, out / "report.json")
@@ -182,13 +186,23 @@ def _load_simulator(args):
     return sim, model_dir, time.perf_counter() - t0
 
 
+def _trained(model_dir) -> bool:
+    from vega3d.standin import is_trained_stand_in
+
+    return is_trained_stand_in(model_dir)
+
+
+def _stand_in_label(model_dir) -> str:
+    return "  [STAND-IN, trained small model]" if _trained(model_dir) else "  [STAND-IN, random weights]"
+
+
 def _print_summary(args, run, sim, model_dir, t_load, figure, report) -> None:
     """What ran, how fast, the scores and where the outputs are."""
     scene, result, control, n = run.scene, run.result, run.control, len(run.scene)
     t, sigma = sim.noise_level
     cfg = sim.config
     rows = [
-        ("model", f"{model_dir}" + ("  [STAND-IN, random weights]" if sim.stand_in else "")),
+        ("model", f"{model_dir}" + (_stand_in_label(model_dir) if sim.stand_in else "")),
         ("scene", f"{scene.name}: {n} frames of {scene.image_size[1]}x{scene.image_size[0]}"),
         ("noise", f"timestep {args.timestep:g} → DiT t={t}, sigma={sigma:.8f} (shift {cfg.shift:g})"),
         (

@@ -163,7 +163,7 @@ def _run_sweep(args, scene, encoder, sweep, options, out: Path, step) -> tuple[d
     """Scores at every swept block or timestep (one model load) next to the position-only control:
     the report's sweep, rows and control, and the table."""
     from vega3d.probe import figures
-    from vega3d.probe.run import STAND_IN_TAG, position_control
+    from vega3d.probe.run import position_control, stand_in_tag
     from vega3d.probe.sweep import sweep_blocks, sweep_timesteps
 
     key, values = sweep
@@ -172,7 +172,7 @@ def _run_sweep(args, scene, encoder, sweep, options, out: Path, step) -> tuple[d
     step("position-only control")
     control = position_control(scene, rows[0]["result"].grid_size, options)
     name = key[:-1]
-    tag = STAND_IN_TAG if encoder.config.get("stand_in") is True else ""
+    tag = stand_in_tag(encoder.config)
     if not args.no_figures:
         out.mkdir(parents=True, exist_ok=True)
         title = f"{scene.name}: {args.encoder} vs {name}{tag}"

@@ -23,6 +23,19 @@ from vega3d.probe.result import ProbeResult
 from vega3d.probe.score import score
 
 STAND_IN_TAG = " [STAND-IN: random weights, not the real model]"
+TRAINED_TAG = " [STAND-IN: trained small model, not the real model]"  # vega3d train-world's models
+
+
+def stand_in_tag(encoder_config: dict) -> str:
+    """The title tag of an encoder's config: none for real weights, :data:`TRAINED_TAG` for a model
+    folder marked as trained here (:func:`vega3d.standin.is_trained_stand_in`), else :data:`STAND_IN_TAG`."""
+    from vega3d.standin import is_trained_stand_in
+
+    if encoder_config.get("stand_in") is not True:
+        return ""
+    path = (encoder_config.get("model") or {}).get("path") if isinstance(encoder_config.get("model"), dict) else None
+    return TRAINED_TAG if path and is_trained_stand_in(path) else STAND_IN_TAG
+
 
 #: What the numbers mean, for a reader who has not read docs/probe.md.
 READING = """\
@@ -115,7 +128,7 @@ class ProbeRun:
 
     @property
     def tag(self) -> str:
-        return STAND_IN_TAG if self.stand_in else ""
+        return stand_in_tag(self.encoder.config)
 
     def report(self, command: str, **extra) -> dict:
         """The JSON report: command, scene, warnings, encoder config, result, control, ``extra``."""

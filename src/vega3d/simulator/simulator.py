@@ -433,7 +433,16 @@ class WanWorldSimulator:
         return self._batch
 
     def __repr__(self) -> str:
-        tag = " — STAND-IN with random weights, NOT Wan2.1" if self.stand_in else ""
+        tag = ""
+        if self.stand_in:
+            from vega3d.standin import is_trained_stand_in
+
+            trained = bool(self.config.model.get("path")) and is_trained_stand_in(self.config.model["path"])
+            tag = (
+                " — STAND-IN, trained small model, NOT Wan2.1"
+                if trained
+                else " — STAND-IN with random weights, NOT Wan2.1"
+            )
         return (
             f"WanWorldSimulator(block={self.block}/{self.config.num_layers}, t={self.t}, sigma={self.sigma:.8f}, "
             f"{self.height}x{self.width}, C={self.feature_dim}, DiT {self.config.dtype} / VAE {self.config.vae_dtype} "

@@ -6,7 +6,8 @@ widths, with random weights (or, for a small model trained here, weights that ar
 model's). Everything that loads the real model loads a stand-in through the same code path.
 
 A stand-in folder holds :data:`MARKER`, which says what it is; this module is the one place
-that writes it (:func:`write_marker`), recognises it (:func:`is_stand_in`), collects which
+that writes it (:func:`write_marker`), recognises it (:func:`is_stand_in`; trained or random:
+:func:`is_trained_stand_in`), collects which
 inputs of a run are stand-ins (:func:`stand_in_parts`, over folders and recorded configs) and
 words the notice (:func:`notice`). The builders live beside it: :mod:`vega3d.standin.wan`,
 :mod:`vega3d.standin.qwen` and :mod:`vega3d.standin.data` (a tiny training setup).
@@ -20,6 +21,8 @@ from pathlib import Path
 
 #: The marker file of every stand-in folder.
 MARKER = "STAND_IN.md"
+#: The marker's sentence for weights trained here (:func:`is_trained_stand_in` looks for it).
+TRAINED_WHAT = "A small model trained by vega3d."
 
 _MARKER_TEXT = """# vega3d stand-in — NOT {real}
 
@@ -35,10 +38,7 @@ def write_marker(folder, *, real: str, writer: str, recipe: dict | None = None, 
     function that wrote it, ``recipe`` its arguments. ``trained``: the weights were trained here
     (a small model), not drawn at random. Returns the marker's path."""
     if trained:
-        what, meaning = (
-            "A small model trained by vega3d.",
-            "its features are those of a small model, not of the real one.",
-        )
+        what, meaning = TRAINED_WHAT, "its features are those of a small model, not of the real one."
     else:
         what, meaning = "A small model with **random weights**.", "its outputs are meaningless."
     path = Path(folder) / MARKER
@@ -50,6 +50,13 @@ def write_marker(folder, *, real: str, writer: str, recipe: dict | None = None, 
 def is_stand_in(folder) -> bool:
     """True when ``folder`` is a stand-in (holds :data:`MARKER`)."""
     return (Path(folder) / MARKER).is_file()
+
+
+def is_trained_stand_in(folder) -> bool:
+    """True when ``folder`` is a stand-in whose marker says its weights were trained here (a small
+    model trained by vega3d, ``write_marker(..., trained=True)``), not drawn at random."""
+    marker = Path(folder) / MARKER
+    return marker.is_file() and TRAINED_WHAT in marker.read_text()
 
 
 def _says_stand_in(value) -> bool:

@@ -13,7 +13,9 @@ model; it uses:
   (optionally ``simulator``: an attached online simulator; its feature cache's ``stats()`` are logged);
 - ``build_loader(config, model)`` → a ``DataLoader`` whose batches are dicts with ``ids`` (the
   valid records) and ``num_skipped`` (bad records dropped from it);
-- ``to_device(batch, device)`` → the model's keyword arguments.
+- ``to_device(batch, device)`` → the model's keyword arguments;
+- optionally ``after_step(run)`` → called after every optimizer step (after its log line, before
+  its checkpoint), e.g. a periodic evaluation; it must leave the model and every RNG as it found them.
 
 Families register by name in :data:`FAMILIES` (module path, imported on first use); the
 training YAML picks one with its top-level ``family`` key (default ``qwen25vl``).
@@ -40,6 +42,7 @@ class Family:
     build_model: Callable  # build_model(config, device) -> model
     build_loader: Callable  # build_loader(config, model) -> DataLoader
     to_device: Callable  # to_device(batch, device) -> model kwargs
+    after_step: Callable | None = None  # after_step(run): after each optimizer step, before its checkpoint
 
 
 #: name -> "module:attribute" of its Family.
@@ -47,6 +50,8 @@ FAMILIES = {
     "qwen25vl": "vega3d.mllm.family:FAMILY",
     "video3d_llm": "vega3d.mllm.video3d_llm.family:FAMILY",
     "openvla_oft": "vega3d.policy.family:FAMILY",
+    "world": "vega3d.world.family:FAMILY",
+    "world_vae": "vega3d.world.family:VAE_FAMILY",
 }
 DEFAULT_FAMILY = "qwen25vl"
 

@@ -294,6 +294,8 @@ def run_epoch(run: Run, bar) -> None:
         t = run.config.train
         if s.step % t.log_every == 0 or s.step == run.total_steps:
             log(run, bar)
+        if run.family.after_step is not None:
+            run.family.after_step(run)
         if t.save_every and s.step % t.save_every == 0:
             save(run)
         if s.step >= run.total_steps:
