@@ -206,3 +206,24 @@ def test_two_processes_share_the_scans_and_process_zero_merges(trained, setup, t
     assert other == [None]
     assert result["counts"]["scored"] == 4 and not list(out.glob("predictions.part*"))
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 4
+
+
+def test_online_simulator_training_equals_the_feature_store_path(setup, tmp_path):
+    """The online path (a ``simulator`` section, no store) trains on the features the store holds:
+    with one frame per scan (frame 0: the first noise draw in both) the losses agree, and the
+    checkpoint records the same simulator as the store's extraction config."""
+    sim = ["simulator.path=" + str(setup["wan"]), "simulator.block=1", "simulator.height=32", "simulator.width=48",
+           "simulator.dtype=float32", "data.num_frames=1", "train.max_steps=2", "train.save_every=0"]  # fmt: skip
+    stored = load_train_config(TINY_YAML, overrides(setup, tmp_path / "store", *sim[-3:]))
+    online = load_train_config(TINY_YAML, [*overrides(setup, tmp_path / "online", *sim), "data.feature_store=null"])
+    assert online.data.feature_store is None and stored.simulator is None
+    train(stored, progress=False)
+    train(online, progress=False)
+    logs = [
+        [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()] for run in ("store", "online")
+    ]
+    assert [r["step"] for r in logs[1]] == [1, 2]
+    assert [r["loss"] for r in logs[1]] == pytest.approx([r["loss"] for r in logs[0]], rel=1e-4)
+    rec = [json.loads((tmp_path / r / "model" / "vega3d_config.json").read_text())["config"]["simulator"]
+           for r in ("store", "online")]  # fmt: skip
+    assert rec[0] == rec[1] and rec[1]["model"]["path"] == str(setup["wan"]) and rec[1]["block"] == 1
