@@ -68,6 +68,7 @@ class Recording:
 
     def __init__(self, inner):
         self.inner, self.model, self.num_frames, self.calls = inner, inner.model, inner.num_frames, []
+        self.frames_as = inner.frames_as
         self.prepare = inner.prepare
 
     def stand_in_parts(self):
@@ -426,6 +427,29 @@ def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys
         ]
     )
     assert code == 2 and "num_frames must be a positive integer" in capsys.readouterr().err
+
+
+def test_eval_model_frames_as_images_is_recorded_and_a_resume_as_video_refused(setup, answerer, tmp_path, capsys):
+    from vega3d.mllm.infer import Answerer
+
+    out = tmp_path / "images"
+    argv = ["eval-model", "sqa3d", "--model", str(setup["checkpoint"]), "--gt", str(SQA3D), "--media",
+            str(setup["scans"]), "--out", str(out), "--max-new-tokens", "4", "--limit", "2", "--no-progress"]  # fmt: skip
+    assert cli.main([*argv, "--frames-as", "images"]) == 0
+    assert json.loads((out / "run.json").read_text())["frames_as"] == "images"
+    assert json.loads((out / "result.json").read_text())["run"]["frames_as"] == "images"
+    images = Answerer(answerer.model, answerer.processor, num_frames=NUM_FRAMES, frames_as="images")
+    run("sqa3d", images, SQA3D, setup["scans"], tmp_path / "api", limit=2)  # the same answers from Python
+    assert (out / "predictions.jsonl").read_bytes() == (tmp_path / "api" / "predictions.jsonl").read_bytes()
+    capsys.readouterr()
+    assert cli.main(argv) == 2  # the default: frames as a video
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "holds predictions of a run with other settings (frames_as: recorded 'images', now 'video')" in error
+    run("sqa3d", answerer, SQA3D, setup["scans"], tmp_path / "video", limit=1)
+    assert json.loads((tmp_path / "video" / "run.json").read_text())["frames_as"] == "video"
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--frames-as", "image"])
+    assert "argument --frames-as: invalid choice: 'image'" in capsys.readouterr().err
 
 
 def test_eval_model_checks_arguments_checkpoint_annotations_then_media(setup, tmp_path, capsys):

@@ -87,6 +87,8 @@ def _register_eval_model(subparsers) -> None:
 
 def _eval_model_questions(p) -> None:
     """eval-model's arguments: what is answered, how, and where it goes."""
+    from vega3d.mllm.cli import add_frames_as
+
     p.add_argument("benchmark", choices=BENCHMARKS, metavar="BENCH", help=f"one of {', '.join(TEXT_BENCHMARKS)}")
     p.add_argument("--model", required=True, type=Path, help="checkpoint folder (vega3d train / save_pretrained)")
     p.add_argument("--gt", required=True, type=Path, help="annotation file (official / Video-3D LLM format)")
@@ -99,6 +101,7 @@ def _eval_model_questions(p) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (predictions.jsonl, run.json, result.json)")
     p.add_argument("--num-frames", type=int, help="frames sampled uniformly (default: as in training, else 32)")
+    add_frames_as(p)
     p.add_argument(
         "--batch-size",
         type=int,
@@ -215,4 +218,5 @@ def _answerer(args: argparse.Namespace):
         num_frames=args.num_frames,
         **({} if args.feature_cache_bytes is None else {"feature_cache_bytes": args.feature_cache_bytes}),
         feature_cache_dir=args.feature_cache_dir,
+        frames_as=args.frames_as,
     )

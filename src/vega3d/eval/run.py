@@ -169,6 +169,7 @@ def _settings(benchmark, answerer, annotations_path, media_root, frames: int, o:
         "annotations": str(Path(annotations_path).resolve()),
         "media_root": str(Path(media_root).resolve()),
         "num_frames": frames,
+        "frames_as": getattr(answerer, "frames_as", None),  # "video" / "images" (None: an answerer that does not say)
         "instruction": o.instruction,
         "max_new_tokens": o.max_new_tokens,
         "generative": o.generative,

@@ -19,6 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--simulator", help="Wan2.1 folder for online features (default: the one the config records)")
     p.add_argument("--base", help="Qwen2.5-VL folder (default: the one the checkpoint records)")
     p.add_argument("--num-frames", type=int, help="frames sampled uniformly (default: as in training, else 32)")
+    add_frames_as(p)
     p.add_argument("--max-new-tokens", type=int, default=128, help="longest answer, in tokens (default: 128)")
     p.add_argument(
         "--device", default="cpu", help="torch device of the model and simulator, e.g. cuda:0 (default: cpu)"
@@ -40,6 +41,19 @@ def register(subparsers) -> None:
     from vega3d.mllm.release.cli import register as register_release
 
     register_release(subparsers)  # inspect-release, convert-release
+
+
+def add_frames_as(p) -> None:
+    """``--frames-as`` (``ask``, ``eval-model``): :class:`vega3d.mllm.infer.Answerer`'s ``frames_as``."""
+    from vega3d.mllm.infer import FRAMES_AS
+
+    p.add_argument(
+        "--frames-as",
+        choices=FRAMES_AS,
+        default="video",
+        help="how the frames reach a Qwen2.5-VL checkpoint: one video (default), or one image per frame, "
+        "prepared as the released VEGA-3D spatial model takes them (docs/release.md)",
+    )
 
 
 def _check_ask_args(args) -> None:
@@ -78,6 +92,7 @@ def _ask(args) -> int:
         num_frames=args.num_frames,
         load_simulator=not args.baseline,
         check_base=not args.no_check_base,
+        frames_as=args.frames_as,
     )
     if note := answerer.model.stand_in_notice("The answers below are meaningless."):
         print(note, file=sys.stderr)

@@ -212,8 +212,9 @@ def pad_text(kept: list, pad_values: dict, padding_side: str = "right") -> dict:
 
 def collate(items: list, pad_token_id: int, padding_side: str = "right") -> dict:
     """Batch dataset items: pad text (``labels`` with -100), concatenate visual inputs in
-    batch order, keep per-item frames / features as lists. ``None`` items (skipped bad
-    records) are dropped and counted in ``num_skipped``."""
+    batch order, keep frames / features as lists, one per video / image (an item with several
+    images gives them as a list). ``None`` items (skipped bad records) are dropped and counted
+    in ``num_skipped``."""
     kept, batch = kept_items(items)
     if not kept:
         return batch
@@ -230,11 +231,15 @@ def collate(items: list, pad_token_id: int, padding_side: str = "right") -> dict
         batch[thw] = torch.cat([it[thw] for it in with_kind])
         for extra in (f"{kind}_frames", f"{kind}_features"):
             if all(extra in it for it in with_kind):
-                batch[extra] = [it[extra] for it in with_kind]
+                batch[extra] = [x for it in with_kind for x in _as_list(it[extra])]
     videos = [it for it in kept if "second_per_grid_ts" in it]
     if videos:
         batch["second_per_grid_ts"] = torch.tensor([it["second_per_grid_ts"] for it in videos])
     return batch
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 MODEL_INPUTS = (

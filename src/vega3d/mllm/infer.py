@@ -15,6 +15,13 @@ appears twice in one batch is prepared once; ``media_cache=0`` turns all reuse o
 off (every question reads its video, as without reuse). Answers are
 the same strings with and without reuse: the same frames, the same preprocessing and the
 same simulator call (its noise draw depends only on its seed and the frame count).
+
+Frames as images. ``frames_as="images"`` gives the model the sampled frames the way the released
+VEGA-3D spatial model takes them (docs/release.md, "Frames as images"): each frame prepared as the
+release does (:func:`vega3d.mllm.release.frames.preprocess_release_frames`: 518 px wide, trimmed to
+multiples of 28), one ``<|image_pad|>`` block per frame in the prompt, pixel values from the image
+processor; the simulator runs once over the same prepared frames and each image takes its frame's
+grid. The default, ``"video"``, gives them as one Qwen video.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ DEFAULT_CACHE_ITEMS = 2
 DEFAULT_CACHE_BYTES = 2 * 1024**3
 #: RAM of the simulator's feature cache (vega3d.store.online): every video's features kept while they fit.
 DEFAULT_FEATURE_CACHE_BYTES = 4 * 1024**3
+#: How an Answerer gives the sampled frames to the model: one Qwen video, or one image per frame (the release's way).
+FRAMES_AS = ("video", "images")
 
 
 def simulator_from_record(record: dict, device="cpu", dtype=None, path=None):
@@ -71,27 +80,40 @@ def _tensor_bytes(x) -> int:
 class PreparedVideo:
     """One video read and preprocessed for an :class:`Answerer` (see the module docstring).
 
-    ``frames`` (N,H,W,3) uint8, the sampled frames; ``second_per_grid_ts`` Qwen's temporal
-    spacing (seconds per temporal patch); ``pixel_values_videos`` (T*Hp*Wp, 3*tp*p*p) float32
-    and ``video_grid_thw`` (1, 3) from the processor; ``source`` the path it was read from
-    (None for in-memory frames); ``settings`` the answerer settings it was made under
-    (frame count, frame_fps, temporal patch, pixel budget) — an answerer with other settings
-    refuses it. ``features`` (N,h,w,C): the simulator's grid, filled on first use by
-    ``answer`` (``features_from``: the simulator that made it)."""
+    ``frames`` (N,H,W,3) uint8, the frames the model and the simulator see (the sampled frames;
+    with ``frames_as="images"`` as the release prepares them); ``second_per_grid_ts`` Qwen's
+    temporal spacing (seconds per temporal patch; used for videos only); ``pixel_values`` and
+    ``grid_thw`` from the processor: a video's (T*Hp*Wp, 3*tp*p*p) float32 and (1, 3), or with
+    ``frames_as="images"`` N images' and (N, 3); ``source`` the path it was read from (None for
+    in-memory frames); ``settings`` the answerer settings it was made under (frame count,
+    frame_fps, temporal patch, pixel budget, frames_as) — an answerer with other settings refuses
+    it. ``features`` (N,h,w,C): the simulator's grid, filled on first use by ``answer``
+    (``features_from``: the simulator that made it)."""
 
     frames: np.ndarray
     second_per_grid_ts: float
-    pixel_values_videos: torch.Tensor
-    video_grid_thw: torch.Tensor
+    pixel_values: torch.Tensor
+    grid_thw: torch.Tensor
     source: str | None
     settings: tuple
     features: torch.Tensor | None = None
     features_from: object = None
+    frames_as: str = "video"
 
     @property
     def nbytes(self) -> int:
         """Bytes held (frames, pixel values and features, on whatever device)."""
-        return sum(_tensor_bytes(x) for x in (self.frames, self.pixel_values_videos, self.features) if x is not None)
+        return sum(_tensor_bytes(x) for x in (self.frames, self.pixel_values, self.features) if x is not None)
+
+    def model_inputs(self) -> dict:
+        """The processor's outputs under the model's argument names: a video's, or the images'."""
+        if self.frames_as == "images":
+            return {"pixel_values": self.pixel_values, "image_grid_thw": self.grid_thw}
+        return {
+            "pixel_values_videos": self.pixel_values,
+            "video_grid_thw": self.grid_thw,
+            "second_per_grid_ts": self.second_per_grid_ts,
+        }
 
 
 class MediaCache:
@@ -156,6 +178,13 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+def check_frames_as(value) -> str:
+    """``value`` if it is one of :data:`FRAMES_AS`, else a :class:`Vega3DError`."""
+    if value not in FRAMES_AS:
+        raise Vega3DError(f"frames_as: expected one of {', '.join(FRAMES_AS)}, got {value!r}")
+    return value
+
+
 def check_questions(questions) -> None:
     """Every question must be a string with some non-whitespace text."""
     for i, q in enumerate(questions):
@@ -167,7 +196,8 @@ class Answerer:
     """Batched question answering over videos. See the module docstring.
 
     ``media_cache`` / ``media_cache_bytes``: bounds of the cache of videos given as paths
-    (0 items: no cache)."""
+    (0 items: no cache). ``frames_as``: "video" (one Qwen video) or "images" (one image per
+    frame, as the released model takes them; module docstring)."""
 
     def __init__(
         self,
@@ -178,8 +208,10 @@ class Answerer:
         frame_fps: float = 1.0,
         media_cache: int = DEFAULT_CACHE_ITEMS,
         media_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        frames_as: str = "video",
     ):
         check_positive_int(num_frames, "num_frames")
+        self.frames_as = check_frames_as(frames_as)
         self.model = model.eval()
         self.processor = processor
         self.num_frames = int(num_frames)
@@ -204,6 +236,7 @@ class Answerer:
         check_base: bool = True,
         feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
         feature_cache_dir=None,
+        frames_as: str = "video",
     ) -> Answerer:
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
         (rebuild the recorded one when the generative branch is on). Frame count and pixel
@@ -211,7 +244,8 @@ class Answerer:
         ``load_simulator=False``: no simulator (baseline answers or precomputed features only).
         ``check_base=False``: accept a base folder whose fingerprint differs from the recorded one.
         ``feature_cache_bytes`` / ``feature_cache_dir``: the simulator's feature cache, RAM and an
-        optional disk tier that a later run reads (:mod:`vega3d.store.online`; 0 and None: none)."""
+        optional disk tier that a later run reads (:mod:`vega3d.store.online`; 0 and None: none).
+        ``frames_as``: "video" or "images" (see :class:`Answerer`)."""
         from vega3d.mllm.checkpoint import read_checkpoint_config
         from vega3d.mllm.model import Vega3DQwen
         from vega3d.mllm.processing import Vega3DProcessor
@@ -219,6 +253,7 @@ class Answerer:
 
         if num_frames is not None:
             check_positive_int(num_frames, "num_frames")
+        check_frames_as(frames_as)
         if isinstance(feature_cache_bytes, bool) or not isinstance(feature_cache_bytes, int) or feature_cache_bytes < 0:
             raise Vega3DError(f"feature_cache_bytes: expected an integer >= 0, got {feature_cache_bytes!r}")
         config = read_checkpoint_config(checkpoint)
@@ -246,6 +281,7 @@ class Answerer:
             frame_fps=pre.get("frame_fps", 1.0),
             media_cache=media_cache,
             media_cache_bytes=media_cache_bytes,
+            frames_as=frames_as,
         )
 
     def stand_in_parts(self) -> list[str]:
@@ -262,7 +298,7 @@ class Answerer:
     @property
     def media_settings(self) -> tuple:
         """What a :class:`PreparedVideo` depends on: (num_frames, frame_fps, temporal patch,
-        video_min_pixels, video_max_pixels)."""
+        video_min_pixels, video_max_pixels, frames_as)."""
         p = self.processor
         return (
             self.num_frames,
@@ -270,29 +306,44 @@ class Answerer:
             int(p.image_processor.temporal_patch_size),
             int(p.video_min_pixels),
             int(p.video_max_pixels),
+            self.frames_as,
         )
 
     def prepare(self, video) -> PreparedVideo:
         """Read and preprocess one video (a path — video file, frame folder or scan folder —
         or frames (N,H,W,3) uint8 / (N,3,H,W) float [0,1]) exactly as ``answer`` does, for
         reuse across questions. Does not use the cache; safe to call from another thread."""
+        settings = self.media_settings
+        frames, spg, source = self._sample(video, temporal_patch=settings[2])
+        frames, pixels, thw = self._processed(frames)
+        return PreparedVideo(frames, spg, pixels, thw, source, settings, frames_as=self.frames_as)
+
+    def _sample(self, video, temporal_patch: int) -> tuple[np.ndarray, float, str | None]:
+        """``num_frames`` frames of ``video`` sampled uniformly, (N,H,W,3) uint8, their
+        ``second_per_grid_ts`` and the path they were read from (None for frames)."""
         from vega3d.mllm.data import load_video, seconds_per_grid
         from vega3d.mllm.processing import to_uint8_frames
         from vega3d.scenes import sample_frames
 
-        settings = self.media_settings
-        tp = settings[2]
         if isinstance(video, (str, os.PathLike)):
-            frames, _, spg = load_video(video, self.num_frames, self.frame_fps, tp)
-            source = str(video)
-        else:
-            frames = to_uint8_frames(video, "video")
-            idx = sample_frames(len(frames), self.num_frames)
-            frames, spg = frames[idx], seconds_per_grid(len(frames), None, len(idx), self.frame_fps, tp)
-            source = None
-        frames = np.ascontiguousarray(frames)
-        inputs = self.processor.video_inputs(frames)
-        return PreparedVideo(frames, spg, inputs["pixel_values_videos"], inputs["video_grid_thw"], source, settings)
+            frames, _, spg = load_video(video, self.num_frames, self.frame_fps, temporal_patch)
+            return frames, spg, str(video)
+        frames = to_uint8_frames(video, "video")
+        idx = sample_frames(len(frames), self.num_frames)
+        return frames[idx], seconds_per_grid(len(frames), None, len(idx), self.frame_fps, temporal_patch), None
+
+    def _processed(self, frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """(the frames the model and the simulator see, pixel values, grid_thw): the sampled frames
+        as one video, or with ``frames_as="images"`` prepared as the release does, one image each."""
+        from vega3d.mllm.processing import to_uint8_frames
+        from vega3d.mllm.release.frames import preprocess_release_frames
+
+        if self.frames_as == "video":
+            inputs = self.processor.video_inputs(frames)
+            return np.ascontiguousarray(frames), inputs["pixel_values_videos"], inputs["video_grid_thw"]
+        images = preprocess_release_frames(frames)  # on the 1/255 grid: exact as uint8
+        inputs = self.processor.frame_image_inputs(images)
+        return np.ascontiguousarray(to_uint8_frames(images)), inputs["pixel_values"], inputs["image_grid_thw"]
 
     def _prepared(self, video, batch_seen: dict) -> PreparedVideo:
         """``video`` as a PreparedVideo: given, from this call, from the cache, or read now."""
@@ -300,7 +351,7 @@ class Answerer:
             if video.settings != self.media_settings:
                 raise Vega3DError(
                     f"prepared video {video.source or '(frames)'} was made with settings {video.settings} "
-                    f"(num_frames, frame_fps, temporal_patch, video_min_pixels, video_max_pixels) but this "
+                    f"(num_frames, frame_fps, temporal_patch, video_min_pixels, video_max_pixels, frames_as) but this "
                     f"answerer uses {self.media_settings}; prepare it with this answerer"
                 )
             return video
@@ -346,7 +397,8 @@ class Answerer:
         """Answers to ``questions[i]`` about ``videos[i]`` (a path, a frame folder / scan folder,
         frames (N,H,W,3) uint8 / (N,3,H,W) float, or a :class:`PreparedVideo` from
         :meth:`prepare`). ``video_features``: optional precomputed grids (N,h,w,C) per video,
-        used instead of the simulator. Greedy unless ``generate_kwargs`` say otherwise."""
+        used instead of the simulator (with ``frames_as="images"``: grid i for frame i). Greedy
+        unless ``generate_kwargs`` say otherwise."""
         from vega3d.mllm.data import collate, to_device
 
         counts = {len(questions), len(videos), len(questions if video_features is None else video_features)}
@@ -381,16 +433,23 @@ class Answerer:
         return answers
 
     def _item(self, i: int, question: str, video: PreparedVideo, source: str, video_features) -> dict:
-        """One question as a batch item: the prompt, the video's pixels and its generative input
-        (``source``: "given" features, the "simulator"'s kept on the video, or the raw "frames")."""
-        item = {"id": str(i), "pixel_values_videos": video.pixel_values_videos, "video_grid_thw": video.video_grid_thw}
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        item.update(self.processor.encode(messages, item["video_grid_thw"], add_generation_prompt=True))
-        if source == "given":
-            item["video_features"] = video_features[i]
-        elif source == "simulator":
-            item["video_features"] = self._features(video)
-        else:
-            item["video_frames"] = torch.from_numpy(video.frames)
-        item["second_per_grid_ts"] = video.second_per_grid_ts
+        """One question as a batch item: the prompt (one video, or one image per frame, before the
+        question), the pixels and the generative input (a list of one-frame grids for images)."""
+        kind = "image" if video.frames_as == "images" else "video"
+        item = {"id": str(i), **video.model_inputs()}
+        grid_thw = item[f"{kind}_grid_thw"]
+        content = [{"type": kind}] * len(grid_thw) + [{"type": "text", "text": question}]
+        messages = [{"role": "user", "content": content}]
+        item.update(self.processor.encode(messages, add_generation_prompt=True, **{f"{kind}_grid_thw": grid_thw}))
+        name, value = self._generative_input(i, video, source, video_features)
+        item[f"{kind}_{name}"] = list(value.split(1)) if kind == "image" else value
         return item
+
+    def _generative_input(self, i: int, video: PreparedVideo, source: str, video_features) -> tuple:
+        """("features", (N,h,w,C)) — ``source`` "given" or the "simulator"'s kept on the video —
+        or ("frames", the frames (N,H,W,3) uint8) for the raw "frames"."""
+        if source == "given":
+            return "features", video_features[i]
+        if source == "simulator":
+            return "features", self._features(video)
+        return "frames", torch.from_numpy(video.frames)

@@ -124,6 +124,13 @@ class Vega3DProcessor:
         out = self.image_processor(images=[frame[0]], return_tensors="pt")
         return {"pixel_values": out["pixel_values"].float(), "image_grid_thw": out["image_grid_thw"].long()}
 
+    def frame_image_inputs(self, frames: torch.Tensor) -> dict:
+        """Frames (N,3,H,W) float in [0,1] as N images (the released model's input): the image
+        processor's own path with ``do_rescale=False`` → ``pixel_values`` and ``image_grid_thw`` (N,3)."""
+        assert frames.ndim == 4 and frames.shape[1] == 3 and frames.dtype.is_floating_point, frames.shape
+        out = self.image_processor(images=list(frames), do_rescale=False, return_tensors="pt")
+        return {"pixel_values": out["pixel_values"].float(), "image_grid_thw": out["image_grid_thw"].long()}
+
     # -- text -----------------------------------------------------------------------------
     def _render(self, messages, add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)

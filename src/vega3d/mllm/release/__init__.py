@@ -5,7 +5,9 @@
 - :mod:`.inspect` — :func:`inspect_release`: parts, attributes and the DiT verdict
   (``dit_reinitialised``), behind ``vega3d inspect-release``;
 - :mod:`.convert` — :func:`convert_release`: a vega3d checkpoint + the DiT as a Wan folder,
-  behind ``vega3d convert-release``.
+  behind ``vega3d convert-release``;
+- :mod:`.frames` — :func:`~.frames.preprocess_release_frames`: frames prepared as the release's
+  images (``Answerer(..., frames_as="images")``).
 """
 
 from __future__ import annotations

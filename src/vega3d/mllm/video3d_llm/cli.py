@@ -16,6 +16,14 @@ def _check_counts(args, names) -> None:
             raise Vega3DError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
 
 
+def _check_frames_as(args) -> None:
+    if getattr(args, "frames_as", "video") != "video":
+        raise Vega3DError(
+            f"--frames-as {args.frames_as}: only for Qwen2.5-VL checkpoints; a Video-3D LLM checkpoint takes its "
+            "frames its own way (leave --frames-as out)"
+        )
+
+
 def _instruction(args) -> str | None:
     from vega3d.video3d.formats import SPATIAL_INSTRUCTION
 
@@ -35,6 +43,7 @@ def run_eval_model(args) -> int:
     from vega3d.mllm.video3d_llm.model import recorded_preprocessing
 
     _check_counts(args, ("num_frames", "batch_size", "limit", "max_new_tokens"))
+    _check_frames_as(args)
     instruction = _instruction(args)
     pre = recorded_preprocessing(args.model)
     num_frames, sampling = args.num_frames or pre.get("num_frames", 32), pre.get("sampling", "uniform")
@@ -63,6 +72,7 @@ def ask(args) -> int:
     here (it needs a box)."""
     from vega3d.mllm.video3d_llm.infer import Video3DAnswerer
 
+    _check_frames_as(args)
     if "<coord>" in args.question or "<ground>" in args.question:
         raise Vega3DError("question: <coord> / <ground> need a box or proposals; use vega3d eval-model for those tasks")
     answerer = Video3DAnswerer.from_checkpoint(
