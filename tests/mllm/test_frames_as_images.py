@@ -93,19 +93,23 @@ def captured(monkeypatch):
     return calls
 
 
-def reference_inputs(tiny, tokenizer, frames: np.ndarray, question: str) -> dict:
-    """The release's input for a (4, 48, 64, 3) clip, built without vega3d's helpers: PIL resize to
-    518 × round(48·518/64/14)·14 = 518 × 392, trimmed to 504 wide; transformers' image processor
-    (do_rescale=False); the chat template with one image item per frame."""
-    images = [np.asarray(Image.fromarray(f).resize((518, 392), Image.Resampling.BICUBIC))[:, :504] for f in frames]
-    images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+def reference_inputs(
+    tiny, tokenizer, frames: np.ndarray, question: str, answer: str | None = None, resized=392, size=(392, 504)
+) -> dict:
+    """The release's input for a clip of 48 × 64 frames (``resized``, ``size``: the hand-computed
+    sizes of another), built without vega3d's helpers: PIL resize to 518 × round(48·518/64/14)·14 =
+    518 × 392, trimmed to 392 × 504; transformers' image processor (do_rescale=False); the chat
+    template with one image item per frame before the question (and ``answer``'s turn, when given)."""
+    images = [np.asarray(Image.fromarray(f).resize((518, resized), Image.Resampling.BICUBIC)) for f in frames]
+    images = torch.from_numpy(np.stack(images)[:, : size[0], : size[1]]).permute(0, 3, 1, 2).float() / 255
     vision = Qwen2VLImageProcessorPil.from_pretrained(tiny["qwen"])(
         images=list(images), do_rescale=False, return_tensors="pt"
     )
     content = [{"type": "image"}] * len(images) + [{"type": "text", "text": question}]
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-    )
+    messages = [{"role": "user", "content": content}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=answer is None)
     pieces = text.split(IMAGE_PAD)
     counts = [int(g.prod()) // 4 for g in vision["image_grid_thw"]]
     text = pieces[0] + "".join(IMAGE_PAD * n + piece for n, piece in zip(counts, pieces[1:]))
@@ -149,8 +153,9 @@ def test_images_mode_gives_one_image_per_frame_and_the_release_input(model, proc
 
     for q, question in enumerate(QUESTIONS):
         ref = reference_inputs(tiny, tok, frames.numpy(), question)
-        # the simulator ran once over the same prepared frames; image i takes frame i's grid
-        grids = model.simulator.extract(ref["frames"])
+        # the simulator saw the same prepared frames, one call per image (as training's image_frames)
+        grids = torch.cat([model.simulator.extract(ref["frames"][i : i + 1]) for i in range(4)])
+        assert not torch.allclose(grids[1:], model.simulator.extract(ref["frames"])[1:])  # not one call over all
         features = batch["image_features"][4 * q : 4 * q + 4]
         assert all(torch.allclose(f, grids[i : i + 1], atol=1e-6) for i, f in enumerate(features))
         assert torch.equal(batch["pixel_values"].unflatten(0, (2, -1))[q], ref["pixel_values"])
@@ -198,6 +203,7 @@ def test_ask_frames_as_images_answers_as_the_answerer(tiny, tmp_path, capsys):
     assert main([*argv, "--frames-as", "images"]) == 0
     answerer = Answerer.from_checkpoint(checkpoint, frames_as="images")
     assert capsys.readouterr().out == answerer.answer(QUESTIONS[:1], [video], max_new_tokens=3)[0] + "\n"
+    assert Answerer.from_checkpoint(checkpoint).frames_as == "video"  # it records no mode: a video
     with pytest.raises(SystemExit):
         main([*argv, "--frames-as", "frames"])
     assert re.search(

@@ -213,6 +213,10 @@ def test_converted_checkpoint_records_the_choice(converted, releases, tiny, tmp_
         "bilinear",
     )
     assert json.loads((converted / "release_inspect.json").read_text())["dit_reinitialised"] is False
+    assert config.preprocessing == {"frames_as": "images"}  # the release takes one image per frame
+    from vega3d.mllm.infer import Answerer
+
+    assert Answerer.from_checkpoint(converted, load_simulator=False).frames_as == "images"
     wan_hash = fingerprint(tiny["wan"], weight_files(tiny["wan"], "diffusers"))
     # this release's DiT is the Wan stand-in's in float32: written back, it is byte for byte Wan's file
     assert config.simulator["model"]["weights_hash"] == wan_hash

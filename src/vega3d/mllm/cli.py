@@ -50,9 +50,8 @@ def add_frames_as(p) -> None:
     p.add_argument(
         "--frames-as",
         choices=FRAMES_AS,
-        default="video",
-        help="how the frames reach a Qwen2.5-VL checkpoint: one video (default), or one image per frame, "
-        "prepared as the released VEGA-3D spatial model takes them (docs/release.md)",
+        help="how the frames reach a Qwen2.5-VL checkpoint: one video, or one image per frame, prepared as the "
+        "released VEGA-3D spatial model takes them (docs/release.md) (default: as in training, else video)",
     )
 
 

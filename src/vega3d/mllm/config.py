@@ -75,7 +75,7 @@ class Vega3DConfig(Config):
     lora: LoraSettings = Field(default_factory=LoraSettings)  # adapters when llm is "lora"
     train_vision: bool = False  # the vision tower trains (at train.vision_lr)
     seed: int = Field(0, ge=0)  # initialises the new modules (projector, fusion, LoRA) deterministically
-    preprocessing: dict = Field(default_factory=dict)  # recorded: num_frames, frame_fps, video_min/max_pixels
+    preprocessing: dict = Field(default_factory=dict)  # recorded: num_frames, frame_fps, pixel budget, frames_as
     origin: dict | None = None  # recorded by vega3d convert-release: the release folder, its DiT verdict, the DiT used
 
     #: Fields ``vega3d train`` (or ``convert-release``) records (not set in a YAML config).

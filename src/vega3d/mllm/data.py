@@ -12,6 +12,14 @@ Relative paths resolve against ``media_root`` (default: the annotation file's fo
 Videos are sampled uniformly (:func:`vega3d.scenes.sample_frames`, ``num_frames``, 32 by
 default); with a feature store the frames are the ones whose features are stored.
 
+Frames as images. With ``frames_as="images"`` a video's sampled frames become N images, as the
+released VEGA-3D spatial model trains (its ``read_video_images``): each frame prepared as the release
+does (:func:`vega3d.mllm.release.frames.release_image_inputs`), the record's video item replaced by N
+image items (:func:`vega3d.mllm.processing.video_as_images`, as :class:`vega3d.mllm.infer.Answerer`
+builds its prompt), one ``<|image_pad|>`` block each, and one prepared frame per image for the
+simulator (``image_frames``). Features from a store are of the whole sampled frames, not of the
+prepared ones: :class:`DataConfig` refuses the two together.
+
 A record that cannot be loaded raises :class:`Vega3DError` naming the record id, its index
 and the file. With ``skip_bad_records=True`` the dataset returns ``None`` for it instead
 and :func:`collate` drops it and counts it (``batch["num_skipped"]``); a bad record is never
@@ -32,7 +40,7 @@ from vega3d.config import Config, Float
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 from vega3d.media import load_media
-from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages
+from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages, video_as_images
 
 
 class DataConfig(Config):
@@ -46,6 +54,7 @@ class DataConfig(Config):
     video_max_pixels: int = Field(768 * 28 * 28, ge=1)  # ... and upper bound (>= video_min_pixels)
     feature_store: str | None = None  # a FeatureStore folder of precomputed features (else: the simulator online)
     store_key: Literal["video_name", "id"] = "video_name"  # store item of a record: video stem/folder name, or its id
+    frames_as: Literal["video", "images"] = "video"  # a video's frames as one Qwen video, or as the release's N images
     max_tokens: int | None = Field(None, ge=1)  # a longer record (text + visual tokens) is bad; never truncated
     skip_bad_records: bool = False  # drop (and count) records that fail to load instead of stopping
 
@@ -55,6 +64,17 @@ class DataConfig(Config):
         low = info.data.get("video_min_pixels")
         if low is not None and value < low:
             raise PydanticCustomError("budget", "expected >= data.video_min_pixels ({low})", {"low": low})
+        return value
+
+    @field_validator("frames_as")
+    @classmethod
+    def _images_from_the_simulator(cls, value: str, info: ValidationInfo) -> str:
+        if value == "images" and info.data.get("feature_store"):
+            raise PydanticCustomError(
+                "frames_as",
+                "expected 'video' with data.feature_store (stored features are of the whole sampled frames, not "
+                "of the frames prepared as images: use the simulator section for data.frames_as: images)",
+            )
         return value
 
 
@@ -126,6 +146,8 @@ class ConversationDataset(torch.utils.data.Dataset):
             item.update(self._video(record))
         if "image" in record:
             item.update(self._image(record))
+        if "video" in record and self.config.frames_as == "images":
+            messages = video_as_images(messages, len(item["image_grid_thw"]))
         enc = self.processor.encode(messages, item.get("video_grid_thw"), item.get("image_grid_thw"))
         if not (enc["labels"] != IGNORE_INDEX).any():
             raise Vega3DError(f"{name}: no assistant ('gpt') turn to learn from")
@@ -147,6 +169,8 @@ class ConversationDataset(torch.utils.data.Dataset):
         path = self._media(record, "video")
         tp = int(self.processor.image_processor.temporal_patch_size)
         frames, indices, spg = load_video(path, self.config.num_frames, self.config.frame_fps, tp)
+        if self.config.frames_as == "images":
+            return self._frames_as_images(record, frames)
         out = {"second_per_grid_ts": spg}  # Qwen's temporal RoPE spacing
         if self.store is not None:
             key = str(record["id"]) if self.config.store_key == "id" else (path.name if path.is_dir() else path.stem)
@@ -156,6 +180,17 @@ class ConversationDataset(torch.utils.data.Dataset):
         out.update(self.processor.video_inputs(frames))
         if self.store is None and self.need_frames:
             out["video_frames"] = torch.from_numpy(frames)
+        return out
+
+    def _frames_as_images(self, record, frames: np.ndarray) -> dict:
+        """The sampled frames as the release's images: their pixels and one prepared frame per image."""
+        from vega3d.mllm.release.frames import release_image_inputs
+
+        if "image" in record:
+            raise Vega3DError("has both 'video' and 'image'; with data.frames_as: images a record has one or the other")
+        images, out = release_image_inputs(self.processor, frames)
+        if self.need_frames:
+            out["image_frames"] = list(torch.from_numpy(images).split(1))
         return out
 
     def _image(self, record) -> dict:

@@ -57,6 +57,7 @@ def build_model(config: QwenTrainConfig, device):
         "frame_fps": d.frame_fps,
         "video_min_pixels": d.video_min_pixels,
         "video_max_pixels": d.video_max_pixels,
+        "frames_as": d.frames_as,  # Answerer.from_checkpoint's default
     }
     model.config = model.config.replace(simulator=recorded, preprocessing=preprocessing)
     return model

@@ -20,8 +20,10 @@ Frames as images. ``frames_as="images"`` gives the model the sampled frames the 
 VEGA-3D spatial model takes them (docs/release.md, "Frames as images"): each frame prepared as the
 release does (:func:`vega3d.mllm.release.frames.preprocess_release_frames`: 518 px wide, trimmed to
 multiples of 28), one ``<|image_pad|>`` block per frame in the prompt, pixel values from the image
-processor; the simulator runs once over the same prepared frames and each image takes its frame's
-grid. The default, ``"video"``, gives them as one Qwen video.
+processor; the simulator sees the same prepared frames, one call per image (as the model makes an
+image's grid from ``image_frames`` in training: each image the noise generator's first draw), and
+each image takes its frame's grid. The other mode, ``"video"``, gives them as one Qwen video. :meth:`Answerer.from_checkpoint`
+uses the mode the checkpoint was trained in (``data.frames_as``, recorded), else ``"video"``.
 """
 
 from __future__ import annotations
@@ -236,7 +238,7 @@ class Answerer:
         check_base: bool = True,
         feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
         feature_cache_dir=None,
-        frames_as: str = "video",
+        frames_as: str | None = None,
     ) -> Answerer:
         """Load a checkpoint folder. ``simulator``: a WanWorldSimulator, a Wan folder, or None
         (rebuild the recorded one when the generative branch is on). Frame count and pixel
@@ -245,7 +247,8 @@ class Answerer:
         ``check_base=False``: accept a base folder whose fingerprint differs from the recorded one.
         ``feature_cache_bytes`` / ``feature_cache_dir``: the simulator's feature cache, RAM and an
         optional disk tier that a later run reads (:mod:`vega3d.store.online`; 0 and None: none).
-        ``frames_as``: "video" or "images" (see :class:`Answerer`)."""
+        ``frames_as``: "video" or "images" (see :class:`Answerer`); None: the recorded training mode,
+        else "video"."""
         from vega3d.mllm.checkpoint import read_checkpoint_config
         from vega3d.mllm.model import Vega3DQwen
         from vega3d.mllm.processing import Vega3DProcessor
@@ -253,7 +256,8 @@ class Answerer:
 
         if num_frames is not None:
             check_positive_int(num_frames, "num_frames")
-        check_frames_as(frames_as)
+        if frames_as is not None:
+            check_frames_as(frames_as)
         if isinstance(feature_cache_bytes, bool) or not isinstance(feature_cache_bytes, int) or feature_cache_bytes < 0:
             raise Vega3DError(f"feature_cache_bytes: expected an integer >= 0, got {feature_cache_bytes!r}")
         config = read_checkpoint_config(checkpoint)
@@ -281,7 +285,7 @@ class Answerer:
             frame_fps=pre.get("frame_fps", 1.0),
             media_cache=media_cache,
             media_cache_bytes=media_cache_bytes,
-            frames_as=frames_as,
+            frames_as=frames_as or pre.get("frames_as", "video"),
         )
 
     def stand_in_parts(self) -> list[str]:
@@ -335,15 +339,13 @@ class Answerer:
     def _processed(self, frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """(the frames the model and the simulator see, pixel values, grid_thw): the sampled frames
         as one video, or with ``frames_as="images"`` prepared as the release does, one image each."""
-        from vega3d.mllm.processing import to_uint8_frames
-        from vega3d.mllm.release.frames import preprocess_release_frames
+        from vega3d.mllm.release.frames import release_image_inputs
 
         if self.frames_as == "video":
             inputs = self.processor.video_inputs(frames)
             return np.ascontiguousarray(frames), inputs["pixel_values_videos"], inputs["video_grid_thw"]
-        images = preprocess_release_frames(frames)  # on the 1/255 grid: exact as uint8
-        inputs = self.processor.frame_image_inputs(images)
-        return np.ascontiguousarray(to_uint8_frames(images)), inputs["pixel_values"], inputs["image_grid_thw"]
+        images, inputs = release_image_inputs(self.processor, frames)
+        return images, inputs["pixel_values"], inputs["image_grid_thw"]
 
     def _prepared(self, video, batch_seen: dict) -> PreparedVideo:
         """``video`` as a PreparedVideo: given, from this call, from the cache, or read now."""
@@ -374,10 +376,16 @@ class Answerer:
         return use and on and getattr(self.model, "simulator", None) is not None
 
     def _features(self, video: PreparedVideo) -> torch.Tensor:
-        """The simulator's grid for ``video``, computed once and kept on it."""
+        """The simulator's grid for ``video``, computed once and kept on it: one call over a video's
+        frames; one call per frame for images, as the model makes them from ``image_frames`` in
+        training (each image the noise generator's first draw)."""
         simulator = self.model.simulator
         if video.features is None or video.features_from is not simulator:
-            video.features = self.model.simulator_features(torch.from_numpy(video.frames))
+            frames = torch.from_numpy(video.frames)
+            if video.frames_as == "images":
+                video.features = torch.cat([self.model.simulator_features(f[None]) for f in frames])
+            else:
+                video.features = self.model.simulator_features(frames)
             video.features_from = simulator
             self.cache.trim()
         return video.features
@@ -435,11 +443,14 @@ class Answerer:
     def _item(self, i: int, question: str, video: PreparedVideo, source: str, video_features) -> dict:
         """One question as a batch item: the prompt (one video, or one image per frame, before the
         question), the pixels and the generative input (a list of one-frame grids for images)."""
+        from vega3d.mllm.processing import video_as_images
+
         kind = "image" if video.frames_as == "images" else "video"
         item = {"id": str(i), **video.model_inputs()}
         grid_thw = item[f"{kind}_grid_thw"]
-        content = [{"type": kind}] * len(grid_thw) + [{"type": "text", "text": question}]
-        messages = [{"role": "user", "content": content}]
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        if kind == "image":  # as training with data.frames_as: images turns a record's video into images
+            messages = video_as_images(messages, len(grid_thw))
         item.update(self.processor.encode(messages, add_generation_prompt=True, **{f"{kind}_grid_thw": grid_thw}))
         name, value = self._generative_input(i, video, source, video_features)
         item[f"{kind}_{name}"] = list(value.split(1)) if kind == "image" else value

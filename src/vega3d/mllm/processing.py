@@ -189,6 +189,18 @@ class Vega3DProcessor:
         return {"input_ids": ids, "labels": labels, "mm_token_type_ids": types}
 
 
+def video_as_images(messages: list[dict], count: int) -> list[dict]:
+    """``messages`` with each video item of a turn replaced by ``count`` image items where it stood: a
+    video's frames given as images (the released model's input and training data; ``frames_as="images"``)."""
+
+    def items(content):
+        if not isinstance(content, list):
+            return content
+        return [x for item in content for x in ([{"type": "image"}] * count if item["type"] == "video" else [item])]
+
+    return [{**message, "content": items(message["content"])} for message in messages]
+
+
 def llava_to_messages(conversations, record: str = "record") -> list[dict]:
     """LLaVA-style turns ``[{"from": "human"|"gpt"|"system", "value": str}]`` → chat messages.
 

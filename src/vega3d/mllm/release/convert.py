@@ -289,7 +289,8 @@ def _write_checkpoint(plan: _Plan, out: Path) -> None:
     origin = {"release": str(root), "dit": plan.dit, "wan": str(plan.wan.root.resolve()), "prompt": plan.prompt_source,
               "dit_reinitialised": plan.report["dit_reinitialised"], "verdict": plan.report["verdict"]}  # fmt: skip
     config = Vega3DConfig(base_model=str(root), base_fingerprint=base_fingerprint(root), **plan.fields,
-                          simulator=simulator.config.to_dict(), origin=origin)  # fmt: skip
+                          simulator=simulator.config.to_dict(), origin=origin,
+                          preprocessing={"frames_as": "images"})  # fmt: skip  # the release's input: one image per frame
     write_json(out / "release_inspect.json", plan.report)
     tensors = {f"projector.{k}": v for k, v in plan.projector.state_dict().items()}
     tensors |= {f"fusion.{k}": v for k, v in plan.fusion.state_dict().items()}

@@ -9,7 +9,8 @@ The release feeds every sampled frame as its own image, prepared by VGGT's
 
 A 640 × 480 frame becomes 504 × 392: Qwen2.5-VL's ``image_grid_thw`` (1, 28, 36), 252 LLM
 tokens. The same frames go to the Qwen image processor (``do_rescale=False``) and to the Wan
-simulator (:meth:`vega3d.mllm.infer.Answerer.prepare` with ``frames_as="images"``).
+simulator (:func:`release_image_inputs`: :meth:`vega3d.mllm.infer.Answerer.prepare` with
+``frames_as="images"``, and training with ``data.frames_as: images``).
 """
 
 from __future__ import annotations
@@ -64,3 +65,14 @@ def preprocess_release_frames(frames) -> torch.Tensor:
     resized = [np.asarray(Image.fromarray(f).resize((rw, rh), Image.Resampling.BICUBIC)) for f in frames]
     out = np.stack(resized)[:, top : top + h, :w]
     return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).float() / 255
+
+
+def release_image_inputs(processor, frames) -> tuple[np.ndarray, dict]:
+    """Frames (N,H,W,3) uint8 or (N,3,H,W) float [0,1] as the release's N images: the prepared frames
+    (N,h,w,3) uint8 — what the model and the simulator see — and ``processor``'s image inputs
+    (:meth:`~vega3d.mllm.processing.Vega3DProcessor.frame_image_inputs`: ``pixel_values``,
+    ``image_grid_thw`` (N,3))."""
+    from vega3d.mllm.processing import to_uint8_frames
+
+    images = preprocess_release_frames(frames)  # on the 1/255 grid: exact as uint8
+    return np.ascontiguousarray(to_uint8_frames(images)), processor.frame_image_inputs(images)

@@ -17,7 +17,7 @@ def _check_counts(args, names) -> None:
 
 
 def _check_frames_as(args) -> None:
-    if getattr(args, "frames_as", "video") != "video":
+    if getattr(args, "frames_as", None) not in (None, "video"):
         raise Vega3DError(
             f"--frames-as {args.frames_as}: only for Qwen2.5-VL checkpoints; a Video-3D LLM checkpoint takes its "
             "frames its own way (leave --frames-as out)"
