@@ -227,3 +227,37 @@ def test_online_simulator_training_equals_the_feature_store_path(setup, tmp_path
     rec = [json.loads((tmp_path / r / "model" / "vega3d_config.json").read_text())["config"]["simulator"]
            for r in ("store", "online")]  # fmt: skip
     assert rec[0] == rec[1] and rec[1]["model"]["path"] == str(setup["wan"]) and rec[1]["block"] == 1
+
+
+def test_eval_model_under_torchrun_equals_one_process(trained, setup, tmp_path):
+    """``vega3d eval-model scanrefer`` on 2 CPU processes (torchrun, gloo): each answers its share, process
+    0 merges and scores — the same predictions, scores and result as one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    args = ["eval-model", "scanrefer", "--model", str(trained), "--gt", str(_gt(setup, "scanrefer")), "--media",
+            str(setup["data"]), "--feature-store", str(setup["store"]), "--limit", "4", "--max-new-tokens", "4",
+            "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m",
+           "vega3d.cli", *args, "--out", str(tmp_path / "two")]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("scanrefer: scored 4 of 4") == 1  # printed by process 0 only
+    assert "answering 4 on 2 processes" in proc.stdout  # each process its share (part files, merged)
+    assert not list((tmp_path / "two").glob("predictions.part*.jsonl"))
+    read = lambda run: [json.loads(x) for x in (tmp_path / run / "predictions.jsonl").read_text().splitlines()]  # noqa: E731
+    one, two = read("one"), read("two")
+    assert [p["id"] for p in two] == [p["id"] for p in one]
+    for a, b in zip(one, two):
+        assert a["box"] == b["box"] and a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+    result = lambda run: json.loads((tmp_path / run / "result.json").read_text())  # noqa: E731
+    assert {k: v for k, v in result("two").items() if k not in ("run", "predictions")} == {
+        k: v for k, v in result("one").items() if k not in ("run", "predictions")
+    }
