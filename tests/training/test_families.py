@@ -30,6 +30,10 @@ def test_resume_refuses_another_family_and_old_records_are_qwen():
     old = {"model": {"a": 1}, "data": {}, "train": {"lr": 1}}  # written before families existed
     assert config_differences(old, {**old, "family": "qwen25vl", "train": {"lr": 2}}) == []
     assert config_differences(old, {**old, "family": "other"}) == ["family"]
+    # the optimizer's groups must match the saved state: the decay rule is fixed (old records: the default)
+    hf_rule = {**old, "train": {"lr": 1, "decay_norms_and_biases": False}}
+    assert config_differences(old, hf_rule) == ["train.decay_norms_and_biases"]
+    assert config_differences(old, {**old, "train": {"decay_norms_and_biases": True}}) == []
 
 
 def test_step_schedule_warms_up_then_decays_at_the_milestones():

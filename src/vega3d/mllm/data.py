@@ -4,10 +4,12 @@ The annotation file is a JSON list (the format SPAR, LLaVA-Hound and Video-3D LL
 
     [{"id": "scene0000_00_q1",
       "video": "scans/scene0000_00.mp4"        # a video file (PyAV) or a folder of frames
-      # or "image": "imgs/0001.jpg",
+      # or "image": "imgs/0001.jpg" -- or a list of paths, or SPAR's "images": [...]
       "conversations": [{"from": "human", "value": "<video>\\nHow many chairs?"},
                         {"from": "gpt", "value": "Three."}]}]
 
+A record's images (:func:`record_images`) are one ``<image>`` placeholder each, in order
+(:func:`check_image_count`); a feature store keys one image per record, so a list is refused with one.
 Relative paths resolve against ``media_root`` (default: the annotation file's folder).
 Videos are sampled uniformly (:func:`vega3d.scenes.sample_frames`, ``num_frames``, 32 by
 default); with a feature store the frames are the ones whose features are stored.
@@ -39,7 +41,7 @@ from pydantic_core import PydanticCustomError
 from vega3d.config import Config, Float
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
-from vega3d.media import load_media
+from vega3d.media import count_frames, is_scan_folder, load_media
 from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages, video_as_images
 
 
@@ -55,6 +57,7 @@ class DataConfig(Config):
     feature_store: str | None = None  # a FeatureStore folder of precomputed features (else: the simulator online)
     store_key: Literal["video_name", "id"] = "video_name"  # store item of a record: video stem/folder name, or its id
     frames_as: Literal["video", "images"] = "video"  # a video's frames as one Qwen video, or as the release's N images
+    video_frames: Literal["fixed", "release"] = "fixed"  # frames per video: num_frames, or round(n/2) in 4..8 (release)
     max_tokens: int | None = Field(None, ge=1)  # a longer record (text + visual tokens) is bad; never truncated
     skip_bad_records: bool = False  # drop (and count) records that fail to load instead of stopping
 
@@ -77,6 +80,25 @@ class DataConfig(Config):
             )
         return value
 
+    @field_validator("video_frames")
+    @classmethod
+    def _release_frames_from_the_simulator(cls, value: str, info: ValidationInfo) -> str:
+        if value == "release" and info.data.get("feature_store"):
+            raise PydanticCustomError(
+                "video_frames",
+                "expected 'fixed' with data.feature_store (a store holds the num_frames frames `vega3d extract` "
+                "sampled, not the release's per-video count: use the simulator section)",
+            )
+        return value
+
+
+def release_frame_indices(total: int) -> list[int]:
+    """The frames the release reads of a ``total``-frame video or frame folder (LLaVA-Hound; docs/mllm.md):
+    k = round(total/2) (Python's rounding, half to even) clamped to [4, 8], at
+    ``np.linspace(0, total - 1, k)`` truncated to int — repeated frames when total < k."""
+    count = min(max(round(total / 2), 4), 8)
+    return np.linspace(0, total - 1, count).astype(int).tolist()
+
 
 def seconds_per_grid(
     total: int, fps: float | None, num_sampled: int, frame_fps: float, temporal_patch: int = 2
@@ -87,13 +109,20 @@ def seconds_per_grid(
     return float(temporal_patch * duration / num_sampled)
 
 
-def load_video(path, num_frames: int, frame_fps: float = 1.0, temporal_patch: int = 2):
+def load_video(path, num_frames: int, frame_fps: float = 1.0, temporal_patch: int = 2, video_frames: str = "fixed"):
     """Uniformly sampled frames of a video file, frame folder or scan folder
     (:func:`vega3d.media.load_media`): ``(frames (N,H,W,3) uint8, indices, second_per_grid_ts)``.
+    ``video_frames="release"``: the release's frames (:func:`release_frame_indices`) instead of
+    ``num_frames``, for videos and frame folders.
 
     ``indices`` are what :mod:`vega3d.media` indexes — frame positions for videos and frame
     folders, frame ids for scans: the keys ``vega3d extract`` stores features under."""
-    media = load_media(path, num_frames=num_frames)
+    if video_frames == "release":
+        if is_scan_folder(path):
+            raise Vega3DError(f"{path}: data.video_frames: release reads videos and frame folders, not scan folders")
+        media = load_media(path, indices=release_frame_indices(count_frames(path)))
+    else:
+        media = load_media(path, num_frames=num_frames)
     spg = seconds_per_grid(media.total, media.fps, len(media.indices), frame_fps, temporal_patch)
     return media.frames, media.indices, spg
 
@@ -141,11 +170,15 @@ class ConversationDataset(torch.utils.data.Dataset):
     def load(self, record: dict) -> dict:
         name = f"record {record['id']!r}"
         messages = llava_to_messages(record["conversations"], name)
+        images = record_images(record)
+        if "video" in record and images and self.config.frames_as == "images":
+            raise Vega3DError("has both 'video' and 'image'; with data.frames_as: images a record has one or the other")
+        check_image_count(messages, len(images))
         item = {"id": str(record["id"])}
         if "video" in record:
             item.update(self._video(record))
-        if "image" in record:
-            item.update(self._image(record))
+        if images:
+            item.update(self._images(record, images))
         if "video" in record and self.config.frames_as == "images":
             messages = video_as_images(messages, len(item["image_grid_thw"]))
         enc = self.processor.encode(messages, item.get("video_grid_thw"), item.get("image_grid_thw"))
@@ -158,17 +191,18 @@ class ConversationDataset(torch.utils.data.Dataset):
         item.update(enc)
         return item
 
-    def _media(self, record, key) -> Path:
-        value = record[key]
-        if not isinstance(value, str) or not value:
-            raise Vega3DError(f"'{key}' must be a path string, got {value!r}")
+    def _media(self, value: str) -> Path:
         path = Path(value)
         return path if path.is_absolute() else self.root / path
 
     def _video(self, record) -> dict:
-        path = self._media(record, "video")
+        if not isinstance(record["video"], str) or not record["video"]:
+            raise Vega3DError(f"'video' must be a path string, got {record['video']!r}")
+        path = self._media(record["video"])
         tp = int(self.processor.image_processor.temporal_patch_size)
-        frames, indices, spg = load_video(path, self.config.num_frames, self.config.frame_fps, tp)
+        frames, indices, spg = load_video(
+            path, self.config.num_frames, self.config.frame_fps, tp, self.config.video_frames
+        )
         if self.config.frames_as == "images":
             return self._frames_as_images(record, frames)
         out = {"second_per_grid_ts": spg}  # Qwen's temporal RoPE spacing
@@ -186,29 +220,69 @@ class ConversationDataset(torch.utils.data.Dataset):
         """The sampled frames as the release's images: their pixels and one prepared frame per image."""
         from vega3d.mllm.release.frames import release_image_inputs
 
-        if "image" in record:
-            raise Vega3DError("has both 'video' and 'image'; with data.frames_as: images a record has one or the other")
         images, out = release_image_inputs(self.processor, frames)
         if self.need_frames:
             out["image_frames"] = list(torch.from_numpy(images).split(1))
         return out
 
-    def _image(self, record) -> dict:
-        from PIL import Image
+    def _images(self, record, paths: list[str]) -> dict:
+        """A record's images, one ``<|image_pad|>`` block each in order: Qwen's image processor on each
+        as it is, or (``data.frames_as: images``) each prepared as the release's images; one frame per
+        image for the simulator (``image_frames``), or one stored grid."""
+        from vega3d.mllm.release.frames import release_image_inputs
 
-        path = self._media(record, "image")
-        try:
-            with Image.open(path) as im:
-                image = np.array(im.convert("RGB"))
-        except OSError as exc:
-            raise Vega3DError(f"{path}: cannot read image ({exc})") from exc
-        out = self.processor.image_inputs(image)
+        images = [read_image(self._media(p)) for p in paths]
+        if self.config.frames_as == "images":
+            prepared, inputs = zip(*(release_image_inputs(self.processor, image[None]) for image in images))
+            frames = [torch.from_numpy(p) for p in prepared]
+        else:
+            inputs = [self.processor.image_inputs(image) for image in images]
+            frames = [torch.from_numpy(image[None]) for image in images]
+        out = {key: torch.cat([x[key] for x in inputs]) for key in ("pixel_values", "image_grid_thw")}
         if self.store is not None:
-            key = str(record["id"]) if self.config.store_key == "id" else path.stem
-            out["image_features"] = self.store.get(key, [0])[0]
+            if len(paths) > 1:
+                raise Vega3DError(
+                    f"{len(paths)} images with data.feature_store: a store keys one image per record (its file stem "
+                    "or the record id); expected one image, or the simulator section instead of the store"
+                )
+            key = str(record["id"]) if self.config.store_key == "id" else Path(paths[0]).stem
+            out["image_features"] = [self.store.get(key, [0])[0]]
         elif self.need_frames:
-            out["image_frames"] = torch.from_numpy(image[None])
+            out["image_frames"] = frames
         return out
+
+
+def record_images(record: dict) -> list[str]:
+    """A record's image paths as one list: its ``image`` (a path or a list of paths) or SPAR's
+    ``images`` (a list); ``[]`` without either."""
+    if "image" in record and "images" in record:
+        raise Vega3DError("has both 'image' and 'images'; expected one of them")
+    key = "images" if "images" in record else "image"
+    value = record.get(key, [])
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise Vega3DError(f"'{key}' must be a path string or a list of them, got {value!r}"[:300])
+    return paths
+
+
+def check_image_count(messages: list[dict], count: int) -> None:
+    """One ``<image>`` placeholder in the human turns per image of the record, or a :class:`Vega3DError`."""
+    found = sum(
+        item.get("type") == "image" for message in messages if message["role"] == "user" for item in message["content"]
+    )
+    if found != count:
+        raise Vega3DError(f"{found} <image> placeholder(s) in the human turns but {count} image(s); expected one each")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as (H,W,3) uint8 RGB."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except OSError as exc:
+        raise Vega3DError(f"{path}: cannot read image ({exc})") from exc
 
 
 def load_or_skip(load, record, skip: bool, where: str) -> dict | None:

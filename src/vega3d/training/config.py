@@ -73,6 +73,7 @@ class TrainSettings(Config):
     vision_lr: Float = Field(2e-6, gt=0)  # the vision tower's
     head_lr: Float | None = Field(None, gt=0)  # task heads a family adds (grounding, actions; None: branch LR)
     weight_decay: Float = Field(0.0, ge=0)  # AdamW's
+    decay_norms_and_biases: bool = True  # false: biases and LayerNorm weights undecayed (HF Trainer's rule)
     warmup_ratio: Float = Field(0.03, ge=0, le=1)  # linear warmup, as a share of the steps, then the schedule
     schedule: Literal["cosine", "step"] = (
         "cosine"  # after warmup: cosine to 0, or constant x lr_decay at lr_decay_steps
@@ -292,16 +293,27 @@ def check_feature_store(config: TrainConfig) -> str | None:
     return line + " (matches the 'simulator' section)"
 
 
+#: Train-section fields a resumed run must keep (with their defaults, for records made before them):
+#: they shape the optimizer's parameter groups, which the saved optimizer state must match.
+RESUME_FIXED_TRAIN = {"decay_norms_and_biases": True}
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
     """The ``section.key`` fields of the family, model, data and simulator sections in which two
-    recorded training configs (``train_config.json``) differ; the train section is free
-    (a resumed run may change e.g. max_steps). A record without ``family`` is a qwen25vl run."""
+    recorded training configs (``train_config.json``) differ, and :data:`RESUME_FIXED_TRAIN`'s;
+    the rest of the train section is free (a resumed run may change e.g. max_steps). A record
+    without ``family`` is a qwen25vl run."""
     old, new = {"family": DEFAULT_FAMILY, **old}, {"family": DEFAULT_FAMILY, **new}
     if old["family"] != new["family"]:
         return ["family"]
+    train = [old.get("train") or {}, new.get("train") or {}]
     return [
         f"{sec}.{k}"
         for sec in ("model", "data", "simulator")
         for k in sorted(set(old.get(sec) or {}) | set(new.get(sec) or {}))
         if (old.get(sec) or {}).get(k) != (new.get(sec) or {}).get(k)
+    ] + [
+        f"train.{k}"
+        for k, default in RESUME_FIXED_TRAIN.items()
+        if train[0].get(k, default) != train[1].get(k, default)
     ]

@@ -15,7 +15,8 @@ talks to the model only through ``model(**inputs)`` (``.loss``, optional ``.gate
 ``gradient_checkpointing_enable()`` and ``stand_in_notice()``.
 
 Per optimizer step: AdamW over the trainable groups (branch = projector + fusion at
-``branch_lr``, LLM/LoRA at ``lr``, vision tower at ``vision_lr``, task heads at ``head_lr``), cosine LR with linear
+``branch_lr``, LLM/LoRA at ``lr``, vision tower at ``vision_lr``, task heads at ``head_lr``; each split into
+decayed / undecayed parts by HF Trainer's rule with ``decay_norms_and_biases: false``), cosine LR with linear
 warmup (transformers' ``get_cosine_schedule_with_warmup``), gradient clipping, gradient
 accumulation. Mixed precision and gradient checkpointing from the config. Logs loss, LR
 and gate statistics to the progress bar and ``OUTPUT/log.jsonl``. Every ``save_every``
@@ -190,7 +191,33 @@ def make_optimizer(model, t) -> torch.optim.AdamW:
     groups = [{"params": ps, "lr": lrs[k], "name": k} for k, ps in model.parameter_groups().items() if ps]
     if not groups:
         raise Vega3DError("nothing to train: every part of the model is frozen (check model.train_* and model.llm)")
+    if not t.decay_norms_and_biases:
+        decayed = hf_decayed_parameters(model)
+        groups = [part for group in groups for part in split_decay(group, decayed)]
     return torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+
+
+def hf_decayed_parameters(model) -> set[int]:
+    """ids of the parameters HF Trainer's optimizer decays (``train.decay_norms_and_biases: false``):
+    those outside every ``ALL_LAYERNORM_LAYERS`` module whose names hold no "bias" — transformers'
+    ``get_parameter_names`` rule, as the release's ``create_optimizer`` applies it."""
+    from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    names = {name for name in get_parameter_names(model, ALL_LAYERNORM_LAYERS) if "bias" not in name}
+    return {id(p) for name, p in model.named_parameters() if name in names}
+
+
+def split_decay(group: dict, decayed: set[int]) -> list[dict]:
+    """``group`` as its decayed parameters and the rest (``weight_decay`` 0, named ``<name>_no_decay``),
+    both at its LR; an empty part is left out."""
+    decay = [p for p in group["params"] if id(p) in decayed]
+    rest = [p for p in group["params"] if id(p) not in decayed]
+    parts = (
+        {**group, "params": decay},
+        {**group, "params": rest, "weight_decay": 0.0, "name": f"{group['name']}_no_decay"},
+    )
+    return [part for part in parts if part["params"]]
 
 
 def total_steps(t, num_records: int, num_processes: int, main: bool) -> int:
