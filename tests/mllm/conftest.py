@@ -22,3 +22,16 @@ def simulator(tiny):
     from vega3d.simulator import WanWorldSimulator
 
     return WanWorldSimulator.from_pretrained(tiny["wan"], block=1, height=64, width=96)
+
+
+@pytest.fixture(scope="module")
+def model(base, tiny, simulator):
+    """A fresh Vega3DQwen (a copy of ``base``, generative branch on) with ``simulator`` attached."""
+    import copy
+
+    from vega3d.mllm.config import Vega3DConfig
+    from vega3d.mllm.model import Vega3DQwen
+
+    model = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(tiny["qwen"]), generative_dim=32)).eval()
+    model.attach_simulator(simulator)
+    return model

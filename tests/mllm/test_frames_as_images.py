@@ -6,7 +6,6 @@ inputs built here from PIL, transformers' image processor and the tokenizer's ch
 Tiny random-weight stand-ins: answers are noise, only their equality matters.
 """
 
-import copy
 import re
 
 import numpy as np
@@ -16,7 +15,6 @@ from PIL import Image
 from transformers import Qwen2VLImageProcessorPil
 
 from vega3d.errors import Vega3DError
-from vega3d.mllm.config import Vega3DConfig
 from vega3d.mllm.infer import Answerer
 from vega3d.mllm.model import Vega3DQwen
 from vega3d.mllm.release.frames import preprocess_release_frames, release_image_size
@@ -73,13 +71,6 @@ def test_release_frames_stay_in_range_and_give_qwen_grid_28_by_36():
 
 
 # ------------------------------------------------------------------------------------------ answering
-@pytest.fixture(scope="module")
-def model(base, tiny, simulator):
-    model = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(tiny["qwen"]), generative_dim=32)).eval()
-    model.attach_simulator(simulator)
-    return model
-
-
 @pytest.fixture
 def captured(monkeypatch):
     """Every ``Vega3DQwen.generate`` call's keyword arguments."""

@@ -5,7 +5,6 @@ same strings as reading every video per question, and how often videos are read 
 simulator runs.
 """
 
-import copy
 import os
 
 import numpy as np
@@ -15,18 +14,9 @@ import torch
 from tests.media_reads import count_media_reads
 from vega3d.errors import Vega3DError
 from vega3d.mllm import data
-from vega3d.mllm.config import Vega3DConfig
 from vega3d.mllm.infer import Answerer, MediaCache, PreparedVideo
-from vega3d.mllm.model import Vega3DQwen
 
 QUESTIONS = ["How many chairs?", "Where is the lamp?", "Is there a bed?", "How far is the sofa?"]
-
-
-@pytest.fixture(scope="module")
-def model(base, tiny, simulator):
-    model = Vega3DQwen(copy.deepcopy(base), Vega3DConfig(base_model=str(tiny["qwen"]), generative_dim=32)).eval()
-    model.attach_simulator(simulator)
-    return model
 
 
 @pytest.fixture

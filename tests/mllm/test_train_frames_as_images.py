@@ -66,7 +66,7 @@ def test_images_mode_with_a_feature_store_is_one_config_error(tmp_path):
         load_train_config(TINY_YAML, ["data.frames_as=images", f"data.feature_store={tmp_path}"], check_paths=False)
     text = str(err.value)
     assert "\n" not in text and "data.frames_as: expected 'video' with data.feature_store (stored features" in text
-    assert text.endswith("use the simulator section for data.frames_as: images), got 'images'")
+    assert text.endswith("prepared as images: use the simulator section), got 'images'")
     with pytest.raises(Vega3DError, match=r"data\.frames_as: input should be 'video' or 'images', got 'frames'"):
         load_train_config(TINY_YAML, ["data.frames_as=frames"], check_paths=False)
     assert get_args(DataConfig.model_fields["frames_as"].annotation) == FRAMES_AS

@@ -44,6 +44,12 @@ from vega3d.files import read_json
 from vega3d.media import count_frames, is_scan_folder, load_media
 from vega3d.mllm.processing import IGNORE_INDEX, Vega3DProcessor, llava_to_messages, video_as_images
 
+#: The frames a feature store holds, per data field: the field's default, and why no other value fits.
+STORE_ONLY_HOLDS = {
+    "frames_as": ("video", "stored features are of the whole sampled frames, not of the frames prepared as images"),
+    "video_frames": ("fixed", "a store holds the num_frames frames `vega3d extract` sampled, not the release's count"),
+}
+
 
 class DataConfig(Config):
     """Where the training data is and how it is sampled (see :mod:`vega3d.mllm.data`)."""
@@ -69,26 +75,15 @@ class DataConfig(Config):
             raise PydanticCustomError("budget", "expected >= data.video_min_pixels ({low})", {"low": low})
         return value
 
-    @field_validator("frames_as")
+    @field_validator("frames_as", "video_frames")
     @classmethod
-    def _images_from_the_simulator(cls, value: str, info: ValidationInfo) -> str:
-        if value == "images" and info.data.get("feature_store"):
+    def _frames_a_store_holds(cls, value: str, info: ValidationInfo) -> str:
+        default, why = STORE_ONLY_HOLDS[info.field_name]
+        if value != default and info.data.get("feature_store"):
             raise PydanticCustomError(
-                "frames_as",
-                "expected 'video' with data.feature_store (stored features are of the whole sampled frames, not "
-                "of the frames prepared as images: use the simulator section for data.frames_as: images)",
-            )
-        return value
-
-    @field_validator("video_frames")
-    @classmethod
-    def _release_frames_from_the_simulator(cls, value: str, info: ValidationInfo) -> str:
-        if value == "release" and info.data.get("feature_store"):
-            raise PydanticCustomError(
-                "video_frames",
-                "expected 'fixed' with data.feature_store (a store holds the num_frames frames `vega3d extract` "
-                "sampled, not the release's per-video count: use the simulator section)",
-            )
+                info.field_name, "expected '{default}' with data.feature_store ({why}: use the simulator section)",
+                {"default": default, "why": why},
+            )  # fmt: skip
         return value
 
 
