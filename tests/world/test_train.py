@@ -131,3 +131,18 @@ def test_train_world_refuses_other_families(tmp_path, capsys):
 
     assert main(["train-world", str(REPO / "configs" / "tiny.yaml"), f"train.output_dir={tmp_path}"]) == 2
     assert "not a world-model family" in capsys.readouterr().err
+
+
+def test_probe_schedule_scores_the_real_scan(tmp_path, tum_sample):
+    """probe.scan: the real TUM sample is probed at every scheduled step beside the held-out rooms."""
+    out = tmp_path / "run"
+    overrides = ["train.max_steps=2", "train.save_every=0", "probe.every=2", f"probe.scan={tum_sample}",
+                 "probe.scan_frames=3", "probe.blocks=[1]", "probe.timesteps=[300]"]  # fmt: skip
+    assert train_tiny(out, *overrides) == 0
+    report = json.loads((out / "probe" / "probe.json").read_text())
+    assert report["sets"]["scan"] == ["tum_fr1_xyz_10"]
+    (curve,) = report["curves"]["scan"]
+    assert curve["steps"] == [0, 2] and all(0.0 <= v <= 1.0 for v in curve["auroc_local"] + curve["nn_recall"])
+    rows = [r for r in report["steps"][-1]["rows"] if r["set"] == "scan"]
+    assert [(r["scene"], r["block"], r["timestep"]) for r in rows] == [("tum_fr1_xyz_10", 1, 300)]
+    assert set(report["inputs"]["scan"]) == {"pixels", "vae_latents"}
