@@ -100,7 +100,7 @@ def run(args) -> int:
         report["trained_vs_random"] = panel.to_dict()
     write_json(out / "report.json", report)
     if sim.stand_in:
-        print((TRAINED_NOTICE if _trained(model_dir) else STAND_IN_NOTICE) + "\n")
+        print(_notice(model_dir) + "\n")
     for w in warnings:
         print(f"warning: {w}")
     _print_summary(args, run, sim, model_dir, t_load, figure, out / "report.json")
@@ -186,14 +186,19 @@ def _load_simulator(args):
     return sim, model_dir, time.perf_counter() - t0
 
 
-def _trained(model_dir) -> bool:
-    from vega3d.standin import is_trained_stand_in
+def _notice(model_dir) -> str:
+    """The stand-in NOTE: random weights, or trained here (and, on a random VAE, that it says nothing)."""
+    from vega3d.standin import RANDOM_VAE_NOTE, is_trained_stand_in, stand_in_label
 
-    return is_trained_stand_in(model_dir)
+    if not is_trained_stand_in(model_dir):
+        return STAND_IN_NOTICE
+    return TRAINED_NOTICE + ("\n" + RANDOM_VAE_NOTE if stand_in_label(model_dir).endswith("random VAE") else "")
 
 
 def _stand_in_label(model_dir) -> str:
-    return "  [STAND-IN, trained small model]" if _trained(model_dir) else "  [STAND-IN, random weights]"
+    from vega3d.standin import stand_in_label
+
+    return f"  [STAND-IN, {stand_in_label(model_dir)}]"
 
 
 def _print_summary(args, run, sim, model_dir, t_load, figure, report) -> None:

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from vega3d import cli
+from vega3d.standin import RANDOM_VAE_NOTE
 
 TINY_PROBE = ["--option", "points_per_frame=64", "--option", "min_motion_px=8", "--option", "local_negative_px=[8,24]",
               "--option", "recall_stride_px=8"]  # fmt: skip  # configs/world_tiny.yaml's probe.options
@@ -65,13 +66,15 @@ def test_extract_and_demo_load_it(tiny_run, tmp_path, capsys):
             "--no-trained-network", "--out", str(tmp_path / "demo")]  # fmt: skip
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
-    assert "[STAND-IN, trained small model]" in printed and "[STAND-IN, random weights]" not in printed
+    # the tiny config trains on a random VAE: the label and the notice say so
+    assert "[STAND-IN, trained small model, random VAE]" in printed and "[STAND-IN, random weights]" not in printed
     assert "trained by vega3d" in printed and "STAND-IN with random weights" not in printed  # the notice
+    assert RANDOM_VAE_NOTE in printed
     assert json.loads((tmp_path / "demo" / "report.json").read_text())["encoder"]["block"] == 1
 
 
 def test_the_marker_tells_a_trained_model_from_a_random_one(tiny_run, tmp_path):
-    from vega3d.standin import MARKER, is_stand_in, is_trained_stand_in
+    from vega3d.standin import MARKER, is_stand_in, is_trained_stand_in, stand_in_label
     from vega3d.standin.wan import save_tiny_wan
 
     random = save_tiny_wan(tmp_path / "random", num_layers=2)
@@ -79,6 +82,8 @@ def test_the_marker_tells_a_trained_model_from_a_random_one(tiny_run, tmp_path):
     assert is_stand_in(random) and is_stand_in(trained)
     assert not is_trained_stand_in(random) and is_trained_stand_in(trained)
     text = (trained / MARKER).read_text()
-    assert "A small model trained by vega3d." in text and "random weights" not in text
+    assert "A small model trained by vega3d." in text and "A small model with **random weights**" not in text
+    assert RANDOM_VAE_NOTE in text  # the tiny config's DiT trained on a random VAE
+    assert (stand_in_label(trained), stand_in_label(random)) == ("trained small model, random VAE", "random weights")
     assert "NOT Wan2.1-T2V" in text and '"num_layers": 2' in text  # what it is not, and its recipe
     assert not is_trained_stand_in(tmp_path)  # no marker at all

@@ -103,6 +103,9 @@ def test_vae_stage_then_the_dit_on_its_latents(tmp_path):
     b = load_file(str(dit_out / "model" / "vae" / "diffusion_pytorch_model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the VAE is frozen under the DiT
     assert json.loads((dit_out / "model" / RECORD_FILE).read_text())["vae"]["source"] == str(vae_out / "model")
+    from vega3d.standin import stand_in_label
+
+    assert stand_in_label(dit_out / "model") == "trained small model"  # a trained VAE: no random-VAE note
 
 
 @pytest.mark.parametrize(

@@ -23,18 +23,18 @@ from vega3d.probe.result import ProbeResult
 from vega3d.probe.score import score
 
 STAND_IN_TAG = " [STAND-IN: random weights, not the real model]"
-TRAINED_TAG = " [STAND-IN: trained small model, not the real model]"  # vega3d train-world's models
 
 
 def stand_in_tag(encoder_config: dict) -> str:
-    """The title tag of an encoder's config: none for real weights, :data:`TRAINED_TAG` for a model
-    folder marked as trained here (:func:`vega3d.standin.is_trained_stand_in`), else :data:`STAND_IN_TAG`."""
-    from vega3d.standin import is_trained_stand_in
+    """The title tag of an encoder's config: none for real weights; for a stand-in model folder what
+    it holds (:func:`vega3d.standin.stand_in_label`: trained here or random), else :data:`STAND_IN_TAG`."""
+    from vega3d.standin import stand_in_label
 
     if encoder_config.get("stand_in") is not True:
         return ""
-    path = (encoder_config.get("model") or {}).get("path") if isinstance(encoder_config.get("model"), dict) else None
-    return TRAINED_TAG if path and is_trained_stand_in(path) else STAND_IN_TAG
+    model = encoder_config.get("model")
+    path = model.get("path") if isinstance(model, dict) else None
+    return f" [STAND-IN: {stand_in_label(path)}, not the real model]" if path else STAND_IN_TAG
 
 
 #: What the numbers mean, for a reader who has not read docs/probe.md.

@@ -435,14 +435,10 @@ class WanWorldSimulator:
     def __repr__(self) -> str:
         tag = ""
         if self.stand_in:
-            from vega3d.standin import is_trained_stand_in
+            from vega3d.standin import stand_in_label
 
-            trained = bool(self.config.model.get("path")) and is_trained_stand_in(self.config.model["path"])
-            tag = (
-                " — STAND-IN, trained small model, NOT Wan2.1"
-                if trained
-                else " — STAND-IN with random weights, NOT Wan2.1"
-            )
+            path = self.config.model.get("path")
+            tag = f" — STAND-IN, {stand_in_label(path) if path else 'random weights'}, NOT Wan2.1"
         return (
             f"WanWorldSimulator(block={self.block}/{self.config.num_layers}, t={self.t}, sigma={self.sigma:.8f}, "
             f"{self.height}x{self.width}, C={self.feature_dim}, DiT {self.config.dtype} / VAE {self.config.vae_dtype} "

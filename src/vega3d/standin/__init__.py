@@ -23,6 +23,10 @@ from pathlib import Path
 MARKER = "STAND_IN.md"
 #: The marker's sentence for weights trained here (:func:`is_trained_stand_in` looks for it).
 TRAINED_WHAT = "A small model trained by vega3d."
+#: The marker's note for a world model trained on a random VAE (``vega3d train-world`` without ``model.vae``).
+RANDOM_VAE_NOTE = (
+    "Its DiT was trained on the latents of a VAE with random weights: its features say nothing about space."
+)
 
 _MARKER_TEXT = """# vega3d stand-in — NOT {real}
 
@@ -33,14 +37,16 @@ Written by `{writer}`. Recipe: {recipe}
 """
 
 
-def write_marker(folder, *, real: str, writer: str, recipe: dict | None = None, trained: bool = False) -> Path:
+def write_marker(folder, *, real: str, writer: str, recipe: dict | None = None, trained: bool = False,
+                 note: str = "") -> Path:  # fmt: skip
     """Mark ``folder`` as a stand-in for ``real`` (e.g. "Wan2.1-T2V-1.3B"); ``writer`` names the
     function that wrote it, ``recipe`` its arguments. ``trained``: the weights were trained here
-    (a small model), not drawn at random. Returns the marker's path."""
+    (a small model), not drawn at random; ``note``: a sentence after that. Returns the marker's path."""
     if trained:
         what, meaning = TRAINED_WHAT, "its features are those of a small model, not of the real one."
     else:
         what, meaning = "A small model with **random weights**.", "its outputs are meaningless."
+    what = f"{what} {note}".strip()
     path = Path(folder) / MARKER
     path.write_text(_MARKER_TEXT.format(real=real, what=what, meaning=meaning, writer=writer,
                                         recipe=json.dumps(recipe or {}, sort_keys=True)))  # fmt: skip
@@ -57,6 +63,15 @@ def is_trained_stand_in(folder) -> bool:
     model trained by vega3d, ``write_marker(..., trained=True)``), not drawn at random."""
     marker = Path(folder) / MARKER
     return marker.is_file() and TRAINED_WHAT in marker.read_text()
+
+
+def stand_in_label(folder) -> str:
+    """What a stand-in model folder holds, for labels: "random weights", "trained small model" or
+    "trained small model, random VAE" (a world model trained on a VAE with random weights)."""
+    if not is_trained_stand_in(folder):
+        return "random weights"
+    text = (Path(folder) / MARKER).read_text()
+    return "trained small model, random VAE" if RANDOM_VAE_NOTE in text else "trained small model"
 
 
 def _says_stand_in(value) -> bool:

@@ -317,10 +317,10 @@ def run_epoch(run: Run, bar) -> None:
         s.batches_done += 1
         if not train_step(run, batch):
             continue
-        bar.update(1)
         t = run.config.train
         if s.step % t.log_every == 0 or s.step == run.total_steps:
-            log(run, bar)
+            log(run, bar)  # before the bar moves: the step's line shows the step's loss
+        bar.update(1)
         if run.family.after_step is not None:
             run.family.after_step(run)
         if t.save_every and s.step % t.save_every == 0:
@@ -381,7 +381,8 @@ def log(run: Run, bar) -> None:
     if run.main:
         with open(run.out / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        bar.set_postfix(loss=f"{record['loss']:.4f}", gate=f"{record.get('gate_mean', float('nan')):.3f}")
+        shown = {"loss": f"{record['loss']:.4f}"} | ({"gate": f"{record['gate_mean']:.3f}"} if w.gates else {})
+        bar.set_postfix(**shown)
     run.window = Window()
 
 

@@ -38,7 +38,7 @@ def probe_figure(report: dict, path, dpi: int = 110) -> Path:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="shaded: random inits\n(min-max over seeds)",
                title_fontsize=8)  # fmt: skip
-    fig.suptitle("small Wan DiT trained by vega3d (a stand-in, not Wan2.1): probe vs training step", fontsize=10)
+    fig.suptitle("small Wan DiT trained by vega3d (a stand-in,\nnot Wan2.1): probe vs training step", fontsize=10)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)

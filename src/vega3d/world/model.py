@@ -233,7 +233,7 @@ def save_world_model(folder, transformer, vae, context: torch.Tensor, record: di
     ``vega3d_world.json`` and the stand-in marker of a small trained model."""
     from vega3d.files import write_json
     from vega3d.simulator.prompt import save_prompt_embedding
-    from vega3d.standin import write_marker
+    from vega3d.standin import RANDOM_VAE_NOTE, write_marker
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -242,8 +242,9 @@ def save_world_model(folder, transformer, vae, context: torch.Tensor, record: di
     meta = {"source": "fixed random stand-in context (not a umT5 output)", "text": ""}
     save_prompt_embedding(context.float().cpu(), folder / PROMPT_FILE, metadata=meta)
     write_json(folder / RECORD_FILE, record)
+    note = RANDOM_VAE_NOTE if record["vae"]["source"] == "random" else ""
     write_marker(folder, real="Wan2.1-T2V", writer="vega3d train-world (vega3d.world)", recipe=record["model"],
-                 trained=True)  # fmt: skip
+                 trained=True, note=note)  # fmt: skip
     return folder
 
 

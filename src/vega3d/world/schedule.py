@@ -26,6 +26,7 @@ the gain exceeds the spread and the trained value exceeds every random init. The
 from __future__ import annotations
 
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -157,6 +158,8 @@ def baseline_key(config, model) -> dict:
 
 def probe_step(config, model, step: int) -> dict:
     """Probe the DiT at ``step``; (re)write ``probe/step-XXXXXXX.json``, ``probe.json`` and ``probe.png``."""
+    from tqdm.auto import tqdm
+
     from vega3d.world.figure import probe_figure
 
     out = Path(config.train.output_dir) / "probe"
@@ -165,8 +168,10 @@ def probe_step(config, model, step: int) -> dict:
     base_file = out / "baselines.json"
     base = read_json(base_file, "probe baselines") if base_file.is_file() else None
     if base is None or base.get("key") != json.loads(json.dumps(key)):
+        tqdm.write("probe: the baselines (random inits, pixels, VAE latents), once per run", file=sys.stderr)
         base = {"key": key, **baselines(config, model)}
         write_json(base_file, base)
+    tqdm.write(f"probe: step {step}", file=sys.stderr)  # above the bar: training waits for it
     write_json(
         out / f"step-{step:07d}.json", {"step": step, "rows": probe_transformer(config, model.transformer, model)}
     )
@@ -240,7 +245,8 @@ def verdict(report: dict) -> dict:
             positive = len(inits) >= 3 and gain > spread and last > max(inits)
             out[s].append({"block": c["block"], "timestep": c["timestep"], "step": c["steps"][-1], "auroc_local": last,
                            "random_init": inits, "gain": gain, "seed_spread": spread, "positive": positive,
-                           "pixels": report["inputs"][s]["pixels"]["auroc_local"]})  # fmt: skip
+                           "pixels": report["inputs"][s]["pixels"]["auroc_local"],
+                           "vae_latents": report["inputs"][s]["vae_latents"]["auroc_local"]})  # fmt: skip
     heads = {s: next(v for v in rows if v["block"] == head["block"] and v["timestep"] == head["timestep"])
              for s, rows in out.items()}  # fmt: skip
     return {"by_set": out, "headline": heads, "positive": bool(heads) and all(v["positive"] for v in heads.values())}
@@ -249,12 +255,13 @@ def verdict(report: dict) -> dict:
 def summary(report: dict) -> str:
     """The verdict as a table (what ``vega3d train-world`` prints)."""
     lines = [f"{'set':<10}{'block':>6}{'timestep':>9}{'step':>7}{'AUROC-local':>13}{'random init (seeds)':>28}"
-             f"{'gain':>8}{'spread':>8}{'pixels':>8}  beats init by > spread?"]  # fmt: skip
+             f"{'gain':>8}{'spread':>8}{'pixels':>8}{'VAE':>7}  beats init by > spread?"]  # fmt: skip
     for s, rows in report["verdict"]["by_set"].items():
         for v in rows:
             inits = " / ".join(f"{x:.3f}" for x in v["random_init"])
             lines.append(f"{s:<10}{v['block']:>6}{v['timestep']:>9g}{v['step']:>7}{v['auroc_local']:>13.3f}"
-                         f"{inits:>28}{v['gain']:>+8.3f}{v['seed_spread']:>8.3f}{v['pixels']:>8.3f}  "
+                         f"{inits:>28}{v['gain']:>+8.3f}{v['seed_spread']:>8.3f}{v['pixels']:>8.3f}"
+                         f"{v['vae_latents']:>7.3f}  "
                          f"{'yes' if v['positive'] else 'no'}")  # fmt: skip
     head = report["headline"]
     word = "POSITIVE" if report["verdict"]["positive"] else "negative"
