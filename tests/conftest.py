@@ -47,3 +47,14 @@ def tum_sample() -> Path:
     if not (folder / "color").is_dir():
         pytest.fail(f"{folder}: the real TUM RGB-D sample is missing although {SHARED} exists")
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-exact comparisons between runs need a fixed intra-op thread count: one, for this test."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

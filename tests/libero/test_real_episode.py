@@ -11,23 +11,10 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
-from vega3d.errors import Vega3DError
-from vega3d.libero.env import INSTALL_HINT, libero_installed, resolve_gl
+from tests.libero.real_env import REAL_LIBERO
 
-
-def _skip_reason() -> str | None:
-    if not libero_installed():
-        return f"the libero extra is not installed ({INSTALL_HINT})"
-    try:
-        resolve_gl("auto")
-    except Vega3DError as err:
-        return str(err)
-    return None
-
-
-pytestmark = [pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason())), pytest.mark.slow]
+pytestmark = REAL_LIBERO
 
 SMOKE = dict(suite="libero_spatial", tasks=[0], max_steps=10, camera_size=128)
 

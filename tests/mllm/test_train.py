@@ -33,15 +33,6 @@ def read_log(out):
     return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture
-def one_thread():
-    """Bit-exact comparisons between runs need a fixed intra-op thread count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_loss_falls_when_overfitting(tiny, tmp_path):
     cfg = load_train_config(
         TINY_YAML,

@@ -4,24 +4,9 @@
 
 import json
 
-import pytest
+from tests.libero.real_env import REAL_LIBERO
 
-from vega3d.errors import Vega3DError
-
-
-def _skip_reason() -> str | None:
-    from vega3d.libero.env import INSTALL_HINT, libero_installed, resolve_gl
-
-    if not libero_installed():
-        return f"the libero extra is not installed ({INSTALL_HINT})"
-    try:
-        resolve_gl("auto")
-    except Vega3DError as err:
-        return str(err)
-    return None
-
-
-pytestmark = [pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason())), pytest.mark.slow]
+pytestmark = REAL_LIBERO
 
 
 def test_tiny_policy_and_branch_policy_run_real_episodes(tiny_oft, tiny_wan, tmp_path):

@@ -4,22 +4,10 @@ its counters in log.jsonl, and the same training with and without the cache, bit
 import json
 from pathlib import Path
 
-import pytest
-import torch
-
 from vega3d.training.config import load_train_config
 from vega3d.training.loop import train
 
 TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
-
-
-@pytest.fixture
-def one_thread():
-    """Bit-exact comparisons between runs need a fixed intra-op thread count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _run(tiny, out, *extra):

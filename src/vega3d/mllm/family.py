@@ -12,13 +12,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Literal
 
-import torch
-
 from vega3d.errors import Vega3DError
 from vega3d.mllm.config import Vega3DConfig, check_qwen_folder
 from vega3d.mllm.data import DataConfig
 from vega3d.training.config import TrainConfig, check_common_paths, check_path
-from vega3d.training.families import Family
+from vega3d.training.families import Family, shuffled_loader
 
 
 class QwenTrainConfig(TrainConfig):
@@ -105,13 +103,6 @@ def feature_source(config: TrainConfig, model, device) -> dict | None:
         model.attach_simulator(simulator)
         return simulator.config.to_dict()
     return config.model.simulator
-
-
-def shuffled_loader(dataset, train, collate_fn) -> torch.utils.data.DataLoader:
-    """The training DataLoader of ``dataset``: shuffled, ``train.batch_size`` / ``train.num_workers``."""
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=train.batch_size, shuffle=True, num_workers=train.num_workers, collate_fn=collate_fn
-    )
 
 
 FAMILY = Family(

@@ -14,13 +14,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Literal
 
-import torch
-
 from vega3d.errors import Vega3DError
 from vega3d.policy.config import PolicyConfig
 from vega3d.policy.data import PolicyData
 from vega3d.training.config import TrainConfig, check_common_paths, check_path
-from vega3d.training.families import Family
+from vega3d.training.families import Family, shuffled_loader
 
 
 class PolicyTrainConfig(TrainConfig):
@@ -101,8 +99,7 @@ def build_loader(config: PolicyTrainConfig, model):
     dataset = PolicyDataset(d, model.processor, chunk=model.net.arch.chunk, cameras=m.cameras,
                             branch_cameras=m.branch_cameras if m.generative else None,
                             need_frames=model.simulator is not None, store=store)  # fmt: skip
-    return torch.utils.data.DataLoader(dataset, batch_size=t.batch_size, shuffle=True, num_workers=t.num_workers,
-                                       collate_fn=partial(collate, processor=model.processor))  # fmt: skip
+    return shuffled_loader(dataset, t, partial(collate, processor=model.processor))
 
 
 def to_device(batch: dict, device) -> dict:

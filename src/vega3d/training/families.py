@@ -62,3 +62,13 @@ def get_family(name: str, where: str = "config") -> Family:
         raise Vega3DError(f"{where}: family: {name!r} is not a model family; expected one of {', '.join(FAMILIES)}")
     module, attr = FAMILIES[name].split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def shuffled_loader(dataset, train, collate_fn):
+    """A family's training DataLoader of ``dataset``: shuffled, ``train.batch_size`` / ``train.num_workers``
+    (the loop hands it to accelerate, which seeds and resumes it)."""
+    import torch
+
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=train.batch_size, shuffle=True, num_workers=train.num_workers, collate_fn=collate_fn
+    )

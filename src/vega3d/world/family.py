@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from vega3d.errors import Vega3DError
 from vega3d.training.config import check_common_paths, check_path
-from vega3d.training.families import Family
+from vega3d.training.families import Family, shuffled_loader
 from vega3d.world.config import WorldTrainConfig, WorldVaeTrainConfig
 
 
@@ -109,11 +107,8 @@ def build_loader(config, model):
     """The clips in a shuffled DataLoader (``world``: with noise levels; ``world_vae``: without)."""
     from vega3d.world.data import ClipDataset, collate, noise_level_drawer
 
-    t = config.train
     drawer = noise_level_drawer(config.model) if config.family == "world" else None
-    dataset = ClipDataset(config.data, drawer)
-    return torch.utils.data.DataLoader(dataset, batch_size=t.batch_size, shuffle=True, num_workers=t.num_workers,
-                                       collate_fn=collate, persistent_workers=False)  # fmt: skip
+    return shuffled_loader(ClipDataset(config.data, drawer), config.train, collate)
 
 
 def to_device(batch: dict, device) -> dict:

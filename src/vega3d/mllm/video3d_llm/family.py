@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 from vega3d.errors import Vega3DError
-from vega3d.mllm.family import check_feature_source, feature_source, shuffled_loader
+from vega3d.mllm.family import check_feature_source, feature_source
 from vega3d.mllm.video3d_llm.config import Video3DLLMConfig
 from vega3d.mllm.video3d_llm.data import Video3DDataConfig
 from vega3d.training.config import TrainConfig, check_common_paths, check_path
-from vega3d.training.families import Family
+from vega3d.training.families import Family, shuffled_loader
 
 
 class Video3DTrainConfig(TrainConfig):
