@@ -37,3 +37,17 @@ def test_unusable_device_is_a_one_line_error_before_any_work(device, message, ca
 def test_no_subcommand_is_a_usage_error(capsys):
     assert cli.main([]) == 2
     assert "COMMAND" in capsys.readouterr().err
+
+
+def test_overrides_may_follow_the_options_and_nothing_else_slips_through(capsys):
+    from vega3d.cli import _parse, build_parser
+
+    parser = build_parser()
+    args = _parse(parser, ["train", "c.yaml", "train.lr=1e-4", "--no-progress", "train.max_steps=3"])
+    assert args.no_progress and args.overrides == ["train.lr=1e-4", "train.max_steps=3"]
+    args = _parse(parser, ["train-world", "w.yaml", "--no-progress", "train.seed=1"])
+    assert args.overrides == ["train.seed=1"]
+    for argv in (["train", "c.yaml", "--no-progress", "--bogus"], ["train", "c.yaml", "--no-progress", "word"]):
+        with pytest.raises(SystemExit) as exc:
+            _parse(parser, argv)
+        assert exc.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err

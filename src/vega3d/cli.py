@@ -63,9 +63,24 @@ def command_line(args: argparse.Namespace, positional: tuple[str, ...] = ()) -> 
     return shlex.join(parts)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``section.key=value`` overrides may also follow the options
+    (``vega3d train CONFIG --no-progress train.max_steps=10``), where argparse alone stops reading them."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(_is_override(e) for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _is_override(arg: str) -> bool:
+    return not arg.startswith("-") and "=" in arg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2

@@ -201,6 +201,11 @@ def _stand_in_label(model_dir) -> str:
     return f"  [STAND-IN, {stand_in_label(model_dir)}]"
 
 
+def _score(x: float) -> str:
+    """A score to 3 decimals, or ``n/a`` (the probe's notes say why: e.g. too few pairs)."""
+    return "n/a" if x != x else f"{x:.3f}"
+
+
 def _print_summary(args, run, sim, model_dir, t_load, figure, report) -> None:
     """What ran, how fast, the scores and where the outputs are."""
     scene, result, control, n = run.scene, run.result, run.control, len(run.scene)
@@ -220,14 +225,15 @@ def _print_summary(args, run, sim, model_dir, t_load, figure, report) -> None:
         ),
         (
             "probe",
-            f"position-controlled AUROC {result.auroc_local:.3f} (the headline; chance 0.5), "
-            f"AUROC {result.auroc:.3f}, paper score {result.paper_score:.3f}, over {result.num_pairs} pairs",
+            f"position-controlled AUROC {_score(result.auroc_local)} (the headline; chance 0.5), "
+            f"AUROC {_score(result.auroc)}, paper score {_score(result.paper_score)}, over {result.num_pairs} pairs",
         ),
         (
             "control",
-            f"position-only features: position-controlled AUROC {control.auroc_local:.3f}, "
-            f"AUROC {control.auroc:.3f}, paper score {control.paper_score:.3f}",
+            f"position-only features: position-controlled AUROC {_score(control.auroc_local)}, "
+            f"AUROC {_score(control.auroc)}, paper score {_score(control.paper_score)}",
         ),
+        *[("note", note) for note in dict.fromkeys(result.notes + control.notes)],
         ("figure", f"{figure}  (top row: frames; bottom row: PCA of their features, 3 components as RGB)"),
         ("report", str(report)),
     ]
