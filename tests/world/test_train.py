@@ -121,6 +121,7 @@ def test_vae_stage_then_the_dit_on_its_latents(tmp_path):
         (["data.source=media"], "data.media_root: required with data.source: media"),
         (["model.vae=nowhere"], "model.vae: .*nowhere does not exist, expected a folder"),
         (["simulator={path: x}"], "simulator: the world family trains its own model"),
+        (["simulator={block: 3}"], "simulator: the world family trains its own model"),
     ],
 )
 def test_bad_configs_are_one_line_errors_before_any_work(overrides, message, tmp_path):

@@ -151,11 +151,11 @@ def _is_config(cls) -> bool:
 
 
 def _section_class(root: type, loc: tuple) -> type:
-    """The config class of the section at ``loc`` inside ``root``."""
+    """The config class of the section at ``loc`` inside ``root`` (None: a section read as given)."""
     cls = root
     for name in loc:
         annotation = cls.model_fields[name].annotation
-        cls = next(a for a in (annotation, *getattr(annotation, "__args__", ())) if _is_config(a))
+        cls = next((a for a in (annotation, *getattr(annotation, "__args__", ())) if _is_config(a)), None)
     return cls
 
 

@@ -7,7 +7,7 @@ field is declared once here, with its range and a comment; docs/world.md explain
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -102,7 +102,15 @@ class ProbeSchedule(Config):
     options: dict = Field(default_factory=dict)  # vega3d.probe.ProbeOptions fields (seed comes from above)
 
 
-class WorldTrainConfig(TrainConfig):
+class _WorldTrainConfig(TrainConfig):
+    """What both world families share: no online simulator. Any ``simulator`` section is read as
+    given, so that the family's check refuses it by name ("remove the 'simulator' section")
+    instead of pydantic reporting a field of a section that should not be there."""
+
+    simulator: Any = None  # must stay unset: these families train their own model
+
+
+class WorldTrainConfig(_WorldTrainConfig):
     """A training config of the world-model DiT (``family: world``)."""
 
     family: Literal["world"] = "world"
@@ -111,7 +119,7 @@ class WorldTrainConfig(TrainConfig):
     probe: ProbeSchedule = Field(default_factory=ProbeSchedule)
 
 
-class WorldVaeTrainConfig(TrainConfig):
+class WorldVaeTrainConfig(_WorldTrainConfig):
     """A training config of the world model's VAE (``family: world_vae``)."""
 
     family: Literal["world_vae"] = "world_vae"
