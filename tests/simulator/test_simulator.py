@@ -409,6 +409,32 @@ def test_bad_options(kw):
         make_sim(**kw)
 
 
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(pad=1), r"^pad: got 1; expected True or False$"),
+        (dict(compile="no"), r"^compile: got 'no'; expected True or False$"),
+        (dict(shift=0.0), r"^shift: got 0\.0; expected a finite number > 0"),
+        (dict(timestep=float("nan")), r"^timestep: got nan; expected a finite number in \[0, 1000\]"),
+        (dict(vace_scale=float("inf")), r"^vace_scale: got inf; expected a finite number"),
+        (dict(memory_budget=True), r"^memory_budget: got True; expected None or a positive number of bytes$"),
+        (dict(block=2.0), r"^block: got 2\.0; expected an integer >= 0"),
+        (dict(block=4), r"^block: got 4; expected an integer in 0\.\.3 "),
+    ],
+)
+def test_options_are_declared_once(kw, match):
+    """SimulatorOptions: each bad option is one line naming it, what was given and what is expected."""
+    with pytest.raises(Vega3DError, match=match):
+        make_sim(**kw)
+
+
+def test_numpy_integers_are_integer_options():
+    import numpy as np
+
+    sim = make_sim(block=np.int64(1), seed=np.int32(3), batch_frames=np.int64(2))
+    assert (sim.block, sim.seed, sim.batch_frames) == (1, 3, 2) and type(sim.block) is int
+
+
 @pytest.mark.parametrize("name", ["float64", "banana", 3])
 def test_bad_dtype_name(name):
     from vega3d.devices import parse_dtype  # the one dtype parser the simulator uses

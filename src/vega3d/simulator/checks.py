@@ -1,17 +1,21 @@
-"""The one way the simulator checks what a user hands it: ``check(ok, what, found, expected)``.
+"""How the simulator checks what a user hands it: options declared once, everything else in one line.
 
 Arguments are checked where they enter (``from_pretrained``, the constructor, the public
-methods, the files a folder holds); everything inside trusts them. Each failed check is one
+methods, the files a folder holds); everything inside trusts them. Options are fields of an
+:class:`Options` model (declared: type, range, choices); what depends on something else (the
+model's block count, a tensor's shape) is one call of :func:`check`. Either way a failure is one
 :class:`~vega3d.errors.Vega3DError` line ``what: found; expected ...``.
 """
 
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
+from numbers import Integral
+from typing import Annotated
 
 import torch
+from pydantic import BeforeValidator, ValidationError
 
+from vega3d.config import Config, describe
 from vega3d.errors import Vega3DError
 
 
@@ -31,15 +35,38 @@ def is_int(value, lo: int | None = None, hi: int | None = None) -> bool:
     )
 
 
-def is_number(value, lo: float | None = None, hi: float | None = None) -> bool:
-    """``value`` is a finite real number (not a bool) in ``[lo, hi]`` (None: unbounded)."""
-    return (
-        isinstance(value, Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-        and (lo is None or value >= lo)
-        and (hi is None or value <= hi)
-    )
+#: An integer option; numpy integers are accepted as the ints they are (bools are not integers).
+Int = Annotated[int, BeforeValidator(lambda v: int(v) if is_int(v) else v)]
+
+
+class Options(Config):
+    """Options of a simulator function, declared once; built directly (``Model(**options)``).
+
+    Each field's ``description`` says what is expected: a bad value is ``field: got VALUE;
+    expected DESCRIPTION``, the wording of :func:`check`."""
+
+    @classmethod
+    def error(cls, err: ValidationError, data: dict) -> Vega3DError:
+        """``field: got VALUE; expected DESCRIPTION`` (a field without a description: :class:`Config`'s wording)."""
+        name = str(err.errors(include_url=False)[0]["loc"][0])
+        field = cls.model_fields.get(name)
+        if field is None or field.description is None or name not in data:
+            return Vega3DError(f"{cls.__name__}: {describe(err)}")
+        return Vega3DError(f"{name}: got {data[name]!r}; expected {field.description}")
+
+
+def tensor_found(value, finite: bool = True) -> str:
+    """What an error says was found: ``shape (2, 3), dtype torch.float32`` (plus ``, empty``, and
+    ``, with NaN or infinite values`` unless ``finite``) for a tensor, ``got TYPE`` otherwise."""
+    if not isinstance(value, torch.Tensor):
+        return f"got {type(value).__name__}"
+    extra = (", empty" if value.numel() == 0 else "") + ("" if finite else ", with NaN or infinite values")
+    return f"shape {tuple(value.shape)}, dtype {value.dtype}{extra}"
+
+
+def no_nan(value) -> bool:
+    """False only for a floating-point tensor holding NaN or infinite values."""
+    return not (isinstance(value, torch.Tensor) and value.is_floating_point()) or bool(torch.isfinite(value).all())
 
 
 def check_tensor(value, what: str, shape: tuple, meaning: str = "") -> torch.Tensor:
@@ -48,10 +75,8 @@ def check_tensor(value, what: str, shape: tuple, meaning: str = "") -> torch.Ten
     ``meaning`` (e.g. ``" (frames, z_dim, ...)"``) is appended to the expected shape in errors."""
     want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
     expected = f"a finite float tensor of shape {want}{' with N >= 1' if None in shape else ''}{meaning}"
-    is_tensor = isinstance(value, torch.Tensor)
-    kind = f"{value.dtype} tensor" if is_tensor else type(value).__name__
-    check(is_tensor and value.is_floating_point(), what, f"got {kind}", expected)
-    fits = value.ndim == len(shape) and all(n == s or (s is None and n >= 1) for n, s in zip(value.shape, shape))
-    check(fits, what, f"shape {tuple(value.shape)}", expected)
-    check(bool(torch.isfinite(value).all()), what, "contains NaN or infinite values", expected)
+    finite = no_nan(value)
+    fits = isinstance(value, torch.Tensor) and value.is_floating_point() and finite and value.ndim == len(shape)
+    fits = fits and all(n == s or (s is None and n >= 1) for n, s in zip(value.shape, shape))
+    check(fits, what, tensor_found(value, finite), expected)
     return value

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import ConfigDict, Field
 
+from vega3d.config import Config, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, read_state_dict
 from vega3d.simulator.checks import check
@@ -75,12 +78,39 @@ T5_TO_HF = (
 # ----------------------------------------------------------------------------- files
 
 
+class _FileConfig(Config):
+    """A JSON file this module reads: the fields it needs declared, any others ignored."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())  # merged with Config's (strict, frozen)
+
+
+class SafetensorsIndex(_FileConfig):
+    """A ``*.safetensors.index.json``."""
+
+    weight_map: dict[str, str]  # tensor name -> the shard file that holds it
+
+
+class WanModelConfig(_FileConfig):
+    """The fields of a released Wan2.1 ``config.json`` (``WanModel``) that the DiT's config is mapped from."""
+
+    class_name: Literal["WanModel"] = Field(alias="_class_name")  # Wan's own DiT class (original layout)
+    model_type: Literal["t2v"] = "t2v"  # Wan2.1 text-to-video
+    dim: int = Field(ge=1)  # hidden width: num_heads whole heads (checked with the weights)
+    ffn_dim: int = Field(ge=1)
+    freq_dim: int = Field(ge=1)
+    in_dim: int = Field(ge=1)  # latent channels in: the VAE's z_dim
+    out_dim: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    num_layers: int = Field(ge=1)
+    text_dim: int | None = None  # not in the release: read off the weights (must agree when given)
+    text_len: int = Field(TEXT_LEN, ge=1)  # context rows
+    eps: float = Field(1e-6, gt=0)
+
+
 def index_shards(index: Path) -> list[str]:
     """The shard file names a ``*.safetensors.index.json`` lists (sorted, each once)."""
-    data = read_json(index, "safetensors index")
-    ok = isinstance(data, dict) and isinstance(data.get("weight_map"), dict)
-    check(ok, str(index), "not a safetensors index", "a JSON object with 'weight_map'")
-    return sorted(set(data["weight_map"].values()))
+    data = parse(SafetensorsIndex, read_json(index, "safetensors index"), str(index))
+    return sorted(set(data.weight_map.values()))
 
 
 def original_dit_files(root: Path) -> list[Path]:
@@ -124,13 +154,16 @@ def load_converted(build, state_dict: dict, where: Path, what: str):
     with init_empty_weights():
         model = build()
     expected, got = set(model.state_dict()), set(state_dict)
-    problems = _key_problems(missing_keys=expected - got, unexpected_keys=got - expected)
-    check(not problems, str(where), f"{problems} (after key conversion)", f"exactly the keys of {what}")
-    try:
-        model.load_state_dict(state_dict, strict=True, assign=True)
-    except RuntimeError as err:
-        raise Vega3DError(f"{where}: tensor shapes do not match {what}: {err}") from None
-    return model
+    problem = _key_problems(missing_keys=expected - got, unexpected_keys=got - expected)
+    if problem:
+        problem += " (after key conversion)"
+    else:
+        try:
+            model.load_state_dict(state_dict, strict=True, assign=True)
+            return model
+        except RuntimeError as err:
+            problem = f"tensor shapes do not match: {err}"
+    raise Vega3DError(f"{where}: {problem}; expected exactly the keys and shapes of {what}")
 
 
 def from_pretrained_strict(load, where: Path, what: str, library: str):
@@ -140,11 +173,14 @@ def from_pretrained_strict(load, where: Path, what: str, library: str):
     try:
         model, info = load()
     except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as err:
-        raise Vega3DError(f"{where}: {library} could not load {what}: {type(err).__name__}: {err}") from None
-    names = ("missing_keys", "unexpected_keys", "mismatched_keys")
-    problems = _key_problems(**{name: info.get(name) or [] for name in names})
-    check(not problems, str(where), f"weights do not match: {problems}", f"exactly the weights of {what}")
-    return model
+        problem = f"{library} could not load {what}: {type(err).__name__}: {err}"
+    else:
+        names = ("missing_keys", "unexpected_keys", "mismatched_keys")
+        problem = _key_problems(**{name: info.get(name) or [] for name in names})
+        if not problem:
+            return model
+        problem = f"weights do not match: {problem}; expected exactly the weights of {what}"
+    raise Vega3DError(f"{where}: {problem}")
 
 
 def _key_problems(**keys) -> str:
@@ -165,37 +201,32 @@ def original_transformer_config(root: Path) -> tuple[dict, int, dict]:
     folder, read from ``config.json`` and the DiT's safetensors headers (no weights read)."""
     config = read_json(root / ORIGINAL_CONFIG, "Wan2.1 config")
     mapped = transformer_config_from_original(config, _dit_tensors(root, header_only=True), root / ORIGINAL_CONFIG)
-    return mapped, int(config.get("text_len", TEXT_LEN)), config
+    return mapped, int(config.get("text_len", TEXT_LEN)), config  # checked by the mapping
 
 
 def transformer_config_from_original(config: dict, state_dict: dict, where: Path) -> dict:
     """Map a released ``WanModel`` config.json (+ its weights' shapes) onto WanTransformer3DModel's config."""
-    assert config.get("_class_name") == "WanModel", "detect_layout checks the class name"
-    model_type = config.get("model_type", "t2v")
-    check(model_type == "t2v", str(where), f"model_type is {model_type!r}", "'t2v' (Wan2.1 text-to-video)")
-    required = ("dim", "ffn_dim", "freq_dim", "in_dim", "out_dim", "num_heads", "num_layers")
-    missing = [k for k in required if k not in config]
-    check(not missing, str(where), f"missing field(s) {', '.join(missing)}", "a WanModel config")
-    dim, heads = int(config["dim"]), int(config["num_heads"])
-    check(dim % heads == 0, str(where), f"dim={dim} is not divisible by num_heads={heads}", "whole attention heads")
+    cfg = parse(WanModelConfig, config, str(where))
     _require(state_dict, ["patch_embedding.weight", "text_embedding.0.weight"], where.parent, "a Wan2.1 DiT state dict")
     text_dim = int(state_dict["text_embedding.0.weight"].shape[1])
-    given = int(config.get("text_dim", text_dim))
-    check(given == text_dim, str(where), f"text_dim={given} but the weights have text_dim={text_dim}", "the same")
+    problems = [f"dim={cfg.dim} is not divisible by num_heads={cfg.num_heads}"] if cfg.dim % cfg.num_heads else []
+    if cfg.text_dim not in (None, text_dim):
+        problems.append(f"text_dim={cfg.text_dim} but the weights have text_dim={text_dim}")
+    check(not problems, str(where), "; ".join(problems), "whole attention heads and the weights' text_dim")
     patch = tuple(int(s) for s in state_dict["patch_embedding.weight"].shape[2:])
     return {
         "patch_size": list(patch),
-        "num_attention_heads": heads,
-        "attention_head_dim": dim // heads,
-        "in_channels": int(config["in_dim"]),
-        "out_channels": int(config["out_dim"]),
+        "num_attention_heads": cfg.num_heads,
+        "attention_head_dim": cfg.dim // cfg.num_heads,
+        "in_channels": cfg.in_dim,
+        "out_channels": cfg.out_dim,
         "text_dim": text_dim,
-        "freq_dim": int(config["freq_dim"]),
-        "ffn_dim": int(config["ffn_dim"]),
-        "num_layers": int(config["num_layers"]),
+        "freq_dim": cfg.freq_dim,
+        "ffn_dim": cfg.ffn_dim,
+        "num_layers": cfg.num_layers,
         "cross_attn_norm": "blocks.0.norm3.weight" in state_dict,
         "qk_norm": "rms_norm_across_heads" if "blocks.0.self_attn.norm_q.weight" in state_dict else None,
-        "eps": float(config.get("eps", 1e-6)),
+        "eps": cfg.eps,
         "image_dim": None,
         "added_kv_proj_dim": None,
         "rope_max_seq_len": 1024,
@@ -232,15 +263,13 @@ def vae_config_from_original(state_dict: dict, where: Path) -> dict:
     )
     base_dim = int(state_dict["encoder.conv1.weight"].shape[0])
     z_dim = int(state_dict["conv2.weight"].shape[0])
-    conv1 = tuple(state_dict["conv1.weight"].shape)
+    conv1, n = tuple(state_dict["conv1.weight"].shape), len(WAN21_LATENTS_MEAN)
     check(
-        conv1[:2] == (2 * z_dim, 2 * z_dim),
+        z_dim == n and conv1[:2] == (2 * n, 2 * n),
         str(where),
-        f"conv1.weight has shape {conv1}",
-        f"({2 * z_dim}, {2 * z_dim}, 1, 1, 1) for z_dim={z_dim} (from conv2.weight)",
+        f"z_dim={z_dim} (conv2.weight) and conv1.weight of shape {conv1}",
+        f"z_dim={n} (Wan2.1's published latent statistics) and conv1.weight of shape ({2 * n}, {2 * n}, 1, 1, 1)",
     )
-    n = len(WAN21_LATENTS_MEAN)
-    check(z_dim == n, str(where), f"z_dim={z_dim}", f"{n} channels (Wan2.1's published latent statistics)")
     # Encoder resample blocks sit after each stage's 2 residual blocks: downsamples.2, .5, .8.
     temporal = [f"encoder.downsamples.{i}.time_conv.weight" in state_dict for i in (2, 5, 8)]
     return {
@@ -329,10 +358,11 @@ def t5_config_from_original(state_dict: dict, where: Path) -> dict:
     )
 
 
-def t5_keys_to_hf(state_dict: dict, where: Path) -> dict:
-    """Rename Wan T5Encoder keys to UMT5EncoderModel keys (unknown keys are an error)."""
+def t5_keys_to_hf(state_dict: dict) -> dict:
+    """Rename Wan T5Encoder keys to UMT5EncoderModel keys; a key :data:`T5_TO_HF` does not know is
+    kept as it is, and the strict load (:func:`from_pretrained_strict`) reports it as unexpected."""
     patterns = [(re.compile("^" + re.escape(w).replace(r"\{i\}", r"(\d+)") + "$"), hf) for w, hf in T5_TO_HF]
-    out, unknown = {}, []
+    out = {}
     for key, value in state_dict.items():
         for pattern, hf in patterns:
             m = pattern.match(key)
@@ -340,9 +370,7 @@ def t5_keys_to_hf(state_dict: dict, where: Path) -> dict:
                 out[hf.replace("{i}", m.group(1)) if m.groups() else hf] = value
                 break
         else:
-            unknown.append(key)
-    found = f"unexpected key(s) {', '.join(sorted(unknown)[:5])}"
-    check(not unknown, str(where), found, "only the keys of a Wan umT5 encoder (T5_TO_HF)")
+            out[key] = value
     if "shared.weight" in out:
         out["encoder.embed_tokens.weight"] = out["shared.weight"]  # tied in UMT5EncoderModel
     return out
@@ -355,7 +383,7 @@ def load_original_text_encoder(path: Path, dtype=torch.float32):
 
     state = read_state_dict(path)
     config = UMT5Config(**t5_config_from_original(state, path))
-    converted = t5_keys_to_hf(state, path)
+    converted = t5_keys_to_hf(state)
     return from_pretrained_strict(
         lambda: UMT5EncoderModel.from_pretrained(
             None, config=config, state_dict=converted, dtype=dtype, output_loading_info=True

@@ -29,12 +29,14 @@ centres in frame pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from vega3d.simulator.checks import check, is_int
+from vega3d.simulator.checks import Int, Options, check, no_nan, tensor_found
 
 #: One DiT token covers this many input pixels along each axis (VAE stride 8 x patch 2).
 TOKEN_PX = 16
@@ -58,11 +60,22 @@ class ContentBox:
         return grid[:, self.top : self.top + self.rows, self.left : self.left + self.cols]
 
 
+#: A simulator input side in pixels: a positive multiple of :data:`TOKEN_PX`.
+Side = Annotated[
+    Int, Field(ge=TOKEN_PX, multiple_of=TOKEN_PX, description="a positive multiple of 16 (VAE stride 8 x DiT patch 2)")
+]
+
+
+class Size(Options):
+    """The simulator's input size (:func:`check_size`)."""
+
+    height: Side  # input rows
+    width: Side  # input columns
+
+
 def check_size(height: int, width: int) -> None:
     """Simulator input size: positive multiples of 16 (one DiT token = 16x16 px)."""
-    for name, v in (("height", height), ("width", width)):
-        ok = is_int(v, TOKEN_PX) and v % TOKEN_PX == 0
-        check(ok, name, f"got {v!r}", f"a positive multiple of {TOKEN_PX} (VAE stride 8 x DiT patch 2)")
+    Size(height=height, width=width)
 
 
 def as_float_frames(frames, where: str = "frames") -> torch.Tensor:
@@ -70,27 +83,21 @@ def as_float_frames(frames, where: str = "frames") -> torch.Tensor:
 
     Accepts float (N, 3, H, W) in [0, 1] or uint8 (N, H, W, 3) (torch tensor or numpy array).
     """
-    kinds = "(N, 3, H, W) float in [0, 1] or (N, H, W, 3) uint8"
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(np.ascontiguousarray(frames))
-    check(isinstance(frames, torch.Tensor), where, f"got {type(frames).__name__}", f"a torch tensor {kinds}")
-    shape = tuple(frames.shape)
-    check(frames.ndim == 4, where, f"shape {shape}", f"4 dims, {kinds}")
-    check(frames.numel() > 0, where, f"empty shape {shape}", "N >= 1 frames of at least 1x1 pixels")
-    if frames.dtype == torch.uint8:
-        check(shape[-1] == 3, where, f"uint8 shape {shape}", "(N, H, W, 3) uint8 frames: 3 channels last")
+    ok = isinstance(frames, torch.Tensor) and frames.ndim == 4 and frames.numel() > 0
+    uint8 = ok and frames.dtype == torch.uint8
+    ok = ok and ((uint8 and frames.shape[3] == 3) or (frames.is_floating_point() and frames.shape[1] == 3))
+    kinds = "(N, 3, H, W) float in [0, 1] (3 channels first) or (N, H, W, 3) uint8 (3 channels last)"
+    check(ok, where, tensor_found(frames), f"4 dims, {kinds}, not empty: a torch tensor or numpy array")
+    if uint8:
         return frames.permute(0, 3, 1, 2).float() / 255.0
-    check(frames.is_floating_point(), where, f"dtype {frames.dtype}", kinds)
-    check(shape[1] == 3, where, f"float shape {shape}", "(N, 3, H, W) float frames: 3 channels first")
     frames = frames.float()
-    check(bool(torch.isfinite(frames).all()), where, "contains NaN or infinite values", "finite values in [0, 1]")
-    lo, hi = float(frames.min()), float(frames.max())
-    check(
-        lo >= 0.0 and hi <= 1.0,
-        where,
-        f"values in [{lo:.4g}, {hi:.4g}]",
-        "float frames in [0, 1] (uint8 frames may be passed as (N, H, W, 3))",
-    )
+    finite = no_nan(frames)
+    lo, hi = (float(frames.min()), float(frames.max())) if finite else (None, None)
+    found = f"values in [{lo:.4g}, {hi:.4g}]" if finite else tensor_found(frames, finite)
+    ok = finite and lo >= 0.0 and hi <= 1.0
+    check(ok, where, found, "finite float frames in [0, 1] (uint8 frames may be passed as (N, H, W, 3))")
     return frames
 
 

@@ -166,41 +166,37 @@ def detect_layout(path) -> str:
     """Return ``"diffusers"`` or ``"original"`` for a complete Wan2.1 folder.
 
     Raises one :class:`Vega3DError` listing every missing file when the folder is
-    missing, partial, or neither layout.
+    missing, partial, or neither layout. (An original-layout ``config.json`` is read, and its
+    ``_class_name`` checked, by :func:`vega3d.simulator.convert.original_transformer_config`.)
     """
     root = Path(path).expanduser()
-    check(root.is_dir(), str(root), "model folder does not exist (or is not a directory)", _LAYOUT_HELP)
-    looks = {
-        "diffusers": (root / "transformer").is_dir() or (root / "vae").is_dir(),
-        "original": (root / ORIGINAL_CONFIG).is_file()
-        or (root / ORIGINAL_VAE).is_file()
-        or any(root.glob("diffusion_pytorch_model*.safetensors")),
-    }
-    for layout, looks_like in looks.items():
-        if looks_like and not _missing(root, layout):
-            if layout == "original":
-                name = _class_name(root / ORIGINAL_CONFIG)
-                check(
-                    name == "WanModel",
-                    str(root / ORIGINAL_CONFIG),
-                    f"_class_name is {name!r}",
-                    'a Wan2.1 transformer config with "_class_name": "WanModel" (original release layout)',
-                )
-            return layout
+    problem = ": model folder does not exist (or is not a directory)"
+    if root.is_dir():
+        looks = {
+            "diffusers": (root / "transformer").is_dir() or (root / "vae").is_dir(),
+            "original": (root / ORIGINAL_CONFIG).is_file()
+            or (root / ORIGINAL_VAE).is_file()
+            or any(root.glob("diffusion_pytorch_model*.safetensors")),
+        }
+        for layout, looks_like in looks.items():
+            if looks_like and not _missing(root, layout):
+                return layout
+        problem = _incomplete(root, looks)
+    raise Vega3DError(f"{root}{problem}; expected {_LAYOUT_HELP}")
+
+
+def _incomplete(root: Path, looks: dict) -> str:
+    """`` is not a complete Wan2.1 checkpoint folder ...: missing ...``, given which layouts it ``looks`` like."""
     if looks["diffusers"] != looks["original"]:  # one layout it looks like: what it lacks
-        layout = "diffusers" if looks["diffusers"] else "original"
-        missing = _missing(root, layout)
+        missing = _missing(root, "diffusers" if looks["diffusers"] else "original")
         kind = f" (it looks like the {'diffusers' if looks['diffusers'] else 'original-release'} layout)"
     else:
-        missing = (
-            _missing(root, "original")
-            if looks["original"]
-            else _missing(root, "diffusers") + _missing(root, "original")
-        )
         kind = ""
-    raise Vega3DError(
-        f"{root} is not a complete Wan2.1 checkpoint folder{kind}: missing {', '.join(missing)}; expected {_LAYOUT_HELP}"
-    )
+        if looks["original"]:  # both: the original layout's files
+            missing = _missing(root, "original")
+        else:  # neither: both layouts' files
+            missing = _missing(root, "diffusers") + _missing(root, "original")
+    return f" is not a complete Wan2.1 checkpoint folder{kind}: missing {', '.join(missing)}"
 
 
 def weight_files(root: Path, layout: str) -> list[Path]:

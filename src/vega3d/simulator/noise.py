@@ -26,8 +26,18 @@ The noised latent is ``x_t = (1 - sigma) * z + sigma * eps`` (rectified flow).
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
-from vega3d.simulator.checks import check, is_int, is_number
+from vega3d.simulator.checks import Int, Options, check
+
+
+class FlowSchedule(Options):
+    """Wan's flow schedule (:func:`flow_sigma_grid`) and a timestep on it (:func:`flow_noise_level`)."""
+
+    shift: float = Field(5.0, gt=0, description="a finite number > 0 (Wan2.1 T2V uses 5.0)")  # sigma's shift
+    num_train_timesteps: Int = Field(1000, ge=1, description="an integer >= 1 (Wan uses 1000)")  # grid size n
+    # the requested DiT timestep; its upper bound, num_train_timesteps, is checked by flow_noise_level
+    timestep: float = Field(0.0, ge=0, description="a finite number in [0, num_train_timesteps]")
 
 
 def flow_sigma_grid(shift: float = 5.0, num_train_timesteps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -35,9 +45,11 @@ def flow_sigma_grid(shift: float = 5.0, num_train_timesteps: int = 1000) -> tupl
 
     Returns ``(timesteps (n,) int64, sigmas (n,) float32)``, both descending.
     """
-    check(is_number(shift) and shift > 0, "shift", f"got {shift!r}", "a finite number > 0 (Wan2.1 T2V uses 5.0)")
-    n = num_train_timesteps
-    check(is_int(n, 1), "num_train_timesteps", f"got {n!r}", "an integer >= 1 (Wan uses 1000)")
+    schedule = FlowSchedule(shift=shift, num_train_timesteps=num_train_timesteps)
+    return _grid(schedule.shift, schedule.num_train_timesteps)
+
+
+def _grid(shift: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     sigma_max = float(np.float32(1.0 - 1.0 / n))
     u = np.linspace(sigma_max, 0.0, n + 1)[:-1]
     sigmas = shift * u / (1.0 + (shift - 1.0) * u)
@@ -52,8 +64,9 @@ def flow_noise_level(timestep: float, shift: float = 5.0, num_train_timesteps: i
     ``timestep=300``). Returns ``(t, sigma)``: the integer timestep fed to the DiT and the float32
     sigma (as a Python float) used in ``x_t = (1 - sigma) z + sigma eps``.
     """
-    timesteps, sigmas = flow_sigma_grid(shift, num_train_timesteps)  # checks shift and the step count
-    n = num_train_timesteps
-    check(is_number(timestep, 0, n), "timestep", f"got {timestep!r}", f"a finite number in [0, {n}]")
-    k = int(np.argmin(np.abs(timesteps.astype(np.float64) - float(timestep))))
+    s = FlowSchedule(timestep=timestep, shift=shift, num_train_timesteps=num_train_timesteps)
+    n = s.num_train_timesteps
+    check(s.timestep <= n, "timestep", f"got {timestep!r}", f"a finite number in [0, {n}]")
+    timesteps, sigmas = _grid(s.shift, n)
+    k = int(np.argmin(np.abs(timesteps.astype(np.float64) - s.timestep)))
     return int(timesteps[k]), float(sigmas[k])

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import torch
 
-from vega3d.errors import Vega3DError
-from vega3d.simulator.checks import check
+from vega3d.simulator.checks import check, no_nan, tensor_found
 
 #: Wan2.1's context length: the DiT always sees ``TEXT_LEN`` context rows.
 TEXT_LEN = 512
@@ -65,19 +64,20 @@ def encode_prompt(text_encoder, tokenizer, text: str = "", text_len: int = TEXT_
 
 
 def pad_prompt_embedding(emb: torch.Tensor, text_len: int = TEXT_LEN) -> torch.Tensor:
-    """Zero-pad a trimmed (k, text_dim) context to (text_len, text_dim) (k <= text_len)."""
-    emb = _check_matrix(emb, "prompt embedding")
-    check(emb.shape[0] <= text_len, "prompt embedding", f"{emb.shape[0]} rows", f"at most text_len={text_len}")
+    """Zero-pad a trimmed (k, text_dim) context to (text_len, text_dim) (1 <= k <= text_len)."""
+    emb = _check_matrix(emb, "prompt embedding", text_len=text_len)
     return torch.cat([emb, emb.new_zeros(text_len - emb.shape[0], emb.shape[1])])
 
 
-def _check_matrix(emb, where: str) -> torch.Tensor:
-    """``emb`` when it is a finite floating-point (k, text_dim) tensor."""
-    expected = "a finite floating-point torch.Tensor of rank 2 (k, text_dim)"
-    check(isinstance(emb, torch.Tensor), where, f"got {type(emb).__name__}", expected)
-    check(emb.ndim == 2, where, f"shape {tuple(emb.shape)}", expected)
-    check(emb.is_floating_point(), where, f"dtype {emb.dtype}", expected)
-    check(bool(torch.isfinite(emb).all()), where, "contains NaN or infinite values", expected)
+def _check_matrix(emb, where: str, text_dim: int | None = None, text_len: int | None = None) -> torch.Tensor:
+    """``emb`` when it is a finite floating-point (k, text_dim) tensor with 1 <= k <= text_len
+    (``text_dim`` / ``text_len`` None: any width / any number of rows)."""
+    finite = no_nan(emb)
+    ok = isinstance(emb, torch.Tensor) and emb.is_floating_point() and finite and emb.ndim == 2
+    ok = ok and (text_dim is None or emb.shape[1] == text_dim) and (text_len is None or 1 <= emb.shape[0] <= text_len)
+    width = "text_dim" if text_dim is None else f"text_dim={text_dim}"
+    rows = "" if text_len is None else f" with at least 1 and at most text_len={text_len} rows"
+    check(ok, where, tensor_found(emb, finite), f"a finite floating-point torch.Tensor of rank 2 (k, {width}){rows}")
     return emb
 
 
@@ -91,12 +91,8 @@ def load_prompt_embedding(tensor_or_path, text_dim: int, text_len: int = TEXT_LE
     if isinstance(tensor_or_path, (str, Path)):
         where = str(Path(tensor_or_path).expanduser())
         emb = _read_file(Path(where))
-    emb = _check_matrix(emb, where)
-    k = emb.shape[0]
-    check(emb.shape[1] == text_dim, where, f"shape {tuple(emb.shape)}", f"width text_dim={text_dim} (k, {text_dim})")
-    check(1 <= k <= text_len, where, f"{k} rows", f"1..text_len={text_len} rows")
-    emb = emb.detach().float().cpu()
-    return torch.cat([emb, emb.new_zeros(text_len - k, text_dim)])
+    emb = _check_matrix(emb, where, text_dim, text_len).detach().float().cpu()
+    return torch.cat([emb, emb.new_zeros(text_len - emb.shape[0], text_dim)])
 
 
 def _read_file(path: Path) -> torch.Tensor:
@@ -104,13 +100,15 @@ def _read_file(path: Path) -> torch.Tensor:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    check(path.is_file(), str(path), "prompt embedding file does not exist", "a file written by export-prompt")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise Vega3DError(f"{path}: not a readable safetensors file ({err})") from None
-    found = f"no tensor named '{TENSOR_NAME}' (found {sorted(tensors)})"
-    check(TENSOR_NAME in tensors, str(path), found, f"a safetensors file with the tensor '{TENSOR_NAME}'")
+    tensors, problem = {}, "prompt embedding file does not exist"
+    if path.is_file():
+        try:
+            tensors = load_file(str(path))
+            problem = f"no tensor named '{TENSOR_NAME}' (found {sorted(tensors)})"
+        except (SafetensorError, OSError, ValueError) as err:
+            problem = f"not a readable safetensors file ({err})"
+    expected = f"a safetensors file with the tensor '{TENSOR_NAME}' (written by export-prompt)"
+    check(TENSOR_NAME in tensors, str(path), problem, expected)
     return tensors[TENSOR_NAME]
 
 

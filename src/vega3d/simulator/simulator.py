@@ -62,17 +62,18 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from vega3d.devices import dtype_name, parse_dtype
 from vega3d.grids import resample_grid
 from vega3d.progress import progress as progress_bar
-from vega3d.simulator.checks import check, check_tensor, is_int
+from vega3d.simulator.checks import Int, Options, check, check_tensor, is_int
 from vega3d.simulator.determinism import enable_deterministic
 from vega3d.simulator.dit_prefix import condition, dit_prefix
-from vega3d.simulator.geometry import TOKEN_PX, ContentBox, as_float_frames, check_size, fit_frames
+from vega3d.simulator.geometry import TOKEN_PX, ContentBox, Side, as_float_frames, fit_frames
 from vega3d.simulator.noise import flow_noise_level
 from vega3d.simulator.prompt import TEXT_LEN, context_sha256, load_prompt_embedding
-from vega3d.simulator.vace import check_vace_options, control_latents, is_vace
+from vega3d.simulator.vace import CONTROLS, Control, check_vace_options, control_latents, is_vace
 
 #: Name of the noise recipe recorded in the config (bump if the draw ever changes).
 NOISE_RECIPE = "cpu-generator(seed), frame i = i-th draw of (z_dim, 1, height/8, width/8)"
@@ -166,54 +167,53 @@ def latent_frame_groups(num_frames: int) -> tuple:
     return ((0,),) + tuple(tuple(range(4 * m - 3, 4 * m + 1)) for m in range(1, 1 + (num_frames - 1) // 4))
 
 
-def check_block(block, num_layers: int) -> int:
-    """A 0-based DiT block index in ``0..num_layers-1``."""
-    check(
-        is_int(block, 0, num_layers - 1),
-        "block",
-        f"got {block!r}",
-        f"an integer in 0..{num_layers - 1} (0-based index into the DiT's {num_layers} blocks; the paper uses "
-        "20 of 30)",
-    )
-    return int(block)
-
-
 def check_blocks(blocks, num_layers: int) -> list[int]:
     """Validate a list of 0-based DiT block indices; returns them sorted, duplicates merged."""
     ok = not isinstance(blocks, (str, bytes)) and hasattr(blocks, "__iter__")
-    check(
-        ok,
-        "blocks",
-        f"got {blocks!r}",
-        f"a list of 0-based block indices in 0..{num_layers - 1} (one block: set block= on the simulator)",
-    )
-    blocks = list(blocks)
-    check(bool(blocks), "blocks", "empty", f"at least one block index in 0..{num_layers - 1}")
-    return sorted({check_block(b, num_layers) for b in blocks})
+    values = list(blocks) if ok else []
+    ok = ok and bool(values) and all(is_int(b, 0, num_layers - 1) for b in values)
+    expected = f"a non-empty list of 0-based block indices, integers in 0..{num_layers - 1} (one block: set block=)"
+    check(ok, "blocks", f"got {values if values else blocks!r}", expected)
+    return sorted({int(b) for b in values})
 
 
-def _check_options(
-    num_layers: int, *, timestep, shift, block, height, width, seed, batch_frames, memory_budget, deterministic, **_
-) -> tuple[int, float]:
-    """Check the simulator options a user passes (constructor or :meth:`WanWorldSimulator.from_pretrained`);
-    returns ``(t, sigma)`` of ``timestep`` and ``shift``."""
-    check_size(height, width)
-    check_block(block, num_layers)
-    check(is_int(seed), "seed", f"got {seed!r}", "an integer")
-    check(
-        batch_frames is None or is_int(batch_frames, 1),
-        "batch_frames",
-        f"got {batch_frames!r}",
-        "None (derived from the model and memory_budget) or an integer >= 1",
+class SimulatorOptions(Options):
+    """The options of :class:`WanWorldSimulator` and :meth:`~WanWorldSimulator.from_pretrained`, declared
+    once; :func:`_check_options` adds what depends on the model. ``description``: what an error expects."""
+
+    # requested noise level on Wan's [0, 1000] scale, snapped to its grid (flow_noise_level)
+    timestep: float = Field(300.0, ge=0, le=1000, description="a finite number in [0, 1000] (300: the paper's 0.3)")
+    shift: float = Field(5.0, gt=0, description="a finite number > 0 (Wan2.1 T2V uses 5.0)")  # the flow shift
+    # the 0-based DiT block read; below the model's block count (_check_options)
+    block: Int = Field(20, ge=0, description="an integer >= 0 (0-based DiT block index)")
+    height: Side = 480  # the model input's rows
+    width: Side = 832  # the model input's columns
+    seed: Int = Field(0, description="an integer")  # of the noise draw
+    pad: bool = Field(False, description="True or False")  # aspect-preserving pad instead of resize
+    # frames per DiT call; None: default_batch_frames of the model and memory_budget
+    batch_frames: Int | None = Field(
+        None, ge=1, description="None (derived from the model and memory_budget) or an integer >= 1"
     )
-    check(
-        memory_budget is None or is_int(memory_budget, 1),
-        "memory_budget",
-        f"got {memory_budget!r}",
-        "None or a positive number of bytes",
+    # bytes of DiT activations the default batch_frames is sized for (None: DEFAULT_MEMORY_BUDGET)
+    memory_budget: Int | None = Field(None, ge=1, description="None or a positive number of bytes")
+    compile: bool = Field(False, description="True or False")  # torch.compile each block run
+    deterministic: bool = Field(False, description="True or False")  # process-wide deterministic kernels
+    prompt_cache: bool = Field(True, description="True or False")  # from_pretrained: use the prompt-context cache
+    vace_control: Control = Field("frames", description=f"one of {list(CONTROLS)}")  # Wan2.1-VACE's control input
+    vace_scale: float = Field(1.0, description="a finite number (the hints' scale; 1.0 as the pipeline)")  # VACE
+
+
+def _check_options(num_layers: int, vace: bool, **options) -> tuple[SimulatorOptions, tuple[int, float]]:
+    """The simulator options a user passes (constructor or :meth:`WanWorldSimulator.from_pretrained`),
+    checked for a model of ``num_layers`` blocks (``vace``: a Wan2.1-VACE one); returns them and
+    ``(t, sigma)`` of ``timestep`` and ``shift``."""
+    opts = SimulatorOptions(**options)
+    expected = (
+        f"an integer in 0..{num_layers - 1} (0-based index into the DiT's {num_layers} blocks; the paper uses 20 of 30)"
     )
-    check(isinstance(deterministic, bool), "deterministic", f"got {deterministic!r}", "True or False")
-    return flow_noise_level(timestep, shift)
+    check(opts.block < num_layers, "block", f"got {options['block']!r}", expected)
+    check_vace_options(vace, opts.vace_control, opts.vace_scale)
+    return opts, flow_noise_level(opts.timestep, opts.shift)
 
 
 class WanWorldSimulator:
@@ -273,8 +273,7 @@ class WanWorldSimulator:
         options = dict(timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
                        batch_frames=batch_frames, memory_budget=memory_budget, compile=compile,
                        deterministic=deterministic, vace_control=vace_control, vace_scale=vace_scale)  # fmt: skip
-        noise_level = _check_options(len(transformer.blocks), **options)
-        check_vace_options(is_vace(transformer), vace_control, vace_scale)
+        opts, noise_level = _check_options(len(transformer.blocks), is_vace(transformer), **options)
         z_dim = int(vae.config.z_dim)
         check_tensor(latents_mean, "latents_mean", (z_dim,))
         check_tensor(latents_std, "latents_std", (z_dim,))
@@ -285,8 +284,8 @@ class WanWorldSimulator:
         source = "tensor" if isinstance(prompt_embedding, torch.Tensor) else str(prompt_embedding)
         prompt = (identity or {}).get("prompt") or {"source": source, "sha256": context_sha256(context)}
         model = {k: v for k, v in (identity or {"source": "in-memory modules"}).items() if k != "prompt"}
-        self._build(transformer, vae, latents_mean, latents_std, context, options, noise_level)
-        self.config = self._make_config(model, prompt, stand_in, options)
+        self._build(transformer, vae, latents_mean, latents_std, context, opts, noise_level)
+        self.config = self._make_config(model, prompt, stand_in, opts)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -330,10 +329,9 @@ class WanWorldSimulator:
         folder = open_wan_folder(path)
         options = dict(timestep=timestep, shift=shift, block=block, height=height, width=width, seed=seed, pad=pad,
                        batch_frames=batch_frames, memory_budget=memory_budget, compile=compile,
-                       deterministic=deterministic, vace_control=vace_control, vace_scale=vace_scale)  # fmt: skip
-        noise_level = _check_options(folder.num_layers, **options)
-        check_vace_options(is_vace(folder.dit_config), vace_control, vace_scale)
-        check(isinstance(prompt_cache, bool), "prompt_cache", f"got {prompt_cache!r}", "True or False")
+                       deterministic=deterministic, prompt_cache=prompt_cache, vace_control=vace_control,
+                       vace_scale=vace_scale)  # fmt: skip
+        opts, noise_level = _check_options(folder.num_layers, is_vace(folder.dit_config), **options)
         if deterministic:
             enable_deterministic()  # before the first CUDA kernel of the load
         parts = load_wan_components(
@@ -343,25 +341,25 @@ class WanWorldSimulator:
         assert len(parts.transformer.blocks) == folder.num_layers  # strict loading: the weights match the config
         sim = cls.__new__(cls)  # the parts are checked by the loader: build without checking them again
         sim._build(parts.transformer, parts.vae, parts.latents_mean, parts.latents_std, parts.prompt_embedding,
-                   options, noise_level)  # fmt: skip
+                   opts, noise_level)  # fmt: skip
         model = {k: v for k, v in parts.identity.items() if k != "prompt"}
-        sim.config = sim._make_config(model, parts.identity["prompt"], parts.stand_in, options)
+        sim.config = sim._make_config(model, parts.identity["prompt"], parts.stand_in, opts)
         return sim
 
-    def _build(self, transformer, vae, latents_mean, latents_std, context, options, noise_level):
-        """Set up from checked parts: ``context`` padded (text_len, text_dim) float32, ``options``
-        checked by :func:`_check_options` (whose ``(t, sigma)`` is ``noise_level``)."""
+    def _build(self, transformer, vae, latents_mean, latents_std, context, opts: SimulatorOptions, noise_level):
+        """Set up from checked parts: ``context`` padded (text_len, text_dim) float32, ``opts`` from
+        :func:`_check_options` (whose ``(t, sigma)`` is ``noise_level``)."""
         from vega3d.simulator.vae2d import FrameEncoder, supports_2d
 
         assert tuple(latents_mean.shape) == (int(vae.config.z_dim),) and context.ndim == 2
-        self.deterministic = bool(options["deterministic"])
+        self.deterministic = opts.deterministic
         if self.deterministic:
             enable_deterministic()  # process-wide; before the conditioning's first kernels
         self.transformer, self.vae = transformer, vae
         self.t, self.sigma = noise_level
         self.z_dim = int(vae.config.z_dim)
-        self.block, self.height, self.width = int(options["block"]), int(options["height"]), int(options["width"])
-        self.seed, self.pad, self.compiled = int(options["seed"]), bool(options["pad"]), bool(options["compile"])
+        self.block, self.height, self.width = opts.block, opts.height, opts.width
+        self.seed, self.pad, self.compiled = opts.seed, opts.pad, opts.compile
         self.device = transformer.patch_embedding.weight.device
         self.dtype = transformer.patch_embedding.weight.dtype
         self.vae_dtype = vae.encoder.conv_in.weight.dtype
@@ -370,28 +368,26 @@ class WanWorldSimulator:
         self._tproj, self._context = condition(transformer, self.t, context)
         self._prompt_rows = context  # raw (text_len, text_dim): conditioning at other timesteps
         # Wan2.1-VACE: (control, scale) and the mid-grey frame's latent per latent-frame count (vace.py)
-        self._vace = (options["vace_control"], float(options["vace_scale"])) if is_vace(transformer) else None
+        self._vace = (opts.vace_control, opts.vace_scale) if is_vace(transformer) else None
         self._grey: dict[int, torch.Tensor] = {}
         self._frame_encoder = FrameEncoder(vae) if supports_2d(vae) else None
         self._blocks = [torch.compile(b) for b in transformer.blocks[: self.block + 1]] if self.compiled else None
-        batch = options["batch_frames"]
+        batch = opts.batch_frames
         if batch is None:
-            batch = default_batch_frames(
-                transformer.config, self.height, self.width, self.dtype, options["memory_budget"]
-            )
+            batch = default_batch_frames(transformer.config, self.height, self.width, self.dtype, opts.memory_budget)
         self._batch = int(batch)
 
-    def _make_config(self, model: dict, prompt: dict, stand_in: bool, options: dict) -> SimulatorConfig:
+    def _make_config(self, model: dict, prompt: dict, stand_in: bool, opts: SimulatorOptions) -> SimulatorConfig:
         """:attr:`config`: ``model`` / ``prompt`` describe the weights and the context (the loader's identity)."""
         return SimulatorConfig(
             model=model,
             stand_in=bool(stand_in),
             num_layers=len(self.transformer.blocks),
             block=self.block,
-            timestep=float(options["timestep"]),
+            timestep=opts.timestep,
             t=self.t,
             sigma=self.sigma,
-            shift=float(options["shift"]),
+            shift=opts.shift,
             seed=self.seed,
             height=self.height,
             width=self.width,
@@ -654,23 +650,16 @@ class WanWorldSimulator:
         meaning = " (frames, z_dim, one latent frame, height/8, width/8 of this simulator), or encode()'s FrameLatents"
         check_tensor(latents, "latents", shape, meaning)
         h, w = self.grid_size
-        if box is None:
-            check(
-                not self.pad,
-                "latents",
-                "a bare tensor with pad=True",
-                "encode()'s FrameLatents, whose content box maps the token grid back onto the whole frame",
-            )
-            box = ContentBox(0, 0, h, w)
-        inside = isinstance(box, ContentBox) and min(box.top, box.left) >= 0 and min(box.rows, box.cols) >= 1
-        inside = inside and box.top + box.rows <= h and box.left + box.cols <= w
-        check(inside, "latents.box", f"got {box!r}", f"a ContentBox inside the {h}x{w} token grid")
-        check(
-            self.pad or box == ContentBox(0, 0, h, w),
-            "latents.box",
-            f"{box} is a padded frame's box",
-            "the whole grid: this simulator has pad=False (the latents were encoded with pad=True)",
-        )
+        whole = ContentBox(0, 0, h, w)
+        box = whole if box is None and not self.pad else box  # pad=False: a bare tensor fills the grid
+        fits = isinstance(box, ContentBox) and min(box.top, box.left) >= 0 and min(box.rows, box.cols) >= 1
+        fits = fits and box.top + box.rows <= h and box.left + box.cols <= w and (self.pad or box == whole)
+        if self.pad:  # the content box maps the token grid back onto the whole frame
+            expected = f"encode()'s FrameLatents, with a ContentBox inside the {h}x{w} token grid"
+        else:
+            expected = f"a ContentBox inside the {h}x{w} token grid covering all of it (the simulator has pad=False; "
+            expected += "latents encoded with pad=True need a pad=True simulator)"
+        check(fits, "latents.box", "a bare tensor" if box is None else f"got {box!r}", expected)
         return latents.to(device=self.device, dtype=torch.float32), box
 
     def _starts(self, n: int, progress: bool, desc: str):

@@ -26,12 +26,15 @@ model is its base DiT, i.e. Wan2.1-T2V's code path and numbers for the same base
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
-from vega3d.simulator.checks import check, is_number
+from vega3d.simulator.checks import check
 
 #: What the control branch is given (module docstring).
-CONTROLS = ("frames", "none")
+Control = Literal["frames", "none"]
+CONTROLS = get_args(Control)
 #: The mask's channels: one per pixel of the VAE's 8x8 spatial stride.
 MASK_CHANNELS = 64
 
@@ -43,10 +46,9 @@ def is_vace(transformer_or_config) -> bool:
     return hasattr(transformer_or_config, "vace_blocks")
 
 
-def check_vace_options(vace: bool, control, scale) -> None:
-    """``vace_control`` / ``vace_scale``: valid values, and only changed from the defaults for a VACE model."""
-    check(control in CONTROLS, "vace_control", f"got {control!r}", f"one of {list(CONTROLS)}")
-    check(is_number(scale), "vace_scale", f"got {scale!r}", "a finite number (the hints' scale; 1.0 as the pipeline)")
+def check_vace_options(vace: bool, control: str, scale: float) -> None:
+    """``vace_control`` / ``vace_scale`` (valid values, declared on the simulator's options) are only
+    changed from their defaults for a VACE model."""
     plain = control == "frames" and float(scale) == 1.0
     check(vace or plain, "vace_control/vace_scale", f"set ({control!r}, {scale!r}) for a model without a VACE branch",
           "the defaults for Wan2.1-T2V (they apply to a Wan2.1-VACE transformer only)")  # fmt: skip
