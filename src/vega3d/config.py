@@ -103,8 +103,8 @@ def parse(cls: type[Config], data: Any, where: str, section: str = ""):
 
     ``where``: the file or argument the data came from; ``section``: its name inside it."""
     if not isinstance(data, dict):
-        name = f"section '{section}'" if section else "the config"
-        raise Vega3DError(f"{where}: {name} must be a mapping, got {type(data).__name__}")
+        name = f"section '{section}' must be" if section else "expected"
+        raise Vega3DError(f"{where}: {name} a mapping, got {type(data).__name__}")
     try:
         return cls.model_validate(data)
     except ValidationError as err:

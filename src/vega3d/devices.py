@@ -18,21 +18,21 @@ def resolve_device(name: str | torch.device, *, what: str = "device") -> torch.d
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise Vega3DError(f"{what}: {name!r} is not a torch device; expected e.g. cpu, cuda, cuda:1, mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = (
-                "a CPU-only build"
-                if torch.version.cuda is None
-                else f"CUDA {torch.version.cuda}, but no GPU is visible"
-            )
-            raise Vega3DError(
-                f"{what}: {name!r} asked for, but this torch {torch.__version__} is {build}; "
-                "use cpu, or install a CUDA build of torch (README, 'GPU users')"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise Vega3DError(f"{what}: {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    problem = None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = (
+            "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no GPU is visible"
+        )
+        problem = (
+            f"{name!r} asked for, but this torch {torch.__version__} is {build}; "
+            "use cpu, or install a CUDA build of torch (README, 'GPU users')"
+        )
+    elif device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        problem = f"{name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise Vega3DError(f"{what}: 'mps' asked for, but MPS is not available on this machine")
+        problem = "'mps' asked for, but MPS is not available on this machine"
+    if problem:
+        raise Vega3DError(f"{what}: {problem}")
     return device
 
 

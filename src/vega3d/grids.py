@@ -48,11 +48,12 @@ def resample_grid(features: torch.Tensor, size: tuple[int, int], *, antialias: b
     ``antialias``) so every source cell contributes. Identity when the sizes agree.
     Returns (N, h2, w2, C) in the input dtype.
     """
-    if features.ndim != 4:
-        raise Vega3DError(f"resample_grid: features must be (N, h, w, C), got shape {tuple(features.shape)}")
     h2, w2 = int(size[0]), int(size[1])
-    if h2 <= 0 or w2 <= 0:
-        raise Vega3DError(f"resample_grid: target size must be positive, got {size}")
+    if features.ndim != 4 or h2 <= 0 or w2 <= 0:
+        raise Vega3DError(
+            f"resample_grid: features must be (N, h, w, C) and the target size (h2, w2) positive, "
+            f"got shape {tuple(features.shape)} and size {tuple(size)}"
+        )
     if tuple(features.shape[1:3]) == (h2, w2):
         return features
     x = features.permute(0, 3, 1, 2)

@@ -157,6 +157,30 @@ def test_record_from_another_store_and_malformed_records(tmp_path):
         FeatureStore(tmp_path / "store")
 
 
+def test_malformed_index_and_record_fields_are_one_line_errors(tmp_path):
+    """store.json, index.json and the records are declared models (layout.StoreConfig, Index, Record): one error line
+    naming the file and the field."""
+    w = _writer(tmp_path)
+    rec = w.write("a", [0], random_features(1, seed=15))
+    w.write_index()
+    index_file = tmp_path / "store" / layout.INDEX_FILE
+    index = json.loads(index_file.read_text())
+    index_file.write_text(json.dumps({**index, "entries": []}))
+    with pytest.raises(Vega3DError, match=r"index\.json: entries: input should be a valid dictionary, got \[\]$"):
+        FeatureStore(tmp_path / "store")
+    index_file.unlink()
+    (tmp_path / "store" / "records" / f"{layout.entry_key('a', [0])}.json").write_text(
+        json.dumps({**rec, "shape": [1, 4, 5]})
+    )
+    with pytest.raises(Vega3DError, match=r"\.json: record\.shape: list should have at least 4 items"):
+        FeatureStore(tmp_path / "store")
+    store_file = tmp_path / "store" / layout.STORE_FILE
+    config = json.loads(store_file.read_text())
+    store_file.write_text(json.dumps({**config, "storage": {"precision": "int8", "pool": None}}))
+    with pytest.raises(Vega3DError, match=r"store\.json: storage\.precision: input should be 'bf16', 'fp16' or 'fp32'"):
+        FeatureStore(tmp_path / "store")
+
+
 def test_bad_store_folders_and_settings(tmp_path):
     with pytest.raises(Vega3DError, match="not a feature store"):
         FeatureStore(tmp_path)

@@ -38,20 +38,23 @@ def _intrinsics4(k: torch.Tensor) -> np.ndarray:
 
 def _depth_units(scene: Scene, root: Path, layout: str, depth_scale: float) -> np.ndarray:
     """The depth as uint16 ``depth_scale`` units per metre, once every argument is checked."""
+    problems = []
     if layout not in LAYOUTS:
-        raise Vega3DError(f"write_scene: layout must be one of {LAYOUTS}, got {layout!r}")
+        problems.append(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if not (np.isfinite(depth_scale) and depth_scale > 0):
-        raise Vega3DError(f"write_scene: depth_scale must be a positive number of units per metre, got {depth_scale!r}")
+        problems.append(f"depth_scale must be a positive number of units per metre, got {depth_scale!r}")
     if any(int(f) < 0 for f in scene.frame_ids):
-        raise Vega3DError(f"write_scene: frame ids must be >= 0 to name files, got {list(scene.frame_ids)[:10]}")
+        problems.append(f"frame ids must be >= 0 to name files, got {list(scene.frame_ids)[:10]}")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise Vega3DError(f"{root}: write_scene needs an empty or new folder")
-    raw = torch.round(scene.depth.double() * depth_scale)
-    if float(raw.max()) > 65535:
-        raise Vega3DError(
-            f"write_scene: depth up to {float(scene.depth.max()):.3f} m does not fit uint16 at "
-            f"{depth_scale:g} units per metre (max {65535 / depth_scale:.3f} m); use a smaller depth_scale"
+        problems.append(f"needs an empty or new folder, got {root}")
+    raw = None if problems else torch.round(scene.depth.double() * depth_scale)
+    if raw is not None and float(raw.max()) > 65535:
+        problems.append(
+            f"depth up to {float(scene.depth.max()):.3f} m does not fit uint16 at {depth_scale:g} units per metre "
+            f"(max {65535 / depth_scale:.3f} m); use a smaller depth_scale"
         )
+    if problems:
+        raise Vega3DError("write_scene: " + "; ".join(problems))
     return raw.numpy().astype(np.uint16)
 
 

@@ -39,12 +39,12 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field, PositiveInt
 
 from vega3d import files
-from vega3d.config import describe
+from vega3d.config import Config, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import TMP_PREFIX  # noqa: F401 - the store's temporary files are vega3d.files'
 
@@ -60,11 +60,9 @@ RECORD_DIR = "records"
 PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
-class Record(BaseModel):
+class Record(Config):
     """An entry's index record (``records/<key>.json``, an entry of ``index.json``): its fields and
     JSON types (read back as plain dicts; this declares and checks them)."""
-
-    model_config = ConfigDict(strict=True)
 
     item_id: str
     frame_indices: list[int]  # the entry's frames (what they index: vega3d.store.inputs), one per feature row
@@ -73,12 +71,37 @@ class Record(BaseModel):
     kind: str  # scan, video, frames (or tensor: written directly)
     source: str  # where the input was
     shard: str  # shards/<key>.safetensors
-    shape: list[int]  # of the stored features (N, h, w, C)
+    shape: Annotated[list[int], Field(min_length=4, max_length=4)]  # of the stored features (N, h, w, C)
     dtype: str  # of the stored features
     bytes: int  # of the shard file
     sha256: str  # of the shard file
     config_sha256: str  # of the store config it was written with
     clip_frames: list[int] | None = None  # clip mode only: the clip's frames
+
+
+class Storage(Config):
+    """How a store keeps its features (``store.json``'s ``storage``; :func:`vega3d.store.make_store_config`)."""
+
+    precision: Literal["bf16", "fp16", "fp32"]  # the dtype the features are stored in (PRECISIONS)
+    pool: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None  # [h, w] grid pooled to, or None
+
+
+class StoreConfig(Config):
+    """``store.json``: what produced the features (read as a plain dict; this declares and checks it)."""
+
+    format: str  # FORMAT
+    version: int  # VERSION
+    extraction: dict[str, Any]  # the extractor's config.to_dict(), verbatim
+    storage: Storage
+
+
+class Index(Config):
+    """``index.json``: every committed record, merged at the end of a run (``StoreWriter.write_index``)."""
+
+    format: str  # FORMAT
+    version: int  # VERSION
+    config_sha256: str  # of the store config (as each record's)
+    entries: dict[str, Any]  # key -> record (each checked by check_record)
 
 
 def canonical_json(value: Any) -> str:
@@ -123,17 +146,20 @@ def write_json(path: Path, value: Any) -> None:
     files.write_json(path, value, indent=1, sort_keys=True)
 
 
-def check_record(record: Any, where: str) -> dict:
-    """Validate one index record (a file a user may have edited: fields, types, shape); returns it."""
-    try:
-        Record.model_validate(record)
-    except ValidationError as err:
-        raise Vega3DError(f"{where}: {describe(err, 'record')}") from None
-    if len(record["shape"]) != 4 or len(record["frame_indices"]) != record["shape"][0]:
-        raise Vega3DError(
-            f"{where}: record has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
+def check_record(record: Any, where: str, config_sha256: str | None = None) -> dict:
+    """Validate one index record (a file a user may have edited: fields, types, shape) and, given
+    the store's ``config_sha256``, that it was written with that config; returns it."""
+    parse(Record, record, where, "record")
+    if len(record["frame_indices"]) != record["shape"][0]:
+        problem = f"has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
+    elif config_sha256 is not None and record["config_sha256"] != config_sha256:
+        problem = (
+            f"of item {record['item_id']!r} was written with config {record['config_sha256'][:12]}..., the "
+            f"store's is {config_sha256[:12]}...: it belongs to another store"
         )
-    return record
+    else:
+        return record
+    raise Vega3DError(f"{where}: record {problem}")
 
 
 def config_differences(stored: Any, expected: Any, prefix: str = "") -> list[str]:

@@ -156,14 +156,14 @@ class _DiskTier:
         """The features of a stored entry whose record and shard pass their checks (else raises)."""
         from safetensors.torch import load
 
-        record = layout.check_record(read_json(record_file, "feature store record"), str(record_file))
+        record = read_json(record_file, "feature store record")
+        record = layout.check_record(record, str(record_file), self.config_sha256)
         data = (self.path / record["shard"]).read_bytes()
-        if (record["item_id"], record["frame_indices"], record["config_sha256"]) != (
-            item_id, list(frame_indices), self.config_sha256
-        ):  # fmt: skip
-            raise Vega3DError("the record is another entry's")
-        if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise Vega3DError("the shard does not match its record's sha256")
+        own = (record["item_id"], record["frame_indices"]) == (item_id, list(frame_indices))
+        if not own or hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise Vega3DError(
+                "the shard does not match its record's sha256" if own else "the record is another entry's"
+            )
         return load(data)["features"]
 
     def write(self, item_id: str, frame_indices: tuple, features: torch.Tensor) -> bool:

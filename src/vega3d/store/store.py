@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from vega3d.config import parse
 from vega3d.errors import Vega3DError
 from vega3d.files import file_sha256, read_json
 from vega3d.store import layout
@@ -34,18 +35,19 @@ class FeatureStore:
 
     def __init__(self, path: str | Path, *, expected_config: Any = None, verify: bool = True):
         self.path = Path(path)
-        if not (self.path / layout.STORE_FILE).is_file():
-            raise Vega3DError(
-                f"feature store: {self.path} is not a feature store (no {layout.STORE_FILE}); "
-                "write one with `vega3d extract`"
-            )
-        self.config: dict = read_json(self.path / layout.STORE_FILE, "feature store config")
+        store_file = self.path / layout.STORE_FILE
+        self.config: dict = read_json(store_file, "feature store config") if store_file.is_file() else None
         found = self.config if isinstance(self.config, dict) else {}
         if (found.get("format"), found.get("version")) != (layout.FORMAT, layout.VERSION):
-            raise Vega3DError(
-                f"feature store: {self.path / layout.STORE_FILE} has format {found.get('format')!r}, format version "
-                f"{found.get('version')!r}; this vega3d reads {layout.FORMAT!r}, format version {layout.VERSION}"
+            problem = (
+                f"{self.path} is not a feature store (no {layout.STORE_FILE}; write one with `vega3d extract`)"
+                if self.config is None
+                else f"{store_file} has format {found.get('format')!r}, format version {found.get('version')!r}"
             )
+            raise Vega3DError(
+                f"feature store: {problem}; this vega3d reads {layout.FORMAT!r}, format version {layout.VERSION}"
+            )
+        parse(layout.StoreConfig, self.config, f"feature store: {store_file}")
         if expected_config is not None:
             if isinstance(expected_config, dict) and "format" in expected_config:  # a full store config
                 stored, expected = self.config, expected_config
@@ -67,21 +69,14 @@ class FeatureStore:
         indexed, index_mtime = {}, -1
         if index_file.is_file():
             index_mtime = index_file.stat().st_mtime_ns
-            index = read_json(index_file, "feature store index")
-            if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):
-                raise Vega3DError(f"feature store: {index_file} must be an object with 'entries'")
-            indexed = {key: (record, f"{index_file} entry {key!r}") for key, record in index["entries"].items()}
+            index = parse(layout.Index, read_json(index_file, "feature store index"), f"feature store: {index_file}")
+            indexed = {key: (record, f"{index_file} entry {key!r}") for key, record in index.entries.items()}
         record_dir = self.path / layout.RECORD_DIR
         found = _records(record_dir, indexed, index_mtime) if record_dir.is_dir() else indexed
-        entries = {key: layout.check_record(record, where) for key, (record, where) in sorted(found.items())}
-        for key, record in entries.items():
-            if record["config_sha256"] != self.config_sha256:
-                raise Vega3DError(
-                    f"feature store {self.path}: record {key!r} (item {record['item_id']!r}) was written "
-                    f"with config {record['config_sha256'][:12]}..., the store's is "
-                    f"{self.config_sha256[:12]}...: it belongs to another store"
-                )
-        self._entries = entries
+        self._entries = {
+            key: layout.check_record(record, where, self.config_sha256)
+            for key, (record, where) in sorted(found.items())
+        }
         self._by_id: dict[str, list[str]] = {}
         for key, record in self._entries.items():
             self._by_id.setdefault(record["item_id"], []).append(key)
@@ -113,42 +108,43 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ read
     def _find(self, item_id: str, frame_indices: Sequence[int] | None) -> tuple[dict, list[int]]:
-        keys = self._by_id.get(item_id)
-        if not keys:
-            raise Vega3DError(f"feature store {self.path}: no item {item_id!r} ({len(self)} items stored)")
-        records = [self._entries[k] for k in keys]
-        if frame_indices is None:
-            if len(records) > 1:
-                sets = [r["frame_indices"] for r in records]
-                raise Vega3DError(
-                    f"feature store {self.path}: item {item_id!r} is stored with {len(sets)} frame sets "
-                    f"{sets[:3]}...; pass frame_indices to choose"
-                )
-            return records[0], list(range(len(records[0]["frame_indices"])))
-        wanted = [int(i) for i in frame_indices]
-        if not wanted:
-            raise Vega3DError(f"feature store {self.path}: frame_indices for item {item_id!r} is empty")
-        for r in sorted(records, key=lambda r: len(r["frame_indices"])):
-            pos = {f: p for p, f in enumerate(r["frame_indices"])}
-            if all(f in pos for f in wanted):
-                return r, [pos[f] for f in wanted]
-        raise Vega3DError(
-            f"feature store {self.path}: item {item_id!r} has no entry holding frames {wanted} "
-            f"(stored frame sets: {[r['frame_indices'] for r in records][:3]})"
-        )
+        """The entry of ``item_id`` holding ``frame_indices`` (None: its only entry) and their rows in it."""
+        records = [self._entries[k] for k in self._by_id.get(item_id, [])]
+        sets = [r["frame_indices"] for r in records]
+        wanted = None if frame_indices is None else [int(i) for i in frame_indices]
+        if not records:
+            problem = f"no item {item_id!r} ({len(self)} items stored)"
+        elif wanted is None:
+            if len(records) == 1:
+                return records[0], list(range(len(sets[0])))
+            problem = (
+                f"item {item_id!r} is stored with {len(sets)} frame sets {sets[:3]}...; pass frame_indices to choose"
+            )
+        elif not wanted:
+            problem = f"frame_indices for item {item_id!r} is empty"
+        else:
+            for r in sorted(records, key=lambda r: len(r["frame_indices"])):
+                pos = {f: p for p, f in enumerate(r["frame_indices"])}
+                if all(f in pos for f in wanted):
+                    return r, [pos[f] for f in wanted]
+            problem = f"item {item_id!r} has no entry holding frames {wanted} (stored frame sets: {sets[:3]})"
+        raise Vega3DError(f"feature store {self.path}: {problem}")
 
     def _check_shard(self, record: dict) -> Path:
         shard = self.path / record["shard"]
+        verify = self.verify and record["shard"] not in self._verified
         if not shard.is_file():
-            raise Vega3DError(f"feature store: shard {shard} of item {record['item_id']!r} is missing")
-        if self.verify and record["shard"] not in self._verified:
-            digest = file_sha256(shard)
-            if digest != record["sha256"]:
-                raise Vega3DError(
-                    f"feature store: shard {shard} of item {record['item_id']!r} is corrupted (sha256 {digest[:16]}..., "
-                    f"recorded {record['sha256'][:16]}...). Delete it and {layout.RECORD_DIR}/{shard.stem}.json, "
-                    "then rerun `vega3d extract` to recompute it"
-                )
+            problem = "is missing"
+        elif verify and (digest := file_sha256(shard)) != record["sha256"]:
+            problem = (
+                f"is corrupted (sha256 {digest[:16]}..., recorded {record['sha256'][:16]}...). Delete it and "
+                f"{layout.RECORD_DIR}/{shard.stem}.json, then rerun `vega3d extract` to recompute it"
+            )
+        else:
+            problem = None
+        if problem:
+            raise Vega3DError(f"feature store: shard {shard} of item {record['item_id']!r} {problem}")
+        if verify:
             self._verified.add(record["shard"])
         return shard
 
