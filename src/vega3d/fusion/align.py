@@ -37,13 +37,6 @@ from vega3d.grids import resample_grid
 INTERPOLATIONS = ("area", "bilinear")
 
 
-def _grid_thw(grid_thw) -> tuple[int, int, int]:
-    values = [int(v) for v in torch.as_tensor(grid_thw).reshape(-1).tolist()]
-    if len(values) != 3 or min(values) <= 0:
-        raise Vega3DError(f"grid_thw must be one (T, Hp, Wp) triple of positive integers, got {grid_thw!r}")
-    return tuple(values)
-
-
 def _check_features(name: str, features: torch.Tensor) -> None:
     if features.ndim != 4 or features.shape[0] == 0:
         raise Vega3DError(f"{name}: features must be (N, h, w, C) with N >= 1, got shape {tuple(features.shape)}")
@@ -78,21 +71,18 @@ def align_to_qwen_tokens(
     Both are the identity when the sizes agree.
     """
     _check_features("align_to_qwen_tokens", features)
-    if interpolation not in INTERPOLATIONS:
-        raise Vega3DError(f"align_to_qwen_tokens: interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
-    t, hp, wp = _grid_thw(grid_thw)
+    thw = tuple(int(v) for v in torch.as_tensor(grid_thw).reshape(-1).tolist())
     m, tp = int(spatial_merge_size), int(temporal_patch_size)
-    if hp % m or wp % m:
+    n, patches = features.shape[0], math.ceil(features.shape[0] / tp)
+    fits = len(thw) == 3 and min(thw) > 0 and thw[0] == patches and thw[1] % m == 0 and thw[2] % m == 0
+    if not fits or interpolation not in INTERPOLATIONS:
         raise Vega3DError(
-            f"align_to_qwen_tokens: grid_thw (T, Hp, Wp) = {(t, hp, wp)} must have Hp and Wp divisible by "
-            f"spatial_merge_size={m} (Qwen's processor resizes to multiples of patch_size * merge_size)"
+            f"align_to_qwen_tokens: features of N={n} frames (Qwen's processor packs them into ceil({n}/{tp}) = "
+            f"{patches} temporal patches) and grid_thw {thw} (T={thw[0] if thw else None}); expected one (T, Hp, Wp) "
+            f"triple of positive integers, T = {patches}, Hp and Wp divisible by spatial_merge_size={m}; "
+            f"interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}"
         )
-    n = features.shape[0]
-    if math.ceil(n / tp) != t:
-        raise Vega3DError(
-            f"align_to_qwen_tokens: features have N={n} frames, which Qwen's processor packs into "
-            f"ceil({n}/{tp}) = {math.ceil(n / tp)} temporal patches, but grid_thw says T={t}"
-        )
+    t, hp, wp = thw
     rows, cols = (hp, wp) if keep_merge_window else (hp // m, wp // m)
     grid = _resample(features, (rows, cols), interpolation)
     if pad := t * tp - n:  # the processor repeats the last frame
@@ -119,11 +109,11 @@ def align_to_qwen_image(features: torch.Tensor, grid_thw, spatial_merge_size: in
     """
     if features.ndim == 3:
         features = features[None]
-    _check_features("align_to_qwen_image", features)
-    if features.shape[0] != 1 or _grid_thw(grid_thw)[0] != 1:
+    thw = torch.as_tensor(grid_thw).reshape(-1).tolist()
+    if features.ndim != 4 or features.shape[0] != 1 or thw[:1] != [1]:
         raise Vega3DError(
             f"align_to_qwen_image: expected one image (1, h, w, C) and grid_thw (1, Hp, Wp), "
-            f"got features {tuple(features.shape)} and grid_thw {tuple(_grid_thw(grid_thw))}"
+            f"got features {tuple(features.shape)} and grid_thw {tuple(thw)}"
         )
     return align_to_qwen_tokens(features, grid_thw, spatial_merge_size=spatial_merge_size)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from vega3d.config import describe
+from vega3d.config import parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, write_json
 from vega3d.mllm.config import Vega3DConfig, base_fingerprint, legacy_base_fingerprint
@@ -59,15 +59,20 @@ def read_checkpoint_meta(directory, fmt: str = FORMAT) -> dict:
     from vega3d.mllm.release import is_release_config
 
     path = Path(directory) / CONFIG_FILE
-    if not path.is_file() and is_release_config(directory):
-        raise Vega3DError(
+    what = f"{directory}: not a vega3d checkpoint"
+    if not path.is_file() and is_release_config(directory):  # read_json's "does not exist" comes after this
+        what = (
             f"{directory} is the released VEGA-3D model, not a vega3d checkpoint: convert it once with "
-            f"`vega3d convert-release {directory} --wan WAN2.1_FOLDER --out CHECKPOINT`, then load CHECKPOINT"
+            f"`vega3d convert-release {directory} --wan WAN2.1_FOLDER --out CHECKPOINT` and load CHECKPOINT"
         )
-    meta = read_json(path, f"{directory}: not a vega3d checkpoint")
+    meta = read_json(path, what)
     found = meta.get("format") if isinstance(meta, dict) else None
-    if found != fmt or not isinstance(meta.get("config"), dict):
-        raise Vega3DError(f"{path}: format {found!r}, expected {fmt!r} with a 'config' mapping")
+    weights = (Path(directory) / WEIGHTS_FILE).is_file()
+    if found != fmt or not isinstance(meta.get("config"), dict) or not weights:
+        raise Vega3DError(
+            f"{path}: format {found!r}{'' if weights else f', no {WEIGHTS_FILE} beside it'}; expected {fmt!r} "
+            f"with a 'config' mapping and {WEIGHTS_FILE}"
+        )
     return meta
 
 
@@ -86,12 +91,7 @@ def checkpoint_format(directory) -> str | None:
 def meta_config(meta: dict, directory, config_class=Vega3DConfig):
     """The model config (a :class:`Vega3DConfig`, or ``config_class`` of another family) of a
     checkpoint's meta (:func:`read_checkpoint_meta`)."""
-    from pydantic import ValidationError
-
-    try:
-        return config_class.model_validate(meta["config"])
-    except ValidationError as err:
-        raise Vega3DError(f"{Path(directory) / CONFIG_FILE}: {describe(err, 'config')}") from None
+    return parse(config_class, meta["config"], str(Path(directory) / CONFIG_FILE), "config")
 
 
 def read_checkpoint_config(directory) -> Vega3DConfig:
@@ -106,13 +106,10 @@ def read_checkpoint_stand_in(directory) -> bool:
 
 
 def read_trainable(directory) -> dict[str, torch.Tensor]:
-    """The tensors of ``trainable.safetensors``."""
+    """The tensors of ``trainable.safetensors`` (of a checkpoint :func:`read_checkpoint_meta` accepted)."""
     from safetensors.torch import load_file
 
-    weights = Path(directory) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise Vega3DError(f"{directory}: missing {WEIGHTS_FILE}")
-    return load_file(str(weights))
+    return load_file(str(Path(directory) / WEIGHTS_FILE))
 
 
 def copy_trainable(model, tensors: dict, source) -> None:
@@ -144,18 +141,19 @@ def read_branch(directory, config: Vega3DConfig) -> dict[str, torch.Tensor]:
     ``config`` (``model.branch_init``): its projector, fusion and generative width must be the
     config's. Checked before any model is built."""
     where = f"model.branch_init {directory}"
-    if not config.generative:
-        raise Vega3DError(f"{where}: the generative branch is off (model.generative: false), nothing to initialise")
     source = read_checkpoint_config(directory)
     fields = ("projector", "fusion", "generative_dim")
     diff = [f"{f}: {getattr(source, f)!r} there, {getattr(config, f)!r} here" for f in fields
             if getattr(source, f) != getattr(config, f)]  # fmt: skip
-    if diff:
-        raise Vega3DError(f"{where}: its branch is not this config's ({'; '.join(diff)})")
     tensors = {k: v for k, v in read_trainable(directory).items() if k.startswith(BRANCH_PREFIXES)}
     lacking = [p for p in BRANCH_PREFIXES if not any(k.startswith(p) for k in tensors)]
-    if lacking:
-        raise Vega3DError(f"{where}: {WEIGHTS_FILE} holds no {' / '.join(lacking)} tensors (were they trained?)")
+    if not config.generative or diff or lacking:
+        why = (
+            "the generative branch is off (model.generative: false), nothing to initialise" if not config.generative
+            else f"its branch is not this config's ({'; '.join(diff)})" if diff
+            else f"{WEIGHTS_FILE} holds no {' / '.join(lacking)} tensors (were they trained?)"
+        )  # fmt: skip
+        raise Vega3DError(f"{where}: {why}")
     return tensors
 
 

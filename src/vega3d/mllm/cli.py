@@ -56,20 +56,23 @@ def add_frames_as(p) -> None:
 
 
 def _check_ask_args(args) -> None:
-    """Every argument of ``ask`` that can be checked without loading the model."""
+    """Every argument of ``ask`` that can be checked without loading the model; one error naming all bad ones."""
     from pathlib import Path
 
     from vega3d.errors import Vega3DError
     from vega3d.media import media_kind
+    from vega3d.mllm.infer import question_problems
 
-    if not args.question.strip():
-        raise Vega3DError("question: expected a non-empty question, got only whitespace")
-    for flag, value in (("--max-new-tokens", args.max_new_tokens), ("--num-frames", args.num_frames)):
-        if value is not None and value < 1:
-            raise Vega3DError(f"{flag}: expected an integer >= 1, got {value}")
+    problems = question_problems([args.question])
+    flags = (("--max-new-tokens", args.max_new_tokens), ("--num-frames", args.num_frames))
+    problems += [
+        f"{flag}: expected an integer >= 1, got {value}" for flag, value in flags if value is not None and value < 1
+    ]
     if media_kind(args.video) is None:
         found = "is a folder without images" if Path(args.video).exists() else "does not exist"
-        raise Vega3DError(f"--video: {args.video} {found}; expected a video file, frame folder or scan folder")
+        problems.append(f"--video: {args.video} {found}; expected a video file, frame folder or scan folder")
+    if problems:
+        raise Vega3DError("; ".join(problems))
 
 
 def _ask(args) -> int:

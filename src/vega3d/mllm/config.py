@@ -88,27 +88,29 @@ def check_qwen_folder(path, field: str = "base model") -> Path:
     """Raise unless ``path`` is a folder whose ``config.json`` declares a Qwen2.5-VL model
     (``model_type`` ``qwen2_5_vl``); ``field`` names the setting in the message. Returns it."""
     path = Path(path).expanduser()
+    config = path / "config.json"
+    data = read_json(config, field) if config.is_file() else None
+    data = data if isinstance(data, dict) else {}
+    if data.get("model_type") != QWEN_MODEL_TYPE:
+        raise Vega3DError(f"{field}: {path} {_not_qwen(path, data)}")
+    return path
+
+
+def _not_qwen(path: Path, config: dict) -> str:
+    """What ``path`` is instead of a Qwen2.5-VL folder (its ``config.json`` read as ``config``)."""
     if not path.is_dir():
-        found = "is a file" if path.exists() else "does not exist"
-        raise Vega3DError(f"{field}: {path} {found} (expected a Qwen2.5-VL model folder)")
+        return f"{'is a file' if path.exists() else 'does not exist'} (expected a Qwen2.5-VL model folder)"
     if not (path / "config.json").is_file():
         pipeline = [n for n in ("model_index.json", "transformer", "vae") if (path / n).exists()]
         hint = (
             f" (it has {', '.join(pipeline)}: a diffusers pipeline such as Wan2.1, not Qwen2.5-VL)" if pipeline else ""
         )
-        raise Vega3DError(f"{field}: {path} is not a Hugging Face model folder: no config.json{hint}")
-    data = read_json(path / "config.json", field)
-    data = data if isinstance(data, dict) else {}
-    if data.get("model_type") != QWEN_MODEL_TYPE:
-        found = data.get("model_type")
-        what = f"model_type {found!r}" if found else "no model_type"
-        if not found and data.get("_class_name"):
-            what += f" (_class_name {data['_class_name']!r})"
-        raise Vega3DError(
-            f"{field}: {path} is not a Qwen2.5-VL model: its config.json has {what}, "
-            f"expected model_type {QWEN_MODEL_TYPE!r}"
-        )
-    return path
+        return f"is not a Hugging Face model folder: no config.json{hint}"
+    found = config.get("model_type")
+    what = f"model_type {found!r}" if found else "no model_type"
+    if not found and config.get("_class_name"):
+        what += f" (_class_name {config['_class_name']!r})"
+    return f"is not a Qwen2.5-VL model: its config.json has {what}, expected model_type {QWEN_MODEL_TYPE!r}"
 
 
 def base_fingerprint(path) -> str:

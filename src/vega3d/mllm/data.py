@@ -8,8 +8,9 @@ The annotation file is a JSON list (the format SPAR, LLaVA-Hound and Video-3D LL
       "conversations": [{"from": "human", "value": "<video>\\nHow many chairs?"},
                         {"from": "gpt", "value": "Three."}]}]
 
-A record's images (:func:`record_images`) are one ``<image>`` placeholder each, in order
-(:func:`check_image_count`); a feature store keys one image per record, so a list is refused with one.
+A record's images (:func:`record_media`) are one ``<image>`` placeholder each, in order (the processor
+checks the placeholders against the inputs); a feature store keys one image per record, so a list is
+refused with one.
 Relative paths resolve against ``media_root`` (default: the annotation file's folder).
 Videos are sampled uniformly (:func:`vega3d.scenes.sample_frames`, ``num_frames``, 32 by
 default); with a feature store the frames are the ones whose features are stored.
@@ -31,11 +32,11 @@ replaced by another sample.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from vega3d.config import Config, Float
@@ -165,23 +166,20 @@ class ConversationDataset(torch.utils.data.Dataset):
     def load(self, record: dict) -> dict:
         name = f"record {record['id']!r}"
         messages = llava_to_messages(record["conversations"], name)
-        images = record_images(record)
-        if "video" in record and images and self.config.frames_as == "images":
-            raise Vega3DError("has both 'video' and 'image'; with data.frames_as: images a record has one or the other")
-        check_image_count(messages, len(images))
+        video, images = record_media(record, self.config.frames_as)
         item = {"id": str(record["id"])}
-        if "video" in record:
-            item.update(self._video(record))
+        if video is not None:
+            item.update(self._video(record, video))
         if images:
             item.update(self._images(record, images))
-        if "video" in record and self.config.frames_as == "images":
+        if video is not None and self.config.frames_as == "images":
             messages = video_as_images(messages, len(item["image_grid_thw"]))
         enc = self.processor.encode(messages, item.get("video_grid_thw"), item.get("image_grid_thw"))
-        if not (enc["labels"] != IGNORE_INDEX).any():
-            raise Vega3DError(f"{name}: no assistant ('gpt') turn to learn from")
-        if self.config.max_tokens is not None and len(enc["input_ids"]) > self.config.max_tokens:
+        tokens, answer, most = len(enc["input_ids"]), int((enc["labels"] != IGNORE_INDEX).sum()), self.config.max_tokens
+        if not answer or (most is not None and tokens > most):
             raise Vega3DError(
-                f"{name}: {len(enc['input_ids'])} tokens (text + visual) exceed data.max_tokens={self.config.max_tokens}"
+                f"{name}: {tokens} tokens (text + visual), {answer} of them in assistant ('gpt') turns; expected "
+                f"an assistant turn to learn from{'' if most is None else f' and at most data.max_tokens={most}'}"
             )
         item.update(enc)
         return item
@@ -190,10 +188,8 @@ class ConversationDataset(torch.utils.data.Dataset):
         path = Path(value)
         return path if path.is_absolute() else self.root / path
 
-    def _video(self, record) -> dict:
-        if not isinstance(record["video"], str) or not record["video"]:
-            raise Vega3DError(f"'video' must be a path string, got {record['video']!r}")
-        path = self._media(record["video"])
+    def _video(self, record, video: str) -> dict:
+        path = self._media(video)
         tp = int(self.processor.image_processor.temporal_patch_size)
         frames, indices, spg = load_video(
             path, self.config.num_frames, self.config.frame_fps, tp, self.config.video_frames
@@ -247,26 +243,37 @@ class ConversationDataset(torch.utils.data.Dataset):
         return out
 
 
-def record_images(record: dict) -> list[str]:
-    """A record's image paths as one list: its ``image`` (a path or a list of paths) or SPAR's
-    ``images`` (a list); ``[]`` without either."""
-    if "image" in record and "images" in record:
-        raise Vega3DError("has both 'image' and 'images'; expected one of them")
-    key = "images" if "images" in record else "image"
-    value = record.get(key, [])
-    paths = [value] if isinstance(value, str) else value
-    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
-        raise Vega3DError(f"'{key}' must be a path string or a list of them, got {value!r}"[:300])
-    return paths
+#: A media path in a record: a non-empty string (relative to ``data.media_root``).
+MediaPath = Annotated[str, Field(min_length=1)]
 
 
-def check_image_count(messages: list[dict], count: int) -> None:
-    """One ``<image>`` placeholder in the human turns per image of the record, or a :class:`Vega3DError`."""
-    found = sum(
-        item.get("type") == "image" for message in messages if message["role"] == "user" for item in message["content"]
-    )
-    if found != count:
-        raise Vega3DError(f"{found} <image> placeholder(s) in the human turns but {count} image(s); expected one each")
+class RecordMedia(Config):
+    """A record's media keys (its other keys are read elsewhere). A bad one is one line:
+    ``'<key>' must be <the field's description>, got VALUE``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    video: MediaPath = Field(None, description="a path string")  # a video file, frame folder or scan folder
+    image: MediaPath | list[MediaPath] = Field(None, description="a path string or a list of them")  # in <image> order
+    images: list[MediaPath] = Field(None, description="a list of path strings")  # SPAR's key for several images
+
+    @classmethod
+    def error(cls, err, data: dict) -> Vega3DError:
+        key = err.errors(include_url=False)[0]["loc"][0]
+        return Vega3DError(f"'{key}' must be {cls.model_fields[key].description}, got {data[key]!r}"[:300])
+
+
+def record_media(record: dict, frames_as: str = "video") -> tuple[str | None, list[str]]:
+    """A record's video path (None without one) and image paths, one ``<image>`` placeholder each, in
+    order (:class:`RecordMedia`): its ``image`` (a path or a list of paths) or SPAR's ``images``, not
+    both; with ``frames_as="images"`` a video's frames are the images, so a video and images are refused."""
+    media = RecordMedia(**{key: record[key] for key in RecordMedia.model_fields if key in record})
+    images = [media.image] if isinstance(media.image, str) else (media.image or media.images or [])
+    two_keys, key = media.image is not None and media.images is not None, "image" if media.images is None else "images"
+    if two_keys or (media.video and images and frames_as == "images"):
+        why = "expected one of them" if two_keys else "with data.frames_as: images a record has one or the other"
+        raise Vega3DError(f"has both '{'image' if two_keys else 'video'}' and '{key}'; {why}")
+    return media.video, list(images)
 
 
 def read_image(path: Path) -> np.ndarray:

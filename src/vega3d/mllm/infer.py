@@ -32,10 +32,13 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from vega3d.config import Config
 from vega3d.errors import Vega3DError
 
 DEFAULT_CACHE_ITEMS = 2
@@ -173,25 +176,30 @@ class MediaCache:
         return len(self._entries)
 
 
-def check_positive_int(value, name: str) -> int:
-    """``value`` if it is an integer >= 1, else a :class:`Vega3DError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise Vega3DError(f"{name}: expected an integer >= 1, got {value!r}")
-    return int(value)
+class AnswerSettings(Config):
+    """An answerer's settings, checked where they are given (:class:`Answerer`, its ``from_checkpoint``
+    and ``answer``). A bad one is one line: ``name: expected <the field's description>, got VALUE``."""
+
+    num_frames: int = Field(32, ge=1, description="an integer >= 1")  # frames sampled uniformly per video
+    frames_as: Literal[FRAMES_AS] = Field("video", description=f"one of {', '.join(FRAMES_AS)}")  # module docstring
+    feature_cache_bytes: int = Field(DEFAULT_FEATURE_CACHE_BYTES, ge=0, description="an integer >= 0")  # simulator's
+    max_new_tokens: int = Field(128, ge=1, description="an integer >= 1")  # longest answer, in tokens
+    batch_size: int = Field(4, ge=1, description="an integer >= 1")  # questions per generate call
+
+    @classmethod
+    def error(cls, err, data: dict) -> Vega3DError:
+        key = err.errors(include_url=False)[0]["loc"][0]
+        return Vega3DError(f"{key}: expected {cls.model_fields[key].description}, got {data[key]!r}")
 
 
-def check_frames_as(value) -> str:
-    """``value`` if it is one of :data:`FRAMES_AS`, else a :class:`Vega3DError`."""
-    if value not in FRAMES_AS:
-        raise Vega3DError(f"frames_as: expected one of {', '.join(FRAMES_AS)}, got {value!r}")
-    return value
-
-
-def check_questions(questions) -> None:
-    """Every question must be a string with some non-whitespace text."""
-    for i, q in enumerate(questions):
-        if not isinstance(q, str) or not q.strip():
-            raise Vega3DError(f"question #{i}: expected a non-empty question, got {q!r}")
+def question_problems(questions) -> list[str]:
+    """What is wrong with ``questions`` (each a string with some non-whitespace text; named by its
+    position when there are several); empty when nothing is."""
+    return [
+        f"question{f' #{i}' if len(questions) > 1 else ''}: expected a non-empty question, got {q!r}"
+        for i, q in enumerate(questions)
+        if not isinstance(q, str) or not q.strip()
+    ]
 
 
 class Answerer:
@@ -212,8 +220,8 @@ class Answerer:
         media_cache_bytes: int = DEFAULT_CACHE_BYTES,
         frames_as: str = "video",
     ):
-        check_positive_int(num_frames, "num_frames")
-        self.frames_as = check_frames_as(frames_as)
+        AnswerSettings(num_frames=num_frames, frames_as=frames_as)
+        self.frames_as = frames_as
         self.model = model.eval()
         self.processor = processor
         self.num_frames = int(num_frames)
@@ -254,12 +262,8 @@ class Answerer:
         from vega3d.mllm.processing import Vega3DProcessor
         from vega3d.store.online import with_feature_cache
 
-        if num_frames is not None:
-            check_positive_int(num_frames, "num_frames")
-        if frames_as is not None:
-            check_frames_as(frames_as)
-        if isinstance(feature_cache_bytes, bool) or not isinstance(feature_cache_bytes, int) or feature_cache_bytes < 0:
-            raise Vega3DError(f"feature_cache_bytes: expected an integer >= 0, got {feature_cache_bytes!r}")
+        given = {"num_frames": num_frames, "frames_as": frames_as}  # None: as recorded
+        AnswerSettings(feature_cache_bytes=feature_cache_bytes, **{k: v for k, v in given.items() if v is not None})
         config = read_checkpoint_config(checkpoint)
         if not load_simulator:
             simulator = None
@@ -409,16 +413,16 @@ class Answerer:
         unless ``generate_kwargs`` say otherwise."""
         from vega3d.mllm.data import collate, to_device
 
-        counts = {len(questions), len(videos), len(questions if video_features is None else video_features)}
-        if len(counts) > 1:
+        AnswerSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+        problems = question_problems(questions)
+        if len({len(questions), len(videos), len(questions if video_features is None else video_features)}) > 1:
             features = "no" if video_features is None else len(video_features)
-            raise Vega3DError(
+            problems.append(
                 f"answer: {len(questions)} questions, {len(videos)} videos and {features} video_features; "
                 "expected one video (and one video_features grid, when given) per question"
             )
-        check_questions(questions)
-        check_positive_int(max_new_tokens, "max_new_tokens")
-        check_positive_int(batch_size, "batch_size")
+        if problems:
+            raise Vega3DError("; ".join(problems))
         tok = self.processor.tokenizer
         generate_kwargs.setdefault("do_sample", False)
         source = (

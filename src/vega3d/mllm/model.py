@@ -230,17 +230,20 @@ class Vega3DQwen(HostLLM, nn.Module):
     def _grids(self, kind: str, n: int, features, frames) -> list[torch.Tensor]:
         """The generative grids of ``n`` videos/images: ``features`` as given (checked), else
         the attached simulator's over ``frames``."""
-        if features is None:
-            if frames is None or len(frames) != n:
-                raise Vega3DError(
-                    f"{kind}: the generative branch needs {n} {kind}_features grids or {kind}_frames "
-                    f"(one per {kind}), got {'none' if frames is None else len(frames)}"
-                )
-            return [self.simulator_features(f) for f in frames]
         c = self.config.generative_dim
-        if len(features) != n or any(g.ndim != 4 or g.shape[-1] != c for g in features):
-            shapes = [tuple(g.shape) for g in features]
-            raise Vega3DError(f"{kind}_features: expected {n} grid(s) (N,h,w,C={c}), one per {kind}; got {shapes}")
+        given = frames if features is None else features
+        fits = features is None or all(g.ndim == 4 and g.shape[-1] == c for g in features)
+        if given is None or len(given) != n or not fits:
+            got = (
+                f"{kind}_features {[tuple(g.shape) for g in features]}" if features is not None
+                else f"{len(frames)} {kind}_frames" if frames is not None else "none"
+            )  # fmt: skip
+            raise Vega3DError(
+                f"{kind}: the generative branch needs {n} {kind}_features grid(s) (N,h,w,C={c}) or {kind}_frames, "
+                f"one per {kind}; got {got}"
+            )
+        if features is None:
+            return [self.simulator_features(f) for f in frames]
         return features
 
     def visual_outputs(

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import ConfigDict, Field
 
+from vega3d.config import Config, parse
 from vega3d.errors import Vega3DError
 
 IGNORE_INDEX = -100
@@ -119,8 +122,7 @@ class Vega3DProcessor:
     def image_inputs(self, image) -> dict:
         """One image (H,W,3) uint8 or (3,H,W) float [0,1] → ``pixel_values``, ``image_grid_thw`` (1,3)."""
         frame = to_uint8_frames(image[None] if hasattr(image, "ndim") and image.ndim == 3 else image, "image")
-        if frame.shape[0] != 1:
-            raise Vega3DError(f"image: expected one image, got {frame.shape[0]}")
+        assert frame.shape[0] == 1, f"image_inputs takes one image, got {frame.shape[0]}"
         out = self.image_processor(images=[frame[0]], return_tensors="pt")
         return {"pixel_values": out["pixel_values"].float(), "image_grid_thw": out["image_grid_thw"].long()}
 
@@ -157,12 +159,11 @@ class Vega3DProcessor:
         vt = [int(g.prod()) // merge for g in video_grid_thw] if video_grid_thw is not None else []
         it = [int(g.prod()) // merge for g in image_grid_thw] if image_grid_thw is not None else []
         rendered = self._render(messages, add_generation_prompt)
-        found = (rendered.count(VIDEO_PAD), rendered.count(IMAGE_PAD))
-        if found != (len(vt), len(it)):
-            raise Vega3DError(
-                f"conversation has {found[0]} video / {found[1]} image placeholders but {len(vt)} video(s) / "
-                f"{len(it)} image(s) as inputs: check the <video>/<image> markers"
-            )
+        counts = {"video": (rendered.count(VIDEO_PAD), len(vt)), "image": (rendered.count(IMAGE_PAD), len(it))}
+        wrong = [f"{found} <{kind}> placeholder(s) in the human turns but {given} {kind}(s)"
+                 for kind, (found, given) in counts.items() if found != given]  # fmt: skip
+        if wrong:  # one placeholder per video / image input, in order
+            raise Vega3DError(f"{'; '.join(wrong)}; expected one each (placeholders and inputs pair up in order)")
         full = self._expand(rendered, vt, it)
         # Character spans of assistant answers: render prefixes of the conversation.
         spans = []
@@ -201,21 +202,34 @@ def video_as_images(messages: list[dict], count: int) -> list[dict]:
     return [{**message, "content": items(message["content"])} for message in messages]
 
 
+#: LLaVA's speakers (a turn's ``from``) → chat roles.
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+class Turn(Config):
+    """One LLaVA-style turn (other keys of it are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    speaker: Literal[tuple(ROLES)] = Field(alias="from")  # who speaks: human (user), gpt (assistant) or system
+    value: str  # the text; in a human turn, <video> / <image> markers where the media go
+
+
+class Conversation(Config):
+    """A record's ``conversations``."""
+
+    conversations: list[Turn] = Field(min_length=1)  # the turns, in order
+
+
 def llava_to_messages(conversations, record: str = "record") -> list[dict]:
     """LLaVA-style turns ``[{"from": "human"|"gpt"|"system", "value": str}]`` → chat messages.
 
     ``<video>`` and ``<image>`` markers in a human turn become video/image content items,
-    in place. A missing/unknown ``from`` or non-string ``value`` is a Vega3DError."""
-    roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-    if not isinstance(conversations, list) or not conversations:
-        raise Vega3DError(f"{record}: 'conversations' must be a non-empty list, got {type(conversations).__name__}")
+    in place. Turns that are not :class:`Turn` (a missing/unknown ``from``, a non-string ``value``)
+    are one Vega3DError naming ``record`` and the turn."""
     messages = []
-    for t, turn in enumerate(conversations):
-        if not isinstance(turn, dict) or turn.get("from") not in roles or not isinstance(turn.get("value"), str):
-            raise Vega3DError(
-                f"{record}: conversations[{t}] must be {{'from': human|gpt|system, 'value': str}}, got {turn!r}"[:300]
-            )
-        role, value = roles[turn["from"]], turn["value"]
+    for turn in parse(Conversation, {"conversations": conversations}, record).conversations:
+        role, value = ROLES[turn.speaker], turn.value
         if role != "user":
             messages.append({"role": role, "content": value})
             continue
