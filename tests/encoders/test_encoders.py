@@ -151,6 +151,14 @@ def test_hf_errors(hf_models, tmp_path):
         build_encoder("hf", model=hf_models / "dinov2", image_size=60)
 
 
+def test_hf_mean_and_std_go_together(hf_models):
+    # one given without the other: the missing one is named (the folder's values are not mixed in)
+    with pytest.raises(Vega3DError, match=r"hf encoder: std: expected 3 numbers .*together\), found None"):
+        build_encoder("hf", model=hf_models / "clip", mean=[0.5] * 3)
+    with pytest.raises(Vega3DError, match=r"hf encoder: mean: expected 3 numbers .*found \[0.5, 0.5\]"):
+        build_encoder("hf", model=hf_models / "clip", mean=[0.5] * 2, std=[0.5] * 3)
+
+
 @pytest.fixture(scope="module")
 def wan_dir(tmp_path_factory):
     from vega3d.standin.wan import save_tiny_wan

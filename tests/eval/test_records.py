@@ -94,3 +94,24 @@ def test_evaluate_rejects_raw_dicts_as_annotations():
 def test_mapping_values_must_be_records():
     with pytest.raises(Vega3DError, match=r"predictions\[7\]: expected a JSON object, found str"):
         as_predictions({7: "x"}, "sqa3d")
+
+
+def test_run_arguments_are_declared_once():
+    from vega3d.eval.runners.questions import check_arguments
+
+    check_arguments("sqa3d", num_frames=8, batch_size=None, limit=1, max_new_tokens=16)
+    with pytest.raises(Vega3DError, match=r"unknown benchmark 'nr3d'; the runner supports \('vsibench'"):
+        check_arguments("nr3d")
+    for name, value in [("num_frames", 0), ("batch_size", True), ("limit", 2.0), ("max_new_tokens", "8")]:
+        with pytest.raises(Vega3DError, match=f"{name} must be a positive integer, got {value!r}"):
+            check_arguments("vsibench", **{name: value})
+
+
+def test_annotation_ids_are_unique_and_both_places_named(tmp_path):
+    from vega3d.eval import scanrefer
+
+    path = tmp_path / "gt.json"
+    box = [0, 0, 0, 1, 1, 1]
+    path.write_text(json.dumps([{"id": i, "box": box, "metadata": {"question_type": "unique"}} for i in (1, 2, 1)]))
+    with pytest.raises(Vega3DError, match=r"gt.json record 2: duplicate id '1' \(first seen on .*gt.json record 0\)"):
+        scanrefer.load_annotations(path)

@@ -75,3 +75,14 @@ def test_prompt_is_situation_then_question():
     q = sqa3d.load_annotations(LLAVA)[0]
     assert q.prompt == "I am facing the window. What is on my left? Answer the question using a single word or phrase."
     assert q.scene_id == "scene0249_00"
+
+
+def test_official_annotation_needs_exactly_one_answer(tmp_path):
+    data = json.loads(OFFICIAL.read_text())
+    data["annotations"][0]["answers"].append({"answer": "two"})
+    path = tmp_path / OFFICIAL.name  # with the questions file next to it
+    path.write_text(json.dumps(data))
+    questions = OFFICIAL.with_name(OFFICIAL.name.replace("sqa_annotations", "questions"))
+    (tmp_path / questions.name).write_text(questions.read_text())
+    with pytest.raises(Vega3DError, match=r"annotation 0 \(id '.*'\) field 'answers': expected a list of exactly one"):
+        sqa3d.load_annotations(path)

@@ -13,14 +13,11 @@ DINOv3 uses RoPE, so any ``image_size`` that is a multiple of the patch size (16
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from vega3d.encoders.common import resize_whole
+from vega3d.encoders.common import model_config, resize_whole
 from vega3d.encoders.hf import HFEncoder
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
 from vega3d.standin import is_stand_in
 
 CLS_TOKEN = ("drop", "concat")
@@ -33,7 +30,7 @@ class DINOv3Encoder(HFEncoder):
 
     def __init__(self, model, layer=None, image_size=None, cls_token: str = "drop", mean=None, std=None,
                  batch_size: int = 8, dtype: str = "float32", device: str = "cpu"):  # fmt: skip
-        cfg = read_json(Path(model).expanduser() / "config.json", "dinov3 encoder: model config")
+        _, cfg = model_config(model, "dinov3 encoder", "a DINOv3 ViT in the transformers layout")
         if cfg.get("model_type") != "dinov3_vit":
             raise Vega3DError(
                 f"dinov3 encoder: {model} has model_type {cfg.get('model_type')!r}; expected 'dinov3_vit' "
@@ -53,9 +50,7 @@ class DINOv3Encoder(HFEncoder):
         out = []
         for s in range(0, x.shape[0], self.batch_size):
             tokens = self._tokens((resize_whole(x[s : s + self.batch_size], self.image_size) - self.mean) / self.std)
-            if tokens.shape[1] != prefix + h * w:
-                raise Vega3DError(f"dinov3 encoder: {tokens.shape[1]} tokens; expected 1 CLS + {self.num_registers} "
-                                  f"registers + {h}x{w} patches = {prefix + h * w}")  # fmt: skip
+            assert tokens.shape[1] == prefix + h * w, f"{tokens.shape[1]} tokens: not CLS + registers + {h}x{w} patches"
             grid = tokens[:, prefix:].reshape(-1, h, w, tokens.shape[-1])
             if self.cls_token == "concat":
                 grid = torch.cat([grid, tokens[:, :1, None].expand(-1, h, w, -1)], dim=-1)

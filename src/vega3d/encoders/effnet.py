@@ -30,11 +30,14 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, ValidationError
 from torch import nn
 
+from vega3d.config import Config
 from vega3d.encoders.common import Encoder, grid_for_stride, resize_whole
 from vega3d.errors import Vega3DError
 from vega3d.files import file_sha256, read_state_dict
@@ -160,14 +163,32 @@ def normalize(frames: torch.Tensor) -> torch.Tensor:
     return (frames - MEAN) / STD
 
 
-def _stage_error(stage) -> str | None:
-    if isinstance(stage, bool) or not isinstance(stage, int) or stage not in STRIDES:
-        strides = ", ".join(f"{s}: {STRIDES[s]} px" for s in STRIDES)
-        return (
-            f"effnet_lite0 encoder: stage {stage!r} is not a stage of EfficientNet-Lite0; expected an integer 1-7 "
-            f"(output strides {strides})"
-        )
-    return None
+Pixels = Annotated[int, Field(ge=1)]
+
+
+class EffNetOptions(Config):
+    """The options of ``effnet_lite0`` that need no weights, declared once (:meth:`EffNetLite0Encoder.check_options`);
+    a field's ``description`` is what its error expects."""
+
+    # the stage whose output is read (its output stride: STRIDES)
+    stage: int = Field(
+        5,
+        ge=1,
+        le=len(STRIDES),
+        description=f"an integer 1-7 (output strides {', '.join(f'{s}: {STRIDES[s]} px' for s in STRIDES)})",
+    )
+    pretrained: bool = Field(True, description="true or false")  # ImageNet weights, else a seeded random init
+    seed: int = Field(0, ge=0, description="an integer >= 0")  # of the random init
+    # the frame's size inside the network (None: its own size)
+    image_size: Pixels | Annotated[list[Pixels] | tuple[Pixels, Pixels], Field(min_length=2, max_length=2)] | None = (
+        Field(None, description="a positive number of pixels or (height, width)")
+    )
+
+    @classmethod
+    def error(cls, err: ValidationError, data: dict) -> Vega3DError:
+        name = str(err.errors(include_url=False)[0]["loc"][0])
+        said = " is not a stage of EfficientNet-Lite0; expected " if name == "stage" else ": expected "
+        return Vega3DError(f"effnet_lite0 encoder: {name} {data.get(name)!r}{said}{cls.model_fields[name].description}")
 
 
 def weights_file() -> Path:
@@ -309,21 +330,7 @@ class EffNetLite0Encoder(Encoder):
     def check_options(cls, options: dict) -> None:
         """Refuse a bad stage, seed or image size, and pretrained weights without the extra, before
         anything is built or loaded (called by vega3d.encoders.check_encoder too)."""
-        stage = options.get("stage", 5)
-        message = _stage_error(stage)
-        if message:
-            raise Vega3DError(message)
-        seed = options.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise Vega3DError(f"effnet_lite0 encoder: seed {seed!r}: expected an integer >= 0")
-        size = options.get("image_size")
-        if size is not None and (_pair(size) is None or min(_pair(size)) < 1):
-            raise Vega3DError(
-                f"effnet_lite0 encoder: image_size {size!r}: expected a positive number of pixels or (height, width)"
-            )
-        pretrained = options.get("pretrained", True)
-        if not isinstance(pretrained, bool):
-            raise Vega3DError(f"effnet_lite0 encoder: pretrained {pretrained!r}: expected true or false")
+        pretrained = EffNetOptions(**{k: options[k] for k in EffNetOptions.model_fields if k in options}).pretrained
         if pretrained and importlib.util.find_spec(WEIGHTS_PACKAGE) is None:
             weights_file()  # raises the one-line error naming the extra
 

@@ -19,19 +19,8 @@ from pathlib import Path
 import torch
 
 from vega3d.devices import dtype_name, parse_dtype
-from vega3d.encoders.common import Encoder, resize_whole
+from vega3d.encoders.common import Encoder, check_layer, model_config, normalisation, resize_whole
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
-
-
-def _triple(value, where: str) -> list[float]:
-    """Three numbers (one number: the same for every channel)."""
-    values = [value] * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if not (
-        isinstance(values, (list, tuple)) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)
-    ):
-        raise Vega3DError(f"{where}: expected 3 numbers (one per RGB channel), found {value!r}")
-    return [float(v) for v in values]
 
 
 def _pair(v) -> tuple[int, int]:
@@ -61,11 +50,9 @@ class HFEncoder(Encoder):
         dtype: str = "float32",
         device: str = "cpu",
     ):
-        folder = Path(model)
-        if not (folder / "config.json").is_file():
-            raise Vega3DError(f"hf encoder: {folder} is not a Hugging Face model folder (no config.json)")
+        folder, _ = model_config(model, "hf encoder", "a Hugging Face model folder")
         self.dtype, self.device = parse_dtype(dtype, "hf encoder: dtype"), torch.device(device)
-        mean, std = _normalisation(folder, mean, std)  # before the weights are read
+        mean, std = normalisation(folder, mean, std, ("preprocessor_config.json",), "hf encoder")  # before the weights
         net, vcfg = _load_vision_model(folder, self.dtype)
         self.model = net.to(device).eval()
         self.image_size, self.grid, native_grid = _input_grid(vcfg, image_size)
@@ -75,11 +62,7 @@ class HFEncoder(Encoder):
         )
         # hidden_states holds the embedding output and then one entry per layer
         n = self.num_hidden_states = int(getattr(vcfg, "num_hidden_layers", 0)) + 1
-        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n):
-            raise Vega3DError(
-                f"hf encoder: layer {layer!r} for {folder} ({type(self.model).__name__}), {n - 1} layers: {n} hidden "
-                f"states, index 0 = embeddings; expected an integer in [{-n}, {n - 1}] (negative counts from the end)"
-            )
+        check_layer(layer, n, f"hf encoder ({folder}, {type(self.model).__name__})")
         self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
         self.layer, self.batch_size = layer, int(batch_size)
         self.config = {
@@ -114,25 +97,6 @@ class HFEncoder(Encoder):
             return res.last_hidden_state
         assert len(res.hidden_states) == self.num_hidden_states, "hidden states differ from the config's layer count"
         return res.hidden_states[self.layer]
-
-
-def _normalisation(folder: Path, mean, std) -> tuple[list[float], list[float]]:
-    """(mean, std) as given, else ``image_mean`` / ``image_std`` of the folder's ``preprocessor_config.json``."""
-    if (mean is None) != (std is None):
-        raise Vega3DError("hf encoder: pass both mean and std, or neither")
-    where = "hf encoder: "
-    if mean is None:
-        path = folder / "preprocessor_config.json"
-        if not path.is_file():
-            raise Vega3DError(
-                f"hf encoder: {folder} has no preprocessor_config.json; pass mean=... and std=... "
-                f"(the model's image normalisation) explicitly"
-            )
-        cfg = read_json(path, "preprocessor config")
-        if cfg.get("do_normalize", True) is False:
-            return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
-        mean, std, where = cfg.get("image_mean"), cfg.get("image_std"), f"{path}: image_"
-    return _triple(mean, f"{where}mean"), _triple(std, f"{where}std")
 
 
 def _load_vision_model(folder: Path, dtype: torch.dtype):

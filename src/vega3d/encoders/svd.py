@@ -31,9 +31,8 @@ from typing import NamedTuple
 
 import torch
 
-from vega3d.encoders.common import check_frames, resize_whole
-from vega3d.encoders.hf import _triple
-from vega3d.encoders.unet import UNetEncoder, check_int, load_part, noise_draws
+from vega3d.encoders.common import _triple, check_frames, resize_whole
+from vega3d.encoders.unet import UNetEncoder, check_int, check_timestep, load_part, noise_draws
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 
@@ -160,10 +159,7 @@ class SVDEncoder(UNetEncoder):
 
 def edm_sigma(alphas_cumprod: torch.Tensor, timestep) -> float:
     """σ = sqrt((1 − ᾱ_t)/ᾱ_t) at DDPM step ``timestep`` (as EulerDiscreteScheduler builds its sigmas, float32)."""
-    n = len(alphas_cumprod)
-    if isinstance(timestep, bool) or not isinstance(timestep, int) or not 0 <= timestep < n:
-        raise Vega3DError(f"{NAME}: timestep {timestep!r}; expected an integer in [0, {n - 1}] (DDPM training step)")
-    a = alphas_cumprod.float()[timestep]
+    a = alphas_cumprod.float()[check_timestep(timestep, len(alphas_cumprod), NAME)]
     return float(((1 - a) / a) ** 0.5)
 
 

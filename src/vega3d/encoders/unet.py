@@ -128,11 +128,16 @@ def noise_draws(seed: int, count: int, shape: tuple) -> torch.Tensor:
 def vp_noise(alphas_cumprod: torch.Tensor, timestep, where: str) -> tuple[int, float, float]:
     """``(t, sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))`` for an integer DDPM timestep ``t``, in
     float32 as diffusers' ``add_noise`` computes them."""
-    n = len(alphas_cumprod)
+    timestep = check_timestep(timestep, len(alphas_cumprod), where)
+    a = alphas_cumprod.float()[timestep]
+    return timestep, float(a**0.5), float((1 - a) ** 0.5)
+
+
+def check_timestep(timestep, n: int, where: str) -> int:
+    """An integer DDPM training step in ``[0, n)`` (bools refused)."""
     if isinstance(timestep, bool) or not isinstance(timestep, int) or not 0 <= timestep < n:
         raise Vega3DError(f"{where}: timestep {timestep!r}; expected an integer in [0, {n - 1}] (DDPM training step)")
-    a = alphas_cumprod.float()[timestep]
-    return int(timestep), float(a**0.5), float((1 - a) ** 0.5)
+    return int(timestep)
 
 
 def to_grid(features: torch.Tensor) -> torch.Tensor:

@@ -18,12 +18,10 @@ global-attention] output, 2 x 1024 channels), camera and register tokens (the fi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from vega3d.devices import dtype_name, parse_dtype
-from vega3d.encoders.common import Encoder, resize_whole
+from vega3d.encoders.common import Encoder, model_config, resize_whole
 from vega3d.encoders.unet import check_int
 from vega3d.errors import Vega3DError
 
@@ -57,9 +55,7 @@ class VGGTEncoder(Encoder):
     def __init__(self, model, layer: int = -1, width: int = 518, clip_frames: int | None = None,
                  dtype: str = "float32", device: str = "cpu"):  # fmt: skip
         vggt_class = import_vggt()  # before anything else: the clear message first
-        root = Path(model).expanduser()
-        if not (root / "config.json").is_file():
-            raise Vega3DError(f"{NAME}: {root} has no config.json; expected a local copy of facebook/VGGT-1B")
+        root, _ = model_config(model, NAME, "a local copy of facebook/VGGT-1B")
         self.width = check_int(width, "width", PATCH, NAME)
         if self.width % PATCH:
             raise Vega3DError(f"{NAME}: width={width}; expected a multiple of the patch size {PATCH}")

@@ -25,16 +25,13 @@ Deterministic (no noise).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from vega3d.devices import dtype_name, parse_dtype
-from vega3d.encoders.common import Encoder, resize_whole
-from vega3d.encoders.hf import _triple
+from vega3d.encoders.common import Encoder, check_layer, model_config, normalisation, resize_whole
 from vega3d.encoders.unet import check_int, load_part
 from vega3d.errors import Vega3DError
-from vega3d.files import fingerprint, read_json
+from vega3d.files import fingerprint
 
 NAME = "vjepa2 encoder"
 PREPROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
@@ -58,8 +55,7 @@ class VJEPA2Encoder(Encoder):
     ):
         from transformers import VJEPA2Model
 
-        root = Path(model).expanduser()
-        cfg = read_json(root / "config.json", "vjepa2 encoder: model config")
+        root, cfg = model_config(model, NAME, "a V-JEPA 2 model in the transformers layout")
         if cfg.get("model_type") != "vjepa2":
             raise Vega3DError(f"{root / 'config.json'}: model_type {cfg.get('model_type')!r}; expected 'vjepa2'")
         self.tubelet, self.patch, self.crop = int(cfg["tubelet_size"]), int(cfg["patch_size"]), int(cfg["crop_size"])
@@ -68,11 +64,8 @@ class VJEPA2Encoder(Encoder):
             raise Vega3DError(
                 f"{NAME}: clip_frames={clip_frames}; expected 1 or a multiple of tubelet_size {self.tubelet}"
             )
-        n = int(cfg["num_hidden_layers"]) + 1
-        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n):
-            raise Vega3DError(f"{NAME}: layer {layer!r}; expected None or an integer in [{-n}, {n - 1}] "
-                              f"({n} hidden states, 0 = embeddings)")  # fmt: skip
-        mean, std = _normalisation(root, mean, std)
+        check_layer(layer, int(cfg["num_hidden_layers"]) + 1, NAME)
+        mean, std = normalisation(root, mean, std, PREPROCESSOR_FILES, NAME)
         self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
         self.layer, self.batch_size = layer, check_int(batch_size, "batch_size", 1, NAME)
         self.dtype, self.device = parse_dtype(dtype, f"{NAME}: dtype"), torch.device(device)
@@ -122,17 +115,3 @@ class VJEPA2Encoder(Encoder):
         tokens = res.last_hidden_state if self.layer is None else res.hidden_states[self.layer]
         h, w = self.grid
         return tokens.reshape(-1, h, w, tokens.shape[-1]).float().cpu().contiguous()
-
-
-def _normalisation(root: Path, mean, std) -> tuple[list[float], list[float]]:
-    """(mean, std) as given, else the folder's video/image preprocessor file's ``image_mean`` / ``image_std``."""
-    if (mean is None) != (std is None):
-        raise Vega3DError(f"{NAME}: pass both mean and std, or neither")
-    if mean is not None:
-        return _triple(mean, f"{NAME}: mean"), _triple(std, f"{NAME}: std")
-    for name in PREPROCESSOR_FILES:
-        if (root / name).is_file():
-            cfg = read_json(root / name, "vjepa2 preprocessor config")
-            where = f"{root / name}: image_"
-            return _triple(cfg.get("image_mean"), where + "mean"), _triple(cfg.get("image_std"), where + "std")
-    raise Vega3DError(f"{root}: no {' or '.join(PREPROCESSOR_FILES)}; pass mean=... and std=... explicitly")

@@ -37,6 +37,16 @@ def _number_text(value):
     return value if isinstance(value, str) else _BAD
 
 
+def _positive_number(value):
+    """A finite number > 0 (or its text), as :func:`_number_text` gives it; else ``_BAD``."""
+    text = _number_text(value)
+    try:
+        number = float(text)
+    except (TypeError, ValueError, OverflowError):
+        return _BAD
+    return text if math.isfinite(number) and number > 0 else _BAD
+
+
 # kind -> (what a value must be, in words; value -> cleaned value, or _BAD). The box kinds are
 # checked by :func:`~vega3d.eval.boxes.as_box`; a tuple kind lists the allowed values.
 KINDS: dict[str, tuple[str, Callable]] = {
@@ -48,7 +58,9 @@ KINDS: dict[str, tuple[str, Callable]] = {
     "texts": ("a non-empty list of strings", lambda v: v if _strings(v) and v else _BAD),
     "strings": ("a list of strings", lambda v: v if _strings(v) else _BAD),
     "number_or_text": ("text or a number", _number_text),
+    "positive_number": ("a number > 0 (or its text)", _positive_number),
     "list": ("a list", lambda v: v if isinstance(v, list) else _BAD),
+    "single": ("a list of exactly one answer", lambda v: v if isinstance(v, list) and len(v) == 1 else _BAD),
     "box": ("6 numbers [cx, cy, cz, dx, dy, dz]", None),
     "boxes": ("a list of boxes (possibly empty)", None),
     "scores": ("a list of finite numbers", lambda v: v if _finite_numbers(v) else _BAD),
@@ -89,15 +101,13 @@ def _lookup(record, path: str):
 
 
 def _clean(value, kind, where: str):
+    """``value`` of ``kind`` cleaned, or ``_BAD``; the box kinds raise :func:`as_box`'s error."""
     if kind == "box":
         return as_box(value, where=where).tolist()
     if kind == "boxes" and isinstance(value, list):
         return [as_box(box, where=f"{where}[{i}]").tolist() for i, box in enumerate(value)]
-    expect, clean = (f"one of {kind}", lambda v: v if v in kind else _BAD) if isinstance(kind, tuple) else KINDS[kind]
-    cleaned = _BAD if clean is None else clean(value)
-    if cleaned is _BAD:
-        raise Vega3DError(f"{where}: expected {expect}, found {type(value).__name__} {value!r}")
-    return cleaned
+    clean = (lambda v: v if v in kind else _BAD) if isinstance(kind, tuple) else KINDS[kind][1]
+    return _BAD if clean is None else clean(value)
 
 
 def check_record(record, spec: Mapping[str, str | tuple], where: str, *, only: str | None = None) -> dict:
@@ -107,18 +117,28 @@ def check_record(record, spec: Mapping[str, str | tuple], where: str, *, only: s
     ``where`` names the record (``file:line``, ``file record 3``); once a field of kind ``"id"`` is
     checked it is extended with ``(id '...')``. ``only``: no other top-level keys are allowed (the
     text names the format in the error). Errors name the record, the field, what was found and
-    what was expected.
+    what was expected: one check per field (the record is a JSON object, the field is there or
+    optional, its value is of its kind).
     """
-    if not isinstance(record, Mapping):
-        raise Vega3DError(f"{where}: expected a JSON object, found {type(record).__name__}")
     out: dict = {}
+    mapping = isinstance(record, Mapping)
     for path, kind in spec.items():
         name = path.rstrip("?")
-        value, found = _lookup(record, name)
-        if not found and name == path:
-            raise Vega3DError(f"{where}: missing field {name!r} (keys: {sorted(record)})")
+        value, found = _lookup(record, name) if mapping else (None, False)
+        cleaned = (
+            _clean(value, kind, f"{where} field {name!r}") if found and (value is not None or name == path) else None
+        )
+        if not mapping or (not found and name == path) or cleaned is _BAD:
+            expect = f"one of {kind}" if isinstance(kind, tuple) else KINDS[kind][0]
+            raise Vega3DError(
+                f"{where}: expected a JSON object, found {type(record).__name__}"
+                if not mapping
+                else f"{where}: missing field {name!r} (keys: {sorted(record)})"
+                if not found
+                else f"{where} field {name!r}: expected {expect}, found {type(value).__name__} {value!r}"
+            )
         if found:
-            out[name] = None if value is None and name != path else _clean(value, kind, f"{where} field {name!r}")
+            out[name] = cleaned
         if kind == "id":
             where = f"{where} (id {out[name]!r})"
             unknown = sorted(set(record) - {p.rstrip("?").split(".")[0] for p in spec}) if only else []
@@ -170,17 +190,9 @@ def as_predictions(predictions, benchmark: str) -> dict[str, dict]:
         ]
     else:
         items = [(record, f"predictions[{i}]") for i, record in enumerate(predictions)]
-    out: dict[str, dict] = {}
-    first: dict[str, str] = {}
-    for record, where in items:
-        cleaned = check_prediction(record, benchmark, where)
-        item_id = cleaned.pop("id")
-        if item_id in out:
-            line = re.search(r":(\d+)$", first[item_id])  # a file's "path:line", else "predictions[i]"
-            seen = f"line {line[1]}" if line else first[item_id]
-            raise Vega3DError(f"{where}: duplicate id {item_id!r} (first seen on {seen})")
-        out[item_id], first[item_id] = cleaned, where
-    return out
+    checked = [(check_prediction(record, benchmark, where), where) for record, where in items]
+    unique_ids((record["id"], where) for record, where in checked)
+    return {record.pop("id"): record for record, _ in checked}
 
 
 def check_prediction(record, benchmark: str, where: str) -> dict:
@@ -206,14 +218,14 @@ def match_ids(predictions: Mapping[str, dict], annotation_ids: list[str], benchm
     expected = set(annotation_ids)
     missing = [i for i in annotation_ids if i not in predictions]
     extra = [i for i in predictions if i not in expected]
-    if missing:
+    if missing or extra:  # one check of the match; the message names both sides
         hint = f"; prediction ids not in the annotations look like {extra[:3]}" if extra else ""
         raise Vega3DError(
             f"{benchmark}: {len(missing)} of {len(annotation_ids)} annotation ids have no prediction "
             f"(first: {missing[:5]}); every item must be predicted{hint}"
+            if missing
+            else f"{benchmark}: {len(extra)} prediction id(s) are not in the annotations (first: {extra[:5]})"
         )
-    if extra:
-        raise Vega3DError(f"{benchmark}: {len(extra)} prediction id(s) are not in the annotations (first: {extra[:5]})")
 
 
 def scoring_inputs(predictions, annotations, benchmark: str, loader, item_type: type) -> tuple[list, dict]:
@@ -247,17 +259,23 @@ def build_items(records, source, build: Callable, what: str) -> list:
     list of ``what`` records with unique ids."""
     if not isinstance(records, list):
         raise Vega3DError(f"{source}: expected a list of {what} records, found {type(records).__name__}")
-    return unique_ids([build(record, f"{source} record {i}") for i, record in enumerate(records)], source)
-
-
-def unique_ids(items: list, source) -> list:
-    """``items`` (with ``.id``) when no id appears twice in the annotation file ``source``."""
-    seen: set[str] = set()
-    for item in items:
-        if item.id in seen:
-            raise Vega3DError(f"{source}: annotation id {item.id!r} appears more than once")
-        seen.add(item.id)
+    items = [build(record, f"{source} record {i}") for i, record in enumerate(records)]
+    unique_ids((item.id, f"{source} record {i}") for i, item in enumerate(items))
     return items
+
+
+def unique_ids(ids: Iterable[tuple[str, str]]) -> None:
+    """Every id once in its file (predictions or annotations): ``ids`` are ``(id, where)`` in file
+    order, ``where`` a ``file:line`` or a record's name; a repeated id names both places."""
+    first: dict[str, str] = {}
+    for item_id, where in ids:
+        if item_id in first:
+            line = re.search(r":(\d+)$", first[item_id])  # a file's "path:line", else the record's name
+            seen = f"line {line[1]}" if line else first[item_id]
+            raise Vega3DError(
+                f"{where}: duplicate id {item_id!r} (first seen on {seen}): the id appears more than once"
+            )
+        first[item_id] = where
 
 
 def finite_mean(values: list[float]) -> float:

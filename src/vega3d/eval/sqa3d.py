@@ -58,7 +58,9 @@ def load_annotations(path: str | Path) -> list[Question]:
     path = Path(path)
     data = load_json_records(path)
     if isinstance(data, dict) and "annotations" in data:
-        return unique_ids(_from_official(path, data), path)
+        questions = _from_official(path, data)
+        unique_ids((q.id, f"{path} annotation {i}") for i, q in enumerate(questions))
+        return questions
     return build_items(data, path, _from_llava, "llava-style SQA3D (or an official file with 'annotations')")
 
 
@@ -82,9 +84,7 @@ def _from_official(path: Path, data: dict) -> list[Question]:
     out = []
     for i, ann in enumerate(data["annotations"]):
         where = f"{path} annotation {i}"
-        a = check_record(ann, {"question_id": "id", "answers": "list", "answers.0.answer": "text"}, where)
-        if len(a["answers"]) != 1:
-            raise Vega3DError(f"{where} (id {a['question_id']!r}): expected exactly one answer, found {a['answers']!r}")
+        a = check_record(ann, {"question_id": "id", "answers": "single", "answers.0.answer": "text"}, where)
         if a["question_id"] not in texts:
             raise Vega3DError(f"{where}: question_id {a['question_id']!r} is not in {questions_path}")
         situation, question = texts[a["question_id"]]

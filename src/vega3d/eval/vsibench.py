@@ -170,11 +170,8 @@ FIELDS = {
 
 def _question(record, where: str) -> Question:
     f = check_record(record, FIELDS, where)
-    value = _to_float(f["ground_truth"])
-    if f["question_type"] in NA_QUESTION_TYPES and not (value is not None and math.isfinite(value) and value > 0):
-        raise Vega3DError(
-            f"{where} (id {f['id']!r}): numerical ground_truth must be a number > 0, found {f['ground_truth']!r}"
-        )
+    if f["question_type"] in NA_QUESTION_TYPES:  # a numerical answer: MRA divides by it
+        check_record(record, {"ground_truth": "positive_number"}, f"{where} (id {f['id']!r})")
     return Question(
         id=f["id"],
         question_type=f["question_type"],
@@ -184,6 +181,18 @@ def _question(record, where: str) -> Question:
         question=str(record.get("question", "")),
         options=tuple(f.get("options") or ()),
     )
+
+
+def check_directions(question_types, prefix: str = "") -> None:
+    """Questions of these types can be scored: relative direction (the mean of its easy, medium and
+    hard sub-tasks) has all three sub-tasks or none (``prefix``: the start of the error)."""
+    present = set(DIRECTION_TYPES) & set(question_types)
+    if present and len(present) != len(DIRECTION_TYPES):
+        missing = sorted(set(DIRECTION_TYPES) - present)
+        raise Vega3DError(
+            f"{prefix}vsibench: relative direction is the mean of its easy/medium/hard sub-tasks; "
+            f"annotations lack {missing}"
+        )
 
 
 def evaluate(predictions, annotations) -> dict:
@@ -201,12 +210,8 @@ def evaluate(predictions, annotations) -> dict:
         per_type.setdefault(question.question_type, []).append(score)
     type_scores = {qt: finite_mean(scores) for qt, scores in per_type.items()}
 
+    check_directions(type_scores)
     present_directions = [qt for qt in DIRECTION_TYPES if qt in type_scores]
-    if present_directions and len(present_directions) != len(DIRECTION_TYPES):
-        missing = sorted(set(DIRECTION_TYPES) - set(present_directions))
-        raise Vega3DError(
-            f"vsibench: relative direction is the mean of its easy/medium/hard sub-tasks; annotations lack {missing}"
-        )
     tasks: dict[str, float] = {}
     for task, _title in TASKS:
         if task == "object_rel_direction":

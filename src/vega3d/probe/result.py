@@ -21,16 +21,15 @@ class Expect:
         self.text = text
 
 
-def _low_high(value: tuple[float, float]) -> tuple[float, float]:
-    if not 0 < value[0] <= value[1]:
-        raise ValueError("")  # the field's Expect says what is expected
-    return value
+def _ordered(strict: bool):
+    """A validator of a tuple of numbers in increasing (``strict``) or non-decreasing order."""
 
+    def check(values: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(a < b if strict else a <= b for a, b in zip(values, values[1:])):
+            raise ValueError("")  # the field's Expect says what is expected
+        return values
 
-def _increasing(edges: tuple[float, ...]) -> tuple[float, ...]:
-    if not all(a < b for a, b in zip(edges, edges[1:])):
-        raise ValueError("")
-    return edges
+    return check
 
 
 Seed = Annotated[int, Field(ge=0), Expect("an integer >= 0")]
@@ -38,7 +37,11 @@ Count = Annotated[int, Field(gt=0), Expect("a positive integer")]
 Positive = Annotated[float, Field(gt=0), Expect("a positive number")]
 NonNegative = Annotated[float, Field(ge=0), Expect("a number >= 0")]
 Fraction = Annotated[float, Field(ge=0, le=1), Expect("a fraction in [0, 1]")]
-LowHigh = Annotated[tuple[float, float], AfterValidator(_low_high), Expect("[low, high] pixels with 0 < low <= high")]
+LowHigh = Annotated[
+    tuple[Annotated[float, Field(gt=0)], float],
+    AfterValidator(_ordered(False)),
+    Expect("[low, high] pixels with 0 < low <= high"),
+]
 Radii = Annotated[
     tuple[Annotated[float, Field(gt=0)], ...],
     Field(min_length=1),
@@ -47,7 +50,7 @@ Radii = Annotated[
 BinEdges = Annotated[
     tuple[Annotated[float, Field(ge=0)], ...],
     Field(min_length=1),
-    AfterValidator(_increasing),
+    AfterValidator(_ordered(True)),
     Expect("a list of one or more increasing bin edges >= 0"),
 ]
 OptionalCount = Annotated[Annotated[int, Field(gt=0)] | None, Expect("None or a positive integer")]
@@ -109,10 +112,6 @@ class ProbeOptions(Config):
         """Build from keyword arguments (lists allowed for the tuple options, numbers in them
         read as floats), with a :class:`Vega3DError` naming the option, its value and what is
         expected for an unknown name, a wrong type or a value out of range."""
-        unknown = sorted(set(options) - set(cls.model_fields))
-        if unknown:
-            given = ", ".join(f"{k}={options[k]!r}" for k in unknown)
-            raise Vega3DError(f"unknown probe option(s) {given}; valid options: {', '.join(sorted(cls.model_fields))}")
         for key in TUPLE_OPTIONS:
             value = options.get(key)
             if isinstance(value, (list, tuple)):  # numbers -> floats; anything else is refused by the model
@@ -123,10 +122,15 @@ class ProbeOptions(Config):
 
 
 def _option_error(err: ValidationError, options: dict) -> Vega3DError:
-    """``probe option NAME=VALUE (TYPE): expected WHAT`` for pydantic's first error."""
+    """``unknown probe option(s) NAME=VALUE, ...; valid options: ...`` when a name is unknown, else
+    ``probe option NAME=VALUE (TYPE): expected WHAT`` for pydantic's first error."""
     first = err.errors(include_url=False)[0]
-    if first["type"] == "extra_forbidden":
-        return Vega3DError(f"unknown probe option {first['loc'][0]}={first['input']!r}")
+    unknown = sorted(set(options) - set(ProbeOptions.model_fields))
+    if unknown:
+        given = ", ".join(f"{k}={options[k]!r}" for k in unknown)
+        return Vega3DError(
+            f"unknown probe option(s) {given}; valid options: {', '.join(sorted(ProbeOptions.model_fields))}"
+        )
     name = first["loc"][0]
     value = options.get(name)
     own = str(first.get("ctx", {}).get("error", "")) if first["type"] == "value_error" else ""

@@ -32,31 +32,26 @@ def pose_warning(scene, frames, opts, consistency: float) -> str:
 
 
 def check_features(scene, features) -> torch.Tensor:
-    """Validate a feature-grid tensor against a scene; return it as float32 (N, h, w, C)."""
+    """Validate a feature-grid tensor against a scene (type, rank, dtype, one grid per frame,
+    finiteness: one check, one message); return it as float32 (N, h, w, C)."""
     shape = tuple(getattr(features, "shape", ()))
-    if not (
-        isinstance(features, torch.Tensor) and features.ndim == 4 and features.is_floating_point() and min(shape) >= 1
-    ):
-        got = (
-            f"a {features.dtype} tensor of shape {shape}"
-            if isinstance(features, torch.Tensor)
-            else type(features).__name__
-        )
+    tensor = isinstance(features, torch.Tensor) and features.ndim == 4 and features.is_floating_point()
+    feats = features.detach().to("cpu", torch.float32) if tensor and min(shape) >= 1 else None
+    bad = [] if feats is None else (~torch.isfinite(feats).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+    if feats is None or shape[0] != len(scene) or bad:
+        if feats is None:
+            got = (
+                f"a {features.dtype} tensor of shape {shape}"
+                if isinstance(features, torch.Tensor)
+                else type(features).__name__
+            )
+        elif shape[0] != len(scene):
+            got = f"{shape[0]} feature grids for {len(scene)} frames"
+        else:
+            got = f"feature grids of frames at positions {bad[:8]} that contain NaN or inf"
         raise Vega3DError(
             f"probe: features must be a floating point torch.Tensor of rank 4 (N, h, w, C), channel-last, "
-            f"non-empty; got {got}"
-        )
-    if shape[0] != len(scene):
-        raise Vega3DError(
-            f"probe: {shape[0]} feature grids for {len(scene)} frames of scene "
-            f"{scene.name!r}; expected one grid per frame"
-        )
-    feats = features.detach().to("cpu", torch.float32)
-    bad = ~torch.isfinite(feats).flatten(1).all(dim=1)
-    if bool(bad.any()):
-        raise Vega3DError(
-            f"probe: feature grids of frames at positions {bad.nonzero().flatten().tolist()[:8]} "
-            f"contain NaN or inf; expected finite features"
+            f"non-empty, finite, one grid per frame of scene {scene.name!r}; got {got}"
         )
     return feats
 
@@ -67,17 +62,18 @@ def scored_frames(scene) -> tuple[list[int], list[int]]:
     valid = scene.pose_valid
     frames = valid.nonzero().flatten().tolist()
     excluded = [scene.frame_ids[i] for i in (~valid).nonzero().flatten().tolist()]
-    if len(frames) < 2:
-        raise Vega3DError(
-            f"probe: scene {scene.name!r} has {len(frames)} frame(s) with a valid pose "
-            f"({len(excluded)} excluded for invalid poses); at least 2 are needed"
-        )
     det = torch.linalg.det(scene.poses[frames].to(torch.float64)[:, :3, :3])
     singular = (det.abs() < 1e-6).nonzero().flatten().tolist()
-    if singular:
+    if len(frames) < 2 or singular:
+        got = (
+            f"{len(frames)} frame(s) with a valid pose ({len(excluded)} excluded for invalid poses)"
+            if len(frames) < 2
+            else f"poses at positions {[frames[i] for i in singular][:8]} that are not invertible "
+            f"(rotation determinant {det[singular[0]].item():.3g})"
+        )
         raise Vega3DError(
-            f"scene {scene.name!r} poses: poses at positions {[frames[i] for i in singular][:8]} are not invertible "
-            f"(rotation determinant {det[singular[0]].item():.3g}); expected rigid camera-to-world matrices with det +1"
+            f"probe: scene {scene.name!r} has {got}; expected at least 2 frames with valid, rigid camera-to-world "
+            f"poses (det +1)"
         )
     return frames, excluded
 

@@ -48,11 +48,12 @@ def sweep_timesteps(scene, encoder, timesteps, progress: bool = False, **options
 
 
 def _check(encoder, values, what) -> list:
-    if getattr(encoder, "name", None) != "wan":
-        raise Vega3DError(f"probe sweep over {what} needs the 'wan' encoder, got {getattr(encoder, 'name', encoder)!r}")
-    values = list(values)
-    if not values:
-        raise Vega3DError(f"probe sweep over {what}: no values given")
+    name, values = getattr(encoder, "name", encoder), list(values)
+    if name != "wan" or not values:
+        raise Vega3DError(
+            f"probe sweep over {what} needs the 'wan' encoder and one value or more; "
+            f"got encoder {name!r} and {values or 'no values'}"
+        )
     return values
 
 

@@ -22,7 +22,11 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import Field, ValidationError
+
+from vega3d.config import Config
 from vega3d.errors import Vega3DError
 from vega3d.media import media_kind
 
@@ -30,20 +34,38 @@ TEXT_BENCHMARKS = ("vsibench", "scanqa", "sqa3d")
 BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
 
 
+#: A count argument of a run: None (the default) or an integer >= 1.
+Count = Annotated[int, Field(ge=1)] | None
+
+
+class RunArguments(Config):
+    """The arguments of a run that need no file (checked by :func:`check_arguments`)."""
+
+    benchmark: Literal[TEXT_BENCHMARKS]  # one the runner answers with the MLLM's text output
+    num_frames: Count = None  # frames per video
+    batch_size: Count = None  # questions per answer() call
+    limit: Count = None  # only the first N questions of the annotation file
+    max_new_tokens: Count = None  # longest answer in tokens
+
+    @classmethod
+    def error(cls, err: ValidationError, data: dict) -> Vega3DError:
+        name = err.errors(include_url=False)[0]["loc"][0]
+        if name == "benchmark":
+            return Vega3DError(f"unknown benchmark {data.get(name)!r}; the runner supports {TEXT_BENCHMARKS}")
+        return Vega3DError(f"{name} must be a positive integer, got {data.get(name)!r}")
+
+
 def check_arguments(benchmark: str, **counts) -> None:
     """A run's arguments: ``benchmark`` one the runner can answer with the MLLM's text output, and
-    ``counts`` (``batch_size``, ``num_frames``, ``limit``, ...) each None or an integer >= 1."""
+    ``counts`` (``batch_size``, ``num_frames``, ``limit``, ``max_new_tokens``) each None or an
+    integer >= 1 (:class:`RunArguments`)."""
     if benchmark in BOX_BENCHMARKS:
         raise Vega3DError(
             f"{benchmark}: the VEGA-3D MLLM has no grounding/box head yet, so it cannot produce "
             f"{benchmark} predictions (boxes); predictions from another source can be scored with "
             f"`vega3d eval {benchmark} --pred preds.jsonl --gt ANNOTATIONS` (format in docs/eval.md)"
         )
-    if benchmark not in TEXT_BENCHMARKS:
-        raise Vega3DError(f"unknown benchmark {benchmark!r}; the runner supports {TEXT_BENCHMARKS}")
-    for name, value in counts.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise Vega3DError(f"{name} must be a positive integer, got {value!r}")
+    RunArguments(benchmark=benchmark, **counts)
 
 
 @dataclass(frozen=True)
@@ -70,15 +92,10 @@ class Plan:
 
 
 def media_candidates(benchmark: str, question, root: Path) -> list[Path]:
-    """Where a question's video / scan may be, in the order they are tried."""
+    """Where a question's video / scan may be, in the order they are tried (none without a scene id)."""
     if benchmark == "vsibench":
         return [question.video_path(root)]
-    if not question.scene_id:
-        raise Vega3DError(
-            f"{benchmark} question {question.id!r}: no scene id in the annotations "
-            f"(llava-style 'video' field or official 'scene_id') to find its scan"
-        )
-    return [root / question.scene_id, root / f"{question.scene_id}.mp4"]
+    return [root / question.scene_id, root / f"{question.scene_id}.mp4"] if question.scene_id else []
 
 
 def prepare(
@@ -110,11 +127,8 @@ def prepare(
         tasks.append(Task(id=question.id, prompt=prompt, media=path, kind=kind))
     if not tasks:
         raise Vega3DError(f"{benchmark}: nothing to answer: all {len(questions)} selected questions lack media")
-    if benchmark == "vsibench":  # a selection the scorer refuses (e.g. Rel. Dir. without all 3 sub-tasks) fails now
-        try:
-            module.evaluate({q.id: {"prediction": ""} for q in kept}, kept)
-        except Vega3DError as err:
-            raise Vega3DError(f"the selected questions cannot be scored: {err}") from err
+    if benchmark == "vsibench":  # a selection the scorer refuses (Rel. Dir. without all 3 sub-tasks) fails now
+        module.check_directions([q.question_type for q in kept], "the selected questions cannot be scored: ")
     return Plan(questions=kept, tasks=tasks, skipped=skipped, total=total)
 
 
@@ -123,17 +137,19 @@ def _locate(benchmark: str, question, root: Path, skip_missing: bool) -> tuple[P
     and ``skip_missing``."""
     candidates = media_candidates(benchmark, question, root)
     found = next((p for p in candidates if p.exists()), None)
-    if found is None and skip_missing:
+    if found is None and skip_missing and candidates:
         return candidates[0], None
-    if found is None:
+    kind = None if found is None else media_kind(found)
+    if kind is None:  # one check of the question's media: named, there, and a video, frame folder or scan
         tried = " or ".join(str(p) for p in candidates)
         raise Vega3DError(
-            f"{benchmark} question {question.id!r}: media not found: {tried} "
-            f"(skip such questions with skip_missing / --skip-missing)"
-        )
-    kind = media_kind(found)
-    if kind is None:
-        raise Vega3DError(
-            f"{benchmark} question {question.id!r}: {found} is neither a video file, a folder of frames nor a scan folder"
+            f"{benchmark} question {question.id!r}: "
+            + (
+                "no scene id in the annotations (llava-style 'video' field or official 'scene_id') to find its scan"
+                if not candidates
+                else f"media not found: {tried} (skip such questions with skip_missing / --skip-missing)"
+                if found is None
+                else f"{found} is neither a video file, a folder of frames nor a scan folder"
+            )
         )
     return found, kind
