@@ -62,6 +62,8 @@ def test_select_frames_checks_everything_before_any_work(tiny_data, tmp_path):
         run(["select-frames", good, good, "--out", out])
     with pytest.raises(Vega3DError, match="--ratio"):
         run(["select-frames", good, "--out", out, "--ratio", 1.5])
+    with pytest.raises(Vega3DError, match="select-frames: --stride: input should be greater than or equal to 1, got 0"):
+        run(["select-frames", good, "--out", out, "--stride", 0])
     assert not out.exists()
 
 

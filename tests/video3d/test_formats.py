@@ -114,6 +114,25 @@ def test_task_mismatch_and_multi3drefer_checks(tmp_path):
         read_samples(_write(tmp_path, [target]))
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.__setitem__("id", True), "id.int: input should be a valid integer, got True"),
+        (lambda r: r.__setitem__("box", [1, 2, 3]), "box: expected a box of 6 numbers"),
+        (lambda r: r["metadata"].pop("object_id"), "metadata.object_id: required, missing"),
+        (lambda r: r["conversations"].reverse(), "conversations must start with the human, then the gpt turn"),
+        (lambda r: r.__setitem__("video", "scannet/"), "'video' must name a scan"),
+    ],
+)
+def test_record_shapes_are_declared_one_line_errors(tmp_path, change, message):
+    bad = copy.deepcopy(SCANREFER)
+    change(bad)
+    path = _write(tmp_path, [bad])
+    with pytest.raises(Vega3DError) as err:
+        read_samples(path)
+    assert message in one_line(err) and f"{path} record 0" in str(err.value)
+
+
 def test_boxes_file_and_cross_checks(tmp_path):
     path = tmp_path / "scannet_val_pred_box.json"
     path.write_text(json.dumps({"scannet/scene0011_00": [[0, 0, 0, 1, 1, 1], [1, 1, 1, 2, 2, 2]]}))
@@ -164,6 +183,21 @@ def test_select_frames_file(tmp_path):
         with pytest.raises(Vega3DError) as err:
             read_select_frames(_select(tmp_path, **change))
         assert message in one_line(err) and "record 0" in str(err.value)
+
+
+def test_select_frames_and_infos_fields_are_declared(tmp_path):
+    with pytest.raises(Vega3DError) as err:
+        read_select_frames(_select(tmp_path, voxel_nums=[10, -5]))
+    assert "record 0: voxel_nums.1: input should be greater than or equal to 0, got -5" in one_line(err)
+    infos = tmp_path / "embodiedscan_infos_val.pkl"
+    item = {"sample_idx": "scannet/scene0000_00", "axis_align_matrix": np.eye(3), "images": []}
+    infos.write_bytes(pickle.dumps({"data_list": [item]}))
+    with pytest.raises(Vega3DError) as err:
+        read_embodiedscan_infos(infos)
+    assert "data_list[0] (scannet/scene0000_00): axis_align_matrix: expected a finite (4, 4) matrix" in one_line(err)
+    infos.write_bytes(pickle.dumps({"data_list": [{"sample_idx": 3}]}))
+    with pytest.raises(Vega3DError, match="data_list.0.sample_idx: input should be a valid string, got 3"):
+        read_embodiedscan_infos(infos)
 
 
 def test_pickles_are_read_without_running_code(tmp_path):

@@ -76,14 +76,12 @@ def _scan_folders(paths: list[Path]) -> list[Path]:
 
     out = []
     for p in paths:
-        if not p.is_dir():
-            raise Vega3DError(f"{p}: scan folder does not exist")
-        if is_scan_folder(p):
-            out.append(p)
-            continue
-        inner = sorted(q for q in p.iterdir() if q.is_dir() and is_scan_folder(q))
+        inner = [p] if is_scan_folder(p) else []
+        if not inner and p.is_dir():  # a folder of scan folders
+            inner = sorted(q for q in p.iterdir() if is_scan_folder(q))
         if not inner:
-            raise Vega3DError(f"{p}: neither a posed_images scan folder nor a folder of them")
+            problem = "neither a posed_images scan folder nor a folder of them" if p.is_dir() else "does not exist"
+            raise Vega3DError(f"{p}: {problem}; expected a scan folder (or a folder of them)")
         out.extend(inner)
     names = [p.name for p in out]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -92,7 +90,25 @@ def _scan_folders(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _options():
+    """The numeric options of ``select-frames``, declared (checked by one :func:`vega3d.config.parse`)."""
+    from typing import Annotated
+
+    from pydantic import Field
+
+    from vega3d.config import Config
+
+    class SelectFramesOptions(Config):
+        ratios: list[Annotated[float, Field(gt=0, le=1)]] = Field(alias="--ratio")  # coverage ratios to report
+        max_frames: int = Field(ge=1, alias="--max-frames")  # frames per scan
+        stride: int = Field(ge=1, alias="--stride")  # candidates: every STRIDE-th frame
+        voxel_size: float = Field(gt=0, alias="--voxel-size")  # metres
+
+    return SelectFramesOptions
+
+
 def run_select_frames(args: argparse.Namespace) -> int:
+    from vega3d.config import parse
     from vega3d.errors import Vega3DError
     from vega3d.scenes.loaders import read_axis_align
     from vega3d.video3d.data import list_posed_frames, max_coverage_record
@@ -100,14 +116,13 @@ def run_select_frames(args: argparse.Namespace) -> int:
     from vega3d.video3d.frames import frames_for_ratio
 
     ratios = args.ratio or [0.9, 0.95]
-    for r in ratios:
-        if not 0 < r <= 1:
-            raise Vega3DError(f"--ratio must be in (0, 1], got {r}")
-    for name in ("max_frames", "stride"):
-        if getattr(args, name) < 1:
-            raise Vega3DError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not args.voxel_size > 0:
-        raise Vega3DError(f"--voxel-size must be > 0, got {args.voxel_size}")
+    given = {
+        "--ratio": ratios,
+        "--max-frames": args.max_frames,
+        "--stride": args.stride,
+        "--voxel-size": args.voxel_size,
+    }
+    parse(_options(), given, "select-frames")
     scans = _scan_folders(args.scans)
     infos = {}
     for f in args.infos:

@@ -8,10 +8,13 @@
 - ``embodiedscan/embodiedscan_infos_<split>.pkl`` → :func:`read_embodiedscan_infos` (axis
   alignment, depth intrinsics and frame list per scan).
 
-Pickles are read with a restricted unpickler that builds only plain containers, numbers and
-numpy arrays (no code runs). Bad input raises :class:`~vega3d.errors.Vega3DError`, one line
-naming the file and the record: a malformed record, a zero-size box, a scene missing from the
-proposals file, an annotation naming an object id the box file does not have (:func:`check_samples`).
+Each record's shape is a pydantic model (strict types, finite numbers; keys the readers do not use
+are ignored), checked by one :func:`vega3d.config.parse` per record; the rules between fields (a
+task's tokens, one box per object id, ...) are each model's :meth:`problems`. Pickles are read with
+a restricted unpickler that builds only plain containers, numbers and numpy arrays (no code runs).
+Bad input raises :class:`~vega3d.errors.Vega3DError`, one line naming the file and the record: a
+malformed record, a zero-size box, a scene missing from the proposals file, an annotation naming an
+object id the box file does not have (:func:`check_samples`).
 """
 
 from __future__ import annotations
@@ -20,18 +23,21 @@ import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+from pydantic_core import PydanticCustomError
 
+from vega3d.config import Config, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
-from vega3d.video3d.frames import SelectFrames, frame_id_of
+from vega3d.video3d.frames import SelectFrames
 
 TASKS = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
 #: ``metadata.dataset`` value of each task in the released files.
 DATASET_NAMES = {"scanrefer": "scanrefer", "multi3drefer": "multi3drefer", "scan2cap": "scan2cap", "scanqa": "scanQA",
                  "sqa3d": "sqa3d"}  # fmt: skip
-_TASK_OF = {v: k for k, v in DATASET_NAMES.items()}
 GROUNDING_TASKS = ("scanrefer", "multi3drefer")
 IMAGE_TOKEN = "<image>"
 GROUND_TOKEN = "<ground>"
@@ -44,6 +50,85 @@ SPATIAL_INSTRUCTION = (
 SCANREFER_TYPES = ("unique", "multiple")
 MULTI3DREFER_TYPES = ("zt_wo_d", "zt_w_d", "st_wo_d", "st_w_d", "mt")
 SQA3D_TYPES = ("what", "is", "how", "can", "which", "others")
+#: A frame file: ``<digits>.<ext>`` at the end of a path (``int`` of the digits is the frame id).
+_FRAME_FILE = r"^(.*[/\\])?[0-9]+(\.[^/\\]*)?$"
+
+
+# ---------------------------------------------------------------------------- record fields
+class _Record(Config):
+    """A record of a released file: checked like a config, but keys the readers do not use are
+    ignored (the released files carry more)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
+    # built by parse only: pydantic's own __init__ spares nested records Config's error wrapping
+    # (a call per nested record, tens of thousands per file)
+    __init__ = BaseModel.__init__
+
+
+def _box_problem(value) -> str | None:
+    """What is wrong with a box [cx, cy, cz, dx, dy, dz] (six finite numbers, sizes > 0); None if nothing."""
+    try:
+        box = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        box = np.zeros(0)
+    if box.shape != (6,):
+        return "expected a box of 6 numbers [cx, cy, cz, dx, dy, dz]"
+    if not np.isfinite(box).all():
+        return "box has a non-finite value"
+    return "zero-size box (sizes dx, dy, dz must be > 0)" if (box[3:] <= 0).any() else None
+
+
+def _as_box(value):
+    """A box as a tuple of floats (None stays None: an optional box)."""
+    if value is not None and (problem := _box_problem(value)):
+        raise PydanticCustomError("box", problem)
+    return None if value is None else tuple(float(x) for x in value)
+
+
+def _as_object_id(value) -> int:
+    # ScanRefer / Scan2Cap write the id as a string ("10"), Multi3DRefer as ints; train_3d.py: int(id)
+    digits = isinstance(value, str) and value.isdecimal()
+    if not digits and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        raise PydanticCustomError("object_id", "object id must be a non-negative integer or its digits")
+    return int(value)
+
+
+#: One box [cx, cy, cz, dx, dy, dz]: six finite numbers, every size > 0 (a zero-size box is an error).
+Box = Annotated[tuple[float, ...], BeforeValidator(_as_box)]
+#: An index into the scene's list in the GT box file (ScanRefer / Scan2Cap write its digits: "10").
+ObjectId = Annotated[int, BeforeValidator(_as_object_id)]
+
+
+class _Turn(_Record):
+    role: str = Field(alias="from")  # "human" (the question) or "gpt" (the answer)
+    value: str  # the turn's text
+
+
+class _Metadata(_Record):
+    dataset: Literal["scanrefer", "multi3drefer", "scan2cap", "scanQA", "sqa3d"]  # the task (DATASET_NAMES)
+    question_type: str  # free text for Scan2Cap and ScanQA; one of the task's types for the others
+
+
+class _ScanReferMeta(_Metadata):
+    question_type: Literal[SCANREFER_TYPES]
+    object_id: ObjectId  # the target
+
+
+class _Multi3DReferMeta(_Metadata):
+    question_type: Literal[MULTI3DREFER_TYPES]  # zt_*: zero targets
+    object_id: list[ObjectId]  # the targets (0 or more), one per box
+
+
+class _Scan2CapMeta(_Metadata):
+    object_id: ObjectId  # the described object
+
+
+class _ScanQAMeta(_Metadata):
+    answers: list[str] | None = Field(None, min_length=1)  # every reference answer (val)
+
+
+class _SQA3DMeta(_Metadata):
+    question_type: Literal[SQA3D_TYPES]
 
 
 # ---------------------------------------------------------------------------- llava-style records
@@ -84,149 +169,135 @@ class Sample:
         return f"{self.source} record {self.index} (id {self.id!r})"
 
 
-def check_box(value, where: str) -> tuple[float, ...]:
-    """Six finite numbers [cx, cy, cz, dx, dy, dz] with every size > 0 (a zero-size box is an error)."""
-    try:
-        box = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        box = None
-    if box is None or box.shape != (6,):
-        raise Vega3DError(f"{where}: expected a box of 6 numbers [cx, cy, cz, dx, dy, dz], found {value!r}")
-    if not np.isfinite(box).all():
-        raise Vega3DError(f"{where}: box has a non-finite value: {value!r}")
-    if (box[3:] <= 0).any():
-        raise Vega3DError(f"{where}: zero-size box (sizes dx, dy, dz must be > 0), found sizes {box[3:].tolist()}")
-    return tuple(float(x) for x in box)
+class _LlavaRecord(_Record):
+    """The fields of every task's record; a subclass per task adds its own (:data:`_RECORDS`)."""
+
+    TASK: ClassVar[str] = ""
+    id: int | str  # the record's id (ScanQA: a string)
+    video: str  # the scan: "scannet/scene0000_00"
+    conversations: list[_Turn] = Field(min_length=2)  # the human turn (with <image>), then the gpt turn
+    metadata: _Metadata
+
+    @property
+    def question(self) -> str:
+        return self.conversations[0].value
+
+    @property
+    def answer(self) -> str:
+        return self.conversations[1].value
+
+    def problems(self, task: str | None) -> list[str]:
+        """The rules between fields this record breaks (``task``: the one the file must hold, or None)."""
+        roles = [t.role for t in self.conversations[:2]]
+        rules = [
+            (roles != ["human", "gpt"], f"conversations must start with the human, then the gpt turn; found {roles}"),
+            (self.question.count(IMAGE_TOKEN) != 1, f"the human turn must hold '<image>' once, found {self.question!r}"),
+            (not self.video.strip("/") or self.video.endswith("/"),
+             f"'video' must name a scan like 'scannet/scene0000_00', found {self.video!r}"),
+            (task not in (None, self.TASK),
+             f"a {DATASET_NAMES.get(task)!r} file, but metadata.dataset is {self.metadata.dataset!r}"),
+            *self.task_rules(),
+        ]  # fmt: skip
+        return [message for broken, message in rules if broken]
+
+    def task_rules(self) -> list[tuple[bool, str]]:
+        """The task's own rules: (broken, message) pairs."""
+        return []
+
+    def task_fields(self) -> dict:
+        """The task's own :class:`Sample` fields."""
+        return {}
 
 
-def _object_id(value, where: str) -> int:
-    # ScanRefer / Scan2Cap write the id as a string ("10"), Multi3DRefer as ints; train_3d.py: int(id)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.isdigit()):
-        raise Vega3DError(f"{where}: object id must be a non-negative integer (or its digits), found {value!r}")
-    return int(value)
+class _GroundingRecord(_LlavaRecord):
+    def task_rules(self) -> list[tuple[bool, str]]:
+        return [(GROUND_TOKEN not in self.answer, f"a grounding answer must be '<ground>', found {self.answer!r}")]
 
 
-def _get(record: Mapping, key: str, where: str, kind=None):
-    if key not in record:
-        raise Vega3DError(f"{where}: missing field {key!r} (fields: {sorted(record)})")
-    value = record[key]
-    if kind is not None and not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise Vega3DError(f"{where}: field {key!r} must be {names}, found {type(value).__name__} {value!r}")
-    return value
+class _ScanRefer(_GroundingRecord):
+    TASK: ClassVar[str] = "scanrefer"
+    box: Box  # the target's GT box
+    metadata: _ScanReferMeta
+
+    def task_fields(self) -> dict:
+        return {"boxes": (self.box,), "object_ids": (self.metadata.object_id,)}
 
 
-def _strings(value, where: str, what: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise Vega3DError(f"{where}: {what} must be a non-empty list of strings, found {value!r}")
-    return tuple(value)
+class _Multi3DRefer(_GroundingRecord):
+    TASK: ClassVar[str] = "multi3drefer"
+    box: list[Box]  # the targets' GT boxes, one per metadata.object_id
+    metadata: _Multi3DReferMeta
+
+    def task_rules(self) -> list[tuple[bool, str]]:
+        qtype, n_ids = self.metadata.question_type, len(self.metadata.object_id)
+        return super().task_rules() + [
+            (n_ids != len(self.box), f"{len(self.box)} boxes but {n_ids} object ids; expected one box per id"),
+            (qtype.startswith("zt") != (n_ids == 0), f"question_type {qtype!r} does not fit {n_ids} target object(s)"),
+        ]
+
+    def task_fields(self) -> dict:
+        return {"boxes": tuple(self.box), "object_ids": tuple(self.metadata.object_id)}
+
+
+class _Scan2Cap(_LlavaRecord):
+    TASK: ClassVar[str] = "scan2cap"
+    gt_box: Box  # the described object's GT box
+    box_input: Box | None = None  # the <coord> box (None: no proposal overlaps the object)
+    annotations: list[str] | None = Field(None, min_length=1)  # every reference caption (val)
+    metadata: _Scan2CapMeta
+
+    def task_rules(self) -> list[tuple[bool, str]]:
+        return [(COORD_TOKEN not in self.question, f"a Scan2Cap question must hold '<coord>', found {self.question!r}")]
+
+    def task_fields(self) -> dict:
+        fields = {"boxes": (self.gt_box,), "box_input": self.box_input, "object_ids": (self.metadata.object_id,)}
+        return fields | ({"answers": tuple(self.annotations)} if self.annotations else {})
+
+
+class _ScanQA(_LlavaRecord):
+    TASK: ClassVar[str] = "scanqa"
+    metadata: _ScanQAMeta
+
+    def task_fields(self) -> dict:
+        return {"answers": tuple(self.metadata.answers)} if self.metadata.answers else {}
+
+
+class _SQA3D(_LlavaRecord):
+    TASK: ClassVar[str] = "sqa3d"
+    metadata: _SQA3DMeta
+
+
+#: The record model of each ``metadata.dataset`` value (an unknown one: the common model, which names it).
+_RECORDS = {DATASET_NAMES[m.TASK]: m for m in (_ScanRefer, _Multi3DRefer, _Scan2Cap, _ScanQA, _SQA3D)}
+_COMMON_FIELDS = ("id", "video", "conversations", "metadata")
 
 
 def parse_sample(record, *, source: str = "", index: int = -1, task: str | None = None) -> Sample:
     """One llava-style record → :class:`Sample` (rules in the module docstring and docs/video3d.md)."""
-    out, metadata, where = _common_fields(record, f"{source} record {index}", task)
-    out.update(_TASK_FIELDS[out["task"]](record, metadata, out, where))
-    out.setdefault("answers", (out["answer"],))
-    return Sample(**out, metadata=dict(metadata), source=source, index=index)
+    where = f"{source} record {index}"
+    keys = record.keys() if isinstance(record, dict) else ()
+    missing = [k for k in _COMMON_FIELDS if k not in keys]
+    if missing:
+        found = f"fields {sorted(keys)}" if isinstance(record, dict) else type(record).__name__
+        raise Vega3DError(
+            f"{where}: missing field {missing[0]!r} (expected a JSON object with {_COMMON_FIELDS}, found {found})"
+        )
+    dataset = record["metadata"].get("dataset") if isinstance(record["metadata"], dict) else None
+    rec = parse(_RECORDS.get(dataset, _LlavaRecord) if isinstance(dataset, str) else _LlavaRecord, record, where)
+    problems = rec.problems(task)
+    if problems:
+        raise Vega3DError(f"{where} (id {rec.id!r}): {problems[0]}")
+    sample = dict(task=rec.TASK, id=rec.id, video=rec.video, question=rec.question, answer=rec.answer)
+    sample |= {"question_type": rec.metadata.question_type, "answers": (rec.answer,), **rec.task_fields()}
+    return Sample(**sample, metadata=dict(record["metadata"]), source=source, index=index)
 
 
-def _common_fields(record, where: str, task: str | None) -> tuple[dict, Mapping, str]:
-    """The fields of every task (task, id, video, question, answer, question_type), checked; the
-    record's metadata; ``where`` with the id."""
-    if not isinstance(record, Mapping):
-        raise Vega3DError(f"{where}: expected a JSON object, found {type(record).__name__}")
-    item_id = _get(record, "id", where, (int, str))
-    if isinstance(item_id, bool):
-        raise Vega3DError(f"{where}: 'id' must be an integer or a string, found {item_id!r}")
-    where = f"{where} (id {item_id!r})"
-    video = _get(record, "video", where, str)
-    if not video.strip("/") or video.endswith("/"):
-        raise Vega3DError(f"{where}: 'video' must name a scan like 'scannet/scene0000_00', found {video!r}")
-    metadata = _get(record, "metadata", where, dict)
-    dataset = _get(metadata, "dataset", f"{where} metadata", str)
-    if dataset not in _TASK_OF:
-        raise Vega3DError(f"{where}: metadata.dataset must be one of {sorted(_TASK_OF)}, found {dataset!r}")
-    kind = _TASK_OF[dataset]
-    if task is not None and kind != task:
-        raise Vega3DError(f"{where}: a {DATASET_NAMES[task]!r} file, but metadata.dataset is {dataset!r}")
-    question, answer = _turns(_get(record, "conversations", where, list), where)
-    qtype = _get(metadata, "question_type", f"{where} metadata", str)
-    if kind in GROUNDING_TASKS and GROUND_TOKEN not in answer:
-        raise Vega3DError(f"{where}: a grounding answer must be '<ground>', found {answer!r}")
-    out = {"task": kind, "id": item_id, "video": video, "question": question, "answer": answer, "question_type": qtype}
-    return out, metadata, where
-
-
-def _turns(turns: list, where: str) -> tuple[str, str]:
-    """The human turn (holding ``<image>`` once) and the gpt turn."""
-    if len(turns) < 2 or not all(isinstance(t, Mapping) for t in turns[:2]):
-        raise Vega3DError(f"{where}: 'conversations' must hold the human and the gpt turn, found {turns!r}")
-    for n, role in enumerate(("human", "gpt")):
-        if turns[n].get("from") != role or not isinstance(turns[n].get("value"), str):
-            raise Vega3DError(
-                f"{where}: conversations[{n}] must be {{'from': {role!r}, 'value': <text>}}, found {turns[n]!r}"
-            )
-    question, answer = turns[0]["value"], turns[1]["value"]
-    if question.count(IMAGE_TOKEN) != 1:
-        raise Vega3DError(f"{where}: the human turn must hold '<image>' once, found {question!r}")
-    return question, answer
-
-
-def _question_type(qtype: str, allowed: tuple, where: str) -> None:
-    if qtype not in allowed:
-        raise Vega3DError(f"{where}: metadata.question_type must be one of {allowed}, found {qtype!r}")
-
-
-def _scanrefer_fields(record, metadata, out: dict, where: str) -> dict:
-    _question_type(out["question_type"], SCANREFER_TYPES, where)
-    return {
-        "boxes": (check_box(_get(record, "box", where), f"{where} field 'box'"),),
-        "object_ids": (_object_id(_get(metadata, "object_id", f"{where} metadata"), f"{where} metadata.object_id"),),
-    }
-
-
-def _multi3drefer_fields(record, metadata, out: dict, where: str) -> dict:
-    qtype = out["question_type"]
-    _question_type(qtype, MULTI3DREFER_TYPES, where)
-    boxes = _get(record, "box", where, list)
-    ids = _get(metadata, "object_id", f"{where} metadata", list)
-    if len(ids) != len(boxes):
-        raise Vega3DError(f"{where}: {len(boxes)} boxes but {len(ids)} object ids; expected one box per id")
-    fields = {
-        "boxes": tuple(check_box(b, f"{where} box[{j}]") for j, b in enumerate(boxes)),
-        "object_ids": tuple(_object_id(o, f"{where} metadata.object_id[{j}]") for j, o in enumerate(ids)),
-    }
-    if qtype.startswith("zt") != (not ids):
-        raise Vega3DError(f"{where}: question_type {qtype!r} does not fit {len(ids)} target object(s)")
-    return fields
-
-
-def _scan2cap_fields(record, metadata, out: dict, where: str) -> dict:
-    if COORD_TOKEN not in out["question"]:
-        raise Vega3DError(f"{where}: a Scan2Cap question must hold '<coord>', found {out['question']!r}")
-    box_input = record.get("box_input")
-    fields = {
-        "boxes": (check_box(_get(record, "gt_box", where), f"{where} field 'gt_box'"),),
-        "box_input": None if box_input is None else check_box(box_input, f"{where} field 'box_input'"),
-        "object_ids": (_object_id(_get(metadata, "object_id", f"{where} metadata"), f"{where} metadata.object_id"),),
-    }
-    if "annotations" in record:
-        fields["answers"] = _strings(record["annotations"], where, "'annotations'")
-    return fields
-
-
-def _scanqa_fields(record, metadata, out: dict, where: str) -> dict:
-    return {"answers": _strings(metadata["answers"], where, "metadata.answers")} if "answers" in metadata else {}
-
-
-def _sqa3d_fields(record, metadata, out: dict, where: str) -> dict:
-    _question_type(out["question_type"], SQA3D_TYPES, where)
-    return {}
-
-
-#: Each task's own fields of a record, checked (``(record, metadata, common fields, where) -> fields``).
-_TASK_FIELDS = {"scanrefer": _scanrefer_fields, "multi3drefer": _multi3drefer_fields, "scan2cap": _scan2cap_fields,
-                "scanqa": _scanqa_fields, "sqa3d": _sqa3d_fields}  # fmt: skip
+def _read(reader, path, what: str, kind: type, expected: str):
+    """``reader(path, what)``'s content when it is a ``kind`` (``expected``: that in words)."""
+    data = reader(path, what)
+    if not isinstance(data, kind):
+        raise Vega3DError(f"{path}: expected {expected}, found {type(data).__name__}")
+    return data
 
 
 def read_samples(path, task: str | None = None) -> list[Sample]:
@@ -234,9 +305,7 @@ def read_samples(path, task: str | None = None) -> list[Sample]:
     :data:`TASKS`) additionally requires every record to be of that task."""
     if task is not None and task not in TASKS:
         raise Vega3DError(f"unknown task {task!r}; expected one of {TASKS}")
-    data = read_json(path, "llava-style annotations")
-    if not isinstance(data, list):
-        raise Vega3DError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+    data = _read(read_json, path, "llava-style annotations", list, "a JSON list of records")
     return [parse_sample(r, source=str(path), index=i, task=task) for i, r in enumerate(data)]
 
 
@@ -244,15 +313,15 @@ def read_samples(path, task: str | None = None) -> list[Sample]:
 def read_boxes(path) -> dict[str, np.ndarray]:
     """``scannet_{train_gt,val_pred}_box.json``: ``{"scannet/<scene>": [[cx, cy, cz, dx, dy, dz], ...]}``
     → ``{video_id: (K, 6) float64}``; list position = object id (GT) or proposal index (pred)."""
-    data = read_json(path, "box file")
-    if not isinstance(data, dict):
-        raise Vega3DError(f"{path}: expected a JSON object {{video_id: [boxes]}}, found {type(data).__name__}")
+    data = _read(read_json, path, "box file", dict, "a JSON object {video_id: [boxes]}")
     out = {}
     for video, boxes in data.items():
-        where = f"{path} scene {video!r}"
-        if not isinstance(boxes, list) or not boxes:
-            raise Vega3DError(f"{where}: expected a non-empty list of boxes, found {boxes!r}"[:300])
-        out[video] = np.array([check_box(b, f"{where} box {j}") for j, b in enumerate(boxes)], dtype=np.float64)
+        rows = boxes if isinstance(boxes, list) else []
+        problems = [f"box {j}: {p}, found {b!r}" for j, b in enumerate(rows) if (p := _box_problem(b))]
+        if problems or not rows:
+            problem = problems[0] if problems else f"expected a non-empty list of boxes, found {boxes!r}"
+            raise Vega3DError(f"{path} scene {video!r} {problem}"[:300])
+        out[video] = np.array(rows, dtype=np.float64)
     return out
 
 
@@ -269,62 +338,56 @@ def check_samples(
     for s in samples:
         if proposals is not None and s.video not in proposals:
             raise Vega3DError(f"{s.where}: scene {s.video!r} is missing from {proposals_file}")
-        if gt_boxes is not None and s.object_ids:
-            if s.video not in gt_boxes:
-                raise Vega3DError(f"{s.where}: scene {s.video!r} is missing from {gt_file}")
-            have = len(gt_boxes[s.video])
-            bad = [o for o in s.object_ids if o >= have]
-            if bad:
-                raise Vega3DError(
-                    f"{s.where}: names object id(s) {bad} but {gt_file} has {have} boxes for {s.video!r} (ids 0..{have - 1})"
-                )
+        have = len(gt_boxes.get(s.video, ())) if gt_boxes is not None else None
+        bad = [o for o in s.object_ids if have is not None and o >= have]
+        if bad:
+            known = f"(ids 0..{have - 1})" if s.video in gt_boxes else "(the scene is missing from it)"
+            raise Vega3DError(
+                f"{s.where}: names object id(s) {bad} but {gt_file} has {have} boxes for {s.video!r} {known}"
+            )
 
 
 # ---------------------------------------------------------------------------- frame selection
+class _SelectRecord(_Record):
+    video_id: str  # "scannet/<scene>"
+    frame_files: list[str] = Field(min_length=1)  # ".../<scene>/<digits>.jpg" in greedy order
+    voxel_nums: list[Annotated[int, Field(ge=0)]]  # the new scene voxels each frame adds, one per frame
+    num_all_voxels: int = Field(ge=0)  # scene voxels any candidate sees
+    num_select_voxels: int = Field(ge=0)  # sum(voxel_nums)
+
+    def problems(self) -> list[str]:
+        """The rules between fields this record breaks."""
+        files, nums, n_all, n_sel = self.frame_files, self.voxel_nums, self.num_all_voxels, self.num_select_voxels
+        scene = self.video_id.rsplit("/", 1)[-1]
+        parts = [f.replace("\\", "/").split("/") for f in files]
+        stems = [p[-1].split(".")[0] for p in parts]
+        ids = [int(s) for s in stems if s.isdecimal()]
+        outside = [f for f, p in zip(files, parts) if len(p) < 2 or p[-2] != scene]
+        rules = [
+            (len(files) != len(nums), f"{len(files)} frame_files but {len(nums)} voxel_nums; expected one per frame"),
+            (not n_sel <= n_all or sum(nums) != n_sel,
+             f"expected sum(voxel_nums) = num_select_voxels <= num_all_voxels, found {sum(nums)}, {n_sel}, {n_all}"),
+            (bool(outside), f"frame file {outside[:1]} is not in the scene's folder .../{scene}/"),
+            (len(ids) != len(files), f"frame files {[f for f, s in zip(files, stems) if not s.isdecimal()][:3]}: "
+             "expected names <digits>.jpg"),
+            (len(set(ids)) != len(ids), f"a frame is listed twice: {ids}"),
+        ]  # fmt: skip
+        return [message for broken, message in rules if broken]
+
+
 def read_select_frames(path) -> dict[str, SelectFrames]:
     """``scannet_select_frames.json`` → ``{video_id: SelectFrames}``, checked (lengths, counts,
     frame names ``.../<scene>/<digits>.jpg`` of the record's own scene, no repeats)."""
-    data = read_json(path, "frame-selection file")
-    if not isinstance(data, list):
-        raise Vega3DError(f"{path}: expected a JSON list of records, found {type(data).__name__}")
+    data = _read(read_json, path, "frame-selection file", list, "a JSON list of records")
     out: dict[str, SelectFrames] = {}
-    for i, rec in enumerate(data):
-        where = f"{path} record {i}"
-        if not isinstance(rec, Mapping):
-            raise Vega3DError(f"{where}: expected a JSON object, found {type(rec).__name__}")
-        video = _get(rec, "video_id", where, str)
-        where = f"{where} ({video})"
-        files = _get(rec, "frame_files", where, list)
-        nums = _get(rec, "voxel_nums", where, list)
-        n_all = _get(rec, "num_all_voxels", where, int)
-        n_sel = _get(rec, "num_select_voxels", where, int)
-        if not files or len(files) != len(nums):
-            raise Vega3DError(
-                f"{where}: {len(files)} frame_files but {len(nums)} voxel_nums; expected one per frame (>= 1)"
-            )
-        if not all(isinstance(f, str) for f in files):
-            raise Vega3DError(f"{where}: frame_files must be strings")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in nums):
-            raise Vega3DError(f"{where}: voxel_nums must be non-negative integers, found {nums[:8]}...")
-        if not 0 <= n_sel <= n_all or sum(nums) != n_sel:
-            raise Vega3DError(
-                f"{where}: expected sum(voxel_nums) = num_select_voxels <= num_all_voxels, found "
-                f"{sum(nums)}, {n_sel}, {n_all}"
-            )
-        scene = video.rsplit("/", 1)[-1]
-        ids = []
-        for f in files:
-            parts = f.replace("\\", "/").split("/")
-            if len(parts) < 2 or parts[-2] != scene:
-                raise Vega3DError(f"{where}: frame file {f!r} is not in the scene's folder .../{scene}/")
-            if not parts[-1].split(".")[0].isdigit():
-                raise Vega3DError(f"{where}: frame file {f!r}: expected a name <digits>.jpg")
-            ids.append(frame_id_of(f))
-        if len(set(ids)) != len(ids):
-            raise Vega3DError(f"{where}: a frame is listed twice: {ids}")
-        if video in out:
-            raise Vega3DError(f"{where}: scene {video!r} has two records")
-        out[video] = SelectFrames(video, tuple(files), tuple(nums), n_all, n_sel)
+    for i, raw in enumerate(data):
+        rec = parse(_SelectRecord, raw, f"{path} record {i}")
+        problems = rec.problems() + ([f"scene {rec.video_id!r} has two records"] if rec.video_id in out else [])
+        if problems:
+            raise Vega3DError(f"{path} record {i} ({rec.video_id}): {problems[0]}")
+        out[rec.video_id] = SelectFrames(
+            rec.video_id, tuple(rec.frame_files), tuple(rec.voxel_nums), rec.num_all_voxels, rec.num_select_voxels
+        )
     return out
 
 
@@ -361,10 +424,12 @@ def read_pickle(path, what: str):
     try:
         with path.open("rb") as fh:
             return _SafeUnpickler(fh).load()
-    except FileNotFoundError:
-        raise Vega3DError(f"{what}: {path} does not exist") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
-        raise Vega3DError(f"{what}: {path} is not a readable plain-data pickle ({err})") from None
+    except (FileNotFoundError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError) as err:  # fmt: skip
+        problem = (
+            "does not exist" if isinstance(err, FileNotFoundError) else f"is not a readable plain-data pickle ({err})"
+        )
+        raise Vega3DError(f"{what}: {path} {problem}") from None
 
 
 def read_scene_voxels(path) -> dict[str, np.ndarray]:
@@ -372,9 +437,7 @@ def read_scene_voxels(path) -> dict[str, np.ndarray]:
     scan points) → ``{scene_id: (M, 3) int64}``."""
     from vega3d.video3d.frames import encode_voxels
 
-    data = read_pickle(path, "scene voxel file")
-    if not isinstance(data, dict):
-        raise Vega3DError(f"{path}: expected {{scene_id: [(i, j, k), ...]}}, found {type(data).__name__}")
+    data = _read(read_pickle, path, "scene voxel file", dict, "{scene_id: [(i, j, k), ...]}")
     out = {}
     for scene, voxels in data.items():
         try:
@@ -397,45 +460,56 @@ class ScanInfo:
     frame_ids: tuple[int, ...]
 
 
+def _matrix(*shapes: tuple[int, int]):
+    """A finite float64 matrix of one of ``shapes`` (given as an array or nested lists)."""
+
+    def check(value) -> np.ndarray:
+        try:
+            m = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            m = np.zeros(0)
+        if m.shape not in shapes or not np.isfinite(m).all():
+            raise PydanticCustomError("matrix", f"expected a finite {' or '.join(map(str, shapes))} matrix")
+        return m
+
+    # errors show the value as nested lists (an array's repr spans lines)
+    return Annotated[np.ndarray, PlainValidator(check), BeforeValidator(lambda v: getattr(v, "tolist", lambda: v)())]
+
+
+class _InfoItem(_Record):
+    sample_idx: str  # "scannet/<scene>" (items of other datasets are skipped)
+
+
+class _Infos(_Record):
+    data_list: list[_InfoItem]  # one item per scan
+
+
+class _Image(_Record):
+    img_path: str = Field(pattern=_FRAME_FILE)  # ".../<scene>/<digits>.jpg"
+
+
+class _ScanItem(_Record):
+    axis_align_matrix: _matrix((4, 4))  # the scan's axis alignment
+    depth_cam2img: _matrix((4, 4), (3, 3)) | None = None  # depth intrinsics (file convention)
+    images: list[_Image]  # the scan's frames, in list order
+
+
 def read_embodiedscan_infos(path) -> dict[str, ScanInfo]:
     """``embodiedscan_infos_<split>.pkl`` (``{"data_list": [...]}``) → ``{"scannet/<scene>": ScanInfo}``
     for the items whose ``sample_idx`` starts with ``scannet/`` (as the release). Keys used:
     ``axis_align_matrix``, ``depth_cam2img``, ``images[*].img_path``."""
-    data = read_pickle(path, "EmbodiedScan infos")
-    if not isinstance(data, dict) or not isinstance(data.get("data_list"), list):
-        raise Vega3DError(f"{path}: expected a dict with a 'data_list' list (EmbodiedScan infos)")
+    from vega3d.video3d.frames import frame_id_of
+
+    data = _read(read_pickle, path, "EmbodiedScan infos", dict, "a dict with a 'data_list' list (EmbodiedScan infos)")
     out = {}
-    for i, item in enumerate(data["data_list"]):
-        where = f"{path} data_list[{i}]"
-        if not isinstance(item, dict) or not isinstance(item.get("sample_idx"), str):
-            raise Vega3DError(f"{where}: expected a dict with 'sample_idx'")
-        video = item["sample_idx"]
+    for i, item in enumerate(parse(_Infos, data, str(path)).data_list):
+        video = item.sample_idx
         if not video.startswith("scannet/"):
             continue
-        where = f"{where} ({video})"
-        align = _matrix(_get(item, "axis_align_matrix", where), where, "axis_align_matrix", (4, 4))
-        k = item.get("depth_cam2img")
-        k = None if k is None else _matrix(k, where, "depth_cam2img", (4, 4), (3, 3))[:3, :3].copy()
+        scan = parse(_ScanItem, data["data_list"][i], f"{path} data_list[{i}] ({video})")
+        k = None if scan.depth_cam2img is None else scan.depth_cam2img[:3, :3].copy()
         if k is not None:
             k[0, 2] += 0.5
             k[1, 2] += 0.5
-        images = _get(item, "images", where, list)
-        ids = []
-        for j, im in enumerate(images):
-            if not isinstance(im, dict) or not isinstance(im.get("img_path"), str):
-                raise Vega3DError(f"{where} images[{j}]: expected a dict with 'img_path'")
-            ids.append(frame_id_of(im["img_path"]))
-        out[video] = ScanInfo(video, align, k, tuple(ids))
+        out[video] = ScanInfo(video, scan.axis_align_matrix, k, tuple(frame_id_of(im.img_path) for im in scan.images))
     return out
-
-
-def _matrix(value, where: str, name: str, *shapes) -> np.ndarray:
-    try:
-        m = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        m = None
-    if m is None or m.shape not in shapes or not np.isfinite(m).all():
-        raise Vega3DError(
-            f"{where}: {name} must be a finite {' or '.join(map(str, shapes))} matrix, found {value!r}"[:300]
-        )
-    return m

@@ -47,14 +47,13 @@ def uniform_frames(num_available: int, num: int, *, repeat: bool = False, what: 
     More frames asked for than exist is an error naming ``what`` unless ``repeat=True``, which
     returns the release's ``np.linspace(0, n - 1, num, dtype=int)`` with its repeated positions.
     """
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise Vega3DError(f"{what}: the number of frames must be a positive int, got {num!r}")
+    positive = isinstance(num, (int, np.integer)) and not isinstance(num, bool) and num >= 1
+    if not positive or (num > num_available and not repeat):
+        raise Vega3DError(
+            f"{what}: {num} frames requested but the scan has only {num_available}; expected a positive int "
+            f"up to that (the release repeats frames when asked for more; pass repeat=True for that)"
+        )
     if num > num_available:
-        if not repeat:
-            raise Vega3DError(
-                f"{what}: {num} frames requested but the scan has only {num_available} "
-                f"(the release repeats frames then; pass repeat=True for that)"
-            )
         return np.linspace(0, num_available - 1, int(num), dtype=int).tolist()
     return sample_frames(int(num_available), int(num))
 
@@ -169,8 +168,7 @@ class SelectFrames:
 def frame_id_of(frame_file: str) -> int:
     """Frame number of a frame path: ``int`` of the file name without extension (``00120.jpg`` → 120)."""
     stem = str(frame_file).replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
-    if not stem.isdigit():
-        raise Vega3DError(f"frame file {frame_file!r}: expected a name <digits>.jpg")
+    assert stem.isdecimal(), f"frame file {frame_file!r}: expected a name <digits>.jpg (the readers check it)"
     return int(stem)
 
 
@@ -178,10 +176,12 @@ def frames_for_ratio(record: SelectFrames, ratio: float = 1.0, frames_upbound: i
     """Frame ids to load for one scene (``sample_frame_files_mc``): the first ``frames_upbound``
     in greedy order, cut where the running sum of ``voxel_nums`` first reaches
     ``ratio * num_all_voxels`` (``ratio`` 1.0: no cut), sorted by frame id."""
-    if not 0 < ratio <= 1:
-        raise Vega3DError(f"frames_for_ratio: ratio must be in (0, 1], got {ratio!r}")
-    if isinstance(frames_upbound, bool) or not isinstance(frames_upbound, (int, np.integer)) or frames_upbound < 1:
-        raise Vega3DError(f"frames_for_ratio: frames_upbound must be a positive int, got {frames_upbound!r}")
+    upbound = isinstance(frames_upbound, (int, np.integer)) and not isinstance(frames_upbound, bool)
+    if not (0 < ratio <= 1 and upbound and frames_upbound >= 1):
+        raise Vega3DError(
+            f"frames_for_ratio: expected a ratio in (0, 1] and a positive int frames_upbound, got {ratio!r}, "
+            f"{frames_upbound!r}"
+        )
     ids = record.frame_ids[: int(frames_upbound)]
     nums = record.voxel_nums[: int(frames_upbound)]
     if ratio != 1.0:

@@ -62,22 +62,41 @@ STRATEGIES = ("resize", "center_crop")
 _BOX_CELLS_BUDGET = 1 << 24
 
 
-def _tensor(value, what: str, dtype=None) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        t = value
-    else:
+def _fits(shape: tuple, spec: tuple) -> bool:
+    if spec[:1] == (...,):
+        return len(shape) >= len(spec) - 1 and _fits(shape[len(shape) - len(spec) + 1 :], spec[1:])
+    return len(shape) == len(spec) and all(n == s or (isinstance(s, str) and n >= 1) for n, s in zip(shape, spec))
+
+
+def _array(value, what: str, *shapes: tuple, dtype=None, finite: bool = True, meaning: str = "") -> torch.Tensor:
+    """``value`` (a tensor, array or nested lists) as a tensor, checked: the one check of every array
+    argument here. Its shape must fit one of ``shapes`` (an int matches that size, a letter any size
+    >= 1, a leading ``...`` any leading dimensions) and, with ``finite``, its floats be finite (off
+    for model activations: the check would wait for the GPU). ``dtype``: cast to it; ``"float"``:
+    integers become float32; ``torch.bool``: must be bool; None: kept. ``meaning``: after the shapes."""
+    t = value if isinstance(value, torch.Tensor) else None
+    if t is None:
         try:
             t = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError):
-            raise Vega3DError(f"{what}: expected an array of numbers, got {type(value).__name__}") from None
-    if dtype is not None:
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    if t is not None and dtype == "float" and not t.is_floating_point():
+        t = t.float()
+    elif t is not None and dtype not in (None, "float", torch.bool):
         t = t.to(dtype)
-    return t
-
-
-def _finite(t: torch.Tensor, what: str) -> None:
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise Vega3DError(f"{what}: has a non-finite value (NaN or inf): {t.flatten()[:8].tolist()}...")
+    if t is None:
+        found = f"{type(value).__name__}, not an array of numbers"
+    elif (dtype is torch.bool and t.dtype != torch.bool) or not any(_fits(tuple(t.shape), s) for s in shapes):
+        found = f"{t.dtype} of shape {tuple(t.shape)}"
+    elif finite and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        found = f"values that are not finite (NaN or inf): {t.flatten()[:6].tolist()}..."
+    else:
+        return t
+    want = " or ".join(
+        "(" + ", ".join("..." if n is ... else str(n) for n in s) + ("," * (len(s) == 1)) + ")" for s in shapes
+    )
+    kind = "bool" if dtype is torch.bool else "finite" if finite else "numeric"
+    raise Vega3DError(f"{what} must be a {kind} array of shape {want}{meaning}, got {found}")
 
 
 # ---------------------------------------------------------------------------- nearest resize
@@ -105,10 +124,10 @@ def map_pixels(
     (columns ``(new_w - size) // 2`` onwards; for 640 x 480: 512 x 384, columns 64-447) — the
     original Video-3D LLM option (``VideoProcessor.preprocess``).
     """
-    if strategy not in STRATEGIES:
-        raise Vega3DError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-        raise Vega3DError(f"size must be a positive int, got {size!r}")
+    if strategy not in STRATEGIES or not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+        raise Vega3DError(
+            f"map_pixels: strategy must be one of {STRATEGIES} and size a positive int, got {strategy!r}, {size!r}"
+        )
     if strategy == "resize":
         return nearest_indices(height, size), nearest_indices(width, size)
     new_h, new_w = int(size), int(width * (size / height))
@@ -126,42 +145,20 @@ def map_pixels(
 # ---------------------------------------------------------------------------- world coordinates
 def _frames_inputs(depth_m, K_depth, c2w, axis_align, what: str):
     """Checked float32 (N, H, W) depth, float64 (N, 3, 3) K and (N, 4, 4) aligned pose; whether it was one frame."""
-    depth = _tensor(depth_m, f"{what}: depth_m", torch.float32)
+    depth = _array(depth_m, f"{what}: depth_m", ("H", "W"), ("N", "H", "W"), dtype=torch.float32)
     single = depth.ndim == 2
-    if single:
-        depth = depth[None]
-    if depth.ndim != 3:
-        raise Vega3DError(f"{what}: depth_m must be (H, W) or (N, H, W), got {tuple(depth.shape)}")
+    depth = depth[None] if single else depth
     n = depth.shape[0]
-    _finite(depth, f"{what}: depth_m")
     if bool((depth < 0).any()):
         raise Vega3DError(f"{what}: depth_m must be >= 0 metres (0 = no reading)")
-    k = _tensor(K_depth, f"{what}: K_depth", torch.float64).to(depth.device)
-    if k.shape == (3, 3):
-        k = k.expand(n, 3, 3)
-    if tuple(k.shape) != (n, 3, 3):
-        raise Vega3DError(f"{what}: K_depth must be (3, 3) or ({n}, 3, 3), got {tuple(k.shape)}")
-    _finite(k, f"{what}: K_depth")
+    k = _array(K_depth, f"{what}: K_depth", (3, 3), (n, 3, 3), dtype=torch.float64).to(depth.device).expand(n, 3, 3)
     if bool((k[:, 0, 0] <= 0).any()) or bool((k[:, 1, 1] <= 0).any()):
         raise Vega3DError(f"{what}: K_depth must have fx, fy > 0")
-    pose = _tensor(c2w, f"{what}: c2w", torch.float64).to(depth.device)
-    if single and pose.shape == (4, 4):
-        pose = pose[None]
-    if tuple(pose.shape) != (n, 4, 4):
-        want = "(4, 4)" if single else f"({n}, 4, 4)"
-        raise Vega3DError(f"{what}: c2w must be {want}, got {tuple(pose.shape)}")
-    if not bool(torch.isfinite(pose).all()):
-        bad = [i for i in range(n) if not bool(torch.isfinite(pose[i]).all())]
-        raise Vega3DError(
-            f"{what}: c2w of frame(s) {bad[:10]} is not finite (ScanNet writes -inf for lost tracking); "
-            f"such frames cannot be used"
-        )
+    lost = " (ScanNet writes -inf for lost tracking: such frames cannot be used)"
+    poses = ((4, 4), (1, 4, 4)) if single else ((n, 4, 4),)
+    pose = _array(c2w, f"{what}: c2w", *poses, dtype=torch.float64, meaning=lost).to(depth.device).reshape(n, 4, 4)
     if axis_align is not None:
-        a = _tensor(axis_align, f"{what}: axis_align", torch.float64).to(depth.device)
-        if tuple(a.shape) != (4, 4):
-            raise Vega3DError(f"{what}: axis_align must be (4, 4), got {tuple(a.shape)}")
-        _finite(a, f"{what}: axis_align")
-        pose = a @ pose
+        pose = _array(axis_align, f"{what}: axis_align", (4, 4), dtype=torch.float64).to(depth.device) @ pose
     return depth, k, pose, single
 
 
@@ -243,11 +240,7 @@ def world_coordinate_map(
 def _crop378(world, what: str) -> torch.Tensor:
     """The top-left 378 x 378 of a (…, H, W, 3) world map (a tensor or array; float, a float32 copy
     of an integer map)."""
-    world = _tensor(world, f"{what}: world")
-    if not world.is_floating_point():
-        world = world.float()
-    if world.ndim < 3 or world.shape[-1] != 3:
-        raise Vega3DError(f"{what}: world must be (..., H, W, 3), got {tuple(world.shape)}")
+    world = _array(world, f"{what}: world", (..., "H", "W", 3), dtype="float", finite=False)
     h, w = world.shape[-3], world.shape[-2]
     if h < CROP or w < CROP:
         raise Vega3DError(f"{what}: the world map must be at least {CROP}x{CROP} (SigLIP's grid), got {h}x{w}")
@@ -268,17 +261,15 @@ def discretize(xyz, voxel_size: float = VOXEL_SIZE, min_xyz=MIN_XYZ, max_xyz=MAX
     """Voxel indices (as integer-valued floats) of positions (…, 3): clamp to
     [min_xyz, max_xyz], subtract min_xyz, divide by ``voxel_size``, round half to even
     (``torch.round``; ``discrete_coords`` of the release). Default range: [0, 300]² x [0, 100]."""
-    xyz = _tensor(xyz, "discretize: xyz")
-    if not xyz.is_floating_point():
-        xyz = xyz.float()
-    if xyz.ndim < 1 or xyz.shape[-1] != 3:
-        raise Vega3DError(f"discretize: xyz must be (..., 3), got {tuple(xyz.shape)}")
-    if not (isinstance(voxel_size, (int, float)) and voxel_size > 0):
-        raise Vega3DError(f"discretize: voxel_size must be > 0, got {voxel_size!r}")
+    xyz = _array(xyz, "discretize: xyz", (..., 3), dtype="float", finite=False)
     lo = torch.as_tensor(min_xyz, dtype=xyz.dtype, device=xyz.device)
     hi = torch.as_tensor(max_xyz, dtype=xyz.dtype, device=xyz.device)
-    if lo.shape != (3,) or hi.shape != (3,) or bool((lo > hi).any()):
-        raise Vega3DError(f"discretize: min_xyz/max_xyz must be 3 numbers with min <= max, got {min_xyz}, {max_xyz}")
+    grid = isinstance(voxel_size, (int, float)) and voxel_size > 0 and lo.shape == hi.shape == (3,)
+    if not grid or bool((lo > hi).any()):
+        raise Vega3DError(
+            f"discretize: expected voxel_size > 0 and min_xyz, max_xyz of 3 numbers with min <= max, "
+            f"got {voxel_size!r}, {min_xyz}, {max_xyz}"
+        )
     xyz = torch.minimum(torch.maximum(xyz, lo), hi)
     return ((xyz - lo) / voxel_size).round()
 
@@ -293,11 +284,7 @@ def sin3d(positions, dim: int, temperature: float = SIN3D_TEMPERATURE) -> torch.
     leaves exactly this rule. Positions go in as they are (voxel indices, no normalisation).
     Output dtype = positions' (float32 for integer input).
     """
-    pos = _tensor(positions, "sin3d: positions")
-    if not pos.is_floating_point():
-        pos = pos.float()
-    if pos.ndim < 1 or pos.shape[-1] != 3:
-        raise Vega3DError(f"sin3d: positions must be (..., 3), got {tuple(pos.shape)}")
+    pos = _array(positions, "sin3d: positions", (..., 3), dtype="float", finite=False)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise Vega3DError(f"sin3d: dim must be a positive int, got {dim!r}")
     nf = int(dim) // 3
@@ -316,14 +303,9 @@ def sin3d(positions, dim: int, temperature: float = SIN3D_TEMPERATURE) -> torch.
 
 # ---------------------------------------------------------------------------- objects
 def _boxes(box, dtype, device, what: str) -> tuple[torch.Tensor, bool]:
-    b = _tensor(box, f"{what}: box")
+    b = _array(box, f"{what}: box", (6,), ("P", 6), meaning=" ([cx, cy, cz, dx, dy, dz] each)")
     single = b.ndim == 1
-    if single:
-        b = b[None]
-    if b.ndim != 2 or b.shape[-1] != 6:
-        raise Vega3DError(f"{what}: box must be (6,) [cx, cy, cz, dx, dy, dz] or (P, 6), got {tuple(b.shape)}")
-    b = b.to(dtype=dtype, device=device)
-    _finite(b, f"{what}: box")
+    b = b.reshape(-1, 6).to(dtype=dtype, device=device)
     if bool((b[:, 3:] < 0).any()):
         raise Vega3DError(f"{what}: box sizes dx, dy, dz must be >= 0")
     return b, single
@@ -352,10 +334,8 @@ def box_cells(world, box, min_fraction: float = 0.5) -> torch.Tensor:
     Exact and fast: each cell's bounding box is computed once; the 196-pixel count runs only for
     the (box, cell) pairs whose bounds meet (a cell outside a box's bounds has no pixel in it).
     """
-    pix = cell_pixels(world)
+    pix = cell_pixels(_array(world, "box_cells: world", (..., "H", "W", 3), dtype="float"))
     lead = pix.shape[:-3]
-    if not bool(torch.isfinite(pix).all()):
-        raise Vega3DError("box_cells: the world map has non-finite values")
     if not 0 <= min_fraction <= 1:
         raise Vega3DError(f"box_cells: min_fraction must be in [0, 1], got {min_fraction!r}")
     threshold = int(PATCH_SIZE * PATCH_SIZE * min_fraction)
@@ -400,21 +380,14 @@ def object_features(
     differentiable in ``pre_pool``.
     Returned in ``pre_pool``'s dtype.
     """
-    feats = _tensor(pre_pool, "object_features: pre_pool")
-    if feats.ndim == 3 and feats.shape[1] == PATCH_GRID * PATCH_GRID:
-        feats = feats.view(feats.shape[0], PATCH_GRID, PATCH_GRID, feats.shape[2])
-    if feats.ndim != 4 or tuple(feats.shape[1:3]) != (PATCH_GRID, PATCH_GRID):
-        raise Vega3DError(f"object_features: pre_pool must be (F, 27, 27, D) or (F, 729, D), got {tuple(feats.shape)}")
+    g = PATCH_GRID
+    feats = _array(pre_pool, "object_features: pre_pool", ("F", g, g, "D"), ("F", g * g, "D"), finite=False)
+    if feats.ndim == 3:
+        feats = feats.view(feats.shape[0], g, g, feats.shape[2])
     f, d = feats.shape[0], feats.shape[3]
-    mask = _tensor(cells, "object_features: cells")
-    if mask.dtype != torch.bool or mask.ndim != 4 or tuple(mask.shape[1:]) != (f, PATCH_GRID, PATCH_GRID):
-        raise Vega3DError(
-            f"object_features: cells must be a bool (P, {f}, 27, 27) tensor, got {mask.dtype} {tuple(mask.shape)}"
-        )
+    mask = _array(cells, "object_features: cells", ("P", f, g, g), dtype=torch.bool)
     p = mask.shape[0]
-    ctr = _tensor(centres, "object_features: centres")
-    if tuple(ctr.shape) != (p, 3):
-        raise Vega3DError(f"object_features: centres must be ({p}, 3), got {tuple(ctr.shape)}")
+    ctr = _array(centres, "object_features: centres", (p, 3), finite=False)
     flat = feats.reshape(f * PATCH_GRID * PATCH_GRID, d)
     sel = mask.reshape(p, -1).to(flat.device)
     counts = sel.sum(dim=1).clamp(min=1).to(flat.dtype)
@@ -430,13 +403,9 @@ def object_features(
 
 # ---------------------------------------------------------------------------- predictions
 def _scores(scores, what: str) -> torch.Tensor:
-    s = _tensor(scores, f"{what}: scores")
-    if s.ndim != 1 or s.numel() < 1:
-        raise Vega3DError(f"{what}: scores must be 1-D (N proposals + the zero-target slot last), got {tuple(s.shape)}")
-    if not s.is_floating_point():
-        s = s.float()
-    _finite(s, f"{what}: scores")
-    return s
+    return _array(
+        scores, f"{what}: scores", ("N",), dtype="float", meaning=" (1-D: N proposals + the zero-target slot last)"
+    )
 
 
 def select_single(scores) -> int:
@@ -490,6 +459,4 @@ def best_proposal(proposals, gt_box):
 
 def boxes_to_tensor(boxes: Sequence, what: str = "boxes") -> torch.Tensor:
     """(K, 6) float32 tensor of [cx, cy, cz, dx, dy, dz] boxes (as the release's ``torch.tensor``)."""
-    t = torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 6), dtype=torch.float32)
-    _finite(t, what)
-    return t
+    return _array(np.asarray(boxes, dtype=np.float64).reshape(-1, 6), what, ("K", 6), dtype=torch.float32)
