@@ -81,6 +81,10 @@ def test_action_dimension_mismatch_is_one_clear_line(tmp_path):
         LeRobotDataset(tmp_path, action_dim=14)
     with pytest.raises(Vega3DError, match="expected one length"):
         writer.add_episode(images=images, state=state[:2], action=action, task="t")
+    info = json.loads((tmp_path / "meta" / "info.json").read_text())
+    (tmp_path / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v1.6"}))
+    with pytest.raises(Vega3DError, match=r"info.json: codebase_version: input should be 'v2.0', 'v2.1' or 'v3.0'"):
+        LeRobotDataset(tmp_path)
 
 
 def test_reads_v21_layout(tmp_path):

@@ -183,3 +183,32 @@ def test_real_size_parameter_counts_on_the_meta_device():
     vla = total - count(net.action_head) - count(net.proprio_projector)
     # the VLA ("7.5 B"): Llama-2-7B + padded vocabulary + timm's two towers + the projector
     assert vla == llama_2_7b + 2 * 64 * d + 303_230_976 + 427_680_704 + 71_385_600 == 7_541_237_184
+
+
+def _edit_json(root, name, change):
+    data = json.loads((root / name).read_text())
+    change(data)
+    (root / name).write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("config.json", lambda d: d.update(use_fused_vision_backbone=False), "use_fused_vision_backbone: input should"),
+        ("config.json", lambda d: d.update(timm_override_act_layers=[None, "relu"]), r"timm_override_act_layers\.1"),
+        ("config.json", lambda d: d["text_config"].update(rope_scaling={"type": "linear"}), "text_config.rope_scaling"),
+        ("config.json", lambda d: d.update(image_sizes=[224, 112]), r"grids \[16, 8\]; expected DINOv2 then SigLIP"),
+        ("dataset_statistics.json", lambda d: d.clear(), "no dataset_statistics.json or no dataset key"),
+        ("dataset_statistics.json", lambda d: d["libero_spatial_no_noops"].pop("proprio"), r"noops\.proprio: required"),
+        ("preprocessor_config.json", lambda d: d.update(image_resize_strategy="crop"), "image_resize_strategy: input"),
+        ("preprocessor_config.json", lambda d: d.update(input_sizes=[[3, 8, 8]] * 2), r"expected \[3, 224, 224\]"),
+        ("model.safetensors.index.json", lambda d: d.update(weight_map={}), "weight_map: dictionary should have"),
+    ],
+    ids=["fused", "act", "rope", "grid", "no-keys", "proprio", "resize", "input-size", "weight-map"],
+)
+def test_folder_records_are_declared_and_errors_name_file_and_field(tiny_oft, tmp_path, name, change, message):
+    root = _copy(tiny_oft, tmp_path)
+    _edit_json(root, name, change)
+    with pytest.raises(Vega3DError, match=message) as err:
+        open_oft_folder(root)
+    assert (name in str(err.value) or name == "dataset_statistics.json") and "\n" not in str(err.value)

@@ -33,15 +33,19 @@ the parquet (``{"bytes": ...}`` PNG/JPEG).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field
 
+from vega3d.config import Config, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, write_json
 
@@ -62,21 +66,20 @@ VIDEO_CODEC, VIDEO_PIX_FMT, VIDEO_OPTIONS = "libx264", "yuv420p", {"crf": "18", 
 STAGED_FRAMES, STAGED_META = "frames.parquet", "episode.json"
 
 
-def _pa():
+def _modules(names: tuple, package: str, extra: str) -> list:
+    """The modules ``names``; a :class:`Vega3DError` naming ``package`` and its vega3d extra when missing."""
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        return [importlib.import_module(name) for name in names]
     except ImportError:
-        raise Vega3DError("LeRobot datasets need pyarrow: pip install 'vega3d[eval]'") from None
-    return pa, pq
+        raise Vega3DError(f"LeRobot datasets need {package}: pip install 'vega3d[{extra}]'") from None
+
+
+def _pa():
+    return _modules(("pyarrow", "pyarrow.parquet"), "pyarrow", "eval")
 
 
 def _av():
-    try:
-        import av
-    except ImportError:
-        raise Vega3DError("LeRobot datasets need PyAV: pip install 'vega3d[video]'") from None
-    return av
+    return _modules(("av",), "PyAV", "video")[0]
 
 
 def encode_video(path, frames: np.ndarray, fps: int, codec: str = VIDEO_CODEC, options: dict | None = None) -> Path:
@@ -135,12 +138,10 @@ def stage_episode(folder, *, images: dict[str, np.ndarray], state: np.ndarray, a
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     length = len(state)
-    if len(action) != length or any(len(v) != length for v in images.values()):
+    if len(action) != length or any(len(v) != length for v in images.values()) or not set(images) <= set(CAMERA_KEYS):
         raise Vega3DError(f"episode {task!r}: {length} states, {len(action)} actions, "
-                          f"{ {k: len(v) for k, v in images.items()} } frames; expected one length")  # fmt: skip
-    unknown = set(images) - set(CAMERA_KEYS)
-    if unknown:
-        raise Vega3DError(f"episode cameras {sorted(unknown)}; expected some of {sorted(CAMERA_KEYS)}")
+                          f"{ {k: len(v) for k, v in images.items()} } frames; expected one length, "
+                          f"cameras among {sorted(CAMERA_KEYS)}")  # fmt: skip
     for name, frames in images.items():
         encode_video(folder / f"{name}.mp4", frames, fps)
     table = pa.table({
@@ -214,13 +215,11 @@ class LeRobotWriter:
                     shutil.rmtree(folder, ignore_errors=True)
                     return int(e["episode_index"])
         meta = read_json(folder / STAGED_META, "staged episode")
-        if int(meta["fps"]) != self.fps:
-            raise Vega3DError(f"{folder}: episode at {meta['fps']} fps; the dataset is {self.fps} fps")
         features = self._features(meta)
-        if self.features is None:
-            self.features = features
-        elif features != self.features:
-            raise Vega3DError(f"{folder}: episode features differ from the dataset's ({self.root / 'meta/info.json'})")
+        if int(meta["fps"]) != self.fps or self.features not in (None, features):
+            raise Vega3DError(f"{folder}: episode at {meta['fps']} fps with cameras {meta['shapes']}; the dataset "
+                              f"({self.root / 'meta/info.json'}) is at {self.fps} fps with other features")  # fmt: skip
+        self.features = features
         index = len(self.episodes)
         chunk, file = divmod(index, CHUNKS_SIZE)
         length = int(meta["length"])
@@ -324,6 +323,30 @@ def compute_stats(root) -> dict:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
+#: The config of ``meta/info.json``'s records (:func:`vega3d.config.parse`): the fields not read pass.
+_RECORD = ConfigDict(**{**Config.model_config, "extra": "allow"})
+
+
+class _Feature(Config):
+    """A feature of ``meta/info.json`` (names, info, ...: not read)."""
+
+    model_config = _RECORD
+    dtype: str  # "video", "image" (PNG/JPEG bytes in the parquet), "float32", "int64", ...
+    shape: list[int] = Field(min_length=1)  # per frame: (H, W, C) for cameras, (D,) for vectors
+
+
+class _Info(Config):
+    """``meta/info.json``, the fields the reader uses (totals, splits, ...: not read)."""
+
+    model_config = _RECORD
+    codebase_version: Literal[READABLE_VERSIONS]  # LeRobot's format version
+    fps: float = Field(gt=0)  # frames per second of the data and videos
+    features: dict[str, _Feature]  # feature key -> dtype and shape
+    data_path: str  # data file template (module docstring)
+    video_path: str | None = None  # video file template (None: no video features)
+    chunks_size: int = Field(CHUNKS_SIZE, ge=1)  # episodes per chunk folder (v2.x paths)
+
+
 @dataclass
 class LeRobotEpisode:
     """One episode: ``images`` feature key -> (T, H, W, 3) uint8, ``state`` (T, S) and ``action`` (T, A) float32,
@@ -352,11 +375,8 @@ class LeRobotDataset:
         self.root = Path(root)
         info_path = self.root / "meta" / "info.json"
         self.info = read_json(info_path, "LeRobot dataset info")
-        self.version = str(self.info.get("codebase_version"))
-        if self.version not in READABLE_VERSIONS:
-            raise Vega3DError(
-                f"{info_path}: codebase_version {self.version!r}; expected one of {', '.join(READABLE_VERSIONS)}"
-            )
+        parse(_Info, self.info, info_path)
+        self.version = self.info["codebase_version"]
         self.fps = float(self.info["fps"])
         self.features = self.info["features"]
         for key in (state_key, action_key):
@@ -408,17 +428,12 @@ class LeRobotDataset:
 
     def _rows(self, episode: dict):
         _, pq = _pa()
-        path = self._data_file(episode)
-        if not path.exists():
-            raise Vega3DError(f"{path}: data file of episode {episode['episode_index']} is missing")
-        table = pq.read_table(path)
-        e = int(episode["episode_index"])
-        mask = np.asarray(table.column("episode_index").to_numpy()) == e
-        rows = table.filter(mask)
-        if rows.num_rows != int(episode["length"]):
-            raise Vega3DError(
-                f"{path}: {rows.num_rows} rows of episode {e}; the episode table says {episode['length']}"
-            )
+        path, e = self._data_file(episode), int(episode["episode_index"])
+        table = pq.read_table(path) if path.exists() else None
+        rows = None if table is None else table.filter(np.asarray(table.column("episode_index").to_numpy()) == e)
+        if rows is None or rows.num_rows != int(episode["length"]):
+            found = "no file with the" if rows is None else rows.num_rows
+            raise Vega3DError(f"{path}: {found} rows of episode {e}; the episode table says {episode['length']}")
         return rows
 
     def read_columns(self, keys: list[str]) -> dict[str, np.ndarray]:
@@ -432,16 +447,14 @@ class LeRobotDataset:
 
     def episode(self, i: int, cameras: list[str] | None = None) -> LeRobotEpisode:
         """Episode ``i`` (position in episode-index order) with the given camera features (default: all)."""
-        if not 0 <= i < len(self):
-            raise Vega3DError(f"{self.root}: episode {i} asked for; the dataset has {len(self)}")
+        assert 0 <= i < len(self), f"{self.root}: episode {i} asked for; the dataset has {len(self)}"
         episode = self._episodes[i]
         e = int(episode["episode_index"])
         rows = self._rows(episode)
         cameras = self.camera_keys if cameras is None else cameras
         images = {}
         for key in cameras:
-            if key not in self.camera_keys:
-                raise Vega3DError(f"{self.root}: no camera feature {key!r}; cameras are {', '.join(self.camera_keys)}")
+            assert key in self.camera_keys, f"{self.root}: no camera {key!r} in {self.camera_keys}"  # open_dataset's
             if self.features[key]["dtype"] == "image":
                 images[key] = _decode_images(rows.column(key).to_pylist())
             else:
@@ -467,8 +480,6 @@ class LeRobotDataset:
             chunk = e // int(self.info.get("chunks_size", CHUNKS_SIZE))
             path = self.root / self.info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=e)
             start, end = None, None
-        if not path.exists():
-            raise Vega3DError(f"{path}: video of episode {e} camera {key} is missing")
         return decode_video(path, start, end, self.fps)
 
 

@@ -59,21 +59,17 @@ def require_libero() -> None:
 def resolve_gl(gl: str = "auto") -> str:
     """The headless GL backend to use: ``egl`` or ``osmesa``; ``auto`` picks EGL when libEGL is
     present, else OSMesa. A :class:`Vega3DError` naming the Debian package when the library is missing."""
-    if gl not in GL_CHOICES:
-        raise Vega3DError(f"GL backend {gl!r}; expected one of {', '.join(GL_CHOICES)}")
-    found = {name: ctypes.util.find_library(lib) is not None for name, (lib, _) in GL_LIBRARIES.items()}
-    if gl == "auto":
-        for name in ("egl", "osmesa"):
-            if found[name]:
-                return name
+    assert gl in GL_CHOICES, f"GL backend {gl!r}; expected one of {', '.join(GL_CHOICES)}"  # EvalConfig.gl
+    usable = [name for name, (lib, _) in GL_LIBRARIES.items() if gl in ("auto", name) and ctypes.util.find_library(lib)]
+    if not usable:
+        lib, package = GL_LIBRARIES.get(gl, (None, None))
         raise Vega3DError(
-            "no headless GL backend: neither libEGL nor libOSMesa is installed; "
+            f"GL backend {gl}: lib{lib} is not installed; apt-get install {package}"
+            if lib
+            else "no headless GL backend: neither libEGL nor libOSMesa is installed; "
             "apt-get install libegl1 libgl1-mesa-dri (EGL) or libosmesa6 (OSMesa)"
         )
-    if not found[gl]:
-        lib, package = GL_LIBRARIES[gl]
-        raise Vega3DError(f"GL backend {gl}: lib{lib} is not installed; apt-get install {package}")
-    return gl
+    return usable[0]
 
 
 def gl_environment(gl: str) -> dict[str, str]:

@@ -121,27 +121,25 @@ def check_policy_spec(spec: str, suite: str | None = None) -> str:
         module, _, attr = spec.partition(":")
         try:
             factory = getattr(importlib.import_module(module), attr)
+            problem = None if callable(factory) else f"{attr} is not callable"
         except (ImportError, AttributeError) as err:
-            raise Vega3DError(f"--policy {spec}: cannot import the factory ({type(err).__name__}: {err})") from None
-        if not callable(factory):
-            raise Vega3DError(f"--policy {spec}: {attr} is not callable; expected a function returning a Policy")
+            problem = f"{type(err).__name__}: {err}"
+        if problem:
+            raise Vega3DError(f"--policy {spec}: cannot import the factory ({problem}); expected a function "
+                              "returning a Policy")  # fmt: skip
         return "factory"
-    if not path.exists():
+    if not path.is_dir():
         raise Vega3DError(
-            f"--policy {spec}: no such checkpoint folder; expected {', '.join(BUILTIN)}, "
-            "module:function, or an OpenVLA-OFT checkpoint folder"
+            f"--policy {spec}: {'is a file' if path.exists() else 'no such checkpoint folder'}; expected "
+            f"{', '.join(BUILTIN)}, module:function, or an OpenVLA-OFT checkpoint folder"
         )
-    if path.is_dir():
-        from vega3d.policy.policy import check_policy_folder
+    from vega3d.policy.policy import check_policy_folder
 
-        try:
-            check_policy_folder(path, suite)
-        except Vega3DError as err:
-            raise Vega3DError(f"--policy {spec}: {err}") from None
-        return "checkpoint"
-    raise Vega3DError(
-        f"--policy {spec}: is a file; expected a checkpoint folder, {', '.join(BUILTIN)} or module:function"
-    )
+    try:
+        check_policy_folder(path, suite)
+    except Vega3DError as err:
+        raise Vega3DError(f"--policy {spec}: {err}") from None
+    return "checkpoint"
 
 
 def load_policy(spec: str) -> Policy:
@@ -161,15 +159,14 @@ def load_policy(spec: str) -> Policy:
 
 def check_policy(policy, where: str) -> Policy:
     """``policy`` if it has the :class:`Policy` attributes with valid values; a :class:`Vega3DError` otherwise."""
-    if not isinstance(policy, Policy):
-        missing = [
-            a for a in ("name", "image_size", "center_crop", "action_format", "reset", "act") if not hasattr(policy, a)
-        ]
+    attributes = ("name", "image_size", "center_crop", "action_format", "reset", "act")
+    missing = [a for a in attributes if not hasattr(policy, a)]
+    action_format, size = getattr(policy, "action_format", None), getattr(policy, "image_size", None)
+    valid_size = size is None or isinstance(size, int) and size >= 8
+    if missing or action_format not in ("openvla", "libero") or not valid_size:
         raise Vega3DError(
-            f"policy {where}: {type(policy).__name__} lacks {', '.join(missing)}; expected a vega3d.libero.Policy"
+            f"policy {where}: {type(policy).__name__} lacks {missing or 'nothing'}, action_format {action_format!r}, "
+            f"image_size {size!r}; expected a vega3d.libero.Policy: action_format 'openvla' or 'libero', image_size "
+            "None or an int >= 8"
         )
-    if policy.action_format not in ("openvla", "libero"):
-        raise Vega3DError(f"policy {where}: action_format {policy.action_format!r}; expected 'openvla' or 'libero'")
-    if policy.image_size is not None and (not isinstance(policy.image_size, int) or policy.image_size < 8):
-        raise Vega3DError(f"policy {where}: image_size {policy.image_size!r}; expected None or an int >= 8")
     return policy

@@ -144,10 +144,10 @@ def check_action_chunk(chunk, what: str = "policy") -> np.ndarray:
     a = np.asarray(chunk, dtype=np.float64)
     if a.ndim == 1 and a.shape[0] == ACTION_DIM:
         a = a[None]
-    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] != ACTION_DIM:
-        raise Vega3DError(f"{what}: action chunk of shape {tuple(a.shape)}; expected (K, {ACTION_DIM}) with K >= 1")
-    if not np.isfinite(a).all():
-        raise Vega3DError(f"{what}: action chunk holds non-finite values")
+    finite = bool(np.isfinite(a).all())
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] != ACTION_DIM or not finite:
+        raise Vega3DError(f"{what}: action chunk{'' if finite else ' with non-finite values'} of shape "
+                          f"{tuple(a.shape)}; expected (K, {ACTION_DIM}) with K >= 1, finite")  # fmt: skip
     return a
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vega3d.errors import Vega3DError
-
 
 def lora_targets(net, scope: str) -> list[str]:
     """Names of the ``nn.Linear`` modules of ``net`` (an OpenVLAOFT) that get adapters for ``scope``."""
@@ -51,8 +49,7 @@ def inject_lora(net, r: int, alpha: float, dropout: float, scope: str, seed: int
         torch.manual_seed(seed)
         inject_adapter_in_model(config, net)
     params = [p for n, p in net.named_parameters() if "lora_" in n]
-    if not params:
-        raise Vega3DError(f"LoRA scope {scope!r} matched no module of the policy")
+    assert params, f"LoRA scope {scope!r}: peft added no adapter to {len(targets)} target modules"
     for p in params:
         p.data = p.data.float()
     return len(targets)

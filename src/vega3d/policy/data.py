@@ -163,13 +163,11 @@ def open_dataset(data: PolicyData, action_dim: int, proprio_dim: int, cameras: l
     dataset = LeRobotDataset(data.dataset, state_key=data.state_key, action_key=data.action_key, action_dim=action_dim)
     info = Path(data.dataset) / "meta" / "info.json"
     state = int(dataset.features[data.state_key]["shape"][0])
-    if state != proprio_dim:
-        raise Vega3DError(f"{info}: {data.state_key} has {state} dimensions; the policy's proprio has {proprio_dim}")
-    wanted = [data.camera_keys.get(c) for c in cameras]
-    missing = [k for k in wanted if k not in dataset.camera_keys]
-    if missing:
+    missing = [k for k in (data.camera_keys.get(c) for c in cameras) if k not in dataset.camera_keys]
+    if state != proprio_dim or missing:
+        cameras_note = f"; no camera feature {missing} (data.camera_keys) in {dataset.camera_keys}" if missing else ""
         raise Vega3DError(
-            f"{info}: no camera feature {missing} (data.camera_keys); the dataset has {dataset.camera_keys}"
+            f"{info}: {data.state_key} has {state} dimensions; the policy's proprio has {proprio_dim}{cameras_note}"
         )
     return dataset
 

@@ -12,7 +12,8 @@ A released OpenVLA-OFT LIBERO folder (``moojink/openvla-7b-oft-finetuned-libero-
 - ``preprocessor_config.json`` (per-tower means/stds, input sizes) and the Llama tokenizer files.
 
 :func:`open_oft_folder` checks all of it (one :class:`~vega3d.Vega3DError` line naming the
-file and field) and returns an :class:`OFTFolder`; nothing heavy is read.
+file and field; the JSON files' records are pydantic models read with :func:`vega3d.config.parse`)
+and returns an :class:`OFTFolder`; nothing heavy is read.
 
 **Constants.** OpenVLA-OFT picks its constants by sniffing ``sys.argv`` for "libero",
 "aloha" or "bridge" (``prismatic/vla/constants.py``). Here they come from the checkpoint:
@@ -29,9 +30,14 @@ transformers changes its defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from vega3d.config import Config, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 
@@ -135,13 +141,14 @@ class OFTFolder:
         only key. A :class:`Vega3DError` naming the keys otherwise."""
         keys = sorted(self.statistics)
         if key is None:
-            if len(keys) != 1:
-                raise Vega3DError(f"{self.path / STATS_FILE}: holds {keys}; name the dataset key (unnorm_key)")
-            return self.statistics[keys[0]]
-        for k in (key, f"{key}_no_noops"):
-            if k in self.statistics:
-                return self.statistics[k]
-        raise Vega3DError(f"{self.path / STATS_FILE}: no statistics for {key!r} or {key + '_no_noops'!r}; has {keys}")
+            found = keys if len(keys) == 1 else []
+        else:
+            found = [k for k in (key, f"{key}_no_noops") if k in self.statistics]
+        if not found:
+            noops = f"{key}_no_noops"
+            problem = "name the dataset key (unnorm_key)" if key is None else f"no statistics for {key!r} or {noops!r}"
+            raise Vega3DError(f"{self.path / STATS_FILE}: {problem}; has {keys}")
+        return self.statistics[found[0]]
 
 
 STATS_FILE = "dataset_statistics.json"
@@ -171,12 +178,95 @@ def _one_file(root: Path, pattern: str, what: str) -> Path:
     return found[0]
 
 
+#: The config of the folder files' records (:func:`vega3d.config.parse`): the fields vega3d does not read pass.
+FILE_RECORD = ConfigDict(**{**Config.model_config, "extra": "allow"})
+
+
+def _two(item):
+    """A list of two ``item``\\ s, one per tower (DINOv2 first)."""
+    return Annotated[list[item], Field(min_length=2, max_length=2)]
+
+
+#: An RGB mean or std; a (3, H, W) input size.
+_RGB, _SIZE = (
+    Annotated[list[float], Field(min_length=3, max_length=3)],
+    Annotated[list[int], Field(min_length=3, max_length=3)],
+)
+
+
+class _Index(Config):
+    """``model.safetensors.index.json``."""
+
+    model_config = FILE_RECORD
+    weight_map: dict[str, str] = Field(min_length=1)  # tensor name -> shard file
+
+
+class _TextConfig(Config):
+    """``config.json``'s ``text_config``: a sparse Llama config (the rest: :data:`LLAMA_4401_DEFAULTS`)."""
+
+    model_config = FILE_RECORD
+    model_type: Literal["llama"] = "llama"  # OpenVLA-OFT's LLM is Llama-2
+    rope_scaling: None = None  # OpenVLA-OFT uses plain RoPE
+
+
+class _OFTConfigFile(Config):
+    """``config.json`` (``OpenVLAConfig``), the fields vega3d reads."""
+
+    model_config = FILE_RECORD
+    use_fused_vision_backbone: Literal[True]  # OpenVLA-OFT's fused DINOv2 + SigLIP backbone
+    timm_model_ids: _two(str)  # DINOv2 then SigLIP (KNOWN_TOWERS, unless vega3d_towers is given)
+    image_sizes: _two(int) | None = None  # per tower (None: the tower's own, 224)
+    timm_override_act_layers: _two(Literal[tuple(ACT_OVERRIDES)]) | None = None  # per tower (None: timm's GELU)
+    vega3d_towers: _two(dict) | None = None  # TowerSpec fields, written by stand-ins (tiny towers, no timm id)
+    text_config: _TextConfig  # the Llama LLM
+
+
+class _Bounds(Config):
+    """One part (``action``/``proprio``) of a key in ``dataset_statistics.json`` (mean, std, ...: not read)."""
+
+    model_config = FILE_RECORD
+    q01: list[float]  # 1st percentile per dimension (OFT's BOUNDS_Q99 normalisation)
+    q99: list[float]  # 99th percentile per dimension
+    mask: list[bool] | None = None  # dimensions that are normalised (None: all)
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        lengths = (len(self.q01), len(self.q99), len(self.q01 if self.mask is None else self.mask))
+        if len(set(lengths)) != 1:
+            message = "q01, q99, mask of lengths {lengths}; expected one length"
+            raise PydanticCustomError("lengths", message, {"lengths": ", ".join(map(str, lengths))})
+        return self
+
+
+class _StatisticsEntry(Config):
+    """A dataset key of ``dataset_statistics.json`` (num_transitions, ...: not read)."""
+
+    model_config = FILE_RECORD
+    action: _Bounds
+    proprio: _Bounds
+
+
+class _StatisticsFile(Config):
+    """``dataset_statistics.json``: dataset key -> its statistics."""
+
+    model_config = FILE_RECORD
+    __pydantic_extra__: dict[str, _StatisticsEntry]
+
+
+class _Preprocessor(Config):
+    """``preprocessor_config.json`` (``PrismaticImageProcessor``), the fields vega3d reads."""
+
+    model_config = FILE_RECORD
+    means: _two(_RGB)  # per tower, RGB mean
+    stds: _two(_RGB)  # per tower, RGB std
+    input_sizes: _two(_SIZE)  # per tower, (3, H, W)
+    image_resize_strategy: Literal["resize-naive"] = "resize-naive"  # OpenVLA-OFT's
+
+
 def _weight_files(root: Path) -> tuple:
     index = root / INDEX_FILE
     if index.is_file():
-        weight_map = read_json(index, "safetensors index").get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise Vega3DError(f"{index}: no 'weight_map'; expected {{tensor name: shard file}}")
+        weight_map = parse(_Index, read_json(index, "safetensors index"), index).weight_map
         files = sorted({root / f for f in weight_map.values()})
         missing = [f.name for f in files if not f.is_file()]
         if missing:
@@ -187,86 +277,55 @@ def _weight_files(root: Path) -> tuple:
     raise Vega3DError(f"{root}: no {INDEX_FILE} and no model.safetensors; expected the VLA weights there")
 
 
-def _towers(config: dict, where: Path) -> tuple:
-    ids = config.get("timm_model_ids")
-    if not config.get("use_fused_vision_backbone") or not isinstance(ids, list) or len(ids) != 2:
-        raise Vega3DError(
-            f"{where}: use_fused_vision_backbone {config.get('use_fused_vision_backbone')!r}, timm_model_ids {ids!r}; "
-            "expected the fused DINOv2 + SigLIP backbone (true, two ids) of OpenVLA-OFT"
-        )
-    sizes = config.get("image_sizes") or []
-    overrides = config.get("timm_override_act_layers") or [None, None]
-    explicit = config.get("vega3d_towers")  # written by stand-ins, whose tiny towers have no timm id
-    towers = []
-    for i, model_id in enumerate(ids):
-        if explicit is not None:
-            spec = TowerSpec(**explicit[i])
-        elif model_id in KNOWN_TOWERS:
-            spec = KNOWN_TOWERS[model_id]
-        else:
-            raise Vega3DError(
-                f"{where}: timm_model_ids[{i}] {model_id!r} is not a known tower ({', '.join(KNOWN_TOWERS)})"
-            )
-        if overrides[i] not in ACT_OVERRIDES:
-            raise Vega3DError(
-                f"{where}: timm_override_act_layers[{i}] {overrides[i]!r}; expected one of {list(ACT_OVERRIDES)}"
-            )
-        act = ACT_OVERRIDES[overrides[i]] or spec.act
-        size = int(sizes[i]) if i < len(sizes) else spec.image_size
-        towers.append(TowerSpec(**{**spec.to_dict(), "act": act, "image_size": size}))
-    if [t.kind for t in towers] != ["dinov2_reg", "siglip"] or towers[0].grid != towers[1].grid:
-        raise Vega3DError(f"{where}: towers {[t.kind for t in towers]} with grids {[t.grid for t in towers]}; "
-                          "expected DINOv2 then SigLIP on one patch grid")  # fmt: skip
+def _towers(config: _OFTConfigFile, where: Path) -> tuple:
+    ids, sizes = config.timm_model_ids, config.image_sizes or [None, None]
+    overrides = config.timm_override_act_layers or [None, None]
+    specs = [TowerSpec(**t) for t in config.vega3d_towers] if config.vega3d_towers else map(KNOWN_TOWERS.get, ids)
+    towers = [
+        spec and replace(spec, act=ACT_OVERRIDES[act] or spec.act, image_size=size or spec.image_size)
+        for spec, act, size in zip(specs, overrides, sizes)
+    ]  # None: an unknown timm id
+    kinds, grids = [t and t.kind for t in towers], [t and t.grid for t in towers]
+    if kinds != ["dinov2_reg", "siglip"] or grids[0] != grids[1]:
+        raise Vega3DError(f"{where}: timm_model_ids {ids} give towers {kinds} with grids {grids}; expected DINOv2 "
+                          f"then SigLIP on one patch grid (known towers: {', '.join(KNOWN_TOWERS)})")  # fmt: skip
     return tuple(towers)
 
 
 def text_config_of(config: dict, where: Path) -> dict:
     """``config["text_config"]`` as ``LlamaConfig`` keyword arguments, transformers 4.40.1's defaults filled in."""
     text = config.get("text_config")
-    if not isinstance(text, dict) or text.get("model_type", "llama") != "llama":
-        raise Vega3DError(f"{where}: text_config {text!r}; expected a Llama config (model_type llama)")
+    parse(_TextConfig, text, where, "text_config")
     kwargs = {**LLAMA_4401_DEFAULTS, **{k: v for k, v in text.items() if k not in _TEXT_CONFIG_META}}
-    theta, scaling = kwargs.pop("rope_theta"), kwargs.pop("rope_scaling")
-    if scaling is not None:
-        raise Vega3DError(f"{where}: text_config.rope_scaling {scaling!r}; OpenVLA-OFT uses plain RoPE (null)")
+    theta = kwargs.pop("rope_theta")
+    del kwargs["rope_scaling"]
     kwargs.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": float(theta)})
     return kwargs
 
 
-def _statistics(path: Path) -> dict:
-    data = read_json(path, "dataset statistics")
-    if not isinstance(data, dict) or not data:
-        raise Vega3DError(f"{path}: expected {{dataset key: {{action: ..., proprio: ...}}}}, got {type(data).__name__}")
+def _statistics(root: Path) -> dict:
+    path = root / STATS_FILE
+    data = parse(_StatisticsFile, read_json(path, "dataset statistics"), path) if path.is_file() else None
+    if not data or not data.model_extra:
+        raise Vega3DError(f"{root}: no {STATS_FILE} or no dataset key in it; the policy needs its action/proprio "
+                          "q01/q99 statistics")  # fmt: skip
     out = {}
-    for key, entry in data.items():
-        parts = {}
-        for part in ("action", "proprio"):
-            s = entry.get(part) if isinstance(entry, dict) else None
-            if not isinstance(s, dict) or not all(isinstance(s.get(q), list) for q in ("q01", "q99")):
-                raise Vega3DError(f"{path}: {key}.{part} lacks q01/q99 lists (OFT's BOUNDS_Q99 statistics)")
-            mask = s.get("mask", [True] * len(s["q01"]))
-            if not len(s["q01"]) == len(s["q99"]) == len(mask):
-                raise Vega3DError(f"{path}: {key}.{part}: q01, q99, mask of lengths "
-                                  f"{len(s['q01'])}, {len(s['q99'])}, {len(mask)}; expected one length")  # fmt: skip
-            parts[part] = (list(map(float, s["q01"])), list(map(float, s["q99"])), [bool(m) for m in mask])
-        out[key] = Statistics(key, *parts["action"], *parts["proprio"])
+    for key, entry in data.model_extra.items():
+        parts = [
+            (b.q01, b.q99, [True] * len(b.q01) if b.mask is None else b.mask) for b in (entry.action, entry.proprio)
+        ]
+        out[key] = Statistics(key, *parts[0], *parts[1])
     return out
 
 
 def _preprocessing(root: Path, towers: tuple) -> dict:
     path = root / PREPROCESSOR_FILE
-    pre = read_json(path, "image preprocessor config")
-    means, stds, sizes = pre.get("means"), pre.get("stds"), pre.get("input_sizes")
-    if not all(isinstance(v, list) and len(v) == len(towers) for v in (means, stds, sizes)):
-        raise Vega3DError(f"{path}: means/stds/input_sizes must list one entry per tower ({len(towers)})")
-    for t, size in zip(towers, sizes):
-        if list(size) != [3, t.image_size, t.image_size]:
-            raise Vega3DError(f"{path}: input_sizes {sizes}; expected [3, {t.image_size}, {t.image_size}] per tower")
-    resize = pre.get("image_resize_strategy", "resize-naive")
-    if resize != "resize-naive":
-        raise Vega3DError(f"{path}: image_resize_strategy {resize!r}; OpenVLA-OFT uses 'resize-naive'")
-    return dict(means=tuple(tuple(map(float, m)) for m in means), stds=tuple(tuple(map(float, s)) for s in stds),
-                input_sizes=tuple(tuple(s) for s in sizes), resize=resize)  # fmt: skip
+    pre = parse(_Preprocessor, read_json(path, "image preprocessor config"), path)
+    if pre.input_sizes != [[3, t.image_size, t.image_size] for t in towers]:
+        raise Vega3DError(f"{path}: input_sizes {pre.input_sizes}; expected [3, {towers[0].image_size}, "
+                          f"{towers[0].image_size}] per tower (config.json's image_sizes)")  # fmt: skip
+    return dict(means=tuple(map(tuple, pre.means)), stds=tuple(map(tuple, pre.stds)),
+                input_sizes=tuple(map(tuple, pre.input_sizes)), resize=pre.image_resize_strategy)  # fmt: skip
 
 
 def open_oft_folder(path) -> OFTFolder:
@@ -274,17 +333,10 @@ def open_oft_folder(path) -> OFTFolder:
     from vega3d.standin import is_stand_in
 
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise Vega3DError(f"{root}: not a folder; expected an OpenVLA-OFT checkpoint folder")
     config = read_json(root / CONFIG_FILE, "OpenVLA-OFT config")
-    if not isinstance(config, dict):
-        raise Vega3DError(f"{root / CONFIG_FILE}: expected a JSON object")
-    towers = _towers(config, root / CONFIG_FILE)
+    towers = _towers(parse(_OFTConfigFile, config, root / CONFIG_FILE), root / CONFIG_FILE)
     text = text_config_of(config, root / CONFIG_FILE)
     action_head = _one_file(root, ACTION_HEAD_GLOB, "L1-regression action head")
     proprio = _one_file(root, PROPRIO_GLOB, "proprio projector")
-    if not (root / STATS_FILE).is_file():
-        raise Vega3DError(f"{root}: no {STATS_FILE}; the policy needs its action/proprio q01/q99 statistics")
-    statistics = _statistics(root / STATS_FILE)
-    return OFTFolder(root, config, towers, text, _weight_files(root), action_head, proprio, statistics,
+    return OFTFolder(root, config, towers, text, _weight_files(root), action_head, proprio, _statistics(root),
                      stand_in=is_stand_in(root), **_preprocessing(root, towers))  # fmt: skip

@@ -16,13 +16,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
+from vega3d.config import Config, parse
 from vega3d.errors import Vega3DError
 from vega3d.libero.protocol import normalize_proprio, unnormalize_actions
-from vega3d.policy.folder import PROMPT, PROMPT_SUFFIX_TOKEN, OFTFolder, Statistics
+from vega3d.policy.folder import FILE_RECORD, PROMPT, PROMPT_SUFFIX_TOKEN, OFTFolder, Statistics
+
+
+class _TokenizerConfig(Config):
+    """``tokenizer_config.json``, the field checked (the rest is transformers')."""
+
+    model_config = FILE_RECORD
+    tokenizer_class: Literal["LlamaTokenizer", "LlamaTokenizerFast"]  # OpenVLA's Llama-2 tokenizer
 
 
 def load_tokenizer(folder: OFTFolder):
@@ -32,11 +41,8 @@ def load_tokenizer(folder: OFTFolder):
 
     from vega3d.files import read_json
 
-    declared = read_json(folder.path / "tokenizer_config.json", "tokenizer config").get("tokenizer_class")
-    if declared not in ("LlamaTokenizer", "LlamaTokenizerFast"):
-        raise Vega3DError(
-            f"{folder.path / 'tokenizer_config.json'}: tokenizer_class {declared!r}; expected LlamaTokenizer"
-        )
+    path = folder.path / "tokenizer_config.json"
+    parse(_TokenizerConfig, read_json(path, "tokenizer config"), path)
     try:
         return LlamaTokenizer.from_pretrained(str(folder.path), local_files_only=True)
     except (OSError, ValueError) as err:

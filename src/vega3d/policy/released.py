@@ -90,15 +90,13 @@ def _check_keys(found: dict, expected: dict, source) -> None:
     """``found`` (model key -> tensor) must have exactly ``expected``'s keys (-> shape); ``source(key)`` names
     the file a key came from (or should have)."""
     missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    if missing:
-        raise Vega3DError(f"{source(missing[0])}: missing tensor {missing[0]} ({len(missing)} missing in all)")
-    if extra:
-        raise Vega3DError(f"{source(extra[0])}: unexpected tensor {extra[0]} ({len(extra)} unexpected in all)")
-    for k, shape in expected.items():
-        if tuple(found[k].shape) != tuple(shape):
-            raise Vega3DError(
-                f"{source(k)}: tensor {k} has shape {tuple(found[k].shape)}; the config gives {tuple(shape)}"
-            )
+    shaped = [k for k, shape in expected.items() if k in found and tuple(found[k].shape) != tuple(shape)]
+    if missing or extra or shaped:
+        problems = [f"{source(k)}: missing tensor {k} ({len(missing)} missing in all)" for k in missing[:1]]
+        problems += [f"{source(k)}: unexpected tensor {k} ({len(extra)} unexpected in all)" for k in extra[:1]]
+        problems += [f"{source(k)}: tensor {k} has shape {tuple(found[k].shape)}; the config gives "
+                     f"{tuple(expected[k])}" for k in shaped[:1]]  # fmt: skip
+        raise Vega3DError("; ".join(problems))
 
 
 def released_state(folder, model) -> dict:

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
+from vega3d.config import Config, parse
 from vega3d.devices import parse_dtype
 from vega3d.errors import Vega3DError
 from vega3d.files import fingerprint, read_json, write_json
 from vega3d.policy.config import PolicyConfig
-from vega3d.policy.folder import Statistics, chunk_for, open_oft_folder
+from vega3d.policy.folder import FILE_RECORD, Statistics, chunk_for, open_oft_folder
 from vega3d.policy.model import OFTArch
 from vega3d.simulator.attached import AttachedSimulator
 from vega3d.standin import notice, stand_in_parts
@@ -185,7 +187,6 @@ class VLAPolicy(AttachedSimulator, nn.Module):
         (its fingerprint must match unless ``check_base=False``)."""
         from safetensors.torch import load_file
 
-        from vega3d.config import parse
         from vega3d.mllm.checkpoint import copy_trainable
 
         meta = read_checkpoint_meta(directory)
@@ -202,13 +203,18 @@ class VLAPolicy(AttachedSimulator, nn.Module):
         return policy.to(device).eval()
 
 
+class _CheckpointMeta(Config):
+    """A policy checkpoint's ``config.json`` (:meth:`VLAPolicy.save_pretrained`), the fields checked on load."""
+
+    model_config = FILE_RECORD
+    format: Literal[FORMAT]  # this layout's name and version
+    config: dict  # the PolicyConfig (parsed by the caller)
+
+
 def read_checkpoint_meta(directory) -> dict:
     path = Path(directory) / CONFIG_FILE
     meta = read_json(path, f"{directory}: not a vega3d policy checkpoint")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("config"), dict):
-        raise Vega3DError(
-            f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}; expected {FORMAT!r}"
-        )
+    parse(_CheckpointMeta, meta, path)
     return meta
 
 
