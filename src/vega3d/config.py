@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from vega3d.errors import Vega3DError
 
@@ -51,6 +51,8 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
     #: The config section this class is (named in errors: ``Vega3DConfig: model.llm: ...``).
     SECTION: ClassVar[str] = ""
+    #: What a bad value given directly is said to belong to (None: the class name; "": nothing).
+    WHAT: ClassVar[str | None] = None
 
     def __init__(self, **data):
         token = _depth.set(_depth.get() + 1)
@@ -65,8 +67,16 @@ class Config(BaseModel):
 
     @classmethod
     def error(cls, err: ValidationError, data: dict) -> Vega3DError:
-        """The one-line error for a bad value given directly (subclasses may word it their way)."""
-        return Vega3DError(f"{cls.__name__}: {describe(err, cls.SECTION)}")
+        """The one-line error for a bad value given directly: ``WHAT: field: got VALUE; expected
+        DESCRIPTION`` when the field declares a ``description`` (what it expects, in words), else
+        pydantic's message for it (:func:`describe`)."""
+        what = cls.__name__ if cls.WHAT is None else cls.WHAT
+        prefix = f"{what}: " if what else ""
+        loc = err.errors(include_url=False)[0]["loc"]
+        field = cls.model_fields.get(str(loc[0])) if loc else None
+        if field is None or not field.description or loc[0] not in data:
+            return Vega3DError(f"{prefix}{describe(err, cls.SECTION)}")
+        return Vega3DError(f"{prefix}{loc[0]}: got {repr(data[loc[0]])[:200]}; expected {field.description}")
 
     @classmethod
     def model_validate(cls, obj, **kwargs):
@@ -83,6 +93,21 @@ class Config(BaseModel):
     def replace(self, **changes):
         """A copy with ``changes`` applied and checked like the original."""
         return parse(type(self), {**self.model_dump(), **changes}, type(self).__name__)
+
+
+class FileRecord(Config):
+    """A record of a file that other code wrote (a release's ``config.json``, a dataset's meta file,
+    a benchmark's JSON records): the fields vega3d reads are declared and checked like a config's
+    (read with :func:`parse`); the file's other keys are ignored (``extra="allow"`` in a subclass
+    keeps them in ``model_extra``)."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())  # merged with Config's
+
+
+class SafetensorsIndex(FileRecord):
+    """A ``*.safetensors.index.json`` (transformers' and diffusers' sharded weights)."""
+
+    weight_map: dict[str, str] = Field(min_length=1)  # tensor name -> the shard file that holds it
 
 
 def describe(err: ValidationError, prefix: str = "") -> str:

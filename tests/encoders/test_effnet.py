@@ -245,7 +245,7 @@ def test_a_stage_outside_1_to_7_names_the_valid_range(stage, monkeypatch):
         with pytest.raises(Vega3DError) as err:
             call()
         msg = str(err.value)
-        assert f"stage {stage!r}" in msg and "integer 1-7" in msg and "16 px" in msg and "\n" not in msg
+        assert f"stage: got {stage!r}" in msg and "integer 1-7" in msg and "16 px" in msg and "\n" not in msg
 
 
 def test_missing_extra_is_one_line_naming_it_and_random_init_needs_nothing(monkeypatch):

@@ -100,10 +100,12 @@ def test_run_arguments_are_declared_once():
     from vega3d.eval.runners.questions import check_arguments
 
     check_arguments("sqa3d", num_frames=8, batch_size=None, limit=1, max_new_tokens=16)
-    with pytest.raises(Vega3DError, match=r"unknown benchmark 'nr3d'; the runner supports \('vsibench'"):
+    with pytest.raises(
+        Vega3DError, match=r"^benchmark: got 'nr3d'; expected one of the runner's benchmarks \('vsibench'"
+    ):
         check_arguments("nr3d")
     for name, value in [("num_frames", 0), ("batch_size", True), ("limit", 2.0), ("max_new_tokens", "8")]:
-        with pytest.raises(Vega3DError, match=f"{name} must be a positive integer, got {value!r}"):
+        with pytest.raises(Vega3DError, match=f"^{name}: got {value!r}; expected None or a positive integer$"):
             check_arguments("vsibench", **{name: value})
 
 

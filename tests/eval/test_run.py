@@ -349,8 +349,8 @@ def test_bad_inputs_are_errors(setup, answerer, tmp_path):
     with pytest.raises(Vega3DError, match="media root .* is not a folder"):
         run("sqa3d", answerer, SQA3D, tmp_path / "nowhere", tmp_path / "o")
     for kw, match in [
-        ({"limit": 0}, "limit must be"),
-        ({"batch_size": 0}, "batch_size must be"),
+        ({"limit": 0}, "limit: got 0; expected"),
+        ({"batch_size": 0}, "batch_size: got 0; expected"),
         ({"num_frames": 8}, "num_frames=8 but the answerer samples 4"),
     ]:
         with pytest.raises(Vega3DError, match=match):
@@ -426,7 +426,7 @@ def test_cli_eval_model_matches_the_python_api(setup, answerer, tmp_path, capsys
             "0",
         ]
     )
-    assert code == 2 and "num_frames must be a positive integer" in capsys.readouterr().err
+    assert code == 2 and "num_frames: got 0; expected None or a positive integer" in capsys.readouterr().err
 
 
 def test_eval_model_frames_as_images_is_recorded_and_a_resume_as_video_refused(setup, answerer, tmp_path, capsys):
@@ -458,7 +458,7 @@ def test_eval_model_checks_arguments_checkpoint_annotations_then_media(setup, tm
     nowhere, no_gt, no_media = tmp_path / "no_model", tmp_path / "none.json", tmp_path / "no_media"
     checkpoint = setup["checkpoint"]
     cases = [
-        ([nowhere, no_gt, no_media, "--batch-size", "0"], r"batch_size must be a positive integer"),
+        ([nowhere, no_gt, no_media, "--batch-size", "0"], r"batch_size: got 0; expected None or a positive integer"),
         ([nowhere, no_gt, no_media], r"no_model: not a vega3d checkpoint"),
         ([checkpoint, no_gt, no_media], r"none\.json does not exist"),
         ([checkpoint, SQA3D, no_media], r"media root .*no_media is not a folder"),

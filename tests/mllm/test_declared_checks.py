@@ -17,10 +17,10 @@ from vega3d.mllm.processing import llava_to_messages
 @pytest.mark.parametrize(
     "record, match",
     [
-        ({"video": 3}, r"^'video' must be a path string, got 3$"),
-        ({"video": ""}, r"^'video' must be a path string, got ''$"),
-        ({"image": ""}, r"^'image' must be a path string or a list of them, got ''$"),
-        ({"images": "a.png"}, r"^'images' must be a list of path strings, got 'a\.png'$"),
+        ({"video": 3}, r"^video: got 3; expected a path string$"),
+        ({"video": ""}, r"^video: got ''; expected a path string$"),
+        ({"image": ""}, r"^image: got ''; expected a path string or a list of them$"),
+        ({"images": "a.png"}, r"^images: got 'a\.png'; expected a list of path strings$"),
         ({"image": "a.png", "images": ["b.png"]}, r"^has both 'image' and 'images'; expected one of them$"),
     ],
 )
@@ -48,11 +48,11 @@ def test_bad_turns_name_the_record_and_the_turn():
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"num_frames": True}, "num_frames: expected an integer >= 1, got True"),
-        ({"batch_size": 0}, "batch_size: expected an integer >= 1, got 0"),
-        ({"max_new_tokens": 2.0}, "max_new_tokens: expected an integer >= 1, got 2.0"),
-        ({"feature_cache_bytes": None}, "feature_cache_bytes: expected an integer >= 0, got None"),
-        ({"frames_as": "frames"}, "frames_as: expected one of video, images, got 'frames'"),
+        ({"num_frames": True}, "num_frames: got True; expected an integer >= 1"),
+        ({"batch_size": 0}, "batch_size: got 0; expected an integer >= 1"),
+        ({"max_new_tokens": 2.0}, "max_new_tokens: got 2.0; expected an integer >= 1"),
+        ({"feature_cache_bytes": None}, "feature_cache_bytes: got None; expected an integer >= 0"),
+        ({"frames_as": "frames"}, "frames_as: got 'frames'; expected one of video, images"),
     ],
 )
 def test_bad_answer_settings_are_one_line(settings, message):
@@ -95,5 +95,7 @@ def test_ask_names_every_bad_argument_at_once(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "question: expected a non-empty question" in err and "--max-new-tokens: expected an integer >= 1" in err
+    assert (
+        "question: expected a non-empty question" in err and "--max-new-tokens: got 0; expected an integer >= 1" in err
+    )
     assert f"--video: {missing} does not exist" in err

@@ -180,7 +180,7 @@ def test_images_mode_baseline_prepared_frames_and_bad_mode(model, processor, tin
     assert video.frames_as == "video" and video.prepare(frames).grid_thw.shape == (1, 3)
     with pytest.raises(Vega3DError, match=r"made with settings \(4, .*'images'\) .*frames_as\) but this answerer"):
         video.answer(QUESTIONS[:1], [prepared])
-    with pytest.raises(Vega3DError, match=r"^frames_as: expected one of video, images, got 'frame'$"):
+    with pytest.raises(Vega3DError, match=r"^frames_as: got 'frame'; expected one of video, images$"):
         Answerer(model, processor, frames_as="frame")
 
 

@@ -104,7 +104,7 @@ def test_images_mode_prepares_every_image_as_the_release_does(tmp_path, tiny, pr
         (record("img_0.png", "<image>\n<image>\nQ"), r"2 <image> placeholder\(s\) in the human turns but 1 image"),
         ({**record("img_0.png"), "images": ["img_1.png"]}, "has both 'image' and 'images'"),
         (record([]), r"2 <image> placeholder\(s\) in the human turns but 0 image"),
-        (record(["img_0.png", 3]), r"'image' must be a path string or a list of them, got \['img_0.png', 3\]"),
+        (record(["img_0.png", 3]), r"image: got \['img_0.png', 3\]; expected a path string or a list of them"),
     ],
 )
 def test_bad_image_records_are_one_line_naming_the_record(tmp_path, processor, bad, match):

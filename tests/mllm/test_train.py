@@ -352,18 +352,18 @@ def test_ask_cli_answers_with_a_trained_checkpoint(tiny, tmp_path, capsys):
 
     # Bad arguments are refused up front, naming the flag (the model folder here does not even exist).
     for args, message in (
-        (["--max-new-tokens", "0", "q"], "--max-new-tokens: expected an integer >= 1, got 0"),
-        (["--num-frames", "0", "q"], "--num-frames: expected an integer >= 1, got 0"),
+        (["--max-new-tokens", "0", "q"], "--max-new-tokens: got 0; expected an integer >= 1"),
+        (["--num-frames", "0", "q"], "--num-frames: got 0; expected an integer >= 1"),
         (["  \t "], "question: expected a non-empty question"),
     ):
         assert main(["ask", "--model", str(tmp_path / "nothing"), "--video", video, *args]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
-    with pytest.raises(Vega3DError, match="max_new_tokens: expected an integer >= 1"):
+    with pytest.raises(Vega3DError, match="max_new_tokens: got 0; expected an integer >= 1"):
         answerer.answer(["q"], [video], max_new_tokens=0)
     with pytest.raises(Vega3DError, match="question #1: expected a non-empty question"):
         answerer.answer(["q", " "], [video, video], max_new_tokens=1)
-    with pytest.raises(Vega3DError, match="num_frames: expected an integer >= 1, got 0"):
+    with pytest.raises(Vega3DError, match="num_frames: got 0; expected an integer >= 1"):
         Answerer.from_checkpoint(final, num_frames=0)
 
 

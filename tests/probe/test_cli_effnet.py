@@ -54,9 +54,12 @@ def test_trained_network_on_the_command_line_equals_the_library(tmp_path):
 @pytest.mark.parametrize(
     "flags,expected",
     [
-        (["--stage", "8", "--random-init"], "stage 8 is not a stage of EfficientNet-Lite0; expected an integer 1-7"),
+        (
+            ["--stage", "8", "--random-init"],
+            "effnet_lite0 encoder: stage: got 8; expected an integer 1-7, a stage of EfficientNet-Lite0",
+        ),
         (["--stage", "0"], "expected an integer 1-7"),
-        (["--random-init", "--seed", "-2"], "seed -2: expected an integer >= 0"),
+        (["--random-init", "--seed", "-2"], "effnet_lite0 encoder: seed: got -2; expected an integer >= 0"),
     ],
 )
 def test_bad_options_fail_in_one_line_before_the_scene_loads(tmp_path, capsys, monkeypatch, flags, expected):

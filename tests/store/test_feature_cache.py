@@ -175,5 +175,5 @@ def test_answerers_share_features_through_the_disk_tier(tmp_path):
     assert (stats["disk_hits"], stats["misses"]) == (2, 0)
     off = Answerer.from_checkpoint(checkpoint, feature_cache_bytes=0)
     assert off.model.feature_cache_stats() == {} and not isinstance(off.model.simulator, CachedExtractor)
-    with pytest.raises(Vega3DError, match="feature_cache_bytes: expected an integer >= 0, got -1"):
+    with pytest.raises(Vega3DError, match="feature_cache_bytes: got -1; expected an integer >= 0"):
         Answerer.from_checkpoint(checkpoint, feature_cache_bytes=-1)

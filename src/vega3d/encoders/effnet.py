@@ -34,7 +34,7 @@ from typing import Annotated
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import nn
 
 from vega3d.config import Config
@@ -170,12 +170,14 @@ class EffNetOptions(Config):
     """The options of ``effnet_lite0`` that need no weights, declared once (:meth:`EffNetLite0Encoder.check_options`);
     a field's ``description`` is what its error expects."""
 
+    WHAT = "effnet_lite0 encoder"
+
     # the stage whose output is read (its output stride: STRIDES)
     stage: int = Field(
         5,
         ge=1,
         le=len(STRIDES),
-        description=f"an integer 1-7 (output strides {', '.join(f'{s}: {STRIDES[s]} px' for s in STRIDES)})",
+        description=f"an integer 1-7, a stage of EfficientNet-Lite0 (output strides {', '.join(f'{s}: {STRIDES[s]} px' for s in STRIDES)})",
     )
     pretrained: bool = Field(True, description="true or false")  # ImageNet weights, else a seeded random init
     seed: int = Field(0, ge=0, description="an integer >= 0")  # of the random init
@@ -183,12 +185,6 @@ class EffNetOptions(Config):
     image_size: Pixels | Annotated[list[Pixels] | tuple[Pixels, Pixels], Field(min_length=2, max_length=2)] | None = (
         Field(None, description="a positive number of pixels or (height, width)")
     )
-
-    @classmethod
-    def error(cls, err: ValidationError, data: dict) -> Vega3DError:
-        name = str(err.errors(include_url=False)[0]["loc"][0])
-        said = " is not a stage of EfficientNet-Lite0; expected " if name == "stage" else ": expected "
-        return Vega3DError(f"effnet_lite0 encoder: {name} {data.get(name)!r}{said}{cls.model_fields[name].description}")
 
 
 def weights_file() -> Path:

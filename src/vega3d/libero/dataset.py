@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from vega3d.config import Config, parse
+from vega3d.config import FileRecord, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, write_json
 
@@ -323,22 +323,16 @@ def compute_stats(root) -> dict:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-#: The config of ``meta/info.json``'s records (:func:`vega3d.config.parse`): the fields not read pass.
-_RECORD = ConfigDict(**{**Config.model_config, "extra": "allow"})
-
-
-class _Feature(Config):
+class _Feature(FileRecord):
     """A feature of ``meta/info.json`` (names, info, ...: not read)."""
 
-    model_config = _RECORD
     dtype: str  # "video", "image" (PNG/JPEG bytes in the parquet), "float32", "int64", ...
     shape: list[int] = Field(min_length=1)  # per frame: (H, W, C) for cameras, (D,) for vectors
 
 
-class _Info(Config):
+class _Info(FileRecord):
     """``meta/info.json``, the fields the reader uses (totals, splits, ...: not read)."""
 
-    model_config = _RECORD
     codebase_version: Literal[READABLE_VERSIONS]  # LeRobot's format version
     fps: float = Field(gt=0)  # frames per second of the data and videos
     features: dict[str, _Feature]  # feature key -> dtype and shape

@@ -66,7 +66,7 @@ def _check_ask_args(args) -> None:
     problems = question_problems([args.question])
     flags = (("--max-new-tokens", args.max_new_tokens), ("--num-frames", args.num_frames))
     problems += [
-        f"{flag}: expected an integer >= 1, got {value}" for flag, value in flags if value is not None and value < 1
+        f"{flag}: got {value}; expected an integer >= 1" for flag, value in flags if value is not None and value < 1
     ]
     if media_kind(args.video) is None:
         found = "is a folder without images" if Path(args.video).exists() else "does not exist"

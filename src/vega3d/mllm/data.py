@@ -36,10 +36,10 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from vega3d.config import Config, Float
+from vega3d.config import Config, FileRecord, Float
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 from vega3d.media import count_frames, is_scan_folder, load_media
@@ -247,20 +247,15 @@ class ConversationDataset(torch.utils.data.Dataset):
 MediaPath = Annotated[str, Field(min_length=1)]
 
 
-class RecordMedia(Config):
+class RecordMedia(FileRecord):
     """A record's media keys (its other keys are read elsewhere). A bad one is one line:
-    ``'<key>' must be <the field's description>, got VALUE``."""
+    ``key: got VALUE; expected <the field's description>``."""
 
-    model_config = ConfigDict(extra="ignore")
+    WHAT = ""
 
     video: MediaPath = Field(None, description="a path string")  # a video file, frame folder or scan folder
     image: MediaPath | list[MediaPath] = Field(None, description="a path string or a list of them")  # in <image> order
     images: list[MediaPath] = Field(None, description="a list of path strings")  # SPAR's key for several images
-
-    @classmethod
-    def error(cls, err, data: dict) -> Vega3DError:
-        key = err.errors(include_url=False)[0]["loc"][0]
-        return Vega3DError(f"'{key}' must be {cls.model_fields[key].description}, got {data[key]!r}"[:300])
 
 
 def record_media(record: dict, frames_as: str = "video") -> tuple[str | None, list[str]]:

@@ -178,18 +178,15 @@ class MediaCache:
 
 class AnswerSettings(Config):
     """An answerer's settings, checked where they are given (:class:`Answerer`, its ``from_checkpoint``
-    and ``answer``). A bad one is one line: ``name: expected <the field's description>, got VALUE``."""
+    and ``answer``). A bad one is one line: ``name: got VALUE; expected <the field's description>``."""
+
+    WHAT = ""
 
     num_frames: int = Field(32, ge=1, description="an integer >= 1")  # frames sampled uniformly per video
     frames_as: Literal[FRAMES_AS] = Field("video", description=f"one of {', '.join(FRAMES_AS)}")  # module docstring
     feature_cache_bytes: int = Field(DEFAULT_FEATURE_CACHE_BYTES, ge=0, description="an integer >= 0")  # simulator's
     max_new_tokens: int = Field(128, ge=1, description="an integer >= 1")  # longest answer, in tokens
     batch_size: int = Field(4, ge=1, description="an integer >= 1")  # questions per generate call
-
-    @classmethod
-    def error(cls, err, data: dict) -> Vega3DError:
-        key = err.errors(include_url=False)[0]["loc"][0]
-        return Vega3DError(f"{key}: expected {cls.model_fields[key].description}, got {data[key]!r}")
 
 
 def question_problems(questions) -> list[str]:

@@ -26,9 +26,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from vega3d.config import Config, parse
+from vega3d.config import Config, FileRecord, parse
 from vega3d.errors import Vega3DError
 
 IGNORE_INDEX = -100
@@ -206,10 +206,8 @@ def video_as_images(messages: list[dict], count: int) -> list[dict]:
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
-class Turn(Config):
+class Turn(FileRecord):
     """One LLaVA-style turn (other keys of it are ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     speaker: Literal[tuple(ROLES)] = Field(alias="from")  # who speaks: human (user), gpt (assistant) or system
     value: str  # the text; in a human turn, <video> / <image> markers where the media go

@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from vega3d.config import Config, parse
+from vega3d.config import FileRecord, SafetensorsIndex, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 
@@ -178,10 +178,6 @@ def _one_file(root: Path, pattern: str, what: str) -> Path:
     return found[0]
 
 
-#: The config of the folder files' records (:func:`vega3d.config.parse`): the fields vega3d does not read pass.
-FILE_RECORD = ConfigDict(**{**Config.model_config, "extra": "allow"})
-
-
 def _two(item):
     """A list of two ``item``\\ s, one per tower (DINOv2 first)."""
     return Annotated[list[item], Field(min_length=2, max_length=2)]
@@ -194,25 +190,16 @@ _RGB, _SIZE = (
 )
 
 
-class _Index(Config):
-    """``model.safetensors.index.json``."""
-
-    model_config = FILE_RECORD
-    weight_map: dict[str, str] = Field(min_length=1)  # tensor name -> shard file
-
-
-class _TextConfig(Config):
+class _TextConfig(FileRecord):
     """``config.json``'s ``text_config``: a sparse Llama config (the rest: :data:`LLAMA_4401_DEFAULTS`)."""
 
-    model_config = FILE_RECORD
     model_type: Literal["llama"] = "llama"  # OpenVLA-OFT's LLM is Llama-2
     rope_scaling: None = None  # OpenVLA-OFT uses plain RoPE
 
 
-class _OFTConfigFile(Config):
+class _OFTConfigFile(FileRecord):
     """``config.json`` (``OpenVLAConfig``), the fields vega3d reads."""
 
-    model_config = FILE_RECORD
     use_fused_vision_backbone: Literal[True]  # OpenVLA-OFT's fused DINOv2 + SigLIP backbone
     timm_model_ids: _two(str)  # DINOv2 then SigLIP (KNOWN_TOWERS, unless vega3d_towers is given)
     image_sizes: _two(int) | None = None  # per tower (None: the tower's own, 224)
@@ -221,10 +208,9 @@ class _OFTConfigFile(Config):
     text_config: _TextConfig  # the Llama LLM
 
 
-class _Bounds(Config):
+class _Bounds(FileRecord):
     """One part (``action``/``proprio``) of a key in ``dataset_statistics.json`` (mean, std, ...: not read)."""
 
-    model_config = FILE_RECORD
     q01: list[float]  # 1st percentile per dimension (OFT's BOUNDS_Q99 normalisation)
     q99: list[float]  # 99th percentile per dimension
     mask: list[bool] | None = None  # dimensions that are normalised (None: all)
@@ -238,25 +224,23 @@ class _Bounds(Config):
         return self
 
 
-class _StatisticsEntry(Config):
+class _StatisticsEntry(FileRecord):
     """A dataset key of ``dataset_statistics.json`` (num_transitions, ...: not read)."""
 
-    model_config = FILE_RECORD
     action: _Bounds
     proprio: _Bounds
 
 
-class _StatisticsFile(Config):
+class _StatisticsFile(FileRecord):
     """``dataset_statistics.json``: dataset key -> its statistics."""
 
-    model_config = FILE_RECORD
+    model_config = ConfigDict(extra="allow")  # every key is a dataset's
     __pydantic_extra__: dict[str, _StatisticsEntry]
 
 
-class _Preprocessor(Config):
+class _Preprocessor(FileRecord):
     """``preprocessor_config.json`` (``PrismaticImageProcessor``), the fields vega3d reads."""
 
-    model_config = FILE_RECORD
     means: _two(_RGB)  # per tower, RGB mean
     stds: _two(_RGB)  # per tower, RGB std
     input_sizes: _two(_SIZE)  # per tower, (3, H, W)
@@ -266,7 +250,7 @@ class _Preprocessor(Config):
 def _weight_files(root: Path) -> tuple:
     index = root / INDEX_FILE
     if index.is_file():
-        weight_map = parse(_Index, read_json(index, "safetensors index"), index).weight_map
+        weight_map = parse(SafetensorsIndex, read_json(index, "safetensors index"), index).weight_map
         files = sorted({root / f for f in weight_map.values()})
         missing = [f.name for f in files if not f.is_file()]
         if missing:

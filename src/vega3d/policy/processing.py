@@ -21,16 +21,15 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vega3d.config import Config, parse
+from vega3d.config import FileRecord, parse
 from vega3d.errors import Vega3DError
 from vega3d.libero.protocol import normalize_proprio, unnormalize_actions
-from vega3d.policy.folder import FILE_RECORD, PROMPT, PROMPT_SUFFIX_TOKEN, OFTFolder, Statistics
+from vega3d.policy.folder import PROMPT, PROMPT_SUFFIX_TOKEN, OFTFolder, Statistics
 
 
-class _TokenizerConfig(Config):
+class _TokenizerConfig(FileRecord):
     """``tokenizer_config.json``, the field checked (the rest is transformers')."""
 
-    model_config = FILE_RECORD
     tokenizer_class: Literal["LlamaTokenizer", "LlamaTokenizerFast"]  # OpenVLA's Llama-2 tokenizer
 
 

@@ -24,12 +24,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from vega3d.config import Config, parse
+from vega3d.config import FileRecord, parse
 from vega3d.devices import parse_dtype
 from vega3d.errors import Vega3DError
 from vega3d.files import fingerprint, read_json, write_json
 from vega3d.policy.config import PolicyConfig
-from vega3d.policy.folder import FILE_RECORD, Statistics, chunk_for, open_oft_folder
+from vega3d.policy.folder import Statistics, chunk_for, open_oft_folder
 from vega3d.policy.model import OFTArch
 from vega3d.simulator.attached import AttachedSimulator
 from vega3d.standin import notice, stand_in_parts
@@ -203,10 +203,9 @@ class VLAPolicy(AttachedSimulator, nn.Module):
         return policy.to(device).eval()
 
 
-class _CheckpointMeta(Config):
+class _CheckpointMeta(FileRecord):
     """A policy checkpoint's ``config.json`` (:meth:`VLAPolicy.save_pretrained`), the fields checked on load."""
 
-    model_config = FILE_RECORD
     format: Literal[FORMAT]  # this layout's name and version
     config: dict  # the PolicyConfig (parsed by the caller)
 

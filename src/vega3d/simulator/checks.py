@@ -13,9 +13,9 @@ from numbers import Integral
 from typing import Annotated
 
 import torch
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BeforeValidator
 
-from vega3d.config import Config, describe
+from vega3d.config import Config
 from vega3d.errors import Vega3DError
 
 
@@ -43,16 +43,9 @@ class Options(Config):
     """Options of a simulator function, declared once; built directly (``Model(**options)``).
 
     Each field's ``description`` says what is expected: a bad value is ``field: got VALUE;
-    expected DESCRIPTION``, the wording of :func:`check`."""
+    expected DESCRIPTION`` (:meth:`vega3d.config.Config.error`), the wording of :func:`check`."""
 
-    @classmethod
-    def error(cls, err: ValidationError, data: dict) -> Vega3DError:
-        """``field: got VALUE; expected DESCRIPTION`` (a field without a description: :class:`Config`'s wording)."""
-        name = str(err.errors(include_url=False)[0]["loc"][0])
-        field = cls.model_fields.get(name)
-        if field is None or field.description is None or name not in data:
-            return Vega3DError(f"{cls.__name__}: {describe(err)}")
-        return Vega3DError(f"{name}: got {data[name]!r}; expected {field.description}")
+    WHAT = ""
 
 
 def tensor_found(value, finite: bool = True) -> str:

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from vega3d.config import Config, parse
+from vega3d.config import FileRecord, SafetensorsIndex, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, read_state_dict
 from vega3d.simulator.checks import check
@@ -78,19 +78,7 @@ T5_TO_HF = (
 # ----------------------------------------------------------------------------- files
 
 
-class _FileConfig(Config):
-    """A JSON file this module reads: the fields it needs declared, any others ignored."""
-
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())  # merged with Config's (strict, frozen)
-
-
-class SafetensorsIndex(_FileConfig):
-    """A ``*.safetensors.index.json``."""
-
-    weight_map: dict[str, str]  # tensor name -> the shard file that holds it
-
-
-class WanModelConfig(_FileConfig):
+class WanModelConfig(FileRecord):
     """The fields of a released Wan2.1 ``config.json`` (``WanModel``) that the DiT's config is mapped from."""
 
     class_name: Literal["WanModel"] = Field(alias="_class_name")  # Wan's own DiT class (original layout)

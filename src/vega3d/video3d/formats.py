@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, BeforeValidator, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
-from vega3d.config import Config, parse
+from vega3d.config import FileRecord, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json
 from vega3d.video3d.frames import SelectFrames
@@ -55,11 +55,9 @@ _FRAME_FILE = r"^(.*[/\\])?[0-9]+(\.[^/\\]*)?$"
 
 
 # ---------------------------------------------------------------------------- record fields
-class _Record(Config):
-    """A record of a released file: checked like a config, but keys the readers do not use are
-    ignored (the released files carry more)."""
+class _Record(FileRecord):
+    """A record of a released file (the keys the readers do not use are ignored: the files carry more)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
     # built by parse only: pydantic's own __init__ spares nested records Config's error wrapping
     # (a call per nested record, tens of thousands per file)
     __init__ = BaseModel.__init__

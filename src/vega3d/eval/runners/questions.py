@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from vega3d.config import Config
 from vega3d.errors import Vega3DError
@@ -36,23 +36,21 @@ BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
 
 #: A count argument of a run: None (the default) or an integer >= 1.
 Count = Annotated[int, Field(ge=1)] | None
+POSITIVE = "None or a positive integer"
 
 
 class RunArguments(Config):
-    """The arguments of a run that need no file (checked by :func:`check_arguments`)."""
+    """The arguments of a run that need no file (checked by :func:`check_arguments`); a bad one is
+    ``name: got VALUE; expected DESCRIPTION``."""
 
-    benchmark: Literal[TEXT_BENCHMARKS]  # one the runner answers with the MLLM's text output
-    num_frames: Count = None  # frames per video
-    batch_size: Count = None  # questions per answer() call
-    limit: Count = None  # only the first N questions of the annotation file
-    max_new_tokens: Count = None  # longest answer in tokens
+    WHAT = ""
 
-    @classmethod
-    def error(cls, err: ValidationError, data: dict) -> Vega3DError:
-        name = err.errors(include_url=False)[0]["loc"][0]
-        if name == "benchmark":
-            return Vega3DError(f"unknown benchmark {data.get(name)!r}; the runner supports {TEXT_BENCHMARKS}")
-        return Vega3DError(f"{name} must be a positive integer, got {data.get(name)!r}")
+    # one the runner answers with the MLLM's text output
+    benchmark: Literal[TEXT_BENCHMARKS] = Field(description=f"one of the runner's benchmarks {TEXT_BENCHMARKS}")
+    num_frames: Count = Field(None, description=POSITIVE)  # frames per video
+    batch_size: Count = Field(None, description=POSITIVE)  # questions per answer() call
+    limit: Count = Field(None, description=POSITIVE)  # only the first N questions of the annotation file
+    max_new_tokens: Count = Field(None, description=POSITIVE)  # longest answer in tokens
 
 
 def check_arguments(benchmark: str, **counts) -> None:
