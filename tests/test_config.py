@@ -59,3 +59,19 @@ def test_direct_construction_is_one_line_and_nested_errors_keep_their_path():
         Outer(train={"lr": -1})
     with pytest.raises(Vega3DError, match=r"^c\.yaml: run\.train\.mode: input should be 'no' or 'bf16', got 'x'"):
         parse(Outer, {"train": {"mode": "x"}}, "c.yaml", "run")
+
+
+def test_describe_names_the_field_not_the_union_member_and_cuts_long_values():
+    from vega3d.config import FileRecord, parse
+
+    class Record(FileRecord):
+        id: int | str  # a union: pydantic's location names each member (id.int, id.str)
+        xs: list[int] = []
+
+    with pytest.raises(
+        Vega3DError, match=r"^f: id: input should be a valid integer or input should be a valid string, got None$"
+    ):
+        parse(Record, {"id": None}, "f")
+    with pytest.raises(Vega3DError) as err:
+        parse(Record, {"id": 1, "xs": "q" * 1000}, "f")
+    assert str(err.value) == "f: xs: input should be a valid list, got '" + "q" * 199 + "..."

@@ -13,6 +13,7 @@ expected.
 from __future__ import annotations
 
 import math
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -76,7 +77,10 @@ class Config(BaseModel):
         field = cls.model_fields.get(str(loc[0])) if loc else None
         if field is None or not field.description or loc[0] not in data:
             return Vega3DError(f"{prefix}{describe(err, cls.SECTION)}")
-        return Vega3DError(f"{prefix}{loc[0]}: got {repr(data[loc[0]])[:200]}; expected {field.description}")
+        got = repr(data[loc[0]])
+        return Vega3DError(
+            f"{prefix}{loc[0]}: got {got[:200] + ('...' if len(got) > 200 else '')}; expected {field.description}"
+        )
 
     @classmethod
     def model_validate(cls, obj, **kwargs):
@@ -110,17 +114,31 @@ class SafetensorsIndex(FileRecord):
     weight_map: dict[str, str] = Field(min_length=1)  # tensor name -> the shard file that holds it
 
 
+#: A step of pydantic's error location that names a member of a union (``int``, ``list[str]``,
+#: ``function-after[...]``), not a field: left out of the location users read.
+_UNION_MEMBER = re.compile(r"^(int|float|str|bool|bytes|none|list|dict|tuple|set|literal|nullable|is-instance"
+                           r"|function-(after|before|plain|wrap)|lax-or-strict|json-or-python|constrained-\w+)(\[.*\])?$")  # fmt: skip
+
+
 def describe(err: ValidationError, prefix: str = "") -> str:
-    """pydantic's first error as ``field.sub: message, got VALUE`` (``prefix`` + dotted location)."""
-    first = err.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
-    msg = first["msg"]
+    """pydantic's first error as ``field.sub: message, got VALUE`` (``prefix`` + dotted location;
+    the value's repr cut at 200 characters)."""
+    errors = err.errors(include_url=False)
+
+    def steps(error) -> tuple:
+        return tuple(p for p in error["loc"] if not (isinstance(p, str) and _UNION_MEMBER.match(p)))
+
+    first = errors[0]
+    loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *steps(first)))
+    # a union's value: what each member said, in one message
+    said = [e["msg"] for e in errors if steps(e) == steps(first)] if steps(first) != first["loc"] else [first["msg"]]
+    msg = " or ".join(dict.fromkeys(m[0].lower() + m[1:] for m in said))
     if first["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     if first["type"] == "missing":
         return f"{loc}: required, missing"
-    got = first.get("input")
-    return f"{loc}: {msg[0].lower() + msg[1:]}, got {got!r}"
+    got = repr(first.get("input"))
+    return f"{loc}: {msg}, got {got[:200] + ('...' if len(got) > 200 else '')}"
 
 
 def parse(cls: type[Config], data: Any, where: str, section: str = ""):

@@ -99,3 +99,14 @@ def test_ask_names_every_bad_argument_at_once(tmp_path, capsys):
         "question: expected a non-empty question" in err and "--max-new-tokens: got 0; expected an integer >= 1" in err
     )
     assert f"--video: {missing} does not exist" in err
+
+
+def test_branch_init_with_the_branch_off_fails_before_any_checkpoint_file_is_read(tmp_path, monkeypatch):
+    from vega3d.mllm import checkpoint
+    from vega3d.mllm.config import Vega3DConfig
+
+    monkeypatch.setattr(checkpoint, "read_checkpoint_config", lambda d: pytest.fail("checkpoint config read first"))
+    monkeypatch.setattr(checkpoint, "read_trainable", lambda d: pytest.fail("weights read first"))
+    config = Vega3DConfig(base_model="unused", generative=False)
+    with pytest.raises(Vega3DError, match=r"generative branch is off \(model.generative: false\)"):
+        checkpoint.read_branch(tmp_path, config)

@@ -418,7 +418,8 @@ def test_bad_options(kw):
         (dict(timestep=float("nan")), r"^timestep: got nan; expected a finite number in \[0, 1000\]"),
         (dict(vace_scale=float("inf")), r"^vace_scale: got inf; expected a finite number"),
         (dict(memory_budget=True), r"^memory_budget: got True; expected None or a positive number of bytes$"),
-        (dict(block=2.0), r"^block: got 2\.0; expected an integer >= 0"),
+        (dict(block=2.0), r"^block: got 2\.0; expected an integer \(0-based index of a DiT block\)$"),
+        (dict(block=-1), r"^block: got -1; expected an integer in 0\.\.3 "),
         (dict(block=4), r"^block: got 4; expected an integer in 0\.\.3 "),
     ],
 )

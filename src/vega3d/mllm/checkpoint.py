@@ -141,19 +141,18 @@ def read_branch(directory, config: Vega3DConfig) -> dict[str, torch.Tensor]:
     ``config`` (``model.branch_init``): its projector, fusion and generative width must be the
     config's. Checked before any model is built."""
     where = f"model.branch_init {directory}"
+    if not config.generative:
+        raise Vega3DError(f"{where}: the generative branch is off (model.generative: false), nothing to initialise")
     source = read_checkpoint_config(directory)
     fields = ("projector", "fusion", "generative_dim")
     diff = [f"{f}: {getattr(source, f)!r} there, {getattr(config, f)!r} here" for f in fields
             if getattr(source, f) != getattr(config, f)]  # fmt: skip
+    if diff:
+        raise Vega3DError(f"{where}: its branch is not this config's ({'; '.join(diff)})")
     tensors = {k: v for k, v in read_trainable(directory).items() if k.startswith(BRANCH_PREFIXES)}
     lacking = [p for p in BRANCH_PREFIXES if not any(k.startswith(p) for k in tensors)]
-    if not config.generative or diff or lacking:
-        why = (
-            "the generative branch is off (model.generative: false), nothing to initialise" if not config.generative
-            else f"its branch is not this config's ({'; '.join(diff)})" if diff
-            else f"{WEIGHTS_FILE} holds no {' / '.join(lacking)} tensors (were they trained?)"
-        )  # fmt: skip
-        raise Vega3DError(f"{where}: {why}")
+    if lacking:
+        raise Vega3DError(f"{where}: {WEIGHTS_FILE} holds no {' / '.join(lacking)} tensors (were they trained?)")
     return tensors
 
 

@@ -184,8 +184,8 @@ class SimulatorOptions(Options):
     # requested noise level on Wan's [0, 1000] scale, snapped to its grid (flow_noise_level)
     timestep: float = Field(300.0, ge=0, le=1000, description="a finite number in [0, 1000] (300: the paper's 0.3)")
     shift: float = Field(5.0, gt=0, description="a finite number > 0 (Wan2.1 T2V uses 5.0)")  # the flow shift
-    # the 0-based DiT block read; below the model's block count (_check_options)
-    block: Int = Field(20, ge=0, description="an integer >= 0 (0-based DiT block index)")
+    # the 0-based DiT block read; its range, 0..num_layers-1, is the model's (_check_options)
+    block: Int = Field(20, description="an integer (0-based index of a DiT block)")
     height: Side = 480  # the model input's rows
     width: Side = 832  # the model input's columns
     seed: Int = Field(0, description="an integer")  # of the noise draw
@@ -211,7 +211,7 @@ def _check_options(num_layers: int, vace: bool, **options) -> tuple[SimulatorOpt
     expected = (
         f"an integer in 0..{num_layers - 1} (0-based index into the DiT's {num_layers} blocks; the paper uses 20 of 30)"
     )
-    check(opts.block < num_layers, "block", f"got {options['block']!r}", expected)
+    check(0 <= opts.block < num_layers, "block", f"got {options['block']!r}", expected)
     check_vace_options(vace, opts.vace_control, opts.vace_scale)
     return opts, flow_noise_level(opts.timestep, opts.shift)
 
