@@ -13,7 +13,7 @@ def _check_counts(args, names) -> None:
     for name in names:
         value = getattr(args, name, None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise Vega3DError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            raise Vega3DError(f"--{name.replace('_', '-')}: got {value!r}; expected a positive integer")
 
 
 def _check_frames_as(args) -> None:

@@ -43,7 +43,7 @@ def plan(benchmark: str, annotations, data_root, *, limit=None, num_frames: int 
     if benchmark not in BENCHMARKS:
         raise Vega3DError(f"unknown benchmark {benchmark!r} for the Video-3D LLM family; expected one of {BENCHMARKS}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise Vega3DError(f"limit must be a positive integer, got {limit!r}")
+        raise Vega3DError(f"limit: got {limit!r}; expected None or a positive integer")
     samples = read_samples(annotations, benchmark)[:limit]
     if not samples:
         raise Vega3DError(f"{annotations}: no {benchmark} records")
@@ -92,7 +92,7 @@ def run_benchmark(benchmark: str, answerer, annotations, data_root, out_dir, *, 
     the table; returns the result on process 0 (None on the others). See the module docstring."""
     for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise Vega3DError(f"{name} must be a positive integer, got {value!r}")
+            raise Vega3DError(f"{name}: got {value!r}; expected a positive integer")
     samples, data, frames = plan(benchmark, annotations, data_root, limit=limit, num_frames=answerer.num_frames,
                                  sampling=answerer.sampling)  # fmt: skip
     rank, world_size = process(rank, world_size)
