@@ -84,11 +84,12 @@ def media_kind(path, *, videos_by_extension: bool = False) -> str | None:
 def count_frames(path) -> int:
     """Frames of a video file (decoded, the module's rule) or images of a frame folder (>= 1)."""
     path = Path(path)
-    n = len(list_frames(path)) if path.is_dir() else None
-    if n == 0 or not path.exists():
-        empty = f"frame folder holds no images ({'/'.join(IMAGE_EXTENSIONS)})"
-        raise Vega3DError(f"{path}: {'no such video file, frame folder or scan folder' if n is None else empty}")
-    if n is not None:
+    if not path.exists():
+        raise Vega3DError(f"{path}: no such video file, frame folder or scan folder")
+    if path.is_dir():
+        n = len(list_frames(path))
+        if n == 0:
+            raise Vega3DError(f"{path}: frame folder holds no images ({'/'.join(IMAGE_EXTENSIONS)})")
         return n
     stat = path.stat()
     return _video_info(str(path.resolve()), stat.st_size, stat.st_mtime_ns)[0]
@@ -107,7 +108,7 @@ def video_fps(path) -> float | None:
 def _video_info(path: str, size: int, mtime_ns: int) -> tuple[int, float | None]:
     """``(decoded frames, fps)``; the size and mtime make the cache forget a replaced file."""
     av = _av()
-    count, fps, problem = 0, None, "no decodable video frames (expected a video file with a video stream)"
+    count, fps = 0, None
     try:
         with av.open(path) as container:
             for stream in container.streams.video[:1]:
@@ -115,9 +116,9 @@ def _video_info(path: str, size: int, mtime_ns: int) -> tuple[int, float | None]
                 fps = float(stream.average_rate) if stream.average_rate else None
                 count = sum(1 for _ in container.decode(stream))
     except av.error.FFmpegError as err:
-        count, problem = 0, f"cannot read video ({type(err).__name__}: {err})"
+        raise Vega3DError(f"{path}: cannot read video ({type(err).__name__}: {err})") from None
     if count == 0:
-        raise Vega3DError(f"{path}: {problem}")
+        raise Vega3DError(f"{path}: no decodable video frames (expected a video file with a video stream)")
     return count, fps
 
 
@@ -146,13 +147,13 @@ def _read_folder(folder: Path, indices: list[int]) -> dict[int, np.ndarray]:
             with Image.open(files[i]) as im:
                 images[i] = np.asarray(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as err:
-            problem = f"cannot read image ({err})"
-        else:
-            first = min(images)
-            (h, w), (h0, w0) = images[i].shape[:2], images[first].shape[:2]
-            problem = None if (h, w) == (h0, w0) else f"image is {w}x{h}, but {files[first].name} is {w0}x{h0}"
-        if problem:
-            raise Vega3DError(f"{files[i]}: {problem}; expected one size for all frames, each a readable image")
+            raise Vega3DError(f"{files[i]}: cannot read image ({err})") from None
+        first = min(images)
+        (h, w), (h0, w0) = images[i].shape[:2], images[first].shape[:2]
+        if (h, w) != (h0, w0):
+            raise Vega3DError(
+                f"{files[i]}: image is {w}x{h}, but {files[first].name} is {w0}x{h0}; expected one size for all frames"
+            )
     return images
 
 

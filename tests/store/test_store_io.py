@@ -210,6 +210,21 @@ def test_bad_store_folders_and_settings(tmp_path):
         FeatureStore(tmp_path / "store")
 
 
+@pytest.mark.parametrize("pool", [5, ("a", "b"), (2, 3, 4), (2, 0), (2.0, 3), (True, 3), "ab"])
+def test_bad_pool_is_one_line_naming_the_pool(pool):
+    with pytest.raises(Vega3DError, match=r"^feature store: pool must be two positive integers \(h, w\) or None, got"):
+        make_store_config(PatchMeanExtractor(), "bf16", pool=pool)
+
+
+def test_bad_precision_names_the_precision_not_the_pool():
+    with pytest.raises(Vega3DError, match=r"^feature store: precision must be one of .*, got 'bf17'$"):
+        make_store_config(PatchMeanExtractor(), "bf17")
+    assert make_store_config(PatchMeanExtractor(), "fp16", pool=[2, 3])["storage"] == {
+        "precision": "fp16",
+        "pool": [2, 3],
+    }
+
+
 def test_location_fields_are_recorded_but_not_compared(tmp_path):
     base = {
         "model": {"path": "/nodeA/wan", "weights_hash": "abc"},

@@ -101,13 +101,16 @@ def _lookup(record, path: str):
 
 
 def _clean(value, kind, where: str):
-    """``value`` of ``kind`` cleaned, or ``_BAD``; the box kinds raise :func:`as_box`'s error."""
+    """``value`` of ``kind`` cleaned; else an error naming ``where``, what was found and what was expected."""
     if kind == "box":
         return as_box(value, where=where).tolist()
     if kind == "boxes" and isinstance(value, list):
         return [as_box(box, where=f"{where}[{i}]").tolist() for i, box in enumerate(value)]
-    clean = (lambda v: v if v in kind else _BAD) if isinstance(kind, tuple) else KINDS[kind][1]
-    return _BAD if clean is None else clean(value)
+    expect, clean = (f"one of {kind}", lambda v: v if v in kind else _BAD) if isinstance(kind, tuple) else KINDS[kind]
+    cleaned = _BAD if clean is None else clean(value)
+    if cleaned is _BAD:
+        raise Vega3DError(f"{where}: expected {expect}, found {type(value).__name__} {value!r}")
+    return cleaned
 
 
 def check_record(record, spec: Mapping[str, str | tuple], where: str, *, only: str | None = None) -> dict:
@@ -117,28 +120,18 @@ def check_record(record, spec: Mapping[str, str | tuple], where: str, *, only: s
     ``where`` names the record (``file:line``, ``file record 3``); once a field of kind ``"id"`` is
     checked it is extended with ``(id '...')``. ``only``: no other top-level keys are allowed (the
     text names the format in the error). Errors name the record, the field, what was found and
-    what was expected: one check per field (the record is a JSON object, the field is there or
-    optional, its value is of its kind).
+    what was expected.
     """
+    if not isinstance(record, Mapping):
+        raise Vega3DError(f"{where}: expected a JSON object, found {type(record).__name__}")
     out: dict = {}
-    mapping = isinstance(record, Mapping)
     for path, kind in spec.items():
         name = path.rstrip("?")
-        value, found = _lookup(record, name) if mapping else (None, False)
-        cleaned = (
-            _clean(value, kind, f"{where} field {name!r}") if found and (value is not None or name == path) else None
-        )
-        if not mapping or (not found and name == path) or cleaned is _BAD:
-            expect = f"one of {kind}" if isinstance(kind, tuple) else KINDS[kind][0]
-            raise Vega3DError(
-                f"{where}: expected a JSON object, found {type(record).__name__}"
-                if not mapping
-                else f"{where}: missing field {name!r} (keys: {sorted(record)})"
-                if not found
-                else f"{where} field {name!r}: expected {expect}, found {type(value).__name__} {value!r}"
-            )
+        value, found = _lookup(record, name)
+        if not found and name == path:
+            raise Vega3DError(f"{where}: missing field {name!r} (keys: {sorted(record)})")
         if found:
-            out[name] = cleaned
+            out[name] = None if value is None and name != path else _clean(value, kind, f"{where} field {name!r}")
         if kind == "id":
             where = f"{where} (id {out[name]!r})"
             unknown = sorted(set(record) - {p.rstrip("?").split(".")[0] for p in spec}) if only else []
@@ -218,14 +211,14 @@ def match_ids(predictions: Mapping[str, dict], annotation_ids: list[str], benchm
     expected = set(annotation_ids)
     missing = [i for i in annotation_ids if i not in predictions]
     extra = [i for i in predictions if i not in expected]
-    if missing or extra:  # one check of the match; the message names both sides
+    if missing:
         hint = f"; prediction ids not in the annotations look like {extra[:3]}" if extra else ""
         raise Vega3DError(
             f"{benchmark}: {len(missing)} of {len(annotation_ids)} annotation ids have no prediction "
             f"(first: {missing[:5]}); every item must be predicted{hint}"
-            if missing
-            else f"{benchmark}: {len(extra)} prediction id(s) are not in the annotations (first: {extra[:5]})"
         )
+    if extra:
+        raise Vega3DError(f"{benchmark}: {len(extra)} prediction id(s) are not in the annotations (first: {extra[:5]})")
 
 
 def scoring_inputs(predictions, annotations, benchmark: str, loader, item_type: type) -> tuple[list, dict]:

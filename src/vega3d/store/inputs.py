@@ -66,13 +66,11 @@ def detect_kind(path: Path, in_collection: bool = False) -> str | None:
 
 
 def _item(path: Path, kind: str) -> InputItem:
-    expected = "a video file" if kind == "video" else "a folder"
-    if kind not in KINDS or (kind == "video") != path.is_file():
-        raise Vega3DError(
-            f"extract: {path} is not {expected}; a {kind} input must be {expected}"
-            if kind in KINDS
-            else f"extract: input kind must be one of {KINDS} or 'auto', got {kind!r}"
-        )
+    if kind not in KINDS:
+        raise Vega3DError(f"extract: input kind must be one of {KINDS} or 'auto', got {kind!r}")
+    if (kind == "video") != path.is_file():
+        expected = "a video file" if kind == "video" else "a folder"
+        raise Vega3DError(f"extract: {path} is not {expected}; a {kind} input must be {expected}")
     item_id = path.stem if kind == "video" else path.resolve().name
     return InputItem(item_id=item_id, path=path, kind=kind)
 
@@ -119,15 +117,10 @@ def discover_inputs(paths: Sequence[str | Path], kind: str = "auto") -> list[Inp
 def check_selection(num_frames: int | None, frames: Sequence[int] | None) -> None:
     """The frame choice of an extraction: ``num_frames`` an int >= 1, or ``frames`` a non-empty
     list of indices without repeats (each is one entry of the store)."""
-    if frames is None:
-        ok = not isinstance(num_frames, bool) and isinstance(num_frames, int) and num_frames >= 1
-    else:
-        ok = len(frames) > 0 and len(set(frames)) == len(frames)
-    if not ok:
-        raise Vega3DError(
-            "extract: num_frames must be an int >= 1, or the explicit frames a non-empty list without repeats; "
-            f"got num_frames={num_frames!r}, frames={None if frames is None else list(frames)}"
-        )
+    if frames is None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
+        raise Vega3DError(f"extract: num_frames must be an int >= 1, got {num_frames!r}")
+    if frames is not None and (len(frames) == 0 or len(set(frames)) != len(frames)):
+        raise Vega3DError(f"extract: explicit frames must be a non-empty list without repeats, got {list(frames)}")
 
 
 def load_frames(item: InputItem, num_frames: int | None = 32, frames: Sequence[int] | None = None) -> LoadedFrames:

@@ -150,16 +150,16 @@ def check_record(record: Any, where: str, config_sha256: str | None = None) -> d
     """Validate one index record (a file a user may have edited: fields, types, shape) and, given
     the store's ``config_sha256``, that it was written with that config; returns it."""
     parse(Record, record, where, "record")
-    if len(record["frame_indices"]) != record["shape"][0]:
-        problem = f"has {len(record['frame_indices'])} frame indices but features of shape {record['shape']}"
-    elif config_sha256 is not None and record["config_sha256"] != config_sha256:
-        problem = (
-            f"of item {record['item_id']!r} was written with config {record['config_sha256'][:12]}..., the "
+    n, shape = len(record["frame_indices"]), record["shape"]
+    if n != shape[0]:
+        raise Vega3DError(f"{where}: record has {n} frame indices but features of shape {shape}")
+    written = record["config_sha256"]
+    if config_sha256 is not None and written != config_sha256:
+        raise Vega3DError(
+            f"{where}: record of item {record['item_id']!r} was written with config {written[:12]}..., the "
             f"store's is {config_sha256[:12]}...: it belongs to another store"
         )
-    else:
-        return record
-    raise Vega3DError(f"{where}: record {problem}")
+    return record
 
 
 def config_differences(stored: Any, expected: Any, prefix: str = "") -> list[str]:

@@ -159,11 +159,10 @@ class _DiskTier:
         record = read_json(record_file, "feature store record")
         record = layout.check_record(record, str(record_file), self.config_sha256)
         data = (self.path / record["shard"]).read_bytes()
-        own = (record["item_id"], record["frame_indices"]) == (item_id, list(frame_indices))
-        if not own or hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise Vega3DError(
-                "the shard does not match its record's sha256" if own else "the record is another entry's"
-            )
+        if (record["item_id"], record["frame_indices"]) != (item_id, list(frame_indices)):
+            raise Vega3DError("the record is another entry's")
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise Vega3DError("the shard does not match its record's sha256")
         return load(data)["features"]
 
     def write(self, item_id: str, frame_indices: tuple, features: torch.Tensor) -> bool:

@@ -36,16 +36,17 @@ class FeatureStore:
     def __init__(self, path: str | Path, *, expected_config: Any = None, verify: bool = True):
         self.path = Path(path)
         store_file = self.path / layout.STORE_FILE
-        self.config: dict = read_json(store_file, "feature store config") if store_file.is_file() else None
+        if not store_file.is_file():
+            raise Vega3DError(
+                f"feature store: {self.path} is not a feature store (no {layout.STORE_FILE}); "
+                "write one with `vega3d extract`"
+            )
+        self.config: dict = read_json(store_file, "feature store config")
         found = self.config if isinstance(self.config, dict) else {}
         if (found.get("format"), found.get("version")) != (layout.FORMAT, layout.VERSION):
-            problem = (
-                f"{self.path} is not a feature store (no {layout.STORE_FILE}; write one with `vega3d extract`)"
-                if self.config is None
-                else f"{store_file} has format {found.get('format')!r}, format version {found.get('version')!r}"
-            )
             raise Vega3DError(
-                f"feature store: {problem}; this vega3d reads {layout.FORMAT!r}, format version {layout.VERSION}"
+                f"feature store: {store_file} has format {found.get('format')!r}, format version "
+                f"{found.get('version')!r}; this vega3d reads {layout.FORMAT!r}, format version {layout.VERSION}"
             )
         parse(layout.StoreConfig, self.config, f"feature store: {store_file}")
         if expected_config is not None:
@@ -109,42 +110,42 @@ class FeatureStore:
     # ------------------------------------------------------------------ read
     def _find(self, item_id: str, frame_indices: Sequence[int] | None) -> tuple[dict, list[int]]:
         """The entry of ``item_id`` holding ``frame_indices`` (None: its only entry) and their rows in it."""
-        records = [self._entries[k] for k in self._by_id.get(item_id, [])]
+        keys = self._by_id.get(item_id)
+        if not keys:
+            raise Vega3DError(f"feature store {self.path}: no item {item_id!r} ({len(self)} items stored)")
+        records = [self._entries[k] for k in keys]
         sets = [r["frame_indices"] for r in records]
-        wanted = None if frame_indices is None else [int(i) for i in frame_indices]
-        if not records:
-            problem = f"no item {item_id!r} ({len(self)} items stored)"
-        elif wanted is None:
-            if len(records) == 1:
-                return records[0], list(range(len(sets[0])))
-            problem = (
-                f"item {item_id!r} is stored with {len(sets)} frame sets {sets[:3]}...; pass frame_indices to choose"
-            )
-        elif not wanted:
-            problem = f"frame_indices for item {item_id!r} is empty"
-        else:
-            for r in sorted(records, key=lambda r: len(r["frame_indices"])):
-                pos = {f: p for p, f in enumerate(r["frame_indices"])}
-                if all(f in pos for f in wanted):
-                    return r, [pos[f] for f in wanted]
-            problem = f"item {item_id!r} has no entry holding frames {wanted} (stored frame sets: {sets[:3]})"
-        raise Vega3DError(f"feature store {self.path}: {problem}")
+        if frame_indices is None:
+            if len(records) > 1:
+                raise Vega3DError(
+                    f"feature store {self.path}: item {item_id!r} is stored with {len(sets)} frame sets "
+                    f"{sets[:3]}...; pass frame_indices to choose"
+                )
+            return records[0], list(range(len(sets[0])))
+        wanted = [int(i) for i in frame_indices]
+        if not wanted:
+            raise Vega3DError(f"feature store {self.path}: frame_indices for item {item_id!r} is empty")
+        for r in sorted(records, key=lambda r: len(r["frame_indices"])):
+            pos = {f: p for p, f in enumerate(r["frame_indices"])}
+            if all(f in pos for f in wanted):
+                return r, [pos[f] for f in wanted]
+        raise Vega3DError(
+            f"feature store {self.path}: item {item_id!r} has no entry holding frames {wanted} "
+            f"(stored frame sets: {sets[:3]})"
+        )
 
     def _check_shard(self, record: dict) -> Path:
         shard = self.path / record["shard"]
-        verify = self.verify and record["shard"] not in self._verified
         if not shard.is_file():
-            problem = "is missing"
-        elif verify and (digest := file_sha256(shard)) != record["sha256"]:
-            problem = (
-                f"is corrupted (sha256 {digest[:16]}..., recorded {record['sha256'][:16]}...). Delete it and "
-                f"{layout.RECORD_DIR}/{shard.stem}.json, then rerun `vega3d extract` to recompute it"
-            )
-        else:
-            problem = None
-        if problem:
-            raise Vega3DError(f"feature store: shard {shard} of item {record['item_id']!r} {problem}")
-        if verify:
+            raise Vega3DError(f"feature store: shard {shard} of item {record['item_id']!r} is missing")
+        if self.verify and record["shard"] not in self._verified:
+            digest = file_sha256(shard)
+            if digest != record["sha256"]:
+                raise Vega3DError(
+                    f"feature store: shard {shard} of item {record['item_id']!r} is corrupted (sha256 {digest[:16]}..., "
+                    f"recorded {record['sha256'][:16]}...). Delete it and {layout.RECORD_DIR}/{shard.stem}.json, "
+                    "then rerun `vega3d extract` to recompute it"
+                )
             self._verified.add(record["shard"])
         return shard
 

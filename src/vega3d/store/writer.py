@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,14 @@ def make_store_config(extraction: Any, precision: str = "bf16", pool: Sequence[i
     ``pool``: None, or ``(h, w)``: features are resampled to this grid at write time
     (:func:`vega3d.grids.resample_grid`, e.g. to the semantic token grid).
     """
-    bad_pool = pool is not None and (len(pool) != 2 or any(int(v) != v or int(v) <= 0 for v in pool))
-    if precision not in layout.PRECISIONS or bad_pool:
-        raise Vega3DError(
-            f"feature store: precision must be one of {sorted(layout.PRECISIONS)} (got {precision!r}) and pool "
-            f"must be two positive integers (h, w) or None (got {pool!r})"
-        )
+    if precision not in layout.PRECISIONS:
+        raise Vega3DError(f"feature store: precision must be one of {sorted(layout.PRECISIONS)}, got {precision!r}")
+    if pool is not None and not (
+        isinstance(pool, Sequence)
+        and len(pool) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in pool)
+    ):
+        raise Vega3DError(f"feature store: pool must be two positive integers (h, w) or None, got {pool!r}")
     pool = None if pool is None else [int(pool[0]), int(pool[1])]
     return {
         "format": layout.FORMAT,
@@ -74,13 +77,13 @@ def prepare_features(features: torch.Tensor, storage: dict, num_frames: int, wha
     naming ``what`` (the item)."""
     shape = tuple(getattr(features, "shape", ()))
     if not isinstance(features, torch.Tensor) or features.ndim != 4:
-        problem = f"features must be a tensor (N, h, w, C), got {type(features).__name__} {shape}"
-    elif shape[0] != num_frames:
-        problem = f"{num_frames} frame indices but features of shape {shape} (expected N = {num_frames})"
-    else:
-        problem = None if bool(torch.isfinite(features).all()) else f"features of shape {shape} contain NaN or inf"
-    if problem:
-        raise Vega3DError(f"{what}: {problem}")
+        raise Vega3DError(f"{what}: features must be a tensor (N, h, w, C), got {type(features).__name__} {shape}")
+    if shape[0] != num_frames:
+        raise Vega3DError(
+            f"{what}: {num_frames} frame indices but features of shape {shape} (expected N = {num_frames})"
+        )
+    if not bool(torch.isfinite(features).all()):
+        raise Vega3DError(f"{what}: features of shape {shape} contain NaN or inf")
     x = features.detach().to("cpu")
     if storage["pool"] is not None:
         x = resample_grid(x.float(), tuple(storage["pool"]))

@@ -134,20 +134,23 @@ def _locate(benchmark: str, question, root: Path, skip_missing: bool) -> tuple[P
     """A question's media and its kind; ``(the first place tried, None)`` when it is missing
     and ``skip_missing``."""
     candidates = media_candidates(benchmark, question, root)
+    if not candidates:
+        raise Vega3DError(
+            f"{benchmark} question {question.id!r}: no scene id in the annotations "
+            f"(llava-style 'video' field or official 'scene_id') to find its scan"
+        )
     found = next((p for p in candidates if p.exists()), None)
-    if found is None and skip_missing and candidates:
+    if found is None and skip_missing:
         return candidates[0], None
-    kind = None if found is None else media_kind(found)
-    if kind is None:  # one check of the question's media: named, there, and a video, frame folder or scan
+    if found is None:
         tried = " or ".join(str(p) for p in candidates)
         raise Vega3DError(
-            f"{benchmark} question {question.id!r}: "
-            + (
-                "no scene id in the annotations (llava-style 'video' field or official 'scene_id') to find its scan"
-                if not candidates
-                else f"media not found: {tried} (skip such questions with skip_missing / --skip-missing)"
-                if found is None
-                else f"{found} is neither a video file, a folder of frames nor a scan folder"
-            )
+            f"{benchmark} question {question.id!r}: media not found: {tried} "
+            f"(skip such questions with skip_missing / --skip-missing)"
+        )
+    kind = media_kind(found)
+    if kind is None:
+        raise Vega3DError(
+            f"{benchmark} question {question.id!r}: {found} is neither a video file, a folder of frames nor a scan folder"
         )
     return found, kind
