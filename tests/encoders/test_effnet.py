@@ -260,9 +260,9 @@ def test_missing_extra_is_one_line_naming_it_and_random_init_needs_nothing(monke
 
 def test_bad_seed_and_image_size_are_refused():
     for options, text in [
-        ({"seed": -1}, "seed -1"),
-        ({"image_size": [240]}, "image_size [240]"),
-        ({"pretrained": 0}, "pretrained 0: expected true or false"),
+        ({"seed": -1}, "seed: got -1; expected an integer >= 0"),
+        ({"image_size": [240]}, "image_size: got [240]; expected a positive number of pixels or (height, width)"),
+        ({"pretrained": 0}, "pretrained: got 0; expected true or false"),
     ]:
         with pytest.raises(Vega3DError, match="effnet_lite0 encoder") as err:
             check_encoder("effnet_lite0", {"pretrained": False, **options})

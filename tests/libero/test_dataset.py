@@ -13,6 +13,7 @@ from vega3d.libero.dataset import (
     LeRobotWriter,
     decode_video,
     encode_video,
+    stage_episode,
 )
 
 pytest.importorskip("pyarrow")
@@ -162,3 +163,35 @@ def test_video_round_trip_keeps_frame_count_and_times(tmp_path):
     encode_video(tmp_path / "v.mp4", frames, FPS)
     assert decode_video(tmp_path / "v.mp4").shape == frames.shape
     assert decode_video(tmp_path / "v.mp4", 0.2, 0.4, FPS).shape[0] == 4  # frames 4..7
+
+
+def test_each_writer_and_reader_failure_has_its_own_line(tmp_path):
+    images, state, action = _episode(3, 0)
+    with pytest.raises(Vega3DError, match=r"episode 't': cameras \['top'\]; expected some of \['agentview', 'wrist'\]"):
+        LeRobotWriter(tmp_path / "a", fps=FPS).add_episode(images={"top": images["wrist"]}, state=state, action=action,
+                                                           task="t")  # fmt: skip
+    writer = LeRobotWriter(tmp_path, fps=FPS)
+    writer.add_episode(images=images, state=state, action=action, task="t")
+    with pytest.raises(Vega3DError, match=r"feature 'observation.images.image2' is None in the episode, \{'dtype'"):
+        writer.add_episode(images={"agentview": images["agentview"]}, state=state, action=action, task="t")
+    staged = stage_episode(tmp_path / "staged", images=images, state=state, action=action, task="t", fps=FPS + 1)
+    with pytest.raises(
+        Vega3DError, match=rf"staged: episode at {FPS + 1} fps; the dataset \(.*info.json\) is at {FPS} fps"
+    ):
+        writer.commit(staged)
+    writer.close()
+    ds = LeRobotDataset(tmp_path)
+    with pytest.raises(Vega3DError, match=r"episode 1 asked for; the dataset has 1"):
+        ds.episode(1)
+    with pytest.raises(Vega3DError, match=r"no camera feature 'wrist'; cameras are observation.images.image, "):
+        ds.episode(0, cameras=["wrist"])
+    data_file = tmp_path / "data" / "chunk-000" / "file-000.parquet"
+    shutil.copy(data_file, tmp_path / "saved.parquet")
+    data_file.unlink()
+    with pytest.raises(Vega3DError, match=r"file-000.parquet: data file of episode 0 is missing"):
+        ds.episode(0)
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(tmp_path / "saved.parquet").slice(0, 2), data_file)
+    with pytest.raises(Vega3DError, match=r"file-000.parquet: 2 rows of episode 0; the episode table says 3"):
+        ds.episode(0)

@@ -149,3 +149,8 @@ def test_cli_arguments_and_bad_input_before_any_episode(tmp_path, monkeypatch):
     with pytest.raises(Vega3DError, match="config.json does not exist"):  # not an OpenVLA-OFT folder
         args.func(_parse("--policy", str(tmp_path), "--suite", "libero_goal", "--out", str(tmp_path / "o")))
     assert not (tmp_path / "o").exists()  # nothing written before the checks pass
+
+
+def test_unknown_gl_backend_is_one_line():
+    with pytest.raises(Vega3DError, match="GL backend 'glx'; expected one of auto, egl, osmesa"):
+        libero_env.resolve_gl("glx")

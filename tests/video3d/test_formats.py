@@ -117,7 +117,10 @@ def test_task_mismatch_and_multi3drefer_checks(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda r: r.__setitem__("id", True), "id.int: input should be a valid integer, got True"),
+        (
+            lambda r: r.__setitem__("id", True),
+            "id: input should be a valid integer or input should be a valid string, got True",
+        ),
         (lambda r: r.__setitem__("box", [1, 2, 3]), "box: expected a box of 6 numbers"),
         (lambda r: r["metadata"].pop("object_id"), "metadata.object_id: required, missing"),
         (lambda r: r["conversations"].reverse(), "conversations must start with the human, then the gpt turn"),
@@ -267,3 +270,24 @@ def test_data_root_frames_and_missing_scenes(tiny_data, tmp_path):
     inputs = data.load("scannet/scene0001_00", mc[:2], split="val")
     assert inputs.world.shape == (2, 384, 384, 3) and inputs.color.shape[0] == 2
     assert inputs.proposals.shape[1] == 6
+
+
+def test_record_errors_name_the_record_id(tmp_path):
+    bad = copy.deepcopy(SCANREFER) | {"id": 12}
+    bad["metadata"]["object_id"] = "x3"
+    path = _write(tmp_path, [bad])
+    with pytest.raises(Vega3DError) as err:
+        read_samples(path)
+    assert f"{path} record 0 (id 12): metadata.object_id" in one_line(err)
+    bad["metadata"]["object_id"] = "3"
+    bad["conversations"].reverse()
+    with pytest.raises(Vega3DError) as err:
+        read_samples(_write(tmp_path, [bad]))
+    assert f"{path} record 0 (id 12): conversations must start" in one_line(err)
+
+
+def test_records_built_directly_are_one_line_errors():
+    from vega3d.video3d.formats import _Turn
+
+    with pytest.raises(Vega3DError, match="value: input should be a valid string, got 3"):
+        _Turn(**{"from": "human", "value": 3})

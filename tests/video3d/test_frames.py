@@ -16,6 +16,9 @@ def test_uniform_is_linspace_floor_and_refuses_more_than_available():
         uniform_frames(20, 40, what="scan 'scannet/scene0000_00'")
     # the release's behaviour on request: linspace(0, 4, 8) = 0, .57, 1.14, 1.71, 2.29, 2.86, 3.43, 4
     assert uniform_frames(5, 8, repeat=True) == [0, 0, 1, 1, 2, 2, 3, 4]
+    for num in ("8", 0, 8.0, True):
+        with pytest.raises(Vega3DError, match=rf"scan: the number of frames must be a positive int, got {num!r}"):
+            uniform_frames(100, num)
 
 
 def test_candidates_every_second_frame_unless_fewer_than_32():
@@ -92,3 +95,9 @@ def test_frames_for_ratio_by_hand():
     assert frames_for_ratio(rec, 0.95, frames_upbound=2) == [10, 40]  # the cap applies first
     with pytest.raises(Vega3DError, match="ratio"):
         frames_for_ratio(rec, 0.0)
+
+
+def test_frame_ids_of_a_record_built_by_hand_name_a_bad_file():
+    rec = SelectFrames("scannet/scene0000_00", ("a/scene0000_00/frame_01.jpg",), (1,), 1, 1)
+    with pytest.raises(Vega3DError, match=r"frame file 'a/scene0000_00/frame_01.jpg': expected a name <digits>.jpg"):
+        _ = rec.frame_ids

@@ -138,10 +138,12 @@ def stage_episode(folder, *, images: dict[str, np.ndarray], state: np.ndarray, a
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     length = len(state)
-    if len(action) != length or any(len(v) != length for v in images.values()) or not set(images) <= set(CAMERA_KEYS):
+    if len(action) != length or any(len(v) != length for v in images.values()):
         raise Vega3DError(f"episode {task!r}: {length} states, {len(action)} actions, "
-                          f"{ {k: len(v) for k, v in images.items()} } frames; expected one length, "
-                          f"cameras among {sorted(CAMERA_KEYS)}")  # fmt: skip
+                          f"{ {k: len(v) for k, v in images.items()} } frames; expected one length")  # fmt: skip
+    unknown = sorted(set(images) - set(CAMERA_KEYS))
+    if unknown:
+        raise Vega3DError(f"episode {task!r}: cameras {unknown}; expected some of {sorted(CAMERA_KEYS)}")
     for name, frames in images.items():
         encode_video(folder / f"{name}.mp4", frames, fps)
     table = pa.table({
@@ -215,10 +217,15 @@ class LeRobotWriter:
                     shutil.rmtree(folder, ignore_errors=True)
                     return int(e["episode_index"])
         meta = read_json(folder / STAGED_META, "staged episode")
+        info_path = self.root / "meta" / "info.json"
+        if int(meta["fps"]) != self.fps:
+            raise Vega3DError(f"{folder}: episode at {meta['fps']} fps; the dataset ({info_path}) is at {self.fps} fps")
         features = self._features(meta)
-        if int(meta["fps"]) != self.fps or self.features not in (None, features):
-            raise Vega3DError(f"{folder}: episode at {meta['fps']} fps with cameras {meta['shapes']}; the dataset "
-                              f"({self.root / 'meta/info.json'}) is at {self.fps} fps with other features")  # fmt: skip
+        known = features if self.features is None else self.features
+        differ = [k for k in sorted(features.keys() | known.keys()) if features.get(k) != known.get(k)]
+        if differ:
+            raise Vega3DError(f"{folder}: feature {differ[0]!r} is {features.get(differ[0])} in the episode, "
+                              f"{known.get(differ[0])} in the dataset ({info_path})")  # fmt: skip
         self.features = features
         index = len(self.episodes)
         chunk, file = divmod(index, CHUNKS_SIZE)
@@ -423,11 +430,14 @@ class LeRobotDataset:
     def _rows(self, episode: dict):
         _, pq = _pa()
         path, e = self._data_file(episode), int(episode["episode_index"])
-        table = pq.read_table(path) if path.exists() else None
-        rows = None if table is None else table.filter(np.asarray(table.column("episode_index").to_numpy()) == e)
-        if rows is None or rows.num_rows != int(episode["length"]):
-            found = "no file with the" if rows is None else rows.num_rows
-            raise Vega3DError(f"{path}: {found} rows of episode {e}; the episode table says {episode['length']}")
+        if not path.exists():
+            raise Vega3DError(f"{path}: data file of episode {e} is missing")
+        table = pq.read_table(path)
+        rows = table.filter(np.asarray(table.column("episode_index").to_numpy()) == e)
+        if rows.num_rows != int(episode["length"]):
+            raise Vega3DError(
+                f"{path}: {rows.num_rows} rows of episode {e}; the episode table says {episode['length']}"
+            )
         return rows
 
     def read_columns(self, keys: list[str]) -> dict[str, np.ndarray]:
@@ -441,14 +451,19 @@ class LeRobotDataset:
 
     def episode(self, i: int, cameras: list[str] | None = None) -> LeRobotEpisode:
         """Episode ``i`` (position in episode-index order) with the given camera features (default: all)."""
-        assert 0 <= i < len(self), f"{self.root}: episode {i} asked for; the dataset has {len(self)}"
+        if not 0 <= i < len(self):
+            raise Vega3DError(f"{self.root}: episode {i} asked for; the dataset has {len(self)}")
+        cameras = self.camera_keys if cameras is None else cameras
+        unknown = [key for key in cameras if key not in self.camera_keys]
+        if unknown:
+            raise Vega3DError(
+                f"{self.root}: no camera feature {unknown[0]!r}; cameras are {', '.join(self.camera_keys)}"
+            )
         episode = self._episodes[i]
         e = int(episode["episode_index"])
         rows = self._rows(episode)
-        cameras = self.camera_keys if cameras is None else cameras
         images = {}
         for key in cameras:
-            assert key in self.camera_keys, f"{self.root}: no camera {key!r} in {self.camera_keys}"  # open_dataset's
             if self.features[key]["dtype"] == "image":
                 images[key] = _decode_images(rows.column(key).to_pylist())
             else:

@@ -58,11 +58,13 @@ def require_libero() -> None:
 
 def resolve_gl(gl: str = "auto") -> str:
     """The headless GL backend to use: ``egl`` or ``osmesa``; ``auto`` picks EGL when libEGL is
-    present, else OSMesa. A :class:`Vega3DError` naming the Debian package when the library is missing."""
-    assert gl in GL_CHOICES, f"GL backend {gl!r}; expected one of {', '.join(GL_CHOICES)}"  # EvalConfig.gl
+    present, else OSMesa. A :class:`Vega3DError` for another name, or naming the Debian package when the
+    library is missing."""
+    if gl not in GL_CHOICES:
+        raise Vega3DError(f"GL backend {gl!r}; expected one of {', '.join(GL_CHOICES)}")
     usable = [name for name, (lib, _) in GL_LIBRARIES.items() if gl in ("auto", name) and ctypes.util.find_library(lib)]
     if not usable:
-        lib, package = GL_LIBRARIES.get(gl, (None, None))
+        lib, package = GL_LIBRARIES.get(gl, (None, None))  # None: gl is "auto"
         raise Vega3DError(
             f"GL backend {gl}: lib{lib} is not installed; apt-get install {package}"
             if lib

@@ -191,13 +191,13 @@ class VLAPolicy(AttachedSimulator, nn.Module):
 
         meta = read_checkpoint_meta(directory)
         config = parse(PolicyConfig, meta["config"], str(Path(directory) / CONFIG_FILE), "config")
+        weights = Path(directory) / WEIGHTS_FILE
+        if not weights.is_file():
+            raise Vega3DError(f"{directory}: missing {WEIGHTS_FILE}")
         folder = open_oft_folder(base or config.base_model)
         if check_base and config.base_fingerprint and base_fingerprint(folder) != config.base_fingerprint:
             raise Vega3DError(f"{directory}: base {folder.path} has another fingerprint than the one this policy was "
                               "trained on (to use it anyway: check_base=False)")  # fmt: skip
-        weights = Path(directory) / WEIGHTS_FILE
-        if not weights.is_file():
-            raise Vega3DError(f"{directory}: missing {WEIGHTS_FILE}")
         policy = cls.from_config(config, dtype=dtype, folder=folder)
         copy_trainable(policy, load_file(str(weights)), weights)
         return policy.to(device).eval()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, Field, PlainValidator
+from pydantic import BeforeValidator, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
 from vega3d.config import FileRecord, parse
@@ -57,10 +57,6 @@ _FRAME_FILE = r"^(.*[/\\])?[0-9]+(\.[^/\\]*)?$"
 # ---------------------------------------------------------------------------- record fields
 class _Record(FileRecord):
     """A record of a released file (the keys the readers do not use are ignored: the files carry more)."""
-
-    # built by parse only: pydantic's own __init__ spares nested records Config's error wrapping
-    # (a call per nested record, tens of thousands per file)
-    __init__ = BaseModel.__init__
 
 
 def _box_problem(value) -> str | None:
@@ -272,8 +268,8 @@ _COMMON_FIELDS = ("id", "video", "conversations", "metadata")
 
 def parse_sample(record, *, source: str = "", index: int = -1, task: str | None = None) -> Sample:
     """One llava-style record → :class:`Sample` (rules in the module docstring and docs/video3d.md)."""
-    where = f"{source} record {index}"
     keys = record.keys() if isinstance(record, dict) else ()
+    where = f"{source} record {index}" + (f" (id {record['id']!r})" if "id" in keys else "")
     missing = [k for k in _COMMON_FIELDS if k not in keys]
     if missing:
         found = f"fields {sorted(keys)}" if isinstance(record, dict) else type(record).__name__
@@ -284,7 +280,7 @@ def parse_sample(record, *, source: str = "", index: int = -1, task: str | None 
     rec = parse(_RECORDS.get(dataset, _LlavaRecord) if isinstance(dataset, str) else _LlavaRecord, record, where)
     problems = rec.problems(task)
     if problems:
-        raise Vega3DError(f"{where} (id {rec.id!r}): {problems[0]}")
+        raise Vega3DError(f"{where}: {problems[0]}")
     sample = dict(task=rec.TASK, id=rec.id, video=rec.video, question=rec.question, answer=rec.answer)
     sample |= {"question_type": rec.metadata.question_type, "answers": (rec.answer,), **rec.task_fields()}
     return Sample(**sample, metadata=dict(record["metadata"]), source=source, index=index)

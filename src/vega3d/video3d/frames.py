@@ -47,11 +47,12 @@ def uniform_frames(num_available: int, num: int, *, repeat: bool = False, what: 
     More frames asked for than exist is an error naming ``what`` unless ``repeat=True``, which
     returns the release's ``np.linspace(0, n - 1, num, dtype=int)`` with its repeated positions.
     """
-    positive = isinstance(num, (int, np.integer)) and not isinstance(num, bool) and num >= 1
-    if not positive or (num > num_available and not repeat):
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise Vega3DError(f"{what}: the number of frames must be a positive int, got {num!r}")
+    if num > num_available and not repeat:
         raise Vega3DError(
-            f"{what}: {num} frames requested but the scan has only {num_available}; expected a positive int "
-            f"up to that (the release repeats frames when asked for more; pass repeat=True for that)"
+            f"{what}: {num} frames requested but the scan has only {num_available} "
+            f"(the release repeats frames then; pass repeat=True for that)"
         )
     if num > num_available:
         return np.linspace(0, num_available - 1, int(num), dtype=int).tolist()
@@ -168,7 +169,8 @@ class SelectFrames:
 def frame_id_of(frame_file: str) -> int:
     """Frame number of a frame path: ``int`` of the file name without extension (``00120.jpg`` → 120)."""
     stem = str(frame_file).replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
-    assert stem.isdecimal(), f"frame file {frame_file!r}: expected a name <digits>.jpg (the readers check it)"
+    if not stem.isdecimal():
+        raise Vega3DError(f"frame file {frame_file!r}: expected a name <digits>.jpg")
     return int(stem)
 
 
