@@ -57,3 +57,24 @@ def test_fingerprint_definition_and_what_it_sees(tmp_path):
     flipped[len(data) // 2] ^= 1  # mid-file: only the full hash sees it
     big.write_bytes(bytes(flipped))
     assert fingerprint(tmp_path, [small, big]) == h.hexdigest() and file_sha256(big) != hashlib.sha256(data).hexdigest()
+
+
+def test_read_weight_map_checks_the_index_and_its_shards(tmp_path):
+    import json
+
+    from vega3d.files import read_weight_map
+
+    index = tmp_path / "model.safetensors.index.json"
+    (tmp_path / "a.safetensors").write_bytes(b"")
+    index.write_text(json.dumps({"metadata": {}, "weight_map": {"w1": "a.safetensors", "w2": "b.safetensors"}}))
+    with pytest.raises(Vega3DError, match=r"names shard\(s\) \['b\.safetensors'\] \(for 1 tensors, e\.g\. w2\)"):
+        read_weight_map(index)
+    (tmp_path / "b.safetensors").write_bytes(b"")
+    assert read_weight_map(index) == {"w1": "a.safetensors", "w2": "b.safetensors"}
+    for bad, message in [
+        ({"weight_map": {}}, "weight_map: dictionary should have at least 1 item"),
+        ([], "expected a mapping"),
+    ]:
+        index.write_text(json.dumps(bad))
+        with pytest.raises(Vega3DError, match=message):
+            read_weight_map(index)

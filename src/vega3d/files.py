@@ -64,6 +64,24 @@ def read_torch_file(path) -> Any:
         ) from None
 
 
+def read_weight_map(index) -> dict[str, str]:
+    """The ``weight_map`` (tensor name → shard file) of a ``*.safetensors.index.json``
+    (:class:`vega3d.config.SafetensorsIndex`), every shard checked to be beside it; else one
+    :class:`Vega3DError` line naming the index."""
+    from vega3d.config import SafetensorsIndex, parse
+
+    index = Path(index)
+    weight_map = parse(SafetensorsIndex, read_json(index, "safetensors index"), str(index)).weight_map
+    missing = sorted({shard for shard in weight_map.values() if not (index.parent / shard).is_file()})
+    if missing:
+        tensors = [k for k, v in weight_map.items() if v in missing]
+        raise Vega3DError(
+            f"{index} names shard(s) {missing[:3]} (for {len(tensors)} tensors, e.g. {tensors[0]}), which are not "
+            f"in {index.parent}"
+        )
+    return weight_map
+
+
 def read_state_dict(path) -> dict:
     """A flat state dict (name → tensor) from a ``.pt`` / ``.pth`` file (:func:`read_torch_file`)."""
     import torch

@@ -113,7 +113,7 @@ def _bad_folders(releases, tiny, root):
         (tiny["qwen"], "is a plain Qwen2.5-VL model"),
         (checkpoint, "is a vega3d checkpoint"),
         (truncated, "model-00002-of-00003.safetensors: not a readable safetensors file"),
-        (lost, "names model-00003-of-00003.safetensors .*which is not in"),
+        (lost, r"names shard\(s\) \['model-00003-of-00003.safetensors'\] .*which are not in"),
         (tiny["wan"], "no config.json"),
     ]
 

@@ -37,9 +37,9 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from vega3d.config import FileRecord, SafetensorsIndex, parse
+from vega3d.config import FileRecord, parse
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
+from vega3d.files import read_json, read_weight_map
 
 #: OFT's prompt; ``{instruction}`` is the task text, lower-cased (``get_vla_action``, ``RLDSBatchTransform``).
 PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
@@ -250,12 +250,7 @@ class _Preprocessor(FileRecord):
 def _weight_files(root: Path) -> tuple:
     index = root / INDEX_FILE
     if index.is_file():
-        weight_map = parse(SafetensorsIndex, read_json(index, "safetensors index"), index).weight_map
-        files = sorted({root / f for f in weight_map.values()})
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise Vega3DError(f"{index}: names shard(s) {missing} that are not in {root}")
-        return tuple(files)
+        return tuple(sorted({root / f for f in read_weight_map(index).values()}))
     if (root / "model.safetensors").is_file():
         return (root / "model.safetensors",)
     raise Vega3DError(f"{root}: no {INDEX_FILE} and no model.safetensors; expected the VLA weights there")

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
+from vega3d.files import read_json, read_weight_map
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -139,17 +139,7 @@ def _shard_names(root: Path) -> tuple[str | None, dict[str, str]]:
         if not (root / SINGLE).is_file():
             raise Vega3DError(f"{root}: no {INDEX} and no {SINGLE}; expected the release's safetensors weights")
         return None, {}
-    data = read_json(root / INDEX, "safetensors index")
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise Vega3DError(f"{root / INDEX}: expected a JSON object with a non-empty 'weight_map'")
-    for shard in sorted(set(weight_map.values())):
-        if not (root / shard).is_file():
-            keys = sorted(k for k, v in weight_map.items() if v == shard)
-            raise Vega3DError(
-                f"{root / INDEX} names {shard} (for {len(keys)} tensors, e.g. {keys[0]}), which is not in {root}"
-            )
-    return INDEX, weight_map
+    return INDEX, read_weight_map(root / INDEX)
 
 
 def read_headers(root: Path, files: list[str]) -> dict[str, TensorInfo]:

@@ -42,7 +42,7 @@ import torch
 
 from vega3d.devices import parse_dtype
 from vega3d.errors import Vega3DError
-from vega3d.files import read_json
+from vega3d.files import read_json, read_weight_map
 
 LAYOUTS = ("llava", "hf")
 MODEL_TYPES = {"llava_qwen": "llava", "llava_onevision": "hf"}
@@ -149,15 +149,7 @@ def weight_files(folder: Path) -> dict[str, Path]:
     """File key → safetensors file: the index's weight map, else every ``*.safetensors``."""
     index = folder / INDEX_FILE
     if index.is_file():
-        data = read_json(index, "safetensors index")
-        wmap = data.get("weight_map") if isinstance(data, dict) else None
-        if not isinstance(wmap, dict) or not wmap:
-            raise Vega3DError(f"{index}: expected a 'weight_map' of tensor name -> file")
-        out = {k: folder / v for k, v in wmap.items()}
-        missing = sorted({str(p) for p in out.values() if not p.is_file()})
-        if missing:
-            raise Vega3DError(f"{index}: names weight file(s) that do not exist: {missing[:3]}")
-        return out
+        return {k: folder / v for k, v in read_weight_map(index).items()}
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         bins = sorted(p.name for p in folder.glob("*.bin"))
