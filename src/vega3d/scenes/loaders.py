@@ -94,16 +94,17 @@ def read_intrinsics(path: Path, image_size: tuple[int, int], what: str) -> torch
         and m[2, 1] == 0
         and abs(m[2, 2] - 1) < 1e-6
     )
-    centred = 0.1 * w < m[0, 2] < 0.9 * w and 0.1 * h < m[1, 2] < 0.9 * h
-    if not (ok and centred):
-        problem = (
-            f"must be a pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0, found {m.tolist()}"
-            if not ok
-            else f"has principal point (cx, cy) = ({m[0, 2]:g}, {m[1, 2]:g}) outside its {w}x{h} image's central "
-            "80%; expected intrinsics for that image size (colour and depth swapped, or images resized without "
-            "their intrinsics?)"
+    if not ok:
+        raise Vega3DError(
+            f"{path}: {what} must be a pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] "
+            f"with fx, fy > 0, found {m.tolist()}"
         )
-        raise Vega3DError(f"{path}: {what} {problem}")
+    if not (0.1 * w < m[0, 2] < 0.9 * w and 0.1 * h < m[1, 2] < 0.9 * h):
+        raise Vega3DError(
+            f"{path}: {what} has principal point (cx, cy) = ({m[0, 2]:g}, {m[1, 2]:g}) outside "
+            f"its {w}x{h} image's central 80%; expected intrinsics for that image size "
+            f"(colour and depth swapped, or images resized without their intrinsics?)"
+        )
     m = m.copy()
     m[0, 2] += PIXEL_CENTRE_SHIFT
     m[1, 2] += PIXEL_CENTRE_SHIFT
@@ -134,11 +135,10 @@ def _read_image(path: Path, modes: tuple[str, ...], expected: str) -> np.ndarray
         with Image.open(path) as img:
             img.load()
             mode, array = img.mode, np.asarray(img)
-        problem = f"{expected}, found mode {mode!r}"
     except (OSError, UnidentifiedImageError, ValueError) as exc:
-        mode, problem = None, f"cannot read image: {exc}"
+        raise Vega3DError(f"{path}: cannot read image: {exc}") from None
     if mode not in modes:
-        raise Vega3DError(f"{path}: {problem}")
+        raise Vega3DError(f"{path}: {expected}, found mode {mode!r}")
     return array
 
 
@@ -189,20 +189,18 @@ def read_axis_align(folder: Path) -> torch.Tensor | None:
 # ---------------------------------------------------------------------------- frame indexing
 def _index(folder: Path, extensions: tuple[str, ...], what: str) -> dict[int, Path]:
     """Frame id -> file for files named ``<digits>.<ext>`` in ``folder`` (an existing folder)."""
-    found: dict[int, list[Path]] = {}
-    for p in sorted(folder.iterdir()):
+    found: dict[int, Path] = {}
+    for p in folder.iterdir():
         m = _FRAME_NAME.match(p.name)
-        if m and m.group(2).lower() in extensions and p.is_file():
-            found.setdefault(int(m.group(1)), []).append(p)
-    twice = [(fid, ps) for fid, ps in found.items() if len(ps) > 1]
-    if twice or not found:
-        problem = (
-            f"frame {twice[0][0]} has two {what} files: {twice[0][1][0].name} and {twice[0][1][1].name}"
-            if twice
-            else f"no {what} files named <frame number>.{'/'.join(extensions)}"
-        )
-        raise Vega3DError(f"{folder}: {problem}")
-    return {fid: ps[0] for fid, ps in found.items()}
+        if not m or m.group(2).lower() not in extensions or not p.is_file():
+            continue
+        fid = int(m.group(1))
+        if fid in found:
+            raise Vega3DError(f"{folder}: frame {fid} has two {what} files: {found[fid].name} and {p.name}")
+        found[fid] = p
+    if not found:
+        raise Vega3DError(f"{folder}: no {what} files named <frame number>.{'/'.join(extensions)}")
+    return found
 
 
 def _match_ids(root: Path, files: dict[str, dict[int, Path]]) -> list[int]:
@@ -229,15 +227,14 @@ LAYOUT_HELP = (
 def detect_layout(path: str | Path) -> str:
     """``"sensreader"`` or ``"posed_images"`` for a scan folder (Vega3DError if neither)."""
     root = Path(path)
-    if root.is_dir():
-        if any((root / d).is_dir() for d in ("color", "depth", "pose", "intrinsic")):
-            return "sensreader"
-        if (root / "intrinsic.txt").is_file() or any(_FRAME_NAME.match(p.name) for p in root.iterdir()):
-            return "posed_images"
-        found = "not a scan folder"
-    else:
+    if not root.is_dir():
         found = "is a file, not a folder" if root.is_file() else "scan folder does not exist"
-    raise Vega3DError(f"{root}: {found}; expected a scan folder in {LAYOUT_HELP}")
+        raise Vega3DError(f"{root}: {found}; expected a scan folder in {LAYOUT_HELP}")
+    if any((root / d).is_dir() for d in ("color", "depth", "pose", "intrinsic")):
+        return "sensreader"
+    if (root / "intrinsic.txt").is_file() or any(_FRAME_NAME.match(p.name) for p in root.iterdir()):
+        return "posed_images"
+    raise Vega3DError(f"{root}: not a scan folder; expected {LAYOUT_HELP}")
 
 
 def _select(ids: list[int], frames, root: Path) -> list[int]:
@@ -246,11 +243,19 @@ def _select(ids: list[int], frames, root: Path) -> list[int]:
         return ids
     if isinstance(frames, (int, np.integer)) and not isinstance(frames, bool):
         return [ids[i] for i in sample_frames(len(ids), int(frames))]
-    problem = _id_list_problem(frames)
-    wanted = [] if problem else [int(f) for f in frames]
+    if isinstance(frames, (np.ndarray, torch.Tensor)):
+        frames = _id_array(frames, root)
+    if isinstance(frames, (str, bytes, bool)) or not isinstance(frames, Sequence):
+        raise Vega3DError(f"load_scene({root}): frames must be None, an int or a list of frame ids, got {frames!r}")
+    wanted = []
+    for f in frames:
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)):
+            raise Vega3DError(f"load_scene({root}): frame ids must be ints, got {f!r}")
+        wanted.append(int(f))
     have = set(ids)
     missing = [f for f in wanted if f not in have]
-    if not (problem or wanted):
+    problem = None
+    if not wanted:
         problem = "the frame list is empty"
     elif len(set(wanted)) != len(wanted):
         problem = f"frame ids listed more than once: {wanted}"
@@ -261,21 +266,15 @@ def _select(ids: list[int], frames, root: Path) -> list[int]:
     return wanted
 
 
-def _id_list_problem(frames) -> str | None:
-    """What is wrong with ``frames`` as a list of frame ids (a sequence of ints, or a 1-D integer
-    numpy array or tensor), or None."""
-    if isinstance(frames, (np.ndarray, torch.Tensor)):
-        integer = frames.dtype.kind in "iu" if isinstance(frames, np.ndarray) else not frames.is_floating_point()
-        if frames.ndim == 1 and integer and frames.dtype != torch.bool:
-            return None
-        return (
-            f"a frame id array must be 1-D, got shape {tuple(frames.shape)}; "
+def _id_array(frames, root: Path) -> list[int]:
+    """A 1-D integer numpy array or tensor of frame ids as a list."""
+    integer = frames.dtype.kind in "iu" if isinstance(frames, np.ndarray) else not frames.is_floating_point()
+    if frames.ndim != 1 or not integer or frames.dtype == torch.bool:
+        raise Vega3DError(
+            f"load_scene({root}): a frame id array must be 1-D, got shape {tuple(frames.shape)}; "
             f"frame ids must be ints, got dtype {frames.dtype}"
         )
-    if isinstance(frames, (str, bytes, bool)) or not isinstance(frames, Sequence):
-        return f"frames must be None, an int or a list of frame ids, got {frames!r}"
-    bad = [f for f in frames if isinstance(f, bool) or not isinstance(f, (int, np.integer))]
-    return f"frame ids must be ints, got {bad[0]!r}" if bad else None
+    return [int(f) for f in frames.tolist()]
 
 
 def _same_size(arrays: list[np.ndarray], paths: list[Path], what: str) -> None:
