@@ -87,14 +87,11 @@ def check_encoder(name: str, options: dict) -> type:
     params = _parameters(cls.__init__)
     valid = set(params) | (set(_parameters(_resolve(FORWARDED[name]))) if name in FORWARDED else set())
     unknown = sorted(set(options) - valid)
+    if unknown:
+        raise Vega3DError(f"encoder {name!r}: unknown option(s) {unknown}; valid: {sorted(valid)}")
     built_from = {"simulator", "components"} & {k for k, v in options.items() if v is not None}
-    no_model = name in MODEL_FOLDERS and options.get("model") is None and not built_from
-    if unknown or no_model:  # one check of the options: all known, the required one given
-        raise Vega3DError(
-            f"encoder {name!r}: unknown option(s) {unknown}; valid: {sorted(valid)}"
-            if unknown
-            else f"encoder {name!r} needs model=<{MODEL_FOLDERS[name]}> (on the command line: --model DIR)"
-        )
+    if name in MODEL_FOLDERS and options.get("model") is None and not built_from:
+        raise Vega3DError(f"encoder {name!r} needs model=<{MODEL_FOLDERS[name]}> (on the command line: --model DIR)")
     if hasattr(cls, "check_options"):  # an encoder's own value checks that need no weights
         cls.check_options(options)
     return cls

@@ -36,18 +36,13 @@ def as_box(value, *, where: str = "box") -> np.ndarray:
         box = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         box = None
-    shaped = box is not None and box.shape == (6,)
-    # one check of the value; the message names the part that fails
-    if not (shaped and np.all(np.isfinite(box)) and np.all(box[3:] >= 0)):
-        problem = (
-            "expected 6 numbers [cx, cy, cz, dx, dy, dz]"
-            if not shaped
-            else "box has a non-finite value (NaN or inf)"
-            if not np.all(np.isfinite(box))
-            else "box sizes dx, dy, dz must be >= 0"
-        )
-        shape = f"shape {box.shape} " if box is not None and not shaped else ""
-        raise Vega3DError(f"{where}: {problem}, found {shape}{value!r}")
+    if box is None or box.shape != (6,):
+        shape = "" if box is None else f"shape {box.shape} "
+        raise Vega3DError(f"{where}: expected 6 numbers [cx, cy, cz, dx, dy, dz], found {shape}({value!r})")
+    if not np.all(np.isfinite(box)):
+        raise Vega3DError(f"{where}: box has a non-finite value (NaN or inf): {value!r}")
+    if np.any(box[3:] < 0):
+        raise Vega3DError(f"{where}: box sizes dx, dy, dz must be >= 0, found {box[3:].tolist()}")
     return box
 
 

@@ -71,14 +71,14 @@ class CaptionScorer:
         ``"per_item": {metric: [score per id, in gts order]}``.
         """
         ids = list(gts)
-        problem = _input_problem(gts, res) or (
-            None
-            if shutil.which("java")
-            else "METEOR needs Java (and so does the PTB tokenizer): no 'java' executable on PATH "
-            "(install a JRE, e.g. openjdk-17-jre-headless)"
-        )
-        if problem:  # the inputs first, then Java: all before any Java process starts
+        problem = _input_problem(gts, res)
+        if problem:
             raise Vega3DError(f"caption scoring: {problem}")
+        if shutil.which("java") is None:
+            raise Vega3DError(
+                "METEOR needs Java (and so does the PTB tokenizer): no 'java' executable on PATH "
+                "(install a JRE, e.g. openjdk-17-jre-headless)"
+            )
         gts = {key: list(gts[key]) for key in ids}
         res = {key: list(res[key]) for key in ids}
         if ptb_tokenize:

@@ -74,13 +74,14 @@ def align_to_qwen_tokens(
     thw = tuple(int(v) for v in torch.as_tensor(grid_thw).reshape(-1).tolist())
     m, tp = int(spatial_merge_size), int(temporal_patch_size)
     n, patches = features.shape[0], math.ceil(features.shape[0] / tp)
+    if interpolation not in INTERPOLATIONS:
+        raise Vega3DError(f"align_to_qwen_tokens: interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
     fits = len(thw) == 3 and min(thw) > 0 and thw[0] == patches and thw[1] % m == 0 and thw[2] % m == 0
-    if not fits or interpolation not in INTERPOLATIONS:
+    if not fits:  # one check of grid_thw against the features
         raise Vega3DError(
             f"align_to_qwen_tokens: features of N={n} frames (Qwen's processor packs them into ceil({n}/{tp}) = "
             f"{patches} temporal patches) and grid_thw {thw} (T={thw[0] if thw else None}); expected one (T, Hp, Wp) "
-            f"triple of positive integers, T = {patches}, Hp and Wp divisible by spatial_merge_size={m}; "
-            f"interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}"
+            f"triple of positive integers, T = {patches}, Hp and Wp divisible by spatial_merge_size={m}"
         )
     t, hp, wp = thw
     rows, cols = (hp, wp) if keep_merge_window else (hp // m, wp // m)

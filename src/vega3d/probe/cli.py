@@ -84,11 +84,10 @@ def _sweep(spec: str, encoder: str):
         parsed = [int(v) if key == "blocks" else float(v) for v in values.split(",") if v.strip()]
     except ValueError:
         parsed = []
-    if key not in SWEEPS or not parsed or encoder != "wan":
-        raise Vega3DError(
-            f"--sweep {spec!r} with encoder {encoder!r}: expected blocks=B1,B2,... or timesteps=T1,T2,... (numbers); "
-            f"a sweep needs the 'wan' encoder"
-        )
+    if key not in SWEEPS or not parsed:
+        raise Vega3DError(f"--sweep {spec!r}: expected blocks=B1,B2,... or timesteps=T1,T2,... (numbers)")
+    if encoder != "wan":
+        raise Vega3DError(f"--sweep {spec!r}: a sweep over {key} needs the 'wan' encoder, got {encoder!r}")
     return key, parsed
 
 

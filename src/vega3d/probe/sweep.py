@@ -48,12 +48,11 @@ def sweep_timesteps(scene, encoder, timesteps, progress: bool = False, **options
 
 
 def _check(encoder, values, what) -> list:
-    name, values = getattr(encoder, "name", encoder), list(values)
-    if name != "wan" or not values:
-        raise Vega3DError(
-            f"probe sweep over {what} needs the 'wan' encoder and one value or more; "
-            f"got encoder {name!r} and {values or 'no values'}"
-        )
+    if getattr(encoder, "name", None) != "wan":
+        raise Vega3DError(f"probe sweep over {what} needs the 'wan' encoder, got {getattr(encoder, 'name', encoder)!r}")
+    values = list(values)
+    if not values:
+        raise Vega3DError(f"probe sweep over {what}: no values given")
     return values
 
 
