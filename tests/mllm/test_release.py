@@ -403,3 +403,12 @@ def test_fresh_residual_model_is_exactly_the_base_at_scale_zero(base, tiny, proc
     with torch.no_grad():
         model.fusion.residual_scale.zero_()
     assert torch.equal(model(**batch, video_features=grid).logits, ref)  # s = 0: exactly the base model
+
+
+def test_release_config_fields_declared(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2_vl", "use_generative_encoder": true}')
+    with pytest.raises(Vega3DError, match=r"config\.json: model_type: input should be 'qwen2_5_vl', got 'qwen2_vl'$"):
+        open_release(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2_5_vl", "use_generative_encoder": "yes"}')
+    with pytest.raises(Vega3DError, match=r"config\.json: use_generative_encoder: input should be a valid boolean"):
+        open_release(tmp_path)

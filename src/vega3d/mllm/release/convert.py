@@ -53,18 +53,22 @@ _MERGER_SHAPE_KEYS = ("ln_q.weight", "mlp.0.weight", "mlp.2.weight")
 # ----------------------------------------------------------------------------- the branch
 
 
-def _expect_keys(folder: ReleaseFolder, expected: dict[str, tuple], what: str) -> None:
-    """The folder's tensors under the branch prefixes must be exactly ``expected`` (key → shape)."""
-    present = {k: v for k, v in folder.tensors.items() if k.startswith((MERGER_PREFIX, FUSION_PREFIX))}
+def _expect_keys(folder: ReleaseFolder, present: dict, expected: dict, what: str, needs: str = "") -> None:
+    """``present`` (name → (the folder's key, shape)) must be exactly ``expected`` (name → shape): a
+    missing name, an unexpected key (named with its shard) or another shape is one line naming
+    ``what`` (``needs``: what fixes the shapes, default ``what``)."""
     missing = sorted(set(expected) - set(present))
     if missing:
         raise Vega3DError(f"{folder.root}: missing {missing[0]} ({len(missing)} key(s) of {what} absent)")
     extra = sorted(set(present) - set(expected))
     if extra:
-        raise Vega3DError(f"{folder.where(extra[0])}: unexpected {extra[0]} (not a tensor of {what})")
-    for key, shape in sorted(expected.items()):
-        if present[key].shape != tuple(shape):
-            raise Vega3DError(f"{folder.where(key)}: {key} has shape {present[key].shape}, {what} needs {tuple(shape)}")
+        key = present[extra[0]][0]
+        raise Vega3DError(f"{folder.where(key)}: unexpected {key} (not a tensor of {what})")
+    for name, (key, shape) in sorted(present.items()):
+        if tuple(shape) != tuple(expected[name]):
+            raise Vega3DError(
+                f"{folder.where(key)}: {key} has shape {tuple(shape)}, {needs or what} needs {tuple(expected[name])}"
+            )
 
 
 def release_branch(folder: ReleaseFolder):
@@ -94,7 +98,8 @@ def release_branch(folder: ReleaseFolder):
     ours = {v: k for k, v in FUSION_NAMES.items()}
     expected = {MERGER_PREFIX + k: v.shape for k, v in projector.state_dict().items()}
     expected |= {FUSION_PREFIX + ours[k]: v.shape for k, v in fusion.state_dict().items()}
-    _expect_keys(folder, expected, "the released merger (mlp) and fusion (token_gated_residual)")
+    present = {k: (k, v.shape) for k, v in folder.tensors.items() if k.startswith((MERGER_PREFIX, FUSION_PREFIX))}
+    _expect_keys(folder, present, expected, "the released merger (mlp) and fusion (token_gated_residual)")
     tensors = dict(read_tensors(folder, sorted(expected)))
     with torch.no_grad():
         projector.load_state_dict({k[len(MERGER_PREFIX) :]: v for k, v in tensors.items() if k in expected
@@ -125,20 +130,8 @@ def check_release_dit(folder: ReleaseFolder, dit_config: dict) -> None:
     with init_empty_weights():
         model = WanTransformer3DModel.from_config(dit_config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    names = {to_diffusers_key(k): k for k in dit}
-    missing = sorted(set(expected) - set(names))
-    if missing:
-        raise Vega3DError(f"{folder.root}: the DiT lacks {missing[0]} (diffusers name; {len(missing)} missing)")
-    for name, key in sorted(names.items()):
-        if name not in expected:
-            raise Vega3DError(
-                f"{folder.where(DIT_PREFIX + key)}: unexpected {DIT_PREFIX + key} (not a Wan2.1 DiT tensor)"
-            )
-        if dit[key].shape != expected[name]:
-            raise Vega3DError(
-                f"{folder.where(DIT_PREFIX + key)}: {DIT_PREFIX + key} has shape {dit[key].shape}, the --wan folder's "
-                f"DiT config needs {expected[name]}"
-            )
+    present = {to_diffusers_key(k): (DIT_PREFIX + k, v.shape) for k, v in dit.items()}
+    _expect_keys(folder, present, expected, "the Wan2.1 DiT (diffusers names)", "the --wan folder's DiT config")
 
 
 def _write_release_dit(folder: ReleaseFolder, dit_config: dict, out: Path) -> None:

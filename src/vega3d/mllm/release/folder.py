@@ -29,9 +29,11 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from vega3d.config import FileRecord, parse
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, read_weight_map
 
@@ -100,6 +102,13 @@ class ReleaseFolder:
         return str(self.root / self.tensors[key].file)
 
 
+class ReleaseConfig(FileRecord):
+    """The release's ``config.json``: the fields checked here (the rest is read as given)."""
+
+    model_type: Literal["qwen2_5_vl"]  # the release is a Qwen2.5-VL folder
+    use_generative_encoder: bool = False  # set by the release's training code (a plain Qwen2.5-VL lacks it)
+
+
 def is_release_config(folder) -> bool:
     """True when ``folder/config.json`` is a Qwen2.5-VL config with ``use_generative_encoder``
     set (cheap; never raises)."""
@@ -127,9 +136,7 @@ def _check_folder(root: Path) -> dict:
     if not (root / "config.json").is_file():
         raise Vega3DError(f"{root}: no config.json; expected the released VEGA-3D folder (a Qwen2.5-VL model folder)")
     config = read_json(root / "config.json", "release config")
-    found = config.get("model_type") if isinstance(config, dict) else None
-    if found != "qwen2_5_vl":
-        raise Vega3DError(f"{root / 'config.json'}: model_type {found!r}, expected 'qwen2_5_vl' (the release's)")
+    parse(ReleaseConfig, config, str(root / "config.json"))
     return config
 
 

@@ -9,13 +9,6 @@ from pathlib import Path
 from vega3d.errors import Vega3DError
 
 
-def _check_counts(args, names) -> None:
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise Vega3DError(f"--{name.replace('_', '-')}: got {value!r}; expected a positive integer")
-
-
 def _check_frames_as(args) -> None:
     if getattr(args, "frames_as", None) not in (None, "video"):
         raise Vega3DError(
@@ -38,11 +31,12 @@ def run_eval_model(args) -> int:
     before the model loads."""
     from accelerate import PartialState
 
-    from vega3d.mllm.video3d_llm.evaluate import plan, run_benchmark
+    from vega3d.mllm.video3d_llm.evaluate import RunArguments, plan, run_benchmark
     from vega3d.mllm.video3d_llm.infer import Video3DAnswerer
     from vega3d.mllm.video3d_llm.model import recorded_preprocessing
 
-    _check_counts(args, ("num_frames", "batch_size", "limit", "max_new_tokens"))
+    counts = {n: getattr(args, n, None) for n in ("num_frames", "batch_size", "limit", "max_new_tokens")}
+    RunArguments(benchmark=args.benchmark, **{n: v for n, v in counts.items() if v is not None})
     _check_frames_as(args)
     instruction = _instruction(args)
     pre = recorded_preprocessing(args.model)

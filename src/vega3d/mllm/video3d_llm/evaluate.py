@@ -26,13 +26,31 @@ import importlib
 import sys
 from itertools import groupby
 from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import Field
+
+from vega3d.config import Config
 from vega3d.errors import Vega3DError
 from vega3d.eval.runners.outputs import AnswerLog, merge, report, resume
 from vega3d.eval.runners.processes import meeting, process, share
 from vega3d.progress import progress as progress_bar
 
 BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
+_POSITIVE = Annotated[int, Field(ge=1)]
+
+
+class RunArguments(Config):
+    """A run's arguments that need no file; a bad one is ``name: got VALUE; expected DESCRIPTION``."""
+
+    WHAT = ""
+
+    # the Table-1 benchmark to answer
+    benchmark: Literal[BENCHMARKS] = Field(description=f"one of the Video-3D LLM family's benchmarks {BENCHMARKS}")
+    limit: _POSITIVE | None = Field(None, description="None or a positive integer")  # only the first N records
+    num_frames: _POSITIVE | None = Field(None, description="None or a positive integer")  # frames per scan
+    batch_size: _POSITIVE = Field(1, description="a positive integer")  # questions per answer() call
+    max_new_tokens: _POSITIVE = Field(128, description="a positive integer")  # longest answer in tokens
 
 
 def plan(benchmark: str, annotations, data_root, *, limit=None, num_frames: int = 32, sampling: str = "uniform"):
@@ -40,10 +58,7 @@ def plan(benchmark: str, annotations, data_root, *, limit=None, num_frames: int 
     docstring) before any model runs. Returns ``(samples, data, frames by video)``."""
     from vega3d.video3d import Video3DData, check_samples, read_samples
 
-    if benchmark not in BENCHMARKS:
-        raise Vega3DError(f"unknown benchmark {benchmark!r} for the Video-3D LLM family; expected one of {BENCHMARKS}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise Vega3DError(f"limit: got {limit!r}; expected None or a positive integer")
+    RunArguments(benchmark=benchmark, limit=limit)
     samples = read_samples(annotations, benchmark)[:limit]
     if not samples:
         raise Vega3DError(f"{annotations}: no {benchmark} records")
@@ -90,9 +105,7 @@ def run_benchmark(benchmark: str, answerer, annotations, data_root, out_dir, *, 
                   progress: bool = True, rank=None, world_size=None, barrier=None, scorer=None) -> dict | None:  # fmt: skip
     """Answer, write ``out_dir/predictions.jsonl`` (+ ``run.json``, ``result.json``), score and print
     the table; returns the result on process 0 (None on the others). See the module docstring."""
-    for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise Vega3DError(f"{name}: got {value!r}; expected a positive integer")
+    RunArguments(benchmark=benchmark, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
     samples, data, frames = plan(benchmark, annotations, data_root, limit=limit, num_frames=answerer.num_frames,
                                  sampling=answerer.sampling)  # fmt: skip
     rank, world_size = process(rank, world_size)

@@ -37,9 +37,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import Field
 
+from vega3d.config import FileRecord, parse
 from vega3d.devices import parse_dtype
 from vega3d.errors import Vega3DError
 from vega3d.files import read_json, read_weight_map
@@ -131,18 +134,46 @@ class FolderSpec:
         return bool(self.head_keys)
 
 
+class _FolderConfig(FileRecord):
+    """A base folder's ``config.json``: the fields checked here (the rest is read as given)."""
+
+    # the original LLaVA-Video / Video-3D LLM release, or transformers' LLaVA-OneVision
+    model_type: Literal[tuple(MODEL_TYPES)]
+
+
+class _LlavaConfig(_FolderConfig):
+    """The original release's ``config.json``: the LLaVA options this implementation reproduces."""
+
+    model_type: Literal["llava_qwen"]
+    mm_vision_tower: str = Field(min_length=1)  # the SigLIP tower's folder or id (module docstring)
+    mm_projector_type: Literal["mlp2x_gelu"]  # the two-layer GELU projector
+    mm_vision_select_layer: Literal[-2]  # SigLIP's last layer dropped
+    mm_spatial_pool_mode: Literal["bilinear"] | None = None  # frames pooled 2x2 bilinearly
+    ground_head_type: Literal["infonce"] | None = None  # Video-3D LLM's grounding head
+    world_position_embedding_type: Literal["avg-discrete-sin3d"] | None = None  # Video-3D LLM's 3D positions
+    object_feature_type: Literal["patch14-pe"] | None = None  # Video-3D LLM's object features
+
+
+class _HFConfig(_FolderConfig):
+    """transformers' ``llava_onevision`` ``config.json``: LLaVA-Video's vision feature choice."""
+
+    model_type: Literal["llava_onevision"]
+    vision_feature_layer: Literal[-1] = -1  # the tower's last (kept) layer
+    vision_feature_select_strategy: Literal["full"] = "full"  # every patch, no CLS dropped
+
+
+_RECORDS = {"llava_qwen": _LlavaConfig, "llava_onevision": _HFConfig}
+
+
 def _config(folder: Path) -> tuple[str, dict]:
+    """``(layout, config.json's data)``, its declared fields checked (:class:`_LlavaConfig`, :class:`_HFConfig`)."""
     path = folder / "config.json"
     if not folder.is_dir():
         raise Vega3DError(f"{folder}: base model folder does not exist")
     data = read_json(path, f"{folder}: not a model folder (config.json)")
     found = data.get("model_type") if isinstance(data, dict) else None
-    if found not in MODEL_TYPES:
-        raise Vega3DError(
-            f"{path}: model_type {found!r}; expected 'llava_qwen' (the original LLaVA-Video / Video-3D LLM release) "
-            f"or 'llava_onevision' (transformers)"
-        )
-    return MODEL_TYPES[found], data
+    record = parse(_RECORDS.get(found, _FolderConfig), data, str(path))
+    return MODEL_TYPES[record.model_type], data
 
 
 def weight_files(folder: Path) -> dict[str, Path]:
@@ -183,10 +214,7 @@ def _shapes(files: dict[str, Path]) -> dict[str, tuple]:
 
 def _siglip_config(folder: Path, data: dict) -> dict:
     """The SigLIP vision config ``mm_vision_tower`` names (module docstring)."""
-    name = data.get("mm_vision_tower")
-    where = f"{folder / 'config.json'} field mm_vision_tower"
-    if not isinstance(name, str) or not name:
-        raise Vega3DError(f"{where}: expected the SigLIP tower's folder or id, found {name!r}")
+    name, where = data["mm_vision_tower"], f"{folder / 'config.json'} field mm_vision_tower"  # checked: _LlavaConfig
     for cand in (folder / name, Path(name)):
         if (cand / "config.json").is_file():
             cfg = read_json(cand / "config.json", "SigLIP config")
@@ -202,19 +230,6 @@ def _siglip_config(folder: Path, data: dict) -> dict:
         f"{where}: {name!r} is neither a SigLIP folder (with config.json; relative to the model folder or absolute) "
         f"nor the known id {SO400M_ID!r}"
     )
-
-
-def _check_llava_fields(folder: Path, data: dict) -> None:
-    """The LLaVA options this implementation reproduces; anything else is refused by name."""
-    want = {"mm_projector_type": "mlp2x_gelu", "mm_vision_select_layer": -2}
-    optional = {"mm_spatial_pool_mode": "bilinear", "ground_head_type": "infonce",
-                "world_position_embedding_type": "avg-discrete-sin3d", "object_feature_type": "patch14-pe"}  # fmt: skip
-    for key, value in {**want, **optional}.items():
-        found = data.get(key, value if key in optional else None)
-        if found is not None and found != value or (key in want and found is None):
-            raise Vega3DError(
-                f"{folder / 'config.json'} field {key}: {found!r}; this implementation supports {value!r}"
-            )
 
 
 def _text_config(data: dict, rows: int) -> dict:
@@ -246,7 +261,6 @@ def inspect_folder(folder) -> FolderSpec:
     files = weight_files(folder)
     rows = _embed_rows(folder, files, layout)
     if layout == "llava":
-        _check_llava_fields(folder, data)
         vision = _siglip_config(folder, data)
         vision["num_hidden_layers"] = int(vision["num_hidden_layers"]) - 1  # mm_vision_select_layer -2
         config = LlavaOnevisionConfig(
@@ -259,11 +273,6 @@ def inspect_folder(folder) -> FolderSpec:
                                          "coord_token_ids", "world_position_embedding_type", "object_feature_type",
                                          "voxel_size", "min_xyz_range", "max_xyz_range") if k in data}  # fmt: skip
     else:
-        for key, value in (("vision_feature_layer", -1), ("vision_feature_select_strategy", "full")):
-            if data.get(key, value) != value:
-                raise Vega3DError(
-                    f"{folder / 'config.json'} field {key}: {data.get(key)!r}; LLaVA-Video uses {value!r}"
-                )
         config = LlavaOnevisionConfig.from_pretrained(folder, local_files_only=True)
         config.text_config.vocab_size = rows
         extras = {k: data[k] for k in ("ground_head_type", "ground_token_ids", "coord_token_ids") if k in data}
