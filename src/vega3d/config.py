@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from contextvars import ContextVar
+from numbers import Integral
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -36,6 +37,15 @@ def _number_from_string(value: Any) -> Any:
 
 #: A finite float that may be written as a numeric string (``lr: 1e-4`` in YAML).
 Float = Annotated[float, BeforeValidator(_number_from_string)]
+
+
+def _int_from_numpy(value: Any) -> Any:
+    """A numpy integer → the ``int`` it is; other values (bools included) as given."""
+    return int(value) if isinstance(value, Integral) and not isinstance(value, bool) else value
+
+
+#: An integer argument; numpy integers are accepted as the ints they are (bools are not integers).
+Int = Annotated[int, BeforeValidator(_int_from_numpy)]
 
 
 #: How deep the current validation is (pydantic calls ``__init__`` of nested configs too).

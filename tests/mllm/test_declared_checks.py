@@ -110,3 +110,16 @@ def test_branch_init_with_the_branch_off_fails_before_any_checkpoint_file_is_rea
     config = Vega3DConfig(base_model="unused", generative=False)
     with pytest.raises(Vega3DError, match=r"generative branch is off \(model.generative: false\)"):
         checkpoint.read_branch(tmp_path, config)
+
+
+def test_numpy_integers_are_integer_settings_as_in_the_simulator():
+    import numpy as np
+
+    from vega3d.eval.runners.questions import check_arguments
+    from vega3d.mllm.infer import AnswerSettings
+
+    settings = AnswerSettings(num_frames=np.int64(8), batch_size=np.int32(2))
+    assert (settings.num_frames, settings.batch_size) == (8, 2) and type(settings.num_frames) is int
+    check_arguments("vsibench", num_frames=np.int64(8), limit=np.int64(1))
+    with pytest.raises(Vega3DError, match=r"^num_frames: got np\.True_|^num_frames: got True"):
+        AnswerSettings(num_frames=np.bool_(True))

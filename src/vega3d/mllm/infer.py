@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from vega3d.config import Config
+from vega3d.config import Config, Int
 from vega3d.errors import Vega3DError
 
 DEFAULT_CACHE_ITEMS = 2
@@ -182,11 +182,11 @@ class AnswerSettings(Config):
 
     WHAT = ""
 
-    num_frames: int = Field(32, ge=1, description="an integer >= 1")  # frames sampled uniformly per video
+    num_frames: Int = Field(32, ge=1, description="an integer >= 1")  # frames sampled uniformly per video
     frames_as: Literal[FRAMES_AS] = Field("video", description=f"one of {', '.join(FRAMES_AS)}")  # module docstring
-    feature_cache_bytes: int = Field(DEFAULT_FEATURE_CACHE_BYTES, ge=0, description="an integer >= 0")  # simulator's
-    max_new_tokens: int = Field(128, ge=1, description="an integer >= 1")  # longest answer, in tokens
-    batch_size: int = Field(4, ge=1, description="an integer >= 1")  # questions per generate call
+    feature_cache_bytes: Int = Field(DEFAULT_FEATURE_CACHE_BYTES, ge=0, description="an integer >= 0")  # simulator's
+    max_new_tokens: Int = Field(128, ge=1, description="an integer >= 1")  # longest answer, in tokens
+    batch_size: Int = Field(4, ge=1, description="an integer >= 1")  # questions per generate call
 
 
 def question_problems(questions) -> list[str]:

@@ -10,10 +10,8 @@ model's block count, a tensor's shape) is one call of :func:`check`. Either way 
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Annotated
 
 import torch
-from pydantic import BeforeValidator
 
 from vega3d.config import Config
 from vega3d.errors import Vega3DError
@@ -33,10 +31,6 @@ def is_int(value, lo: int | None = None, hi: int | None = None) -> bool:
         and (lo is None or value >= lo)
         and (hi is None or value <= hi)
     )
-
-
-#: An integer option; numpy integers are accepted as the ints they are (bools are not integers).
-Int = Annotated[int, BeforeValidator(lambda v: int(v) if is_int(v) else v)]
 
 
 class Options(Config):

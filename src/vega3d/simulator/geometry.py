@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from vega3d.simulator.checks import Int, Options, check, no_nan, tensor_found
+from vega3d.config import Int
+from vega3d.simulator.checks import Options, check, no_nan, tensor_found
 
 #: One DiT token covers this many input pixels along each axis (VAE stride 8 x patch 2).
 TOKEN_PX = 16

@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from vega3d.simulator.checks import Int, Options, check
+from vega3d.config import Int
+from vega3d.simulator.checks import Options, check
 
 
 class FlowSchedule(Options):

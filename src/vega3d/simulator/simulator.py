@@ -64,10 +64,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from vega3d.config import Int
 from vega3d.devices import dtype_name, parse_dtype
 from vega3d.grids import resample_grid
 from vega3d.progress import progress as progress_bar
-from vega3d.simulator.checks import Int, Options, check, check_tensor, is_int
+from vega3d.simulator.checks import Options, check, check_tensor, is_int
 from vega3d.simulator.determinism import enable_deterministic
 from vega3d.simulator.dit_prefix import condition, dit_prefix
 from vega3d.simulator.geometry import TOKEN_PX, ContentBox, Side, as_float_frames, fit_frames

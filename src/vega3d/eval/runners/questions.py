@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from vega3d.config import Config
+from vega3d.config import Config, Int
 from vega3d.errors import Vega3DError
 from vega3d.media import media_kind
 
@@ -35,7 +35,7 @@ BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
 
 
 #: A count argument of a run: None (the default) or an integer >= 1.
-Count = Annotated[int, Field(ge=1)] | None
+Count = Annotated[Int, Field(ge=1)] | None
 POSITIVE = "None or a positive integer"
 
 

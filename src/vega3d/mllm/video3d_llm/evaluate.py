@@ -30,14 +30,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from vega3d.config import Config
+from vega3d.config import Config, Int
 from vega3d.errors import Vega3DError
 from vega3d.eval.runners.outputs import AnswerLog, merge, report, resume
 from vega3d.eval.runners.processes import meeting, process, share
 from vega3d.progress import progress as progress_bar
 
 BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
-_POSITIVE = Annotated[int, Field(ge=1)]
+_POSITIVE = Annotated[Int, Field(ge=1)]
 
 
 class RunArguments(Config):
