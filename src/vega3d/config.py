@@ -87,10 +87,7 @@ class Config(BaseModel):
         field = cls.model_fields.get(str(loc[0])) if loc else None
         if field is None or not field.description or loc[0] not in data:
             return Vega3DError(f"{prefix}{describe(err, cls.SECTION)}")
-        got = repr(data[loc[0]])
-        return Vega3DError(
-            f"{prefix}{loc[0]}: got {got[:200] + ('...' if len(got) > 200 else '')}; expected {field.description}"
-        )
+        return Vega3DError(f"{prefix}{loc[0]}: got {shown(data[loc[0]])}; expected {field.description}")
 
     @classmethod
     def model_validate(cls, obj, **kwargs):
@@ -130,6 +127,12 @@ _UNION_MEMBER = re.compile(r"^(int|float|str|bool|bytes|none|list|dict|tuple|set
                            r"|function-(after|before|plain|wrap)|lax-or-strict|json-or-python|constrained-\w+)(\[.*\])?$")  # fmt: skip
 
 
+def shown(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` for an error message, cut at ``limit`` characters (``...`` when cut)."""
+    text = repr(value)
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 def describe(err: ValidationError, prefix: str = "") -> str:
     """pydantic's first error as ``field.sub: message, got VALUE`` (``prefix`` + dotted location;
     the value's repr cut at 200 characters)."""
@@ -139,16 +142,16 @@ def describe(err: ValidationError, prefix: str = "") -> str:
         return tuple(p for p in error["loc"] if not (isinstance(p, str) and _UNION_MEMBER.match(p)))
 
     first = errors[0]
-    loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *steps(first)))
-    # a union's value: what each member said, in one message
-    said = [e["msg"] for e in errors if steps(e) == steps(first)] if steps(first) != first["loc"] else [first["msg"]]
+    where = steps(first)
+    loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *where))
+    # a union's value (a member left out of the location): what each member said, in one message
+    said = [e["msg"] for e in errors if steps(e) == where] if where != first["loc"] else [first["msg"]]
     msg = " or ".join(dict.fromkeys(m[0].lower() + m[1:] for m in said))
     if first["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     if first["type"] == "missing":
         return f"{loc}: required, missing"
-    got = repr(first.get("input"))
-    return f"{loc}: {msg}, got {got[:200] + ('...' if len(got) > 200 else '')}"
+    return f"{loc}: {msg}, got {shown(first.get('input'))}"
 
 
 def parse(cls: type[Config], data: Any, where: str, section: str = ""):

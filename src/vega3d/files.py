@@ -46,9 +46,10 @@ def read_json(path, what: str) -> Any:
     is missing or is not valid (UTF-8) JSON."""
     try:
         return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        problem = "does not exist" if isinstance(err, FileNotFoundError) else f"is not valid JSON ({err})"
-        raise Vega3DError(f"{what}: {path} {problem}") from None
+    except FileNotFoundError:
+        raise Vega3DError(f"{what}: {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise Vega3DError(f"{what}: {path} is not valid JSON ({err})") from None
 
 
 def read_torch_file(path) -> Any:
