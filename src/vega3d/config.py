@@ -39,9 +39,19 @@ def _number_from_string(value: Any) -> Any:
 Float = Annotated[float, BeforeValidator(_number_from_string)]
 
 
+def is_int(value, lo: int | None = None, hi: int | None = None) -> bool:
+    """``value`` is an integer (a numpy one too; not a bool) in ``[lo, hi]`` (None: unbounded)."""
+    return (
+        isinstance(value, Integral)
+        and not isinstance(value, bool)
+        and (lo is None or value >= lo)
+        and (hi is None or value <= hi)
+    )
+
+
 def _int_from_numpy(value: Any) -> Any:
     """A numpy integer → the ``int`` it is; other values (bools included) as given."""
-    return int(value) if isinstance(value, Integral) and not isinstance(value, bool) else value
+    return int(value) if is_int(value) else value
 
 
 #: An integer argument; numpy integers are accepted as the ints they are (bools are not integers).

@@ -188,11 +188,12 @@ def _load_simulator(args):
 
 def _notice(model_dir) -> str:
     """The stand-in NOTE: random weights, or trained here (and, on a random VAE, that it says nothing)."""
-    from vega3d.standin import RANDOM_VAE_NOTE, is_trained_stand_in, stand_in_label
+    from vega3d.standin import RANDOM_VAE_NOTE, stand_in_label
 
-    if not is_trained_stand_in(model_dir):
+    label = stand_in_label(model_dir)
+    if label == "random weights":
         return STAND_IN_NOTICE
-    return TRAINED_NOTICE + ("\n" + RANDOM_VAE_NOTE if stand_in_label(model_dir).endswith("random VAE") else "")
+    return TRAINED_NOTICE + ("\n" + RANDOM_VAE_NOTE if label.endswith("random VAE") else "")
 
 
 def _stand_in_label(model_dir) -> str:

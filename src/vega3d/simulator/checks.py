@@ -9,8 +9,6 @@ model's block count, a tensor's shape) is one call of :func:`check`. Either way 
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import torch
 
 from vega3d.config import Config
@@ -21,16 +19,6 @@ def check(ok: bool, what: str, found: str, expected: str) -> None:
     """Raise ``Vega3DError("what: found; expected EXPECTED")`` unless ``ok``."""
     if not ok:
         raise Vega3DError(f"{what}: {found}; expected {expected}")
-
-
-def is_int(value, lo: int | None = None, hi: int | None = None) -> bool:
-    """``value`` is an integer (not a bool) in ``[lo, hi]`` (None: unbounded)."""
-    return (
-        isinstance(value, Integral)
-        and not isinstance(value, bool)
-        and (lo is None or value >= lo)
-        and (hi is None or value <= hi)
-    )
 
 
 class Options(Config):

@@ -25,17 +25,22 @@ The noised latent is ``x_t = (1 - sigma) * z + sigma * eps`` (rectified flow).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from pydantic import Field
 
 from vega3d.config import Int
 from vega3d.simulator.checks import Options, check
 
+#: The flow shift of Wan's sigma schedule (declared once: the schedule's and the simulator's option).
+Shift = Annotated[float, Field(gt=0, description="a finite number > 0 (Wan2.1 T2V uses 5.0)")]
+
 
 class FlowSchedule(Options):
     """Wan's flow schedule (:func:`flow_sigma_grid`) and a timestep on it (:func:`flow_noise_level`)."""
 
-    shift: float = Field(5.0, gt=0, description="a finite number > 0 (Wan2.1 T2V uses 5.0)")  # sigma's shift
+    shift: Shift = 5.0  # sigma's shift
     num_train_timesteps: Int = Field(1000, ge=1, description="an integer >= 1 (Wan uses 1000)")  # grid size n
     # the requested DiT timestep; its upper bound, num_train_timesteps, is checked by flow_noise_level
     timestep: float = Field(0.0, ge=0, description="a finite number in [0, num_train_timesteps]")

@@ -64,15 +64,15 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from vega3d.config import Int
+from vega3d.config import Int, is_int
 from vega3d.devices import dtype_name, parse_dtype
 from vega3d.grids import resample_grid
 from vega3d.progress import progress as progress_bar
-from vega3d.simulator.checks import Options, check, check_tensor, is_int
+from vega3d.simulator.checks import Options, check, check_tensor
 from vega3d.simulator.determinism import enable_deterministic
 from vega3d.simulator.dit_prefix import condition, dit_prefix
 from vega3d.simulator.geometry import TOKEN_PX, ContentBox, Side, as_float_frames, fit_frames
-from vega3d.simulator.noise import flow_noise_level
+from vega3d.simulator.noise import Shift, flow_noise_level
 from vega3d.simulator.prompt import TEXT_LEN, context_sha256, load_prompt_embedding
 from vega3d.simulator.vace import CONTROLS, Control, check_vace_options, control_latents, is_vace
 
@@ -184,7 +184,7 @@ class SimulatorOptions(Options):
 
     # requested noise level on Wan's [0, 1000] scale, snapped to its grid (flow_noise_level)
     timestep: float = Field(300.0, ge=0, le=1000, description="a finite number in [0, 1000] (300: the paper's 0.3)")
-    shift: float = Field(5.0, gt=0, description="a finite number > 0 (Wan2.1 T2V uses 5.0)")  # the flow shift
+    shift: Shift = 5.0  # the flow shift
     # the 0-based DiT block read; its range, 0..num_layers-1, is the model's (_check_options)
     block: Int = Field(20, description="an integer (0-based index of a DiT block)")
     height: Side = 480  # the model input's rows

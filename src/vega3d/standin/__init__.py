@@ -68,9 +68,10 @@ def is_trained_stand_in(folder) -> bool:
 def stand_in_label(folder) -> str:
     """What a stand-in model folder holds, for labels: "random weights", "trained small model" or
     "trained small model, random VAE" (a world model trained on a VAE with random weights)."""
-    if not is_trained_stand_in(folder):
+    marker = Path(folder) / MARKER
+    text = marker.read_text() if marker.is_file() else ""
+    if TRAINED_WHAT not in text:
         return "random weights"
-    text = (Path(folder) / MARKER).read_text()
     return "trained small model, random VAE" if RANDOM_VAE_NOTE in text else "trained small model"
 
 

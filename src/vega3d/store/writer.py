@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from vega3d.config import is_int
 from vega3d.errors import Vega3DError
 from vega3d.files import atomic_write_bytes, read_json
 from vega3d.grids import resample_grid
@@ -42,11 +42,7 @@ def make_store_config(extraction: Any, precision: str = "bf16", pool: Sequence[i
     """
     if precision not in layout.PRECISIONS:
         raise Vega3DError(f"feature store: precision must be one of {sorted(layout.PRECISIONS)}, got {precision!r}")
-    if pool is not None and not (
-        isinstance(pool, Sequence)
-        and len(pool) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in pool)
-    ):
+    if pool is not None and not (isinstance(pool, Sequence) and len(pool) == 2 and all(is_int(v, 1) for v in pool)):
         raise Vega3DError(f"feature store: pool must be two positive integers (h, w) or None, got {pool!r}")
     pool = None if pool is None else [int(pool[0]), int(pool[1])]
     return {
