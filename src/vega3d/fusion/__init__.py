@@ -37,11 +37,14 @@ FUSIONS: dict[str, type[Fusion]] = {
 
 def build_fusion(name: str, hidden_size: int, **kw) -> nn.Module:
     """The fusion called ``name`` at width ``hidden_size``; ``kw`` go to its constructor."""
+    if name not in FUSIONS:
+        raise Vega3DError(f"build_fusion: unknown fusion {name!r}; valid: {', '.join(FUSIONS)}")
     try:
         return FUSIONS[name](hidden_size, **kw)
-    except (KeyError, TypeError) as exc:  # no such fusion, or options it does not take
-        why = f"bad options {sorted(kw)} for fusion {name!r}: {exc}" if name in FUSIONS else f"unknown fusion {name!r}"
-        raise Vega3DError(f"build_fusion: {why}; valid: {', '.join(FUSIONS)}") from exc
+    except TypeError as exc:  # options its constructor does not take
+        raise Vega3DError(
+            f"build_fusion: bad options {sorted(kw)} for fusion {name!r}: {exc}; valid: {', '.join(FUSIONS)}"
+        ) from exc
 
 
 __all__ = [

@@ -376,9 +376,8 @@ class LeRobotDataset:
         self.root = Path(root)
         info_path = self.root / "meta" / "info.json"
         self.info = read_json(info_path, "LeRobot dataset info")
-        parse(_Info, self.info, info_path)
-        self.version = self.info["codebase_version"]
-        self.fps = float(self.info["fps"])
+        info = parse(_Info, self.info, info_path)
+        self.version, self.fps, self.chunks_size = info.codebase_version, float(info.fps), info.chunks_size
         self.features = self.info["features"]
         for key in (state_key, action_key):
             if key not in self.features:
@@ -424,7 +423,7 @@ class LeRobotDataset:
         if self.version == "v3.0":
             return self.root / self.info["data_path"].format(chunk_index=int(episode["data/chunk_index"]),
                                                              file_index=int(episode["data/file_index"]))  # fmt: skip
-        chunk = e // int(self.info.get("chunks_size", CHUNKS_SIZE))
+        chunk = e // self.chunks_size
         return self.root / self.info["data_path"].format(episode_chunk=chunk, episode_index=e)
 
     def _rows(self, episode: dict):
@@ -486,7 +485,7 @@ class LeRobotDataset:
                 file_index=int(episode[f"videos/{key}/file_index"]))  # fmt: skip
             start, end = float(episode[f"videos/{key}/from_timestamp"]), float(episode[f"videos/{key}/to_timestamp"])
         else:
-            chunk = e // int(self.info.get("chunks_size", CHUNKS_SIZE))
+            chunk = e // self.chunks_size
             path = self.root / self.info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=e)
             start, end = None, None
         return decode_video(path, start, end, self.fps)

@@ -195,7 +195,7 @@ class ConversationDataset(torch.utils.data.Dataset):
             path, self.config.num_frames, self.config.frame_fps, tp, self.config.video_frames
         )
         if self.config.frames_as == "images":
-            return self._frames_as_images(record, frames)
+            return self._frames_as_images(frames)
         out = {"second_per_grid_ts": spg}  # Qwen's temporal RoPE spacing
         if self.store is not None:
             key = str(record["id"]) if self.config.store_key == "id" else (path.name if path.is_dir() else path.stem)
@@ -207,7 +207,7 @@ class ConversationDataset(torch.utils.data.Dataset):
             out["video_frames"] = torch.from_numpy(frames)
         return out
 
-    def _frames_as_images(self, record, frames: np.ndarray) -> dict:
+    def _frames_as_images(self, frames: np.ndarray) -> dict:
         """The sampled frames as the release's images: their pixels and one prepared frame per image."""
         from vega3d.mllm.release.frames import release_image_inputs
 
@@ -264,10 +264,11 @@ def record_media(record: dict, frames_as: str = "video") -> tuple[str | None, li
     both; with ``frames_as="images"`` a video's frames are the images, so a video and images are refused."""
     media = RecordMedia(**{key: record[key] for key in RecordMedia.model_fields if key in record})
     images = [media.image] if isinstance(media.image, str) else (media.image or media.images or [])
-    two_keys, key = media.image is not None and media.images is not None, "image" if media.images is None else "images"
-    if two_keys or (media.video and images and frames_as == "images"):
-        why = "expected one of them" if two_keys else "with data.frames_as: images a record has one or the other"
-        raise Vega3DError(f"has both '{'image' if two_keys else 'video'}' and '{key}'; {why}")
+    if media.image is not None and media.images is not None:
+        raise Vega3DError("has both 'image' and 'images'; expected one of them")
+    if media.video and images and frames_as == "images":
+        key = "image" if media.images is None else "images"
+        raise Vega3DError(f"has both 'video' and '{key}'; with data.frames_as: images a record has one or the other")
     return media.video, list(images)
 
 

@@ -25,8 +25,6 @@ Public functions (names and semantics fixed by issue 9):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
@@ -455,8 +453,3 @@ def best_proposal(proposals, gt_box):
         if iou >= PROPOSAL_IOU and iou > best_iou:
             best, best_iou = p, iou
     return best
-
-
-def boxes_to_tensor(boxes: Sequence, what: str = "boxes") -> torch.Tensor:
-    """(K, 6) float32 tensor of [cx, cy, cz, dx, dy, dz] boxes (as the release's ``torch.tensor``)."""
-    return _array(np.asarray(boxes, dtype=np.float64).reshape(-1, 6), what, ("K", 6), dtype=torch.float32)

@@ -50,17 +50,20 @@ def check_settings(out_dir: Path, settings: dict, *, write: bool) -> None:
     """On a fresh folder write ``run.json`` (if ``write``); where answers exist require the
     settings they were made with."""
     path = out_dir / RUN_FILE
-    recorded = read_json(path, "run settings") if path.is_file() else None
-    old = recorded or {}
-    diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-    if answer_files(out_dir) and (recorded is None or diff):  # answers this run cannot add to
-        details = "; ".join(f"{k}: recorded {old.get(k)!r}, now {settings.get(k)!r}" for k in diff[:4])
+    have_answers = bool(answer_files(out_dir))
+    if path.is_file():
+        recorded = read_json(path, "run settings")
+        diff = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
+        if diff and have_answers:
+            details = "; ".join(f"{k}: recorded {recorded.get(k)!r}, now {settings.get(k)!r}" for k in diff[:4])
+            raise Vega3DError(
+                f"{out_dir}: holds predictions of a run with other settings ({details}); "
+                f"use another output folder or delete it"
+            )
+    elif have_answers:
         raise Vega3DError(
             f"{answer_files(out_dir)[0]} exists but {path} does not: not written by this runner; "
             f"use another output folder"
-            if recorded is None
-            else f"{out_dir}: holds predictions of a run with other settings ({details}); "
-            f"use another output folder or delete it"
         )
     if write:
         write_json(path, settings, sort_keys=True)
@@ -82,14 +85,12 @@ def read_answers(out_dir: Path, benchmark: str, wanted: set[str], own: Path | No
         for line, where in parse_lines(_complete_lines(path, own=path == own), path):
             record = check_prediction(line, benchmark, where)
             item_id = record.pop("id")
-            clash = item_id in done and done[item_id] != record
-            if item_id not in wanted or clash:
+            if item_id not in wanted:
                 raise Vega3DError(
-                    f"{where}: id {item_id!r} has another answer in {where_seen[item_id]}"
-                    if clash
-                    else f"{where}: prediction id {item_id!r} is not among this run's questions; "
-                    f"use another output folder"
+                    f"{where}: prediction id {item_id!r} is not among this run's questions; use another output folder"
                 )
+            if item_id in done and done[item_id] != record:
+                raise Vega3DError(f"{where}: id {item_id!r} has another answer in {where_seen[item_id]}")
             done[item_id] = record
             where_seen.setdefault(item_id, where)
     return done

@@ -35,7 +35,8 @@ BOX_BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap")
 
 
 #: A count argument of a run: None (the default) or an integer >= 1.
-Count = Annotated[Int, Field(ge=1)] | None
+Positive = Annotated[Int, Field(ge=1)]
+Count = Positive | None
 POSITIVE = "None or a positive integer"
 
 

@@ -26,18 +26,18 @@ import importlib
 import sys
 from itertools import groupby
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from vega3d.config import Config, Int
+from vega3d.config import Config
 from vega3d.errors import Vega3DError
 from vega3d.eval.runners.outputs import AnswerLog, merge, report, resume
 from vega3d.eval.runners.processes import meeting, process, share
+from vega3d.eval.runners.questions import POSITIVE, Count, Positive
 from vega3d.progress import progress as progress_bar
 
 BENCHMARKS = ("scanrefer", "multi3drefer", "scan2cap", "scanqa", "sqa3d")
-_POSITIVE = Annotated[Int, Field(ge=1)]
 
 
 class RunArguments(Config):
@@ -47,10 +47,10 @@ class RunArguments(Config):
 
     # the Table-1 benchmark to answer
     benchmark: Literal[BENCHMARKS] = Field(description=f"one of the Video-3D LLM family's benchmarks {BENCHMARKS}")
-    limit: _POSITIVE | None = Field(None, description="None or a positive integer")  # only the first N records
-    num_frames: _POSITIVE | None = Field(None, description="None or a positive integer")  # frames per scan
-    batch_size: _POSITIVE = Field(1, description="a positive integer")  # questions per answer() call
-    max_new_tokens: _POSITIVE = Field(128, description="a positive integer")  # longest answer in tokens
+    limit: Count = Field(None, description=POSITIVE)  # only the first N records
+    num_frames: Count = Field(None, description=POSITIVE)  # frames per scan
+    batch_size: Positive = Field(1, description="a positive integer")  # questions per answer() call
+    max_new_tokens: Positive = Field(128, description="a positive integer")  # longest answer in tokens
 
 
 def plan(benchmark: str, annotations, data_root, *, limit=None, num_frames: int = 32, sampling: str = "uniform"):
